@@ -1,0 +1,79 @@
+"""The interface both engines implement (``Engine`` and ``ReferenceEngine``).
+
+See docs/engine.md for the semantics. Every method takes and returns integer units
+and indexes (market and asset indexes follow config order).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from core.config import EngineConfig
+from core.views import AssetSummary, MarketSummary, OrderView
+
+
+class EngineAPI(Protocol):
+    """What a matching engine offers; the test suite runs against this."""
+
+    config: EngineConfig
+
+    def execute(self, commands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Apply a batch of ``COMMAND_DTYPE`` records in order.
+
+        Returns ``(results, events)``: one ``RESULT_DTYPE`` per command and the
+        ``EVENT_DTYPE`` records of the whole batch (each result's ``event_start`` and
+        ``event_count`` index into them). Both are new arrays owned by the caller.
+        """
+        ...
+
+    def balance_update(
+        self, user: int, asset: int, business: bytes, business_id: int, change: int, ts_ns: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """ViaBTC's balance.update in units of the asset; returns ``(results[1], events)``."""
+        ...
+
+    def counters(self) -> tuple[int, int, int]:
+        """``(seq, last order id, last deal id)``."""
+        ...
+
+    def balance(self, user: int, asset: int) -> tuple[int, int]:
+        """``(available, frozen)`` in units."""
+        ...
+
+    def order(self, market: int, order_id: int) -> OrderView | None:
+        """The resting order, or None."""
+        ...
+
+    def pending(
+        self, user: int, market: int, offset: int, limit: int
+    ) -> tuple[int, list[OrderView]]:
+        """``(total, orders)``: the user's resting orders, newest first."""
+        ...
+
+    def book(self, market: int, side: int, offset: int, limit: int) -> tuple[int, list[OrderView]]:
+        """``(total, orders)`` of one side in priority order."""
+        ...
+
+    def depth(
+        self, market: int, limit: int, interval: int
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """``(asks, bids)`` as (price ticks, lots), merged to ``interval`` ticks if > 0."""
+        ...
+
+    def market_summary(self, market: int) -> MarketSummary:
+        """Counts and summed ``left`` of both sides."""
+        ...
+
+    def asset_summary(self, asset: int) -> AssetSummary:
+        """Totals and counts of non-zero entries over all accounts."""
+        ...
+
+    def state_hash(self) -> str:
+        """BLAKE2b-128 of the canonical state (core/statehash.py)."""
+        ...
+
+    def check_invariants(self) -> list[str]:
+        """Violations of the engine's invariants; empty when sound."""
+        ...

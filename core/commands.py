@@ -1,0 +1,116 @@
+"""Builders for ``COMMAND_DTYPE`` records, in integer units.
+
+Each builder returns a one-element array; ``batch`` concatenates them. Values are
+stored as given: the engines validate them (a builder never raises on a bad value,
+so tests can feed hostile input through the same path).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.schema import (
+    COMMAND_DTYPE,
+    CommandKind,
+    Side,
+    StpMode,
+    TimeInForce,
+)
+
+
+def _command(kind: CommandKind, ts_ns: int, user: int, market: int) -> np.ndarray:
+    cmd = np.zeros(1, dtype=COMMAND_DTYPE)
+    cmd["kind"] = kind
+    cmd["ts_ns"] = ts_ns
+    cmd["user"] = user
+    cmd["market"] = market
+    return cmd
+
+
+def _set_source(cmd: np.ndarray, source: bytes) -> None:
+    n = min(len(source), 32)
+    cmd["source"][0, :n] = np.frombuffer(source[:n], dtype=np.uint8)
+    cmd["source_len"] = min(len(source), 127)
+
+
+def put_limit(
+    user: int,
+    market: int,
+    side: Side | int,
+    amount: int,
+    price: int,
+    taker_rate: int = 0,
+    maker_rate: int = 0,
+    *,
+    ts_ns: int = 0,
+    tif: TimeInForce | int = TimeInForce.GTC,
+    stp: StpMode | int = StpMode.NONE,
+    flags: int = 0,
+    source: bytes = b"",
+) -> np.ndarray:
+    """A limit order: ``amount`` lots at ``price`` ticks."""
+    cmd = _command(CommandKind.PUT_LIMIT, ts_ns, user, market)
+    cmd["side"] = side
+    cmd["amount"] = amount
+    cmd["price"] = price
+    cmd["taker_rate"] = taker_rate
+    cmd["maker_rate"] = maker_rate
+    cmd["tif"] = tif
+    cmd["stp"] = stp
+    cmd["flags"] = flags
+    _set_source(cmd, source)
+    return cmd
+
+
+def put_market(
+    user: int,
+    market: int,
+    side: Side | int,
+    amount: int,
+    taker_rate: int = 0,
+    *,
+    ts_ns: int = 0,
+    stp: StpMode | int = StpMode.NONE,
+    source: bytes = b"",
+) -> np.ndarray:
+    """A market order: an ask sells ``amount`` lots, a bid spends ``amount`` money units."""
+    cmd = _command(CommandKind.PUT_MARKET, ts_ns, user, market)
+    cmd["side"] = side
+    cmd["amount"] = amount
+    cmd["taker_rate"] = taker_rate
+    cmd["tif"] = TimeInForce.IOC
+    cmd["stp"] = stp
+    _set_source(cmd, source)
+    return cmd
+
+
+def cancel(user: int, market: int, order_id: int, *, ts_ns: int = 0) -> np.ndarray:
+    """Cancel one resting order."""
+    cmd = _command(CommandKind.CANCEL, ts_ns, user, market)
+    cmd["order_id"] = order_id
+    return cmd
+
+
+def replace(
+    user: int, market: int, order_id: int, price: int, left: int, *, ts_ns: int = 0
+) -> np.ndarray:
+    """Atomically move a resting order to ``price`` ticks with ``left`` lots open."""
+    cmd = _command(CommandKind.REPLACE, ts_ns, user, market)
+    cmd["order_id"] = order_id
+    cmd["price"] = price
+    cmd["amount"] = left
+    return cmd
+
+
+def cancel_all(user: int, market: int, side: int = 0, *, ts_ns: int = 0) -> np.ndarray:
+    """Cancel all the user's resting orders in the market (side 0 = both)."""
+    cmd = _command(CommandKind.CANCEL_ALL, ts_ns, user, market)
+    cmd["side"] = side
+    return cmd
+
+
+def batch(*commands: np.ndarray) -> np.ndarray:
+    """Concatenate one-element command arrays into one batch."""
+    if not commands:
+        return np.zeros(0, dtype=COMMAND_DTYPE)
+    return np.concatenate(commands)

@@ -1,0 +1,300 @@
+"""Typed engine configuration: assets, markets and engine limits.
+
+``parse_config(text)`` turns TOML text into a frozen ``EngineConfig``; reading the
+file is the caller's job (core does no I/O). Every market is checked at load: a
+limit that int64 fixed point cannot hold exactly is refused with a ``ConfigError``
+naming the market, the limit and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from core.errors import ConfigError, ParseError
+from core.fixed import format_units, is_exact, parse_decimal, to_units
+from core.schema import (
+    ASSET_NAME_LENGTH,
+    MAX_FEE_PREC,
+    MAX_PREC,
+    MAX_SUPPLY_UNITS,
+    MAX_USER_ID,
+)
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+#: Hard upper bounds for capacities, so that a typo cannot ask for terabytes.
+MAX_ORDERS_PER_MARKET = 1 << 26
+MAX_LEVELS_PER_SIDE = 1 << 22
+MAX_USERS = 1 << 26
+MAX_UPDATE_KEYS = 1 << 28
+
+
+class AssetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An asset. ``prec`` is the internal scale (ViaBTC's prec_save); ``prec_show`` the
+    scale of balance.update changes and of shown balances (defaults to ``prec``)."""
+
+    name: str
+    prec: int
+    prec_show: int | None = None
+
+
+class MarketConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A market as written in the config file (decimals as strings)."""
+
+    name: str
+    stock: str
+    money: str
+    stock_prec: int
+    money_prec: int
+    fee_prec: int = 4
+    min_amount: str = "0.01"
+    max_amount: str | None = None
+    max_price: str | None = None
+    max_orders: int = 1_000_000
+    max_levels: int = 65_536
+
+
+class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Engine-wide settings."""
+
+    fee_user: int = 0
+    max_users: int = 1_000_000
+    max_update_keys: int = 4_000_000
+
+
+class _File(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    engine: LimitsConfig = LimitsConfig()
+    assets: list[AssetConfig] = []
+    markets: list[MarketConfig] = []
+
+
+class Asset(msgspec.Struct, frozen=True):
+    """A validated asset."""
+
+    index: int
+    name: str
+    prec: int
+    prec_show: int
+
+
+class Market(msgspec.Struct, frozen=True):
+    """A validated market with the integer constants the kernels use.
+
+    * ``stock_scale`` = 10**(stock.prec - stock_prec): stock units per lot;
+    * ``deal_scale`` = 10**(money.prec - money_prec - stock_prec): money units per
+      tick x lot, so ``deal = price_ticks * lots * deal_scale`` exactly;
+    * ``fee_den`` = 10**fee_prec: fee rates are integers over it;
+    * ``min_amount``, ``max_amount`` in lots, ``max_price`` in ticks.
+    """
+
+    index: int
+    name: str
+    stock: Asset
+    money: Asset
+    stock_prec: int
+    money_prec: int
+    fee_prec: int
+    stock_scale: int
+    deal_scale: int
+    fee_den: int
+    min_amount: int
+    max_amount: int
+    max_price: int
+    max_orders: int
+    max_levels: int
+
+
+class EngineConfig(msgspec.Struct, frozen=True):
+    """The whole validated configuration of an engine."""
+
+    assets: tuple[Asset, ...]
+    markets: tuple[Market, ...]
+    fee_user: int
+    max_users: int
+    max_update_keys: int
+
+    def asset(self, name: str) -> Asset | None:
+        """The asset called ``name``, or None."""
+        return _by_name(self.assets, name)
+
+    def market(self, name: str) -> Market | None:
+        """The market called ``name``, or None."""
+        return _by_name(self.markets, name)
+
+
+def _by_name(items: tuple[Any, ...], name: str) -> Any:
+    for item in items:
+        if item.name == name:
+            return item
+    return None
+
+
+def parse_config(text: str) -> EngineConfig:
+    """Parse and validate TOML ``text``; ``ConfigError`` says what is wrong."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config is not valid TOML: {exc}") from exc
+    # Only the engine's own tables; the daemon's settings live beside them.
+    raw = {key: raw[key] for key in ("engine", "assets", "markets") if key in raw}
+    try:
+        file = msgspec.convert(raw, _File)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"config: {exc}") from exc
+    return build_config(file.engine, file.assets, file.markets)
+
+
+def build_config(
+    limits: LimitsConfig, assets: list[AssetConfig], markets: list[MarketConfig]
+) -> EngineConfig:
+    """Validate raw settings into an ``EngineConfig``."""
+    if not 0 <= limits.fee_user <= MAX_USER_ID:
+        raise ConfigError(f"engine.fee_user {limits.fee_user} is not a user id 0..{MAX_USER_ID}")
+    _check_range("engine.max_users", limits.max_users, 1, MAX_USERS)
+    _check_range("engine.max_update_keys", limits.max_update_keys, 1, MAX_UPDATE_KEYS)
+    if not assets:
+        raise ConfigError("config has no [[assets]]")
+    built_assets: list[Asset] = []
+    for index, raw in enumerate(assets):
+        built_assets.append(_build_asset(index, raw, built_assets))
+    built_markets: list[Market] = []
+    for index, raw_market in enumerate(markets):
+        built_markets.append(_build_market(index, raw_market, built_assets, built_markets))
+    if len(built_markets) > 32767:
+        raise ConfigError("too many markets (at most 32767)")
+    return EngineConfig(
+        assets=tuple(built_assets),
+        markets=tuple(built_markets),
+        fee_user=limits.fee_user,
+        max_users=limits.max_users,
+        max_update_keys=limits.max_update_keys,
+    )
+
+
+def _check_range(what: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{what} = {value} is outside {low}..{high}")
+
+
+def _check_name(kind: str, name: str, taken: list[Any]) -> None:
+    if len(name.encode()) > ASSET_NAME_LENGTH and kind == "asset":
+        raise ConfigError(f"asset name {name!r} is longer than {ASSET_NAME_LENGTH} bytes")
+    if not _NAME_RE.fullmatch(name) or len(name) > 32:
+        raise ConfigError(f"{kind} name {name!r} must be 1..32 of A-Z a-z 0-9 _ . -")
+    if any(item.name == name for item in taken):
+        raise ConfigError(f"{kind} {name!r} is defined twice")
+
+
+def _build_asset(index: int, raw: AssetConfig, taken: list[Asset]) -> Asset:
+    _check_name("asset", raw.name, taken)
+    _check_range(f"asset {raw.name}: prec", raw.prec, 0, MAX_PREC)
+    prec_show = raw.prec if raw.prec_show is None else raw.prec_show
+    _check_range(f"asset {raw.name}: prec_show", prec_show, 0, raw.prec)
+    return Asset(index=index, name=raw.name, prec=raw.prec, prec_show=prec_show)
+
+
+def _decimal_limit(market: str, what: str, text: str, places: int) -> int:
+    """Parse a positive decimal limit that must be exact at ``places``; returns units."""
+    try:
+        value = parse_decimal(text)
+    except ParseError as exc:
+        raise ConfigError(f"market {market}: {what} {text!r}: {exc}") from exc
+    if value <= 0:
+        raise ConfigError(f"market {market}: {what} {text!r} must be positive")
+    if not is_exact(value, places):
+        raise ConfigError(
+            f"market {market}: {what} {text!r} has more decimal places than the "
+            f"{places} this market keeps, so it cannot be represented exactly"
+        )
+    return to_units(value, places)
+
+
+def _build_market(index: int, raw: MarketConfig, assets: list[Asset], taken: list[Market]) -> Market:
+    name = raw.name
+    _check_name("market", name, taken)
+    stock = _by_name(tuple(assets), raw.stock)
+    money = _by_name(tuple(assets), raw.money)
+    if stock is None or money is None:
+        missing = raw.stock if stock is None else raw.money
+        raise ConfigError(f"market {name}: asset {missing!r} is not defined in [[assets]]")
+    if stock.name == money.name:
+        raise ConfigError(f"market {name}: stock and money are the same asset")
+    _check_range(f"market {name}: stock_prec", raw.stock_prec, 0, stock.prec)
+    _check_range(f"market {name}: money_prec", raw.money_prec, 0, money.prec)
+    _check_range(f"market {name}: fee_prec", raw.fee_prec, 0, MAX_FEE_PREC)
+    # ViaBTC's load-time rules: a deal (price x amount) and both fees fit the assets'
+    # internal scales.
+    if raw.stock_prec + raw.money_prec > money.prec:
+        raise ConfigError(
+            f"market {name}: stock_prec + money_prec = {raw.stock_prec + raw.money_prec} "
+            f"but {money.name} keeps {money.prec} places, so price x amount would not be exact"
+        )
+    if raw.stock_prec + raw.fee_prec > stock.prec:
+        raise ConfigError(
+            f"market {name}: stock_prec + fee_prec = {raw.stock_prec + raw.fee_prec} "
+            f"but {stock.name} keeps {stock.prec} places (ViaBTC refuses this market too)"
+        )
+    if raw.money_prec + raw.fee_prec > money.prec:
+        raise ConfigError(
+            f"market {name}: money_prec + fee_prec = {raw.money_prec + raw.fee_prec} "
+            f"but {money.name} keeps {money.prec} places (ViaBTC refuses this market too)"
+        )
+    _check_range(f"market {name}: max_orders", raw.max_orders, 1, MAX_ORDERS_PER_MARKET)
+    _check_range(f"market {name}: max_levels", raw.max_levels, 1, MAX_LEVELS_PER_SIDE)
+    stock_scale = 10 ** (stock.prec - raw.stock_prec)
+    deal_scale = 10 ** (money.prec - raw.money_prec - raw.stock_prec)
+    min_amount = _decimal_limit(name, "min_amount", raw.min_amount, raw.stock_prec)
+    # An amount must be holdable: amount x stock_scale units of stock within the supply
+    # limit. A price must be payable for one lot: price x deal_scale within it too.
+    amount_cap = MAX_SUPPLY_UNITS // stock_scale
+    price_cap = MAX_SUPPLY_UNITS // deal_scale
+    max_amount = amount_cap
+    if raw.max_amount is not None:
+        max_amount = _decimal_limit(name, "max_amount", raw.max_amount, raw.stock_prec)
+        if max_amount > amount_cap:
+            raise ConfigError(
+                f"market {name}: max_amount {raw.max_amount} is {max_amount * stock_scale} units "
+                f"of {stock.name} (prec {stock.prec}), beyond the int64 supply limit of "
+                f"{MAX_SUPPLY_UNITS} units; at most {format_units(amount_cap, raw.stock_prec)}"
+            )
+    max_price = price_cap
+    if raw.max_price is not None:
+        max_price = _decimal_limit(name, "max_price", raw.max_price, raw.money_prec)
+        if max_price > price_cap:
+            raise ConfigError(
+                f"market {name}: max_price {raw.max_price} for one lot costs "
+                f"{max_price * deal_scale} units of {money.name} (prec {money.prec}), beyond "
+                f"the int64 supply limit of {MAX_SUPPLY_UNITS} units; at most "
+                f"{format_units(price_cap, raw.money_prec)}"
+            )
+    if min_amount > max_amount:
+        raise ConfigError(
+            f"market {name}: min_amount {raw.min_amount} is above max_amount "
+            f"{format_units(max_amount, raw.stock_prec)}"
+        )
+    return Market(
+        index=index,
+        name=name,
+        stock=stock,
+        money=money,
+        stock_prec=raw.stock_prec,
+        money_prec=raw.money_prec,
+        fee_prec=raw.fee_prec,
+        stock_scale=stock_scale,
+        deal_scale=deal_scale,
+        fee_den=10**raw.fee_prec,
+        min_amount=min_amount,
+        max_amount=max_amount,
+        max_price=max_price,
+        max_orders=raw.max_orders,
+        max_levels=raw.max_levels,
+    )
+
+
+def decimal_of(units: int, places: int) -> Decimal:
+    """``units`` * 10**-places as an exact Decimal."""
+    return Decimal(units).scaleb(-places)

@@ -1,0 +1,415 @@
+"""Every record layout, enum and result code of the engine, in one place.
+
+Units used throughout (see docs/engine.md):
+
+* ``units`` -- an amount of an asset, in 10**-asset.prec (balances, fees, deal money).
+* ``ticks`` -- a price, in 10**-market.money_prec of the money asset per whole stock.
+* ``lots``  -- an order quantity of stock, in 10**-market.stock_prec.
+
+All integers are int64 (ids, money) or narrower signed types (enums); no uint64 and no
+floats. Every dtype is little-endian and packed; a golden test pins sizes and offsets.
+Changing a layout means bumping ``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+INT64_MAX = 2**63 - 1
+#: The largest total of one asset over all accounts (available + frozen). Deposits
+#: that would exceed it are refused, so no balance and no sum of balances can overflow.
+MAX_SUPPLY_UNITS = 2**62
+#: Largest user id (ViaBTC reads user ids as uint32; larger values are refused, not wrapped).
+MAX_USER_ID = 2**32 - 1
+#: Source tags (ViaBTC's ``source``) are at most this many bytes of UTF-8, without NUL.
+SOURCE_LENGTH = 30
+#: Only this many bytes of a balance.update business name count (ViaBTC compatible).
+BUSINESS_KEY_LENGTH = 32
+ASSET_NAME_LENGTH = 15
+#: Fee rates are integers over 10**fee_prec; fee_prec <= 9 keeps rate*rate < 2**63,
+#: which the exact multiply-divide in kernels relies on.
+MAX_FEE_PREC = 9
+MAX_PREC = 18
+
+
+class Side(IntEnum):
+    ASK = 1  #: sell stock
+    BID = 2  #: buy stock
+
+
+class OrderType(IntEnum):
+    LIMIT = 1
+    MARKET = 2
+
+
+class TimeInForce(IntEnum):
+    GTC = 0  #: rests until filled or cancelled (ViaBTC's only kind)
+    IOC = 1  #: takes what it can, the rest is cancelled
+    FOK = 2  #: fills completely at once, or is rejected with nothing changed
+
+
+class StpMode(IntEnum):
+    """Self-trade prevention, chosen by the taker order."""
+
+    NONE = 0  #: ViaBTC behaviour: a user's orders may trade with each other
+    CANCEL_TAKER = 1  #: meeting an own resting order cancels the taker's remainder
+    CANCEL_MAKER = 2  #: an own resting order met is cancelled; matching goes on
+    CANCEL_BOTH = 3  #: both are cancelled
+
+
+class OrderFlag(IntEnum):
+    POST_ONLY = 1  #: rejected if it would take on entry or on replace
+
+
+class CommandKind(IntEnum):
+    PUT_LIMIT = 1
+    PUT_MARKET = 2
+    CANCEL = 3
+    REPLACE = 4
+    CANCEL_ALL = 5
+    BALANCE_UPDATE = 6  #: handled outside the batch kernel (carries strings)
+
+
+class EventKind(IntEnum):
+    ORDER_PUT = 1  #: a new order rests (ViaBTC's orders event 1)
+    ORDER_UPDATE = 2  #: a resting order changed (partly filled, or replaced)
+    ORDER_FINISH = 3  #: an order left the book or never rested
+    DEAL = 4  #: one fill between a taker and a maker
+    BALANCE = 5  #: a balance changed
+
+
+class FinishReason(IntEnum):
+    NONE = 0
+    FILLED = 1  #: nothing left
+    CANCELED = 2  #: cancelled by its owner (cancel or cancel-all)
+    EXPIRED = 3  #: IOC remainder, or a market order that ran out of book
+    SELF_TRADE = 4  #: cancelled by self-trade prevention
+
+
+class Business(IntEnum):
+    """Reason of a BALANCE event (``reason`` field)."""
+
+    UPDATE = 1  #: balance.update (deposit or withdrawal); asset history row
+    TRADE = 2  #: a trade leg (asset given or received); history row "trade"
+    FEE = 3  #: a trade fee paid; history row "trade"
+    FEE_INCOME = 4  #: a trade fee credited to the fee account
+    FREEZE = 5  #: available -> frozen when an order rests; no ViaBTC history row
+    UNFREEZE = 6  #: frozen -> available when an order leaves the book; no row
+
+
+class Result(IntEnum):
+    """Outcome of a command or query, grouped by layer.
+
+    1xxx gateway validation, 2xxx balance and risk, 3xxx matching, 9xxx system.
+    ViaBTC's per-method numbers are in ``VIABTC_CODES``.
+    """
+
+    OK = 0
+    INVALID_ARGUMENT = 1001
+    UNKNOWN_MARKET = 1002
+    UNKNOWN_ASSET = 1003
+    FEE_ACCOUNT_CANNOT_TRADE = 1004
+    BALANCE_NOT_ENOUGH = 2001
+    REPEAT_UPDATE = 2002
+    SUPPLY_LIMIT = 2003
+    AMOUNT_TOO_SMALL = 3001
+    NO_ENOUGH_TRADER = 3002
+    ORDER_NOT_FOUND = 3003
+    USER_NOT_MATCH = 3004
+    POST_ONLY_WOULD_TAKE = 3005
+    FOK_NOT_FILLED = 3006
+    BOOK_FULL = 3007
+    ORDER_NOT_REPLACEABLE = 3008
+    INTERNAL_ERROR = 9001
+    SERVICE_UNAVAILABLE = 9002
+    USER_TABLE_FULL = 9003
+    KEY_TABLE_FULL = 9004
+
+
+MESSAGES: dict[Result, str] = {
+    Result.OK: "ok",
+    Result.INVALID_ARGUMENT: "invalid argument",
+    Result.UNKNOWN_MARKET: "invalid argument: unknown market",
+    Result.UNKNOWN_ASSET: "invalid argument: unknown asset",
+    Result.FEE_ACCOUNT_CANNOT_TRADE: "invalid argument: the fee account cannot trade",
+    Result.BALANCE_NOT_ENOUGH: "balance not enough",
+    Result.REPEAT_UPDATE: "repeat update",
+    Result.SUPPLY_LIMIT: "invalid argument: total supply of the asset would exceed its limit",
+    Result.AMOUNT_TOO_SMALL: "amount too small",
+    Result.NO_ENOUGH_TRADER: "no enough trader",
+    Result.ORDER_NOT_FOUND: "order not found",
+    Result.USER_NOT_MATCH: "user not match",
+    Result.POST_ONLY_WOULD_TAKE: "post-only order would take liquidity",
+    Result.FOK_NOT_FILLED: "fill-or-kill order cannot be filled completely",
+    Result.BOOK_FULL: "book full",
+    Result.ORDER_NOT_REPLACEABLE: "order cannot be replaced",
+    Result.INTERNAL_ERROR: "internal error",
+    Result.SERVICE_UNAVAILABLE: "service unavailable",
+    Result.USER_TABLE_FULL: "service unavailable: user table full",
+    Result.KEY_TABLE_FULL: "service unavailable: idempotency key table full",
+}
+
+#: ViaBTC's generic codes.
+VIABTC_INVALID_ARGUMENT = 1
+VIABTC_INTERNAL_ERROR = 2
+VIABTC_SERVICE_UNAVAILABLE = 3
+
+#: (ViaBTC method, Result) -> ViaBTC error code, where ViaBTC has the case.
+VIABTC_CODES: dict[tuple[str, Result], int] = {
+    ("balance.update", Result.REPEAT_UPDATE): 10,
+    ("balance.update", Result.BALANCE_NOT_ENOUGH): 11,
+    ("order.put_limit", Result.BALANCE_NOT_ENOUGH): 10,
+    ("order.put_limit", Result.AMOUNT_TOO_SMALL): 11,
+    ("order.put_market", Result.BALANCE_NOT_ENOUGH): 10,
+    ("order.put_market", Result.AMOUNT_TOO_SMALL): 11,
+    ("order.put_market", Result.NO_ENOUGH_TRADER): 12,
+    ("order.cancel", Result.ORDER_NOT_FOUND): 10,
+    ("order.cancel", Result.USER_NOT_MATCH): 11,
+}
+
+
+def viabtc_code(method: str, result: Result) -> int:
+    """Map an engine result to the code a ViaBTC client expects for ``method``.
+
+    Codes ViaBTC does not have map to the generic class: 1xxx/2xxx/3xxx to 1
+    (invalid argument) unless listed, 9002-9004 to 3, anything else in 9xxx to 2.
+    """
+    if result == Result.OK:
+        return 0
+    code = VIABTC_CODES.get((method, result))
+    if code is not None:
+        return code
+    if result in (Result.SERVICE_UNAVAILABLE, Result.USER_TABLE_FULL, Result.KEY_TABLE_FULL):
+        return VIABTC_SERVICE_UNAVAILABLE
+    if result >= 9000:
+        return VIABTC_INTERNAL_ERROR
+    return VIABTC_INVALID_ARGUMENT
+
+
+# --------------------------------------------------------------------------- records
+
+#: One command for the batch kernel (``Engine.execute``). 88 bytes.
+#:
+#: ====== ============= ====== =================================================
+#: offset field         type   meaning
+#: ====== ============= ====== =================================================
+#: 0      ts_ns         i8     command time, Unix ns (from the caller; core has no clock)
+#: 8      user          i8     user id, 0..MAX_USER_ID
+#: 16     price         i8     ticks; limit price (PUT_LIMIT, REPLACE)
+#: 24     amount        i8     lots; market buy: units of money; REPLACE: new ``left``
+#: 32     order_id      i8     CANCEL, REPLACE: the order
+#: 40     taker_rate    i4     taker fee rate, over 10**fee_prec
+#: 44     maker_rate    i4     maker fee rate, over 10**fee_prec
+#: 48     market        i2     market index (config order)
+#: 50     kind          i1     CommandKind
+#: 51     side          i1     Side; CANCEL_ALL: 0 = both sides
+#: 52     tif           i1     TimeInForce
+#: 53     stp           i1     StpMode
+#: 54     flags         i1     OrderFlag bits
+#: 55     source_len    i1     bytes used in ``source``
+#: 56     source        u1[32] UTF-8, zero padded, at most SOURCE_LENGTH bytes
+#: ====== ============= ====== =================================================
+COMMAND_DTYPE = np.dtype(
+    [
+        ("ts_ns", "<i8"),
+        ("user", "<i8"),
+        ("price", "<i8"),
+        ("amount", "<i8"),
+        ("order_id", "<i8"),
+        ("taker_rate", "<i4"),
+        ("maker_rate", "<i4"),
+        ("market", "<i2"),
+        ("kind", "i1"),
+        ("side", "i1"),
+        ("tif", "i1"),
+        ("stp", "i1"),
+        ("flags", "i1"),
+        ("source_len", "i1"),
+        ("source", "u1", (32,)),
+    ]
+)
+
+#: The outcome of one command. 40 bytes.
+#:
+#: ====== ============ ==== ====================================================
+#: 0      seq          i8   sequence number given to the command; 0 if rejected
+#: 8      order_id     i8   the order created or addressed; 0 if none
+#: 16     value        i8   CANCEL_ALL: orders cancelled
+#: 24     code         i4   Result
+#: 28     event_start  i4   index of the command's first event in the batch's events
+#: 32     event_count  i4   number of events of the command
+#: 36     _pad         i4
+#: ====== ============ ==== ====================================================
+RESULT_DTYPE = np.dtype(
+    [
+        ("seq", "<i8"),
+        ("order_id", "<i8"),
+        ("value", "<i8"),
+        ("code", "<i4"),
+        ("event_start", "<i4"),
+        ("event_count", "<i4"),
+        ("_pad", "<i4"),
+    ]
+)
+
+#: One event. A union: which fields a kind uses is listed below; unused ones are 0.
+#:
+#: ====== ============ ====== ===================================================
+#: 0      seq          i8     sequence of the command that caused it
+#: 8      ts_ns        i8     that command's time
+#: 16     order_id     i8     ORDER_*: the order; DEAL: taker order; BALANCE: order or 0
+#: 24     user         i8     ORDER_*: owner; DEAL: taker user; BALANCE: account user
+#: 32     price        i8     ORDER_*: limit price (0 for market); DEAL: deal price
+#: 40     amount       i8     ORDER_*: amount (lots; market buy: money units); DEAL: lots
+#: 48     left         i8     ORDER_*: lots left (market buy: money); BALANCE: available after
+#: 56     deal_stock   i8     ORDER_*: lots filled; BALANCE: frozen after
+#: 64     deal_money   i8     ORDER_*: money units filled; DEAL: deal money; BALANCE: change
+#:                            of available
+#: 72     deal_fee     i8     ORDER_*: fee paid (units of its fee asset); DEAL: taker fee;
+#:                            BALANCE: change of frozen
+#: 80     ctime_ns     i8     ORDER_*: creation time; BALANCE: business_id (UPDATE)
+#: 88     deal_id      i8     DEAL: deal id; BALANCE: deal id for TRADE/FEE/FEE_INCOME
+#: 96     maker_order  i8     DEAL: maker order id
+#: 104    maker_user   i8     DEAL: maker user
+#: 112    maker_fee    i8     DEAL: maker fee (units of the maker's fee asset)
+#: 120    taker_rate   i4     ORDER_*: taker fee rate
+#: 124    maker_rate   i4     ORDER_*: maker fee rate
+#: 128    market       i2     market index; -1 for balance.update
+#: 130    asset        i2     BALANCE: asset index
+#: 132    kind         i1     EventKind
+#: 133    reason       i1     ORDER_FINISH: FinishReason; BALANCE: Business
+#: 134    side         i1     ORDER_*: side; DEAL: taker side
+#: 135    otype        i1     ORDER_*: OrderType
+#: 136    tif          i1     ORDER_*: TimeInForce
+#: 137    stp          i1     ORDER_*: StpMode
+#: 138    flags        i1     ORDER_*: OrderFlag bits
+#: 139    source_len   i1     ORDER_*: bytes used in source
+#: 140    source       u1[32] ORDER_*: source tag
+#: ====== ============ ====== ===================================================
+#:
+#: 172    mtime_ns     i8     ORDER_*: the order's mtime as reported (a cancelled order
+#:                            is reported as it stood, so its mtime is not the cancel's)
+#:
+#: Size 180 bytes (packed).
+EVENT_DTYPE = np.dtype(
+    [
+        ("seq", "<i8"),
+        ("ts_ns", "<i8"),
+        ("order_id", "<i8"),
+        ("user", "<i8"),
+        ("price", "<i8"),
+        ("amount", "<i8"),
+        ("left", "<i8"),
+        ("deal_stock", "<i8"),
+        ("deal_money", "<i8"),
+        ("deal_fee", "<i8"),
+        ("ctime_ns", "<i8"),
+        ("deal_id", "<i8"),
+        ("maker_order", "<i8"),
+        ("maker_user", "<i8"),
+        ("maker_fee", "<i8"),
+        ("taker_rate", "<i4"),
+        ("maker_rate", "<i4"),
+        ("market", "<i2"),
+        ("asset", "<i2"),
+        ("kind", "i1"),
+        ("reason", "i1"),
+        ("side", "i1"),
+        ("otype", "i1"),
+        ("tif", "i1"),
+        ("stp", "i1"),
+        ("flags", "i1"),
+        ("source_len", "i1"),
+        ("source", "u1", (32,)),
+        ("mtime_ns", "<i8"),
+    ]
+)
+
+#: A resting order in a market's pool.
+#:
+#: ====== ============ ====== ===================================================
+#: 0      id           i8     order id (0 = free slot)
+#: 8      user         i8     owner
+#: 16     price        i8     ticks
+#: 24     amount       i8     lots (total, including what is filled)
+#: 32     left         i8     lots still open
+#: 40     deal_money   i8     money units filled
+#: 48     deal_fee     i8     fee paid, units of the fee asset (ask: money, bid: stock)
+#: 56     ctime_ns     i8
+#: 64     mtime_ns     i8
+#: 72     taker_rate   i4
+#: 76     maker_rate   i4
+#: 80     level        i4     index of its price level in the market's level pool
+#: 84     next         i4     next order in the level's FIFO (-1 none); free list link
+#: 88     prev         i4     previous order in the level's FIFO (-1 none)
+#: 92     unext        i4     next (older) order of the same user in this market
+#: 96     uprev        i4     previous (newer) order of the same user in this market
+#: 100    side         i1
+#: 101    tif          i1
+#: 102    stp          i1
+#: 103    flags        i1
+#: 104    source_len   i1
+#: 105    _pad         u1[7]
+#: ====== ============ ====== ===================================================
+#:
+#: 112 bytes. The source tag lives beside the pool in a ``SOURCE_DTYPE`` array (32
+#: bytes per slot), and the id index costs about 24 bytes per order: about 168 bytes
+#: per resting order in all (docs/engine.md, "Memory").
+#:
+#: The frozen reserve is not stored: it is ``left * stock_scale`` units of stock for an
+#: ask and ``price * left * deal_scale`` units of money for a bid, exactly.
+ORDER_DTYPE = np.dtype(
+    [
+        ("id", "<i8"),
+        ("user", "<i8"),
+        ("price", "<i8"),
+        ("amount", "<i8"),
+        ("left", "<i8"),
+        ("deal_money", "<i8"),
+        ("deal_fee", "<i8"),
+        ("ctime_ns", "<i8"),
+        ("mtime_ns", "<i8"),
+        ("taker_rate", "<i4"),
+        ("maker_rate", "<i4"),
+        ("level", "<i4"),
+        ("next", "<i4"),
+        ("prev", "<i4"),
+        ("unext", "<i4"),
+        ("uprev", "<i4"),
+        ("side", "i1"),
+        ("tif", "i1"),
+        ("stp", "i1"),
+        ("flags", "i1"),
+        ("source_len", "i1"),
+        ("_pad", "u1", (7,)),
+    ]
+)
+
+#: The source tags of pool slots, kept beside the pool (cold data, read only for
+#: events). 32 bytes per slot.
+SOURCE_DTYPE = np.dtype([("source", "u1", (32,))])
+
+#: A price level in a market's level pool. 32 bytes.
+#:
+#: 0 price i8 (ticks), 8 total i8 (lots left, summed), 16 count i4, 20 head i4,
+#: 24 tail i4 (FIFO of orders; head is the oldest), 28 next_free i4.
+LEVEL_DTYPE = np.dtype(
+    [
+        ("price", "<i8"),
+        ("total", "<i8"),
+        ("count", "<i4"),
+        ("head", "<i4"),
+        ("tail", "<i4"),
+        ("next_free", "<i4"),
+    ]
+)
+
+#: Global counters, one int64 each, at these indexes of the ``counters`` array.
+COUNTER_SEQ = 0
+COUNTER_ORDER_ID = 1
+COUNTER_DEAL_ID = 2
+COUNTERS_LENGTH = 8
