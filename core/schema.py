@@ -353,7 +353,9 @@ EVENT_DTYPE = np.dtype(
 #: 102    stp          i1
 #: 103    flags        i1
 #: 104    source_len   i1
-#: 105    _pad         u1[7]
+#: 105    otype        i1     OrderType (a taker being matched may be a market order)
+#: 106    _pad         u1[2]
+#: 108    acct         i4     the owner's account index (numba engine; saves a lookup per fill)
 #: ====== ============ ====== ===================================================
 #:
 #: 112 bytes. The source tag lives beside the pool in a ``SOURCE_DTYPE`` array (32
@@ -385,7 +387,9 @@ ORDER_DTYPE = np.dtype(
         ("stp", "i1"),
         ("flags", "i1"),
         ("source_len", "i1"),
-        ("_pad", "u1", (7,)),
+        ("otype", "i1"),
+        ("_pad", "u1", (2,)),
+        ("acct", "<i4"),
     ]
 )
 
@@ -412,4 +416,6 @@ LEVEL_DTYPE = np.dtype(
 COUNTER_SEQ = 0
 COUNTER_ORDER_ID = 1
 COUNTER_DEAL_ID = 2
+COUNTER_ACCOUNTS = 3  #: accounts in use (numba engine)
+COUNTER_KEYS = 4  #: update keys in use (numba engine)
 COUNTERS_LENGTH = 8

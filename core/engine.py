@@ -1,0 +1,432 @@
+"""The fast engine: numba kernels over preallocated numpy arrays.
+
+``Engine`` implements ``core.api.EngineAPI`` (docs/engine.md). Its whole state is a
+set of arrays obtained from an ``Allocator``; the default allocates on the heap, and
+``ipc`` can hand out shared memory instead without changing anything here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.config import EngineConfig
+from core.kernels import balance as kbalance
+from core.kernels import book as kbook
+from core.kernels import inspect as kinspect
+from core.kernels import match as kmatch
+from core.kernels.layout import (
+    A_BALANCES,
+    A_USERS,
+    B_LEVELS,
+    B_MPARAMS,
+    B_MSTATE,
+    B_ORDERS,
+    B_SLEVELS,
+    B_SOURCES,
+    MP_DEAL_SCALE,
+    MP_FEE_DEN,
+    MP_LBASE,
+    MP_LENGTH,
+    MP_MAX_AMOUNT,
+    MP_MAX_LEVELS,
+    MP_MAX_ORDERS,
+    MP_MAX_PRICE,
+    MP_MIN_AMOUNT,
+    MP_MONEY,
+    MP_OBASE,
+    MP_SBASE,
+    MP_STOCK,
+    MP_STOCK_SCALE,
+    MS_LENGTH,
+    MS_NLEVELS,
+    MS_NORDERS,
+    NIL,
+)
+from core.memory import Allocator, HeapAllocator
+from core.schema import (
+    COMMAND_DTYPE,
+    COUNTER_ACCOUNTS,
+    COUNTER_DEAL_ID,
+    COUNTER_ORDER_ID,
+    COUNTER_SEQ,
+    COUNTERS_LENGTH,
+    EVENT_DTYPE,
+    INT64_MAX,
+    LEVEL_DTYPE,
+    MAX_USER_ID,
+    ORDER_DTYPE,
+    RESULT_DTYPE,
+    OrderType,
+    Result,
+)
+from core.statehash import CANON_BALANCE_DTYPE, CANON_ORDER_DTYPE, state_hash
+from core.views import AssetSummary, MarketSummary, OrderView, update_key_digest
+
+DEFAULT_EVENT_CAPACITY = 1 << 16
+
+_BOOK_PROBLEMS = {
+    kinspect.BAD_LEVEL_ORDER: "price levels out of order",
+    kinspect.BAD_LEVEL_TOTAL: "a level's total or count differs from its orders",
+    kinspect.BAD_LINKS: "broken order links in a level",
+    kinspect.BAD_ORDER: "an order with left <= 0 or left > amount",
+    kinspect.BAD_COUNT: "order count of a side is wrong",
+    kinspect.BAD_INDEX: "order id index does not match the book",
+    kinspect.CROSSED: "book crossed (best bid >= best ask)",
+}
+
+
+def _pow2_at_least(n: int) -> int:
+    size = 16
+    while size < n:
+        size <<= 1
+    return size
+
+
+class Engine:
+    """In-process matching engine over numpy arrays (see ``core.api.EngineAPI``)."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        allocator: Allocator | None = None,
+        event_capacity: int = DEFAULT_EVENT_CAPACITY,
+    ) -> None:
+        self.config = config
+        alloc = allocator if allocator is not None else HeapAllocator()
+        markets = config.markets
+        n_assets = len(config.assets)
+        self._n_markets = len(markets)
+        total_orders = sum(m.max_orders for m in markets)
+        total_levels = sum(2 * m.max_levels for m in markets)
+        mparams = alloc.array("mparams", (max(1, self._n_markets), MP_LENGTH), np.dtype("<i8"))
+        obase = lbase = 0
+        for m in markets:
+            row = mparams[m.index]
+            row[MP_STOCK] = m.stock.index
+            row[MP_MONEY] = m.money.index
+            row[MP_STOCK_SCALE] = m.stock_scale
+            row[MP_DEAL_SCALE] = m.deal_scale
+            row[MP_FEE_DEN] = m.fee_den
+            row[MP_MIN_AMOUNT] = m.min_amount
+            row[MP_MAX_AMOUNT] = m.max_amount
+            row[MP_MAX_PRICE] = m.max_price
+            row[MP_MAX_ORDERS] = m.max_orders
+            row[MP_MAX_LEVELS] = m.max_levels
+            row[MP_OBASE] = obase
+            row[MP_LBASE] = lbase
+            row[MP_SBASE] = lbase
+            obase += m.max_orders
+            lbase += 2 * m.max_levels
+        #: The last order slot holds the taker being matched.
+        self._scratch = total_orders
+        index_size = _pow2_at_least(2 * max(1, total_orders))
+        self._book = (
+            alloc.array("orders", (total_orders + 1,), ORDER_DTYPE),
+            alloc.array("sources", (total_orders + 1, 32), np.dtype(np.uint8)),
+            alloc.array("levels", (max(1, total_levels),), LEVEL_DTYPE),
+            alloc.array("side_keys", (max(1, total_levels),), np.dtype("<i8")),
+            alloc.array("side_levels", (max(1, total_levels),), np.dtype("<i4")),
+            alloc.array("index_keys", (index_size,), np.dtype("<i8")),
+            alloc.array("index_slots", (index_size,), np.dtype("<i4")),
+            alloc.array("user_keys", (index_size,), np.dtype("<i8")),
+            alloc.array("user_heads", (index_size,), np.dtype("<i4")),
+            alloc.array("user_counts", (index_size,), np.dtype("<i4")),
+            mparams,
+            alloc.array("mstate", (max(1, self._n_markets), MS_LENGTH), np.dtype("<i8")),
+        )
+        account_size = _pow2_at_least(2 * config.max_users)
+        self._accounts = (
+            alloc.array("account_keys", (account_size,), np.dtype("<i8")),
+            alloc.array("account_slots", (account_size,), np.dtype("<i4")),
+            alloc.array("balances", (config.max_users, n_assets, 2), np.dtype("<i8")),
+            alloc.array("account_users", (config.max_users,), np.dtype("<i8")),
+        )
+        self._counters = alloc.array("counters", (COUNTERS_LENGTH,), np.dtype("<i8"))
+        self._supply = alloc.array("supply", (n_assets,), np.dtype("<i8"))
+        key_size = _pow2_at_least(2 * config.max_update_keys)
+        self._keys = alloc.array("update_keys", (key_size, 2), np.dtype("<i8"))
+        self._events = np.zeros(event_capacity, dtype=EVENT_DTYPE)
+        self._slots = np.zeros(256, dtype=np.int64)
+        for m in markets:
+            kbook.init_market(self._book, m.index)
+        self._fee_acct = kbalance.add_account(self._accounts, self._counters, config.fee_user)
+
+    # ------------------------------------------------------------ commands
+
+    def execute(self, commands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Apply a batch of commands; see ``EngineAPI.execute``."""
+        if commands.dtype != COMMAND_DTYPE or commands.ndim != 1:
+            raise TypeError("commands must be a 1-d array of COMMAND_DTYPE")
+        commands = np.ascontiguousarray(commands)
+        n = commands.shape[0]
+        results = np.zeros(n, dtype=RESULT_DTYPE)
+        chunks: list[np.ndarray] = []
+        emitted = 0
+        start = 0
+        while start < n:
+            nxt, ne = kmatch.execute_batch(
+                self._book,
+                self._accounts,
+                commands,
+                results,
+                self._events,
+                start,
+                self._counters,
+                self._n_markets,
+                self.config.fee_user,
+                self._fee_acct,
+                self._scratch,
+            )
+            if nxt == start:  # one command may need more room than the buffer has
+                self._events = np.zeros(2 * self._events.shape[0], dtype=EVENT_DTYPE)
+                continue
+            if ne:
+                chunks.append(self._events[:ne].copy())
+                results["event_start"][start:nxt] += emitted
+                emitted += ne
+            start = nxt
+        if not chunks:
+            return results, np.zeros(0, dtype=EVENT_DTYPE)
+        return results, chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def balance_update(
+        self, user: int, asset: int, business: bytes, business_id: int, change: int, ts_ns: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """ViaBTC's balance.update in units; see ``EngineAPI.balance_update``."""
+        results = np.zeros(1, dtype=RESULT_DTYPE)
+        code = Result.OK
+        if not 0 <= user <= MAX_USER_ID:
+            code = Result.INVALID_ARGUMENT
+        elif not 0 <= asset < len(self.config.assets):
+            code = Result.UNKNOWN_ASSET
+        elif not (
+            -INT64_MAX <= change <= INT64_MAX
+            and -INT64_MAX <= business_id <= INT64_MAX
+            and -INT64_MAX <= ts_ns <= INT64_MAX
+        ):
+            code = Result.INVALID_ARGUMENT
+        if code != Result.OK:
+            results["code"] = code
+            return results, np.zeros(0, dtype=EVENT_DTYPE)
+        digest = np.frombuffer(update_key_digest(user, asset, business, business_id), dtype="<i8")
+        k0, k1 = int(digest[0]), int(digest[1])
+        if k0 == 0 and k1 == 0:  # (0, 0) marks a free slot; 2**-128 odds
+            k1 = 1
+        events = np.zeros(1, dtype=EVENT_DTYPE)
+        code_i, ne = kbalance.balance_update(
+            self._accounts,
+            self._counters,
+            self._supply,
+            self._keys,
+            events,
+            user,
+            asset,
+            k0,
+            k1,
+            business_id,
+            change,
+            ts_ns,
+            self.config.max_users,
+            self.config.max_update_keys,
+        )
+        results["code"] = code_i
+        if code_i == Result.OK:
+            results["seq"] = self._counters[COUNTER_SEQ]
+            results["event_count"] = ne
+        return results, events[:ne]
+
+    # ------------------------------------------------------------ queries
+
+    def counters(self) -> tuple[int, int, int]:
+        """``(seq, last order id, last deal id)``."""
+        c = self._counters
+        return int(c[COUNTER_SEQ]), int(c[COUNTER_ORDER_ID]), int(c[COUNTER_DEAL_ID])
+
+    def balance(self, user: int, asset: int) -> tuple[int, int]:
+        """``(available, frozen)`` in units."""
+        acct = kmatch.account_of(self._accounts, user) if 0 <= user <= MAX_USER_ID else NIL
+        if acct == NIL:
+            return 0, 0
+        row = self._accounts[A_BALANCES][acct, asset]
+        return int(row[0]), int(row[1])
+
+    def _view(self, slot: int, market: int) -> OrderView:
+        o = self._book[B_ORDERS][slot]
+        n = int(o["source_len"])
+        return OrderView(
+            id=int(o["id"]),
+            market=market,
+            user=int(o["user"]),
+            side=int(o["side"]),
+            otype=int(OrderType.LIMIT),
+            price=int(o["price"]),
+            amount=int(o["amount"]),
+            left=int(o["left"]),
+            deal_stock=int(o["amount"] - o["left"]),
+            deal_money=int(o["deal_money"]),
+            deal_fee=int(o["deal_fee"]),
+            taker_rate=int(o["taker_rate"]),
+            maker_rate=int(o["maker_rate"]),
+            ctime_ns=int(o["ctime_ns"]),
+            mtime_ns=int(o["mtime_ns"]),
+            tif=int(o["tif"]),
+            stp=int(o["stp"]),
+            flags=int(o["flags"]),
+            source=bytes(self._book[B_SOURCES][slot, :n]).decode(),
+        )
+
+    def _market_ok(self, market: int) -> bool:
+        return 0 <= market < self._n_markets
+
+    def order(self, market: int, order_id: int) -> OrderView | None:
+        """The resting order, or None."""
+        if not self._market_ok(market) or not 0 < order_id <= INT64_MAX:
+            return None
+        slot = kbook.index_find(self._book, order_id)
+        mp = self._book[B_MPARAMS][market]
+        if slot == NIL or not mp[MP_OBASE] <= slot < mp[MP_OBASE] + mp[MP_MAX_ORDERS]:
+            return None
+        return self._view(slot, market)
+
+    def _page(self, limit: int) -> np.ndarray:
+        if self._slots.shape[0] < limit:
+            self._slots = np.zeros(limit, dtype=np.int64)
+        return self._slots
+
+    def pending(
+        self, user: int, market: int, offset: int, limit: int
+    ) -> tuple[int, list[OrderView]]:
+        """``(total, orders)``: the user's resting orders, newest first."""
+        if not self._market_ok(market) or not 0 <= user <= MAX_USER_ID:
+            return 0, []
+        _, total = kbook.user_orders(self._book, market, user)
+        out = self._page(max(0, limit))
+        n = kinspect.user_slots(self._book, market, user, max(0, offset), max(0, limit), out)
+        return int(total), [self._view(int(s), market) for s in out[:n]]
+
+    def book(self, market: int, side: int, offset: int, limit: int) -> tuple[int, list[OrderView]]:
+        """``(total, orders)`` of one side in priority order."""
+        if not self._market_ok(market) or side not in (1, 2):
+            return 0, []
+        total = int(self._book[B_MSTATE][market, MS_NORDERS + side - 1])
+        out = self._page(max(0, limit))
+        n = kinspect.side_slots(self._book, market, side, max(0, offset), max(0, limit), out)
+        return total, [self._view(int(s), market) for s in out[:n]]
+
+    def depth(
+        self, market: int, limit: int, interval: int
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """``(asks, bids)`` as (price ticks, lots), merged to ``interval`` ticks if > 0."""
+        if not self._market_ok(market) or limit <= 0:
+            return [], []
+        sides = []
+        for side in (1, 2):
+            prices = np.zeros(limit, dtype=np.int64)
+            lots = np.zeros(limit, dtype=np.int64)
+            n = kinspect.depth(self._book, market, side, limit, max(0, interval), prices, lots)
+            sides.append([(int(p), int(q)) for p, q in zip(prices[:n], lots[:n], strict=True)])
+        return sides[0], sides[1]
+
+    def _side_levels(self, market: int, side: int) -> np.ndarray:
+        mp = self._book[B_MPARAMS][market]
+        base = int(mp[MP_SBASE]) + (side - 1) * int(mp[MP_MAX_LEVELS])
+        n = int(self._book[B_MSTATE][market, MS_NLEVELS + side - 1])
+        return self._book[B_SLEVELS][base : base + n]
+
+    def market_summary(self, market: int) -> MarketSummary:
+        """Counts and summed ``left`` of both sides."""
+        ms = self._book[B_MSTATE][market]
+        totals = self._book[B_LEVELS]["total"]
+        return MarketSummary(
+            ask_count=int(ms[MS_NORDERS]),
+            ask_lots=int(totals[self._side_levels(market, 1)].sum()),
+            bid_count=int(ms[MS_NORDERS + 1]),
+            bid_lots=int(totals[self._side_levels(market, 2)].sum()),
+        )
+
+    def _balances(self) -> np.ndarray:
+        return self._accounts[A_BALANCES][: int(self._counters[COUNTER_ACCOUNTS])]
+
+    def asset_summary(self, asset: int) -> AssetSummary:
+        """Totals and counts of non-zero entries over all accounts."""
+        bal = self._balances()[:, asset, :]
+        avail, frozen = bal[:, 0], bal[:, 1]
+        return AssetSummary(
+            total=int(avail.sum() + frozen.sum()),
+            available_count=int(np.count_nonzero(avail)),
+            available=int(avail.sum()),
+            frozen_count=int(np.count_nonzero(frozen)),
+            frozen=int(frozen.sum()),
+        )
+
+    # ------------------------------------------------------------ integrity
+
+    def _canonical_orders(self) -> np.ndarray:
+        parts = []
+        for m in self.config.markets:
+            for side in (1, 2):
+                total = int(self._book[B_MSTATE][m.index, MS_NORDERS + side - 1])
+                slots = np.zeros(total, dtype=np.int64)
+                n = kinspect.side_slots(self._book, m.index, side, 0, total, slots)
+                o = self._book[B_ORDERS][slots[:n]]
+                part = np.zeros(n, dtype=CANON_ORDER_DTYPE)
+                part["market"] = m.index
+                for name in CANON_ORDER_DTYPE.names or ():
+                    if name not in ("market", "source"):
+                        part[name] = o[name]
+                part["source"] = self._book[B_SOURCES][slots[:n]]
+                parts.append(part)
+        if not parts:
+            return np.zeros(0, dtype=CANON_ORDER_DTYPE)
+        return np.concatenate(parts)
+
+    def _canonical_balances(self) -> np.ndarray:
+        bal = self._balances()
+        users = self._accounts[A_USERS][: bal.shape[0]]
+        acct, asset = np.nonzero((bal[:, :, 0] != 0) | (bal[:, :, 1] != 0))
+        out = np.zeros(acct.shape[0], dtype=CANON_BALANCE_DTYPE)
+        out["user"] = users[acct]
+        out["asset"] = asset
+        out["available"] = bal[acct, asset, 0]
+        out["frozen"] = bal[acct, asset, 1]
+        return out[np.lexsort((out["asset"], out["user"]))]
+
+    def _canonical_keys(self) -> np.ndarray:
+        used = self._keys[(self._keys[:, 0] != 0) | (self._keys[:, 1] != 0)]
+        digests = np.ascontiguousarray(used, dtype="<i8").view(np.uint8).reshape(-1, 16)
+        order = np.lexsort(tuple(digests[:, j] for j in range(15, -1, -1)))
+        return digests[order]
+
+    def state_hash(self) -> str:
+        """BLAKE2b-128 of the canonical state (core/statehash.py)."""
+        return state_hash(
+            self._counters[:3],
+            self._supply,
+            self._canonical_balances(),
+            self._canonical_keys(),
+            self._canonical_orders(),
+        )
+
+    def check_invariants(self) -> list[str]:
+        """Violations of the engine's invariants; empty when sound."""
+        problems: list[str] = []
+        bal = self._balances()
+        for a in self.config.assets:
+            held = int(bal[:, a.index, 0].sum() + bal[:, a.index, 1].sum())
+            if held != int(self._supply[a.index]):
+                problems.append(f"{a.name}: accounts hold {held}, supply is {self._supply[a.index]}")
+        if (bal < 0).any():
+            problems.append("a negative balance")
+        reserved = np.zeros(bal.shape[:2], dtype=np.int64)
+        kinspect.reserves(self._book, self._n_markets, reserved)
+        for acct, asset in zip(*np.nonzero(reserved != bal[:, :, 1]), strict=True):
+            user = int(self._accounts[A_USERS][acct])
+            problems.append(
+                f"user {user} asset {self.config.assets[asset].name}: frozen "
+                f"{bal[acct, asset, 1]} but resting orders reserve {reserved[acct, asset]}"
+            )
+        for m in self.config.markets:
+            code = kinspect.validate_book(self._book, m.index)
+            if code != kinspect.BOOK_OK:
+                problems.append(f"market {m.name}: {_BOOK_PROBLEMS.get(code, code)}")
+        return problems

@@ -1,0 +1,37 @@
+"""Exact integer helpers for money: no floats, no silent overflow."""
+
+from __future__ import annotations
+
+from numba import njit
+
+INT64_MAX = 9223372036854775807
+
+
+@njit(cache=True, nogil=True)
+def fee_of(base: int, rate: int, den: int) -> int:
+    """floor(base * rate / den) exactly, for 0 <= base, 0 <= rate < den <= 10**9.
+
+    base * rate may exceed int64; splitting base = q*den + r keeps every product in
+    range: q*rate <= base and r*rate < den*den <= 10**18.
+    """
+    q = base // den
+    r = base - q * den
+    return q * rate + (r * rate) // den
+
+
+@njit(cache=True, nogil=True)
+def mul_le(a: int, b: int, limit: int) -> bool:
+    """a * b <= limit, for non-negative a, b, limit, without overflowing."""
+    if a == 0 or b == 0:
+        return limit >= 0
+    return a <= limit // b
+
+
+@njit(cache=True, nogil=True)
+def mul3_le(a: int, b: int, c: int, limit: int) -> bool:
+    """a * b * c <= limit, for non-negative values, without overflowing."""
+    if a == 0 or b == 0 or c == 0:
+        return limit >= 0
+    if not mul_le(a, b, INT64_MAX):
+        return False
+    return mul_le(a * b, c, limit)

@@ -1,0 +1,333 @@
+"""Order book structure: pools, sorted price levels, FIFOs and per-user lists.
+
+Nothing here moves money; ``match.py`` does. Every function takes the ``book``
+tuple described in ``layout.py`` and a market index ``m``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from core.kernels import hashmap
+from core.kernels.layout import (
+    B_IDX_KEYS,
+    B_IDX_VALS,
+    B_LEVELS,
+    B_MPARAMS,
+    B_MSTATE,
+    B_ORDERS,
+    B_SKEYS,
+    B_SLEVELS,
+    B_U_COUNT,
+    B_U_HEAD,
+    B_U_KEYS,
+    MP_LBASE,
+    MP_MAX_LEVELS,
+    MP_MAX_ORDERS,
+    MP_OBASE,
+    MP_SBASE,
+    MS_FREE_LEVEL,
+    MS_FREE_ORDER,
+    MS_LEVEL_BUMP,
+    MS_NLEVELS,
+    MS_NORDERS,
+    MS_ORDER_BUMP,
+    NIL,
+)
+
+ASK = 1
+BID = 2
+
+
+@njit(cache=True, nogil=True)
+def init_market(book, m: int) -> None:
+    """Set market ``m``'s pools empty (slots are handed out lazily, from a bump index)."""
+    mp = book[B_MPARAMS]
+    ms = book[B_MSTATE]
+    ms[m, MS_FREE_ORDER] = NIL
+    ms[m, MS_ORDER_BUMP] = mp[m, MP_OBASE]
+    ms[m, MS_FREE_LEVEL] = NIL
+    ms[m, MS_LEVEL_BUMP] = mp[m, MP_LBASE]
+    ms[m, MS_NLEVELS] = 0
+    ms[m, MS_NLEVELS + 1] = 0
+    ms[m, MS_NORDERS] = 0
+    ms[m, MS_NORDERS + 1] = 0
+
+
+@njit(cache=True, nogil=True)
+def side_base(book, m: int, side: int) -> int:
+    """Start of the sorted key array of (m, side)."""
+    mp = book[B_MPARAMS]
+    return mp[m, MP_SBASE] + (side - 1) * mp[m, MP_MAX_LEVELS]
+
+
+@njit(cache=True, nogil=True)
+def level_key(side: int, price: int) -> int:
+    """Sort key of a price: ascending keys put the best price last on both sides."""
+    return -price if side == ASK else price
+
+
+@njit(cache=True, nogil=True)
+def best_level(book, m: int, side: int) -> int:
+    """Level index of the best price of (m, side), or NIL."""
+    n = book[B_MSTATE][m, MS_NLEVELS + side - 1]
+    if n == 0:
+        return NIL
+    return book[B_SLEVELS][side_base(book, m, side) + n - 1]
+
+
+@njit(cache=True, nogil=True)
+def level_nth(book, m: int, side: int, k: int) -> int:
+    """The k-th level from the best (k = 0 is the best), or NIL."""
+    n = book[B_MSTATE][m, MS_NLEVELS + side - 1]
+    if k >= n:
+        return NIL
+    return book[B_SLEVELS][side_base(book, m, side) + n - 1 - k]
+
+
+@njit(cache=True, nogil=True)
+def _bisect(keys: np.ndarray, lo: int, hi: int, key: int) -> int:
+    """First position in keys[lo:hi] whose key is >= ``key``."""
+    # Most activity is near the best price (the end): look there first.
+    if hi > lo and keys[hi - 1] < key:
+        return hi
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def find_level(book, m: int, side: int, price: int) -> int:
+    """Level index at ``price`` on (m, side), or NIL."""
+    keys = book[B_SKEYS]
+    base = side_base(book, m, side)
+    n = book[B_MSTATE][m, MS_NLEVELS + side - 1]
+    key = level_key(side, price)
+    pos = _bisect(keys, base, base + n, key)
+    if pos < base + n and keys[pos] == key:
+        return book[B_SLEVELS][pos]
+    return NIL
+
+
+@njit(cache=True, nogil=True)
+def can_add_level(book, m: int, side: int) -> bool:
+    """True if (m, side) has room for one more level."""
+    return book[B_MSTATE][m, MS_NLEVELS + side - 1] < book[B_MPARAMS][m, MP_MAX_LEVELS]
+
+
+@njit(cache=True, nogil=True)
+def get_or_add_level(book, m: int, side: int, price: int) -> int:
+    """Level at ``price``, created if missing (the caller checked ``can_add_level``)."""
+    keys = book[B_SKEYS]
+    slv = book[B_SLEVELS]
+    ms = book[B_MSTATE]
+    base = side_base(book, m, side)
+    n = ms[m, MS_NLEVELS + side - 1]
+    key = level_key(side, price)
+    pos = _bisect(keys, base, base + n, key)
+    if pos < base + n and keys[pos] == key:
+        return slv[pos]
+    levels = book[B_LEVELS]
+    lv = ms[m, MS_FREE_LEVEL]
+    if lv == NIL:
+        lv = ms[m, MS_LEVEL_BUMP]
+        ms[m, MS_LEVEL_BUMP] = lv + 1
+    else:
+        ms[m, MS_FREE_LEVEL] = levels[lv].next_free
+    levels[lv].price = price
+    levels[lv].total = 0
+    levels[lv].count = 0
+    levels[lv].head = NIL
+    levels[lv].tail = NIL
+    levels[lv].next_free = NIL
+    for i in range(base + n, pos, -1):
+        keys[i] = keys[i - 1]
+        slv[i] = slv[i - 1]
+    keys[pos] = key
+    slv[pos] = lv
+    ms[m, MS_NLEVELS + side - 1] = n + 1
+    return lv
+
+
+@njit(cache=True, nogil=True)
+def _drop_level(book, m: int, side: int, lv: int) -> None:
+    """Remove the empty level ``lv`` from (m, side) and free it."""
+    keys = book[B_SKEYS]
+    slv = book[B_SLEVELS]
+    ms = book[B_MSTATE]
+    levels = book[B_LEVELS]
+    base = side_base(book, m, side)
+    n = ms[m, MS_NLEVELS + side - 1]
+    if slv[base + n - 1] == lv:  # the best level: the common case
+        pos = base + n - 1
+    else:
+        pos = _bisect(keys, base, base + n, level_key(side, levels[lv].price))
+    for i in range(pos, base + n - 1):
+        keys[i] = keys[i + 1]
+        slv[i] = slv[i + 1]
+    ms[m, MS_NLEVELS + side - 1] = n - 1
+    levels[lv].count = 0
+    levels[lv].next_free = ms[m, MS_FREE_LEVEL]
+    ms[m, MS_FREE_LEVEL] = lv
+
+
+@njit(cache=True, nogil=True)
+def has_free_slot(book, m: int) -> bool:
+    """True if market ``m`` can take one more resting order."""
+    mp = book[B_MPARAMS]
+    ms = book[B_MSTATE]
+    return ms[m, MS_FREE_ORDER] != NIL or ms[m, MS_ORDER_BUMP] < mp[m, MP_OBASE] + mp[
+        m, MP_MAX_ORDERS
+    ]
+
+
+@njit(cache=True, nogil=True)
+def alloc_slot(book, m: int) -> int:
+    """Take a free order slot of market ``m`` (the caller checked ``has_free_slot``)."""
+    ms = book[B_MSTATE]
+    slot = ms[m, MS_FREE_ORDER]
+    if slot == NIL:
+        slot = ms[m, MS_ORDER_BUMP]
+        ms[m, MS_ORDER_BUMP] = slot + 1
+    else:
+        ms[m, MS_FREE_ORDER] = book[B_ORDERS][slot].next
+    return slot
+
+
+@njit(cache=True, nogil=True)
+def free_slot(book, m: int, slot: int) -> None:
+    """Return ``slot`` to market ``m``'s free list."""
+    orders = book[B_ORDERS]
+    ms = book[B_MSTATE]
+    orders[slot].id = 0
+    orders[slot].next = ms[m, MS_FREE_ORDER]
+    ms[m, MS_FREE_ORDER] = slot
+
+
+@njit(cache=True, nogil=True)
+def level_push(book, m: int, slot: int) -> None:
+    """Append the order at ``slot`` to the tail of its price level (created if needed)."""
+    orders = book[B_ORDERS]
+    levels = book[B_LEVELS]
+    o = orders[slot]
+    lv = get_or_add_level(book, m, o.side, o.price)
+    o.level = lv
+    o.next = NIL
+    o.prev = levels[lv].tail
+    if levels[lv].tail == NIL:
+        levels[lv].head = slot
+    else:
+        orders[levels[lv].tail].next = slot
+    levels[lv].tail = slot
+    levels[lv].count += 1
+    levels[lv].total += o.left
+    book[B_MSTATE][m, MS_NORDERS + o.side - 1] += 1
+
+
+@njit(cache=True, nogil=True)
+def level_unlink(book, m: int, slot: int) -> None:
+    """Take the order at ``slot`` out of its level; drop the level if it empties."""
+    orders = book[B_ORDERS]
+    levels = book[B_LEVELS]
+    o = orders[slot]
+    lv = o.level
+    if o.prev == NIL:
+        levels[lv].head = o.next
+    else:
+        orders[o.prev].next = o.next
+    if o.next == NIL:
+        levels[lv].tail = o.prev
+    else:
+        orders[o.next].prev = o.prev
+    levels[lv].count -= 1
+    levels[lv].total -= o.left
+    o.level = NIL
+    book[B_MSTATE][m, MS_NORDERS + o.side - 1] -= 1
+    if levels[lv].count == 0:
+        _drop_level(book, m, o.side, lv)
+
+
+@njit(cache=True, nogil=True)
+def user_key(m: int, user: int) -> int:
+    """Key of (market, user) in the per-user index."""
+    return (m << 32) | user
+
+
+@njit(cache=True, nogil=True)
+def user_link(book, m: int, slot: int) -> None:
+    """Put a newly resting order at the head (newest end) of its user's list."""
+    orders = book[B_ORDERS]
+    ukeys = book[B_U_KEYS]
+    uhead = book[B_U_HEAD]
+    ucount = book[B_U_COUNT]
+    key = user_key(m, orders[slot].user)
+    i = hashmap.find(ukeys, key)
+    if i < 0:
+        i = hashmap.insert_slot(ukeys, key)
+        uhead[i] = NIL
+        ucount[i] = 0
+    head = uhead[i]
+    orders[slot].unext = head
+    orders[slot].uprev = NIL
+    if head != NIL:
+        orders[head].uprev = slot
+    uhead[i] = slot
+    ucount[i] += 1
+
+
+@njit(cache=True, nogil=True)
+def user_unlink(book, m: int, slot: int) -> None:
+    """Take the order at ``slot`` out of its user's list."""
+    orders = book[B_ORDERS]
+    ukeys = book[B_U_KEYS]
+    uhead = book[B_U_HEAD]
+    ucount = book[B_U_COUNT]
+    o = orders[slot]
+    i = hashmap.find(ukeys, user_key(m, o.user))
+    if o.uprev == NIL:
+        uhead[i] = o.unext
+    else:
+        orders[o.uprev].unext = o.unext
+    if o.unext != NIL:
+        orders[o.unext].uprev = o.uprev
+    ucount[i] -= 1
+    if ucount[i] == 0:
+        hashmap.remove_2(ukeys, uhead, ucount, i)
+
+
+@njit(cache=True, nogil=True)
+def user_orders(book, m: int, user: int) -> tuple[int, int]:
+    """(newest slot or NIL, count) of the user's resting orders in market ``m``."""
+    i = hashmap.find(book[B_U_KEYS], user_key(m, user))
+    if i < 0:
+        return NIL, 0
+    return book[B_U_HEAD][i], book[B_U_COUNT][i]
+
+
+@njit(cache=True, nogil=True)
+def index_put(book, order_id: int, slot: int) -> None:
+    """Record that ``order_id`` rests at ``slot``."""
+    i = hashmap.insert_slot(book[B_IDX_KEYS], order_id)
+    book[B_IDX_VALS][i] = slot
+
+
+@njit(cache=True, nogil=True)
+def index_find(book, order_id: int) -> int:
+    """Pool slot of resting ``order_id``, or NIL."""
+    i = hashmap.find(book[B_IDX_KEYS], order_id)
+    if i < 0:
+        return NIL
+    return book[B_IDX_VALS][i]
+
+
+@njit(cache=True, nogil=True)
+def index_remove(book, order_id: int) -> None:
+    """Forget ``order_id`` (it must be present)."""
+    keys = book[B_IDX_KEYS]
+    i = hashmap.find(keys, order_id)
+    hashmap.remove_1(keys, book[B_IDX_VALS], i)

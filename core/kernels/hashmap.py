@@ -1,0 +1,134 @@
+"""Open-addressing hash maps over preallocated arrays (linear probing).
+
+Keys are non-negative int64 below 2**62. A table stores ``key + 1``, so that 0 marks a
+free slot and a freshly mapped (zeroed) table is empty without being written: large
+tables cost memory only as they fill. Capacity is a power of two kept at least twice
+the number of live keys by the callers, so probes stay short. Deletion shifts entries
+back (no tombstones), so the table never degrades.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+EMPTY = 0
+
+_GOLDEN = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64
+
+
+@njit(cache=True, nogil=True)
+def slot_of(key: int, mask: int) -> int:
+    """The ideal slot of a stored key (Fibonacci hashing, high bits)."""
+    h = np.int64(key) * _GOLDEN
+    return int((h >> np.int64(29)) & np.int64(mask))
+
+
+@njit(cache=True, nogil=True)
+def find(keys: np.ndarray, key: int) -> int:
+    """Slot holding ``key``, or -1."""
+    mask = keys.shape[0] - 1
+    stored = key + 1
+    i = slot_of(stored, mask)
+    while True:
+        k = keys[i]
+        if k == stored:
+            return i
+        if k == EMPTY:
+            return -1
+        i = (i + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def insert_slot(keys: np.ndarray, key: int) -> int:
+    """Slot for a new ``key`` (which must be absent); the caller fills the values."""
+    mask = keys.shape[0] - 1
+    stored = key + 1
+    i = slot_of(stored, mask)
+    while keys[i] != EMPTY:
+        i = (i + 1) & mask
+    keys[i] = stored
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _stays(i: int, j: int, k: int) -> bool:
+    """True if an entry at j whose ideal slot is k must not move into the hole at i."""
+    if i <= j:
+        return i < k <= j
+    return i < k or k <= j
+
+
+@njit(cache=True, nogil=True)
+def remove_1(keys: np.ndarray, vals: np.ndarray, slot: int) -> None:
+    """Remove the entry at ``slot`` of a map with one value array."""
+    mask = keys.shape[0] - 1
+    i = slot
+    j = slot
+    while True:
+        j = (j + 1) & mask
+        kj = keys[j]
+        if kj == EMPTY:
+            break
+        if _stays(i, j, slot_of(kj, mask)):
+            continue
+        keys[i] = kj
+        vals[i] = vals[j]
+        i = j
+    keys[i] = EMPTY
+
+
+@njit(cache=True, nogil=True)
+def remove_2(keys: np.ndarray, vals_a: np.ndarray, vals_b: np.ndarray, slot: int) -> None:
+    """Remove the entry at ``slot`` of a map with two value arrays."""
+    mask = keys.shape[0] - 1
+    i = slot
+    j = slot
+    while True:
+        j = (j + 1) & mask
+        kj = keys[j]
+        if kj == EMPTY:
+            break
+        if _stays(i, j, slot_of(kj, mask)):
+            continue
+        keys[i] = kj
+        vals_a[i] = vals_a[j]
+        vals_b[i] = vals_b[j]
+        i = j
+    keys[i] = EMPTY
+
+
+@njit(cache=True, nogil=True)
+def pair_find_or_insert(table: np.ndarray, k0: int, k1: int) -> int:
+    """Set of 128-bit keys in an int64[n, 2] table ((0, 0) = free).
+
+    Returns the slot (>= 0) if the key was already present, ``-1 - slot`` after
+    inserting it. The caller keeps the table at most half full.
+    """
+    mask = table.shape[0] - 1
+    i = slot_of(k0 ^ (k1 * 31), mask)
+    while True:
+        a = table[i, 0]
+        b = table[i, 1]
+        if a == k0 and b == k1:
+            return i
+        if a == 0 and b == 0:
+            table[i, 0] = k0
+            table[i, 1] = k1
+            return -1 - i
+        i = (i + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def pair_contains(table: np.ndarray, k0: int, k1: int) -> bool:
+    """True if the 128-bit key is in the table."""
+    mask = table.shape[0] - 1
+    i = slot_of(k0 ^ (k1 * 31), mask)
+    while True:
+        a = table[i, 0]
+        b = table[i, 1]
+        if a == k0 and b == k1:
+            return True
+        if a == 0 and b == 0:
+            return False
+        i = (i + 1) & mask

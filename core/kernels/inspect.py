@@ -1,0 +1,186 @@
+"""Read-only walks over the books: queries, canonical order, self-validation."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from core.kernels import book as bk
+from core.kernels import hashmap
+from core.kernels.layout import (
+    B_IDX_KEYS,
+    B_LEVELS,
+    B_MPARAMS,
+    B_MSTATE,
+    B_ORDERS,
+    B_SKEYS,
+    B_SLEVELS,
+    MP_DEAL_SCALE,
+    MP_MONEY,
+    MP_OBASE,
+    MP_STOCK,
+    MP_STOCK_SCALE,
+    MS_NLEVELS,
+    MS_NORDERS,
+    MS_ORDER_BUMP,
+    NIL,
+)
+
+ASK = 1
+BID = 2
+
+# Codes returned by validate_book (0 = sound).
+BOOK_OK = 0
+BAD_LEVEL_ORDER = 1
+BAD_LEVEL_TOTAL = 2
+BAD_LINKS = 3
+BAD_ORDER = 4
+BAD_COUNT = 5
+BAD_INDEX = 6
+CROSSED = 7
+
+
+@njit(cache=True, nogil=True)
+def side_slots(book, m: int, side: int, offset: int, limit: int, out: np.ndarray) -> int:
+    """Slots of (m, side) in priority order, skipping ``offset``; returns how many."""
+    orders = book[B_ORDERS]
+    levels = book[B_LEVELS]
+    skipped = 0
+    n = 0
+    k = 0
+    while n < limit:
+        lv = bk.level_nth(book, m, side, k)
+        if lv == NIL:
+            break
+        if skipped + levels[lv].count <= offset:
+            skipped += levels[lv].count
+            k += 1
+            continue
+        slot = levels[lv].head
+        while slot != NIL and n < limit:
+            if skipped >= offset:
+                out[n] = slot
+                n += 1
+            else:
+                skipped += 1
+            slot = orders[slot].next
+        k += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def user_slots(book, m: int, user: int, offset: int, limit: int, out: np.ndarray) -> int:
+    """The user's resting slots in market ``m``, newest first; returns how many."""
+    orders = book[B_ORDERS]
+    slot, _ = bk.user_orders(book, m, user)
+    i = 0
+    n = 0
+    while slot != NIL and n < limit:
+        if i >= offset:
+            out[n] = slot
+            n += 1
+        i += 1
+        slot = orders[slot].unext
+    return n
+
+
+@njit(cache=True, nogil=True)
+def depth(book, m: int, side: int, limit: int, interval: int, prices, lots) -> int:
+    """Merged depth of (m, side): asks rounded up, bids down to ``interval``."""
+    levels = book[B_LEVELS]
+    n = 0
+    k = 0
+    while True:
+        lv = bk.level_nth(book, m, side, k)
+        if lv == NIL:
+            break
+        p = levels[lv].price
+        if interval > 0:
+            if side == ASK:
+                p = ((p + interval - 1) // interval) * interval
+            else:
+                p = (p // interval) * interval
+        if n > 0 and prices[n - 1] == p:
+            lots[n - 1] += levels[lv].total
+        else:
+            if n == limit:
+                break
+            prices[n] = p
+            lots[n] = levels[lv].total
+            n += 1
+        k += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def reserves(book, n_markets: int, out: np.ndarray) -> None:
+    """Add every resting order's reserve into out[acct, asset]."""
+    orders = book[B_ORDERS]
+    mp = book[B_MPARAMS]
+    for m in range(n_markets):
+        base = mp[m, MP_OBASE]
+        for slot in range(base, book[B_MSTATE][m, MS_ORDER_BUMP]):
+            o = orders[slot]
+            if o.id == 0:
+                continue
+            if o.side == ASK:
+                out[o.acct, mp[m, MP_STOCK]] += o.left * mp[m, MP_STOCK_SCALE]
+            else:
+                out[o.acct, mp[m, MP_MONEY]] += o.price * o.left * mp[m, MP_DEAL_SCALE]
+
+
+@njit(cache=True, nogil=True)
+def _validate_side(book, m: int, side: int) -> int:
+    orders = book[B_ORDERS]
+    levels = book[B_LEVELS]
+    keys = book[B_SKEYS]
+    slv = book[B_SLEVELS]
+    base = bk.side_base(book, m, side)
+    nlev = book[B_MSTATE][m, MS_NLEVELS + side - 1]
+    norders = 0
+    for i in range(base, base + nlev):
+        if i > base and keys[i - 1] >= keys[i]:
+            return BAD_LEVEL_ORDER
+        lv = slv[i]
+        if bk.level_key(side, levels[lv].price) != keys[i] or levels[lv].count <= 0:
+            return BAD_LEVEL_ORDER
+        total = 0
+        count = 0
+        prev = NIL
+        slot = levels[lv].head
+        while slot != NIL:
+            o = orders[slot]
+            if o.prev != prev or o.level != lv or o.price != levels[lv].price or o.side != side:
+                return BAD_LINKS
+            if o.left <= 0 or o.left > o.amount or o.id <= 0:
+                return BAD_ORDER
+            if hashmap.find(book[B_IDX_KEYS], o.id) < 0 or bk.index_find(book, o.id) != slot:
+                return BAD_INDEX
+            total += o.left
+            count += 1
+            prev = slot
+            slot = o.next
+        if levels[lv].tail != prev:
+            return BAD_LINKS
+        if total != levels[lv].total or count != levels[lv].count:
+            return BAD_LEVEL_TOTAL
+        norders += count
+    if norders != book[B_MSTATE][m, MS_NORDERS + side - 1]:
+        return BAD_COUNT
+    return BOOK_OK
+
+
+@njit(cache=True, nogil=True)
+def validate_book(book, m: int) -> int:
+    """Check market ``m``'s books; returns BOOK_OK or the first problem's code."""
+    for side in (ASK, BID):
+        code = _validate_side(book, m, side)
+        if code != BOOK_OK:
+            return code
+    ask = bk.best_level(book, m, ASK)
+    bid = bk.best_level(book, m, BID)
+    if ask != NIL and bid != NIL:
+        levels = book[B_LEVELS]
+        if levels[bid].price >= levels[ask].price:
+            return CROSSED
+    return BOOK_OK

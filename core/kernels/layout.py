@@ -1,0 +1,74 @@
+"""Indexes into the state tuples and parameter tables the kernels share.
+
+The numba engine's state is a handful of numpy arrays (so ``ipc`` can later place
+them in shared memory). Kernels receive them grouped in two tuples:
+
+``book`` (per group of markets)::
+
+    B_ORDERS   ORDER_DTYPE[n + 1]    order pool; market m owns [MP_OBASE, +MP_MAX_ORDERS);
+                                     the last slot is the scratch taker
+    B_SOURCES  uint8[n + 1, 32]      source tags beside the pool
+    B_LEVELS   LEVEL_DTYPE[l]        level pool; market m owns [MP_LBASE, +2*MP_MAX_LEVELS)
+    B_SKEYS    int64[s]              per (market, side) sorted level keys, best last:
+                                     key = -price for asks, price for bids
+    B_SLEVELS  int32[s]              the level index beside each key
+    B_IDX_KEYS int64[h], B_IDX_VALS int32[h]          order id -> pool slot
+    B_U_KEYS   int64[u], B_U_HEAD int32[u], B_U_COUNT int32[u]
+                                     (market << 32 | user) -> newest resting order, count
+    B_MPARAMS  int64[markets, MP_LENGTH]  constants per market (below)
+    B_MSTATE   int64[markets, MS_LENGTH]  variables per market (below)
+
+``accounts``::
+
+    A_KEYS int64[h], A_VALS int32[h]  user id -> account index
+    A_BALANCES int64[max_users, assets, 2]  (available, frozen)
+    A_USERS int64[max_users]          account index -> user id
+"""
+
+from __future__ import annotations
+
+B_ORDERS = 0
+B_SOURCES = 1
+B_LEVELS = 2
+B_SKEYS = 3
+B_SLEVELS = 4
+B_IDX_KEYS = 5
+B_IDX_VALS = 6
+B_U_KEYS = 7
+B_U_HEAD = 8
+B_U_COUNT = 9
+B_MPARAMS = 10
+B_MSTATE = 11
+
+A_KEYS = 0
+A_VALS = 1
+A_BALANCES = 2
+A_USERS = 3
+
+AVAILABLE = 0
+FROZEN = 1
+
+MP_STOCK = 0
+MP_MONEY = 1
+MP_STOCK_SCALE = 2
+MP_DEAL_SCALE = 3
+MP_FEE_DEN = 4
+MP_MIN_AMOUNT = 5
+MP_MAX_AMOUNT = 6
+MP_MAX_PRICE = 7
+MP_MAX_ORDERS = 8
+MP_MAX_LEVELS = 9
+MP_OBASE = 10
+MP_LBASE = 11
+MP_SBASE = 12
+MP_LENGTH = 13
+
+MS_NLEVELS = 0  #: + side - 1: levels on the ask (0) and bid (1) side
+MS_NORDERS = 2  #: + side - 1: resting orders per side
+MS_FREE_ORDER = 4  #: head of the list of freed order slots (NIL = none)
+MS_FREE_LEVEL = 5  #: head of the list of freed levels (NIL = none)
+MS_ORDER_BUMP = 6  #: next never-used order slot (pools are handed out lazily, so an
+MS_LEVEL_BUMP = 7  #: untouched pool costs no memory); next never-used level
+MS_LENGTH = 8
+
+NIL = -1

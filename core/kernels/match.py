@@ -1,0 +1,802 @@
+"""Matching and settlement: the order commands of docs/engine.md.
+
+Each ``cmd_*`` function validates one command, and if it is accepted applies it,
+writes its events and returns ``(code, order_id, value, ne)``. A rejected command
+changes nothing. Balances live in the ``accounts`` tuple, books in ``book``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from core.kernels import book as bk
+from core.kernels import events as evw
+from core.kernels import hashmap
+from core.kernels.arith import fee_of, mul3_le, mul_le
+from core.kernels.layout import (
+    A_BALANCES,
+    A_KEYS,
+    A_VALS,
+    AVAILABLE,
+    B_LEVELS,
+    B_MPARAMS,
+    B_MSTATE,
+    B_ORDERS,
+    B_SOURCES,
+    FROZEN,
+    MP_DEAL_SCALE,
+    MP_FEE_DEN,
+    MP_MAX_AMOUNT,
+    MP_MAX_ORDERS,
+    MP_MAX_PRICE,
+    MP_MIN_AMOUNT,
+    MP_MONEY,
+    MP_OBASE,
+    MP_STOCK,
+    MP_STOCK_SCALE,
+    MS_NORDERS,
+    NIL,
+)
+from core.schema import (
+    COUNTER_DEAL_ID,
+    COUNTER_ORDER_ID,
+    COUNTER_SEQ,
+    MAX_SUPPLY_UNITS,
+    MAX_USER_ID,
+    SOURCE_LENGTH,
+    CommandKind,
+    FinishReason,
+    OrderFlag,
+    OrderType,
+    Result,
+    StpMode,
+    TimeInForce,
+)
+
+ASK = 1
+BID = 2
+LIMIT = int(OrderType.LIMIT)
+MARKET = int(OrderType.MARKET)
+GTC = int(TimeInForce.GTC)
+IOC = int(TimeInForce.IOC)
+FOK = int(TimeInForce.FOK)
+STP_NONE = int(StpMode.NONE)
+STP_CANCEL_TAKER = int(StpMode.CANCEL_TAKER)
+STP_CANCEL_MAKER = int(StpMode.CANCEL_MAKER)
+STP_CANCEL_BOTH = int(StpMode.CANCEL_BOTH)
+POST_ONLY = int(OrderFlag.POST_ONLY)
+FILLED = int(FinishReason.FILLED)
+CANCELED = int(FinishReason.CANCELED)
+EXPIRED = int(FinishReason.EXPIRED)
+SELF_TRADE = int(FinishReason.SELF_TRADE)
+
+OK = int(Result.OK)
+INVALID_ARGUMENT = int(Result.INVALID_ARGUMENT)
+UNKNOWN_MARKET = int(Result.UNKNOWN_MARKET)
+FEE_ACCOUNT_CANNOT_TRADE = int(Result.FEE_ACCOUNT_CANNOT_TRADE)
+BALANCE_NOT_ENOUGH = int(Result.BALANCE_NOT_ENOUGH)
+AMOUNT_TOO_SMALL = int(Result.AMOUNT_TOO_SMALL)
+NO_ENOUGH_TRADER = int(Result.NO_ENOUGH_TRADER)
+ORDER_NOT_FOUND = int(Result.ORDER_NOT_FOUND)
+USER_NOT_MATCH = int(Result.USER_NOT_MATCH)
+POST_ONLY_WOULD_TAKE = int(Result.POST_ONLY_WOULD_TAKE)
+FOK_NOT_FILLED = int(Result.FOK_NOT_FILLED)
+BOOK_FULL = int(Result.BOOK_FULL)
+
+PUT_LIMIT = int(CommandKind.PUT_LIMIT)
+PUT_MARKET = int(CommandKind.PUT_MARKET)
+CANCEL = int(CommandKind.CANCEL)
+REPLACE = int(CommandKind.REPLACE)
+CANCEL_ALL = int(CommandKind.CANCEL_ALL)
+
+#: Events a single fill can write (deal, 6 trade/fee legs, 2 fee incomes, maker).
+EVENTS_PER_FILL = 10
+
+
+# ------------------------------------------------------------------ accounts
+
+
+@njit(cache=True, nogil=True)
+def account_of(accounts, user: int) -> int:
+    """Account index of ``user``, or NIL if the user never held anything."""
+    i = hashmap.find(accounts[A_KEYS], user)
+    if i < 0:
+        return NIL
+    return accounts[A_VALS][i]
+
+
+@njit(cache=True, nogil=True)
+def _available(accounts, acct: int, asset: int) -> int:
+    if acct == NIL:
+        return 0
+    return accounts[A_BALANCES][acct, asset, AVAILABLE]
+
+
+# ------------------------------------------------------------------ validation
+
+
+@njit(cache=True, nogil=True)
+def valid_source(cmd) -> bool:
+    """source_len in 0..30, the used bytes are UTF-8 without NUL."""
+    n = cmd.source_len
+    if n < 0 or n > SOURCE_LENGTH:
+        return False
+    src = cmd.source
+    i = 0
+    while i < n:
+        c = src[i]
+        if c == 0:
+            return False
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            need = 1
+            lo = 0x80
+            hi = 0xBF
+        elif 0xE0 <= c <= 0xEF:
+            need = 2
+            lo = 0xA0 if c == 0xE0 else 0x80
+            hi = 0x9F if c == 0xED else 0xBF
+        elif 0xF0 <= c <= 0xF4:
+            need = 3
+            lo = 0x90 if c == 0xF0 else 0x80
+            hi = 0x8F if c == 0xF4 else 0xBF
+        else:
+            return False
+        if i + need >= n:
+            return False
+        c1 = src[i + 1]
+        if c1 < lo or c1 > hi:
+            return False
+        for j in range(2, need + 1):
+            cj = src[i + j]
+            if cj < 0x80 or cj > 0xBF:
+                return False
+        i += need + 1
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _check_order_common(cmd, n_markets: int, fee_user: int) -> int:
+    """Common checks 1 and 2 of docs/engine.md for PUT_LIMIT and PUT_MARKET."""
+    m = cmd.market
+    if m < 0 or m >= n_markets:
+        return UNKNOWN_MARKET
+    if cmd.user < 0 or cmd.user > MAX_USER_ID:
+        return INVALID_ARGUMENT
+    if cmd.side != ASK and cmd.side != BID:
+        return INVALID_ARGUMENT
+    if cmd.tif < GTC or cmd.tif > FOK:
+        return INVALID_ARGUMENT
+    if cmd.stp < STP_NONE or cmd.stp > STP_CANCEL_BOTH:
+        return INVALID_ARGUMENT
+    if (cmd.flags & ~POST_ONLY) != 0:
+        return INVALID_ARGUMENT
+    if not valid_source(cmd):
+        return INVALID_ARGUMENT
+    if cmd.user == fee_user:
+        return FEE_ACCOUNT_CANNOT_TRADE
+    return OK
+
+
+@njit(cache=True, nogil=True)
+def _crosses(book, m: int, side: int, price: int) -> bool:
+    """True if a limit order at ``price`` on ``side`` would take on entry."""
+    lv = bk.best_level(book, m, 3 - side)
+    if lv == NIL:
+        return False
+    best = book[B_LEVELS][lv].price
+    if side == ASK:
+        return best >= price
+    return best <= price
+
+
+@njit(cache=True, nogil=True)
+def _fok_fillable(book, m: int, side: int, price: int, user: int, stp: int, amount: int) -> bool:
+    """True if ``amount`` lots can be filled at once at ``price`` or better."""
+    orders = book[B_ORDERS]
+    levels = book[B_LEVELS]
+    opp = 3 - side
+    total = 0
+    k = 0
+    while True:
+        lv = bk.level_nth(book, m, opp, k)
+        if lv == NIL:
+            return False
+        p = levels[lv].price
+        if (side == ASK and p < price) or (side == BID and p > price):
+            return False
+        slot = levels[lv].head
+        while slot != NIL:
+            o = orders[slot]
+            if o.user == user and stp != STP_NONE:
+                if stp == STP_CANCEL_TAKER or stp == STP_CANCEL_BOTH:
+                    return False
+            else:
+                total += o.left
+                if total >= amount:
+                    return True
+            slot = o.next
+        k += 1
+
+
+# ------------------------------------------------------------------ settlement
+
+
+@njit(cache=True, nogil=True)
+def reserve_of(mp: np.ndarray, m: int, side: int, price: int, left: int) -> int:
+    """Frozen funds of a resting order: stock units (ask) or money units (bid)."""
+    if side == ASK:
+        return left * mp[m, MP_STOCK_SCALE]
+    return price * left * mp[m, MP_DEAL_SCALE]
+
+
+@njit(cache=True, nogil=True)
+def _move(
+    accounts, ev, ne, seq, ts, m, acct, user, asset, reason, d_avail, d_frozen, oid, did
+) -> int:
+    bal = accounts[A_BALANCES]
+    bal[acct, asset, AVAILABLE] += d_avail
+    bal[acct, asset, FROZEN] += d_frozen
+    return evw.emit_balance(
+        ev,
+        ne,
+        seq,
+        ts,
+        m,
+        user,
+        asset,
+        reason,
+        d_avail,
+        d_frozen,
+        bal[acct, asset, AVAILABLE],
+        bal[acct, asset, FROZEN],
+        oid,
+        did,
+        0,
+    )
+
+
+@njit(cache=True, nogil=True)
+def _order_asset(mp: np.ndarray, m: int, side: int) -> int:
+    """The asset an order of ``side`` freezes: stock for an ask, money for a bid."""
+    return mp[m, MP_STOCK] if side == ASK else mp[m, MP_MONEY]
+
+
+@njit(cache=True, nogil=True)
+def _remove_resting(book, m: int, slot: int) -> None:
+    """Forget a resting order entirely (it is already out of its level)."""
+    bk.user_unlink(book, m, slot)
+    bk.index_remove(book, book[B_ORDERS][slot].id)
+    bk.free_slot(book, m, slot)
+
+
+@njit(cache=True, nogil=True)
+def _cancel_resting(book, accounts, ev, ne, seq, ts, m, slot, reason) -> int:
+    """Unfreeze a resting order's reserve, report it as it stood, and remove it."""
+    orders = book[B_ORDERS]
+    mp = book[B_MPARAMS]
+    o = orders[slot]
+    r = reserve_of(mp, m, o.side, o.price, o.left)
+    asset = _order_asset(mp, m, o.side)
+    ne = _move(accounts, ev, ne, seq, ts, m, o.acct, o.user, asset, evw.UNFREEZE, r, -r, o.id, 0)
+    ne = evw.emit_order(
+        ev, ne, evw.ORDER_FINISH, reason, seq, ts, orders, book[B_SOURCES], slot, m,
+        o.amount - o.left,
+    )
+    bk.level_unlink(book, m, slot)
+    _remove_resting(book, m, slot)
+    return ne
+
+
+@njit(cache=True, nogil=True)
+def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k, q, market_bid):
+    """Trade ``q`` lots between taker slot ``t`` and maker slot ``k`` at the maker's price."""
+    orders = book[B_ORDERS]
+    mp = book[B_MPARAMS]
+    tk = orders[t]
+    mk = orders[k]
+    p = mk.price
+    stock = mp[m, MP_STOCK]
+    money = mp[m, MP_MONEY]
+    den = mp[m, MP_FEE_DEN]
+    units = q * mp[m, MP_STOCK_SCALE]
+    deal = p * q * mp[m, MP_DEAL_SCALE]
+    counters[COUNTER_DEAL_ID] += 1
+    did = counters[COUNTER_DEAL_ID]
+    if tk.side == ASK:
+        t_fee = fee_of(deal, tk.taker_rate, den)
+        m_fee = fee_of(units, mk.maker_rate, den)
+        t_give_asset, t_give, t_get_asset, t_get = stock, units, money, deal
+    else:
+        t_fee = fee_of(units, tk.taker_rate, den)
+        m_fee = fee_of(deal, mk.maker_rate, den)
+        t_give_asset, t_give, t_get_asset, t_get = money, deal, stock, units
+    ne = evw.emit_deal(
+        ev, ne, seq, ts, m, did, tk.side, tk.id, tk.user, mk.id, mk.user, p, q, deal, t_fee, m_fee
+    )
+    ta = tk.acct
+    tu = tk.user
+    tid = tk.id
+    ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_give_asset, evw.TRADE, -t_give, 0, tid, did)
+    ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_get_asset, evw.TRADE, t_get, 0, tid, did)
+    if t_fee > 0:
+        ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_get_asset, evw.FEE, -t_fee, 0, tid, did)
+    ma = mk.acct
+    mu = mk.user
+    mid = mk.id
+    ne = _move(accounts, ev, ne, seq, ts, m, ma, mu, t_get_asset, evw.TRADE, 0, -t_get, mid, did)
+    ne = _move(accounts, ev, ne, seq, ts, m, ma, mu, t_give_asset, evw.TRADE, t_give, 0, mid, did)
+    if m_fee > 0:
+        ne = _move(accounts, ev, ne, seq, ts, m, ma, mu, t_give_asset, evw.FEE, -m_fee, 0, mid, did)
+    if t_fee > 0:
+        ne = _move(
+            accounts, ev, ne, seq, ts, m, fee_acct, fee_user, t_get_asset, evw.FEE_INCOME,
+            t_fee, 0, tid, did,
+        )
+    if m_fee > 0:
+        ne = _move(
+            accounts, ev, ne, seq, ts, m, fee_acct, fee_user, t_give_asset, evw.FEE_INCOME,
+            m_fee, 0, mid, did,
+        )
+    if market_bid:
+        tk.left -= deal
+    else:
+        tk.left -= q
+    tk.deal_money += deal
+    tk.deal_fee += t_fee
+    tk.mtime_ns = ts
+    mk.left -= q
+    mk.deal_money += deal
+    mk.deal_fee += m_fee
+    mk.mtime_ns = ts
+    book[B_LEVELS][mk.level].total -= q
+    if mk.left > 0:
+        return evw.emit_order(
+            ev, ne, evw.ORDER_UPDATE, 0, seq, ts, orders, book[B_SOURCES], k, m,
+            mk.amount - mk.left,
+        )
+    ne = evw.emit_order(
+        ev, ne, evw.ORDER_FINISH, FILLED, seq, ts, orders, book[B_SOURCES], k, m, mk.amount
+    )
+    bk.level_unlink(book, m, k)
+    _remove_resting(book, m, k)
+    return ne
+
+
+@njit(cache=True, nogil=True)
+def _match(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, limit, is_market):
+    """Match the taker at slot ``t``; returns (ne, lots filled, stopped by STP)."""
+    orders = book[B_ORDERS]
+    levels = book[B_LEVELS]
+    side = orders[t].side
+    opp = 3 - side
+    market_bid = is_market and side == BID
+    deal_scale = book[B_MPARAMS][m, MP_DEAL_SCALE]
+    filled = 0
+    while orders[t].left > 0:
+        lv = bk.best_level(book, m, opp)
+        if lv == NIL:
+            break
+        p = levels[lv].price
+        if not is_market and ((side == ASK and p < limit) or (side == BID and p > limit)):
+            break
+        k = levels[lv].head
+        stp = orders[t].stp
+        if stp != STP_NONE and orders[k].user == orders[t].user:
+            if stp == STP_CANCEL_TAKER:
+                return ne, filled, True
+            ne = _cancel_resting(book, accounts, ev, ne, seq, ts, m, k, SELF_TRADE)
+            if stp == STP_CANCEL_BOTH:
+                return ne, filled, True
+            continue
+        if market_bid:
+            q = orders[t].left // (p * deal_scale)
+            if q > orders[k].left:
+                q = orders[k].left
+            if q == 0:
+                break
+        else:
+            q = min(orders[t].left, orders[k].left)
+        ne = _fill(
+            book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k, q, market_bid
+        )
+        filled += q
+    return ne, filled, False
+
+
+# ------------------------------------------------------------------ commands
+
+
+@njit(cache=True, nogil=True)
+def _load_taker(book, cmd, slot: int, oid: int, otype: int, price: int, maker_rate: int, tif: int):
+    """Write a new order from ``cmd`` into ``slot`` (the scratch slot)."""
+    o = book[B_ORDERS][slot]
+    o.id = oid
+    o.user = cmd.user
+    o.price = price
+    o.amount = cmd.amount
+    o.left = cmd.amount
+    o.deal_money = 0
+    o.deal_fee = 0
+    o.ctime_ns = cmd.ts_ns
+    o.mtime_ns = cmd.ts_ns
+    o.taker_rate = cmd.taker_rate
+    o.maker_rate = maker_rate
+    o.level = NIL
+    o.next = NIL
+    o.prev = NIL
+    o.unext = NIL
+    o.uprev = NIL
+    o.side = cmd.side
+    o.tif = tif
+    o.stp = cmd.stp
+    o.flags = cmd.flags
+    o.source_len = cmd.source_len
+    o.otype = otype
+    src = book[B_SOURCES][slot]
+    n = cmd.source_len
+    for i in range(32):
+        src[i] = cmd.source[i] if i < n else 0
+
+
+@njit(cache=True, nogil=True)
+def _rest(book, accounts, ev, ne, seq, ts, m, slot, kind) -> int:
+    """Freeze the reserve of the order at ``slot`` and put it on its level."""
+    orders = book[B_ORDERS]
+    mp = book[B_MPARAMS]
+    o = orders[slot]
+    r = reserve_of(mp, m, o.side, o.price, o.left)
+    asset = _order_asset(mp, m, o.side)
+    ne = _move(accounts, ev, ne, seq, ts, m, o.acct, o.user, asset, evw.FREEZE, -r, r, o.id, 0)
+    bk.level_push(book, m, slot)
+    return evw.emit_order(
+        ev, ne, kind, 0, seq, ts, orders, book[B_SOURCES], slot, m, o.amount - o.left
+    )
+
+
+@njit(cache=True, nogil=True)
+def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
+    """PUT_LIMIT; returns (code, order_id, value, ne)."""
+    code = _check_order_common(cmd, n_markets, fee_user)
+    if code != OK:
+        return code, 0, 0, ne
+    m = cmd.market
+    mp = book[B_MPARAMS]
+    side = cmd.side
+    amount = cmd.amount
+    price = cmd.price
+    den = mp[m, MP_FEE_DEN]
+    if amount < 1 or amount > mp[m, MP_MAX_AMOUNT] or price < 1 or price > mp[m, MP_MAX_PRICE]:
+        return INVALID_ARGUMENT, 0, 0, ne
+    if cmd.taker_rate < 0 or cmd.taker_rate >= den or cmd.maker_rate < 0 or cmd.maker_rate >= den:
+        return INVALID_ARGUMENT, 0, 0, ne
+    acct = account_of(accounts, cmd.user)
+    if side == ASK:
+        ok = mul_le(amount, mp[m, MP_STOCK_SCALE], _available(accounts, acct, mp[m, MP_STOCK]))
+    else:
+        avail = _available(accounts, acct, mp[m, MP_MONEY])
+        ok = mul3_le(price, amount, mp[m, MP_DEAL_SCALE], avail)
+    if not ok:
+        return BALANCE_NOT_ENOUGH, 0, 0, ne
+    if amount < mp[m, MP_MIN_AMOUNT]:
+        return AMOUNT_TOO_SMALL, 0, 0, ne
+    if (cmd.flags & POST_ONLY) != 0 and _crosses(book, m, side, price):
+        return POST_ONLY_WOULD_TAKE, 0, 0, ne
+    if cmd.tif == FOK and not _fok_fillable(book, m, side, price, cmd.user, cmd.stp, amount):
+        return FOK_NOT_FILLED, 0, 0, ne
+    if cmd.tif == GTC:
+        if not bk.has_free_slot(book, m):
+            return BOOK_FULL, 0, 0, ne
+        if bk.find_level(book, m, side, price) == NIL and not bk.can_add_level(book, m, side):
+            return BOOK_FULL, 0, 0, ne
+    counters[COUNTER_SEQ] += 1
+    counters[COUNTER_ORDER_ID] += 1
+    seq = counters[COUNTER_SEQ]
+    oid = counters[COUNTER_ORDER_ID]
+    ts = cmd.ts_ns
+    _load_taker(book, cmd, scratch, oid, LIMIT, price, cmd.maker_rate, cmd.tif)
+    orders = book[B_ORDERS]
+    orders[scratch].acct = acct
+    ne, _, stopped = _match(
+        book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, scratch, price, False
+    )
+    o = orders[scratch]
+    sources = book[B_SOURCES]
+    if o.left == 0:
+        ne = evw.emit_order(
+            ev, ne, evw.ORDER_FINISH, FILLED, seq, ts, orders, sources, scratch, m, o.amount
+        )
+    elif stopped or cmd.tif != GTC:
+        reason = SELF_TRADE if stopped else EXPIRED
+        ne = evw.emit_order(
+            ev, ne, evw.ORDER_FINISH, reason, seq, ts, orders, sources, scratch, m,
+            o.amount - o.left,
+        )
+    else:
+        slot = bk.alloc_slot(book, m)
+        orders[slot] = orders[scratch]
+        sources[slot, :] = sources[scratch, :]
+        bk.user_link(book, m, slot)
+        bk.index_put(book, oid, slot)
+        ne = _rest(book, accounts, ev, ne, seq, ts, m, slot, evw.ORDER_PUT)
+    return OK, oid, 0, ne
+
+
+@njit(cache=True, nogil=True)
+def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
+    """PUT_MARKET; returns (code, order_id, value, ne)."""
+    code = _check_order_common(cmd, n_markets, fee_user)
+    if code != OK:
+        return code, 0, 0, ne
+    if cmd.flags != 0:
+        return INVALID_ARGUMENT, 0, 0, ne
+    m = cmd.market
+    mp = book[B_MPARAMS]
+    side = cmd.side
+    amount = cmd.amount
+    max_amount = mp[m, MP_MAX_AMOUNT] if side == ASK else MAX_SUPPLY_UNITS
+    if amount < 1 or amount > max_amount:
+        return INVALID_ARGUMENT, 0, 0, ne
+    if cmd.taker_rate < 0 or cmd.taker_rate >= mp[m, MP_FEE_DEN]:
+        return INVALID_ARGUMENT, 0, 0, ne
+    acct = account_of(accounts, cmd.user)
+    if side == ASK:
+        ok = mul_le(amount, mp[m, MP_STOCK_SCALE], _available(accounts, acct, mp[m, MP_STOCK]))
+    else:
+        ok = amount <= _available(accounts, acct, mp[m, MP_MONEY])
+    if not ok:
+        return BALANCE_NOT_ENOUGH, 0, 0, ne
+    best = bk.best_level(book, m, 3 - side)
+    if best == NIL:
+        return NO_ENOUGH_TRADER, 0, 0, ne
+    if side == ASK:
+        small = amount < mp[m, MP_MIN_AMOUNT]
+    else:
+        best_price = book[B_LEVELS][best].price
+        small = not mul3_le(best_price, mp[m, MP_MIN_AMOUNT], mp[m, MP_DEAL_SCALE], amount)
+    if small:
+        return AMOUNT_TOO_SMALL, 0, 0, ne
+    counters[COUNTER_SEQ] += 1
+    counters[COUNTER_ORDER_ID] += 1
+    seq = counters[COUNTER_SEQ]
+    oid = counters[COUNTER_ORDER_ID]
+    ts = cmd.ts_ns
+    _load_taker(book, cmd, scratch, oid, MARKET, 0, 0, IOC)
+    orders = book[B_ORDERS]
+    orders[scratch].acct = acct
+    orders[scratch].flags = 0
+    ne, filled, stopped = _match(
+        book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, scratch, 0, True
+    )
+    o = orders[scratch]
+    if o.left == 0:
+        reason = FILLED
+    elif stopped:
+        reason = SELF_TRADE
+    else:
+        reason = EXPIRED
+    ne = evw.emit_order(
+        ev, ne, evw.ORDER_FINISH, reason, seq, ts, orders, book[B_SOURCES], scratch, m, filled
+    )
+    return OK, oid, 0, ne
+
+
+@njit(cache=True, nogil=True)
+def _check_target(book, cmd, n_markets: int) -> tuple[int, int]:
+    """Common checks of CANCEL, CANCEL_ALL and REPLACE: market and user in range."""
+    m = cmd.market
+    if m < 0 or m >= n_markets:
+        return UNKNOWN_MARKET, NIL
+    if cmd.user < 0 or cmd.user > MAX_USER_ID:
+        return INVALID_ARGUMENT, NIL
+    return OK, NIL
+
+
+@njit(cache=True, nogil=True)
+def _lookup(book, m: int, order_id: int, user: int) -> tuple[int, int]:
+    if order_id < 1:
+        return ORDER_NOT_FOUND, NIL
+    slot = bk.index_find(book, order_id)
+    mp = book[B_MPARAMS]
+    base = mp[m, MP_OBASE]
+    if slot == NIL or slot < base or slot >= base + mp[m, MP_MAX_ORDERS]:
+        return ORDER_NOT_FOUND, NIL
+    if book[B_ORDERS][slot].user != user:
+        return USER_NOT_MATCH, NIL
+    return OK, slot
+
+
+@njit(cache=True, nogil=True)
+def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
+    """CANCEL; returns (code, order_id, value, ne)."""
+    code, _ = _check_target(book, cmd, n_markets)
+    if code != OK:
+        return code, 0, 0, ne
+    m = cmd.market
+    code, slot = _lookup(book, m, cmd.order_id, cmd.user)
+    if code != OK:
+        return code, 0, 0, ne
+    counters[COUNTER_SEQ] += 1
+    seq = counters[COUNTER_SEQ]
+    oid = book[B_ORDERS][slot].id
+    ne = _cancel_resting(book, accounts, ev, ne, seq, cmd.ts_ns, m, slot, CANCELED)
+    return OK, oid, 0, ne
+
+
+@njit(cache=True, nogil=True)
+def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
+    """CANCEL_ALL; returns (code, 0, cancelled, ne)."""
+    code, _ = _check_target(book, cmd, n_markets)
+    if code != OK:
+        return code, 0, 0, ne
+    if cmd.side < 0 or cmd.side > BID:
+        return INVALID_ARGUMENT, 0, 0, ne
+    m = cmd.market
+    orders = book[B_ORDERS]
+    head, count = bk.user_orders(book, m, cmd.user)
+    if count == 0:
+        return OK, 0, 0, ne
+    slot = head
+    while orders[slot].unext != NIL:  # walk to the oldest
+        slot = orders[slot].unext
+    seq = 0
+    n = 0
+    while slot != NIL:
+        newer = orders[slot].uprev
+        if cmd.side == 0 or orders[slot].side == cmd.side:
+            if seq == 0:
+                counters[COUNTER_SEQ] += 1
+                seq = counters[COUNTER_SEQ]
+            ne = _cancel_resting(book, accounts, ev, ne, seq, cmd.ts_ns, m, slot, CANCELED)
+            n += 1
+        slot = newer
+    return OK, 0, n, ne
+
+
+@njit(cache=True, nogil=True)
+def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct):
+    """REPLACE; returns (code, order_id, value, ne)."""
+    code, _ = _check_target(book, cmd, n_markets)
+    if code != OK:
+        return code, 0, 0, ne
+    if cmd.user == fee_user:
+        return FEE_ACCOUNT_CANNOT_TRADE, 0, 0, ne
+    m = cmd.market
+    mp = book[B_MPARAMS]
+    price = cmd.price
+    new_left = cmd.amount
+    if price < 1 or price > mp[m, MP_MAX_PRICE] or new_left < 1 or new_left > mp[m, MP_MAX_AMOUNT]:
+        return INVALID_ARGUMENT, 0, 0, ne
+    code, slot = _lookup(book, m, cmd.order_id, cmd.user)
+    if code != OK:
+        return code, 0, 0, ne
+    orders = book[B_ORDERS]
+    levels = book[B_LEVELS]
+    o = orders[slot]
+    side = o.side
+    ts = cmd.ts_ns
+    old_reserve = reserve_of(mp, m, side, o.price, o.left)
+    asset = _order_asset(mp, m, side)
+    if price == o.price and new_left <= o.left:
+        counters[COUNTER_SEQ] += 1
+        seq = counters[COUNTER_SEQ]
+        diff = old_reserve - reserve_of(mp, m, side, price, new_left)
+        if diff > 0:
+            ne = _move(
+                accounts, ev, ne, seq, ts, m, o.acct, o.user, asset, evw.UNFREEZE, diff, -diff,
+                o.id, 0,
+            )
+        levels[o.level].total -= o.left - new_left
+        o.amount -= o.left - new_left
+        o.left = new_left
+        o.mtime_ns = ts
+        ne = evw.emit_order(
+            ev, ne, evw.ORDER_UPDATE, 0, seq, ts, orders, book[B_SOURCES], slot, m,
+            o.amount - o.left,
+        )
+        return OK, o.id, 0, ne
+    avail = accounts[A_BALANCES][o.acct, asset, 0] + old_reserve
+    if side == ASK:
+        ok = mul_le(new_left, mp[m, MP_STOCK_SCALE], avail)
+    else:
+        ok = mul3_le(price, new_left, mp[m, MP_DEAL_SCALE], avail)
+    if not ok:
+        return BALANCE_NOT_ENOUGH, 0, 0, ne
+    if new_left > o.left and new_left < mp[m, MP_MIN_AMOUNT]:
+        return AMOUNT_TOO_SMALL, 0, 0, ne
+    if (o.flags & POST_ONLY) != 0 and _crosses(book, m, side, price):
+        return POST_ONLY_WOULD_TAKE, 0, 0, ne
+    if bk.find_level(book, m, side, price) == NIL and not bk.can_add_level(book, m, side):
+        if levels[o.level].count != 1:
+            return BOOK_FULL, 0, 0, ne
+    counters[COUNTER_SEQ] += 1
+    seq = counters[COUNTER_SEQ]
+    oid = o.id
+    ne = _move(
+        accounts, ev, ne, seq, ts, m, o.acct, o.user, asset, evw.UNFREEZE, old_reserve,
+        -old_reserve, oid, 0,
+    )
+    bk.level_unlink(book, m, slot)
+    o.price = price
+    o.amount = o.amount - o.left + new_left
+    o.left = new_left
+    o.mtime_ns = ts
+    ne, _, stopped = _match(
+        book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, slot, price, False
+    )
+    sources = book[B_SOURCES]
+    if o.left == 0 or stopped:
+        reason = FILLED if o.left == 0 else SELF_TRADE
+        ne = evw.emit_order(
+            ev, ne, evw.ORDER_FINISH, reason, seq, ts, orders, sources, slot, m, o.amount - o.left
+        )
+        _remove_resting(book, m, slot)
+    else:
+        ne = _rest(book, accounts, ev, ne, seq, ts, m, slot, evw.ORDER_UPDATE)
+    return OK, oid, 0, ne
+
+
+@njit(cache=True, nogil=True)
+def events_bound(book, cmd, n_markets: int) -> int:
+    """Most events ``cmd`` can write (so the batch loop never overruns its buffer)."""
+    m = cmd.market
+    if m < 0 or m >= n_markets:
+        return 1
+    ms = book[B_MSTATE]
+    total = ms[m, MS_NORDERS] + ms[m, MS_NORDERS + 1]
+    if cmd.kind == CANCEL:
+        return 2
+    if cmd.kind == CANCEL_ALL:
+        return 2 * total + 1
+    return EVENTS_PER_FILL * total + 4
+
+
+@njit(cache=True, nogil=True)
+def execute_batch(
+    book, accounts, cmds, results, ev, start, counters, n_markets, fee_user, fee_acct, scratch
+):
+    """Apply ``cmds[start:]`` until done or the event buffer might overflow.
+
+    Returns (next command index, events written). Results are written per command.
+    """
+    ne = 0
+    cap = ev.shape[0]
+    n = cmds.shape[0]
+    i = start
+    while i < n:
+        cmd = cmds[i]
+        if ne + events_bound(book, cmd, n_markets) > cap:
+            break  # the caller hands these events on (or grows the buffer) and resumes
+        first = ne
+        seq_before = counters[COUNTER_SEQ]
+        kind = cmd.kind
+        if kind == PUT_LIMIT:
+            code, oid, value, ne = cmd_put_limit(
+                book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch
+            )
+        elif kind == REPLACE:
+            code, oid, value, ne = cmd_replace(
+                book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct
+            )
+        elif kind == CANCEL:
+            code, oid, value, ne = cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets)
+        elif kind == PUT_MARKET:
+            code, oid, value, ne = cmd_put_market(
+                book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch
+            )
+        elif kind == CANCEL_ALL:
+            code, oid, value, ne = cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets)
+        else:
+            code, oid, value = INVALID_ARGUMENT, 0, 0
+        r = results[i]
+        r.code = code
+        r.order_id = oid
+        r.value = value
+        r.seq = counters[COUNTER_SEQ] if counters[COUNTER_SEQ] != seq_before else 0
+        r.event_start = first
+        r.event_count = ne - first
+        i += 1
+    return i, ne

@@ -1,0 +1,197 @@
+"""The command lines: matchctl, matchd and matchd-bench, called in-process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from core.config import parse_config
+from daemon import cli
+from tools import bench, matchctl
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "etc" / "matchd.toml"
+
+BROKEN_CONFIG = """\
+[[assets]]
+name = "BTC"
+prec = 8
+
+[[markets]]
+name = "BTC_DOGE"
+stock = "BTC"
+money = "DOGE"
+stock_prec = 4
+money_prec = 2
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "matchd.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- config-check
+
+
+def test_config_check_accepts_the_default_config(capsys: pytest.CaptureFixture[str]) -> None:
+    config = parse_config(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+
+    code = matchctl.main(["config-check", "--config", str(DEFAULT_CONFIG)])
+
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out == f"config OK: {len(config.assets)} assets, {len(config.markets)} markets\n"
+    assert err == ""
+
+
+def test_config_check_reports_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, BROKEN_CONFIG)
+
+    code = matchctl.main(["config-check", "--config", str(path)])
+
+    out, err = capsys.readouterr()
+    assert code == matchctl.EXIT_USAGE == 2
+    assert out == ""
+    assert "market BTC_DOGE: asset 'DOGE' is not defined in [[assets]]" in err
+    assert str(path) in err
+
+
+def test_config_check_reports_invalid_toml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, "[[assets]\nname = \n")
+
+    code = matchctl.main(["config-check", "--config", str(path)])
+
+    assert code == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_config_check_reports_a_missing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "absent.toml"
+
+    code = matchctl.main(["config-check", "--config", str(path)])
+
+    assert code == 2
+    assert f"cannot read config {path}" in capsys.readouterr().err
+
+
+def test_matchctl_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        matchctl.main([])
+
+    assert exit_info.value.code == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- markets
+
+
+def test_markets_lists_every_market_of_the_default_config(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = matchctl.main(["markets", "--config", str(DEFAULT_CONFIG)])
+
+    out, err = capsys.readouterr()
+    rows = [line.split() for line in out.splitlines()]
+    assert code == 0
+    assert err == ""
+    assert rows[0] == list(matchctl.MARKET_COLUMNS)
+    by_name = {row[0]: row for row in rows[1:]}
+    assert by_name["BTC_USDT"] == ["BTC_USDT", "BTC", "USDT", "6", "2", "4", "0.0001"]
+    assert by_name["ETH_BTC"] == ["ETH_BTC", "ETH", "BTC", "4", "6", "4", "0.001"]
+    config = parse_config(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    assert list(by_name) == [market.name for market in config.markets]
+
+
+def test_markets_aligns_its_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    matchctl.main(["markets", "--config", str(DEFAULT_CONFIG)])
+
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0]
+    for line in lines[1:]:
+        assert line.index(line.split()[1]) == header.index("stock")
+
+
+def test_markets_refuses_a_broken_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, BROKEN_CONFIG)
+
+    code = matchctl.main(["markets", "--config", str(path)])
+
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert "asset 'DOGE' is not defined" in err
+
+
+# --------------------------------------------------------------------------- matchd run
+
+
+def test_matchd_run_hands_the_config_text_to_the_daemon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    received: list[str] = []
+
+    def fake_run(config_text: str) -> int:
+        received.append(config_text)
+        return 7
+
+    monkeypatch.setitem(sys.modules, "daemon.demo", types.SimpleNamespace(run=fake_run))
+
+    code = cli.main(["run", "--config", str(DEFAULT_CONFIG)])
+
+    assert code == 7
+    assert received == [DEFAULT_CONFIG.read_text(encoding="utf-8")]
+
+
+def test_matchd_run_reports_a_missing_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "absent.toml"
+
+    code = cli.main(["run", "--config", str(path)])
+
+    assert code == 2
+    assert f"cannot read config {path}" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- matchd-bench
+
+
+def test_bench_core_hands_its_arguments_to_bench_core(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    received: list[argparse.Namespace] = []
+
+    def fake_main(args: argparse.Namespace) -> int:
+        received.append(args)
+        return 0
+
+    monkeypatch.setitem(sys.modules, "tools.bench_core", types.SimpleNamespace(main=fake_main))
+
+    argv = ["core", "--json", "--commands", "5000", "--seed", "9", "--out", str(tmp_path)]
+    code = bench.main(argv)
+
+    assert code == 0
+    (args,) = received
+    assert (args.json, args.commands, args.seed, args.out) == (True, 5000, 9, tmp_path)
+
+
+@pytest.mark.parametrize("argv", [["core", "--commands", "0"], ["core", "--seed", "x"], []])
+def test_bench_refuses_bad_arguments(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+
+    assert exit_info.value.code == 2
+    assert "usage: matchd-bench" in capsys.readouterr().err

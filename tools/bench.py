@@ -1,0 +1,84 @@
+"""``matchd-bench``: benchmarks.
+
+``matchd-bench core [--json] [--commands N] [--seed N] [--out DIR]`` measures the
+in-process engine (``tools.bench_core``) on a seeded command stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_COMMANDS = 1_000_000
+DEFAULT_SEED = 1
+DEFAULT_OUT = Path("results")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``matchd-bench`` argument parser."""
+    parser = argparse.ArgumentParser(prog="matchd-bench", description="matchd benchmarks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="BENCHMARK")
+    core = commands.add_parser(
+        "core",
+        help="the in-process engine on a seeded command stream",
+        description="Benchmark the in-process engine on a seeded command stream.",
+    )
+    core.add_argument("--json", action="store_true", help="print the results as JSON")
+    core.add_argument(
+        "--commands",
+        type=_positive_int,
+        default=DEFAULT_COMMANDS,
+        metavar="N",
+        help=f"number of commands (default {DEFAULT_COMMANDS})",
+    )
+    core.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=DEFAULT_SEED,
+        metavar="N",
+        help=f"seed of the command stream (default {DEFAULT_SEED})",
+    )
+    core.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"directory for result files (default {DEFAULT_OUT}/)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``matchd-bench`` with ``argv`` (default: the process arguments); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "core":
+        # Imported here so that `--help` and argument errors do not compile kernels.
+        from tools.bench_core import main as bench_core_main
+
+        return bench_core_main(args)
+    raise AssertionError(f"unhandled benchmark {args.command!r}")  # pragma: no cover
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

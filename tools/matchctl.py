@@ -1,0 +1,102 @@
+"""``matchctl``: operator commands.
+
+Offline commands that need only the config file:
+
+* ``matchctl config-check --config PATH``: validate the engine tables of a config;
+* ``matchctl markets --config PATH``: list its markets with their precisions.
+
+Commands that talk to a running daemon (status, balances, book, snapshot, drain lag)
+arrive with the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.config import EngineConfig, parse_config
+from core.errors import ConfigError
+from core.fixed import format_units
+
+#: Exit code for a usage error, an unreadable file or an invalid config.
+EXIT_USAGE = 2
+
+MARKET_COLUMNS = (
+    "name",
+    "stock",
+    "money",
+    "stock_prec",
+    "money_prec",
+    "fee_prec",
+    "min_amount",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``matchctl`` argument parser."""
+    parser = argparse.ArgumentParser(prog="matchctl", description="matchd operator commands")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in (
+        ("config-check", "validate a config file's assets, markets and limits"),
+        ("markets", "list the markets of a config file"),
+    ):
+        command = commands.add_parser(name, help=text, description=text)
+        command.add_argument(
+            "--config", type=Path, required=True, metavar="PATH", help="TOML config file"
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``matchctl`` with ``argv`` (default: the process arguments); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    if args.command == "config-check":
+        print(f"config OK: {len(config.assets)} assets, {len(config.markets)} markets")
+    elif args.command == "markets":
+        print(format_markets(config))
+    return 0
+
+
+def _load(path: Path) -> EngineConfig | None:
+    """The validated config at ``path``, or None after printing why not."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"matchctl: cannot read config {path}: {exc}", file=sys.stderr)
+        return None
+    try:
+        return parse_config(text)
+    except ConfigError as exc:
+        print(f"matchctl: {path}: {exc}", file=sys.stderr)
+        return None
+
+
+def format_markets(config: EngineConfig) -> str:
+    """A plain-text table of ``config``'s markets, one per line after a header."""
+    rows = [MARKET_COLUMNS]
+    rows.extend(
+        (
+            market.name,
+            market.stock.name,
+            market.money.name,
+            str(market.stock_prec),
+            str(market.money_prec),
+            str(market.fee_prec),
+            format_units(market.min_amount, market.stock_prec),
+        )
+        for market in config.markets
+    )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(MARKET_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
