@@ -59,6 +59,7 @@ bench: venv ## benchmark the in-process engine (JSON on stdout)
 	$(BIN)/matchd-bench core --json
 
 clean: ## remove caches and build output (keeps .venv)
-	rm -rf .numba_cache .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
+	rm -rf .numba_cache .mypy_cache .ruff_cache .pytest_cache .import_linter_cache .hypothesis \
+		build dist
 	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name '*.egg-info' \) \
 		-type d -prune -exec rm -rf {} +

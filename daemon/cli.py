@@ -23,9 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the engine with a config file")
-    run.add_argument(
-        "--config", type=Path, required=True, metavar="PATH", help="TOML config file"
-    )
+    run.add_argument("--config", type=Path, required=True, metavar="PATH", help="TOML config file")
     return parser
 
 

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``matchd-bench`` with ``argv`` (default: the process arguments); returns the exit code."""
+    """Run ``matchd-bench`` with ``argv`` (default: process arguments); returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.command == "core":
         # Imported here so that `--help` and argument errors do not compile kernels.

@@ -14,14 +14,24 @@ from numba import njit
 
 EMPTY = 0
 
-_GOLDEN = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64
+_LOW31 = 0x7FFFFFFF
+_MUL_LO = 2654435761  # odd 32-bit multipliers (Knuth, Murmur3)
+_MUL_HI = 2246822519
 
 
 @njit(cache=True, nogil=True)
 def slot_of(key: int, mask: int) -> int:
-    """The ideal slot of a stored key (Fibonacci hashing, high bits)."""
-    h = np.int64(key) * _GOLDEN
-    return int((h >> np.int64(29)) & np.int64(mask))
+    """The ideal slot of a stored key.
+
+    Every product stays below 2**63: signed overflow is undefined behaviour in the
+    code numba generates (the same expression could hash differently where it is
+    inlined), and plain Python would not wrap at all under NUMBA_DISABLE_JIT.
+    """
+    lo = key & _LOW31
+    hi = (key >> 31) & _LOW31
+    h = (lo * _MUL_LO) ^ (hi * _MUL_HI)
+    h ^= h >> 29
+    return h & mask
 
 
 @njit(cache=True, nogil=True)
@@ -106,7 +116,7 @@ def pair_find_or_insert(table: np.ndarray, k0: int, k1: int) -> int:
     inserting it. The caller keeps the table at most half full.
     """
     mask = table.shape[0] - 1
-    i = slot_of(k0 ^ (k1 * 31), mask)
+    i = slot_of(k0 & 0x3FFFFFFFFFFFFFFF, mask)
     while True:
         a = table[i, 0]
         b = table[i, 1]
@@ -123,7 +133,7 @@ def pair_find_or_insert(table: np.ndarray, k0: int, k1: int) -> int:
 def pair_contains(table: np.ndarray, k0: int, k1: int) -> bool:
     """True if the 128-bit key is in the table."""
     mask = table.shape[0] - 1
-    i = slot_of(k0 ^ (k1 * 31), mask)
+    i = slot_of(k0 & 0x3FFFFFFFFFFFFFFF, mask)
     while True:
         a = table[i, 0]
         b = table[i, 1]

@@ -116,10 +116,12 @@ def test_markets_lists_every_market_of_the_default_config(
 def test_markets_aligns_its_columns(capsys: pytest.CaptureFixture[str]) -> None:
     matchctl.main(["markets", "--config", str(DEFAULT_CONFIG)])
 
-    lines = capsys.readouterr().out.splitlines()
-    header = lines[0]
-    for line in lines[1:]:
-        assert line.index(line.split()[1]) == header.index("stock")
+    header, *rows = capsys.readouterr().out.splitlines()
+    starts = [header.index(column) for column in matchctl.MARKET_COLUMNS]
+    for row in rows:
+        ends = [*starts[1:], None]
+        cells = [row[start:end].strip() for start, end in zip(starts, ends, strict=True)]
+        assert cells == row.split()
 
 
 def test_markets_refuses_a_broken_config(
