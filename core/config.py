@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import MISSING, dataclass, fields
 from decimal import Decimal
-from typing import Any
-
-import msgspec
+from typing import Any, Protocol, TypeVar, get_type_hints
 
 from core.errors import ConfigError, ParseError
 from core.fixed import format_units, is_exact, parse_decimal, to_units
@@ -33,7 +32,8 @@ MAX_USERS = 1 << 26
 MAX_UPDATE_KEYS = 1 << 28
 
 
-class AssetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+@dataclass(frozen=True, slots=True)
+class AssetConfig:
     """An asset. ``prec`` is the internal scale (ViaBTC's prec_save); ``prec_show`` the
     scale of balance.update changes and of shown balances (defaults to ``prec``)."""
 
@@ -42,7 +42,8 @@ class AssetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     prec_show: int | None = None
 
 
-class MarketConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+@dataclass(frozen=True, slots=True)
+class MarketConfig:
     """A market as written in the config file (decimals as strings)."""
 
     name: str
@@ -58,7 +59,8 @@ class MarketConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_levels: int = 65_536
 
 
-class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
     """Engine-wide settings."""
 
     fee_user: int = 0
@@ -66,13 +68,8 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_update_keys: int = 4_000_000
 
 
-class _File(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    engine: LimitsConfig = LimitsConfig()
-    assets: list[AssetConfig] = []
-    markets: list[MarketConfig] = []
-
-
-class Asset(msgspec.Struct, frozen=True):
+@dataclass(frozen=True, slots=True)
+class Asset:
     """A validated asset."""
 
     index: int
@@ -81,7 +78,8 @@ class Asset(msgspec.Struct, frozen=True):
     prec_show: int
 
 
-class Market(msgspec.Struct, frozen=True):
+@dataclass(frozen=True, slots=True)
+class Market:
     """A validated market with the integer constants the kernels use.
 
     * ``stock_scale`` = 10**(stock.prec - stock_prec): stock units per lot;
@@ -108,7 +106,8 @@ class Market(msgspec.Struct, frozen=True):
     max_levels: int
 
 
-class EngineConfig(msgspec.Struct, frozen=True):
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
     """The whole validated configuration of an engine."""
 
     assets: tuple[Asset, ...]
@@ -126,7 +125,15 @@ class EngineConfig(msgspec.Struct, frozen=True):
         return _by_name(self.markets, name)
 
 
-def _by_name(items: tuple[Any, ...], name: str) -> Any:
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_N = TypeVar("_N", bound=_Named)
+
+
+def _by_name(items: tuple[_N, ...], name: str) -> _N | None:
     for item in items:
         if item.name == name:
             return item
@@ -140,12 +147,57 @@ def parse_config(text: str) -> EngineConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config is not valid TOML: {exc}") from exc
     # Only the engine's own tables; the daemon's settings live beside them.
-    raw = {key: raw[key] for key in ("engine", "assets", "markets") if key in raw}
-    try:
-        file = msgspec.convert(raw, _File)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"config: {exc}") from exc
-    return build_config(file.engine, file.assets, file.markets)
+    engine = _convert(LimitsConfig, raw.get("engine", {}), "[engine]")
+    assets = [
+        _convert(AssetConfig, item, f"[[assets]] #{i + 1}")
+        for i, item in enumerate(_table_list(raw, "assets"))
+    ]
+    markets = [
+        _convert(MarketConfig, item, f"[[markets]] #{i + 1}")
+        for i, item in enumerate(_table_list(raw, "markets"))
+    ]
+    return build_config(engine, assets, markets)
+
+
+_T = TypeVar("_T")
+
+
+def _table_list(raw: dict[str, Any], key: str) -> list[Any]:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"config: {key} must be an array of tables ([[{key}]])")
+    return value
+
+
+def _convert(cls: type[_T], raw: object, where: str) -> _T:
+    """Build the flat config dataclass ``cls`` from a TOML table, strictly.
+
+    Unknown keys, missing required keys and wrong types are refused with a message
+    naming the table and the key (a TOML boolean is not an integer).
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: {where} must be a table")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"config: {where}: unknown setting {key!r}")
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        if name not in raw:
+            if f.default is MISSING:
+                raise ConfigError(f"config: {where}: missing setting {name!r}")
+            continue
+        value = raw[name]
+        expected = hints[name]
+        allowed = tuple(
+            t for t in getattr(expected, "__args__", (expected,)) if t is not type(None)
+        )
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            kinds = " or ".join(t.__name__ for t in allowed)
+            raise ConfigError(f"config: {where}: {name} must be {kinds}, not {value!r}")
+        values[name] = value
+    return cls(**values)
 
 
 def build_config(
@@ -213,7 +265,9 @@ def _decimal_limit(market: str, what: str, text: str, places: int) -> int:
     return to_units(value, places)
 
 
-def _build_market(index: int, raw: MarketConfig, assets: list[Asset], taken: list[Market]) -> Market:
+def _build_market(
+    index: int, raw: MarketConfig, assets: list[Asset], taken: list[Market]
+) -> Market:
     name = raw.name
     _check_name("market", name, taken)
     stock = _by_name(tuple(assets), raw.stock)

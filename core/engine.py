@@ -414,7 +414,9 @@ class Engine:
         for a in self.config.assets:
             held = int(bal[:, a.index, 0].sum() + bal[:, a.index, 1].sum())
             if held != int(self._supply[a.index]):
-                problems.append(f"{a.name}: accounts hold {held}, supply is {self._supply[a.index]}")
+                problems.append(
+                    f"{a.name}: accounts hold {held}, supply is {self._supply[a.index]}"
+                )
         if (bal < 0).any():
             problems.append("a negative balance")
         reserved = np.zeros(bal.shape[:2], dtype=np.int64)

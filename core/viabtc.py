@@ -260,7 +260,11 @@ class Exchange:
             name = _str(business, "business").encode()
             bid = _int(business_id, "business_id", -(2**63) + 1, 2**63 - 1)
             shown = _units(
-                change, "change", spec.prec_show, allow_zero=True, allow_negative=True,
+                change,
+                "change",
+                spec.prec_show,
+                allow_zero=True,
+                allow_negative=True,
                 maximum=MAX_SUPPLY_UNITS,
             )
             if not isinstance(detail, dict):
@@ -396,16 +400,15 @@ class Exchange:
         def build() -> np.ndarray:
             user = self._user(user_id)
             m = self._market(market)
-            return commands.cancel_all(
-                user, m.index, _int(side, "side", 0, 2), ts_ns=self._clock()
-            )
+            return commands.cancel_all(user, m.index, _int(side, "side", 0, 2), ts_ns=self._clock())
 
         return self._guard("order.cancel_all", build)
 
     # ------------------------------------------------------------ queries
 
-    def _paged(self, method: str, fn: Callable[[], tuple[int, int, int, list[OrderView]]], key: str
-               ) -> Reply:
+    def _paged(
+        self, method: str, fn: Callable[[], tuple[int, int, int, list[OrderView]]], key: str
+    ) -> Reply:
         try:
             offset, limit, total, orders = fn()
         except _Invalid as exc:

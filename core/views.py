@@ -74,7 +74,9 @@ def update_key_digest(user: int, asset: int, business: bytes, business_id: int) 
 
     Only the first ``BUSINESS_KEY_LENGTH`` bytes of ``business`` count (as ViaBTC).
     """
-    key = struct.pack("<qh", user, asset) + business[:BUSINESS_KEY_LENGTH].ljust(
-        BUSINESS_KEY_LENGTH, b"\0"
-    ) + struct.pack("<q", business_id)
+    key = (
+        struct.pack("<qh", user, asset)
+        + business[:BUSINESS_KEY_LENGTH].ljust(BUSINESS_KEY_LENGTH, b"\0")
+        + struct.pack("<q", business_id)
+    )
     return blake2b(key, digest_size=16).digest()

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from core.config import parse_config
@@ -45,7 +46,7 @@ def run(config_text: str) -> int:
     )
     print("The multi-process daemon (ZeroMQ, HTTP, WebSocket) arrives with issue #4.\n")
     seller, buyer = 101, 102
-    steps = [
+    steps: list[tuple[str, Callable[[], Reply]]] = [
         (
             f'balance.update {seller} {m.stock.name} "deposit" 1 "2"',
             lambda: ex.balance_update(seller, m.stock.name, "deposit", 1, "2", {}),

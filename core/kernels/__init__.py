@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numba
 
 
 def _source_digest() -> str:
     here = Path(__file__).resolve().parent
-    files = sorted(here.glob("*.py")) + [here.parent / "schema.py"]
+    files = [*sorted(here.glob("*.py")), here.parent / "schema.py"]
     h = hashlib.blake2b(digest_size=8)
     for path in files:
         h.update(path.name.encode())
@@ -27,8 +28,9 @@ def _source_digest() -> str:
 
 
 def _set_cache_dir() -> None:
-    base = numba.config.CACHE_DIR or str(Path(__file__).resolve().parent / "__pycache__" / "numba")
-    numba.config.CACHE_DIR = str(Path(base) / f"kernels-{_source_digest()}")
+    config: Any = numba.config
+    base = config.CACHE_DIR or str(Path(__file__).resolve().parent / "__pycache__" / "numba")
+    config.CACHE_DIR = str(Path(base) / f"kernels-{_source_digest()}")
 
 
 _set_cache_dir()

@@ -76,7 +76,20 @@ def balance_update(
     bal[acct, asset, AVAILABLE] += change
     supply[asset] += change
     evw.emit_balance(
-        ev, 0, seq, ts, -1, user, asset, evw.UPDATE, change, 0,
-        bal[acct, asset, AVAILABLE], bal[acct, asset, FROZEN], 0, 0, business_id,
+        ev,
+        0,
+        seq,
+        ts,
+        -1,
+        user,
+        asset,
+        evw.UPDATE,
+        change,
+        0,
+        bal[acct, asset, AVAILABLE],
+        bal[acct, asset, FROZEN],
+        0,
+        0,
+        business_id,
     )
     return OK, 1

@@ -138,13 +138,13 @@ def get_or_add_level(book, m: int, side: int, price: int) -> int:
         lv = ms[m, MS_LEVEL_BUMP]
         ms[m, MS_LEVEL_BUMP] = lv + 1
     else:
-        ms[m, MS_FREE_LEVEL] = levels[lv]['next_free']
-    levels[lv]['price'] = price
-    levels[lv]['total'] = 0
-    levels[lv]['count'] = 0
-    levels[lv]['head'] = NIL
-    levels[lv]['tail'] = NIL
-    levels[lv]['next_free'] = NIL
+        ms[m, MS_FREE_LEVEL] = levels[lv]["next_free"]
+    levels[lv]["price"] = price
+    levels[lv]["total"] = 0
+    levels[lv]["count"] = 0
+    levels[lv]["head"] = NIL
+    levels[lv]["tail"] = NIL
+    levels[lv]["next_free"] = NIL
     for i in range(base + n, pos, -1):
         keys[i] = keys[i - 1]
         slv[i] = slv[i - 1]
@@ -166,13 +166,13 @@ def _drop_level(book, m: int, side: int, lv: int) -> None:
     if slv[base + n - 1] == lv:  # the best level: the common case
         pos = base + n - 1
     else:
-        pos = _bisect(keys, base, base + n, level_key(side, levels[lv]['price']))
+        pos = _bisect(keys, base, base + n, level_key(side, levels[lv]["price"]))
     for i in range(pos, base + n - 1):
         keys[i] = keys[i + 1]
         slv[i] = slv[i + 1]
     ms[m, MS_NLEVELS + side - 1] = n - 1
-    levels[lv]['count'] = 0
-    levels[lv]['next_free'] = ms[m, MS_FREE_LEVEL]
+    levels[lv]["count"] = 0
+    levels[lv]["next_free"] = ms[m, MS_FREE_LEVEL]
     ms[m, MS_FREE_LEVEL] = lv
 
 
@@ -181,9 +181,9 @@ def has_free_slot(book, m: int) -> bool:
     """True if market ``m`` can take one more resting order."""
     mp = book[B_MPARAMS]
     ms = book[B_MSTATE]
-    return ms[m, MS_FREE_ORDER] != NIL or ms[m, MS_ORDER_BUMP] < mp[m, MP_OBASE] + mp[
-        m, MP_MAX_ORDERS
-    ]
+    return (
+        ms[m, MS_FREE_ORDER] != NIL or ms[m, MS_ORDER_BUMP] < mp[m, MP_OBASE] + mp[m, MP_MAX_ORDERS]
+    )
 
 
 @njit(cache=True, nogil=True)
@@ -195,7 +195,7 @@ def alloc_slot(book, m: int) -> int:
         slot = ms[m, MS_ORDER_BUMP]
         ms[m, MS_ORDER_BUMP] = slot + 1
     else:
-        ms[m, MS_FREE_ORDER] = book[B_ORDERS][slot]['next']
+        ms[m, MS_FREE_ORDER] = book[B_ORDERS][slot]["next"]
     return slot
 
 
@@ -204,8 +204,8 @@ def free_slot(book, m: int, slot: int) -> None:
     """Return ``slot`` to market ``m``'s free list."""
     orders = book[B_ORDERS]
     ms = book[B_MSTATE]
-    orders[slot]['id'] = 0
-    orders[slot]['next'] = ms[m, MS_FREE_ORDER]
+    orders[slot]["id"] = 0
+    orders[slot]["next"] = ms[m, MS_FREE_ORDER]
     ms[m, MS_FREE_ORDER] = slot
 
 
@@ -215,18 +215,18 @@ def level_push(book, m: int, slot: int) -> None:
     orders = book[B_ORDERS]
     levels = book[B_LEVELS]
     o = orders[slot]
-    lv = get_or_add_level(book, m, o['side'], o['price'])
-    o['level'] = lv
-    o['next'] = NIL
-    o['prev'] = levels[lv]['tail']
-    if levels[lv]['tail'] == NIL:
-        levels[lv]['head'] = slot
+    lv = get_or_add_level(book, m, o["side"], o["price"])
+    o["level"] = lv
+    o["next"] = NIL
+    o["prev"] = levels[lv]["tail"]
+    if levels[lv]["tail"] == NIL:
+        levels[lv]["head"] = slot
     else:
-        orders[levels[lv]['tail']]['next'] = slot
-    levels[lv]['tail'] = slot
-    levels[lv]['count'] += 1
-    levels[lv]['total'] += o['left']
-    book[B_MSTATE][m, MS_NORDERS + o['side'] - 1] += 1
+        orders[levels[lv]["tail"]]["next"] = slot
+    levels[lv]["tail"] = slot
+    levels[lv]["count"] += 1
+    levels[lv]["total"] += o["left"]
+    book[B_MSTATE][m, MS_NORDERS + o["side"] - 1] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -235,21 +235,21 @@ def level_unlink(book, m: int, slot: int) -> None:
     orders = book[B_ORDERS]
     levels = book[B_LEVELS]
     o = orders[slot]
-    lv = o['level']
-    if o['prev'] == NIL:
-        levels[lv]['head'] = o['next']
+    lv = o["level"]
+    if o["prev"] == NIL:
+        levels[lv]["head"] = o["next"]
     else:
-        orders[o['prev']]['next'] = o['next']
-    if o['next'] == NIL:
-        levels[lv]['tail'] = o['prev']
+        orders[o["prev"]]["next"] = o["next"]
+    if o["next"] == NIL:
+        levels[lv]["tail"] = o["prev"]
     else:
-        orders[o['next']]['prev'] = o['prev']
-    levels[lv]['count'] -= 1
-    levels[lv]['total'] -= o['left']
-    o['level'] = NIL
-    book[B_MSTATE][m, MS_NORDERS + o['side'] - 1] -= 1
-    if levels[lv]['count'] == 0:
-        _drop_level(book, m, o['side'], lv)
+        orders[o["next"]]["prev"] = o["prev"]
+    levels[lv]["count"] -= 1
+    levels[lv]["total"] -= o["left"]
+    o["level"] = NIL
+    book[B_MSTATE][m, MS_NORDERS + o["side"] - 1] -= 1
+    if levels[lv]["count"] == 0:
+        _drop_level(book, m, o["side"], lv)
 
 
 @njit(cache=True, nogil=True)
@@ -265,17 +265,17 @@ def user_link(book, m: int, slot: int) -> None:
     ukeys = book[B_U_KEYS]
     uhead = book[B_U_HEAD]
     ucount = book[B_U_COUNT]
-    key = user_key(m, orders[slot]['user'])
+    key = user_key(m, orders[slot]["user"])
     i = hashmap.find(ukeys, key)
     if i < 0:
         i = hashmap.insert_slot(ukeys, key)
         uhead[i] = NIL
         ucount[i] = 0
     head = uhead[i]
-    orders[slot]['unext'] = head
-    orders[slot]['uprev'] = NIL
+    orders[slot]["unext"] = head
+    orders[slot]["uprev"] = NIL
     if head != NIL:
-        orders[head]['uprev'] = slot
+        orders[head]["uprev"] = slot
     uhead[i] = slot
     ucount[i] += 1
 
@@ -288,13 +288,13 @@ def user_unlink(book, m: int, slot: int) -> None:
     uhead = book[B_U_HEAD]
     ucount = book[B_U_COUNT]
     o = orders[slot]
-    i = hashmap.find(ukeys, user_key(m, o['user']))
-    if o['uprev'] == NIL:
-        uhead[i] = o['unext']
+    i = hashmap.find(ukeys, user_key(m, o["user"]))
+    if o["uprev"] == NIL:
+        uhead[i] = o["unext"]
     else:
-        orders[o['uprev']]['unext'] = o['unext']
-    if o['unext'] != NIL:
-        orders[o['unext']]['uprev'] = o['uprev']
+        orders[o["uprev"]]["unext"] = o["unext"]
+    if o["unext"] != NIL:
+        orders[o["unext"]]["uprev"] = o["uprev"]
     ucount[i] -= 1
     if ucount[i] == 0:
         hashmap.remove_2(ukeys, uhead, ucount, i)

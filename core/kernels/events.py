@@ -27,7 +27,7 @@ UPDATE = int(Business.UPDATE)
 
 @njit(cache=True, nogil=True)
 def _clear_source(e) -> None:
-    src = e['source']
+    src = e["source"]
     for i in range(32):
         src[i] = 0
 
@@ -49,38 +49,38 @@ def emit_order(
     """An ORDER_* event with the full state of the order at ``slot``."""
     e = ev[ne]
     o = orders[slot]
-    e['seq'] = seq
-    e['ts_ns'] = ts
-    e['order_id'] = o['id']
-    e['user'] = o['user']
-    e['price'] = o['price']
-    e['amount'] = o['amount']
-    e['left'] = o['left']
-    e['deal_stock'] = deal_stock
-    e['deal_money'] = o['deal_money']
-    e['deal_fee'] = o['deal_fee']
-    e['ctime_ns'] = o['ctime_ns']
-    e['deal_id'] = 0
-    e['maker_order'] = 0
-    e['maker_user'] = 0
-    e['maker_fee'] = 0
-    e['taker_rate'] = o['taker_rate']
-    e['maker_rate'] = o['maker_rate']
-    e['market'] = m
-    e['asset'] = 0
-    e['kind'] = kind
-    e['reason'] = reason
-    e['side'] = o['side']
-    e['otype'] = o['otype']
-    e['tif'] = o['tif']
-    e['stp'] = o['stp']
-    e['flags'] = o['flags']
-    e['source_len'] = o['source_len']
-    dst = e['source']
+    e["seq"] = seq
+    e["ts_ns"] = ts
+    e["order_id"] = o["id"]
+    e["user"] = o["user"]
+    e["price"] = o["price"]
+    e["amount"] = o["amount"]
+    e["left"] = o["left"]
+    e["deal_stock"] = deal_stock
+    e["deal_money"] = o["deal_money"]
+    e["deal_fee"] = o["deal_fee"]
+    e["ctime_ns"] = o["ctime_ns"]
+    e["deal_id"] = 0
+    e["maker_order"] = 0
+    e["maker_user"] = 0
+    e["maker_fee"] = 0
+    e["taker_rate"] = o["taker_rate"]
+    e["maker_rate"] = o["maker_rate"]
+    e["market"] = m
+    e["asset"] = 0
+    e["kind"] = kind
+    e["reason"] = reason
+    e["side"] = o["side"]
+    e["otype"] = o["otype"]
+    e["tif"] = o["tif"]
+    e["stp"] = o["stp"]
+    e["flags"] = o["flags"]
+    e["source_len"] = o["source_len"]
+    dst = e["source"]
     src = sources[slot]
     for i in range(32):
         dst[i] = src[i]
-    e['mtime_ns'] = o['mtime_ns']
+    e["mtime_ns"] = o["mtime_ns"]
     return ne + 1
 
 
@@ -104,35 +104,35 @@ def emit_balance(
 ) -> int:
     """A BALANCE event: the change and the balance after it."""
     e = ev[ne]
-    e['seq'] = seq
-    e['ts_ns'] = ts
-    e['order_id'] = order_id
-    e['user'] = user
-    e['price'] = 0
-    e['amount'] = 0
-    e['left'] = available
-    e['deal_stock'] = frozen
-    e['deal_money'] = d_available
-    e['deal_fee'] = d_frozen
-    e['ctime_ns'] = business_id
-    e['deal_id'] = deal_id
-    e['maker_order'] = 0
-    e['maker_user'] = 0
-    e['maker_fee'] = 0
-    e['taker_rate'] = 0
-    e['maker_rate'] = 0
-    e['market'] = m
-    e['asset'] = asset
-    e['kind'] = BALANCE
-    e['reason'] = reason
-    e['side'] = 0
-    e['otype'] = 0
-    e['tif'] = 0
-    e['stp'] = 0
-    e['flags'] = 0
-    e['source_len'] = 0
+    e["seq"] = seq
+    e["ts_ns"] = ts
+    e["order_id"] = order_id
+    e["user"] = user
+    e["price"] = 0
+    e["amount"] = 0
+    e["left"] = available
+    e["deal_stock"] = frozen
+    e["deal_money"] = d_available
+    e["deal_fee"] = d_frozen
+    e["ctime_ns"] = business_id
+    e["deal_id"] = deal_id
+    e["maker_order"] = 0
+    e["maker_user"] = 0
+    e["maker_fee"] = 0
+    e["taker_rate"] = 0
+    e["maker_rate"] = 0
+    e["market"] = m
+    e["asset"] = asset
+    e["kind"] = BALANCE
+    e["reason"] = reason
+    e["side"] = 0
+    e["otype"] = 0
+    e["tif"] = 0
+    e["stp"] = 0
+    e["flags"] = 0
+    e["source_len"] = 0
     _clear_source(e)
-    e['mtime_ns'] = 0
+    e["mtime_ns"] = 0
     return ne + 1
 
 
@@ -157,33 +157,33 @@ def emit_deal(
 ) -> int:
     """A DEAL event."""
     e = ev[ne]
-    e['seq'] = seq
-    e['ts_ns'] = ts
-    e['order_id'] = taker_order
-    e['user'] = taker_user
-    e['price'] = price
-    e['amount'] = lots
-    e['left'] = 0
-    e['deal_stock'] = 0
-    e['deal_money'] = money
-    e['deal_fee'] = taker_fee
-    e['ctime_ns'] = 0
-    e['deal_id'] = deal_id
-    e['maker_order'] = maker_order
-    e['maker_user'] = maker_user
-    e['maker_fee'] = maker_fee
-    e['taker_rate'] = 0
-    e['maker_rate'] = 0
-    e['market'] = m
-    e['asset'] = 0
-    e['kind'] = DEAL
-    e['reason'] = 0
-    e['side'] = taker_side
-    e['otype'] = 0
-    e['tif'] = 0
-    e['stp'] = 0
-    e['flags'] = 0
-    e['source_len'] = 0
+    e["seq"] = seq
+    e["ts_ns"] = ts
+    e["order_id"] = taker_order
+    e["user"] = taker_user
+    e["price"] = price
+    e["amount"] = lots
+    e["left"] = 0
+    e["deal_stock"] = 0
+    e["deal_money"] = money
+    e["deal_fee"] = taker_fee
+    e["ctime_ns"] = 0
+    e["deal_id"] = deal_id
+    e["maker_order"] = maker_order
+    e["maker_user"] = maker_user
+    e["maker_fee"] = maker_fee
+    e["taker_rate"] = 0
+    e["maker_rate"] = 0
+    e["market"] = m
+    e["asset"] = 0
+    e["kind"] = DEAL
+    e["reason"] = 0
+    e["side"] = taker_side
+    e["otype"] = 0
+    e["tif"] = 0
+    e["stp"] = 0
+    e["flags"] = 0
+    e["source_len"] = 0
     _clear_source(e)
-    e['mtime_ns'] = 0
+    e["mtime_ns"] = 0
     return ne + 1

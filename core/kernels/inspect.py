@@ -52,18 +52,18 @@ def side_slots(book, m: int, side: int, offset: int, limit: int, out: np.ndarray
         lv = bk.level_nth(book, m, side, k)
         if lv == NIL:
             break
-        if skipped + levels[lv]['count'] <= offset:
-            skipped += levels[lv]['count']
+        if skipped + levels[lv]["count"] <= offset:
+            skipped += levels[lv]["count"]
             k += 1
             continue
-        slot = levels[lv]['head']
+        slot = levels[lv]["head"]
         while slot != NIL and n < limit:
             if skipped >= offset:
                 out[n] = slot
                 n += 1
             else:
                 skipped += 1
-            slot = orders[slot]['next']
+            slot = orders[slot]["next"]
         k += 1
     return n
 
@@ -80,7 +80,7 @@ def user_slots(book, m: int, user: int, offset: int, limit: int, out: np.ndarray
             out[n] = slot
             n += 1
         i += 1
-        slot = orders[slot]['unext']
+        slot = orders[slot]["unext"]
     return n
 
 
@@ -94,19 +94,19 @@ def depth(book, m: int, side: int, limit: int, interval: int, prices, lots) -> i
         lv = bk.level_nth(book, m, side, k)
         if lv == NIL:
             break
-        p = levels[lv]['price']
+        p = levels[lv]["price"]
         if interval > 0:
             if side == ASK:
                 p = ((p + interval - 1) // interval) * interval
             else:
                 p = (p // interval) * interval
         if n > 0 and prices[n - 1] == p:
-            lots[n - 1] += levels[lv]['total']
+            lots[n - 1] += levels[lv]["total"]
         else:
             if n == limit:
                 break
             prices[n] = p
-            lots[n] = levels[lv]['total']
+            lots[n] = levels[lv]["total"]
             n += 1
         k += 1
     return n
@@ -121,12 +121,12 @@ def reserves(book, n_markets: int, out: np.ndarray) -> None:
         base = mp[m, MP_OBASE]
         for slot in range(base, book[B_MSTATE][m, MS_ORDER_BUMP]):
             o = orders[slot]
-            if o['id'] == 0:
+            if o["id"] == 0:
                 continue
-            if o['side'] == ASK:
-                out[o['acct'], mp[m, MP_STOCK]] += o['left'] * mp[m, MP_STOCK_SCALE]
+            if o["side"] == ASK:
+                out[o["acct"], mp[m, MP_STOCK]] += o["left"] * mp[m, MP_STOCK_SCALE]
             else:
-                out[o['acct'], mp[m, MP_MONEY]] += o['price'] * o['left'] * mp[m, MP_DEAL_SCALE]
+                out[o["acct"], mp[m, MP_MONEY]] += o["price"] * o["left"] * mp[m, MP_DEAL_SCALE]
 
 
 @njit(cache=True, nogil=True)
@@ -142,27 +142,32 @@ def _validate_side(book, m: int, side: int) -> int:
         if i > base and keys[i - 1] >= keys[i]:
             return BAD_LEVEL_ORDER
         lv = slv[i]
-        if bk.level_key(side, levels[lv]['price']) != keys[i] or levels[lv]['count'] <= 0:
+        if bk.level_key(side, levels[lv]["price"]) != keys[i] or levels[lv]["count"] <= 0:
             return BAD_LEVEL_ORDER
         total = 0
         count = 0
         prev = NIL
-        slot = levels[lv]['head']
+        slot = levels[lv]["head"]
         while slot != NIL:
             o = orders[slot]
-            if o['prev'] != prev or o['level'] != lv or o['price'] != levels[lv]['price'] or o['side'] != side:
+            if (
+                o["prev"] != prev
+                or o["level"] != lv
+                or o["price"] != levels[lv]["price"]
+                or o["side"] != side
+            ):
                 return BAD_LINKS
-            if o['left'] <= 0 or o['left'] > o['amount'] or o['id'] <= 0:
+            if o["left"] <= 0 or o["left"] > o["amount"] or o["id"] <= 0:
                 return BAD_ORDER
-            if hashmap.find(book[B_IDX_KEYS], o['id']) < 0 or bk.index_find(book, o['id']) != slot:
+            if hashmap.find(book[B_IDX_KEYS], o["id"]) < 0 or bk.index_find(book, o["id"]) != slot:
                 return BAD_INDEX
-            total += o['left']
+            total += o["left"]
             count += 1
             prev = slot
-            slot = o['next']
-        if levels[lv]['tail'] != prev:
+            slot = o["next"]
+        if levels[lv]["tail"] != prev:
             return BAD_LINKS
-        if total != levels[lv]['total'] or count != levels[lv]['count']:
+        if total != levels[lv]["total"] or count != levels[lv]["count"]:
             return BAD_LEVEL_TOTAL
         norders += count
     if norders != book[B_MSTATE][m, MS_NORDERS + side - 1]:
@@ -181,6 +186,6 @@ def validate_book(book, m: int) -> int:
     bid = bk.best_level(book, m, BID)
     if ask != NIL and bid != NIL:
         levels = book[B_LEVELS]
-        if levels[bid]['price'] >= levels[ask]['price']:
+        if levels[bid]["price"] >= levels[ask]["price"]:
             return CROSSED
     return BOOK_OK

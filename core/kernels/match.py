@@ -119,10 +119,10 @@ def _available(accounts, acct: int, asset: int) -> int:
 @njit(cache=True, nogil=True)
 def valid_source(cmd) -> bool:
     """source_len in 0..30, the used bytes are UTF-8 without NUL."""
-    n = cmd['source_len']
+    n = cmd["source_len"]
     if n < 0 or n > SOURCE_LENGTH:
         return False
-    src = cmd['source']
+    src = cmd["source"]
     i = 0
     while i < n:
         c = src[i]
@@ -161,22 +161,22 @@ def valid_source(cmd) -> bool:
 @njit(cache=True, nogil=True)
 def _check_order_common(cmd, n_markets: int, fee_user: int) -> int:
     """Common checks 1 and 2 of docs/engine.md for PUT_LIMIT and PUT_MARKET."""
-    m = cmd['market']
+    m = cmd["market"]
     if m < 0 or m >= n_markets:
         return UNKNOWN_MARKET
-    if cmd['user'] < 0 or cmd['user'] > MAX_USER_ID:
+    if cmd["user"] < 0 or cmd["user"] > MAX_USER_ID:
         return INVALID_ARGUMENT
-    if cmd['side'] != ASK and cmd['side'] != BID:
+    if cmd["side"] != ASK and cmd["side"] != BID:
         return INVALID_ARGUMENT
-    if cmd['tif'] < GTC or cmd['tif'] > FOK:
+    if cmd["tif"] < GTC or cmd["tif"] > FOK:
         return INVALID_ARGUMENT
-    if cmd['stp'] < STP_NONE or cmd['stp'] > STP_CANCEL_BOTH:
+    if cmd["stp"] < STP_NONE or cmd["stp"] > STP_CANCEL_BOTH:
         return INVALID_ARGUMENT
-    if (cmd['flags'] & ~POST_ONLY) != 0:
+    if (cmd["flags"] & ~POST_ONLY) != 0:
         return INVALID_ARGUMENT
     if not valid_source(cmd):
         return INVALID_ARGUMENT
-    if cmd['user'] == fee_user:
+    if cmd["user"] == fee_user:
         return FEE_ACCOUNT_CANNOT_TRADE
     return OK
 
@@ -187,7 +187,7 @@ def _crosses(book, m: int, side: int, price: int) -> bool:
     lv = bk.best_level(book, m, 3 - side)
     if lv == NIL:
         return False
-    best = book[B_LEVELS][lv]['price']
+    best = book[B_LEVELS][lv]["price"]
     if side == ASK:
         return best >= price
     return best <= price
@@ -205,20 +205,20 @@ def _fok_fillable(book, m: int, side: int, price: int, user: int, stp: int, amou
         lv = bk.level_nth(book, m, opp, k)
         if lv == NIL:
             return False
-        p = levels[lv]['price']
+        p = levels[lv]["price"]
         if (side == ASK and p < price) or (side == BID and p > price):
             return False
-        slot = levels[lv]['head']
+        slot = levels[lv]["head"]
         while slot != NIL:
             o = orders[slot]
-            if o['user'] == user and stp != STP_NONE:
-                if stp == STP_CANCEL_TAKER or stp == STP_CANCEL_BOTH:
+            if o["user"] == user and stp != STP_NONE:
+                if stp in (STP_CANCEL_TAKER, STP_CANCEL_BOTH):
                     return False
             else:
-                total += o['left']
+                total += o["left"]
                 if total >= amount:
                     return True
-            slot = o['next']
+            slot = o["next"]
         k += 1
 
 
@@ -269,7 +269,7 @@ def _order_asset(mp: np.ndarray, m: int, side: int) -> int:
 def _remove_resting(book, m: int, slot: int) -> None:
     """Forget a resting order entirely (it is already out of its level)."""
     bk.user_unlink(book, m, slot)
-    bk.index_remove(book, book[B_ORDERS][slot]['id'])
+    bk.index_remove(book, book[B_ORDERS][slot]["id"])
     bk.free_slot(book, m, slot)
 
 
@@ -279,12 +279,23 @@ def _cancel_resting(book, accounts, ev, ne, seq, ts, m, slot, reason) -> int:
     orders = book[B_ORDERS]
     mp = book[B_MPARAMS]
     o = orders[slot]
-    r = reserve_of(mp, m, o['side'], o['price'], o['left'])
-    asset = _order_asset(mp, m, o['side'])
-    ne = _move(accounts, ev, ne, seq, ts, m, o['acct'], o['user'], asset, evw.UNFREEZE, r, -r, o['id'], 0)
+    r = reserve_of(mp, m, o["side"], o["price"], o["left"])
+    asset = _order_asset(mp, m, o["side"])
+    ne = _move(
+        accounts, ev, ne, seq, ts, m, o["acct"], o["user"], asset, evw.UNFREEZE, r, -r, o["id"], 0
+    )
     ne = evw.emit_order(
-        ev, ne, evw.ORDER_FINISH, reason, seq, ts, orders, book[B_SOURCES], slot, m,
-        o['amount'] - o['left'],
+        ev,
+        ne,
+        evw.ORDER_FINISH,
+        reason,
+        seq,
+        ts,
+        orders,
+        book[B_SOURCES],
+        slot,
+        m,
+        o["amount"] - o["left"],
     )
     bk.level_unlink(book, m, slot)
     _remove_resting(book, m, slot)
@@ -298,7 +309,7 @@ def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k
     mp = book[B_MPARAMS]
     tk = orders[t]
     mk = orders[k]
-    p = mk['price']
+    p = mk["price"]
     stock = mp[m, MP_STOCK]
     money = mp[m, MP_MONEY]
     den = mp[m, MP_FEE_DEN]
@@ -306,60 +317,108 @@ def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k
     deal = p * q * mp[m, MP_DEAL_SCALE]
     counters[COUNTER_DEAL_ID] += 1
     did = counters[COUNTER_DEAL_ID]
-    if tk['side'] == ASK:
-        t_fee = fee_of(deal, tk['taker_rate'], den)
-        m_fee = fee_of(units, mk['maker_rate'], den)
+    if tk["side"] == ASK:
+        t_fee = fee_of(deal, tk["taker_rate"], den)
+        m_fee = fee_of(units, mk["maker_rate"], den)
         t_give_asset, t_give, t_get_asset, t_get = stock, units, money, deal
     else:
-        t_fee = fee_of(units, tk['taker_rate'], den)
-        m_fee = fee_of(deal, mk['maker_rate'], den)
+        t_fee = fee_of(units, tk["taker_rate"], den)
+        m_fee = fee_of(deal, mk["maker_rate"], den)
         t_give_asset, t_give, t_get_asset, t_get = money, deal, stock, units
     ne = evw.emit_deal(
-        ev, ne, seq, ts, m, did, tk['side'], tk['id'], tk['user'], mk['id'], mk['user'], p, q, deal, t_fee, m_fee
+        ev,
+        ne,
+        seq,
+        ts,
+        m,
+        did,
+        tk["side"],
+        tk["id"],
+        tk["user"],
+        mk["id"],
+        mk["user"],
+        p,
+        q,
+        deal,
+        t_fee,
+        m_fee,
     )
-    ta = tk['acct']
-    tu = tk['user']
-    tid = tk['id']
+    ta = tk["acct"]
+    tu = tk["user"]
+    tid = tk["id"]
     ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_give_asset, evw.TRADE, -t_give, 0, tid, did)
     ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_get_asset, evw.TRADE, t_get, 0, tid, did)
     if t_fee > 0:
         ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_get_asset, evw.FEE, -t_fee, 0, tid, did)
-    ma = mk['acct']
-    mu = mk['user']
-    mid = mk['id']
+    ma = mk["acct"]
+    mu = mk["user"]
+    mid = mk["id"]
     ne = _move(accounts, ev, ne, seq, ts, m, ma, mu, t_get_asset, evw.TRADE, 0, -t_get, mid, did)
     ne = _move(accounts, ev, ne, seq, ts, m, ma, mu, t_give_asset, evw.TRADE, t_give, 0, mid, did)
     if m_fee > 0:
         ne = _move(accounts, ev, ne, seq, ts, m, ma, mu, t_give_asset, evw.FEE, -m_fee, 0, mid, did)
     if t_fee > 0:
         ne = _move(
-            accounts, ev, ne, seq, ts, m, fee_acct, fee_user, t_get_asset, evw.FEE_INCOME,
-            t_fee, 0, tid, did,
+            accounts,
+            ev,
+            ne,
+            seq,
+            ts,
+            m,
+            fee_acct,
+            fee_user,
+            t_get_asset,
+            evw.FEE_INCOME,
+            t_fee,
+            0,
+            tid,
+            did,
         )
     if m_fee > 0:
         ne = _move(
-            accounts, ev, ne, seq, ts, m, fee_acct, fee_user, t_give_asset, evw.FEE_INCOME,
-            m_fee, 0, mid, did,
+            accounts,
+            ev,
+            ne,
+            seq,
+            ts,
+            m,
+            fee_acct,
+            fee_user,
+            t_give_asset,
+            evw.FEE_INCOME,
+            m_fee,
+            0,
+            mid,
+            did,
         )
     if market_bid:
-        tk['left'] -= deal
+        tk["left"] -= deal
     else:
-        tk['left'] -= q
-    tk['deal_money'] += deal
-    tk['deal_fee'] += t_fee
-    tk['mtime_ns'] = ts
-    mk['left'] -= q
-    mk['deal_money'] += deal
-    mk['deal_fee'] += m_fee
-    mk['mtime_ns'] = ts
-    book[B_LEVELS][mk['level']]['total'] -= q
-    if mk['left'] > 0:
+        tk["left"] -= q
+    tk["deal_money"] += deal
+    tk["deal_fee"] += t_fee
+    tk["mtime_ns"] = ts
+    mk["left"] -= q
+    mk["deal_money"] += deal
+    mk["deal_fee"] += m_fee
+    mk["mtime_ns"] = ts
+    book[B_LEVELS][mk["level"]]["total"] -= q
+    if mk["left"] > 0:
         return evw.emit_order(
-            ev, ne, evw.ORDER_UPDATE, 0, seq, ts, orders, book[B_SOURCES], k, m,
-            mk['amount'] - mk['left'],
+            ev,
+            ne,
+            evw.ORDER_UPDATE,
+            0,
+            seq,
+            ts,
+            orders,
+            book[B_SOURCES],
+            k,
+            m,
+            mk["amount"] - mk["left"],
         )
     ne = evw.emit_order(
-        ev, ne, evw.ORDER_FINISH, FILLED, seq, ts, orders, book[B_SOURCES], k, m, mk['amount']
+        ev, ne, evw.ORDER_FINISH, FILLED, seq, ts, orders, book[B_SOURCES], k, m, mk["amount"]
     )
     bk.level_unlink(book, m, k)
     _remove_resting(book, m, k)
@@ -371,21 +430,21 @@ def _match(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, 
     """Match the taker at slot ``t``; returns (ne, lots filled, stopped by STP)."""
     orders = book[B_ORDERS]
     levels = book[B_LEVELS]
-    side = orders[t]['side']
+    side = orders[t]["side"]
     opp = 3 - side
     market_bid = is_market and side == BID
     deal_scale = book[B_MPARAMS][m, MP_DEAL_SCALE]
     filled = 0
-    while orders[t]['left'] > 0:
+    while orders[t]["left"] > 0:
         lv = bk.best_level(book, m, opp)
         if lv == NIL:
             break
-        p = levels[lv]['price']
+        p = levels[lv]["price"]
         if not is_market and ((side == ASK and p < limit) or (side == BID and p > limit)):
             break
-        k = levels[lv]['head']
-        stp = orders[t]['stp']
-        if stp != STP_NONE and orders[k]['user'] == orders[t]['user']:
+        k = levels[lv]["head"]
+        stp = orders[t]["stp"]
+        if stp != STP_NONE and orders[k]["user"] == orders[t]["user"]:
             if stp == STP_CANCEL_TAKER:
                 return ne, filled, True
             ne = _cancel_resting(book, accounts, ev, ne, seq, ts, m, k, SELF_TRADE)
@@ -393,13 +452,13 @@ def _match(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, 
                 return ne, filled, True
             continue
         if market_bid:
-            q = orders[t]['left'] // (p * deal_scale)
-            if q > orders[k]['left']:
-                q = orders[k]['left']
+            q = orders[t]["left"] // (p * deal_scale)
+            if q > orders[k]["left"]:
+                q = orders[k]["left"]
             if q == 0:
                 break
         else:
-            q = min(orders[t]['left'], orders[k]['left'])
+            q = min(orders[t]["left"], orders[k]["left"])
         ne = _fill(
             book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k, q, market_bid
         )
@@ -414,32 +473,32 @@ def _match(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, 
 def _load_taker(book, cmd, slot: int, oid: int, otype: int, price: int, maker_rate: int, tif: int):
     """Write a new order from ``cmd`` into ``slot`` (the scratch slot)."""
     o = book[B_ORDERS][slot]
-    o['id'] = oid
-    o['user'] = cmd['user']
-    o['price'] = price
-    o['amount'] = cmd['amount']
-    o['left'] = cmd['amount']
-    o['deal_money'] = 0
-    o['deal_fee'] = 0
-    o['ctime_ns'] = cmd['ts_ns']
-    o['mtime_ns'] = cmd['ts_ns']
-    o['taker_rate'] = cmd['taker_rate']
-    o['maker_rate'] = maker_rate
-    o['level'] = NIL
-    o['next'] = NIL
-    o['prev'] = NIL
-    o['unext'] = NIL
-    o['uprev'] = NIL
-    o['side'] = cmd['side']
-    o['tif'] = tif
-    o['stp'] = cmd['stp']
-    o['flags'] = cmd['flags']
-    o['source_len'] = cmd['source_len']
-    o['otype'] = otype
+    o["id"] = oid
+    o["user"] = cmd["user"]
+    o["price"] = price
+    o["amount"] = cmd["amount"]
+    o["left"] = cmd["amount"]
+    o["deal_money"] = 0
+    o["deal_fee"] = 0
+    o["ctime_ns"] = cmd["ts_ns"]
+    o["mtime_ns"] = cmd["ts_ns"]
+    o["taker_rate"] = cmd["taker_rate"]
+    o["maker_rate"] = maker_rate
+    o["level"] = NIL
+    o["next"] = NIL
+    o["prev"] = NIL
+    o["unext"] = NIL
+    o["uprev"] = NIL
+    o["side"] = cmd["side"]
+    o["tif"] = tif
+    o["stp"] = cmd["stp"]
+    o["flags"] = cmd["flags"]
+    o["source_len"] = cmd["source_len"]
+    o["otype"] = otype
     src = book[B_SOURCES][slot]
-    n = cmd['source_len']
+    n = cmd["source_len"]
     for i in range(32):
-        src[i] = cmd['source'][i] if i < n else 0
+        src[i] = cmd["source"][i] if i < n else 0
 
 
 @njit(cache=True, nogil=True)
@@ -448,12 +507,14 @@ def _rest(book, accounts, ev, ne, seq, ts, m, slot, kind) -> int:
     orders = book[B_ORDERS]
     mp = book[B_MPARAMS]
     o = orders[slot]
-    r = reserve_of(mp, m, o['side'], o['price'], o['left'])
-    asset = _order_asset(mp, m, o['side'])
-    ne = _move(accounts, ev, ne, seq, ts, m, o['acct'], o['user'], asset, evw.FREEZE, -r, r, o['id'], 0)
+    r = reserve_of(mp, m, o["side"], o["price"], o["left"])
+    asset = _order_asset(mp, m, o["side"])
+    ne = _move(
+        accounts, ev, ne, seq, ts, m, o["acct"], o["user"], asset, evw.FREEZE, -r, r, o["id"], 0
+    )
     bk.level_push(book, m, slot)
     return evw.emit_order(
-        ev, ne, kind, 0, seq, ts, orders, book[B_SOURCES], slot, m, o['amount'] - o['left']
+        ev, ne, kind, 0, seq, ts, orders, book[B_SOURCES], slot, m, o["amount"] - o["left"]
     )
 
 
@@ -463,17 +524,22 @@ def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fe
     code = _check_order_common(cmd, n_markets, fee_user)
     if code != OK:
         return code, 0, 0, ne
-    m = cmd['market']
+    m = cmd["market"]
     mp = book[B_MPARAMS]
-    side = cmd['side']
-    amount = cmd['amount']
-    price = cmd['price']
+    side = cmd["side"]
+    amount = cmd["amount"]
+    price = cmd["price"]
     den = mp[m, MP_FEE_DEN]
     if amount < 1 or amount > mp[m, MP_MAX_AMOUNT] or price < 1 or price > mp[m, MP_MAX_PRICE]:
         return INVALID_ARGUMENT, 0, 0, ne
-    if cmd['taker_rate'] < 0 or cmd['taker_rate'] >= den or cmd['maker_rate'] < 0 or cmd['maker_rate'] >= den:
+    if (
+        cmd["taker_rate"] < 0
+        or cmd["taker_rate"] >= den
+        or cmd["maker_rate"] < 0
+        or cmd["maker_rate"] >= den
+    ):
         return INVALID_ARGUMENT, 0, 0, ne
-    acct = account_of(accounts, cmd['user'])
+    acct = account_of(accounts, cmd["user"])
     if side == ASK:
         ok = mul_le(amount, mp[m, MP_STOCK_SCALE], _available(accounts, acct, mp[m, MP_STOCK]))
     else:
@@ -483,11 +549,13 @@ def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fe
         return BALANCE_NOT_ENOUGH, 0, 0, ne
     if amount < mp[m, MP_MIN_AMOUNT]:
         return AMOUNT_TOO_SMALL, 0, 0, ne
-    if (cmd['flags'] & POST_ONLY) != 0 and _crosses(book, m, side, price):
+    if (cmd["flags"] & POST_ONLY) != 0 and _crosses(book, m, side, price):
         return POST_ONLY_WOULD_TAKE, 0, 0, ne
-    if cmd['tif'] == FOK and not _fok_fillable(book, m, side, price, cmd['user'], cmd['stp'], amount):
+    if cmd["tif"] == FOK and not _fok_fillable(
+        book, m, side, price, cmd["user"], cmd["stp"], amount
+    ):
         return FOK_NOT_FILLED, 0, 0, ne
-    if cmd['tif'] == GTC:
+    if cmd["tif"] == GTC:
         if not bk.has_free_slot(book, m):
             return BOOK_FULL, 0, 0, ne
         if bk.find_level(book, m, side, price) == NIL and not bk.can_add_level(book, m, side):
@@ -496,24 +564,33 @@ def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fe
     counters[COUNTER_ORDER_ID] += 1
     seq = counters[COUNTER_SEQ]
     oid = counters[COUNTER_ORDER_ID]
-    ts = cmd['ts_ns']
-    _load_taker(book, cmd, scratch, oid, LIMIT, price, cmd['maker_rate'], cmd['tif'])
+    ts = cmd["ts_ns"]
+    _load_taker(book, cmd, scratch, oid, LIMIT, price, cmd["maker_rate"], cmd["tif"])
     orders = book[B_ORDERS]
-    orders[scratch]['acct'] = acct
+    orders[scratch]["acct"] = acct
     ne, _, stopped = _match(
         book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, scratch, price, False
     )
     o = orders[scratch]
     sources = book[B_SOURCES]
-    if o['left'] == 0:
+    if o["left"] == 0:
         ne = evw.emit_order(
-            ev, ne, evw.ORDER_FINISH, FILLED, seq, ts, orders, sources, scratch, m, o['amount']
+            ev, ne, evw.ORDER_FINISH, FILLED, seq, ts, orders, sources, scratch, m, o["amount"]
         )
-    elif stopped or cmd['tif'] != GTC:
+    elif stopped or cmd["tif"] != GTC:
         reason = SELF_TRADE if stopped else EXPIRED
         ne = evw.emit_order(
-            ev, ne, evw.ORDER_FINISH, reason, seq, ts, orders, sources, scratch, m,
-            o['amount'] - o['left'],
+            ev,
+            ne,
+            evw.ORDER_FINISH,
+            reason,
+            seq,
+            ts,
+            orders,
+            sources,
+            scratch,
+            m,
+            o["amount"] - o["left"],
         )
     else:
         slot = bk.alloc_slot(book, m)
@@ -531,18 +608,18 @@ def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, f
     code = _check_order_common(cmd, n_markets, fee_user)
     if code != OK:
         return code, 0, 0, ne
-    if cmd['flags'] != 0:
+    if cmd["flags"] != 0:
         return INVALID_ARGUMENT, 0, 0, ne
-    m = cmd['market']
+    m = cmd["market"]
     mp = book[B_MPARAMS]
-    side = cmd['side']
-    amount = cmd['amount']
+    side = cmd["side"]
+    amount = cmd["amount"]
     max_amount = mp[m, MP_MAX_AMOUNT] if side == ASK else MAX_SUPPLY_UNITS
     if amount < 1 or amount > max_amount:
         return INVALID_ARGUMENT, 0, 0, ne
-    if cmd['taker_rate'] < 0 or cmd['taker_rate'] >= mp[m, MP_FEE_DEN]:
+    if cmd["taker_rate"] < 0 or cmd["taker_rate"] >= mp[m, MP_FEE_DEN]:
         return INVALID_ARGUMENT, 0, 0, ne
-    acct = account_of(accounts, cmd['user'])
+    acct = account_of(accounts, cmd["user"])
     if side == ASK:
         ok = mul_le(amount, mp[m, MP_STOCK_SCALE], _available(accounts, acct, mp[m, MP_STOCK]))
     else:
@@ -555,7 +632,7 @@ def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, f
     if side == ASK:
         small = amount < mp[m, MP_MIN_AMOUNT]
     else:
-        best_price = book[B_LEVELS][best]['price']
+        best_price = book[B_LEVELS][best]["price"]
         small = not mul3_le(best_price, mp[m, MP_MIN_AMOUNT], mp[m, MP_DEAL_SCALE], amount)
     if small:
         return AMOUNT_TOO_SMALL, 0, 0, ne
@@ -563,16 +640,16 @@ def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, f
     counters[COUNTER_ORDER_ID] += 1
     seq = counters[COUNTER_SEQ]
     oid = counters[COUNTER_ORDER_ID]
-    ts = cmd['ts_ns']
+    ts = cmd["ts_ns"]
     _load_taker(book, cmd, scratch, oid, MARKET, 0, 0, IOC)
     orders = book[B_ORDERS]
-    orders[scratch]['acct'] = acct
-    orders[scratch]['flags'] = 0
+    orders[scratch]["acct"] = acct
+    orders[scratch]["flags"] = 0
     ne, filled, stopped = _match(
         book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, scratch, 0, True
     )
     o = orders[scratch]
-    if o['left'] == 0:
+    if o["left"] == 0:
         reason = FILLED
     elif stopped:
         reason = SELF_TRADE
@@ -587,10 +664,10 @@ def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, f
 @njit(cache=True, nogil=True)
 def _check_target(book, cmd, n_markets: int) -> tuple[int, int]:
     """Common checks of CANCEL, CANCEL_ALL and REPLACE: market and user in range."""
-    m = cmd['market']
+    m = cmd["market"]
     if m < 0 or m >= n_markets:
         return UNKNOWN_MARKET, NIL
-    if cmd['user'] < 0 or cmd['user'] > MAX_USER_ID:
+    if cmd["user"] < 0 or cmd["user"] > MAX_USER_ID:
         return INVALID_ARGUMENT, NIL
     return OK, NIL
 
@@ -604,7 +681,7 @@ def _lookup(book, m: int, order_id: int, user: int) -> tuple[int, int]:
     base = mp[m, MP_OBASE]
     if slot == NIL or slot < base or slot >= base + mp[m, MP_MAX_ORDERS]:
         return ORDER_NOT_FOUND, NIL
-    if book[B_ORDERS][slot]['user'] != user:
+    if book[B_ORDERS][slot]["user"] != user:
         return USER_NOT_MATCH, NIL
     return OK, slot
 
@@ -615,14 +692,14 @@ def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
     code, _ = _check_target(book, cmd, n_markets)
     if code != OK:
         return code, 0, 0, ne
-    m = cmd['market']
-    code, slot = _lookup(book, m, cmd['order_id'], cmd['user'])
+    m = cmd["market"]
+    code, slot = _lookup(book, m, cmd["order_id"], cmd["user"])
     if code != OK:
         return code, 0, 0, ne
     counters[COUNTER_SEQ] += 1
     seq = counters[COUNTER_SEQ]
-    oid = book[B_ORDERS][slot]['id']
-    ne = _cancel_resting(book, accounts, ev, ne, seq, cmd['ts_ns'], m, slot, CANCELED)
+    oid = book[B_ORDERS][slot]["id"]
+    ne = _cancel_resting(book, accounts, ev, ne, seq, cmd["ts_ns"], m, slot, CANCELED)
     return OK, oid, 0, ne
 
 
@@ -632,25 +709,25 @@ def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
     code, _ = _check_target(book, cmd, n_markets)
     if code != OK:
         return code, 0, 0, ne
-    if cmd['side'] < 0 or cmd['side'] > BID:
+    if cmd["side"] < 0 or cmd["side"] > BID:
         return INVALID_ARGUMENT, 0, 0, ne
-    m = cmd['market']
+    m = cmd["market"]
     orders = book[B_ORDERS]
-    head, count = bk.user_orders(book, m, cmd['user'])
+    head, count = bk.user_orders(book, m, cmd["user"])
     if count == 0:
         return OK, 0, 0, ne
     slot = head
-    while orders[slot]['unext'] != NIL:  # walk to the oldest
-        slot = orders[slot]['unext']
+    while orders[slot]["unext"] != NIL:  # walk to the oldest
+        slot = orders[slot]["unext"]
     seq = 0
     n = 0
     while slot != NIL:
-        newer = orders[slot]['uprev']
-        if cmd['side'] == 0 or orders[slot]['side'] == cmd['side']:
+        newer = orders[slot]["uprev"]
+        if cmd["side"] == 0 or orders[slot]["side"] == cmd["side"]:
             if seq == 0:
                 counters[COUNTER_SEQ] += 1
                 seq = counters[COUNTER_SEQ]
-            ne = _cancel_resting(book, accounts, ev, ne, seq, cmd['ts_ns'], m, slot, CANCELED)
+            ne = _cancel_resting(book, accounts, ev, ne, seq, cmd["ts_ns"], m, slot, CANCELED)
             n += 1
         slot = newer
     return OK, 0, n, ne
@@ -662,76 +739,120 @@ def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_
     code, _ = _check_target(book, cmd, n_markets)
     if code != OK:
         return code, 0, 0, ne
-    if cmd['user'] == fee_user:
+    if cmd["user"] == fee_user:
         return FEE_ACCOUNT_CANNOT_TRADE, 0, 0, ne
-    m = cmd['market']
+    m = cmd["market"]
     mp = book[B_MPARAMS]
-    price = cmd['price']
-    new_left = cmd['amount']
+    price = cmd["price"]
+    new_left = cmd["amount"]
     if price < 1 or price > mp[m, MP_MAX_PRICE] or new_left < 1 or new_left > mp[m, MP_MAX_AMOUNT]:
         return INVALID_ARGUMENT, 0, 0, ne
-    code, slot = _lookup(book, m, cmd['order_id'], cmd['user'])
+    code, slot = _lookup(book, m, cmd["order_id"], cmd["user"])
     if code != OK:
         return code, 0, 0, ne
     orders = book[B_ORDERS]
     levels = book[B_LEVELS]
     o = orders[slot]
-    side = o['side']
-    ts = cmd['ts_ns']
-    old_reserve = reserve_of(mp, m, side, o['price'], o['left'])
+    side = o["side"]
+    ts = cmd["ts_ns"]
+    old_reserve = reserve_of(mp, m, side, o["price"], o["left"])
     asset = _order_asset(mp, m, side)
-    if price == o['price'] and new_left <= o['left']:
+    if price == o["price"] and new_left <= o["left"]:
         counters[COUNTER_SEQ] += 1
         seq = counters[COUNTER_SEQ]
         diff = old_reserve - reserve_of(mp, m, side, price, new_left)
         if diff > 0:
             ne = _move(
-                accounts, ev, ne, seq, ts, m, o['acct'], o['user'], asset, evw.UNFREEZE, diff, -diff,
-                o['id'], 0,
+                accounts,
+                ev,
+                ne,
+                seq,
+                ts,
+                m,
+                o["acct"],
+                o["user"],
+                asset,
+                evw.UNFREEZE,
+                diff,
+                -diff,
+                o["id"],
+                0,
             )
-        levels[o['level']]['total'] -= o['left'] - new_left
-        o['amount'] -= o['left'] - new_left
-        o['left'] = new_left
-        o['mtime_ns'] = ts
+        levels[o["level"]]["total"] -= o["left"] - new_left
+        o["amount"] -= o["left"] - new_left
+        o["left"] = new_left
+        o["mtime_ns"] = ts
         ne = evw.emit_order(
-            ev, ne, evw.ORDER_UPDATE, 0, seq, ts, orders, book[B_SOURCES], slot, m,
-            o['amount'] - o['left'],
+            ev,
+            ne,
+            evw.ORDER_UPDATE,
+            0,
+            seq,
+            ts,
+            orders,
+            book[B_SOURCES],
+            slot,
+            m,
+            o["amount"] - o["left"],
         )
-        return OK, o['id'], 0, ne
-    avail = accounts[A_BALANCES][o['acct'], asset, 0] + old_reserve
+        return OK, o["id"], 0, ne
+    avail = accounts[A_BALANCES][o["acct"], asset, 0] + old_reserve
     if side == ASK:
         ok = mul_le(new_left, mp[m, MP_STOCK_SCALE], avail)
     else:
         ok = mul3_le(price, new_left, mp[m, MP_DEAL_SCALE], avail)
     if not ok:
         return BALANCE_NOT_ENOUGH, 0, 0, ne
-    if new_left > o['left'] and new_left < mp[m, MP_MIN_AMOUNT]:
+    if new_left > o["left"] and new_left < mp[m, MP_MIN_AMOUNT]:
         return AMOUNT_TOO_SMALL, 0, 0, ne
-    if (o['flags'] & POST_ONLY) != 0 and _crosses(book, m, side, price):
+    if (o["flags"] & POST_ONLY) != 0 and _crosses(book, m, side, price):
         return POST_ONLY_WOULD_TAKE, 0, 0, ne
-    if bk.find_level(book, m, side, price) == NIL and not bk.can_add_level(book, m, side):
-        if levels[o['level']]['count'] != 1:
-            return BOOK_FULL, 0, 0, ne
+    needs_level = bk.find_level(book, m, side, price) == NIL
+    frees_level = levels[o["level"]]["count"] == 1
+    if needs_level and not frees_level and not bk.can_add_level(book, m, side):
+        return BOOK_FULL, 0, 0, ne
     counters[COUNTER_SEQ] += 1
     seq = counters[COUNTER_SEQ]
-    oid = o['id']
+    oid = o["id"]
     ne = _move(
-        accounts, ev, ne, seq, ts, m, o['acct'], o['user'], asset, evw.UNFREEZE, old_reserve,
-        -old_reserve, oid, 0,
+        accounts,
+        ev,
+        ne,
+        seq,
+        ts,
+        m,
+        o["acct"],
+        o["user"],
+        asset,
+        evw.UNFREEZE,
+        old_reserve,
+        -old_reserve,
+        oid,
+        0,
     )
     bk.level_unlink(book, m, slot)
-    o['price'] = price
-    o['amount'] = o['amount'] - o['left'] + new_left
-    o['left'] = new_left
-    o['mtime_ns'] = ts
+    o["price"] = price
+    o["amount"] = o["amount"] - o["left"] + new_left
+    o["left"] = new_left
+    o["mtime_ns"] = ts
     ne, _, stopped = _match(
         book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, slot, price, False
     )
     sources = book[B_SOURCES]
-    if o['left'] == 0 or stopped:
-        reason = FILLED if o['left'] == 0 else SELF_TRADE
+    if o["left"] == 0 or stopped:
+        reason = FILLED if o["left"] == 0 else SELF_TRADE
         ne = evw.emit_order(
-            ev, ne, evw.ORDER_FINISH, reason, seq, ts, orders, sources, slot, m, o['amount'] - o['left']
+            ev,
+            ne,
+            evw.ORDER_FINISH,
+            reason,
+            seq,
+            ts,
+            orders,
+            sources,
+            slot,
+            m,
+            o["amount"] - o["left"],
         )
         _remove_resting(book, m, slot)
     else:
@@ -742,14 +863,14 @@ def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_
 @njit(cache=True, nogil=True)
 def events_bound(book, cmd, n_markets: int) -> int:
     """Most events ``cmd`` can write (so the batch loop never overruns its buffer)."""
-    m = cmd['market']
+    m = cmd["market"]
     if m < 0 or m >= n_markets:
         return 1
     ms = book[B_MSTATE]
     total = ms[m, MS_NORDERS] + ms[m, MS_NORDERS + 1]
-    if cmd['kind'] == CANCEL:
+    if cmd["kind"] == CANCEL:
         return 2
-    if cmd['kind'] == CANCEL_ALL:
+    if cmd["kind"] == CANCEL_ALL:
         return 2 * total + 1
     return EVENTS_PER_FILL * total + 4
 
@@ -772,7 +893,7 @@ def execute_batch(
             break  # the caller hands these events on (or grows the buffer) and resumes
         first = ne
         seq_before = counters[COUNTER_SEQ]
-        kind = cmd['kind']
+        kind = cmd["kind"]
         if kind == PUT_LIMIT:
             code, oid, value, ne = cmd_put_limit(
                 book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch
@@ -792,11 +913,11 @@ def execute_batch(
         else:
             code, oid, value = INVALID_ARGUMENT, 0, 0
         r = results[i]
-        r['code'] = code
-        r['order_id'] = oid
-        r['value'] = value
-        r['seq'] = counters[COUNTER_SEQ] if counters[COUNTER_SEQ] != seq_before else 0
-        r['event_start'] = first
-        r['event_count'] = ne - first
+        r["code"] = code
+        r["order_id"] = oid
+        r["value"] = value
+        r["seq"] = counters[COUNTER_SEQ] if counters[COUNTER_SEQ] != seq_before else 0
+        r["event_start"] = first
+        r["event_count"] = ne - first
         i += 1
     return i, ne
