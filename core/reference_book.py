@@ -23,7 +23,7 @@ from decimal import (
 
 from core.config import Market
 from core.errors import InternalError
-from core.schema import OrderType, Side
+from core.schema import OrderType, Side, StpMode, TimeInForce
 
 #: Arithmetic context of the reference engine. Precision is far beyond any int64
 #: product, and every inexact or rounded result raises: an operation that is meant to
@@ -163,6 +163,48 @@ class BookSide:
             return level_price <= taker_limit
         return level_price >= taker_limit
 
+    def crosses_best(self, taker_limit: Decimal) -> bool:
+        """True if a taker of the other side with ``taker_limit`` would trade with the
+        best order of this side."""
+        best = self.best()
+        return best is not None and self.crosses(best.price, taker_limit)
+
+    def fok_depth(self, user: int, stp: int, limit: Decimal, amount: Decimal) -> Decimal:
+        """Makers' ``left`` a FOK taker of ``user`` could fill, walking as matching
+        would (stopping once ``amount`` is reached): with stp CANCEL_TAKER or
+        CANCEL_BOTH the walk stops at the first own order, with CANCEL_MAKER own orders
+        are skipped."""
+        total = ZERO
+        for maker in self.orders():
+            if not self.crosses(maker.price, limit) or total >= amount:
+                break
+            if maker.user == user and stp != StpMode.NONE:
+                if stp == StpMode.CANCEL_MAKER:
+                    continue
+                break
+            total += maker.left
+        return total
+
+    def depth(self, limit: int, step: Decimal | None) -> list[tuple[Decimal, Decimal]]:
+        """(price, summed left) of at most ``limit`` levels, best first; with a
+        ``step`` an ask price is rounded up and a bid price down to a multiple of it
+        and equal prices are merged."""
+        merged: list[tuple[Decimal, Decimal]] = []
+        for level in self.levels:
+            price = level.price
+            if step is not None:
+                multiple = (price // step) * step  # rounded down (prices are positive)
+                if self.side == Side.ASK and multiple < price:
+                    multiple += step
+                price = multiple
+            if merged and merged[-1][0] == price:
+                merged[-1] = (price, merged[-1][1] + level.total)
+            elif len(merged) >= limit:
+                break
+            else:
+                merged.append((price, level.total))
+        return merged
+
     def find(self, price: Decimal) -> Level | None:
         for level in self.levels:
             if level.price == price:
@@ -257,3 +299,111 @@ class MarketBook:
             if own is not None and len(own.orders) == 1:
                 levels -= 1
         return levels >= self.market.max_levels
+
+
+# ---------------------------------------------------------------------- money helpers
+
+
+def give_asset(market: Market, side: int) -> int:
+    """The asset an order of ``side`` pays with (and freezes): stock for an ask."""
+    return market.stock.index if side == Side.ASK else market.money.index
+
+
+def fee_asset(market: Market, side: int) -> int:
+    """The asset an order of ``side`` receives, and so pays its fee in."""
+    return market.money.index if side == Side.ASK else market.stock.index
+
+
+def fee_of(market: Market, side: int, rate: Decimal, quantity: Decimal, deal: Decimal) -> Decimal:
+    """A fee, truncated toward zero to its asset's precision: the seller pays on the
+    deal money, the buyer on the stock received."""
+    if side == Side.ASK:
+        return truncate(deal * rate, market.money.prec)
+    return truncate(quantity * rate, market.stock.prec)
+
+
+def fee_units(market: Market, side: int, fee: Decimal) -> int:
+    """A fee of an order of ``side`` in units of its fee asset."""
+    asset = market.money if side == Side.ASK else market.stock
+    return exact_units(fee, asset.prec)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderInts:
+    """An order in the integer units of events, views and the canonical state."""
+
+    price: int
+    amount: int
+    left: int
+    deal_stock: int
+    deal_money: int
+    deal_fee: int
+    taker_rate: int
+    maker_rate: int
+
+
+def order_ints(scales: Scales, order: RefOrder) -> OrderInts:
+    """``order``'s Decimal fields in ticks, lots (money units for a market bid) and
+    units; raises ``InternalError`` if one is not exact."""
+    if order.counts_money:
+        amount, left = scales.money_units_of(order.amount), scales.money_units_of(order.left)
+    else:
+        amount, left = scales.lots_of(order.amount), scales.lots_of(order.left)
+    return OrderInts(
+        price=scales.ticks_of(order.price),
+        amount=amount,
+        left=left,
+        deal_stock=scales.lots_of(order.deal_stock),
+        deal_money=scales.money_units_of(order.deal_money),
+        deal_fee=fee_units(scales.market, order.side, order.deal_fee),
+        taker_rate=scales.rate_of(order.taker_rate),
+        maker_rate=scales.rate_of(order.maker_rate),
+    )
+
+
+# ---------------------------------------------------------------------- invariants
+
+
+def check_book(book: MarketBook) -> list[str]:
+    """Violations of a market book's structure; empty when sound."""
+    name = book.market.name
+    problems: list[str] = []
+    seen = 0
+    for side in (book.asks, book.bids):
+        if len(side.levels) > book.market.max_levels:
+            problems.append(f"{name}: side {side.side} has more than max_levels levels")
+        for before, after in zip(side.levels, side.levels[1:], strict=False):
+            if not side.better(before.price, after.price):
+                problems.append(f"{name}: side {side.side} levels not strictly sorted")
+        for level in side.levels:
+            if not level.orders:
+                problems.append(f"{name}: empty level at {level.price}")
+            if level.total != sum((o.left for o in level.orders), ZERO):
+                problems.append(f"{name}: level {level.price} total is wrong")
+            for order in level.orders:
+                seen += 1
+                problems += _check_order(book, side, level.price, order)
+    if seen != len(book.index):
+        problems.append(f"{name}: {seen} orders on levels, {len(book.index)} in the index")
+    if len(book.index) > book.market.max_orders:
+        problems.append(f"{name}: more than max_orders resting orders")
+    best_ask, best_bid = book.asks.best(), book.bids.best()
+    if best_ask is not None and best_bid is not None and best_bid.price >= best_ask.price:
+        problems.append(f"{name}: book crossed (bid {best_bid.price} >= ask {best_ask.price})")
+    return problems
+
+
+def _check_order(book: MarketBook, side: BookSide, price: Decimal, order: RefOrder) -> list[str]:
+    problems = []
+    what = f"{book.market.name}: order {order.id}"
+    if book.index.get(order.id) is not order:
+        problems.append(f"{what} is not in the index")
+    if order.side != side.side or order.price != price or order.market != book.market.index:
+        problems.append(f"{what} is on the wrong level")
+    if not 0 < order.left <= order.amount:
+        problems.append(f"{what}: left {order.left} not in (0, amount {order.amount}]")
+    if order.deal_stock != order.amount - order.left:
+        problems.append(f"{what}: deal_stock is not amount - left")
+    if order.otype != OrderType.LIMIT or order.tif != TimeInForce.GTC:
+        problems.append(f"{what}: only GTC limit orders may rest")
+    return problems

@@ -254,8 +254,8 @@ def level_unlink(book, m: int, slot: int) -> None:
 
 @njit(cache=True, nogil=True)
 def user_key(m: int, user: int) -> int:
-    """Key of (market, user) in the per-user index."""
-    return (m << 32) | user
+    """Key of (market, user) in the per-user index (m may be a narrow int16)."""
+    return (np.int64(m) << 32) | user
 
 
 @njit(cache=True, nogil=True)

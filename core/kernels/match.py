@@ -159,8 +159,12 @@ def valid_source(cmd) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def _check_order_common(cmd, n_markets: int, fee_user: int) -> int:
-    """Common checks 1 and 2 of docs/engine.md for PUT_LIMIT and PUT_MARKET."""
+def _check_order_common(cmd, n_markets: int, fee_user: int, is_limit: bool) -> int:
+    """Common checks 1 and 2 of docs/engine.md for PUT_LIMIT and PUT_MARKET.
+
+    Each command is validated on the fields it uses: a market order ignores tif and
+    flags (it is always IOC without flags).
+    """
     m = cmd["market"]
     if m < 0 or m >= n_markets:
         return UNKNOWN_MARKET
@@ -168,11 +172,11 @@ def _check_order_common(cmd, n_markets: int, fee_user: int) -> int:
         return INVALID_ARGUMENT
     if cmd["side"] != ASK and cmd["side"] != BID:
         return INVALID_ARGUMENT
-    if cmd["tif"] < GTC or cmd["tif"] > FOK:
+    if is_limit and (cmd["tif"] < GTC or cmd["tif"] > FOK):
         return INVALID_ARGUMENT
     if cmd["stp"] < STP_NONE or cmd["stp"] > STP_CANCEL_BOTH:
         return INVALID_ARGUMENT
-    if (cmd["flags"] & ~POST_ONLY) != 0:
+    if is_limit and (cmd["flags"] & ~POST_ONLY) != 0:
         return INVALID_ARGUMENT
     if not valid_source(cmd):
         return INVALID_ARGUMENT
@@ -521,7 +525,7 @@ def _rest(book, accounts, ev, ne, seq, ts, m, slot, kind) -> int:
 @njit(cache=True, nogil=True)
 def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
     """PUT_LIMIT; returns (code, order_id, value, ne)."""
-    code = _check_order_common(cmd, n_markets, fee_user)
+    code = _check_order_common(cmd, n_markets, fee_user, True)
     if code != OK:
         return code, 0, 0, ne
     m = cmd["market"]
@@ -605,11 +609,9 @@ def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fe
 @njit(cache=True, nogil=True)
 def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
     """PUT_MARKET; returns (code, order_id, value, ne)."""
-    code = _check_order_common(cmd, n_markets, fee_user)
+    code = _check_order_common(cmd, n_markets, fee_user, False)
     if code != OK:
         return code, 0, 0, ne
-    if cmd["flags"] != 0:
-        return INVALID_ARGUMENT, 0, 0, ne
     m = cmd["market"]
     mp = book[B_MPARAMS]
     side = cmd["side"]

@@ -1,0 +1,407 @@
+"""Small helpers for table-like scenario tests of the engines.
+
+``Scenario`` wraps an engine built from a two-market config (``config_text``), takes
+amounts and prices as decimal strings in the market's terms, and checks after every
+step what must always hold: the invariants, conservation of every asset against the
+deposits made, contiguous events carrying their command's seq and time, and that a
+rejected command changes nothing (state hash and counters).
+
+``Step.brief()`` writes events compactly, in human units::
+
+    ("BAL", user, "USDT", "FEE", "-16", "0")  # change of available, change of frozen
+    ("DEAL", taker_order, maker_order, "8000", "1")
+    ("PUT", 1), ("UPDATE", 1), ("FINISH", 1, "FILLED")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core import commands
+from core.config import EngineConfig, Market, parse_config
+from core.fixed import format_units, is_exact, parse_decimal, to_units
+from core.schema import (
+    EVENT_DTYPE,
+    RESULT_DTYPE,
+    Business,
+    EventKind,
+    FinishReason,
+    Result,
+    StpMode,
+    TimeInForce,
+)
+from tests.support.engines import EngineClass
+
+FEE = 0  #: the fee account of the test config
+ALICE, BOB, CAROL, DAVE = 1, 2, 3, 4
+BTC, ETH, USDT = 0, 1, 2
+BTC_USDT, ETH_BTC = 0, 1
+ASK, BID = 1, 2
+
+_CONFIG = """
+[engine]
+fee_user = 0
+max_users = {max_users}
+max_update_keys = {max_update_keys}
+
+[[assets]]
+name = "BTC"
+prec = 10
+
+[[assets]]
+name = "ETH"
+prec = 10
+
+[[assets]]
+name = "USDT"
+prec = 8
+
+# stock_scale 10**4 BTC units per lot, deal_scale 1 USDT unit per tick x lot
+[[markets]]
+name = "BTC_USDT"
+stock = "BTC"
+money = "USDT"
+stock_prec = 6
+money_prec = 2
+fee_prec = 4
+min_amount = "0.001"
+max_orders = {max_orders}
+max_levels = {max_levels}
+
+# stock_scale 10**6 ETH units per lot, deal_scale 10 BTC units per tick x lot
+[[markets]]
+name = "ETH_BTC"
+stock = "ETH"
+money = "BTC"
+stock_prec = 4
+money_prec = 5
+fee_prec = 3
+min_amount = "0.01"
+"""
+
+
+def config_text(
+    *,
+    max_orders: int = 1000,
+    max_levels: int = 100,
+    max_users: int = 100,
+    max_update_keys: int = 1000,
+) -> str:
+    """TOML of the test config: BTC_USDT (index 0, with the given capacities) and
+    ETH_BTC (index 1); assets BTC, ETH (prec 10) and USDT (prec 8); fee account 0."""
+    return _CONFIG.format(
+        max_orders=max_orders,
+        max_levels=max_levels,
+        max_users=max_users,
+        max_update_keys=max_update_keys,
+    )
+
+
+def make_config(**limits: int) -> EngineConfig:
+    """The parsed test config (keyword arguments as for ``config_text``)."""
+    return parse_config(config_text(**limits))
+
+
+def _units(text: str, places: int) -> int:
+    value = parse_decimal(text)
+    if not is_exact(value, places):
+        raise ValueError(f"{text!r} has more than {places} decimal places")
+    return to_units(value, places)
+
+
+def event_fields(event: np.void) -> dict[str, object]:
+    """The non-zero fields of one event record (``source`` as bytes)."""
+    out: dict[str, object] = {}
+    for name in EVENT_DTYPE.names or ():
+        if name == "source":
+            raw = bytes(event["source"])
+            if raw.strip(b"\0"):
+                out[name] = raw.rstrip(b"\0")
+        elif int(event[name]) != 0:
+            out[name] = int(event[name])
+    return out
+
+
+@dataclass
+class Step:
+    """The outcome of one command: its result record and its events."""
+
+    scenario: Scenario
+    code: Result
+    seq: int
+    order_id: int
+    value: int
+    events: np.ndarray = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == Result.OK
+
+    def brief(self, *, balances: bool = True) -> list[tuple[object, ...]]:
+        """The events in compact form (see the module docstring); ``balances=False``
+        leaves BALANCE events out."""
+        out = []
+        for event in self.events:
+            kind = int(event["kind"])
+            if kind == EventKind.BALANCE and not balances:
+                continue
+            out.append(self.scenario.describe(event))
+        return out
+
+    def deals(self) -> list[tuple[object, ...]]:
+        return [e[1:] for e in self.brief(balances=False) if e[0] == "DEAL"]
+
+    def event(self, index: int) -> dict[str, object]:
+        return event_fields(self.events[index])
+
+
+class Scenario:
+    """An engine under test plus the bookkeeping that checks it after every step."""
+
+    def __init__(self, engine_cls: EngineClass, **limits: int) -> None:
+        self.config = make_config(**limits)
+        self.engine = engine_cls(self.config)
+        self.deposits = [0] * len(self.config.assets)
+        self.ts_ns = 1_000_000
+        self._business_id = 0
+
+    # ---------------------------------------------------------------- units
+
+    def market(self, index: int) -> Market:
+        return self.config.markets[index]
+
+    def lots(self, text: str, market: int = BTC_USDT) -> int:
+        return _units(text, self.market(market).stock_prec)
+
+    def ticks(self, text: str, market: int = BTC_USDT) -> int:
+        return _units(text, self.market(market).money_prec)
+
+    def rate(self, text: str, market: int = BTC_USDT) -> int:
+        return _units(text, self.market(market).fee_prec)
+
+    def units(self, text: str, asset: int) -> int:
+        return _units(text, self.config.assets[asset].prec)
+
+    def text(self, units: int, asset: int) -> str:
+        return format_units(units, self.config.assets[asset].prec)
+
+    def next_ts(self) -> int:
+        self.ts_ns += 1_000
+        return self.ts_ns
+
+    # ---------------------------------------------------------------- commands
+
+    def limit(
+        self,
+        user: int,
+        side: int,
+        amount: str,
+        price: str,
+        *,
+        market: int = BTC_USDT,
+        taker: str = "0",
+        maker: str = "0",
+        tif: int = TimeInForce.GTC,
+        stp: int = StpMode.NONE,
+        flags: int = 0,
+        source: bytes = b"",
+    ) -> Step:
+        """PUT_LIMIT of ``amount`` stock at ``price`` (decimal strings)."""
+        return self.run1(
+            commands.put_limit(
+                user,
+                market,
+                side,
+                self.lots(amount, market),
+                self.ticks(price, market),
+                self.rate(taker, market),
+                self.rate(maker, market),
+                ts_ns=self.next_ts(),
+                tif=tif,
+                stp=stp,
+                flags=flags,
+                source=source,
+            )
+        )
+
+    def market_order(
+        self,
+        user: int,
+        side: int,
+        amount: str,
+        *,
+        market: int = BTC_USDT,
+        taker: str = "0",
+        stp: int = StpMode.NONE,
+    ) -> Step:
+        """PUT_MARKET: an ask sells ``amount`` stock, a bid spends ``amount`` money."""
+        m = self.market(market)
+        units = self.lots(amount, market) if side == ASK else self.units(amount, m.money.index)
+        return self.run1(
+            commands.put_market(
+                user, market, side, units, self.rate(taker, market), ts_ns=self.next_ts(), stp=stp
+            )
+        )
+
+    def cancel(self, user: int, order_id: int, *, market: int = BTC_USDT) -> Step:
+        return self.run1(commands.cancel(user, market, order_id, ts_ns=self.next_ts()))
+
+    def cancel_all(self, user: int, side: int = 0, *, market: int = BTC_USDT) -> Step:
+        return self.run1(commands.cancel_all(user, market, side, ts_ns=self.next_ts()))
+
+    def replace(
+        self, user: int, order_id: int, price: str, left: str, *, market: int = BTC_USDT
+    ) -> Step:
+        return self.run1(
+            commands.replace(
+                user,
+                market,
+                order_id,
+                self.ticks(price, market),
+                self.lots(left, market),
+                ts_ns=self.next_ts(),
+            )
+        )
+
+    def update(
+        self,
+        user: int,
+        asset: int,
+        change: str,
+        *,
+        business: bytes = b"deposit",
+        business_id: int | None = None,
+    ) -> Step:
+        """balance.update of ``change`` (decimal string) with an idempotency key."""
+        if business_id is None:
+            self._business_id += 1
+            business_id = self._business_id
+        return self.update_units(user, asset, self.units(change, asset), business, business_id)
+
+    def update_units(
+        self, user: int, asset: int, change: int, business: bytes, business_id: int
+    ) -> Step:
+        """balance.update with the raw integer arguments."""
+        before = self._snapshot()
+        ts_ns = self.next_ts()
+        results, events = self.engine.balance_update(
+            user, asset, business, business_id, change, ts_ns
+        )
+        steps = self._steps(results, events, [ts_ns], before)
+        if steps[0].ok:
+            self.deposits[asset] += change
+        self.check()
+        return steps[0]
+
+    def deposit(self, user: int, asset: int, amount: str) -> None:
+        step = self.update(user, asset, amount)
+        assert step.ok, step.code
+
+    def run1(self, command: np.ndarray) -> Step:
+        return self.run(command)[0]
+
+    def run(self, *cmds: np.ndarray) -> list[Step]:
+        """Execute the commands as one batch and check the outcome."""
+        batch = commands.batch(*cmds)
+        before = self._snapshot()
+        results, events = self.engine.execute(batch)
+        steps = self._steps(results, events, [int(t) for t in batch["ts_ns"]], before)
+        self.check()
+        return steps
+
+    # ---------------------------------------------------------------- checks
+
+    def _snapshot(self) -> tuple[str, tuple[int, int, int]]:
+        return self.engine.state_hash(), self.engine.counters()
+
+    def _steps(
+        self,
+        results: np.ndarray,
+        events: np.ndarray,
+        times: list[int],
+        before: tuple[str, tuple[int, int, int]],
+    ) -> list[Step]:
+        assert results.dtype == RESULT_DTYPE
+        assert events.dtype == EVENT_DTYPE
+        assert len(results) == len(times)
+        steps, position, seq = [], 0, before[1][0]
+        for result, ts_ns in zip(results, times, strict=True):
+            start, count = int(result["event_start"]), int(result["event_count"])
+            assert start == position, "events must be contiguous, in command order"
+            mine = events[start : start + count]
+            position += count
+            code = Result(int(result["code"]))
+            if int(result["seq"]) != 0:
+                seq += 1
+                assert int(result["seq"]) == seq, "seq must grow by one per accepted command"
+                assert count > 0
+            else:
+                assert count == 0, "a command without a seq changes nothing"
+            if code != Result.OK:
+                assert int(result["order_id"]) == 0
+            assert (mine["seq"] == int(result["seq"])).all()
+            assert (mine["ts_ns"] == ts_ns).all()
+            steps.append(
+                Step(
+                    self,
+                    code,
+                    int(result["seq"]),
+                    int(result["order_id"]),
+                    int(result["value"]),
+                    mine,
+                )
+            )
+        assert position == len(events)
+        if all(step.seq == 0 for step in steps):
+            assert self._snapshot() == before, "a rejected command changed the state"
+        return steps
+
+    def check(self) -> None:
+        """Invariants hold and every asset adds up to what was deposited."""
+        assert self.engine.check_invariants() == []
+        for asset in self.config.assets:
+            summary = self.engine.asset_summary(asset.index)
+            assert summary.total == self.deposits[asset.index], asset.name
+            assert summary.available + summary.frozen == summary.total
+            assert summary.available >= 0
+            assert summary.frozen >= 0
+
+    # ---------------------------------------------------------------- reading
+
+    def balance(self, user: int, asset: int) -> tuple[str, str]:
+        """(available, frozen) as decimal strings."""
+        available, frozen = self.engine.balance(user, asset)
+        return self.text(available, asset), self.text(frozen, asset)
+
+    def book_ids(self, side: int, market: int = BTC_USDT) -> list[int]:
+        """Ids of one side of the book in priority order."""
+        return [o.id for o in self.engine.book(market, side, 0, 1000)[1]]
+
+    def describe(self, event: np.void) -> tuple[object, ...]:
+        """One event in the compact form of ``Step.brief``."""
+        kind = int(event["kind"])
+        if kind == EventKind.BALANCE:
+            asset = int(event["asset"])
+            return (
+                "BAL",
+                int(event["user"]),
+                self.config.assets[asset].name,
+                Business(int(event["reason"])).name,
+                self.text(int(event["deal_money"]), asset),
+                self.text(int(event["deal_fee"]), asset),
+            )
+        if kind == EventKind.DEAL:
+            m = self.market(int(event["market"]))
+            return (
+                "DEAL",
+                int(event["order_id"]),
+                int(event["maker_order"]),
+                format_units(int(event["price"]), m.money_prec),
+                format_units(int(event["amount"]), m.stock_prec),
+            )
+        if kind == EventKind.ORDER_FINISH:
+            return ("FINISH", int(event["order_id"]), FinishReason(int(event["reason"])).name)
+        name = "PUT" if kind == EventKind.ORDER_PUT else "UPDATE"
+        return (name, int(event["order_id"]))
