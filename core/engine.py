@@ -146,6 +146,7 @@ class Engine:
         key_size = _pow2_at_least(2 * config.max_update_keys)
         self._keys = alloc.array("update_keys", (key_size, 2), np.dtype("<i8"))
         self._events = np.zeros(event_capacity, dtype=EVENT_DTYPE)
+        self._results = np.zeros(1024, dtype=RESULT_DTYPE)
         self._slots = np.zeros(256, dtype=np.int64)
         for m in markets:
             kbook.init_market(self._book, m.index)
@@ -155,39 +156,44 @@ class Engine:
 
     def execute(self, commands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Apply a batch of commands; see ``EngineAPI.execute``."""
+        results, events = self.execute_view(commands)
+        return results.copy(), events.copy()
+
+    def execute_view(self, commands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As ``execute``, but the arrays returned are views of the engine's own buffers,
+        valid until its next call: the hot path, which copies nothing.
+
+        The event buffer grows (doubling) when one batch needs more room; a command's
+        events are bounded by the size of its market's book (docs/engine.md).
+        """
         if commands.dtype != COMMAND_DTYPE or commands.ndim != 1:
             raise TypeError("commands must be a 1-d array of COMMAND_DTYPE")
         commands = np.ascontiguousarray(commands)
         n = commands.shape[0]
-        results = np.zeros(n, dtype=RESULT_DTYPE)
-        chunks: list[np.ndarray] = []
-        emitted = 0
-        start = 0
+        if self._results.shape[0] < n:
+            self._results = np.zeros(max(n, 2 * self._results.shape[0]), dtype=RESULT_DTYPE)
+        results = self._results[:n]
+        start = ne = 0
         while start < n:
-            nxt, ne = kmatch.execute_batch(
+            start, ne = kmatch.execute_batch(
                 self._book,
                 self._accounts,
                 commands,
                 results,
                 self._events,
                 start,
+                ne,
                 self._counters,
                 self._n_markets,
                 self.config.fee_user,
                 self._fee_acct,
                 self._scratch,
             )
-            if nxt == start:  # one command may need more room than the buffer has
-                self._events = np.zeros(2 * self._events.shape[0], dtype=EVENT_DTYPE)
-                continue
-            if ne:
-                chunks.append(self._events[:ne].copy())
-                results["event_start"][start:nxt] += emitted
-                emitted += ne
-            start = nxt
-        if not chunks:
-            return results, np.zeros(0, dtype=EVENT_DTYPE)
-        return results, chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            if start < n:  # the next command may need more room than is left
+                grown = np.zeros(2 * self._events.shape[0], dtype=EVENT_DTYPE)
+                grown[:ne] = self._events[:ne]
+                self._events = grown
+        return results, self._events[:ne]
 
     def balance_update(
         self, user: int, asset: int, business: bytes, business_id: int, change: int, ts_ns: int

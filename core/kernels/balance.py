@@ -25,7 +25,7 @@ USER_TABLE_FULL = int(Result.USER_TABLE_FULL)
 KEY_TABLE_FULL = int(Result.KEY_TABLE_FULL)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def add_account(accounts, counters, user: int) -> int:
     """Create the account of ``user`` (absent; the caller checked capacity)."""
     acct = counters[COUNTER_ACCOUNTS]
@@ -36,7 +36,7 @@ def add_account(accounts, counters, user: int) -> int:
     return acct
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def balance_update(
     accounts,
     counters: np.ndarray,

@@ -25,14 +25,14 @@ UNFREEZE = int(Business.UNFREEZE)
 UPDATE = int(Business.UPDATE)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _clear_source(e) -> None:
     src = e["source"]
     for i in range(32):
         src[i] = 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def emit_order(
     ev: np.ndarray,
     ne: int,
@@ -84,7 +84,7 @@ def emit_order(
     return ne + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def emit_balance(
     ev: np.ndarray,
     ne: int,
@@ -136,7 +136,7 @@ def emit_balance(
     return ne + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def emit_deal(
     ev: np.ndarray,
     ne: int,

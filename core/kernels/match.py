@@ -97,7 +97,7 @@ EVENTS_PER_FILL = 10
 # ------------------------------------------------------------------ accounts
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def account_of(accounts, user: int) -> int:
     """Account index of ``user``, or NIL if the user never held anything."""
     i = hashmap.find(accounts[A_KEYS], user)
@@ -106,7 +106,7 @@ def account_of(accounts, user: int) -> int:
     return accounts[A_VALS][i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _available(accounts, acct: int, asset: int) -> int:
     if acct == NIL:
         return 0
@@ -116,7 +116,7 @@ def _available(accounts, acct: int, asset: int) -> int:
 # ------------------------------------------------------------------ validation
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def valid_source(cmd) -> bool:
     """source_len in 0..30, the used bytes are UTF-8 without NUL."""
     n = cmd["source_len"]
@@ -158,7 +158,7 @@ def valid_source(cmd) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _check_order_common(cmd, n_markets: int, fee_user: int, is_limit: bool) -> int:
     """Common checks 1 and 2 of docs/engine.md for PUT_LIMIT and PUT_MARKET.
 
@@ -185,7 +185,7 @@ def _check_order_common(cmd, n_markets: int, fee_user: int, is_limit: bool) -> i
     return OK
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _crosses(book, m: int, side: int, price: int) -> bool:
     """True if a limit order at ``price`` on ``side`` would take on entry."""
     lv = bk.best_level(book, m, 3 - side)
@@ -197,7 +197,7 @@ def _crosses(book, m: int, side: int, price: int) -> bool:
     return best <= price
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _fok_fillable(book, m: int, side: int, price: int, user: int, stp: int, amount: int) -> bool:
     """True if ``amount`` lots can be filled at once at ``price`` or better."""
     orders = book[B_ORDERS]
@@ -229,7 +229,7 @@ def _fok_fillable(book, m: int, side: int, price: int, user: int, stp: int, amou
 # ------------------------------------------------------------------ settlement
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def reserve_of(mp: np.ndarray, m: int, side: int, price: int, left: int) -> int:
     """Frozen funds of a resting order: stock units (ask) or money units (bid)."""
     if side == ASK:
@@ -237,7 +237,7 @@ def reserve_of(mp: np.ndarray, m: int, side: int, price: int, left: int) -> int:
     return price * left * mp[m, MP_DEAL_SCALE]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _move(
     accounts, ev, ne, seq, ts, m, acct, user, asset, reason, d_avail, d_frozen, oid, did
 ) -> int:
@@ -263,13 +263,13 @@ def _move(
     )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _order_asset(mp: np.ndarray, m: int, side: int) -> int:
     """The asset an order of ``side`` freezes: stock for an ask, money for a bid."""
     return mp[m, MP_STOCK] if side == ASK else mp[m, MP_MONEY]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _remove_resting(book, m: int, slot: int) -> None:
     """Forget a resting order entirely (it is already out of its level)."""
     bk.user_unlink(book, m, slot)
@@ -277,7 +277,7 @@ def _remove_resting(book, m: int, slot: int) -> None:
     bk.free_slot(book, m, slot)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _cancel_resting(book, accounts, ev, ne, seq, ts, m, slot, reason) -> int:
     """Unfreeze a resting order's reserve, report it as it stood, and remove it."""
     orders = book[B_ORDERS]
@@ -306,7 +306,7 @@ def _cancel_resting(book, accounts, ev, ne, seq, ts, m, slot, reason) -> int:
     return ne
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k, q, market_bid):
     """Trade ``q`` lots between taker slot ``t`` and maker slot ``k`` at the maker's price."""
     orders = book[B_ORDERS]
@@ -429,7 +429,7 @@ def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k
     return ne
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _match(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, limit, is_market):
     """Match the taker at slot ``t``; returns (ne, lots filled, stopped by STP)."""
     orders = book[B_ORDERS]
@@ -473,7 +473,7 @@ def _match(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, 
 # ------------------------------------------------------------------ commands
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _load_taker(book, cmd, slot: int, oid: int, otype: int, price: int, maker_rate: int, tif: int):
     """Write a new order from ``cmd`` into ``slot`` (the scratch slot)."""
     o = book[B_ORDERS][slot]
@@ -505,7 +505,7 @@ def _load_taker(book, cmd, slot: int, oid: int, otype: int, price: int, maker_ra
         src[i] = cmd["source"][i] if i < n else 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _rest(book, accounts, ev, ne, seq, ts, m, slot, kind) -> int:
     """Freeze the reserve of the order at ``slot`` and put it on its level."""
     orders = book[B_ORDERS]
@@ -522,7 +522,7 @@ def _rest(book, accounts, ev, ne, seq, ts, m, slot, kind) -> int:
     )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
     """PUT_LIMIT; returns (code, order_id, value, ne)."""
     code = _check_order_common(cmd, n_markets, fee_user, True)
@@ -569,44 +569,32 @@ def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fe
     seq = counters[COUNTER_SEQ]
     oid = counters[COUNTER_ORDER_ID]
     ts = cmd["ts_ns"]
-    _load_taker(book, cmd, scratch, oid, LIMIT, price, cmd["maker_rate"], cmd["tif"])
+    # A GTC order may rest: it is matched in the pool slot it will rest in (checked free
+    # above), so resting copies nothing; other orders use the scratch slot.
+    t = bk.alloc_slot(book, m) if cmd["tif"] == GTC else scratch
+    _load_taker(book, cmd, t, oid, LIMIT, price, cmd["maker_rate"], cmd["tif"])
     orders = book[B_ORDERS]
-    orders[scratch]["acct"] = acct
+    orders[t]["acct"] = acct
     ne, _, stopped = _match(
-        book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, scratch, price, False
+        book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, price, False
     )
-    o = orders[scratch]
+    o = orders[t]
     sources = book[B_SOURCES]
-    if o["left"] == 0:
-        ne = evw.emit_order(
-            ev, ne, evw.ORDER_FINISH, FILLED, seq, ts, orders, sources, scratch, m, o["amount"]
-        )
-    elif stopped or cmd["tif"] != GTC:
-        reason = SELF_TRADE if stopped else EXPIRED
-        ne = evw.emit_order(
-            ev,
-            ne,
-            evw.ORDER_FINISH,
-            reason,
-            seq,
-            ts,
-            orders,
-            sources,
-            scratch,
-            m,
-            o["amount"] - o["left"],
-        )
-    else:
-        slot = bk.alloc_slot(book, m)
-        orders[slot] = orders[scratch]
-        sources[slot, :] = sources[scratch, :]
-        bk.user_link(book, m, slot)
-        bk.index_put(book, oid, slot)
-        ne = _rest(book, accounts, ev, ne, seq, ts, m, slot, evw.ORDER_PUT)
+    if o["left"] > 0 and not stopped and cmd["tif"] == GTC:
+        bk.user_link(book, m, t)
+        bk.index_put(book, oid, t)
+        ne = _rest(book, accounts, ev, ne, seq, ts, m, t, evw.ORDER_PUT)
+        return OK, oid, 0, ne
+    reason = FILLED if o["left"] == 0 else SELF_TRADE if stopped else EXPIRED
+    ne = evw.emit_order(
+        ev, ne, evw.ORDER_FINISH, reason, seq, ts, orders, sources, t, m, o["amount"] - o["left"]
+    )
+    if t != scratch:
+        bk.free_slot(book, m, t)
     return OK, oid, 0, ne
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
     """PUT_MARKET; returns (code, order_id, value, ne)."""
     code = _check_order_common(cmd, n_markets, fee_user, False)
@@ -663,7 +651,7 @@ def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, f
     return OK, oid, 0, ne
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _check_target(book, cmd, n_markets: int) -> tuple[int, int]:
     """Common checks of CANCEL, CANCEL_ALL and REPLACE: market and user in range."""
     m = cmd["market"]
@@ -674,7 +662,7 @@ def _check_target(book, cmd, n_markets: int) -> tuple[int, int]:
     return OK, NIL
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _lookup(book, m: int, order_id: int, user: int) -> tuple[int, int]:
     if order_id < 1:
         return ORDER_NOT_FOUND, NIL
@@ -688,7 +676,7 @@ def _lookup(book, m: int, order_id: int, user: int) -> tuple[int, int]:
     return OK, slot
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
     """CANCEL; returns (code, order_id, value, ne)."""
     code, _ = _check_target(book, cmd, n_markets)
@@ -705,7 +693,7 @@ def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
     return OK, oid, 0, ne
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
     """CANCEL_ALL; returns (code, 0, cancelled, ne)."""
     code, _ = _check_target(book, cmd, n_markets)
@@ -735,7 +723,7 @@ def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
     return OK, 0, n, ne
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct):
     """REPLACE; returns (code, order_id, value, ne)."""
     code, _ = _check_target(book, cmd, n_markets)
@@ -862,7 +850,7 @@ def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_
     return OK, oid, 0, ne
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def events_bound(book, cmd, n_markets: int) -> int:
     """Most events ``cmd`` can write (so the batch loop never overruns its buffer)."""
     m = cmd["market"]
@@ -877,15 +865,16 @@ def events_bound(book, cmd, n_markets: int) -> int:
     return EVENTS_PER_FILL * total + 4
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def execute_batch(
-    book, accounts, cmds, results, ev, start, counters, n_markets, fee_user, fee_acct, scratch
+    book, accounts, cmds, results, ev, start, ne0, counters, n_markets, fee_user, fee_acct, scratch
 ):
-    """Apply ``cmds[start:]`` until done or the event buffer might overflow.
+    """Apply ``cmds[start:]``, writing events from ``ev[ne0]`` on, until done or the
+    event buffer might overflow.
 
-    Returns (next command index, events written). Results are written per command.
+    Returns (next command index, events in the buffer). Results are written per command.
     """
-    ne = 0
+    ne = ne0
     cap = ev.shape[0]
     n = cmds.shape[0]
     i = start
