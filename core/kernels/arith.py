@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from numba import njit
+from core.kernels.jit import inline
 
 INT64_MAX = 9223372036854775807
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def fee_of(base: int, rate: int, den: int) -> int:
     """floor(base * rate / den) exactly, for 0 <= base, 0 <= rate < den <= 10**9.
 
@@ -19,7 +19,7 @@ def fee_of(base: int, rate: int, den: int) -> int:
     return q * rate + (r * rate) // den
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def mul_le(a: int, b: int, limit: int) -> bool:
     """a * b <= limit, for non-negative a, b, limit, without overflowing."""
     if a == 0 or b == 0:
@@ -27,7 +27,7 @@ def mul_le(a: int, b: int, limit: int) -> bool:
     return a <= limit // b
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def mul3_le(a: int, b: int, c: int, limit: int) -> bool:
     """a * b * c <= limit, for non-negative values, without overflowing."""
     if a == 0 or b == 0 or c == 0:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from core.kernels import events as evw
 from core.kernels import hashmap
+from core.kernels.jit import kernel
 from core.kernels.layout import A_BALANCES, A_KEYS, A_USERS, A_VALS, AVAILABLE, FROZEN, NIL
 from core.kernels.match import account_of
 from core.schema import (
@@ -25,7 +25,7 @@ USER_TABLE_FULL = int(Result.USER_TABLE_FULL)
 KEY_TABLE_FULL = int(Result.KEY_TABLE_FULL)
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def add_account(accounts, counters, user: int) -> int:
     """Create the account of ``user`` (absent; the caller checked capacity)."""
     acct = counters[COUNTER_ACCOUNTS]
@@ -36,7 +36,7 @@ def add_account(accounts, counters, user: int) -> int:
     return acct
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def balance_update(
     accounts,
     counters: np.ndarray,

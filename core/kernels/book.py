@@ -7,9 +7,9 @@ tuple described in ``layout.py`` and a market index ``m``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from core.kernels import hashmap
+from core.kernels.jit import inline, kernel
 from core.kernels.layout import (
     B_IDX_KEYS,
     B_IDX_VALS,
@@ -40,7 +40,7 @@ ASK = 1
 BID = 2
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def init_market(book, m: int) -> None:
     """Set market ``m``'s pools empty (slots are handed out lazily, from a bump index)."""
     mp = book[B_MPARAMS]
@@ -55,20 +55,20 @@ def init_market(book, m: int) -> None:
     ms[m, MS_NORDERS + 1] = 0
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def side_base(book, m: int, side: int) -> int:
     """Start of the sorted key array of (m, side)."""
     mp = book[B_MPARAMS]
     return mp[m, MP_SBASE] + (side - 1) * mp[m, MP_MAX_LEVELS]
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def level_key(side: int, price: int) -> int:
     """Sort key of a price: ascending keys put the best price last on both sides."""
     return -price if side == ASK else price
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def best_level(book, m: int, side: int) -> int:
     """Level index of the best price of (m, side), or NIL."""
     n = book[B_MSTATE][m, MS_NLEVELS + side - 1]
@@ -77,7 +77,7 @@ def best_level(book, m: int, side: int) -> int:
     return book[B_SLEVELS][side_base(book, m, side) + n - 1]
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def level_nth(book, m: int, side: int, k: int) -> int:
     """The k-th level from the best (k = 0 is the best), or NIL."""
     n = book[B_MSTATE][m, MS_NLEVELS + side - 1]
@@ -86,7 +86,7 @@ def level_nth(book, m: int, side: int, k: int) -> int:
     return book[B_SLEVELS][side_base(book, m, side) + n - 1 - k]
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _bisect(keys: np.ndarray, lo: int, hi: int, key: int) -> int:
     """First position in keys[lo:hi] whose key is >= ``key``."""
     # Most activity is near the best price (the end): look there first.
@@ -101,7 +101,7 @@ def _bisect(keys: np.ndarray, lo: int, hi: int, key: int) -> int:
     return lo
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def find_level(book, m: int, side: int, price: int) -> int:
     """Level index at ``price`` on (m, side), or NIL."""
     keys = book[B_SKEYS]
@@ -114,13 +114,13 @@ def find_level(book, m: int, side: int, price: int) -> int:
     return NIL
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def can_add_level(book, m: int, side: int) -> bool:
     """True if (m, side) has room for one more level."""
     return book[B_MSTATE][m, MS_NLEVELS + side - 1] < book[B_MPARAMS][m, MP_MAX_LEVELS]
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def get_or_add_level(book, m: int, side: int, price: int) -> int:
     """Level at ``price``, created if missing (the caller checked ``can_add_level``)."""
     keys = book[B_SKEYS]
@@ -154,7 +154,7 @@ def get_or_add_level(book, m: int, side: int, price: int) -> int:
     return lv
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _drop_level(book, m: int, side: int, lv: int) -> None:
     """Remove the empty level ``lv`` from (m, side) and free it."""
     keys = book[B_SKEYS]
@@ -176,7 +176,7 @@ def _drop_level(book, m: int, side: int, lv: int) -> None:
     ms[m, MS_FREE_LEVEL] = lv
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def has_free_slot(book, m: int) -> bool:
     """True if market ``m`` can take one more resting order."""
     mp = book[B_MPARAMS]
@@ -186,7 +186,7 @@ def has_free_slot(book, m: int) -> bool:
     )
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def alloc_slot(book, m: int) -> int:
     """Take a free order slot of market ``m`` (the caller checked ``has_free_slot``)."""
     ms = book[B_MSTATE]
@@ -199,7 +199,7 @@ def alloc_slot(book, m: int) -> int:
     return slot
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def free_slot(book, m: int, slot: int) -> None:
     """Return ``slot`` to market ``m``'s free list."""
     orders = book[B_ORDERS]
@@ -209,7 +209,7 @@ def free_slot(book, m: int, slot: int) -> None:
     ms[m, MS_FREE_ORDER] = slot
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def level_push(book, m: int, slot: int) -> None:
     """Append the order at ``slot`` to the tail of its price level (created if needed)."""
     orders = book[B_ORDERS]
@@ -229,7 +229,7 @@ def level_push(book, m: int, slot: int) -> None:
     book[B_MSTATE][m, MS_NORDERS + o["side"] - 1] += 1
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def level_unlink(book, m: int, slot: int) -> None:
     """Take the order at ``slot`` out of its level; drop the level if it empties."""
     orders = book[B_ORDERS]
@@ -252,13 +252,13 @@ def level_unlink(book, m: int, slot: int) -> None:
         _drop_level(book, m, o["side"], lv)
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def user_key(m, user):
     """Key of (market, user) in the per-user index (m may be a narrow int16)."""
     return (np.int64(m) << 32) | user
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def user_link(book, m: int, slot: int) -> None:
     """Put a newly resting order at the head (newest end) of its user's list."""
     orders = book[B_ORDERS]
@@ -280,7 +280,7 @@ def user_link(book, m: int, slot: int) -> None:
     ucount[i] += 1
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def user_unlink(book, m: int, slot: int) -> None:
     """Take the order at ``slot`` out of its user's list."""
     orders = book[B_ORDERS]
@@ -300,7 +300,7 @@ def user_unlink(book, m: int, slot: int) -> None:
         hashmap.remove_2(ukeys, uhead, ucount, i)
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def user_orders(book, m: int, user: int) -> tuple[int, int]:
     """(newest slot or NIL, count) of the user's resting orders in market ``m``."""
     i = hashmap.find(book[B_U_KEYS], user_key(m, user))
@@ -309,14 +309,14 @@ def user_orders(book, m: int, user: int) -> tuple[int, int]:
     return book[B_U_HEAD][i], book[B_U_COUNT][i]
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def index_put(book, order_id: int, slot: int) -> None:
     """Record that ``order_id`` rests at ``slot``."""
     i = hashmap.insert_slot(book[B_IDX_KEYS], order_id)
     book[B_IDX_VALS][i] = slot
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def index_find(book, order_id: int) -> int:
     """Pool slot of resting ``order_id``, or NIL."""
     i = hashmap.find(book[B_IDX_KEYS], order_id)
@@ -325,7 +325,7 @@ def index_find(book, order_id: int) -> int:
     return book[B_IDX_VALS][i]
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def index_remove(book, order_id: int) -> None:
     """Forget ``order_id`` (it must be present)."""
     keys = book[B_IDX_KEYS]

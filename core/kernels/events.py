@@ -7,8 +7,8 @@ next free index.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from core.kernels.jit import inline
 from core.schema import Business, EventKind
 
 ORDER_PUT = int(EventKind.ORDER_PUT)
@@ -25,14 +25,14 @@ UNFREEZE = int(Business.UNFREEZE)
 UPDATE = int(Business.UPDATE)
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _clear_source(e) -> None:
     src = e["source"]
     for i in range(32):
         src[i] = 0
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def emit_order(
     ev: np.ndarray,
     ne: int,
@@ -84,7 +84,7 @@ def emit_order(
     return ne + 1
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def emit_balance(
     ev: np.ndarray,
     ne: int,
@@ -136,7 +136,7 @@ def emit_balance(
     return ne + 1
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def emit_deal(
     ev: np.ndarray,
     ne: int,

@@ -10,7 +10,8 @@ back (no tombstones), so the table never degrades.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from core.kernels.jit import inline
 
 EMPTY = 0
 
@@ -19,7 +20,7 @@ _MUL_LO = 2654435761  # odd 32-bit multipliers (Knuth, Murmur3)
 _MUL_HI = 2246822519
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def slot_of(key: int, mask: int) -> int:
     """The ideal slot of a stored key.
 
@@ -34,7 +35,7 @@ def slot_of(key: int, mask: int) -> int:
     return h & mask
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def find(keys: np.ndarray, key: int) -> int:
     """Slot holding ``key``, or -1."""
     mask = keys.shape[0] - 1
@@ -49,7 +50,7 @@ def find(keys: np.ndarray, key: int) -> int:
         i = (i + 1) & mask
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def insert_slot(keys: np.ndarray, key: int) -> int:
     """Slot for a new ``key`` (which must be absent); the caller fills the values."""
     mask = keys.shape[0] - 1
@@ -61,7 +62,7 @@ def insert_slot(keys: np.ndarray, key: int) -> int:
     return i
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _stays(i: int, j: int, k: int) -> bool:
     """True if an entry at j whose ideal slot is k must not move into the hole at i."""
     if i <= j:
@@ -69,7 +70,7 @@ def _stays(i: int, j: int, k: int) -> bool:
     return i < k or k <= j
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def remove_1(keys: np.ndarray, vals: np.ndarray, slot: int) -> None:
     """Remove the entry at ``slot`` of a map with one value array."""
     mask = keys.shape[0] - 1
@@ -88,7 +89,7 @@ def remove_1(keys: np.ndarray, vals: np.ndarray, slot: int) -> None:
     keys[i] = EMPTY
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def remove_2(keys: np.ndarray, vals_a: np.ndarray, vals_b: np.ndarray, slot: int) -> None:
     """Remove the entry at ``slot`` of a map with two value arrays."""
     mask = keys.shape[0] - 1
@@ -108,7 +109,7 @@ def remove_2(keys: np.ndarray, vals_a: np.ndarray, vals_b: np.ndarray, slot: int
     keys[i] = EMPTY
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def pair_find_or_insert(table: np.ndarray, k0: int, k1: int) -> int:
     """Set of 128-bit keys in an int64[n, 2] table ((0, 0) = free).
 
@@ -129,7 +130,7 @@ def pair_find_or_insert(table: np.ndarray, k0: int, k1: int) -> int:
         i = (i + 1) & mask
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def pair_contains(table: np.ndarray, k0: int, k1: int) -> bool:
     """True if the 128-bit key is in the table."""
     mask = table.shape[0] - 1

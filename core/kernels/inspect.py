@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from core.kernels import book as bk
 from core.kernels import hashmap
+from core.kernels.jit import kernel
 from core.kernels.layout import (
     B_IDX_KEYS,
     B_LEVELS,
@@ -40,7 +40,7 @@ BAD_INDEX = 6
 CROSSED = 7
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def side_slots(book, m: int, side: int, offset: int, limit: int, out: np.ndarray) -> int:
     """Slots of (m, side) in priority order, skipping ``offset``; returns how many."""
     orders = book[B_ORDERS]
@@ -68,7 +68,7 @@ def side_slots(book, m: int, side: int, offset: int, limit: int, out: np.ndarray
     return n
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def user_slots(book, m: int, user: int, offset: int, limit: int, out: np.ndarray) -> int:
     """The user's resting slots in market ``m``, newest first; returns how many."""
     orders = book[B_ORDERS]
@@ -84,7 +84,7 @@ def user_slots(book, m: int, user: int, offset: int, limit: int, out: np.ndarray
     return n
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def depth(book, m: int, side: int, limit: int, interval: int, prices, lots) -> int:
     """Merged depth of (m, side): asks rounded up, bids down to ``interval``."""
     levels = book[B_LEVELS]
@@ -112,7 +112,7 @@ def depth(book, m: int, side: int, limit: int, interval: int, prices, lots) -> i
     return n
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def reserves(book, n_markets: int, out: np.ndarray) -> None:
     """Add every resting order's reserve into out[acct, asset]."""
     orders = book[B_ORDERS]
@@ -129,7 +129,7 @@ def reserves(book, n_markets: int, out: np.ndarray) -> None:
                 out[o["acct"], mp[m, MP_MONEY]] += o["price"] * o["left"] * mp[m, MP_DEAL_SCALE]
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def _validate_side(book, m: int, side: int) -> int:
     orders = book[B_ORDERS]
     levels = book[B_LEVELS]
@@ -175,7 +175,7 @@ def _validate_side(book, m: int, side: int) -> int:
     return BOOK_OK
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def validate_book(book, m: int) -> int:
     """Check market ``m``'s books; returns BOOK_OK or the first problem's code."""
     for side in range(ASK, BID + 1):

@@ -8,12 +8,12 @@ changes nothing. Balances live in the ``accounts`` tuple, books in ``book``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from core.kernels import book as bk
 from core.kernels import events as evw
 from core.kernels import hashmap
 from core.kernels.arith import fee_of, mul3_le, mul_le
+from core.kernels.jit import inline, kernel
 from core.kernels.layout import (
     A_BALANCES,
     A_KEYS,
@@ -95,7 +95,7 @@ EVENTS_PER_FILL = 10
 # ------------------------------------------------------------------ accounts
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def account_of(accounts, user: int) -> int:
     """Account index of ``user``, or NIL if the user never held anything."""
     i = hashmap.find(accounts[A_KEYS], user)
@@ -104,7 +104,7 @@ def account_of(accounts, user: int) -> int:
     return accounts[A_VALS][i]
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _available(accounts, acct: int, asset: int) -> int:
     if acct == NIL:
         return 0
@@ -114,7 +114,7 @@ def _available(accounts, acct: int, asset: int) -> int:
 # ------------------------------------------------------------------ validation
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def valid_source(cmd) -> bool:
     """source_len in 0..30, the used bytes are UTF-8 without NUL."""
     n = cmd["source_len"]
@@ -156,7 +156,7 @@ def valid_source(cmd) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _check_order_common(cmd, n_markets: int, fee_user: int, is_limit: bool) -> int:
     """Common checks 1 and 2 of docs/engine.md for PUT_LIMIT and PUT_MARKET.
 
@@ -183,7 +183,7 @@ def _check_order_common(cmd, n_markets: int, fee_user: int, is_limit: bool) -> i
     return OK
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _crosses(book, m: int, side: int, price: int) -> bool:
     """True if a limit order at ``price`` on ``side`` would take on entry."""
     lv = bk.best_level(book, m, 3 - side)
@@ -195,7 +195,7 @@ def _crosses(book, m: int, side: int, price: int) -> bool:
     return best <= price
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def _fok_fillable(book, m: int, side: int, price: int, user: int, stp: int, amount: int) -> bool:
     """True if ``amount`` lots can be filled at once at ``price`` or better."""
     orders = book[B_ORDERS]
@@ -227,7 +227,7 @@ def _fok_fillable(book, m: int, side: int, price: int, user: int, stp: int, amou
 # ------------------------------------------------------------------ settlement
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def reserve_of(mp: np.ndarray, m: int, side: int, price: int, left: int) -> int:
     """Frozen funds of a resting order: stock units (ask) or money units (bid)."""
     if side == ASK:
@@ -235,7 +235,7 @@ def reserve_of(mp: np.ndarray, m: int, side: int, price: int, left: int) -> int:
     return price * left * mp[m, MP_DEAL_SCALE]
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _move(
     accounts, ev, ne, seq, ts, m, acct, user, asset, reason, d_avail, d_frozen, oid, did
 ) -> int:
@@ -261,13 +261,13 @@ def _move(
     )
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _order_asset(mp: np.ndarray, m: int, side: int) -> int:
     """The asset an order of ``side`` freezes: stock for an ask, money for a bid."""
     return mp[m, MP_STOCK] if side == ASK else mp[m, MP_MONEY]
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _remove_resting(book, m: int, slot: int) -> None:
     """Forget a resting order entirely (it is already out of its level)."""
     bk.user_unlink(book, m, slot)
@@ -275,7 +275,7 @@ def _remove_resting(book, m: int, slot: int) -> None:
     bk.free_slot(book, m, slot)
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _cancel_resting(book, accounts, ev, ne, seq, ts, m, slot, reason) -> int:
     """Unfreeze a resting order's reserve, report it as it stood, and remove it."""
     orders = book[B_ORDERS]
@@ -304,7 +304,7 @@ def _cancel_resting(book, accounts, ev, ne, seq, ts, m, slot, reason) -> int:
     return ne
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k, q, market_bid):
     """Trade ``q`` lots between taker slot ``t`` and maker slot ``k`` at the maker's price."""
     orders = book[B_ORDERS]
@@ -427,7 +427,7 @@ def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k
     return ne
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def _match(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, limit, is_market):
     """Match the taker at slot ``t``; returns (ne, lots filled, stopped by STP)."""
     orders = book[B_ORDERS]
@@ -471,7 +471,7 @@ def _match(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, 
 # ------------------------------------------------------------------ commands
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _load_taker(book, cmd, slot: int, oid: int, otype: int, price: int, maker_rate: int, tif: int):
     """Write a new order from ``cmd`` into ``slot`` (the scratch slot)."""
     o = book[B_ORDERS][slot]
@@ -503,7 +503,7 @@ def _load_taker(book, cmd, slot: int, oid: int, otype: int, price: int, maker_ra
         src[i] = cmd["source"][i] if i < n else 0
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _rest(book, accounts, ev, ne, seq, ts, m, slot, kind) -> int:
     """Freeze the reserve of the order at ``slot`` and put it on its level."""
     orders = book[B_ORDERS]
@@ -520,7 +520,7 @@ def _rest(book, accounts, ev, ne, seq, ts, m, slot, kind) -> int:
     )
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
     """PUT_LIMIT; returns (code, order_id, value, ne)."""
     code = _check_order_common(cmd, n_markets, fee_user, True)
@@ -592,7 +592,7 @@ def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fe
     return OK, oid, 0, ne
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
     """PUT_MARKET; returns (code, order_id, value, ne)."""
     code = _check_order_common(cmd, n_markets, fee_user, False)
@@ -649,7 +649,7 @@ def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, f
     return OK, oid, 0, ne
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _check_target(book, cmd, n_markets: int) -> tuple[int, int]:
     """Common checks of CANCEL, CANCEL_ALL and REPLACE: market and user in range."""
     m = cmd["market"]
@@ -660,7 +660,7 @@ def _check_target(book, cmd, n_markets: int) -> tuple[int, int]:
     return OK, NIL
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _lookup(book, m: int, order_id: int, user: int) -> tuple[int, int]:
     if order_id < 1:
         return ORDER_NOT_FOUND, NIL
@@ -674,7 +674,7 @@ def _lookup(book, m: int, order_id: int, user: int) -> tuple[int, int]:
     return OK, slot
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
     """CANCEL; returns (code, order_id, value, ne)."""
     code, _ = _check_target(book, cmd, n_markets)
@@ -691,7 +691,7 @@ def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
     return OK, oid, 0, ne
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
     """CANCEL_ALL; returns (code, 0, cancelled, ne)."""
     code, _ = _check_target(book, cmd, n_markets)
@@ -721,7 +721,7 @@ def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
     return OK, 0, n, ne
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct):
     """REPLACE; returns (code, order_id, value, ne)."""
     code, _ = _check_target(book, cmd, n_markets)
@@ -848,7 +848,7 @@ def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_
     return OK, oid, 0, ne
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@inline
 def _taker_bound(book, m, side, price, amount, is_market, stp) -> int:
     """Most events a taker can write: walk the levels it could reach.
 
@@ -887,7 +887,7 @@ def _taker_bound(book, m, side, price, amount, is_market, stp) -> int:
     return EVENTS_PER_FILL * makers + 4
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def events_bound(book, cmd, n_markets: int) -> int:
     """Most events ``cmd`` can write, so the batch loop never overruns its buffer.
 
@@ -918,10 +918,10 @@ def events_bound(book, cmd, n_markets: int) -> int:
     return 1
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@kernel
 def execute_batch(
     book, accounts, cmds, results, ev, start, ne0, counters, n_markets, fee_user, fee_acct, scratch
-):
+) -> tuple[int, int]:
     """Apply ``cmds[start:]``, writing events from ``ev[ne0]`` on, until done or the
     event buffer might overflow.
 
