@@ -30,14 +30,21 @@ services: ## make sure MariaDB and Redis answer on 127.0.0.1 (starting them if n
 run: venv services ## run matchd with etc/matchd.toml (CONFIG=path to change)
 	$(BIN)/matchd run --config $(CONFIG)
 
-# The kernel tests run twice: under NUMBA_DISABLE_JIT=1 as plain Python (coverage,
-# readable tracebacks), then with JIT inside the whole suite. pytest exits 5 when no
-# test carries the `kernel` marker yet; that is not a failure. The whole suite runs
-# last so that its summary is the closing line.
-test: venv services ## run every test: kernel tests without JIT, then the whole suite
-	@rc=0; NUMBA_DISABLE_JIT=1 $(BIN)/pytest -m kernel -p no:cacheprovider || rc=$$?; \
-	if [[ $$rc -eq 5 ]]; then echo "make test: no kernel tests yet (pytest exit 5)"; rc=0; fi; \
-	if [[ $$rc -ne 0 ]]; then echo "make test: kernel tests without JIT failed (exit $$rc)"; fi; \
+# The kernel tests run three times: under NUMBA_DISABLE_JIT=1 as plain Python
+# (coverage, readable tracebacks), compiled with NUMBA_BOUNDSCHECK=1 (an out-of-range
+# index raises instead of corrupting memory; its own cache, as the code differs), and
+# with the normal JIT inside the whole suite. pytest exits 5 when no test carries the
+# `kernel` marker; that is not a failure. The whole suite runs last so that its
+# summary is the closing line.
+test: venv services ## run every test: kernel tests without JIT and bounds-checked, then all
+	@rc=0; \
+	for mode in nojit boundscheck; do \
+	  if [[ $$mode == nojit ]]; then env=(NUMBA_DISABLE_JIT=1); \
+	  else env=(NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(NUMBA_CACHE_DIR)/boundscheck); fi; \
+	  r=0; env "$${env[@]}" $(BIN)/pytest -m kernel -p no:cacheprovider -q || r=$$?; \
+	  if [[ $$r -eq 5 ]]; then r=0; fi; \
+	  if [[ $$r -ne 0 ]]; then echo "make test: kernel tests ($$mode) failed (exit $$r)"; rc=$$r; fi; \
+	done; \
 	$(BIN)/pytest || exit $$?; \
 	exit $$rc
 
