@@ -75,6 +75,11 @@ _BOOK_PROBLEMS = {
 }
 
 
+def _copy_records(records: np.ndarray) -> np.ndarray:
+    """A contiguous copy of a 1-d record array, made as one byte copy."""
+    return records.view(np.uint8).copy().view(records.dtype)
+
+
 def _pow2_at_least(n: int) -> int:
     size = 16
     while size < n:
@@ -157,7 +162,8 @@ class Engine:
     def execute(self, commands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Apply a batch of commands; see ``EngineAPI.execute``."""
         results, events = self.execute_view(commands)
-        return results.copy(), events.copy()
+        # Copy through bytes: numpy copies packed records field by field (~20x slower).
+        return _copy_records(results), _copy_records(events)
 
     def execute_view(self, commands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As ``execute``, but the arrays returned are views of the engine's own buffers,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.kernels import hashmap
-from core.kernels.jit import inline, kernel
+from core.kernels.jit import inline, kernel, move_items
 from core.kernels.layout import (
     B_IDX_KEYS,
     B_IDX_VALS,
@@ -145,9 +145,8 @@ def get_or_add_level(book, m: int, side: int, price: int) -> int:
     levels[lv]["head"] = NIL
     levels[lv]["tail"] = NIL
     levels[lv]["next_free"] = NIL
-    for i in range(base + n, pos, -1):
-        keys[i] = keys[i - 1]
-        slv[i] = slv[i - 1]
+    move_items(keys, pos + 1, pos, base + n - pos)
+    move_items(slv, pos + 1, pos, base + n - pos)
     keys[pos] = key
     slv[pos] = lv
     ms[m, MS_NLEVELS + side - 1] = n + 1
@@ -167,9 +166,8 @@ def _drop_level(book, m: int, side: int, lv: int) -> None:
         pos = base + n - 1
     else:
         pos = _bisect(keys, base, base + n, level_key(side, levels[lv]["price"]))
-    for i in range(pos, base + n - 1):
-        keys[i] = keys[i + 1]
-        slv[i] = slv[i + 1]
+    move_items(keys, pos, pos + 1, base + n - 1 - pos)
+    move_items(slv, pos, pos + 1, base + n - 1 - pos)
     ms[m, MS_NLEVELS + side - 1] = n - 1
     levels[lv]["count"] = 0
     levels[lv]["next_free"] = ms[m, MS_FREE_LEVEL]

@@ -21,6 +21,7 @@ from core.kernels.layout import (
     AVAILABLE,
     B_LEVELS,
     B_MPARAMS,
+    B_MSTATE,
     B_ORDERS,
     B_SOURCES,
     FROZEN,
@@ -34,6 +35,7 @@ from core.kernels.layout import (
     MP_OBASE,
     MP_STOCK,
     MP_STOCK_SCALE,
+    MS_NORDERS,
     NIL,
 )
 from core.schema import (
@@ -888,11 +890,12 @@ def _taker_bound(book, m, side, price, amount, is_market, stp) -> int:
 
 
 @kernel
-def events_bound(book, cmd, n_markets: int) -> int:
+def events_bound(book, cmd, n_markets: int, room: int) -> int:
     """Most events ``cmd`` can write, so the batch loop never overruns its buffer.
 
-    Bounded by what the command can reach, not by the size of the book, so the event
-    buffer stays small however deep the book is.
+    When the whole book would fit in ``room`` that is the answer (cheap); otherwise the
+    bound is what the command can reach, not the size of the book, so the event buffer
+    stays small however deep the book is.
     """
     m = cmd["market"]
     if m < 0 or m >= n_markets:
@@ -900,6 +903,10 @@ def events_bound(book, cmd, n_markets: int) -> int:
     kind = cmd["kind"]
     if kind == CANCEL:
         return 2
+    ms = book[B_MSTATE]
+    everything = EVENTS_PER_FILL * (ms[m, MS_NORDERS] + ms[m, MS_NORDERS + 1]) + 4
+    if everything <= room:  # the whole book fits: no need to look closer
+        return everything
     if kind == CANCEL_ALL:
         if cmd["user"] < 0 or cmd["user"] > MAX_USER_ID:
             return 1
@@ -933,7 +940,7 @@ def execute_batch(
     i = start
     while i < n:
         cmd = cmds[i]
-        if ne + events_bound(book, cmd, n_markets) > cap:
+        if ne + events_bound(book, cmd, n_markets, cap - ne) > cap:
             break  # the caller hands these events on (or grows the buffer) and resumes
         first = ne
         seq_before = counters[COUNTER_SEQ]
