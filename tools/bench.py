@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-DEFAULT_COMMANDS = 1_000_000
+DEFAULT_COMMANDS = 3_000_000  # exchange-core publishes its mix at 3M commands
 DEFAULT_SEED = 1
 DEFAULT_OUT = Path("results")
 
