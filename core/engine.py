@@ -75,6 +75,11 @@ _BOOK_PROBLEMS = {
 }
 
 
+def _is_int(value: object) -> bool:
+    """An int that is not a bool: a float is never truncated into units."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _copy_records(records: np.ndarray) -> np.ndarray:
     """A contiguous copy of a 1-d record array, made as one byte copy."""
     return records.view(np.uint8).copy().view(records.dtype)
@@ -207,14 +212,13 @@ class Engine:
         """ViaBTC's balance.update in units; see ``EngineAPI.balance_update``."""
         results = np.zeros(1, dtype=RESULT_DTYPE)
         code = Result.OK
-        if not 0 <= user <= MAX_USER_ID:
+        if not _is_int(user) or not 0 <= user <= MAX_USER_ID or not _is_int(asset):
             code = Result.INVALID_ARGUMENT
         elif not 0 <= asset < len(self.config.assets):
             code = Result.UNKNOWN_ASSET
         elif not (
-            -INT64_MAX <= change <= INT64_MAX
-            and -INT64_MAX <= business_id <= INT64_MAX
-            and -INT64_MAX <= ts_ns <= INT64_MAX
+            all(_is_int(v) and -INT64_MAX <= v <= INT64_MAX for v in (change, business_id, ts_ns))
+            and isinstance(business, bytes)
         ):
             code = Result.INVALID_ARGUMENT
         if code != Result.OK:

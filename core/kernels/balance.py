@@ -59,7 +59,7 @@ def balance_update(
     acct = account_of(accounts, user)
     bal = accounts[A_BALANCES]
     avail = 0 if acct == NIL else bal[acct, asset, AVAILABLE]
-    if avail + change < 0:
+    if change < 0 and avail + change < 0:  # (a positive change could overflow here)
         return BALANCE_NOT_ENOUGH, 0
     if change > MAX_SUPPLY_UNITS - supply[asset]:
         return SUPPLY_LIMIT, 0
