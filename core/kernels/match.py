@@ -522,7 +522,7 @@ def _rest(book, accounts, ev, ne, seq, ts, m, slot, kind) -> int:
     )
 
 
-@kernel
+@inline
 def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
     """PUT_LIMIT; returns (code, order_id, value, ne)."""
     code = _check_order_common(cmd, n_markets, fee_user, True)
@@ -594,7 +594,7 @@ def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fe
     return OK, oid, 0, ne
 
 
-@kernel
+@inline
 def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
     """PUT_MARKET; returns (code, order_id, value, ne)."""
     code = _check_order_common(cmd, n_markets, fee_user, False)
@@ -676,7 +676,7 @@ def _lookup(book, m: int, order_id: int, user: int) -> tuple[int, int]:
     return OK, slot
 
 
-@kernel
+@inline
 def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
     """CANCEL; returns (code, order_id, value, ne)."""
     code, _ = _check_target(book, cmd, n_markets)
@@ -693,7 +693,7 @@ def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
     return OK, oid, 0, ne
 
 
-@kernel
+@inline
 def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
     """CANCEL_ALL; returns (code, 0, cancelled, ne)."""
     code, _ = _check_target(book, cmd, n_markets)
@@ -723,7 +723,7 @@ def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
     return OK, 0, n, ne
 
 
-@kernel
+@inline
 def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct):
     """REPLACE; returns (code, order_id, value, ne)."""
     code, _ = _check_target(book, cmd, n_markets)
@@ -889,7 +889,7 @@ def _taker_bound(book, m, side, price, amount, is_market, stp) -> int:
     return EVENTS_PER_FILL * makers + 4
 
 
-@kernel
+@inline
 def events_bound(book, cmd, n_markets: int, room: int) -> int:
     """Most events ``cmd`` can write, so the batch loop never overruns its buffer.
 
