@@ -76,8 +76,8 @@ _BOOK_PROBLEMS = {
 
 
 def _is_int(value: object) -> bool:
-    """An int that is not a bool: a float is never truncated into units."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An int (Python or numpy) that is not a bool: a float is never truncated into units."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _copy_records(records: np.ndarray) -> np.ndarray:
@@ -212,19 +212,20 @@ class Engine:
         """ViaBTC's balance.update in units; see ``EngineAPI.balance_update``."""
         results = np.zeros(1, dtype=RESULT_DTYPE)
         code = Result.OK
-        if not _is_int(user) or not 0 <= user <= MAX_USER_ID or not _is_int(asset):
+        if not _is_int(user) or not 0 <= user <= MAX_USER_ID:
             code = Result.INVALID_ARGUMENT
-        elif not 0 <= asset < len(self.config.assets):
+        elif not self._asset_ok(asset):
             code = Result.UNKNOWN_ASSET
         elif not (
             all(_is_int(v) and -INT64_MAX <= v <= INT64_MAX for v in (change, business_id, ts_ns))
-            and isinstance(business, bytes)
+            and isinstance(business, bytes | bytearray)
         ):
             code = Result.INVALID_ARGUMENT
         if code != Result.OK:
             results["code"] = code
             return results, np.zeros(0, dtype=EVENT_DTYPE)
-        digest = np.frombuffer(update_key_digest(user, asset, business, business_id), dtype="<i8")
+        key = update_key_digest(int(user), int(asset), bytes(business), int(business_id))
+        digest = np.frombuffer(key, dtype="<i8")
         k0, k1 = int(digest[0]), int(digest[1])
         if k0 == 0 and k1 == 0:  # (0, 0) marks a free slot; 2**-128 odds
             k1 = 1
@@ -235,13 +236,13 @@ class Engine:
             self._supply,
             self._keys,
             events,
-            user,
-            asset,
+            int(user),
+            int(asset),
             k0,
             k1,
-            business_id,
-            change,
-            ts_ns,
+            int(business_id),
+            int(change),
+            int(ts_ns),
             self.config.max_users,
             self.config.max_update_keys,
         )
@@ -260,10 +261,11 @@ class Engine:
 
     def balance(self, user: int, asset: int) -> tuple[int, int]:
         """``(available, frozen)`` in units."""
-        acct = kmatch.account_of(self._accounts, user) if 0 <= user <= MAX_USER_ID else NIL
+        ok = _is_int(user) and 0 <= user <= MAX_USER_ID and self._asset_ok(asset)
+        acct = kmatch.account_of(self._accounts, int(user)) if ok else NIL
         if acct == NIL:
             return 0, 0
-        row = self._accounts[A_BALANCES][acct, asset]
+        row = self._accounts[A_BALANCES][acct, int(asset)]
         return int(row[0]), int(row[1])
 
     def _view(self, slot: int, market: int) -> OrderView:
@@ -292,13 +294,16 @@ class Engine:
         )
 
     def _market_ok(self, market: int) -> bool:
-        return 0 <= market < self._n_markets
+        return _is_int(market) and 0 <= market < self._n_markets
+
+    def _asset_ok(self, asset: int) -> bool:
+        return _is_int(asset) and 0 <= asset < len(self.config.assets)
 
     def order(self, market: int, order_id: int) -> OrderView | None:
         """The resting order, or None."""
         if not self._market_ok(market) or not 0 < order_id <= INT64_MAX:
             return None
-        slot = kbook.index_find(self._book, order_id)
+        slot = kbook.index_find(self._book, int(order_id))
         mp = self._book[B_MPARAMS][market]
         if slot == NIL or not mp[MP_OBASE] <= slot < mp[MP_OBASE] + mp[MP_MAX_ORDERS]:
             return None
@@ -315,18 +320,24 @@ class Engine:
         """``(total, orders)``: the user's resting orders, newest first."""
         if not self._market_ok(market) or not 0 <= user <= MAX_USER_ID:
             return 0, []
+        market, user = int(market), int(user)
         _, total = kbook.user_orders(self._book, market, user)
-        out = self._page(max(0, limit))
-        n = kinspect.user_slots(self._book, market, user, max(0, offset), max(0, limit), out)
+        limit = min(max(0, limit), int(total))
+        offset = min(max(0, offset), int(total))
+        out = self._page(limit)
+        n = kinspect.user_slots(self._book, market, user, offset, limit, out)
         return int(total), [self._view(int(s), market) for s in out[:n]]
 
     def book(self, market: int, side: int, offset: int, limit: int) -> tuple[int, list[OrderView]]:
         """``(total, orders)`` of one side in priority order."""
         if not self._market_ok(market) or side not in (1, 2):
             return 0, []
+        market, side = int(market), int(side)
         total = int(self._book[B_MSTATE][market, MS_NORDERS + side - 1])
-        out = self._page(max(0, limit))
-        n = kinspect.side_slots(self._book, market, side, max(0, offset), max(0, limit), out)
+        limit = min(max(0, limit), total)
+        offset = min(max(0, offset), total)
+        out = self._page(limit)
+        n = kinspect.side_slots(self._book, market, side, offset, limit, out)
         return total, [self._view(int(s), market) for s in out[:n]]
 
     def depth(
@@ -335,11 +346,13 @@ class Engine:
         """``(asks, bids)`` as (price ticks, lots), merged to ``interval`` ticks if > 0."""
         if not self._market_ok(market) or limit <= 0:
             return [], []
+        market, interval = int(market), min(max(0, int(interval)), INT64_MAX)
         sides = []
         for side in (1, 2):
-            prices = np.zeros(limit, dtype=np.int64)
-            lots = np.zeros(limit, dtype=np.int64)
-            n = kinspect.depth(self._book, market, side, limit, max(0, interval), prices, lots)
+            levels = min(limit, int(self._book[B_MSTATE][market, MS_NLEVELS + side - 1]))
+            prices = np.zeros(levels, dtype=np.int64)
+            lots = np.zeros(levels, dtype=np.int64)
+            n = kinspect.depth(self._book, market, side, levels, interval, prices, lots)
             sides.append([(int(p), int(q)) for p, q in zip(prices[:n], lots[:n], strict=True)])
         return sides[0], sides[1]
 
@@ -351,6 +364,8 @@ class Engine:
 
     def market_summary(self, market: int) -> MarketSummary:
         """Counts and summed ``left`` of both sides."""
+        if not self._market_ok(market):
+            return MarketSummary(ask_count=0, ask_lots=0, bid_count=0, bid_lots=0)
         ms = self._book[B_MSTATE][market]
         totals = self._book[B_LEVELS]["total"]
         return MarketSummary(
@@ -365,6 +380,8 @@ class Engine:
 
     def asset_summary(self, asset: int) -> AssetSummary:
         """Totals and counts of non-zero entries over all accounts."""
+        if not self._asset_ok(asset):
+            return AssetSummary(total=0, available_count=0, available=0, frozen_count=0, frozen=0)
         bal = self._balances()[:, asset, :]
         avail, frozen = bal[:, 0], bal[:, 1]
         return AssetSummary(

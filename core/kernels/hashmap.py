@@ -14,6 +14,8 @@ import numpy as np
 from core.kernels.jit import inline
 
 EMPTY = 0
+#: Keys are below this; ``find`` answers "absent" for anything else (hostile input).
+MAX_KEY = 1 << 62
 
 _LOW31 = 0x7FFFFFFF
 _MUL_LO = 2654435761  # odd 32-bit multipliers (Knuth, Murmur3)
@@ -28,16 +30,19 @@ def slot_of(key: int, mask: int) -> int:
     code numba generates (the same expression could hash differently where it is
     inlined), and plain Python would not wrap at all under NUMBA_DISABLE_JIT.
     """
-    lo = key & _LOW31
-    hi = (key >> 31) & _LOW31
+    k = np.int64(key)  # a narrower integer would overflow below (without JIT)
+    lo = k & _LOW31
+    hi = (k >> 31) & _LOW31
     h = (lo * _MUL_LO) ^ (hi * _MUL_HI)
     h ^= h >> 29
-    return h & mask
+    return int(h & mask)
 
 
 @inline
 def find(keys: np.ndarray, key: int) -> int:
     """Slot holding ``key``, or -1."""
+    if key < 0 or key >= MAX_KEY:
+        return -1
     mask = keys.shape[0] - 1
     stored = key + 1
     i = slot_of(stored, mask)

@@ -96,10 +96,10 @@ def depth(book, m: int, side: int, limit: int, interval: int, prices, lots) -> i
             break
         p = levels[lv]["price"]
         if interval > 0:
-            if side == ASK:
-                p = ((p + interval - 1) // interval) * interval
-            else:
-                p = (p // interval) * interval
+            q = p // interval
+            if side == ASK and q * interval != p:
+                q += 1  # round up; cannot overflow: q * interval < p + interval <= 2**63
+            p = q * interval
         if n > 0 and prices[n - 1] == p:
             lots[n - 1] += levels[lv]["total"]
         else:
