@@ -270,6 +270,30 @@ def _order_asset(mp: np.ndarray, m: int, side: int) -> int:
 
 
 @inline
+def _reserve_move(accounts, ev, ne, seq, ts, mp, m, o, amount) -> int:
+    """Move ``amount`` of order ``o``'s reserve asset from available to frozen (FREEZE),
+    or from frozen back to available when ``amount`` is negative (UNFREEZE)."""
+    asset = _order_asset(mp, m, o["side"])
+    reason = evw.FREEZE if amount > 0 else evw.UNFREEZE
+    return _move(
+        accounts,
+        ev,
+        ne,
+        seq,
+        ts,
+        m,
+        o["acct"],
+        o["user"],
+        asset,
+        reason,
+        -amount,
+        amount,
+        o["id"],
+        0,
+    )
+
+
+@inline
 def _remove_resting(book, m: int, slot: int) -> None:
     """Forget a resting order entirely (it is already out of its level)."""
     bk.user_unlink(book, m, slot)
@@ -284,10 +308,7 @@ def _cancel_resting(book, accounts, ev, ne, seq, ts, m, slot, reason) -> int:
     mp = book[B_MPARAMS]
     o = orders[slot]
     r = reserve_of(mp, m, o["side"], o["price"], o["left"])
-    asset = _order_asset(mp, m, o["side"])
-    ne = _move(
-        accounts, ev, ne, seq, ts, m, o["acct"], o["user"], asset, evw.UNFREEZE, r, -r, o["id"], 0
-    )
+    ne = _reserve_move(accounts, ev, ne, seq, ts, mp, m, o, -r)
     ne = evw.emit_order(
         ev,
         ne,
@@ -512,10 +533,7 @@ def _rest(book, accounts, ev, ne, seq, ts, m, slot, kind) -> int:
     mp = book[B_MPARAMS]
     o = orders[slot]
     r = reserve_of(mp, m, o["side"], o["price"], o["left"])
-    asset = _order_asset(mp, m, o["side"])
-    ne = _move(
-        accounts, ev, ne, seq, ts, m, o["acct"], o["user"], asset, evw.FREEZE, -r, r, o["id"], 0
-    )
+    ne = _reserve_move(accounts, ev, ne, seq, ts, mp, m, o, r)
     bk.level_push(book, m, slot)
     return evw.emit_order(
         ev, ne, kind, 0, seq, ts, orders, book[B_SOURCES], slot, m, o["amount"] - o["left"]
@@ -752,22 +770,7 @@ def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_
         seq = counters[COUNTER_SEQ]
         diff = old_reserve - reserve_of(mp, m, side, price, new_left)
         if diff > 0:
-            ne = _move(
-                accounts,
-                ev,
-                ne,
-                seq,
-                ts,
-                m,
-                o["acct"],
-                o["user"],
-                asset,
-                evw.UNFREEZE,
-                diff,
-                -diff,
-                o["id"],
-                0,
-            )
+            ne = _reserve_move(accounts, ev, ne, seq, ts, mp, m, o, -diff)
         levels[o["level"]]["total"] -= o["left"] - new_left
         o["amount"] -= o["left"] - new_left
         o["left"] = new_left
@@ -804,22 +807,7 @@ def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_
     counters[COUNTER_SEQ] += 1
     seq = counters[COUNTER_SEQ]
     oid = o["id"]
-    ne = _move(
-        accounts,
-        ev,
-        ne,
-        seq,
-        ts,
-        m,
-        o["acct"],
-        o["user"],
-        asset,
-        evw.UNFREEZE,
-        old_reserve,
-        -old_reserve,
-        oid,
-        0,
-    )
+    ne = _reserve_move(accounts, ev, ne, seq, ts, mp, m, o, -old_reserve)
     bk.level_unlink(book, m, slot)
     o["price"] = price
     o["amount"] = o["amount"] - o["left"] + new_left
