@@ -174,8 +174,10 @@ class Engine:
         """As ``execute``, but the arrays returned are views of the engine's own buffers,
         valid until its next call: the hot path, which copies nothing.
 
-        The event buffer grows (doubling) when one batch needs more room; a command's
-        events are bounded by the size of its market's book (docs/engine.md).
+        The event buffer grows (doubling) when a batch needs more room: it holds the
+        events of the largest batch seen, so callers bound it by their batch size. A
+        command's events are bounded by the makers it can reach, never by the size of
+        the book, so one command cannot force a large buffer.
         """
         if commands.dtype != COMMAND_DTYPE or commands.ndim != 1:
             raise TypeError("commands must be a 1-d array of COMMAND_DTYPE")
