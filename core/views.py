@@ -72,11 +72,13 @@ def source_text(raw: np.ndarray, length: int) -> str:
 def update_key_digest(user: int, asset: int, business: bytes, business_id: int) -> bytes:
     """BLAKE2b-128 of a balance.update idempotency key.
 
-    Only the first ``BUSINESS_KEY_LENGTH`` bytes of ``business`` count (as ViaBTC).
+    Only the first ``BUSINESS_KEY_LENGTH`` bytes of ``business`` count (as ViaBTC); their
+    length is part of the key, so ``b"deposit"`` and ``b"deposit\\0"`` stay distinct.
     """
+    name = business[:BUSINESS_KEY_LENGTH]
     key = (
-        struct.pack("<qh", user, asset)
-        + business[:BUSINESS_KEY_LENGTH].ljust(BUSINESS_KEY_LENGTH, b"\0")
+        struct.pack("<qhB", user, asset, len(name))
+        + name.ljust(BUSINESS_KEY_LENGTH, b"\0")
         + struct.pack("<q", business_id)
     )
     return blake2b(key, digest_size=16).digest()
