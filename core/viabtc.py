@@ -21,7 +21,7 @@ import numpy as np
 
 from core import commands
 from core.api import EngineAPI
-from core.config import Market
+from core.config import Asset, Market
 from core.errors import ParseError
 from core.fixed import format_units, parse_units
 from core.schema import (
@@ -141,6 +141,16 @@ class Exchange:
             raise _Invalid(f"unknown market {name!r}", Result.UNKNOWN_MARKET)
         return market
 
+    def _assets(self, names: tuple[object, ...]) -> list[Asset]:
+        """The named assets (all of them, in config order, if none is named)."""
+        chosen = []
+        for name in names or tuple(a.name for a in self.config.assets):
+            asset = self.config.asset(_str(name, "asset"))
+            if asset is None:
+                raise _Invalid(f"unknown asset {name!r}", Result.UNKNOWN_ASSET)
+            chosen.append(asset)
+        return chosen
+
     def _user(self, user: object) -> int:
         return _int(user, "user_id", 0, MAX_USER_ID)
 
@@ -223,12 +233,7 @@ class Exchange:
         """balance.query: available and frozen per asset, at prec_show."""
         try:
             user = _int(user_id, "user_id", 1, MAX_USER_ID)
-            chosen = []
-            for name in assets or tuple(a.name for a in self.config.assets):
-                asset = self.config.asset(_str(name, "asset"))
-                if asset is None:
-                    raise _Invalid(f"unknown asset {name!r}", Result.UNKNOWN_ASSET)
-                chosen.append(asset)
+            chosen = self._assets(assets)
         except _Invalid as exc:
             return _fail("balance.query", exc.result, str(exc))
         result = {}
@@ -254,9 +259,7 @@ class Exchange:
         method = "balance.update"
         try:
             user = self._user(user_id)
-            spec = self.config.asset(_str(asset, "asset"))
-            if spec is None:
-                raise _Invalid(f"unknown asset {asset!r}", Result.UNKNOWN_ASSET)
+            (spec,) = self._assets((asset,))
             name = _str(business, "business").encode()
             bid = _int(business_id, "business_id", -(2**63) + 1, 2**63 - 1)
             shown = _units(
@@ -528,13 +531,8 @@ class Exchange:
 
     def asset_summary(self, *assets: object) -> Reply:
         """asset.summary: totals over all accounts."""
-        chosen = []
         try:
-            for name in assets or tuple(a.name for a in self.config.assets):
-                asset = self.config.asset(_str(name, "asset"))
-                if asset is None:
-                    raise _Invalid(f"unknown asset {name!r}", Result.UNKNOWN_ASSET)
-                chosen.append(asset)
+            chosen = self._assets(assets)
         except _Invalid as exc:
             return _fail("asset.summary", exc.result, str(exc))
         out = []

@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from core.kernels import book as bk
-from core.kernels import hashmap
 from core.kernels.jit import kernel
 from core.kernels.layout import (
-    B_IDX_KEYS,
     B_LEVELS,
     B_MPARAMS,
     B_MSTATE,
@@ -159,7 +157,7 @@ def _validate_side(book, m: int, side: int) -> int:
                 return BAD_LINKS
             if o["left"] <= 0 or o["left"] > o["amount"] or o["id"] <= 0:
                 return BAD_ORDER
-            if hashmap.find(book[B_IDX_KEYS], o["id"]) < 0 or bk.index_find(book, o["id"]) != slot:
+            if bk.index_find(book, o["id"]) != slot:
                 return BAD_INDEX
             total += o["left"]
             count += 1

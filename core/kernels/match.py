@@ -670,14 +670,14 @@ def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, f
 
 
 @inline
-def _check_target(book, cmd, n_markets: int) -> tuple[int, int]:
+def _check_target(cmd, n_markets: int) -> int:
     """Common checks of CANCEL, CANCEL_ALL and REPLACE: market and user in range."""
     m = cmd["market"]
     if m < 0 or m >= n_markets:
-        return UNKNOWN_MARKET, NIL
+        return UNKNOWN_MARKET
     if cmd["user"] < 0 or cmd["user"] > MAX_USER_ID:
-        return INVALID_ARGUMENT, NIL
-    return OK, NIL
+        return INVALID_ARGUMENT
+    return OK
 
 
 @inline
@@ -697,7 +697,7 @@ def _lookup(book, m: int, order_id: int, user: int) -> tuple[int, int]:
 @inline
 def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
     """CANCEL; returns (code, order_id, value, ne)."""
-    code, _ = _check_target(book, cmd, n_markets)
+    code = _check_target(cmd, n_markets)
     if code != OK:
         return code, 0, 0, ne
     m = cmd["market"]
@@ -714,7 +714,7 @@ def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
 @inline
 def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
     """CANCEL_ALL; returns (code, 0, cancelled, ne)."""
-    code, _ = _check_target(book, cmd, n_markets)
+    code = _check_target(cmd, n_markets)
     if code != OK:
         return code, 0, 0, ne
     if cmd["side"] < 0 or cmd["side"] > BID:
@@ -744,7 +744,7 @@ def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
 @inline
 def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct):
     """REPLACE; returns (code, order_id, value, ne)."""
-    code, _ = _check_target(book, cmd, n_markets)
+    code = _check_target(cmd, n_markets)
     if code != OK:
         return code, 0, 0, ne
     if cmd["user"] == fee_user:
