@@ -17,12 +17,15 @@ from core.kernels import match as kmatch
 from core.kernels.layout import (
     A_BALANCES,
     A_USERS,
+    B_IDX,
+    B_INFO,
     B_LEVELS,
     B_MPARAMS,
     B_MSTATE,
     B_ORDERS,
     B_SLEVELS,
-    B_SOURCES,
+    B_SRC_DATA,
+    B_SRC_STATE,
     MP_DEAL_SCALE,
     MP_FEE_DEN,
     MP_LBASE,
@@ -41,6 +44,11 @@ from core.kernels.layout import (
     MS_NLEVELS,
     MS_NORDERS,
     NIL,
+    SRC_LEN,
+    SS_BUMP,
+    SS_FREE,
+    SS_LENGTH,
+    SS_LIVE,
 )
 from core.memory import Allocator, HeapAllocator
 from core.schema import (
@@ -55,6 +63,8 @@ from core.schema import (
     LEVEL_DTYPE,
     MAX_USER_ID,
     ORDER_DTYPE,
+    ORDER_FLAG_MARKET,
+    ORDER_INFO_DTYPE,
     RESULT_DTYPE,
     OrderType,
     Result,
@@ -130,20 +140,28 @@ class Engine:
         #: The last order slot holds the taker being matched.
         self._scratch = total_orders
         index_size = _pow2_at_least(2 * max(1, total_orders))
+        # Every pool slot and the scratch taker may hold a distinct tag; tag 0 is empty.
+        tags = total_orders + 2
         self._book = (
             alloc.array("orders", (total_orders + 1,), ORDER_DTYPE),
-            alloc.array("sources", (total_orders + 1, 32), np.dtype(np.uint8)),
+            alloc.array("order_info", (total_orders + 1,), ORDER_INFO_DTYPE),
             alloc.array("levels", (max(1, total_levels),), LEVEL_DTYPE),
             alloc.array("side_keys", (max(1, total_levels),), np.dtype("<i8")),
             alloc.array("side_levels", (max(1, total_levels),), np.dtype("<i4")),
-            alloc.array("index_keys", (index_size,), np.dtype("<i8")),
-            alloc.array("index_slots", (index_size,), np.dtype("<i4")),
+            alloc.array("order_index", (index_size,), np.dtype("<i4")),
             alloc.array("user_keys", (index_size,), np.dtype("<i8")),
             alloc.array("user_heads", (index_size,), np.dtype("<i4")),
             alloc.array("user_counts", (index_size,), np.dtype("<i4")),
             mparams,
             alloc.array("mstate", (max(1, self._n_markets), MS_LENGTH), np.dtype("<i8")),
+            alloc.array("source_tags", (tags, 32), np.dtype(np.uint8)),
+            alloc.array("source_refs", (tags,), np.dtype("<i4")),
+            alloc.array("source_index", (_pow2_at_least(2 * tags),), np.dtype("<i4")),
+            alloc.array("source_state", (SS_LENGTH,), np.dtype("<i8")),
         )
+        src_state = self._book[B_SRC_STATE]
+        src_state[SS_BUMP] = 1
+        src_state[SS_FREE] = NIL
         account_size = _pow2_at_least(2 * config.max_users)
         self._accounts = (
             alloc.array("account_keys", (account_size,), np.dtype("<i8")),
@@ -270,29 +288,33 @@ class Engine:
         row = self._accounts[A_BALANCES][acct, int(asset)]
         return int(row[0]), int(row[1])
 
+    def _source(self, tag: int) -> bytes:
+        row = self._book[B_SRC_DATA][tag]
+        return bytes(row[: row[SRC_LEN]]) if tag else b""
+
     def _view(self, slot: int, market: int) -> OrderView:
         o = self._book[B_ORDERS][slot]
-        n = int(o["source_len"])
+        c = self._book[B_INFO][slot]
         return OrderView(
             id=int(o["id"]),
             market=market,
-            user=int(o["user"]),
+            user=int(self._accounts[A_USERS][o["acct"]]),
             side=int(o["side"]),
             otype=int(OrderType.LIMIT),
             price=int(o["price"]),
-            amount=int(o["amount"]),
+            amount=int(c["amount"]),
             left=int(o["left"]),
-            deal_stock=int(o["amount"] - o["left"]),
+            deal_stock=int(c["amount"] - o["left"]),
             deal_money=int(o["deal_money"]),
             deal_fee=int(o["deal_fee"]),
-            taker_rate=int(o["taker_rate"]),
+            taker_rate=int(c["taker_rate"]),
             maker_rate=int(o["maker_rate"]),
-            ctime_ns=int(o["ctime_ns"]),
-            mtime_ns=int(o["mtime_ns"]),
+            ctime_ns=int(c["ctime_ns"]),
+            mtime_ns=int(c["mtime_ns"]),
             tif=int(o["tif"]),
             stp=int(o["stp"]),
-            flags=int(o["flags"]),
-            source=bytes(self._book[B_SOURCES][slot, :n]).decode(),
+            flags=int(o["flags"] & ~ORDER_FLAG_MARKET),
+            source=self._source(int(c["source"])).decode(),
         )
 
     def _market_ok(self, market: int) -> bool:
@@ -322,12 +344,13 @@ class Engine:
         """``(total, orders)``: the user's resting orders, newest first."""
         if not self._market_ok(market) or not 0 <= user <= MAX_USER_ID:
             return 0, []
-        market, user = int(market), int(user)
-        _, total = kbook.user_orders(self._book, market, user)
+        acct = kmatch.account_of(self._accounts, int(user))
+        market = int(market)
+        _, total = kbook.user_orders(self._book, market, acct)
         limit = min(max(0, limit), int(total))
         offset = min(max(0, offset), int(total))
         out = self._page(limit)
-        n = kinspect.user_slots(self._book, market, user, offset, limit, out)
+        n = kinspect.user_slots(self._book, market, acct, offset, limit, out)
         return int(total), [self._view(int(s), market) for s in out[:n]]
 
     def book(self, market: int, side: int, offset: int, limit: int) -> tuple[int, list[OrderView]]:
@@ -394,6 +417,23 @@ class Engine:
             frozen=int(frozen.sum()),
         )
 
+    # ------------------------------------------------------------ memory
+
+    def bytes_per_order(self) -> int:
+        """Bytes of state a resting order costs, its own source tag not counted.
+
+        The pool record, its info record and its share of the id index (sized for
+        the pools' capacity). A tag costs its 32-byte row, 4-byte count and a share of
+        the tag index, once, however many live orders share it (``live_tags``).
+        """
+        capacity = max(1, self._scratch)
+        index_bytes = int(self._book[B_IDX].nbytes)
+        return ORDER_DTYPE.itemsize + ORDER_INFO_DTYPE.itemsize + -(-index_bytes // capacity)
+
+    def live_tags(self) -> int:
+        """Distinct non-empty source tags held by live orders (interned once each)."""
+        return int(self._book[B_SRC_STATE][SS_LIVE])
+
     # ------------------------------------------------------------ integrity
 
     def _canonical_orders(self) -> np.ndarray:
@@ -404,12 +444,20 @@ class Engine:
                 slots = np.zeros(total, dtype=np.int64)
                 n = kinspect.side_slots(self._book, m.index, side, 0, total, slots)
                 o = self._book[B_ORDERS][slots[:n]]
+                c = self._book[B_INFO][slots[:n]]
                 part = np.zeros(n, dtype=CANON_ORDER_DTYPE)
                 part["market"] = m.index
+                part["user"] = self._accounts[A_USERS][o["acct"]]
                 for name in CANON_ORDER_DTYPE.names or ():
-                    if name not in ("market", "source"):
+                    if name in (o.dtype.names or ()) and name != "acct":
                         part[name] = o[name]
-                part["source"] = self._book[B_SOURCES][slots[:n]]
+                    elif name in (c.dtype.names or ()) and name != "source":
+                        part[name] = c[name]
+                tags = self._book[B_SRC_DATA][c["source"]]
+                part["source_len"] = np.where(c["source"] != 0, tags[:, SRC_LEN], 0)
+                part["source"][:, :SRC_LEN] = np.where(
+                    c["source"][:, None] != 0, tags[:, :SRC_LEN], 0
+                )
                 parts.append(part)
         if not parts:
             return np.zeros(0, dtype=CANON_ORDER_DTYPE)
@@ -466,4 +514,10 @@ class Engine:
             code = kinspect.validate_book(self._book, m.index)
             if code != kinspect.BOOK_OK:
                 problems.append(f"market {m.name}: {_BOOK_PROBLEMS.get(code, code)}")
+        bump = int(self._book[B_SRC_STATE][SS_BUMP])
+        bad_tag = kinspect.validate_tags(
+            self._book, self._n_markets, np.zeros(bump, np.int64), np.zeros(bump, np.bool_)
+        )
+        if bad_tag != 0:
+            problems.append(f"source tag table disagrees with the orders (tag {bad_tag})")
         return problems

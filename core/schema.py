@@ -329,73 +329,78 @@ EVENT_DTYPE = np.dtype(
     ]
 )
 
-#: A resting order in a market's pool.
+#: A resting order in a market's pool: its hot record, one 64-byte cache line, holding
+#: everything the matcher reads or writes while it walks a level and fills a maker.
 #:
 #: ====== ============ ====== ===================================================
 #: 0      id           i8     order id (0 = free slot)
-#: 8      user         i8     owner
-#: 16     price        i8     ticks
-#: 24     amount       i8     lots (total, including what is filled)
-#: 32     left         i8     lots still open
-#: 40     deal_money   i8     money units filled
-#: 48     deal_fee     i8     fee paid, units of the fee asset (ask: money, bid: stock)
-#: 56     ctime_ns     i8
-#: 64     mtime_ns     i8
-#: 72     taker_rate   i4
-#: 76     maker_rate   i4
-#: 80     level        i4     index of its price level in the market's level pool
-#: 84     next         i4     next order in the level's FIFO (-1 none); free list link
-#: 88     prev         i4     previous order in the level's FIFO (-1 none)
-#: 92     unext        i4     next (older) order of the same user in this market
-#: 96     uprev        i4     previous (newer) order of the same user in this market
-#: 100    side         i1
-#: 101    tif          i1
-#: 102    stp          i1
-#: 103    flags        i1
-#: 104    source_len   i1
-#: 105    otype        i1     OrderType (a taker being matched may be a market order)
-#: 106    _pad         u1[2]
-#: 108    acct         i4     the owner's account index (numba engine; saves a lookup per fill)
+#: 8      price        i8     ticks
+#: 16     left         i8     lots still open (a market bid being matched: money units)
+#: 24     deal_money   i8     money units filled
+#: 32     deal_fee     i8     fee paid, units of the fee asset (ask: money, bid: stock)
+#: 40     next         i4     next order in the level's FIFO (-1 none); free list link
+#: 44     prev         i4     previous order in the level's FIFO (-1 none)
+#: 48     level        i4     index of its price level in the market's level pool
+#: 52     acct         i4     the owner's account index (the user id is the account's)
+#: 56     maker_rate   i4     maker fee rate, over 10**fee_prec
+#: 60     side         i1
+#: 61     stp          i1
+#: 62     flags        i1     OrderFlag bits, and ORDER_FLAG_MARKET for a market taker
+#: 63     tif          i1
 #: ====== ============ ====== ===================================================
-#:
-#: 112 bytes. The source tag lives beside the pool in a ``SOURCE_DTYPE`` array (32
-#: bytes per slot), and the id index costs about 24 bytes per order: about 168 bytes
-#: per resting order in all (docs/engine.md, "Memory").
 #:
 #: The frozen reserve is not stored: it is ``left * stock_scale`` units of stock for an
 #: ask and ``price * left * deal_scale`` units of money for a bid, exactly.
 ORDER_DTYPE = np.dtype(
     [
         ("id", "<i8"),
-        ("user", "<i8"),
         ("price", "<i8"),
-        ("amount", "<i8"),
         ("left", "<i8"),
         ("deal_money", "<i8"),
         ("deal_fee", "<i8"),
-        ("ctime_ns", "<i8"),
-        ("mtime_ns", "<i8"),
-        ("taker_rate", "<i4"),
-        ("maker_rate", "<i4"),
-        ("level", "<i4"),
         ("next", "<i4"),
         ("prev", "<i4"),
-        ("unext", "<i4"),
-        ("uprev", "<i4"),
+        ("level", "<i4"),
+        ("acct", "<i4"),
+        ("maker_rate", "<i4"),
         ("side", "i1"),
-        ("tif", "i1"),
         ("stp", "i1"),
         ("flags", "i1"),
-        ("source_len", "i1"),
-        ("otype", "i1"),
-        ("_pad", "u1", (2,)),
-        ("acct", "<i4"),
+        ("tif", "i1"),
     ]
 )
 
-#: The source tags of pool slots, kept beside the pool (cold data, read only for
-#: events). 32 bytes per slot.
-SOURCE_DTYPE = np.dtype([("source", "u1", (32,))])
+#: Set in a pool record's ``flags`` while a market order is the taker (a resting order
+#: is always a limit order); reported as ``otype``, never as a flag.
+ORDER_FLAG_MARKET = 0x40
+
+#: The rest of an order, beside the pool slot for slot: what only events, queries and
+#: the per-user list read. 40 bytes.
+#:
+#: ====== ============ ====== ===================================================
+#: 0      amount       i8     lots (total, including what is filled)
+#: 8      ctime_ns     i8
+#: 16     mtime_ns     i8
+#: 24     taker_rate   i4     taker fee rate, over 10**fee_prec
+#: 28     unext        i4     next (older) order of the same user in this market
+#: 32     uprev        i4     previous (newer) order of the same user in this market
+#: 36     source       i4     interned source tag (0 = the empty tag)
+#: ====== ============ ====== ===================================================
+#:
+#: With the id index (4 bytes a slot, at most half full) a resting order costs 104 to
+#: 120 bytes in all, plus its source tag's 48 bytes only if no other live order shares
+#: the tag (docs/engine.md, "Memory").
+ORDER_INFO_DTYPE = np.dtype(
+    [
+        ("amount", "<i8"),
+        ("ctime_ns", "<i8"),
+        ("mtime_ns", "<i8"),
+        ("taker_rate", "<i4"),
+        ("unext", "<i4"),
+        ("uprev", "<i4"),
+        ("source", "<i4"),
+    ]
+)
 
 #: A price level in a market's level pool. 32 bytes.
 #:

@@ -11,8 +11,8 @@ import numpy as np
 from core.kernels import hashmap
 from core.kernels.jit import inline, kernel, move_items
 from core.kernels.layout import (
-    B_IDX_KEYS,
-    B_IDX_VALS,
+    B_IDX,
+    B_INFO,
     B_LEVELS,
     B_MPARAMS,
     B_MSTATE,
@@ -251,29 +251,29 @@ def level_unlink(book, m: int, slot: int) -> None:
 
 
 @inline
-def user_key(m, user):
-    """Key of (market, user) in the per-user index (m may be a narrow int16)."""
-    return (np.int64(m) << 32) | user
+def user_key(m, acct):
+    """Key of (market, account) in the per-user index (m may be a narrow int16)."""
+    return (np.int64(m) << 32) | acct
 
 
 @inline
 def user_link(book, m: int, slot: int) -> None:
     """Put a newly resting order at the head (newest end) of its user's list."""
-    orders = book[B_ORDERS]
+    info = book[B_INFO]
     ukeys = book[B_U_KEYS]
     uhead = book[B_U_HEAD]
     ucount = book[B_U_COUNT]
-    key = user_key(m, orders[slot]["user"])
+    key = user_key(m, book[B_ORDERS][slot]["acct"])
     i = hashmap.find(ukeys, key)
     if i < 0:
         i = hashmap.insert_slot(ukeys, key)
         uhead[i] = NIL
         ucount[i] = 0
     head = uhead[i]
-    orders[slot]["unext"] = head
-    orders[slot]["uprev"] = NIL
+    info[slot]["unext"] = head
+    info[slot]["uprev"] = NIL
     if head != NIL:
-        orders[head]["uprev"] = slot
+        info[head]["uprev"] = slot
     uhead[i] = slot
     ucount[i] += 1
 
@@ -281,27 +281,29 @@ def user_link(book, m: int, slot: int) -> None:
 @inline
 def user_unlink(book, m: int, slot: int) -> None:
     """Take the order at ``slot`` out of its user's list."""
-    orders = book[B_ORDERS]
+    info = book[B_INFO]
     ukeys = book[B_U_KEYS]
     uhead = book[B_U_HEAD]
     ucount = book[B_U_COUNT]
-    o = orders[slot]
-    i = hashmap.find(ukeys, user_key(m, o["user"]))
-    if o["uprev"] == NIL:
-        uhead[i] = o["unext"]
+    c = info[slot]
+    i = hashmap.find(ukeys, user_key(m, book[B_ORDERS][slot]["acct"]))
+    if c["uprev"] == NIL:
+        uhead[i] = c["unext"]
     else:
-        orders[o["uprev"]]["unext"] = o["unext"]
-    if o["unext"] != NIL:
-        orders[o["unext"]]["uprev"] = o["uprev"]
+        info[c["uprev"]]["unext"] = c["unext"]
+    if c["unext"] != NIL:
+        info[c["unext"]]["uprev"] = c["uprev"]
     ucount[i] -= 1
     if ucount[i] == 0:
         hashmap.remove_2(ukeys, uhead, ucount, i)
 
 
 @inline
-def user_orders(book, m: int, user: int) -> tuple[int, int]:
-    """(newest slot or NIL, count) of the user's resting orders in market ``m``."""
-    i = hashmap.find(book[B_U_KEYS], user_key(m, user))
+def user_orders(book, m: int, acct: int) -> tuple[int, int]:
+    """(newest slot or NIL, count) of the account's resting orders in market ``m``."""
+    if acct < 0:
+        return NIL, 0
+    i = hashmap.find(book[B_U_KEYS], user_key(m, acct))
     if i < 0:
         return NIL, 0
     return book[B_U_HEAD][i], book[B_U_COUNT][i]
@@ -309,23 +311,23 @@ def user_orders(book, m: int, user: int) -> tuple[int, int]:
 
 @inline
 def index_put(book, order_id: int, slot: int) -> None:
-    """Record that ``order_id`` rests at ``slot``."""
-    i = hashmap.insert_slot(book[B_IDX_KEYS], order_id)
-    book[B_IDX_VALS][i] = slot
+    """Record that ``order_id`` rests at ``slot`` (whose record carries the id)."""
+    hashmap.record_insert(book[B_IDX], order_id, slot)
 
 
 @inline
 def index_find(book, order_id: int) -> int:
     """Pool slot of resting ``order_id``, or NIL."""
-    i = hashmap.find(book[B_IDX_KEYS], order_id)
+    table = book[B_IDX]
+    i = hashmap.record_find(table, book[B_ORDERS], order_id)
     if i < 0:
         return NIL
-    return book[B_IDX_VALS][i]
+    return table[i] - 1
 
 
 @inline
 def index_remove(book, order_id: int) -> None:
-    """Forget ``order_id`` (it must be present)."""
-    keys = book[B_IDX_KEYS]
-    i = hashmap.find(keys, order_id)
-    hashmap.remove_1(keys, book[B_IDX_VALS], i)
+    """Forget ``order_id`` (it must be present, its record still carrying the id)."""
+    table = book[B_IDX]
+    orders = book[B_ORDERS]
+    hashmap.record_remove(table, orders, hashmap.record_find(table, orders, order_id))

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.kernels import tags
 from core.kernels.jit import inline
-from core.schema import Business, EventKind
+from core.kernels.layout import B_INFO, B_ORDERS
+from core.schema import ORDER_FLAG_MARKET, Business, EventKind, OrderType
 
 ORDER_PUT = int(EventKind.ORDER_PUT)
 ORDER_UPDATE = int(EventKind.ORDER_UPDATE)
 ORDER_FINISH = int(EventKind.ORDER_FINISH)
 DEAL = int(EventKind.DEAL)
 BALANCE = int(EventKind.BALANCE)
+LIMIT = int(OrderType.LIMIT)
+MARKET = int(OrderType.MARKET)
 
 TRADE = int(Business.TRADE)
 FEE = int(Business.FEE)
@@ -40,47 +44,45 @@ def emit_order(
     reason: int,
     seq: int,
     ts: int,
-    orders: np.ndarray,
-    sources: np.ndarray,
+    book,
+    users: np.ndarray,
     slot: int,
     m: int,
     deal_stock: int,
 ) -> int:
     """An ORDER_* event with the full state of the order at ``slot``."""
     e = ev[ne]
-    o = orders[slot]
+    o = book[B_ORDERS][slot]
+    c = book[B_INFO][slot]
+    flags = o["flags"]
     e["seq"] = seq
     e["ts_ns"] = ts
     e["order_id"] = o["id"]
-    e["user"] = o["user"]
+    e["user"] = users[o["acct"]]
     e["price"] = o["price"]
-    e["amount"] = o["amount"]
+    e["amount"] = c["amount"]
     e["left"] = o["left"]
     e["deal_stock"] = deal_stock
     e["deal_money"] = o["deal_money"]
     e["deal_fee"] = o["deal_fee"]
-    e["ctime_ns"] = o["ctime_ns"]
+    e["ctime_ns"] = c["ctime_ns"]
     e["deal_id"] = 0
     e["maker_order"] = 0
     e["maker_user"] = 0
     e["maker_fee"] = 0
-    e["taker_rate"] = o["taker_rate"]
+    e["taker_rate"] = c["taker_rate"]
     e["maker_rate"] = o["maker_rate"]
     e["market"] = m
     e["asset"] = 0
     e["kind"] = kind
     e["reason"] = reason
     e["side"] = o["side"]
-    e["otype"] = o["otype"]
+    e["otype"] = MARKET if (flags & ORDER_FLAG_MARKET) != 0 else LIMIT
     e["tif"] = o["tif"]
     e["stp"] = o["stp"]
-    e["flags"] = o["flags"]
-    e["source_len"] = o["source_len"]
-    dst = e["source"]
-    src = sources[slot]
-    for i in range(32):
-        dst[i] = src[i]
-    e["mtime_ns"] = o["mtime_ns"]
+    e["flags"] = flags & ~ORDER_FLAG_MARKET
+    e["source_len"] = tags.copy_to(book, c["source"], e["source"])
+    e["mtime_ns"] = c["mtime_ns"]
     return ne + 1
 
 

@@ -7,12 +7,17 @@ import numpy as np
 from core.kernels import book as bk
 from core.kernels.jit import kernel
 from core.kernels.layout import (
+    B_INFO,
     B_LEVELS,
     B_MPARAMS,
     B_MSTATE,
     B_ORDERS,
     B_SKEYS,
     B_SLEVELS,
+    B_SRC_DATA,
+    B_SRC_IDX,
+    B_SRC_REFS,
+    B_SRC_STATE,
     MP_DEAL_SCALE,
     MP_MONEY,
     MP_OBASE,
@@ -22,6 +27,10 @@ from core.kernels.layout import (
     MS_NORDERS,
     MS_ORDER_BUMP,
     NIL,
+    SRC_LEN,
+    SS_BUMP,
+    SS_FREE,
+    SS_LIVE,
 )
 
 ASK = 1
@@ -67,10 +76,10 @@ def side_slots(book, m: int, side: int, offset: int, limit: int, out: np.ndarray
 
 
 @kernel
-def user_slots(book, m: int, user: int, offset: int, limit: int, out: np.ndarray) -> int:
-    """The user's resting slots in market ``m``, newest first; returns how many."""
-    orders = book[B_ORDERS]
-    slot, _ = bk.user_orders(book, m, user)
+def user_slots(book, m: int, acct: int, offset: int, limit: int, out: np.ndarray) -> int:
+    """The account's resting slots in market ``m``, newest first; returns how many."""
+    info = book[B_INFO]
+    slot, _ = bk.user_orders(book, m, acct)
     i = 0
     n = 0
     while slot != NIL and n < limit:
@@ -78,7 +87,7 @@ def user_slots(book, m: int, user: int, offset: int, limit: int, out: np.ndarray
             out[n] = slot
             n += 1
         i += 1
-        slot = orders[slot]["unext"]
+        slot = info[slot]["unext"]
     return n
 
 
@@ -155,7 +164,7 @@ def _validate_side(book, m: int, side: int) -> int:
                 or o["side"] != side
             ):
                 return BAD_LINKS
-            if o["left"] <= 0 or o["left"] > o["amount"] or o["id"] <= 0:
+            if o["left"] <= 0 or o["left"] > book[B_INFO][slot]["amount"] or o["id"] <= 0:
                 return BAD_ORDER
             if bk.index_find(book, o["id"]) != slot:
                 return BAD_INDEX
@@ -187,3 +196,55 @@ def validate_book(book, m: int) -> int:
         if levels[bid]["price"] >= levels[ask]["price"]:
             return CROSSED
     return BOOK_OK
+
+
+@kernel
+def validate_tags(book, n_markets: int, held: np.ndarray, free: np.ndarray) -> int:
+    """Check the source tag table against the orders that hold tags.
+
+    ``held`` (int64) and ``free`` (bool) are zeroed scratch arrays of at least the
+    tag allocator's bump length.
+
+    Returns 0 when every live tag is indexed once, is held by exactly as many resting
+    orders as its count says, and no resting order holds a free tag; else the first
+    bad tag id (or -1 if the counts of live tags disagree).
+    """
+    refs = book[B_SRC_REFS]
+    data = book[B_SRC_DATA]
+    idx = book[B_SRC_IDX]
+    state = book[B_SRC_STATE]
+    mp = book[B_MPARAMS]
+    bump = state[SS_BUMP]
+    v = state[SS_FREE]
+    while v != NIL:
+        if v <= 0 or v >= bump or free[v]:
+            return -1
+        free[v] = True
+        v = refs[v]
+    for m in range(n_markets):
+        base = mp[m, MP_OBASE]
+        for slot in range(base, book[B_MSTATE][m, MS_ORDER_BUMP]):
+            if book[B_ORDERS][slot]["id"] != 0:
+                t = book[B_INFO][slot]["source"]
+                if t < 0 or t >= bump:
+                    return -1
+                held[t] += 1
+    indexed = 0
+    for i in range(idx.shape[0]):
+        t = idx[i]
+        if t != 0:
+            if t >= bump or free[t] or data[t, SRC_LEN] == 0:
+                return -1
+            indexed += 1
+    live = 0
+    for t in range(1, bump):
+        if free[t]:
+            if held[t] != 0:
+                return t
+        else:
+            live += 1
+            if refs[t] != held[t]:
+                return t
+    if live != state[SS_LIVE] or indexed != live:
+        return -1
+    return 0

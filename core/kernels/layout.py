@@ -5,18 +5,25 @@ them in shared memory). Kernels receive them grouped in two tuples:
 
 ``book`` (per group of markets)::
 
-    B_ORDERS   ORDER_DTYPE[n + 1]    order pool; market m owns [MP_OBASE, +MP_MAX_ORDERS);
-                                     the last slot is the scratch taker
-    B_SOURCES  uint8[n + 1, 32]      source tags beside the pool
+    B_ORDERS   ORDER_DTYPE[n + 1]    order pool (hot records); market m owns
+                                     [MP_OBASE, +MP_MAX_ORDERS); the last slot is the
+                                     scratch taker
+    B_INFO     ORDER_INFO_DTYPE[n + 1]  the rest of each order, slot for slot
     B_LEVELS   LEVEL_DTYPE[l]        level pool; market m owns [MP_LBASE, +2*MP_MAX_LEVELS)
     B_SKEYS    int64[s]              per (market, side) sorted level keys, best last:
                                      key = -price for asks, price for bids
     B_SLEVELS  int32[s]              the level index beside each key
-    B_IDX_KEYS int64[h], B_IDX_VALS int32[h]          order id -> pool slot
+    B_IDX      int32[h]              order id -> pool slot + 1 (0 = free); the id is
+                                     the pool record's, so the table holds no keys
     B_U_KEYS   int64[u], B_U_HEAD int32[u], B_U_COUNT int32[u]
-                                     (market << 32 | user) -> newest resting order, count
+                                     (market << 32 | account) -> newest resting order, count
     B_MPARAMS  int64[markets, MP_LENGTH]  constants per market (below)
     B_MSTATE   int64[markets, MS_LENGTH]  variables per market (below)
+    B_SRC_DATA uint8[t, 32]          interned source tags: bytes, length in byte 31;
+                                     tag 0 is the empty tag
+    B_SRC_REFS int32[t]              orders holding each tag; a free tag's next free tag
+    B_SRC_IDX  int32[g]              tag hash table: tag id (0 = free)
+    B_SRC_STATE int64[SS_LENGTH]     tag allocator (below)
 
 ``accounts``::
 
@@ -28,17 +35,20 @@ them in shared memory). Kernels receive them grouped in two tuples:
 from __future__ import annotations
 
 B_ORDERS = 0
-B_SOURCES = 1
+B_INFO = 1
 B_LEVELS = 2
 B_SKEYS = 3
 B_SLEVELS = 4
-B_IDX_KEYS = 5
-B_IDX_VALS = 6
-B_U_KEYS = 7
-B_U_HEAD = 8
-B_U_COUNT = 9
-B_MPARAMS = 10
-B_MSTATE = 11
+B_IDX = 5
+B_U_KEYS = 6
+B_U_HEAD = 7
+B_U_COUNT = 8
+B_MPARAMS = 9
+B_MSTATE = 10
+B_SRC_DATA = 11
+B_SRC_REFS = 12
+B_SRC_IDX = 13
+B_SRC_STATE = 14
 
 A_KEYS = 0
 A_VALS = 1
@@ -70,5 +80,13 @@ MS_FREE_LEVEL = 5  #: head of the list of freed levels (NIL = none)
 MS_ORDER_BUMP = 6  #: next never-used order slot (pools are handed out lazily, so an
 MS_LEVEL_BUMP = 7  #: untouched pool costs no memory); next never-used level
 MS_LENGTH = 8
+
+SS_BUMP = 0  #: next never-used tag id
+SS_FREE = 1  #: head of the list of freed tag ids (NIL = none)
+SS_LIVE = 2  #: tags in use, the empty tag excluded
+SS_LENGTH = 4
+
+#: Byte of a B_SRC_DATA row that holds the tag's length.
+SRC_LEN = 31
 
 NIL = -1

@@ -11,19 +11,20 @@ import numpy as np
 
 from core.kernels import book as bk
 from core.kernels import events as evw
-from core.kernels import hashmap
+from core.kernels import hashmap, tags
 from core.kernels.arith import fee_of, mul3_le, mul_le
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import (
     A_BALANCES,
     A_KEYS,
+    A_USERS,
     A_VALS,
     AVAILABLE,
+    B_INFO,
     B_LEVELS,
     B_MPARAMS,
     B_MSTATE,
     B_ORDERS,
-    B_SOURCES,
     FROZEN,
     MP_DEAL_SCALE,
     MP_FEE_DEN,
@@ -44,11 +45,11 @@ from core.schema import (
     COUNTER_SEQ,
     MAX_SUPPLY_UNITS,
     MAX_USER_ID,
+    ORDER_FLAG_MARKET,
     SOURCE_LENGTH,
     CommandKind,
     FinishReason,
     OrderFlag,
-    OrderType,
     Result,
     StpMode,
     TimeInForce,
@@ -56,8 +57,6 @@ from core.schema import (
 
 ASK = 1
 BID = 2
-LIMIT = int(OrderType.LIMIT)
-MARKET = int(OrderType.MARKET)
 GTC = int(TimeInForce.GTC)
 IOC = int(TimeInForce.IOC)
 FOK = int(TimeInForce.FOK)
@@ -198,7 +197,7 @@ def _crosses(book, m: int, side: int, price: int) -> bool:
 
 
 @kernel
-def _fok_fillable(book, m: int, side: int, price: int, user: int, stp: int, amount: int) -> bool:
+def _fok_fillable(book, m: int, side: int, price: int, acct: int, stp: int, amount: int) -> bool:
     """True if ``amount`` lots can be filled at once at ``price`` or better."""
     orders = book[B_ORDERS]
     levels = book[B_LEVELS]
@@ -215,7 +214,7 @@ def _fok_fillable(book, m: int, side: int, price: int, user: int, stp: int, amou
         slot = levels[lv]["head"]
         while slot != NIL:
             o = orders[slot]
-            if o["user"] == user and stp != STP_NONE:
+            if o["acct"] == acct and stp != STP_NONE:
                 if stp in (STP_CANCEL_TAKER, STP_CANCEL_BOTH):
                     return False
             else:
@@ -283,7 +282,7 @@ def _reserve_move(accounts, ev, ne, seq, ts, mp, m, o, amount) -> int:
         ts,
         m,
         o["acct"],
-        o["user"],
+        accounts[A_USERS][o["acct"]],
         asset,
         reason,
         -amount,
@@ -298,6 +297,7 @@ def _remove_resting(book, m: int, slot: int) -> None:
     """Forget a resting order entirely (it is already out of its level)."""
     bk.user_unlink(book, m, slot)
     bk.index_remove(book, book[B_ORDERS][slot]["id"])
+    tags.release(book, book[B_INFO][slot]["source"])
     bk.free_slot(book, m, slot)
 
 
@@ -316,11 +316,11 @@ def _cancel_resting(book, accounts, ev, ne, seq, ts, m, slot, reason) -> int:
         reason,
         seq,
         ts,
-        orders,
-        book[B_SOURCES],
+        book,
+        accounts[A_USERS],
         slot,
         m,
-        o["amount"] - o["left"],
+        book[B_INFO][slot]["amount"] - o["left"],
     )
     bk.level_unlink(book, m, slot)
     _remove_resting(book, m, slot)
@@ -331,6 +331,8 @@ def _cancel_resting(book, accounts, ev, ne, seq, ts, m, slot, reason) -> int:
 def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k, q, market_bid):
     """Trade ``q`` lots between taker slot ``t`` and maker slot ``k`` at the maker's price."""
     orders = book[B_ORDERS]
+    info = book[B_INFO]
+    users = accounts[A_USERS]
     mp = book[B_MPARAMS]
     tk = orders[t]
     mk = orders[k]
@@ -343,13 +345,19 @@ def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k
     counters[COUNTER_DEAL_ID] += 1
     did = counters[COUNTER_DEAL_ID]
     if tk["side"] == ASK:
-        t_fee = fee_of(deal, tk["taker_rate"], den)
+        t_fee = fee_of(deal, info[t]["taker_rate"], den)
         m_fee = fee_of(units, mk["maker_rate"], den)
         t_give_asset, t_give, t_get_asset, t_get = stock, units, money, deal
     else:
-        t_fee = fee_of(units, tk["taker_rate"], den)
+        t_fee = fee_of(units, info[t]["taker_rate"], den)
         m_fee = fee_of(deal, mk["maker_rate"], den)
         t_give_asset, t_give, t_get_asset, t_get = money, deal, stock, units
+    ta = tk["acct"]
+    tu = users[ta]
+    tid = tk["id"]
+    ma = mk["acct"]
+    mu = users[ma]
+    mid = mk["id"]
     ne = evw.emit_deal(
         ev,
         ne,
@@ -358,26 +366,20 @@ def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k
         m,
         did,
         tk["side"],
-        tk["id"],
-        tk["user"],
-        mk["id"],
-        mk["user"],
+        tid,
+        tu,
+        mid,
+        mu,
         p,
         q,
         deal,
         t_fee,
         m_fee,
     )
-    ta = tk["acct"]
-    tu = tk["user"]
-    tid = tk["id"]
     ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_give_asset, evw.TRADE, -t_give, 0, tid, did)
     ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_get_asset, evw.TRADE, t_get, 0, tid, did)
     if t_fee > 0:
         ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_get_asset, evw.FEE, -t_fee, 0, tid, did)
-    ma = mk["acct"]
-    mu = mk["user"]
-    mid = mk["id"]
     ne = _move(accounts, ev, ne, seq, ts, m, ma, mu, t_get_asset, evw.TRADE, 0, -t_get, mid, did)
     ne = _move(accounts, ev, ne, seq, ts, m, ma, mu, t_give_asset, evw.TRADE, t_give, 0, mid, did)
     if m_fee > 0:
@@ -422,29 +424,18 @@ def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k
         tk["left"] -= q
     tk["deal_money"] += deal
     tk["deal_fee"] += t_fee
-    tk["mtime_ns"] = ts
+    info[t]["mtime_ns"] = ts
     mk["left"] -= q
     mk["deal_money"] += deal
     mk["deal_fee"] += m_fee
-    mk["mtime_ns"] = ts
+    info[k]["mtime_ns"] = ts
     book[B_LEVELS][mk["level"]]["total"] -= q
+    amount = info[k]["amount"]
     if mk["left"] > 0:
         return evw.emit_order(
-            ev,
-            ne,
-            evw.ORDER_UPDATE,
-            0,
-            seq,
-            ts,
-            orders,
-            book[B_SOURCES],
-            k,
-            m,
-            mk["amount"] - mk["left"],
+            ev, ne, evw.ORDER_UPDATE, 0, seq, ts, book, users, k, m, amount - mk["left"]
         )
-    ne = evw.emit_order(
-        ev, ne, evw.ORDER_FINISH, FILLED, seq, ts, orders, book[B_SOURCES], k, m, mk["amount"]
-    )
+    ne = evw.emit_order(ev, ne, evw.ORDER_FINISH, FILLED, seq, ts, book, users, k, m, amount)
     bk.level_unlink(book, m, k)
     _remove_resting(book, m, k)
     return ne
@@ -469,7 +460,7 @@ def _match(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, 
             break
         k = levels[lv]["head"]
         stp = orders[t]["stp"]
-        if stp != STP_NONE and orders[k]["user"] == orders[t]["user"]:
+        if stp != STP_NONE and orders[k]["acct"] == orders[t]["acct"]:
             if stp == STP_CANCEL_TAKER:
                 return ne, filled, True
             ne = _cancel_resting(book, accounts, ev, ne, seq, ts, m, k, SELF_TRADE)
@@ -495,35 +486,41 @@ def _match(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, 
 
 
 @inline
-def _load_taker(book, cmd, slot: int, oid: int, otype: int, price: int, maker_rate: int, tif: int):
-    """Write a new order from ``cmd`` into ``slot`` (the scratch slot)."""
+def _load_taker(book, cmd, slot, oid, acct, price, maker_rate, tif, flags):
+    """Write a new order from ``cmd`` into ``slot``; it holds its source tag from now on."""
     o = book[B_ORDERS][slot]
     o["id"] = oid
-    o["user"] = cmd["user"]
     o["price"] = price
-    o["amount"] = cmd["amount"]
     o["left"] = cmd["amount"]
     o["deal_money"] = 0
     o["deal_fee"] = 0
-    o["ctime_ns"] = cmd["ts_ns"]
-    o["mtime_ns"] = cmd["ts_ns"]
-    o["taker_rate"] = cmd["taker_rate"]
-    o["maker_rate"] = maker_rate
-    o["level"] = NIL
     o["next"] = NIL
     o["prev"] = NIL
-    o["unext"] = NIL
-    o["uprev"] = NIL
+    o["level"] = NIL
+    o["acct"] = acct
+    o["maker_rate"] = maker_rate
     o["side"] = cmd["side"]
-    o["tif"] = tif
     o["stp"] = cmd["stp"]
-    o["flags"] = cmd["flags"]
-    o["source_len"] = cmd["source_len"]
-    o["otype"] = otype
-    src = book[B_SOURCES][slot]
-    n = cmd["source_len"]
-    for i in range(32):
-        src[i] = cmd["source"][i] if i < n else 0
+    o["flags"] = flags
+    o["tif"] = tif
+    c = book[B_INFO][slot]
+    c["amount"] = cmd["amount"]
+    c["ctime_ns"] = cmd["ts_ns"]
+    c["mtime_ns"] = cmd["ts_ns"]
+    c["taker_rate"] = cmd["taker_rate"]
+    c["unext"] = NIL
+    c["uprev"] = NIL
+    c["source"] = tags.acquire(book, cmd["source"], cmd["source_len"])
+
+
+@inline
+def _finish_taker(book, accounts, ev, ne, seq, ts, m, slot, reason, deal_stock) -> int:
+    """Report a taker that does not rest, and let go of its source tag."""
+    ne = evw.emit_order(
+        ev, ne, evw.ORDER_FINISH, reason, seq, ts, book, accounts[A_USERS], slot, m, deal_stock
+    )
+    tags.release(book, book[B_INFO][slot]["source"])
+    return ne
 
 
 @inline
@@ -535,9 +532,8 @@ def _rest(book, accounts, ev, ne, seq, ts, m, slot, kind) -> int:
     r = reserve_of(mp, m, o["side"], o["price"], o["left"])
     ne = _reserve_move(accounts, ev, ne, seq, ts, mp, m, o, r)
     bk.level_push(book, m, slot)
-    return evw.emit_order(
-        ev, ne, kind, 0, seq, ts, orders, book[B_SOURCES], slot, m, o["amount"] - o["left"]
-    )
+    deal_stock = book[B_INFO][slot]["amount"] - o["left"]
+    return evw.emit_order(ev, ne, kind, 0, seq, ts, book, accounts[A_USERS], slot, m, deal_stock)
 
 
 @inline
@@ -573,9 +569,7 @@ def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fe
         return AMOUNT_TOO_SMALL, 0, 0, ne
     if (cmd["flags"] & POST_ONLY) != 0 and _crosses(book, m, side, price):
         return POST_ONLY_WOULD_TAKE, 0, 0, ne
-    if cmd["tif"] == FOK and not _fok_fillable(
-        book, m, side, price, cmd["user"], cmd["stp"], amount
-    ):
+    if cmd["tif"] == FOK and not _fok_fillable(book, m, side, price, acct, cmd["stp"], amount):
         return FOK_NOT_FILLED, 0, 0, ne
     if cmd["tif"] == GTC:
         if not bk.has_free_slot(book, m):
@@ -590,22 +584,19 @@ def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fe
     # A GTC order may rest: it is matched in the pool slot it will rest in (checked free
     # above), so resting copies nothing; other orders use the scratch slot.
     t = bk.alloc_slot(book, m) if cmd["tif"] == GTC else scratch
-    _load_taker(book, cmd, t, oid, LIMIT, price, cmd["maker_rate"], cmd["tif"])
-    orders = book[B_ORDERS]
-    orders[t]["acct"] = acct
+    _load_taker(book, cmd, t, oid, acct, price, cmd["maker_rate"], cmd["tif"], cmd["flags"])
     ne, _, stopped = _match(
         book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, price, False
     )
-    o = orders[t]
-    sources = book[B_SOURCES]
+    o = book[B_ORDERS][t]
     if o["left"] > 0 and not stopped and cmd["tif"] == GTC:
         bk.user_link(book, m, t)
         bk.index_put(book, oid, t)
         ne = _rest(book, accounts, ev, ne, seq, ts, m, t, evw.ORDER_PUT)
         return OK, oid, 0, ne
     reason = FILLED if o["left"] == 0 else SELF_TRADE if stopped else EXPIRED
-    ne = evw.emit_order(
-        ev, ne, evw.ORDER_FINISH, reason, seq, ts, orders, sources, t, m, o["amount"] - o["left"]
+    ne = _finish_taker(
+        book, accounts, ev, ne, seq, ts, m, t, reason, book[B_INFO][t]["amount"] - o["left"]
     )
     if t != scratch:
         bk.free_slot(book, m, t)
@@ -649,23 +640,17 @@ def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, f
     seq = counters[COUNTER_SEQ]
     oid = counters[COUNTER_ORDER_ID]
     ts = cmd["ts_ns"]
-    _load_taker(book, cmd, scratch, oid, MARKET, 0, 0, IOC)
-    orders = book[B_ORDERS]
-    orders[scratch]["acct"] = acct
-    orders[scratch]["flags"] = 0
+    _load_taker(book, cmd, scratch, oid, acct, 0, 0, IOC, ORDER_FLAG_MARKET)
     ne, filled, stopped = _match(
         book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, scratch, 0, True
     )
-    o = orders[scratch]
-    if o["left"] == 0:
+    if book[B_ORDERS][scratch]["left"] == 0:
         reason = FILLED
     elif stopped:
         reason = SELF_TRADE
     else:
         reason = EXPIRED
-    ne = evw.emit_order(
-        ev, ne, evw.ORDER_FINISH, reason, seq, ts, orders, book[B_SOURCES], scratch, m, filled
-    )
+    ne = _finish_taker(book, accounts, ev, ne, seq, ts, m, scratch, reason, filled)
     return OK, oid, 0, ne
 
 
@@ -681,7 +666,7 @@ def _check_target(cmd, n_markets: int) -> int:
 
 
 @inline
-def _lookup(book, m: int, order_id: int, user: int) -> tuple[int, int]:
+def _lookup(book, accounts, m: int, order_id: int, user: int) -> tuple[int, int]:
     if order_id < 1:
         return ORDER_NOT_FOUND, NIL
     slot = bk.index_find(book, order_id)
@@ -689,7 +674,7 @@ def _lookup(book, m: int, order_id: int, user: int) -> tuple[int, int]:
     base = mp[m, MP_OBASE]
     if slot == NIL or slot < base or slot >= base + mp[m, MP_MAX_ORDERS]:
         return ORDER_NOT_FOUND, NIL
-    if book[B_ORDERS][slot]["user"] != user:
+    if accounts[A_USERS][book[B_ORDERS][slot]["acct"]] != user:
         return USER_NOT_MATCH, NIL
     return OK, slot
 
@@ -701,7 +686,7 @@ def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
     if code != OK:
         return code, 0, 0, ne
     m = cmd["market"]
-    code, slot = _lookup(book, m, cmd["order_id"], cmd["user"])
+    code, slot = _lookup(book, accounts, m, cmd["order_id"], cmd["user"])
     if code != OK:
         return code, 0, 0, ne
     counters[COUNTER_SEQ] += 1
@@ -721,16 +706,17 @@ def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
         return INVALID_ARGUMENT, 0, 0, ne
     m = cmd["market"]
     orders = book[B_ORDERS]
-    head, count = bk.user_orders(book, m, cmd["user"])
+    info = book[B_INFO]
+    head, count = bk.user_orders(book, m, account_of(accounts, cmd["user"]))
     if count == 0:
         return OK, 0, 0, ne
     slot = head
-    while orders[slot]["unext"] != NIL:  # walk to the oldest
-        slot = orders[slot]["unext"]
+    while info[slot]["unext"] != NIL:  # walk to the oldest
+        slot = info[slot]["unext"]
     seq = 0
     n = 0
     while slot != NIL:
-        newer = orders[slot]["uprev"]
+        newer = info[slot]["uprev"]
         if cmd["side"] == 0 or orders[slot]["side"] == cmd["side"]:
             if seq == 0:
                 counters[COUNTER_SEQ] += 1
@@ -755,12 +741,14 @@ def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_
     new_left = cmd["amount"]
     if price < 1 or price > mp[m, MP_MAX_PRICE] or new_left < 1 or new_left > mp[m, MP_MAX_AMOUNT]:
         return INVALID_ARGUMENT, 0, 0, ne
-    code, slot = _lookup(book, m, cmd["order_id"], cmd["user"])
+    code, slot = _lookup(book, accounts, m, cmd["order_id"], cmd["user"])
     if code != OK:
         return code, 0, 0, ne
     orders = book[B_ORDERS]
     levels = book[B_LEVELS]
+    users = accounts[A_USERS]
     o = orders[slot]
+    c = book[B_INFO][slot]
     side = o["side"]
     ts = cmd["ts_ns"]
     old_reserve = reserve_of(mp, m, side, o["price"], o["left"])
@@ -772,22 +760,11 @@ def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_
         if diff > 0:
             ne = _reserve_move(accounts, ev, ne, seq, ts, mp, m, o, -diff)
         levels[o["level"]]["total"] -= o["left"] - new_left
-        o["amount"] -= o["left"] - new_left
+        c["amount"] -= o["left"] - new_left
         o["left"] = new_left
-        o["mtime_ns"] = ts
-        ne = evw.emit_order(
-            ev,
-            ne,
-            evw.ORDER_UPDATE,
-            0,
-            seq,
-            ts,
-            orders,
-            book[B_SOURCES],
-            slot,
-            m,
-            o["amount"] - o["left"],
-        )
+        c["mtime_ns"] = ts
+        deal_stock = c["amount"] - o["left"]
+        ne = evw.emit_order(ev, ne, evw.ORDER_UPDATE, 0, seq, ts, book, users, slot, m, deal_stock)
         return OK, o["id"], 0, ne
     avail = accounts[A_BALANCES][o["acct"], asset, 0] + old_reserve
     if side == ASK:
@@ -810,27 +787,17 @@ def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_
     ne = _reserve_move(accounts, ev, ne, seq, ts, mp, m, o, -old_reserve)
     bk.level_unlink(book, m, slot)
     o["price"] = price
-    o["amount"] = o["amount"] - o["left"] + new_left
+    c["amount"] = c["amount"] - o["left"] + new_left
     o["left"] = new_left
-    o["mtime_ns"] = ts
+    c["mtime_ns"] = ts
     ne, _, stopped = _match(
         book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, slot, price, False
     )
-    sources = book[B_SOURCES]
     if o["left"] == 0 or stopped:
         reason = FILLED if o["left"] == 0 else SELF_TRADE
+        deal_stock = c["amount"] - o["left"]
         ne = evw.emit_order(
-            ev,
-            ne,
-            evw.ORDER_FINISH,
-            reason,
-            seq,
-            ts,
-            orders,
-            sources,
-            slot,
-            m,
-            o["amount"] - o["left"],
+            ev, ne, evw.ORDER_FINISH, reason, seq, ts, book, users, slot, m, deal_stock
         )
         _remove_resting(book, m, slot)
     else:
@@ -878,7 +845,7 @@ def _taker_bound(book, m, side, price, amount, is_market, stp) -> int:
 
 
 @inline
-def events_bound(book, cmd, n_markets: int, room: int) -> int:
+def events_bound(book, accounts, cmd, n_markets: int, room: int) -> int:
     """Most events ``cmd`` can write, so the batch loop never overruns its buffer.
 
     When the whole book would fit in ``room`` that is the answer (cheap); otherwise the
@@ -898,7 +865,7 @@ def events_bound(book, cmd, n_markets: int, room: int) -> int:
     if kind == CANCEL_ALL:
         if cmd["user"] < 0 or cmd["user"] > MAX_USER_ID:
             return 1
-        _, count = bk.user_orders(book, m, cmd["user"])
+        _, count = bk.user_orders(book, m, account_of(accounts, cmd["user"]))
         return 2 * count + 1
     if kind == PUT_LIMIT:
         return _taker_bound(book, m, cmd["side"], cmd["price"], cmd["amount"], False, cmd["stp"])
@@ -928,7 +895,7 @@ def execute_batch(
     i = start
     while i < n:
         cmd = cmds[i]
-        if ne + events_bound(book, cmd, n_markets, cap - ne) > cap:
+        if ne + events_bound(book, accounts, cmd, n_markets, cap - ne) > cap:
             break  # the caller hands these events on (or grows the buffer) and resumes
         first = ne
         seq_before = counters[COUNTER_SEQ]

@@ -511,6 +511,10 @@ def _source(c: Chooser, mix: Mix) -> tuple[bytes, int | None]:
         if c.choice((False, True)):
             return c.choice(GOOD_SOURCES), c.choice(BAD_SOURCE_LENS)
         return c.choice(BAD_SOURCES), None
+    if c.choice((False, False, True)):
+        # Many distinct tags, each shared by few orders: tags are interned and freed
+        # with their last order, so this churns the engine's tag table.
+        return b"client-%d" % c.integer(0, 199), None
     return c.choice(GOOD_SOURCES), None
 
 

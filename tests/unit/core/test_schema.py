@@ -26,7 +26,8 @@ def test_schema_version() -> None:
         (schema.COMMAND_DTYPE, 88, {"ts_ns": 0, "user": 8, "market": 48, "kind": 50, "source": 56}),
         (schema.RESULT_DTYPE, 40, {"seq": 0, "code": 24, "event_count": 32}),
         (schema.EVENT_DTYPE, 180, {"seq": 0, "kind": 132, "source": 140, "mtime_ns": 172}),
-        (schema.ORDER_DTYPE, 112, {"id": 0, "left": 32, "level": 80, "side": 100, "acct": 108}),
+        (schema.ORDER_DTYPE, 64, {"id": 0, "left": 16, "next": 40, "acct": 52, "tif": 63}),
+        (schema.ORDER_INFO_DTYPE, 40, {"amount": 0, "mtime_ns": 16, "source": 36}),
         (schema.LEVEL_DTYPE, 32, {"price": 0, "total": 8, "head": 20, "next_free": 28}),
     ],
 )
@@ -40,12 +41,23 @@ def test_record_layouts_are_pinned(
 
 
 def test_no_unsigned_or_float_money_fields() -> None:
-    for dtype in (schema.COMMAND_DTYPE, schema.EVENT_DTYPE, schema.ORDER_DTYPE):
+    for dtype in (
+        schema.COMMAND_DTYPE,
+        schema.EVENT_DTYPE,
+        schema.ORDER_DTYPE,
+        schema.ORDER_INFO_DTYPE,
+    ):
         for name, (field, _) in (dtype.fields or {}).items():
             base = field.base
             assert base.kind != "f", name
             if base.kind == "u":
                 assert name in ("source", "_pad"), name
+
+
+def test_an_order_record_is_one_cache_line() -> None:
+    # What the matcher touches per maker: one 64-byte line (docs/engine.md, "Memory").
+    assert schema.ORDER_DTYPE.itemsize == 64
+    assert schema.ORDER_FLAG_MARKET & schema.OrderFlag.POST_ONLY == 0
 
 
 def test_every_result_has_a_message() -> None:
