@@ -82,6 +82,8 @@ _BOOK_PROBLEMS = {
     kinspect.BAD_COUNT: "order count of a side is wrong",
     kinspect.BAD_INDEX: "order id index does not match the book",
     kinspect.CROSSED: "book crossed (best bid >= best ask)",
+    kinspect.BAD_DEAD_LEVEL: "an emptied level kept in the price array is not empty, is "
+    "the best, or is miscounted",
 }
 
 
@@ -382,6 +384,7 @@ class Engine:
         return sides[0], sides[1]
 
     def _side_levels(self, market: int, side: int) -> np.ndarray:
+        """Level indexes of the side's sorted array, dead (empty) entries included."""
         mp = self._book[B_MPARAMS][market]
         base = int(mp[MP_SBASE]) + (side - 1) * int(mp[MP_MAX_LEVELS])
         n = int(self._book[B_MSTATE][market, MS_NLEVELS + side - 1])

@@ -2,6 +2,14 @@
 
 Nothing here moves money; ``match.py`` does. Every function takes the ``book``
 tuple described in ``layout.py`` and a market index ``m``.
+
+Each side keeps its levels in a sorted array, best price last. A level that empties
+below the best stays in the array, dead (count 0), so that an order arriving at its
+price revives it in place instead of shifting the array twice; the best entry is
+always live (an emptied best is popped, with the dead entries under it). Dead
+entries are compacted away when the array is full, or when they outnumber the live
+ones by more than ``DEAD_RATIO`` to one (plus ``DEAD_SLACK``), which keeps walks
+short and costs O(1) amortised per level emptied.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from core.kernels.layout import (
     MS_FREE_LEVEL,
     MS_FREE_ORDER,
     MS_LEVEL_BUMP,
+    MS_NDEAD,
     MS_NLEVELS,
     MS_NORDERS,
     MS_ORDER_BUMP,
@@ -38,6 +47,9 @@ from core.kernels.layout import (
 
 ASK = 1
 BID = 2
+
+DEAD_RATIO = 4
+DEAD_SLACK = 64
 
 
 @kernel
@@ -53,6 +65,8 @@ def init_market(book, m: int) -> None:
     ms[m, MS_NLEVELS + 1] = 0
     ms[m, MS_NORDERS] = 0
     ms[m, MS_NORDERS + 1] = 0
+    ms[m, MS_NDEAD] = 0
+    ms[m, MS_NDEAD + 1] = 0
 
 
 @inline
@@ -78,12 +92,22 @@ def best_level(book, m: int, side: int) -> int:
 
 
 @inline
-def level_nth(book, m: int, side: int, k: int) -> int:
-    """The k-th level from the best (k = 0 is the best), or NIL."""
+def next_live(book, m: int, side: int, k: int) -> tuple[int, int]:
+    """The first live level at or after the k-th entry from the best (k = 0 is the
+    best), as (its k, its level index); (entries, NIL) when there is none.
+
+    Walk a side with ``k = 0`` and, after each level, ``k + 1``.
+    """
     n = book[B_MSTATE][m, MS_NLEVELS + side - 1]
-    if k >= n:
-        return NIL
-    return book[B_SLEVELS][side_base(book, m, side) + n - 1 - k]
+    slv = book[B_SLEVELS]
+    levels = book[B_LEVELS]
+    top = side_base(book, m, side) + n - 1
+    while k < n:
+        lv = slv[top - k]
+        if levels[lv]["count"] > 0:
+            return k, lv
+        k += 1
+    return n, NIL
 
 
 @inline
@@ -103,36 +127,79 @@ def _bisect(keys: np.ndarray, lo: int, hi: int, key: int) -> int:
 
 @inline
 def find_level(book, m: int, side: int, price: int) -> int:
-    """Level index at ``price`` on (m, side), or NIL."""
+    """Live level index at ``price`` on (m, side), or NIL."""
     keys = book[B_SKEYS]
     base = side_base(book, m, side)
     n = book[B_MSTATE][m, MS_NLEVELS + side - 1]
     key = level_key(side, price)
     pos = _bisect(keys, base, base + n, key)
     if pos < base + n and keys[pos] == key:
-        return book[B_SLEVELS][pos]
+        lv = book[B_SLEVELS][pos]
+        if book[B_LEVELS][lv]["count"] > 0:
+            return lv
     return NIL
 
 
 @inline
 def can_add_level(book, m: int, side: int) -> bool:
-    """True if (m, side) has room for one more level."""
-    return book[B_MSTATE][m, MS_NLEVELS + side - 1] < book[B_MPARAMS][m, MP_MAX_LEVELS]
+    """True if (m, side) has room for one more live level."""
+    ms = book[B_MSTATE]
+    live = ms[m, MS_NLEVELS + side - 1] - ms[m, MS_NDEAD + side - 1]
+    return live < book[B_MPARAMS][m, MP_MAX_LEVELS]
+
+
+@inline
+def _free_level(book, m: int, lv: int) -> None:
+    levels = book[B_LEVELS]
+    ms = book[B_MSTATE]
+    levels[lv]["count"] = 0
+    levels[lv]["next_free"] = ms[m, MS_FREE_LEVEL]
+    ms[m, MS_FREE_LEVEL] = lv
+
+
+@kernel
+def _compact(book, m: int, side: int) -> None:
+    """Drop the dead entries of (m, side), freeing their levels."""
+    keys = book[B_SKEYS]
+    slv = book[B_SLEVELS]
+    levels = book[B_LEVELS]
+    ms = book[B_MSTATE]
+    base = side_base(book, m, side)
+    n = ms[m, MS_NLEVELS + side - 1]
+    w = base
+    for i in range(base, base + n):
+        lv = slv[i]
+        if levels[lv]["count"] > 0:
+            keys[w] = keys[i]
+            slv[w] = lv
+            w += 1
+        else:
+            _free_level(book, m, lv)
+    ms[m, MS_NLEVELS + side - 1] = w - base
+    ms[m, MS_NDEAD + side - 1] = 0
 
 
 @inline
 def get_or_add_level(book, m: int, side: int, price: int) -> int:
-    """Level at ``price``, created if missing (the caller checked ``can_add_level``)."""
+    """Level at ``price``, created or revived if needed (the caller checked
+    ``can_add_level`` when ``find_level`` said NIL)."""
     keys = book[B_SKEYS]
     slv = book[B_SLEVELS]
     ms = book[B_MSTATE]
+    levels = book[B_LEVELS]
     base = side_base(book, m, side)
     n = ms[m, MS_NLEVELS + side - 1]
     key = level_key(side, price)
     pos = _bisect(keys, base, base + n, key)
     if pos < base + n and keys[pos] == key:
-        return slv[pos]
-    levels = book[B_LEVELS]
+        lv = slv[pos]
+        if levels[lv]["count"] == 0:
+            ms[m, MS_NDEAD + side - 1] -= 1
+        return lv
+    if n == book[B_MPARAMS][m, MP_MAX_LEVELS]:  # full of live and dead: drop the dead
+        _compact(book, m, side)
+        n = ms[m, MS_NLEVELS + side - 1]
+        pos = _bisect(keys, base, base + n, key)
     lv = ms[m, MS_FREE_LEVEL]
     if lv == NIL:
         lv = ms[m, MS_LEVEL_BUMP]
@@ -155,23 +222,26 @@ def get_or_add_level(book, m: int, side: int, price: int) -> int:
 
 @inline
 def _drop_level(book, m: int, side: int, lv: int) -> None:
-    """Remove the empty level ``lv`` from (m, side) and free it."""
-    keys = book[B_SKEYS]
+    """The level ``lv`` of (m, side) has emptied: pop it if it is the best (with the
+    dead entries under it), else leave it dead in place."""
     slv = book[B_SLEVELS]
     ms = book[B_MSTATE]
     levels = book[B_LEVELS]
     base = side_base(book, m, side)
     n = ms[m, MS_NLEVELS + side - 1]
-    if slv[base + n - 1] == lv:  # the best level: the common case
-        pos = base + n - 1
-    else:
-        pos = _bisect(keys, base, base + n, level_key(side, levels[lv]["price"]))
-    move_items(keys, pos, pos + 1, base + n - 1 - pos)
-    move_items(slv, pos, pos + 1, base + n - 1 - pos)
-    ms[m, MS_NLEVELS + side - 1] = n - 1
-    levels[lv]["count"] = 0
-    levels[lv]["next_free"] = ms[m, MS_FREE_LEVEL]
-    ms[m, MS_FREE_LEVEL] = lv
+    if slv[base + n - 1] != lv:
+        dead = ms[m, MS_NDEAD + side - 1] + 1
+        ms[m, MS_NDEAD + side - 1] = dead
+        if dead > DEAD_RATIO * (n - dead) + DEAD_SLACK:
+            _compact(book, m, side)
+        return
+    _free_level(book, m, lv)
+    n -= 1
+    while n > 0 and levels[slv[base + n - 1]]["count"] == 0:
+        _free_level(book, m, slv[base + n - 1])
+        ms[m, MS_NDEAD + side - 1] -= 1
+        n -= 1
+    ms[m, MS_NLEVELS + side - 1] = n
 
 
 @inline

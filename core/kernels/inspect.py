@@ -23,6 +23,7 @@ from core.kernels.layout import (
     MP_OBASE,
     MP_STOCK,
     MP_STOCK_SCALE,
+    MS_NDEAD,
     MS_NLEVELS,
     MS_NORDERS,
     MS_ORDER_BUMP,
@@ -45,6 +46,7 @@ BAD_ORDER = 4
 BAD_COUNT = 5
 BAD_INDEX = 6
 CROSSED = 7
+BAD_DEAD_LEVEL = 8
 
 
 @kernel
@@ -56,7 +58,7 @@ def side_slots(book, m: int, side: int, offset: int, limit: int, out: np.ndarray
     n = 0
     k = 0
     while n < limit:
-        lv = bk.level_nth(book, m, side, k)
+        k, lv = bk.next_live(book, m, side, k)
         if lv == NIL:
             break
         if skipped + levels[lv]["count"] <= offset:
@@ -98,7 +100,7 @@ def depth(book, m: int, side: int, limit: int, interval: int, prices, lots) -> i
     n = 0
     k = 0
     while True:
-        lv = bk.level_nth(book, m, side, k)
+        k, lv = bk.next_live(book, m, side, k)
         if lv == NIL:
             break
         p = levels[lv]["price"]
@@ -145,12 +147,23 @@ def _validate_side(book, m: int, side: int) -> int:
     base = bk.side_base(book, m, side)
     nlev = book[B_MSTATE][m, MS_NLEVELS + side - 1]
     norders = 0
+    dead = 0
     for i in range(base, base + nlev):
         if i > base and keys[i - 1] >= keys[i]:
             return BAD_LEVEL_ORDER
         lv = slv[i]
-        if bk.level_key(side, levels[lv]["price"]) != keys[i] or levels[lv]["count"] <= 0:
+        if bk.level_key(side, levels[lv]["price"]) != keys[i] or levels[lv]["count"] < 0:
             return BAD_LEVEL_ORDER
+        if levels[lv]["count"] == 0:  # dead: empty, and never the best
+            if (
+                i == base + nlev - 1
+                or levels[lv]["total"] != 0
+                or levels[lv]["head"] != NIL
+                or levels[lv]["tail"] != NIL
+            ):
+                return BAD_DEAD_LEVEL
+            dead += 1
+            continue
         total = 0
         count = 0
         prev = NIL
@@ -179,6 +192,8 @@ def _validate_side(book, m: int, side: int) -> int:
         norders += count
     if norders != book[B_MSTATE][m, MS_NORDERS + side - 1]:
         return BAD_COUNT
+    if dead != book[B_MSTATE][m, MS_NDEAD + side - 1]:
+        return BAD_DEAD_LEVEL
     return BOOK_OK
 
 

@@ -73,13 +73,14 @@ MP_LBASE = 11
 MP_SBASE = 12
 MP_LENGTH = 13
 
-MS_NLEVELS = 0  #: + side - 1: levels on the ask (0) and bid (1) side
+MS_NLEVELS = 0  #: + side - 1: entries of the ask (0) and bid (1) sorted arrays
 MS_NORDERS = 2  #: + side - 1: resting orders per side
 MS_FREE_ORDER = 4  #: head of the list of freed order slots (NIL = none)
 MS_FREE_LEVEL = 5  #: head of the list of freed levels (NIL = none)
 MS_ORDER_BUMP = 6  #: next never-used order slot (pools are handed out lazily, so an
 MS_LEVEL_BUMP = 7  #: untouched pool costs no memory); next never-used level
-MS_LENGTH = 8
+MS_NDEAD = 8  #: + side - 1: emptied levels kept in the sorted arrays (book.py)
+MS_LENGTH = 10
 
 SS_BUMP = 0  #: next never-used tag id
 SS_FREE = 1  #: head of the list of freed tag ids (NIL = none)

@@ -205,7 +205,7 @@ def _fok_fillable(book, m: int, side: int, price: int, acct: int, stp: int, amou
     total = 0
     k = 0
     while True:
-        lv = bk.level_nth(book, m, opp, k)
+        k, lv = bk.next_live(book, m, opp, k)
         if lv == NIL:
             return False
         p = levels[lv]["price"]
@@ -825,7 +825,7 @@ def _taker_bound(book, m, side, price, amount, is_market, stp) -> int:
     makers = 0
     k = 0
     while remaining > 0:
-        lv = bk.level_nth(book, m, opp, k)
+        k, lv = bk.next_live(book, m, opp, k)
         if lv == NIL:
             break
         p = levels[lv]["price"]

@@ -25,7 +25,7 @@ KEYS = {
     "one_at_a_time",
     "reference",
     "batch_sizes",
-    "execute_view",
+    "batched_copy",
     "events_per_command",
     "state_hash",
     "machine",
@@ -67,6 +67,9 @@ def test_tiny_run_reports_a_verified_benchmark(
     assert report["commands_per_s"] > 0
     assert report["ns_per_command"] > 0
     assert set(report["batch_sizes"]) == {"64", "1024", "4096"}
+    assert report["batched"]["api"] == "execute_view"
+    assert report["batched_copy"]["api"] == "execute"
+    assert report["batched_copy"]["commands_per_s"] > 0
     assert report["one_at_a_time"]["commands"] == 300
     ref = report["reference"]
     if "skipped" not in ref:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from core import commands as C
 from core.engine import Engine
@@ -10,6 +11,8 @@ from core.kernels.layout import B_SRC_STATE, SS_BUMP
 from core.reference import ReferenceEngine
 from core.schema import Result, Side, TimeInForce
 from tests.support.scenario import make_config
+
+pytestmark = pytest.mark.kernel
 
 BTC, USDT = 0, 2
 
