@@ -7,6 +7,8 @@ set of arrays obtained from an ``Allocator``; the default allocates on the heap,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from core.config import EngineConfig
@@ -112,17 +114,79 @@ class Engine:
         config: EngineConfig,
         allocator: Allocator | None = None,
         event_capacity: int = DEFAULT_EVENT_CAPACITY,
+        *,
+        state: Mapping[str, np.ndarray] | None = None,
     ) -> None:
+        """A new engine, empty, or holding ``state`` (what ``state_arrays`` returned
+        for the same config, e.g. read back from a snapshot): every array by name,
+        with the same shape and dtype, or ``ValueError`` says which differs."""
         self.config = config
-        alloc = allocator if allocator is not None else HeapAllocator()
+        self._arrays: dict[str, np.ndarray] = {}
+        self._allocator = allocator if allocator is not None else HeapAllocator()
         markets = config.markets
         n_assets = len(config.assets)
         self._n_markets = len(markets)
         total_orders = sum(m.max_orders for m in markets)
         total_levels = sum(2 * m.max_levels for m in markets)
-        mparams = alloc.array("mparams", (max(1, self._n_markets), MP_LENGTH), np.dtype("<i8"))
+        mparams = self._array("mparams", (max(1, self._n_markets), MP_LENGTH), np.dtype("<i8"))
+        self._fill_mparams(mparams)
+        #: The last order slot holds the taker being matched.
+        self._scratch = total_orders
+        index_size = _pow2_at_least(2 * max(1, total_orders))
+        # Every pool slot and the scratch taker may hold a distinct tag; tag 0 is empty.
+        tags = total_orders + 2
+        self._book = (
+            self._array("orders", (total_orders + 1,), ORDER_DTYPE),
+            self._array("order_info", (total_orders + 1,), ORDER_INFO_DTYPE),
+            self._array("levels", (max(1, total_levels),), LEVEL_DTYPE),
+            self._array("side_keys", (max(1, total_levels),), np.dtype("<i8")),
+            self._array("side_levels", (max(1, total_levels),), np.dtype("<i4")),
+            self._array("order_index", (index_size,), np.dtype("<i4")),
+            self._array("user_keys", (index_size,), np.dtype("<i8")),
+            self._array("user_heads", (index_size,), np.dtype("<i4")),
+            self._array("user_counts", (index_size,), np.dtype("<i4")),
+            mparams,
+            self._array("mstate", (max(1, self._n_markets), MS_LENGTH), np.dtype("<i8")),
+            self._array("source_tags", (tags, 32), np.dtype(np.uint8)),
+            self._array("source_refs", (tags,), np.dtype("<i4")),
+            self._array("source_index", (_pow2_at_least(2 * tags),), np.dtype("<i4")),
+            self._array("source_state", (SS_LENGTH,), np.dtype("<i8")),
+        )
+        account_size = _pow2_at_least(2 * config.max_users)
+        self._accounts = (
+            self._array("account_keys", (account_size,), np.dtype("<i8")),
+            self._array("account_slots", (account_size,), np.dtype("<i4")),
+            self._array("balances", (config.max_users, n_assets, 2), np.dtype("<i8")),
+            self._array("account_users", (config.max_users,), np.dtype("<i8")),
+        )
+        self._counters = self._array("counters", (COUNTERS_LENGTH,), np.dtype("<i8"))
+        self._supply = self._array("supply", (n_assets,), np.dtype("<i8"))
+        key_size = _pow2_at_least(2 * config.max_update_keys)
+        self._keys = self._array("update_keys", (key_size, 2), np.dtype("<i8"))
+        self._events = np.zeros(event_capacity, dtype=EVENT_DTYPE)
+        self._results = np.zeros(1024, dtype=RESULT_DTYPE)
+        self._slots = np.zeros(256, dtype=np.int64)
+        if state is None:
+            src_state = self._book[B_SRC_STATE]
+            src_state[SS_BUMP] = 1
+            src_state[SS_FREE] = NIL
+            for m in markets:
+                kbook.init_market(self._book, m.index)
+            self._fee_acct = kbalance.add_account(self._accounts, self._counters, config.fee_user)
+        else:
+            self._load(state)
+            self._fee_acct = kbalance.account_of(self._accounts, config.fee_user)
+            if self._fee_acct == NIL:
+                raise ValueError(f"state has no account for the fee user {config.fee_user}")
+
+    def _array(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        arr = self._allocator.array(name, shape, dtype)
+        self._arrays[name] = arr
+        return arr
+
+    def _fill_mparams(self, mparams: np.ndarray) -> None:
         obase = lbase = 0
-        for m in markets:
+        for m in self.config.markets:
             row = mparams[m.index]
             row[MP_STOCK] = m.stock.index
             row[MP_MONEY] = m.money.index
@@ -139,48 +203,29 @@ class Engine:
             row[MP_SBASE] = lbase
             obase += m.max_orders
             lbase += 2 * m.max_levels
-        #: The last order slot holds the taker being matched.
-        self._scratch = total_orders
-        index_size = _pow2_at_least(2 * max(1, total_orders))
-        # Every pool slot and the scratch taker may hold a distinct tag; tag 0 is empty.
-        tags = total_orders + 2
-        self._book = (
-            alloc.array("orders", (total_orders + 1,), ORDER_DTYPE),
-            alloc.array("order_info", (total_orders + 1,), ORDER_INFO_DTYPE),
-            alloc.array("levels", (max(1, total_levels),), LEVEL_DTYPE),
-            alloc.array("side_keys", (max(1, total_levels),), np.dtype("<i8")),
-            alloc.array("side_levels", (max(1, total_levels),), np.dtype("<i4")),
-            alloc.array("order_index", (index_size,), np.dtype("<i4")),
-            alloc.array("user_keys", (index_size,), np.dtype("<i8")),
-            alloc.array("user_heads", (index_size,), np.dtype("<i4")),
-            alloc.array("user_counts", (index_size,), np.dtype("<i4")),
-            mparams,
-            alloc.array("mstate", (max(1, self._n_markets), MS_LENGTH), np.dtype("<i8")),
-            alloc.array("source_tags", (tags, 32), np.dtype(np.uint8)),
-            alloc.array("source_refs", (tags,), np.dtype("<i4")),
-            alloc.array("source_index", (_pow2_at_least(2 * tags),), np.dtype("<i4")),
-            alloc.array("source_state", (SS_LENGTH,), np.dtype("<i8")),
-        )
-        src_state = self._book[B_SRC_STATE]
-        src_state[SS_BUMP] = 1
-        src_state[SS_FREE] = NIL
-        account_size = _pow2_at_least(2 * config.max_users)
-        self._accounts = (
-            alloc.array("account_keys", (account_size,), np.dtype("<i8")),
-            alloc.array("account_slots", (account_size,), np.dtype("<i4")),
-            alloc.array("balances", (config.max_users, n_assets, 2), np.dtype("<i8")),
-            alloc.array("account_users", (config.max_users,), np.dtype("<i8")),
-        )
-        self._counters = alloc.array("counters", (COUNTERS_LENGTH,), np.dtype("<i8"))
-        self._supply = alloc.array("supply", (n_assets,), np.dtype("<i8"))
-        key_size = _pow2_at_least(2 * config.max_update_keys)
-        self._keys = alloc.array("update_keys", (key_size, 2), np.dtype("<i8"))
-        self._events = np.zeros(event_capacity, dtype=EVENT_DTYPE)
-        self._results = np.zeros(1024, dtype=RESULT_DTYPE)
-        self._slots = np.zeros(256, dtype=np.int64)
-        for m in markets:
-            kbook.init_market(self._book, m.index)
-        self._fee_acct = kbalance.add_account(self._accounts, self._counters, config.fee_user)
+
+    def _load(self, state: Mapping[str, np.ndarray]) -> None:
+        """Copy ``state`` into the freshly allocated arrays (names, shapes, dtypes equal)."""
+        missing = sorted(set(self._arrays) - set(state))
+        extra = sorted(set(state) - set(self._arrays))
+        if missing or extra:
+            raise ValueError(f"state arrays differ: missing {missing}, unexpected {extra}")
+        for name, dst in self._arrays.items():
+            src = state[name]
+            if src.shape != dst.shape or src.dtype != dst.dtype:
+                raise ValueError(
+                    f"state array {name!r} is {src.dtype} {src.shape}, this config needs "
+                    f"{dst.dtype} {dst.shape}"
+                )
+            if name == "mparams" and not np.array_equal(src, dst):
+                raise ValueError("state was made with different market parameters")
+            dst[...] = src
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the engine's state by name (the arrays themselves, not
+        copies: read them only while the engine is idle, or from a forked child).
+        ``Engine(config, state=...)`` rebuilds an equal engine from them."""
+        return dict(self._arrays)
 
     # ------------------------------------------------------------ commands
 
@@ -284,7 +329,7 @@ class Engine:
     def balance(self, user: int, asset: int) -> tuple[int, int]:
         """``(available, frozen)`` in units."""
         ok = _is_int(user) and 0 <= user <= MAX_USER_ID and self._asset_ok(asset)
-        acct = kmatch.account_of(self._accounts, int(user)) if ok else NIL
+        acct = kbalance.account_of(self._accounts, int(user)) if ok else NIL
         if acct == NIL:
             return 0, 0
         row = self._accounts[A_BALANCES][acct, int(asset)]
@@ -346,7 +391,7 @@ class Engine:
         """``(total, orders)``: the user's resting orders, newest first."""
         if not self._market_ok(market) or not 0 <= user <= MAX_USER_ID:
             return 0, []
-        acct = kmatch.account_of(self._accounts, int(user))
+        acct = kbalance.account_of(self._accounts, int(user))
         market = int(market)
         _, total = kbook.user_orders(self._book, market, acct)
         limit = min(max(0, limit), int(total))

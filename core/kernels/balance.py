@@ -1,4 +1,5 @@
-"""balance.update and accounts."""
+"""Accounts and balance.update: a user's account and available balance, a new
+account, one balance.update."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import numpy as np
 
 from core.kernels import events as evw
 from core.kernels import hashmap
-from core.kernels.jit import kernel
+from core.kernels.jit import inline, kernel
 from core.kernels.layout import A_BALANCES, A_KEYS, A_USERS, A_VALS, AVAILABLE, FROZEN, NIL
-from core.kernels.match import account_of
 from core.schema import (
     COUNTER_ACCOUNTS,
     COUNTER_KEYS,
@@ -23,6 +23,23 @@ BALANCE_NOT_ENOUGH = int(Result.BALANCE_NOT_ENOUGH)
 SUPPLY_LIMIT = int(Result.SUPPLY_LIMIT)
 USER_TABLE_FULL = int(Result.USER_TABLE_FULL)
 KEY_TABLE_FULL = int(Result.KEY_TABLE_FULL)
+
+
+@inline
+def account_of(accounts, user: int) -> int:
+    """Account index of ``user``, or NIL if the user never held anything."""
+    i = hashmap.find(accounts[A_KEYS], user)
+    if i < 0:
+        return NIL
+    return accounts[A_VALS][i]
+
+
+@inline
+def available(accounts, acct: int, asset: int) -> int:
+    """Available balance of account ``acct`` in ``asset``; 0 for NIL (no account)."""
+    if acct == NIL:
+        return 0
+    return accounts[A_BALANCES][acct, asset, AVAILABLE]
 
 
 @kernel

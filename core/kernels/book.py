@@ -1,6 +1,6 @@
 """Order book structure: pools, sorted price levels, FIFOs and per-user lists.
 
-Nothing here moves money; ``match.py`` does. Every function takes the ``book``
+Nothing here moves money; ``settlement.py`` does. Every function takes the ``book``
 tuple described in ``layout.py`` and a market index ``m``.
 
 Each side keeps its levels in a sorted array, best price last. A level that empties

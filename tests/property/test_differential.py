@@ -46,7 +46,20 @@ from core.schema import (
     FinishReason,
     Result,
 )
-from tests.support.streams import (
+from tests.support.steps import (
+    Batch,
+    Step,
+    Update,
+    cancel,
+    funding,
+    limit,
+    record_call,
+    replace_order,
+    resolve,
+    run,
+)
+from tests.support.streams import Mix, random_stream, streams
+from tests.support.world import (
     ASK,
     BID,
     BIG,
@@ -55,28 +68,15 @@ from tests.support.streams import (
     SMALL,
     TIGHT,
     USDT,
-    Batch,
     Limits,
-    Mix,
-    Step,
-    Update,
     World,
-    cancel,
-    funding,
-    limit,
-    random_stream,
-    record_call,
-    replace_order,
-    resolve,
-    run,
     stream_config,
-    streams,
 )
 
 pytestmark = pytest.mark.kernel
 
 DEFAULT_CAPACITY = 1 << 16
-#: The users streams use (tests/support/streams.py), and the fee account.
+#: The users streams use (tests/support/world.py), and the fee account.
 USERS_SEEN = (0, 1, 2, 3, 4, 5)
 #: Steps per example: the profile's stateful_step_count (tests/property/conftest.py).
 MAX_STEPS = settings().stateful_step_count
@@ -345,7 +345,7 @@ class Harness:
 
     def queries(self) -> Iterator[tuple[str, object, object]]:
         """(question, Engine's answer, the reference's) for in-range arguments (hostile
-        ones are test_bad_input.py's). Pages other than the first are asked of one user
+        ones are test_bad_queries.py's). Pages other than the first are asked of one user
         and one side per step, in turn, to keep the cost down."""
         fast, ref = self.fast, self.ref
         turn = self.commands

@@ -1,4 +1,5 @@
-"""``tools.bench_core`` end to end with tiny sizes: generation, measurement, verification."""
+"""``tools.bench_core`` end to end with tiny sizes: generation (``tools.bench_stream``),
+measurement, verification."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import bench_core
+from tools import bench_core, bench_stream
 
 KEYS = {
     "commands",
@@ -98,8 +99,8 @@ def test_tiny_run_reports_a_verified_benchmark(
 
 
 def test_same_seed_same_stream() -> None:
-    one = bench_core.generate(1000, 3, 500, [400], 0)
-    two = bench_core.generate(1000, 3, 500, [400], 0)
+    one = bench_stream.generate(1000, 3, 500, [400], 0)
+    two = bench_stream.generate(1000, 3, 500, [400], 0)
 
     assert one.commands.tobytes() == two.commands.tobytes()
     assert one.final_hash == two.final_hash

@@ -15,7 +15,7 @@ from tests.support.scenario import make_config
 
 ENTRY_POINTS = [
     match.execute_batch,
-    match.account_of,
+    balance.account_of,
     balance.balance_update,
     balance.add_account,
     book.init_market,

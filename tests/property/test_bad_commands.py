@@ -1,18 +1,15 @@
-"""Hostile input: every field of every command kind, balance.update and the queries.
+"""Hostile input: every field of every command kind.
 
 The engine holds resting orders in both markets, finished orders and funded users
-(``streams.holding()``). One field of a valid command is replaced by a hostile value
+(``steps.held()``). One field of a valid command is replaced by a hostile value
 (out of range, int64/int32/int8 extremes, undefined enums, unknown market, bogus order
 ids, bad ``source_len``, invalid UTF-8 or NUL in ``source``). A field the command uses
 must give the precise code of docs/engine.md, "Commands" -- never OK, never
 INTERNAL_ERROR, never an exception -- and change nothing: no seq, no events, the same
 state hash and counters. A field the command does not use is ignored: the outcome is
 exactly that of the clean command. A hypothesis test then spoils several fields at
-once and checks the documented order of the checks.
-
-balance.update is attacked the same way (user, asset, change, business_id and time out
-of range or of the wrong type, repeated keys, the supply limit, full tables), and so
-are the queries (indexes out of range, huge pages, huge depth intervals).
+once and checks the documented order of the checks. balance.update and the queries
+are attacked in test_bad_balance_update.py and test_bad_queries.py.
 
 Every test runs on both engines (``engine_cls``, tests/property/conftest.py).
 """
@@ -39,9 +36,9 @@ from core.schema import (
     StpMode,
     TimeInForce,
 )
-from core.views import AssetSummary, MarketSummary
 from tests.support.engines import EngineClass
-from tests.support.streams import (
+from tests.support.steps import HOLDING_FINISHED, HOLDING_RESTING, Command, held, resolve
+from tests.support.world import (
     ASK,
     BAD_FLAGS,
     BAD_KINDS,
@@ -53,24 +50,14 @@ from tests.support.streams import (
     BAD_TIFS,
     BAD_USERS,
     BID,
-    BTC,
     BTC_USDT,
-    ETH,
     ETH_USDT,
     FEE_USER,
-    HOLDING_FINISHED,
-    HOLDING_RESTING,
     INT32_MAX,
     INT32_MIN,
     INT64_MAX,
     INT64_MIN,
     SHAPES,
-    USDT,
-    Command,
-    Limits,
-    apply,
-    holding,
-    resolve,
     stream_config,
 )
 
@@ -93,14 +80,7 @@ TS_NS = 5_000_000_000
 NEXT_ID = 1 + max(*HOLDING_RESTING, *HOLDING_FINISHED)
 
 
-# --------------------------------------------------------------------------- engines
-
-
-def held(engine_cls: EngineClass, limits: Limits = Limits()) -> EngineAPI:  # noqa: B008
-    """A new engine in the ``holding()`` state."""
-    engine = engine_cls(stream_config(limits))
-    apply(engine, holding())
-    return engine
+# --------------------------------------------------------------------------- orders
 
 
 def own_order(market: int) -> int:
@@ -540,212 +520,3 @@ def test_empty_and_strided_batches(engine_cls: EngineClass) -> None:
     assert r1.tobytes() == r2.tobytes()
     assert e1.tobytes() == e2.tobytes()
     assert engine.state_hash() == twin.state_hash()
-
-
-# --------------------------------------------------------------------------- balance.update
-
-
-_UPDATE_ARGS = ("user", "asset", "business", "business_id", "change", "ts_ns")
-
-
-def _update(engine: EngineAPI, *args: object) -> tuple[np.ndarray, np.ndarray]:
-    return engine.balance_update(*args)  # type: ignore[arg-type]
-
-
-UPDATE_CASES = [
-    # user
-    *[
-        ((u, BTC, b"b", 1, 5, 0), INVALID)
-        for u in (-1, MAX_USER_ID + 1, INT64_MAX, INT64_MIN, 2**64, -(2**64))
-    ],
-    # asset
-    *[((1, a, b"b", 1, 5, 0), Result.UNKNOWN_ASSET) for a in (-1, 3, 2**15, 2**63, INT64_MIN)],
-    # change beyond int64 (and int64's minimum, which has no negation)
-    *[((1, BTC, b"b", 1, c, 0), INVALID) for c in (2**63, INT64_MIN, 2**64, -(2**64), 2**100)],
-    # business_id and the time beyond int64
-    *[((1, BTC, b"b", i, 5, 0), INVALID) for i in (2**63, INT64_MIN, 2**64, -(2**100))],
-    *[((1, BTC, b"b", 1, 5, t), INVALID) for t in (2**63, INT64_MIN)],
-    # within int64 but beyond what accounts can hold or have
-    ((1, BTC, b"b", 1, INT64_MAX, 0), Result.SUPPLY_LIMIT),
-    ((1, BTC, b"b", 1, MAX_SUPPLY_UNITS, 0), Result.SUPPLY_LIMIT),
-    ((1, BTC, b"b", 1, -INT64_MAX, 0), BALANCE),
-    ((4, USDT, b"b", 1, -1, 0), BALANCE),  # a user who never had anything
-    # the holding state's own deposit keys, again (only 32 bytes of business count)
-    ((1, BTC, b"seed", 1001, 5, 0), Result.REPEAT_UPDATE),
-    ((1, BTC, b"seed", 1001, -INT64_MAX, 0), Result.REPEAT_UPDATE),
-    ((3, ETH, b"seed", 1003, 0, 0), Result.REPEAT_UPDATE),
-    # precedence: user, asset, malformed, repeated, balance, supply
-    ((-1, 99, b"b", 2**63, 2**63, 0), INVALID),
-    ((1, 99, b"b", 2**63, 2**63, 0), Result.UNKNOWN_ASSET),
-    ((1, BTC, b"seed", 1001, 2**63, 0), INVALID),
-    ((1, BTC, b"seed", 1001, INT64_MAX, 0), Result.REPEAT_UPDATE),
-]
-
-
-def _update_id(value: object) -> str:
-    if isinstance(value, Result):
-        return value.name
-    return "(" + ",".join(repr(v) for v in value) + ")"  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize(("args", "expected"), UPDATE_CASES, ids=_update_id)
-def test_hostile_balance_update(
-    engine_cls: EngineClass, args: tuple[object, ...], expected: Result
-) -> None:
-    engine = held(engine_cls)
-    before = engine.state_hash(), engine.counters()
-    results, events = _update(engine, *args)
-    code = int(results["code"][0])
-    assert code == expected, f"{Result(code).name}, expected {expected.name}"
-    assert int(results["seq"][0]) == 0
-    assert len(events) == 0
-    assert (engine.state_hash(), engine.counters()) == before
-
-
-def test_supply_limit_is_exact(engine_cls: EngineClass) -> None:
-    engine = held(engine_cls)
-    room = MAX_SUPPLY_UNITS - engine.asset_summary(BTC).total
-    assert _update(engine, 4, BTC, b"b", 1, room + 1, 0)[0]["code"][0] == Result.SUPPLY_LIMIT
-    assert _update(engine, 4, BTC, b"b", 1, room, 0)[0]["code"][0] == OK
-    assert engine.asset_summary(BTC).total == MAX_SUPPLY_UNITS
-    assert _update(engine, 4, BTC, b"b", 2, 1, 0)[0]["code"][0] == Result.SUPPLY_LIMIT
-    assert engine.check_invariants() == []
-
-
-def test_business_beyond_32_bytes_does_not_count(engine_cls: EngineClass) -> None:
-    engine = held(engine_cls)
-    assert _update(engine, 1, BTC, b"k" * 32 + b"first", 9, 5, 0)[0]["code"][0] == OK
-    before = engine.state_hash()
-    assert (
-        _update(engine, 1, BTC, b"k" * 32 + b"other", 9, 5, 0)[0]["code"][0] == Result.REPEAT_UPDATE
-    )
-    assert engine.state_hash() == before
-
-
-def test_user_and_key_tables_full(engine_cls: EngineClass) -> None:
-    # Arrange: the fee account and users 1..3 fill a table of 4; 9 + 1 keys of 10.
-    engine = held(engine_cls, Limits(max_users=4, max_update_keys=10))
-    assert _update(engine, 1, BTC, b"b", 1, 5, 0)[0]["code"][0] == OK
-    before = engine.state_hash(), engine.counters()
-    # Act / Assert: a new user, then a new key of a known user.
-    assert _update(engine, 4, BTC, b"b", 1, 5, 0)[0]["code"][0] == Result.USER_TABLE_FULL
-    assert _update(engine, 1, BTC, b"b", 2, 5, 0)[0]["code"][0] == Result.KEY_TABLE_FULL
-    assert _update(engine, 1, BTC, b"b", 1, 5, 0)[0]["code"][0] == Result.REPEAT_UPDATE
-    assert (engine.state_hash(), engine.counters()) == before
-
-
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        pytest.param((True, BTC, b"b", 1, 5, 0), INVALID, id="user-bool"),
-        pytest.param((1.0, BTC, b"b", 1, 5, 0), INVALID, id="user-float"),
-        pytest.param((1, BTC, b"b", 1, 100.7, 0), INVALID, id="change-float"),
-        pytest.param((1, BTC, b"b", 1, 5.0, 0), INVALID, id="change-whole-float"),
-        pytest.param((1, BTC, b"b", 1.5, 5, 0), INVALID, id="business_id-float"),
-        pytest.param((1, BTC, b"b", 1, 5, 0.0), INVALID, id="ts_ns-float"),
-        pytest.param((1, BTC, "b", 1, 5, 0), INVALID, id="business-str"),
-        pytest.param((1, BTC, None, 1, 5, 0), INVALID, id="business-none"),
-        # docs/engine.md: "user 0..2^32-1 and asset known (INVALID_ARGUMENT /
-        # UNKNOWN_ASSET)": an asset that is not an index is not a known asset.
-        pytest.param((1, 0.0, b"b", 1, 5, 0), Result.UNKNOWN_ASSET, id="asset-float"),
-        pytest.param((1, "BTC", b"b", 1, 5, 0), Result.UNKNOWN_ASSET, id="asset-str"),
-    ],
-)
-def test_balance_update_refuses_what_is_not_an_integer(
-    engine_cls: EngineClass, args: tuple[object, ...], expected: Result
-) -> None:
-    # balance.update takes Python values (not a record): a float amount must never be
-    # truncated into units, nor a wrong type raise out of the engine.
-    engine = held(engine_cls)
-    before = engine.state_hash(), engine.counters()
-    results, events = _update(engine, *args)
-    assert Result(int(results["code"][0])) == expected
-    assert len(events) == 0
-    assert (engine.state_hash(), engine.counters()) == before
-
-
-_CONVERSIONS = [
-    *[(i, kind) for i in (0, 1, 3, 4, 5) for kind in (np.int64, np.int32, np.uint32)],
-    (2, bytearray),
-]
-
-
-@pytest.mark.parametrize(
-    ("position", "kind"),
-    _CONVERSIONS,
-    ids=[f"{_UPDATE_ARGS[i]}-{kind.__name__}" for i, kind in _CONVERSIONS],
-)
-def test_balance_update_takes_numpy_integers_and_bytearray(
-    engine_cls: EngineClass, position: int, kind: type
-) -> None:
-    # Integers read from records (a log being replayed, a numpy batch) are numpy
-    # integers, and a business may come as a bytearray: the same update as plain
-    # Python values, with the same key.
-    args: list[object] = [1, BTC, b"np", 77, 5, 123]
-    args[position] = kind(args[position])  # type: ignore[operator]
-    engine, twin = held(engine_cls), held(engine_cls)
-    results, events = _update(engine, *args)
-    want, want_events = _update(twin, 1, BTC, b"np", 77, 5, 123)
-    assert Result(int(results["code"][0])) == OK
-    assert results.tobytes() == want.tobytes()
-    assert events.tobytes() == want_events.tobytes()
-    assert engine.state_hash() == twin.state_hash()
-    assert _update(engine, 1, BTC, b"np", 77, 5, 124)[0]["code"][0] == Result.REPEAT_UPDATE
-
-
-# --------------------------------------------------------------------------- queries
-
-_NO_ASSET = AssetSummary(0, 0, 0, 0, 0)
-_NO_MARKET = MarketSummary(0, 0, 0, 0)
-
-
-def _same_as(*args: object) -> tuple[str, tuple[object, ...]]:
-    """Expect the answer the engine gives to ``args`` (a clamped offset or limit)."""
-    return ("same as", args)
-
-
-#: (query, hostile arguments, the answer). docs/engine.md does not define answers to
-#: arguments out of range; these are the reference's (core/reference.py, "SPEC: queries
-#: never raise"): nothing for what does not exist, offsets and limits clamped to 0.
-#: In the holding state, market 0 has user 1's ask 20 @ 1005 and user 2's bid 20 @ 995.
-QUERY_CASES: list[tuple[str, tuple[object, ...], object]] = [
-    *[("balance", args, (0, 0)) for args in ((1, -1), (1, 3), (1, 2**63), (-1, 0), (2**64, 0))],
-    *[("asset_summary", (a,), _NO_ASSET) for a in (-1, 3, 2**40)],
-    *[("market_summary", (m,), _NO_MARKET) for m in (-1, 2, 2**40)],
-    *[("order", (m, 1), None) for m in (-1, 2, 2**40, 1)],  # order 1 rests in market 0
-    *[("order", (0, i), None) for i in (0, -1, INT64_MIN, INT64_MAX, 2**64)],
-    *[("pending", args, (0, [])) for args in ((1, -1, 0, 10), (1, 2, 0, 10), (-1, 0, 0, 10))],
-    ("pending", (2**64, 0, 0, 10), (0, [])),
-    ("pending", (1, 0, -5, 10), _same_as(1, 0, 0, 10)),
-    ("pending", (1, 0, 0, 2**40), _same_as(1, 0, 0, 10)),
-    *[
-        ("pending", (1, 0, off, lim), (1, []))
-        for off, lim in ((0, -1), (INT64_MAX, 10), (2**64, 10))
-    ],
-    *[("book", args, (0, [])) for args in ((0, 3, 0, 10), (0, 0, 0, 10), (-1, 1, 0, 10))],
-    ("book", (0, 1, -3, 10), _same_as(0, 1, 0, 10)),
-    ("book", (0, 1, 0, 2**40), _same_as(0, 1, 0, 10)),
-    *[("book", (0, 1, off, lim), (1, [])) for off, lim in ((0, -1), (INT64_MAX, 10))],
-    *[("depth", args, ([], [])) for args in ((-1, 10, 0), (2, 10, 0), (0, 0, 0), (0, -1, 0))],
-    ("depth", (0, 10, -5), _same_as(0, 10, 0)),
-    ("depth", (0, 2**40, 0), _same_as(0, 10, 0)),
-    # An ask rounds up to a multiple of the interval, a bid down (docs/engine.md).
-    ("depth", (0, 10, INT64_MAX), ([(INT64_MAX, 20)], [(0, 20)])),
-]
-
-
-@pytest.mark.parametrize(
-    ("query", "args", "expected"),
-    QUERY_CASES,
-    ids=[f"{q}{a}" for q, a, _ in QUERY_CASES],
-)
-def test_hostile_query(
-    engine_cls: EngineClass, query: str, args: tuple[object, ...], expected: object
-) -> None:
-    engine = held(engine_cls)
-    before = engine.state_hash()
-    answer = getattr(engine, query)(*args)
-    if isinstance(expected, tuple) and expected[:1] == ("same as",):
-        expected = getattr(engine, query)(*expected[1])
-    assert answer == expected
-    assert engine.state_hash() == before

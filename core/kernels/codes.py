@@ -1,0 +1,50 @@
+"""The schema's enums as plain ints, the form the matching kernels compare against.
+
+numba freezes module globals into the compiled code, so these are compile-time
+constants. Sides are ASK = 1 and BID = 2, which makes ``3 - side`` the opposite side.
+"""
+
+from __future__ import annotations
+
+from core.schema import (
+    CommandKind,
+    FinishReason,
+    OrderFlag,
+    Result,
+    StpMode,
+    TimeInForce,
+)
+
+ASK = 1
+BID = 2
+GTC = int(TimeInForce.GTC)
+IOC = int(TimeInForce.IOC)
+FOK = int(TimeInForce.FOK)
+STP_NONE = int(StpMode.NONE)
+STP_CANCEL_TAKER = int(StpMode.CANCEL_TAKER)
+STP_CANCEL_MAKER = int(StpMode.CANCEL_MAKER)
+STP_CANCEL_BOTH = int(StpMode.CANCEL_BOTH)
+POST_ONLY = int(OrderFlag.POST_ONLY)
+FILLED = int(FinishReason.FILLED)
+CANCELED = int(FinishReason.CANCELED)
+EXPIRED = int(FinishReason.EXPIRED)
+SELF_TRADE = int(FinishReason.SELF_TRADE)
+
+OK = int(Result.OK)
+INVALID_ARGUMENT = int(Result.INVALID_ARGUMENT)
+UNKNOWN_MARKET = int(Result.UNKNOWN_MARKET)
+FEE_ACCOUNT_CANNOT_TRADE = int(Result.FEE_ACCOUNT_CANNOT_TRADE)
+BALANCE_NOT_ENOUGH = int(Result.BALANCE_NOT_ENOUGH)
+AMOUNT_TOO_SMALL = int(Result.AMOUNT_TOO_SMALL)
+NO_ENOUGH_TRADER = int(Result.NO_ENOUGH_TRADER)
+ORDER_NOT_FOUND = int(Result.ORDER_NOT_FOUND)
+USER_NOT_MATCH = int(Result.USER_NOT_MATCH)
+POST_ONLY_WOULD_TAKE = int(Result.POST_ONLY_WOULD_TAKE)
+FOK_NOT_FILLED = int(Result.FOK_NOT_FILLED)
+BOOK_FULL = int(Result.BOOK_FULL)
+
+PUT_LIMIT = int(CommandKind.PUT_LIMIT)
+PUT_MARKET = int(CommandKind.PUT_MARKET)
+CANCEL = int(CommandKind.CANCEL)
+REPLACE = int(CommandKind.REPLACE)
+CANCEL_ALL = int(CommandKind.CANCEL_ALL)

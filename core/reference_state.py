@@ -1,0 +1,377 @@
+"""The state of the reference engine (``core.reference``) and everything that reads it.
+
+``ReferenceState`` holds the counters, supply, balances, accounts, update keys and
+books; it moves a balance (with its BALANCE event) and writes the events of a command;
+and it answers the queries, computes the canonical state and its hash, and checks the
+invariants. ``ReferenceEngine`` adds the commands on top. Money is ``decimal.Decimal``
+in the asset; conversions to integer units must be exact (else ``InternalError``).
+Decisions on points the contract leaves open are marked ``# SPEC:``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+
+import numpy as np
+
+from core.config import EngineConfig
+from core.errors import InternalError
+from core.reference_book import (
+    EXACT,
+    ZERO,
+    MarketBook,
+    RefOrder,
+    check_book,
+    dec,
+    exact_units,
+    give_asset,
+    order_ints,
+)
+from core.reference_command import SIDES
+from core.schema import (
+    EVENT_DTYPE,
+    MAX_SUPPLY_UNITS,
+    Business,
+    EventKind,
+    FinishReason,
+)
+from core.statehash import CANON_BALANCE_DTYPE, CANON_ORDER_DTYPE, state_hash
+from core.views import AssetSummary, MarketSummary, OrderView
+
+Event = dict[str, int | bytes]
+
+
+class ReferenceState:
+    """The reference engine's state, its balance moves and events, and its reads."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._seq = 0
+        self._order_id = 0
+        self._deal_id = 0
+        self._supply: list[Decimal] = [ZERO for _ in config.assets]
+        #: (user, asset) -> [available, frozen], in the asset.
+        self._balances: dict[tuple[int, int], list[Decimal]] = {}
+        # SPEC: the fee account exists from the start and takes one of max_users.
+        self._accounts: set[int] = {config.fee_user}
+        self._keys: set[bytes] = set()
+        self._books = [MarketBook(market) for market in config.markets]
+        self._events: list[Event] = []
+        self._ts_ns = 0
+
+    # ------------------------------------------------------------------ balances, events
+
+    def _available(self, user: int, asset: int) -> Decimal:
+        entry = self._balances.get((user, asset))
+        return entry[0] if entry is not None else ZERO
+
+    def _change(
+        self,
+        user: int,
+        asset: int,
+        d_available: Decimal,
+        d_frozen: Decimal,
+        order: RefOrder | None,
+        reason: Business,
+        deal_id: int = 0,
+        *,
+        ctime_ns: int = 0,
+    ) -> None:
+        """Move a balance and emit its BALANCE event (values after, and the changes)."""
+        entry = self._balances.setdefault((user, asset), [ZERO, ZERO])
+        entry[0] += d_available
+        entry[1] += d_frozen
+        if entry[0] < 0 or entry[1] < 0:
+            raise InternalError(f"balance of user {user} asset {asset} went negative")
+        prec = self.config.assets[asset].prec
+        self._emit(
+            kind=EventKind.BALANCE,
+            reason=reason,
+            user=user,
+            asset=asset,
+            market=-1 if order is None else order.market,
+            order_id=0 if order is None else order.id,
+            deal_id=deal_id,
+            left=exact_units(entry[0], prec),
+            deal_stock=exact_units(entry[1], prec),
+            deal_money=exact_units(d_available, prec),
+            deal_fee=exact_units(d_frozen, prec),
+            ctime_ns=ctime_ns,
+        )
+
+    def _emit(self, **fields: int | bytes) -> None:
+        fields["seq"] = self._seq
+        fields["ts_ns"] = self._ts_ns
+        self._events.append(fields)
+
+    def _order_event(
+        self, kind: EventKind, order: RefOrder, reason: FinishReason = FinishReason.NONE
+    ) -> None:
+        ints = order_ints(self._books[order.market].scales, order)
+        self._emit(
+            kind=kind,
+            reason=reason,
+            market=order.market,
+            order_id=order.id,
+            user=order.user,
+            side=order.side,
+            otype=order.otype,
+            price=ints.price,
+            amount=ints.amount,
+            left=ints.left,
+            deal_stock=ints.deal_stock,
+            deal_money=ints.deal_money,
+            deal_fee=ints.deal_fee,
+            taker_rate=ints.taker_rate,
+            maker_rate=ints.maker_rate,
+            ctime_ns=order.ctime_ns,
+            mtime_ns=order.mtime_ns,
+            tif=order.tif,
+            stp=order.stp,
+            flags=order.flags,
+            source_len=len(order.source),
+            source=order.source,
+        )
+
+    def _event_array(self) -> np.ndarray:
+        out = np.zeros(len(self._events), dtype=EVENT_DTYPE)
+        for i, event in enumerate(self._events):
+            for name, value in event.items():
+                if isinstance(value, bytes):
+                    out[name][i, : len(value)] = np.frombuffer(value, dtype=np.uint8)
+                else:
+                    out[name][i] = value
+        return out
+
+    # ------------------------------------------------------------------ queries
+
+    def counters(self) -> tuple[int, int, int]:
+        """``(seq, last order id, last deal id)``."""
+        return self._seq, self._order_id, self._deal_id
+
+    def balance(self, user: int, asset: int) -> tuple[int, int]:
+        """``(available, frozen)`` in units; (0, 0) for an unknown user or asset."""
+        # SPEC: queries never raise; out-of-range arguments give (0, 0), None, (0, []),
+        # ([], []) or zero summaries.
+        entry = self._balances.get((user, asset))
+        if entry is None or not 0 <= asset < len(self.config.assets):
+            return 0, 0
+        prec = self.config.assets[asset].prec
+        with localcontext(EXACT):
+            return exact_units(entry[0], prec), exact_units(entry[1], prec)
+
+    def order(self, market: int, order_id: int) -> OrderView | None:
+        """The resting order, or None (also for an unknown market)."""
+        if not 0 <= market < len(self._books):
+            return None
+        order = self._books[market].index.get(order_id)
+        return None if order is None else self._view(order)
+
+    def pending(
+        self, user: int, market: int, offset: int, limit: int
+    ) -> tuple[int, list[OrderView]]:
+        """``(total, orders)``: the user's resting orders, newest (highest id) first."""
+        if not 0 <= market < len(self._books):
+            return 0, []
+        mine = [o for o in self._books[market].index.values() if o.user == user]
+        mine.sort(key=lambda o: o.id, reverse=True)
+        return len(mine), [self._view(o) for o in _page(mine, offset, limit)]
+
+    def book(self, market: int, side: int, offset: int, limit: int) -> tuple[int, list[OrderView]]:
+        """``(total, orders)`` of one side in priority order."""
+        if not 0 <= market < len(self._books) or side not in SIDES:
+            return 0, []
+        orders = list(self._books[market].side(side).orders())
+        return len(orders), [self._view(o) for o in _page(orders, offset, limit)]
+
+    def depth(
+        self, market: int, limit: int, interval: int
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """``(asks, bids)`` as (price ticks, lots); merged to ``interval`` ticks if > 0
+        (asks rounded up, bids down); at most ``limit`` levels per side."""
+        if not 0 <= market < len(self._books):
+            return [], []
+        book = self._books[market]
+        with localcontext(EXACT):
+            # SPEC: an interval <= 0 means no merging.
+            step = book.scales.price(interval) if interval > 0 else None
+            ticks, lots = book.scales.ticks_of, book.scales.lots_of
+            asks = [(ticks(p), lots(q)) for p, q in book.asks.depth(limit, step)]
+            bids = [(ticks(p), lots(q)) for p, q in book.bids.depth(limit, step)]
+            return asks, bids
+
+    def market_summary(self, market: int) -> MarketSummary:
+        """Counts and summed ``left`` (lots) of both sides."""
+        if not 0 <= market < len(self._books):
+            return MarketSummary(0, 0, 0, 0)
+        book = self._books[market]
+        with localcontext(EXACT):
+            ask_lots = sum((level.total for level in book.asks.levels), ZERO)
+            bid_lots = sum((level.total for level in book.bids.levels), ZERO)
+            return MarketSummary(
+                ask_count=book.asks.count(),
+                ask_lots=book.scales.lots_of(ask_lots),
+                bid_count=book.bids.count(),
+                bid_lots=book.scales.lots_of(bid_lots),
+            )
+
+    def asset_summary(self, asset: int) -> AssetSummary:
+        """Totals over all accounts and counts of accounts with a non-zero entry."""
+        if not 0 <= asset < len(self.config.assets):
+            return AssetSummary(0, 0, 0, 0, 0)
+        prec = self.config.assets[asset].prec
+        with localcontext(EXACT):
+            entries = [e for (_, a), e in self._balances.items() if a == asset]
+            available = sum((e[0] for e in entries), ZERO)
+            frozen = sum((e[1] for e in entries), ZERO)
+            # SPEC: total is the sum of available + frozen (== supply when sound).
+            return AssetSummary(
+                total=exact_units(available + frozen, prec),
+                available_count=sum(1 for e in entries if e[0] != 0),
+                available=exact_units(available, prec),
+                frozen_count=sum(1 for e in entries if e[1] != 0),
+                frozen=exact_units(frozen, prec),
+            )
+
+    def _view(self, order: RefOrder) -> OrderView:
+        with localcontext(EXACT):
+            ints = order_ints(self._books[order.market].scales, order)
+        return OrderView(
+            id=order.id,
+            market=order.market,
+            user=order.user,
+            side=order.side,
+            otype=order.otype,
+            price=ints.price,
+            amount=ints.amount,
+            left=ints.left,
+            deal_stock=ints.deal_stock,
+            deal_money=ints.deal_money,
+            deal_fee=ints.deal_fee,
+            taker_rate=ints.taker_rate,
+            maker_rate=ints.maker_rate,
+            ctime_ns=order.ctime_ns,
+            mtime_ns=order.mtime_ns,
+            tif=order.tif,
+            stp=order.stp,
+            flags=order.flags,
+            source=order.source.decode("utf-8"),
+        )
+
+    # ------------------------------------------------------------------ state
+
+    def state_hash(self) -> str:
+        """BLAKE2b-128 of the canonical state (core/statehash.py)."""
+        with localcontext(EXACT):
+            return state_hash(*self.canonical_state())
+
+    def canonical_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(counters, supply, balances, key digests, orders) as ``state_hash`` takes them."""
+        with localcontext(EXACT):
+            counters = np.array([self._seq, self._order_id, self._deal_id], dtype="<i8")
+            precs = [a.prec for a in self.config.assets]
+            supply = np.array(
+                [exact_units(s, p) for s, p in zip(self._supply, precs, strict=True)], dtype="<i8"
+            )
+            rows = sorted(
+                (user, asset, exact_units(e[0], precs[asset]), exact_units(e[1], precs[asset]))
+                for (user, asset), e in self._balances.items()
+                if e[0] != 0 or e[1] != 0
+            )
+            balances = np.array(rows, dtype=CANON_BALANCE_DTYPE)
+            digests = b"".join(sorted(self._keys))
+            keys = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 16).copy()
+            resting = [
+                order
+                for book in self._books
+                for side in (book.asks, book.bids)
+                for order in side.orders()
+            ]
+            orders = np.zeros(len(resting), dtype=CANON_ORDER_DTYPE)
+            for i, order in enumerate(resting):
+                self._canon_order(orders, i, order)
+        return counters, supply, balances, keys, orders
+
+    def _canon_order(self, out: np.ndarray, i: int, order: RefOrder) -> None:
+        ints = order_ints(self._books[order.market].scales, order)
+        row = {
+            "market": order.market,
+            "id": order.id,
+            "user": order.user,
+            "side": order.side,
+            "price": ints.price,
+            "amount": ints.amount,
+            "left": ints.left,
+            "deal_money": ints.deal_money,
+            "deal_fee": ints.deal_fee,
+            "ctime_ns": order.ctime_ns,
+            "mtime_ns": order.mtime_ns,
+            "taker_rate": ints.taker_rate,
+            "maker_rate": ints.maker_rate,
+            "tif": order.tif,
+            "stp": order.stp,
+            "flags": order.flags,
+            "source_len": len(order.source),
+        }
+        for name, value in row.items():
+            out[name][i] = value
+        out["source"][i, : len(order.source)] = np.frombuffer(order.source, dtype=np.uint8)
+
+    def check_invariants(self) -> list[str]:
+        """Violations of the engine's invariants; empty when sound."""
+        with localcontext(EXACT):
+            problems = self._check_balances()
+            for book in self._books:
+                problems += check_book(book)
+            problems += self._check_reserves()
+        if len(self._accounts) > self.config.max_users:
+            problems.append(f"{len(self._accounts)} accounts > max_users")
+        if len(self._keys) > self.config.max_update_keys:
+            problems.append(f"{len(self._keys)} update keys > max_update_keys")
+        return problems
+
+    def _check_balances(self) -> list[str]:
+        problems = []
+        for asset in self.config.assets:
+            entries = [e for (_, a), e in self._balances.items() if a == asset.index]
+            total = sum((e[0] + e[1] for e in entries), ZERO)
+            if total != self._supply[asset.index]:
+                problems.append(
+                    f"asset {asset.name}: balances sum to {total}, supply is "
+                    f"{self._supply[asset.index]}"
+                )
+            if self._supply[asset.index] > dec(MAX_SUPPLY_UNITS, asset.prec):
+                problems.append(f"asset {asset.name}: supply above the limit")
+        for (user, asset_index), (available, frozen) in self._balances.items():
+            if available < 0 or frozen < 0:
+                problems.append(f"user {user} asset {asset_index}: negative balance")
+            if (available != 0 or frozen != 0) and user not in self._accounts:
+                problems.append(f"user {user} holds funds without an account")
+        return problems
+
+    def _check_reserves(self) -> list[str]:
+        reserved: dict[tuple[int, int], Decimal] = {}
+        problems = []
+        for book in self._books:
+            for order in book.index.values():
+                key = (order.user, give_asset(book.market, order.side))
+                reserved[key] = reserved.get(key, ZERO) + order.reserve()
+                if order.id > self._order_id:
+                    problems.append(f"order {order.id} is above the order id counter")
+        for key in set(reserved) | set(self._balances):
+            frozen = self._balances.get(key, [ZERO, ZERO])[1]
+            if frozen != reserved.get(key, ZERO):
+                problems.append(
+                    f"user {key[0]} asset {key[1]}: frozen {frozen} but resting orders "
+                    f"reserve {reserved.get(key, ZERO)}"
+                )
+        return problems
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _page(items: list[RefOrder], offset: int, limit: int) -> list[RefOrder]:
+    # SPEC: a negative offset or limit counts as 0 (queries never raise).
+    start = max(offset, 0)
+    return items[start : start + max(limit, 0)]
