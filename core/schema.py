@@ -17,7 +17,7 @@ from enum import IntEnum
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 INT64_MAX = 2**63 - 1
 #: The largest total of one asset over all accounts (available + frozen). Deposits
@@ -294,7 +294,10 @@ RESULT_DTYPE = np.dtype(
 #: 172    mtime_ns     i8     ORDER_*: the order's mtime as reported (a cancelled order
 #:                            is reported as it stood, so its mtime is not the cancel's)
 #:
-#: Size 180 bytes (packed).
+#: 180    _pad         u4     0
+#:
+#: Size 184 bytes: whole 8-byte words, so that the log packs an event as words
+#: (persistence/frames.py) and every int64 field of an event array stays aligned.
 EVENT_DTYPE = np.dtype(
     [
         ("seq", "<i8"),
@@ -326,6 +329,7 @@ EVENT_DTYPE = np.dtype(
         ("source_len", "i1"),
         ("source", "u1", (32,)),
         ("mtime_ns", "<i8"),
+        ("_pad", "<u4"),
     ]
 )
 

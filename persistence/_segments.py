@@ -22,6 +22,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from persistence.frames import fast_forward
 from persistence.log_errors import LogCorrupt
 from persistence.log_format import (
     FRAME_ALIGN,
@@ -187,9 +190,11 @@ def _scan_mapped(segment: SegmentFile, view: memoryview, file_bytes: int) -> Seg
             f"header says first seq {header.first_seq} but the file name says {segment.first_seq}",
         )
     limit = header.max_record_bytes
-    offset = SEGMENT_HEADER_LENGTH
-    seq = header.first_seq
-    prev_batch_index = -1
+    # numba checks the valid frames at memory speed; the loop below says why the
+    # first frame that is not valid is not (or finds the end of the file).
+    offset, seq, prev_batch_index = _fast_forward(
+        view, file_bytes, SEGMENT_HEADER_LENGTH, header.first_seq, limit
+    )
     problem: str | None = None
     tearable = False
     while offset < file_bytes:
@@ -219,6 +224,19 @@ def _scan_mapped(segment: SegmentFile, view: memoryview, file_bytes: int) -> Seg
     return SegmentScan(
         segment.path, header.first_seq, limit, seq - 1, offset, file_bytes, problem, tearable
     )
+
+
+def _fast_forward(
+    view: memoryview, file_bytes: int, offset: int, seq: int, limit: int
+) -> tuple[int, int, int]:
+    """(offset, next seq, last batch index) after the run of valid frames at ``offset``."""
+    buf = np.frombuffer(view, dtype=np.uint8, count=file_bytes)
+    words = buf[: file_bytes - file_bytes % 8].view(np.int64)
+    try:
+        end = words.shape[0] * 8
+        return fast_forward(buf, words, offset, end, seq, limit, -1)
+    finally:
+        del buf, words  # the map's views must be gone before it closes
 
 
 def _later_batch_frame(scan: SegmentScan) -> tuple[int, int] | None:

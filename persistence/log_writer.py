@@ -26,9 +26,11 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+
+import numpy as np
 
 from core.errors import ClosedError
 from persistence._io import SysIO, lock_directory, write_all
@@ -47,6 +49,8 @@ from persistence.log_format import (
     COMMITTED_FILE,
     COMMITTED_MAGIC,
     COMMITTED_SYNCED,
+    FRAME_ALIGN,
+    FRAME_HEADER_LENGTH,
     MAX_RTYPE,
     MAX_SEQ,
     SEGMENT_HEADER_LENGTH,
@@ -308,6 +312,58 @@ class LogWriter:
         append_frame(self._pending, seq, rtype, batch_index, payload)
         self._pending_ends.append(len(self._pending))
         self._last_seq = seq
+
+    @property
+    def next_batch_index(self) -> int:
+        """``batch_index`` of the next record appended (its position in the pending
+        batch; 0 for every record with ``fsync=always``)."""
+        return 0 if self._config.fsync is FsyncPolicy.ALWAYS else len(self._pending_ends)
+
+    def append_framed(
+        self,
+        frames: bytes | bytearray | memoryview | np.ndarray,
+        ends: Sequence[int] | np.ndarray,
+        first_seq: int,
+    ) -> None:
+        """Buffer records framed already (by ``persistence.frames``), as ``append``
+        would have framed them: consecutive sequences from ``first_seq``, batch
+        indexes from ``next_batch_index``. ``ends`` are the frames' end offsets in
+        ``frames``. The frames' contents are trusted; their sizes and the sequence
+        are checked as ``append`` checks them, and nothing is buffered on an error.
+        """
+        self._check_open()
+        e = np.asarray(ends, dtype=np.int64)
+        count = int(e.shape[0])
+        if count == 0:
+            return
+        if type(first_seq) is not int or first_seq != self._last_seq + 1:
+            raise SequenceError(f"append seq={first_seq!r}: expected seq {self._last_seq + 1}")
+        if first_seq + count - 1 > MAX_SEQ:
+            raise SequenceError(f"append seq={first_seq + count - 1}: beyond {MAX_SEQ}")
+        raw = frames.data if isinstance(frames, np.ndarray) else frames
+        view = memoryview(raw).cast("B")
+        total = int(e[-1])
+        if total > view.nbytes:
+            raise ValueError(f"append_framed: frames end at {total}, buffer has {view.nbytes}")
+        payloads = np.diff(e, prepend=0) - FRAME_HEADER_LENGTH
+        if (payloads < 0).any() or (e % FRAME_ALIGN).any():
+            raise ValueError("append_framed: frame ends must rise by whole frames")
+        if int(payloads.max()) > self._config.max_record_bytes:
+            i = int(np.argmax(payloads > self._config.max_record_bytes))
+            raise RecordTooLarge(
+                f"append seq={first_seq + i}: payload of {int(payloads[i])} bytes exceeds "
+                f"max_record_bytes {self._config.max_record_bytes}"
+            )
+        if len(self._pending) + total > self._config.max_pending_bytes:
+            raise LogFull(
+                f"append seq={first_seq}: {len(self._pending)} bytes pending, {count} records "
+                f"need {total}, max_pending_bytes is {self._config.max_pending_bytes}; "
+                "commit first"
+            )
+        base = len(self._pending)
+        self._pending += view[:total]
+        self._pending_ends.extend((e + base).tolist())
+        self._last_seq = first_seq + count - 1
 
     def commit(self) -> int:
         """Write and sync the pending records; returns ``durable_seq``.

@@ -1,7 +1,9 @@
 """``matchd-bench``: benchmarks.
 
 ``matchd-bench core [--json] [--commands N] [--seed N] [--out DIR]`` measures the
-in-process engine (``tools.bench_core``) on a seeded command stream.
+in-process engine (``tools.bench_core``) on a seeded command stream;
+``matchd-bench log [--json] [--commands N] [--batch N] [--dir DIR] ...`` the durable
+engine on the same stream (``tools.bench_log``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,55 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"directory for result files (default {DEFAULT_OUT}/)",
     )
+    log = commands.add_parser(
+        "log",
+        help="the durable engine (append log, fsync batch/always/none) and its recovery",
+        description="Benchmark the journal: throughput and acknowledgement latency per "
+        "fsync setting, and recovery speed.",
+    )
+    log.add_argument("--json", action="store_true", help="print the results as JSON")
+    log.add_argument(
+        "--commands",
+        type=_positive_int,
+        default=1_000_000,
+        metavar="N",
+        help="commands per fsync setting (default 1000000)",
+    )
+    log.add_argument(
+        "--always-commands",
+        type=_positive_int,
+        default=20_000,
+        metavar="N",
+        help="commands of the fsync=always run (default 20000)",
+    )
+    log.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="commands per submit (default 256)",
+    )
+    log.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=DEFAULT_SEED,
+        metavar="N",
+        help=f"seed of the command stream (default {DEFAULT_SEED})",
+    )
+    log.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the logs are written (default: a temporary directory on the working disk)",
+    )
+    log.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"directory for result files (default {DEFAULT_OUT}/)",
+    )
     return parser
 
 
@@ -77,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.bench_core import main as bench_core_main
 
         return bench_core_main(args)
+    if args.command == "log":
+        from tools.bench_log import main as bench_log_main
+
+        return bench_log_main(args)
     raise AssertionError(f"unhandled benchmark {args.command!r}")  # pragma: no cover
 
 

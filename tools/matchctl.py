@@ -3,7 +3,10 @@
 Offline commands that need only the config file:
 
 * ``matchctl config-check --config PATH``: validate the engine tables of a config;
-* ``matchctl markets --config PATH``: list its markets with their precisions.
+* ``matchctl markets --config PATH``: list its markets with their precisions;
+* ``matchctl verify --config PATH --data-dir DIR``: replay a stopped daemon's log
+  both ways (newest snapshot + tail, and the whole log) and compare the state hashes
+  (``persistence.verify``); exit 0 when they agree, 1 when not.
 
 Commands that talk to a running daemon (status, balances, book, snapshot, drain lag)
 arrive with the daemon.
@@ -46,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--config", type=Path, required=True, metavar="PATH", help="TOML config file"
         )
+    text = "replay a data directory's log two ways and compare the resulting states"
+    verify = commands.add_parser("verify", help=text, description=text)
+    verify.add_argument(
+        "--config", type=Path, required=True, metavar="PATH", help="TOML config file"
+    )
+    verify.add_argument(
+        "--data-dir", type=Path, required=True, metavar="DIR", help="the daemon's data_dir"
+    )
     return parser
 
 
@@ -59,7 +70,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config OK: {len(config.assets)} assets, {len(config.markets)} markets")
     elif args.command == "markets":
         print(format_markets(config))
+    elif args.command == "verify":
+        return _verify(config, args.data_dir)
     return 0
+
+
+def _verify(config: EngineConfig, data_dir: Path) -> int:
+    # Imported here: the other commands must not load the kernels.
+    from persistence.log_errors import LogError
+    from persistence.verify import verify
+
+    try:
+        result = verify(config, data_dir)
+    except LogError as exc:
+        print(f"matchctl: verify {data_dir}: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"recovery road: snapshot seq {result.recovered_from} + log to seq {result.last_seq}: "
+        f"{result.recovered_hash}"
+    )
+    print(
+        f"whole-log road: from seq {result.full_from + 1}, {result.full.records:,} records "
+        f"({result.full.records_per_s:,.0f}/s): {result.full_hash}"
+    )
+    for problem in result.problems:
+        print(f"problem: {problem}")
+    print("verify OK" if result.ok else "verify FAILED")
+    return 0 if result.ok else 1
 
 
 def _load(path: Path) -> EngineConfig | None:

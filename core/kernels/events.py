@@ -83,6 +83,7 @@ def emit_order(
     e["flags"] = flags & ~ORDER_FLAG_MARKET
     e["source_len"] = tags.copy_to(book, c["source"], e["source"])
     e["mtime_ns"] = c["mtime_ns"]
+    e["_pad"] = 0
     return ne + 1
 
 
@@ -135,6 +136,7 @@ def emit_balance(
     e["source_len"] = 0
     _clear_source(e)
     e["mtime_ns"] = 0
+    e["_pad"] = 0
     return ne + 1
 
 
@@ -188,4 +190,5 @@ def emit_deal(
     e["source_len"] = 0
     _clear_source(e)
     e["mtime_ns"] = 0
+    e["_pad"] = 0
     return ne + 1

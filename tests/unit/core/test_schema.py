@@ -17,7 +17,7 @@ def offsets(dtype: np.dtype) -> dict[str, int]:
 
 
 def test_schema_version() -> None:
-    assert schema.SCHEMA_VERSION == 1
+    assert schema.SCHEMA_VERSION == 2
 
 
 @pytest.mark.parametrize(
@@ -25,7 +25,7 @@ def test_schema_version() -> None:
     [
         (schema.COMMAND_DTYPE, 88, {"ts_ns": 0, "user": 8, "market": 48, "kind": 50, "source": 56}),
         (schema.RESULT_DTYPE, 40, {"seq": 0, "code": 24, "event_count": 32}),
-        (schema.EVENT_DTYPE, 180, {"seq": 0, "kind": 132, "source": 140, "mtime_ns": 172}),
+        (schema.EVENT_DTYPE, 184, {"seq": 0, "kind": 132, "source": 140, "mtime_ns": 172}),
         (schema.ORDER_DTYPE, 64, {"id": 0, "left": 16, "next": 40, "acct": 52, "tif": 63}),
         (schema.ORDER_INFO_DTYPE, 40, {"amount": 0, "mtime_ns": 16, "source": 36}),
         (schema.LEVEL_DTYPE, 32, {"price": 0, "total": 8, "head": 20, "next_free": 28}),

@@ -1,0 +1,410 @@
+"""The durable engine: an ``Engine`` whose every state change is in the log before it
+is acknowledged, recovered after any crash from the newest valid snapshot plus the log.
+
+``Journal.submit`` executes a batch, frames every accepted command with its result
+and events (``persistence.frames``), appends the frames and commits them (one write
+and, with ``fsync = batch``, one fdatasync for the whole batch); only then does it
+return the results (DESIGN.md rule 2). Rejected commands change nothing and are not
+logged; their results are released with the batch.
+
+When the disk fails (``LogUnavailable``), the batch that was executed but not made
+durable is held, not acknowledged and never reported as failed (it will be applied:
+it is in memory and will be written); ``submit`` raises. While a batch is held, new
+batches are refused without being executed (every result ``SERVICE_UNAVAILABLE``)
+and queries go on; ``flush`` retries the log and returns the held batches once they
+are durable.
+
+A command whose record would exceed the log's record limit cannot be made durable
+after it was executed: the journal then stops (``JournalFailed``) and the process
+must restart; recovery rebuilds the state without it (it was never acknowledged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.config import EngineConfig
+from core.engine import Engine
+from core.schema import EVENT_DTYPE, RESULT_DTYPE, Result
+from persistence.frames import COMMAND_WORDS, EVENT_WORDS, RT_BALANCE, frame_batch, frame_bound
+from persistence.log_config import FsyncPolicy, LogConfig
+from persistence.log_errors import LogError, LogUnavailable
+from persistence.log_format import MAX_RECORD_BYTES_LIMIT
+from persistence.log_writer import LogWriter
+from persistence.replay import ReplayStats, encode_balance, replay
+from persistence.snapshot import (
+    BackgroundSnapshotter,
+    SnapshotInfo,
+    list_snapshots,
+    load_newest_valid,
+    prune_snapshots,
+)
+
+logger = logging.getLogger(__name__)
+
+#: A balance.update's business name and detail are kept in its record for the
+#: history; these bound them (ViaBTC stores business as VARCHAR(30)).
+MAX_BUSINESS_BYTES = 255
+MAX_DETAIL_BYTES = 64 * 1024
+
+LOG_DIR = "log"
+SNAPSHOT_DIR = "snapshots"
+
+
+def journal_log_config(**settings: object) -> LogConfig:
+    """Log settings for the journal: records up to the format's limit (a command that
+    sweeps many makers writes many events), room for a few of them pending."""
+    values: dict[str, object] = {
+        "max_record_bytes": MAX_RECORD_BYTES_LIMIT,
+        "max_pending_bytes": 4 * MAX_RECORD_BYTES_LIMIT,
+    }
+    values.update(settings)
+    return LogConfig(**values)  # type: ignore[arg-type]
+
+
+class JournalFailed(LogError):
+    """The in-memory state holds a change the log cannot take: restart and recover."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    """Where and how the journal keeps its files."""
+
+    data_dir: Path
+    log: LogConfig = field(default_factory=lambda: journal_log_config())
+    keep_snapshots: int = 3
+    #: Seconds between snapshots taken by ``tick`` (0: only on demand).
+    snapshot_interval_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if type(self.keep_snapshots) is not int or not 1 <= self.keep_snapshots <= 1000:
+            raise ValueError(f"keep_snapshots must be 1..1000; got {self.keep_snapshots!r}")
+        if not 0 <= self.snapshot_interval_s <= 7 * 86400:
+            raise ValueError(
+                f"snapshot_interval_s must be 0..604800; got {self.snapshot_interval_s!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """How the journal came up."""
+
+    snapshot_seq: int  #: 0 if it started from an empty state
+    replay: ReplayStats
+    seconds: float
+
+
+def config_digest(config: EngineConfig) -> str:
+    """A digest of everything in the config that shapes the state (a snapshot taken
+    under another config is not loaded)."""
+    return hashlib.blake2b(repr(config).encode(), digest_size=16).hexdigest()
+
+
+class Journal:
+    """An ``Engine`` behind the append log. Single-threaded: call it from one thread."""
+
+    def __init__(
+        self, config: EngineConfig, jconfig: JournalConfig, engine: Engine, writer: LogWriter
+    ) -> None:
+        """Use ``Journal.open``."""
+        self.config = config
+        self.jconfig = jconfig
+        self.engine = engine
+        self._writer = writer
+        self._held: list[tuple[np.ndarray, np.ndarray]] = []
+        self._failed: str | None = None
+        self._frames = np.zeros(1 << 20, dtype=np.uint8)
+        self._ends = np.zeros(4096, dtype=np.int64)
+        self._seqs = np.zeros(4096, dtype=np.int64)
+        self.recovery: Recovery | None = None
+        self._snap_dir = Path(jconfig.data_dir) / SNAPSHOT_DIR
+        self._snapper = BackgroundSnapshotter()
+        self._last_snapshot = time.monotonic()
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, config: EngineConfig, jconfig: JournalConfig) -> Journal:
+        """Recover (newest valid snapshot + the log after it) and open for writing."""
+        t0 = time.perf_counter()
+        data_dir = Path(jconfig.data_dir)
+        engine, snapshot_seq = _load_snapshot(config, data_dir / SNAPSHOT_DIR)
+        writer = LogWriter.open(data_dir / LOG_DIR, jconfig.log, start_seq=snapshot_seq + 1)
+        try:
+            if writer.last_seq < snapshot_seq:
+                raise LogError(
+                    f"the snapshot at seq {snapshot_seq} is ahead of the log, which ends at "
+                    f"seq {writer.last_seq}: records the snapshot holds are missing"
+                )
+            stats = replay(engine, data_dir / LOG_DIR, snapshot_seq + 1)
+            if stats.last_seq != writer.last_seq:
+                raise LogError(
+                    f"replay ended at seq {stats.last_seq}, the log at {writer.last_seq}"
+                )
+        except BaseException:
+            writer.close()
+            raise
+        journal = cls(config, jconfig, engine, writer)
+        journal.recovery = Recovery(snapshot_seq, stats, time.perf_counter() - t0)
+        logger.info(
+            "journal recovered: snapshot_seq=%d replayed=%d last_seq=%d replay_per_s=%.0f "
+            "seconds=%.3f",
+            snapshot_seq,
+            stats.records,
+            stats.last_seq,
+            stats.records_per_s,
+            journal.recovery.seconds,
+        )
+        return journal
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def durable_seq(self) -> int:
+        """Every change up to this sequence is in the log."""
+        return self._writer.durable_seq
+
+    @property
+    def available(self) -> bool:
+        """False while a batch is held (the log is failing) or after ``JournalFailed``."""
+        return not self._held and self._failed is None
+
+    @property
+    def writer(self) -> LogWriter:
+        """The log writer (for statistics)."""
+        return self._writer
+
+    # ------------------------------------------------------------------ writing
+
+    def submit(self, commands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Execute ``commands`` and return (results, events) once durable.
+
+        Raises ``LogUnavailable`` if the log fails after the batch was executed (it
+        is held: ``flush`` returns it once durable). While the log is unavailable the
+        batch is not executed and every result is ``SERVICE_UNAVAILABLE``.
+        """
+        self._check_failed()
+        if self._held:
+            try:
+                self._release_held()
+            except LogUnavailable:
+                return _unavailable(commands.shape[0]), np.zeros(0, dtype=EVENT_DTYPE)
+        commands = np.ascontiguousarray(commands)
+        results, events = self.engine.execute_view(commands)
+        self._append_batch(commands, results, events)
+        out = (results.copy(), events.copy())
+        try:
+            self._writer.commit()
+        except LogUnavailable:
+            self._held.append(out)
+            raise
+        return out
+
+    def balance_update(
+        self,
+        user: int,
+        asset: int,
+        business: bytes,
+        business_id: int,
+        change: int,
+        ts_ns: int,
+        detail: bytes = b"",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``Engine.balance_update``, durable; ``detail`` (the caller's JSON) is kept
+        in the record for the history. Raises and refuses as ``submit`` does."""
+        self._check_failed()
+        if self._held:
+            try:
+                self._release_held()
+            except LogUnavailable:
+                return _unavailable(1), np.zeros(0, dtype=EVENT_DTYPE)
+        if not isinstance(business, bytes | bytearray) or not isinstance(detail, bytes | bytearray):
+            return _invalid(), np.zeros(0, dtype=EVENT_DTYPE)
+        if len(business) > MAX_BUSINESS_BYTES or len(detail) > MAX_DETAIL_BYTES:
+            return _invalid(), np.zeros(0, dtype=EVENT_DTYPE)
+        results, events = self.engine.balance_update(
+            user, asset, bytes(business), business_id, change, ts_ns
+        )
+        if results[0]["code"] != Result.OK:
+            return results, events
+        payload = encode_balance(
+            int(user),
+            int(asset),
+            bytes(business),
+            int(business_id),
+            int(change),
+            int(ts_ns),
+            bytes(detail),
+            events[0],
+        )
+        seq = int(results[0]["seq"])
+        try:
+            self._writer.append(seq, RT_BALANCE, payload)
+        except LogError as exc:
+            self._fail(f"balance.update seq {seq} could not be appended: {exc}")
+        try:
+            self._writer.commit()
+        except LogUnavailable:
+            self._held.append((results, events))
+            raise
+        return results, events
+
+    def flush(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Retry a failing log: the held batches, in order, once they are durable
+        (empty if none was held). Raises ``LogUnavailable`` while it still fails."""
+        self._check_failed()
+        if not self._held:
+            return []
+        return self._release_held()
+
+    def _release_held(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        self._writer.commit()
+        held, self._held = self._held, []
+        return held
+
+    def _append_batch(self, commands: np.ndarray, results: np.ndarray, events: np.ndarray) -> None:
+        n = commands.shape[0]
+        need = frame_bound(n, events.shape[0])
+        if self._frames.shape[0] < need:
+            size = max(need, 2 * self._frames.shape[0])
+            self._frames = np.zeros(size + (-size % 8), dtype=np.uint8)
+        if self._ends.shape[0] < n:
+            self._ends = np.zeros(max(n, 2 * self._ends.shape[0]), dtype=np.int64)
+            self._seqs = np.zeros_like(self._ends)
+        cmds64 = commands.view(np.int64).reshape(n, COMMAND_WORDS)
+        ev64 = events.view(np.int64).reshape(events.shape[0], EVENT_WORDS)
+        frames64 = self._frames.view(np.int64)
+        end, count = frame_batch(
+            self._frames,
+            frames64,
+            0,
+            cmds64,
+            results,
+            ev64,
+            self._writer.next_batch_index,
+            self._writer.config.fsync is FsyncPolicy.ALWAYS,
+            self._ends,
+            self._seqs,
+        )
+        if count == 0:
+            return
+        try:
+            self._writer.append_framed(self._frames[:end], self._ends[:count], int(self._seqs[0]))
+        except LogError as exc:
+            self._fail(f"a batch of {count} records could not be appended: {exc}")
+
+    def _fail(self, reason: str) -> None:
+        self._failed = reason
+        logger.critical("journal failed: %s; restart to recover from the log", reason)
+        raise JournalFailed(reason)
+
+    def _check_failed(self) -> None:
+        if self._failed is not None:
+            raise JournalFailed(self._failed)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot(self) -> bool:
+        """Start writing a snapshot of the current state in the background (a forked
+        child; the caller is held for the state hash and the fork). False if one is
+        still being written, or a batch is held (the state is ahead of the log)."""
+        self._check_failed()
+        if self._held or self._snapper.running:
+            return False
+        seq = self._writer.durable_seq
+        if self.engine.counters()[0] != seq:  # pragma: no cover -- nothing held: equal
+            return False
+        self._snap_dir.mkdir(parents=True, exist_ok=True)
+        self._last_snapshot = time.monotonic()
+        return self._snapper.start(
+            self._snap_dir,
+            seq,
+            self.engine.state_hash(),
+            self.engine.state_arrays(),
+            {"config_digest": config_digest(self.config)},
+        )
+
+    @property
+    def snapshot_stall_ns(self) -> int:
+        """How long the last ``snapshot`` held the caller."""
+        return self._snapper.stall_ns
+
+    def poll_snapshot(self, timeout_s: float = 0.0) -> SnapshotInfo | None:
+        """The snapshot that has just been written (then old snapshots beyond
+        ``keep_snapshots`` and the log segments no kept snapshot and no consumer needs
+        are deleted), or None. Raises ``SnapshotFailed`` if writing it failed."""
+        info = self._snapper.wait(timeout_s) if timeout_s > 0 else self._snapper.poll()
+        if info is None:
+            return None
+        prune_snapshots(self._snap_dir, self.jconfig.keep_snapshots)
+        kept = list_snapshots(self._snap_dir)
+        if kept:
+            # Keep the log from the oldest kept snapshot on: if the newer ones are
+            # damaged, an older one plus more log still recovers.
+            self._writer.prune(min(s.seq for s in kept))
+        return info
+
+    def tick(self) -> SnapshotInfo | None:
+        """Housekeeping for the caller's loop: start a snapshot when the interval has
+        passed, and reap a finished one (see ``poll_snapshot``)."""
+        interval = self.jconfig.snapshot_interval_s
+        if interval > 0 and time.monotonic() - self._last_snapshot >= interval:
+            self.snapshot()
+        return self.poll_snapshot()
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Close the log (held batches stay unacknowledged: they are not durable).
+        A snapshot being written is waited for."""
+        try:
+            if self._snapper.running:
+                self.poll_snapshot(timeout_s=600.0)
+        finally:
+            self._writer.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _unavailable(n: int) -> np.ndarray:
+    results = np.zeros(n, dtype=RESULT_DTYPE)
+    results["code"] = Result.SERVICE_UNAVAILABLE
+    return results
+
+
+def _invalid() -> np.ndarray:
+    results = np.zeros(1, dtype=RESULT_DTYPE)
+    results["code"] = Result.INVALID_ARGUMENT
+    return results
+
+
+def _load_snapshot(config: EngineConfig, directory: Path) -> tuple[Engine, int]:
+    """The engine of the newest valid snapshot and its sequence, or a new engine and 0."""
+    if not directory.is_dir():
+        return Engine(config), 0
+    found = load_newest_valid(directory)
+    if found is None:
+        return Engine(config), 0
+    info, arrays, meta = found
+    if meta.get("config_digest") != config_digest(config):
+        raise LogError(
+            f"snapshot {info.path} was taken under a different engine config; restore that "
+            "config, or move the data directory aside"
+        )
+    engine = Engine(config, state=arrays)
+    got = engine.state_hash()
+    if got != info.state_hash:
+        raise LogError(
+            f"snapshot {info.path}: state hash {got} is not the {info.state_hash} it holds"
+        )
+    return engine, info.seq
