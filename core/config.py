@@ -30,6 +30,10 @@ MAX_ORDERS_PER_MARKET = 1 << 26
 MAX_LEVELS_PER_SIDE = 1 << 22
 MAX_USERS = 1 << 26
 MAX_UPDATE_KEYS = 1 << 28
+#: Most resting orders one command may reach. A command's log record must fit 64 MiB:
+#: a maker reached costs at most ten events of at most 188 bytes each.
+DEFAULT_MAX_MATCHES = 10_000
+MAX_MATCHES = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ class LimitsConfig:
     fee_user: int = 0
     max_users: int = 1_000_000
     max_update_keys: int = 4_000_000
+    max_matches: int = DEFAULT_MAX_MATCHES
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,8 @@ class EngineConfig:
     fee_user: int
     max_users: int
     max_update_keys: int
+    #: Most resting orders one command may reach (docs/engine.md, "Reach").
+    max_matches: int = DEFAULT_MAX_MATCHES
 
     def asset(self, name: str) -> Asset | None:
         """The asset called ``name``, or None."""
@@ -208,6 +215,7 @@ def build_config(
         raise ConfigError(f"engine.fee_user {limits.fee_user} is not a user id 0..{MAX_USER_ID}")
     _check_range("engine.max_users", limits.max_users, 1, MAX_USERS)
     _check_range("engine.max_update_keys", limits.max_update_keys, 1, MAX_UPDATE_KEYS)
+    _check_range("engine.max_matches", limits.max_matches, 1, MAX_MATCHES)
     if not assets:
         raise ConfigError("config has no [[assets]]")
     built_assets: list[Asset] = []
@@ -224,6 +232,7 @@ def build_config(
         fee_user=limits.fee_user,
         max_users=limits.max_users,
         max_update_keys=limits.max_update_keys,
+        max_matches=limits.max_matches,
     )
 
 

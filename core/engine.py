@@ -266,6 +266,7 @@ class Engine:
                 self.config.fee_user,
                 self._fee_acct,
                 self._scratch,
+                self.config.max_matches,
             )
             if start < n:  # the next command may need more room than is left
                 grown = np.zeros(2 * self._events.shape[0], dtype=EVENT_DTYPE)

@@ -151,6 +151,9 @@ class ReferenceEngine(ReferenceState):
         opposite = book.opposite(cmd.side)
         if cmd.flags & OrderFlag.POST_ONLY and opposite.crosses_best(price):
             return Outcome(Result.POST_ONLY_WOULD_TAKE)
+        cap = self.config.max_matches
+        if opposite.reach(cmd.user, cmd.stp, price, amount, False, cap) > cap:
+            return Outcome(Result.TOO_MANY_MATCHES)
         fok = cmd.tif == TimeInForce.FOK
         if fok and opposite.fok_depth(cmd.user, cmd.stp, price, amount) < amount:
             return Outcome(Result.FOK_NOT_FILLED)
@@ -188,6 +191,10 @@ class ReferenceEngine(ReferenceState):
         least = scales.min_amount if cmd.side == Side.ASK else best.price * scales.min_amount
         if amount < least:
             return Outcome(Result.AMOUNT_TOO_SMALL)
+        cap = self.config.max_matches
+        bid = cmd.side == Side.BID
+        if book.opposite(cmd.side).reach(cmd.user, cmd.stp, None, amount, bid, cap) > cap:
+            return Outcome(Result.TOO_MANY_MATCHES)
         # SPEC: a market order has price 0, maker_rate 0, tif IOC and flags 0.
         order = self._new_order(
             cmd,
@@ -219,6 +226,8 @@ class ReferenceEngine(ReferenceState):
         )
         if not mine:
             return Outcome(Result.OK)
+        # SPEC: at most max_matches orders per command, the oldest; the caller repeats.
+        mine = mine[: self.config.max_matches]
         self._seq += 1
         for order in mine:
             self._take_off(book, order, FinishReason.CANCELED)
@@ -246,6 +255,9 @@ class ReferenceEngine(ReferenceState):
             return Outcome(Result.AMOUNT_TOO_SMALL)
         if order.flags & OrderFlag.POST_ONLY and book.opposite(order.side).crosses_best(price):
             return Outcome(Result.POST_ONLY_WOULD_TAKE)
+        cap = self.config.max_matches
+        if book.opposite(order.side).reach(order.user, order.stp, price, left, False, cap) > cap:
+            return Outcome(Result.TOO_MANY_MATCHES)
         if book.lacks_level(order.side, price, moving=order):
             return Outcome(Result.BOOK_FULL)
         self._seq += 1

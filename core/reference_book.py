@@ -185,6 +185,34 @@ class BookSide:
             total += maker.left
         return total
 
+    def reach(
+        self,
+        user: int,
+        stp: int,
+        limit: Decimal | None,
+        amount: Decimal,
+        counts_money: bool,
+        cap: int,
+    ) -> int:
+        """Resting orders a taker of ``user`` can reach (docs/engine.md, "Reach"):
+        levels are walked from the best while they cross ``limit``; each adds all its
+        orders; the walk ends after the level at which the makers' ``left`` (a market
+        bid: their cost), the taker's own not counted when stp is set, covers
+        ``amount``. Stops counting once past ``cap``."""
+        rest = amount
+        reached = 0
+        for level in self.levels:
+            if rest <= 0 or not self.crosses(level.price, limit):
+                break
+            reached += len(level.orders)
+            if reached > cap:
+                break
+            for maker in level.orders:
+                if stp != StpMode.NONE and maker.user == user:
+                    continue
+                rest -= maker.left * level.price if counts_money else maker.left
+        return reached
+
     def depth(self, limit: int, step: Decimal | None) -> list[tuple[Decimal, Decimal]]:
         """(price, summed left) of at most ``limit`` levels, best first; with a
         ``step`` an ask price is rounded up and a bid price down to a multiple of it

@@ -124,6 +124,7 @@ class Result(IntEnum):
     FOK_NOT_FILLED = 3006
     BOOK_FULL = 3007
     ORDER_NOT_REPLACEABLE = 3008
+    TOO_MANY_MATCHES = 3009
     INTERNAL_ERROR = 9001
     SERVICE_UNAVAILABLE = 9002
     USER_TABLE_FULL = 9003
@@ -147,6 +148,7 @@ MESSAGES: dict[Result, str] = {
     Result.FOK_NOT_FILLED: "fill-or-kill order cannot be filled completely",
     Result.BOOK_FULL: "book full",
     Result.ORDER_NOT_REPLACEABLE: "order cannot be replaced",
+    Result.TOO_MANY_MATCHES: "order would reach too many resting orders",
     Result.INTERNAL_ERROR: "internal error",
     Result.SERVICE_UNAVAILABLE: "service unavailable",
     Result.USER_TABLE_FULL: "service unavailable: user table full",

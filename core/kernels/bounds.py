@@ -15,6 +15,7 @@ from core.kernels.codes import (
     PUT_MARKET,
     REPLACE,
     STP_CANCEL_MAKER,
+    STP_NONE,
 )
 from core.kernels.jit import inline
 from core.kernels.layout import (
@@ -69,6 +70,54 @@ def _taker_bound(book, m, side, price, amount, is_market, stp) -> int:
             remaining -= used
         k += 1
     return EVENTS_PER_FILL * makers + 4
+
+
+@inline
+def _use(rest: int, left: int, p: int, market_bid: bool, deal_scale: int) -> int:
+    """``rest`` less ``left`` lots (a market bid: their cost at ``p``), without overflow:
+    a cost beyond ``rest`` leaves nothing."""
+    if not market_bid:
+        return rest - left
+    if mul3_le(p, left, deal_scale, rest):
+        return rest - p * left * deal_scale
+    return 0
+
+
+@inline
+def reach(book, m, side, price, amount, is_market, acct, stp, cap) -> int:
+    """Resting orders a taker can reach (docs/engine.md, "Reach"), counted up to just
+    past ``cap``: levels from the best while they cross; each adds all its orders; the
+    walk ends after the level at which the makers' ``left`` (a market bid: their cost),
+    the taker's own not counted when stp is set, covers ``amount``."""
+    levels = book[B_LEVELS]
+    orders = book[B_ORDERS]
+    deal_scale = book[B_MPARAMS][m, MP_DEAL_SCALE]
+    market_bid = is_market and side == BID
+    opp = 3 - side
+    rest = amount
+    reached = 0
+    k = 0
+    while rest > 0:
+        k, lv = bk.next_live(book, m, opp, k)
+        if lv == NIL:
+            break
+        p = levels[lv]["price"]
+        if not is_market and ((side == ASK and p < price) or (side == BID and p > price)):
+            break
+        reached += levels[lv]["count"]
+        if reached > cap:
+            break
+        if stp == STP_NONE:
+            rest = _use(rest, levels[lv]["total"], p, market_bid, deal_scale)
+        else:
+            slot = levels[lv]["head"]
+            while slot != NIL and rest > 0:
+                o = orders[slot]
+                if o["acct"] != acct:
+                    rest = _use(rest, o["left"], p, market_bid, deal_scale)
+                slot = o["next"]
+        k += 1
+    return reached
 
 
 @inline

@@ -14,7 +14,7 @@ from core.kernels import events as evw
 from core.kernels import tags
 from core.kernels.arith import mul3_le, mul_le
 from core.kernels.balance import account_of, available
-from core.kernels.bounds import events_bound
+from core.kernels.bounds import events_bound, reach
 from core.kernels.checks import check_order_common, check_target, crosses, fok_fillable, lookup
 from core.kernels.codes import (
     AMOUNT_TOO_SMALL,
@@ -41,6 +41,7 @@ from core.kernels.codes import (
     PUT_MARKET,
     REPLACE,
     SELF_TRADE,
+    TOO_MANY_MATCHES,
 )
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import (
@@ -128,7 +129,9 @@ def _rest(book, accounts, ev, ne, seq, ts, m, slot, kind) -> int:
 
 
 @inline
-def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
+def cmd_put_limit(
+    book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch, max_matches
+):
     """PUT_LIMIT; returns (code, order_id, value, ne)."""
     code = check_order_common(cmd, n_markets, fee_user, True)
     if code != OK:
@@ -160,6 +163,8 @@ def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fe
         return AMOUNT_TOO_SMALL, 0, 0, ne
     if (cmd["flags"] & POST_ONLY) != 0 and crosses(book, m, side, price):
         return POST_ONLY_WOULD_TAKE, 0, 0, ne
+    if reach(book, m, side, price, amount, False, acct, cmd["stp"], max_matches) > max_matches:
+        return TOO_MANY_MATCHES, 0, 0, ne
     if cmd["tif"] == FOK and not fok_fillable(book, m, side, price, acct, cmd["stp"], amount):
         return FOK_NOT_FILLED, 0, 0, ne
     if cmd["tif"] == GTC:
@@ -195,7 +200,9 @@ def cmd_put_limit(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fe
 
 
 @inline
-def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch):
+def cmd_put_market(
+    book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch, max_matches
+):
     """PUT_MARKET; returns (code, order_id, value, ne)."""
     code = check_order_common(cmd, n_markets, fee_user, False)
     if code != OK:
@@ -226,6 +233,8 @@ def cmd_put_market(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, f
         small = not mul3_le(best_price, mp[m, MP_MIN_AMOUNT], mp[m, MP_DEAL_SCALE], amount)
     if small:
         return AMOUNT_TOO_SMALL, 0, 0, ne
+    if reach(book, m, side, 0, amount, True, acct, cmd["stp"], max_matches) > max_matches:
+        return TOO_MANY_MATCHES, 0, 0, ne
     counters[COUNTER_SEQ] += 1
     counters[COUNTER_ORDER_ID] += 1
     seq = counters[COUNTER_SEQ]
@@ -263,7 +272,7 @@ def cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets):
 
 
 @inline
-def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
+def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets, max_matches):
     """CANCEL_ALL; returns (code, 0, cancelled, ne)."""
     code = check_target(cmd, n_markets)
     if code != OK:
@@ -281,7 +290,7 @@ def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
         slot = info[slot]["unext"]
     seq = 0
     n = 0
-    while slot != NIL:
+    while slot != NIL and n < max_matches:  # at most max_matches: the caller repeats
         newer = info[slot]["uprev"]
         if cmd["side"] == 0 or orders[slot]["side"] == cmd["side"]:
             if seq == 0:
@@ -294,7 +303,7 @@ def cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets):
 
 
 @inline
-def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct):
+def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, max_matches):
     """REPLACE; returns (code, order_id, value, ne)."""
     code = check_target(cmd, n_markets)
     if code != OK:
@@ -343,6 +352,8 @@ def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_
         return AMOUNT_TOO_SMALL, 0, 0, ne
     if (o["flags"] & POST_ONLY) != 0 and crosses(book, m, side, price):
         return POST_ONLY_WOULD_TAKE, 0, 0, ne
+    if reach(book, m, side, price, new_left, False, o["acct"], o["stp"], max_matches) > max_matches:
+        return TOO_MANY_MATCHES, 0, 0, ne
     needs_level = bk.find_level(book, m, side, price) == NIL
     frees_level = levels[o["level"]]["count"] == 1
     if needs_level and not frees_level and not bk.can_add_level(book, m, side):
@@ -373,7 +384,19 @@ def cmd_replace(book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_
 
 @kernel
 def execute_batch(
-    book, accounts, cmds, results, ev, start, ne0, counters, n_markets, fee_user, fee_acct, scratch
+    book,
+    accounts,
+    cmds,
+    results,
+    ev,
+    start,
+    ne0,
+    counters,
+    n_markets,
+    fee_user,
+    fee_acct,
+    scratch,
+    max_matches,
 ) -> tuple[int, int]:
     """Apply ``cmds[start:]``, writing events from ``ev[ne0]`` on, until done or the
     event buffer might overflow.
@@ -393,20 +416,42 @@ def execute_batch(
         kind = cmd["kind"]
         if kind == PUT_LIMIT:
             code, oid, value, ne = cmd_put_limit(
-                book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch
+                book,
+                accounts,
+                ev,
+                ne,
+                cmd,
+                counters,
+                n_markets,
+                fee_user,
+                fee_acct,
+                scratch,
+                max_matches,
             )
         elif kind == REPLACE:
             code, oid, value, ne = cmd_replace(
-                book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct
+                book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, max_matches
             )
         elif kind == CANCEL:
             code, oid, value, ne = cmd_cancel(book, accounts, ev, ne, cmd, counters, n_markets)
         elif kind == PUT_MARKET:
             code, oid, value, ne = cmd_put_market(
-                book, accounts, ev, ne, cmd, counters, n_markets, fee_user, fee_acct, scratch
+                book,
+                accounts,
+                ev,
+                ne,
+                cmd,
+                counters,
+                n_markets,
+                fee_user,
+                fee_acct,
+                scratch,
+                max_matches,
             )
         elif kind == CANCEL_ALL:
-            code, oid, value, ne = cmd_cancel_all(book, accounts, ev, ne, cmd, counters, n_markets)
+            code, oid, value, ne = cmd_cancel_all(
+                book, accounts, ev, ne, cmd, counters, n_markets, max_matches
+            )
         else:
             code, oid, value = INVALID_ARGUMENT, 0, 0
         r = results[i]

@@ -45,6 +45,7 @@ _CONFIG = """
 fee_user = 0
 max_users = {max_users}
 max_update_keys = {max_update_keys}
+max_matches = {max_matches}
 
 [[assets]]
 name = "BTC"
@@ -88,6 +89,7 @@ def config_text(
     max_levels: int = 100,
     max_users: int = 100,
     max_update_keys: int = 1000,
+    max_matches: int = 10_000,
 ) -> str:
     """TOML of the test config: BTC_USDT (index 0, with the given capacities) and
     ETH_BTC (index 1); assets BTC, ETH (prec 10) and USDT (prec 8); fee account 0."""
@@ -96,6 +98,7 @@ def config_text(
         max_levels=max_levels,
         max_users=max_users,
         max_update_keys=max_update_keys,
+        max_matches=max_matches,
     )
 
 

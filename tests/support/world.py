@@ -62,6 +62,7 @@ _CONFIG = """
 fee_user = 0
 max_users = {max_users}
 max_update_keys = {max_update_keys}
+max_matches = {max_matches}
 
 [[assets]]
 name = "BTC"
@@ -111,10 +112,12 @@ class Limits:
     max_levels: int = 16
     max_users: int = 64
     max_update_keys: int = 512
+    #: Small, so that takers are refused as TOO_MANY_MATCHES and CANCEL_ALL stops short.
+    max_matches: int = 12
 
 
 #: Capacities small enough that BOOK_FULL, USER_TABLE_FULL and KEY_TABLE_FULL happen.
-TIGHT = Limits(max_orders=4, max_levels=2, max_users=4, max_update_keys=24)
+TIGHT = Limits(max_orders=4, max_levels=2, max_users=4, max_update_keys=24, max_matches=2)
 
 
 @lru_cache(maxsize=16)
@@ -126,6 +129,7 @@ def stream_config(limits: Limits = Limits()) -> EngineConfig:
             max_levels=limits.max_levels,
             max_users=limits.max_users,
             max_update_keys=limits.max_update_keys,
+            max_matches=limits.max_matches,
         )
     )
 

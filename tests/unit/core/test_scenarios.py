@@ -740,6 +740,76 @@ def test_cancel_all_oldest_first_by_side(engine_cls: EngineClass) -> None:
     assert s.book_ids(BID, ETH_BTC) == [5]
 
 
+def test_cancel_all_cancels_at_most_max_matches_oldest_first(engine_cls: EngineClass) -> None:
+    s = funded(engine_cls, max_matches=3)
+    for i in range(5):
+        s.limit(ALICE, BID, "0.1", str(100 + i))  # ids 1..5
+    first = s.cancel_all(ALICE)
+    assert (first.code, first.value) == (OK, 3)
+    assert [e[1] for e in first.brief(balances=False)] == [1, 2, 3]
+    second = s.cancel_all(ALICE)
+    assert (second.code, second.value) == (OK, 2)
+    assert s.cancel_all(ALICE).value == 0
+
+
+# ------------------------------------------------------------------------ reach
+
+
+def reach_book(engine_cls: EngineClass) -> Scenario:
+    """max_matches 3; asks: BOB 0.1@100, CAROL 0.1@100, DAVE 0.1@101, BOB 0.1@102,
+    ALICE 0.1@101 (ALICE's own, behind DAVE)."""
+    s = funded(engine_cls, max_matches=3)
+    s.limit(BOB, ASK, "0.1", "100")  # 1
+    s.limit(CAROL, ASK, "0.1", "100")  # 2
+    s.limit(DAVE, ASK, "0.1", "101")  # 3
+    s.limit(ALICE, ASK, "0.1", "101")  # 4
+    s.limit(BOB, ASK, "0.1", "102")  # 5
+    return s
+
+
+def test_a_taker_reaching_more_than_max_matches_is_refused_whole(engine_cls: EngineClass) -> None:
+    s = reach_book(engine_cls)
+    # 0.2 at 101: the first level (2 orders) covers it: reach 2.
+    assert s.limit(CAROL, BID, "0.2", "101", tif=TimeInForce.IOC).code == OK
+    s = reach_book(engine_cls)
+    # 0.25 at 101: both levels, 4 orders: refused, nothing changes.
+    refused = s.limit(CAROL, BID, "0.25", "101")
+    assert (refused.code, refused.seq, len(refused.events)) == (Result.TOO_MANY_MATCHES, 0, 0)
+    # The same amount with a limit of 100 reaches only the first level.
+    assert s.limit(CAROL, BID, "0.25", "100").code == OK
+
+
+def test_reach_does_not_count_the_takers_own_orders_toward_the_amount(
+    engine_cls: EngineClass,
+) -> None:
+    def book() -> Scenario:
+        s = funded(engine_cls, max_matches=3)
+        s.limit(ALICE, ASK, "0.1", "100")  # her own, at the head
+        s.limit(BOB, ASK, "0.1", "100")
+        s.limit(CAROL, ASK, "0.1", "101")
+        s.limit(DAVE, ASK, "0.1", "101")
+        return s
+
+    # Without stp her own 0.1 counts: the first level (2 orders) covers 0.2.
+    assert book().limit(ALICE, BID, "0.2", "101").code == OK
+    # With stp it does not: the second level is needed too, 4 orders.
+    refused = book().limit(ALICE, BID, "0.2", "101", stp=StpMode.CANCEL_MAKER)
+    assert refused.code == Result.TOO_MANY_MATCHES
+
+
+def test_reach_of_market_orders_and_replaces(engine_cls: EngineClass) -> None:
+    s = reach_book(engine_cls)
+    # A market bid of 25 USDT: 0.1@100 + 0.1@100 cost 20, the 101 level is needed.
+    assert s.market_order(CAROL, BID, "25").code == Result.TOO_MANY_MATCHES
+    assert s.market_order(CAROL, BID, "15").code == OK
+    s = reach_book(engine_cls)
+    bid = s.limit(CAROL, BID, "0.25", "99")
+    assert bid.code == OK
+    moved = s.replace(CAROL, bid.order_id, "101", "0.25")
+    assert moved.code == Result.TOO_MANY_MATCHES
+    assert s.replace(CAROL, bid.order_id, "100", "0.25").code == OK
+
+
 # ------------------------------------------------------------------------ replace
 
 
