@@ -99,6 +99,25 @@ def _copy_records(records: np.ndarray) -> np.ndarray:
     return records.view(np.uint8).copy().view(records.dtype)
 
 
+_COPY_BLOCK = 1 << 16
+
+
+def _copy_nonzero(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src`` for a zero-filled ``dst``, copying only the 64 KiB blocks of
+    ``src`` that are not all zero: the untouched pools of a large config stay unmapped
+    (an empty default engine is 814 MiB of arrays, nearly all zero)."""
+    s = np.ascontiguousarray(src).reshape(-1).view(np.uint8)
+    d = dst.reshape(-1).view(np.uint8)
+    whole = s.shape[0] // _COPY_BLOCK
+    if whole:
+        blocks = s[: whole * _COPY_BLOCK].view(np.uint64).reshape(whole, -1)
+        for b in np.flatnonzero(blocks.any(axis=1)):
+            at = int(b) * _COPY_BLOCK
+            d[at : at + _COPY_BLOCK] = s[at : at + _COPY_BLOCK]
+    tail = whole * _COPY_BLOCK
+    d[tail:] = s[tail:]
+
+
 def _pow2_at_least(n: int) -> int:
     size = 16
     while size < n:
@@ -219,7 +238,7 @@ class Engine:
                 )
             if name == "mparams" and not np.array_equal(src, dst):
                 raise ValueError("state was made with different market parameters")
-            dst[...] = src
+            _copy_nonzero(dst, src)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Every array of the engine's state by name (the arrays themselves, not

@@ -312,8 +312,9 @@ class Journal:
 
     def snapshot(self) -> bool:
         """Start writing a snapshot of the current state in the background (a forked
-        child; the caller is held for the state hash and the fork). False if one is
-        still being written, or a batch is held (the state is ahead of the log)."""
+        child hashes and writes it; the caller is held only for the fork). False if
+        one is still being written, or a batch is held (the state is ahead of the
+        log)."""
         self._check_failed()
         if self._held or self._snapper.running:
             return False
@@ -322,10 +323,12 @@ class Journal:
             return False
         self._snap_dir.mkdir(parents=True, exist_ok=True)
         self._last_snapshot = time.monotonic()
+        # The child hashes its copy-on-write view of the state: the caller only waits
+        # for the fork.
         return self._snapper.start(
             self._snap_dir,
             seq,
-            self.engine.state_hash(),
+            self.engine.state_hash,
             self.engine.state_arrays(),
             {"config_digest": config_digest(self.config)},
         )

@@ -108,3 +108,31 @@ def test_a_full_book_of_distinct_tags_is_book_full_not_a_tag_limit() -> None:
     assert results["code"][50] == Result.BOOK_FULL
     assert engine.live_tags() == 50
     assert engine.check_invariants() == []
+
+
+def test_an_engine_rebuilt_from_its_state_arrays_is_the_same_engine() -> None:
+    config = make_config(max_orders=300, max_levels=300)
+    engine = Engine(config)
+    funded(engine, 4)
+    engine.execute(asks(150))
+    copy = Engine(config, state={k: v.copy() for k, v in engine.state_arrays().items()})
+    assert copy.state_hash() == engine.state_hash()
+    assert copy.check_invariants() == []
+    more = C.batch(C.put_limit(4, 0, Side.BID, 5000, 10_100), C.cancel(1, 0, 5), C.cancel_all(2, 0))
+    (r1, e1), (r2, e2) = engine.execute(more), copy.execute(more)
+    assert np.array_equal(r1, r2)
+    assert np.array_equal(e1, e2)
+
+
+def test_state_arrays_of_another_config_are_refused() -> None:
+    small = Engine(make_config(max_orders=100, max_levels=100))
+    with pytest.raises(ValueError, match="different market parameters"):
+        Engine(make_config(max_orders=200, max_levels=100), state=small.state_arrays())
+    with pytest.raises(ValueError, match=r"'account_keys' is int64 .* this config needs"):
+        Engine(
+            make_config(max_orders=100, max_levels=100, max_users=50), state=small.state_arrays()
+        )
+    partial = dict(small.state_arrays())
+    del partial["orders"]
+    with pytest.raises(ValueError, match="missing \\['orders'\\]"):
+        Engine(make_config(max_orders=100, max_levels=100), state=partial)
