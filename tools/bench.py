@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="commands of the fsync=always run (default 20000)",
     )
     log.add_argument(
+        "--snapshot-orders",
+        type=_positive_int,
+        default=2_000_000,
+        metavar="N",
+        help="resting orders in the snapshot measurement (default 2000000)",
+    )
+    log.add_argument(
         "--batch",
         type=_positive_int,
         default=256,

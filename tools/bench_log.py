@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from core.config import parse_config
+from core.schema import COMMAND_DTYPE, CommandKind, Side, TimeInForce
 from persistence.journal import Journal, JournalConfig, journal_log_config
 from persistence.log import FsyncPolicy
 from tools.bench_core import machine_info
@@ -110,6 +112,73 @@ def measure(
     return figures, journal
 
 
+SNAPSHOT_CONFIG = """
+[engine]
+fee_user = 0
+max_users = 2048
+
+[[assets]]
+name = "XBT"
+prec = 10
+
+[[assets]]
+name = "USD"
+prec = 8
+
+[[markets]]
+name = "XBT_USD"
+stock = "XBT"
+money = "USD"
+stock_prec = 6
+money_prec = 2
+max_orders = {max_orders}
+max_levels = 65536
+"""
+
+
+def measure_snapshot(directory: Path, orders: int) -> dict[str, Any]:
+    """A book of ``orders`` resting asks (1,000 users, 60,000 prices) through a journal
+    (fsync none: this is about the snapshot, not the log); then how long
+    ``Journal.snapshot`` holds the caller (the fork), how long the child takes to hash
+    and write, the file's size, and a recovery from it."""
+    config = parse_config(SNAPSHOT_CONFIG.format(max_orders=orders + 1024))
+    jconfig = JournalConfig(data_dir=directory, log=journal_log_config(fsync=FsyncPolicy.NONE))
+    journal = Journal.open(config, jconfig)
+    for user in range(1, 1001):
+        journal.balance_update(user, 0, b"deposit", 1, 10**15, 1)
+    cmds = np.zeros(orders, dtype=COMMAND_DTYPE)
+    i = np.arange(orders)
+    cmds["kind"] = int(CommandKind.PUT_LIMIT)
+    cmds["user"] = 1 + i % 1000
+    cmds["side"] = int(Side.ASK)
+    cmds["amount"] = 10_000 + i % 7
+    cmds["price"] = 3_000_000 + i % 60_000
+    cmds["tif"] = int(TimeInForce.GTC)
+    cmds["ts_ns"] = 1_700_000_000_000_000_000 + i
+    for start in range(0, orders, 65536):
+        journal.submit(cmds[start : start + 65536])
+    del cmds
+    resting = journal.engine.market_summary(0).ask_count
+    t0 = time.perf_counter()
+    if not journal.snapshot():  # pragma: no cover -- nothing is held or running
+        raise RuntimeError("the snapshot did not start")
+    stall_ms = journal.snapshot_stall_ns / 1e6
+    info = journal.poll_snapshot(timeout_s=600)
+    seconds = time.perf_counter() - t0
+    journal.close()
+    t1 = time.perf_counter()
+    again = Journal.open(config, jconfig)
+    recover_s = time.perf_counter() - t1
+    again.close()
+    return {
+        "resting_orders": int(resting),
+        "stall_ms": round(stall_ms, 2),
+        "write_seconds": round(seconds, 3),
+        "file_bytes": info.bytes if info else 0,
+        "recovery_seconds": round(recover_s, 3),
+    }
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark; print the report (JSON with ``--json``)."""
     batch: int = args.batch
@@ -151,6 +220,7 @@ def main(args: argparse.Namespace) -> int:
             else:
                 journal.close()
             shutil.rmtree(directory)
+        snapshot = measure_snapshot(work / "snapshot", args.snapshot_orders)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = {
@@ -159,6 +229,7 @@ def main(args: argparse.Namespace) -> int:
         "exchange-core stream of matchd-bench core",
         "runs": runs,
         "recovery": recovery,
+        "snapshot": snapshot,
         "seed": args.seed,
         "machine": machine_info(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -180,6 +251,12 @@ def main(args: argparse.Namespace) -> int:
         print(
             f"recovery: {recovery['replay_records_per_s'] / 1e6:.2f} M records/s replayed, "
             f"open {recovery['open_seconds']} s for {recovery['records']:,} records"
+        )
+        print(
+            f"snapshot of {snapshot['resting_orders']:,} resting orders: caller held "
+            f"{snapshot['stall_ms']} ms, written in {snapshot['write_seconds']} s "
+            f"({snapshot['file_bytes'] / 2**20:.0f} MiB), recovered in "
+            f"{snapshot['recovery_seconds']} s"
         )
     return 0 if recovery.get("state_hash_match") else 1
 
