@@ -118,6 +118,7 @@ class Journal:
         self.engine = engine
         self._writer = writer
         self._held: list[tuple[np.ndarray, np.ndarray]] = []
+        self._released: list[tuple[np.ndarray, np.ndarray]] = []
         self._failed: str | None = None
         self._frames = np.zeros(1 << 20, dtype=np.uint8)
         self._ends = np.zeros(4096, dtype=np.int64)
@@ -190,11 +191,8 @@ class Journal:
         batch is not executed and every result is ``SERVICE_UNAVAILABLE``.
         """
         self._check_failed()
-        if self._held:
-            try:
-                self._release_held()
-            except LogUnavailable:
-                return _unavailable(commands.shape[0]), np.zeros(0, dtype=EVENT_DTYPE)
+        if not self._retry_held():
+            return _unavailable(commands.shape[0]), np.zeros(0, dtype=EVENT_DTYPE)
         commands = np.ascontiguousarray(commands)
         results, events = self.engine.execute_view(commands)
         self._append_batch(commands, results, events)
@@ -219,11 +217,8 @@ class Journal:
         """``Engine.balance_update``, durable; ``detail`` (the caller's JSON) is kept
         in the record for the history. Raises and refuses as ``submit`` does."""
         self._check_failed()
-        if self._held:
-            try:
-                self._release_held()
-            except LogUnavailable:
-                return _unavailable(1), np.zeros(0, dtype=EVENT_DTYPE)
+        if not self._retry_held():
+            return _unavailable(1), np.zeros(0, dtype=EVENT_DTYPE)
         if not isinstance(business, bytes | bytearray) or not isinstance(detail, bytes | bytearray):
             return _invalid(), np.zeros(0, dtype=EVENT_DTYPE)
         if len(business) > MAX_BUSINESS_BYTES or len(detail) > MAX_DETAIL_BYTES:
@@ -256,17 +251,30 @@ class Journal:
         return results, events
 
     def flush(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Retry a failing log: the held batches, in order, once they are durable
-        (empty if none was held). Raises ``LogUnavailable`` while it still fails."""
+        """Retry a failing log; returns the batches that were held and are durable
+        now, in order, to be acknowledged (empty if none). Raises ``LogUnavailable``
+        while it still fails. ``submit`` retries too: what it releases is returned
+        by the next ``flush``, so call ``flush`` after every ``LogUnavailable``
+        until it returns them."""
         self._check_failed()
-        if not self._held:
-            return []
-        return self._release_held()
+        if self._held:
+            self._writer.commit()
+            self._released.extend(self._held)
+            self._held = []
+        released, self._released = self._released, []
+        return released
 
-    def _release_held(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        self._writer.commit()
-        held, self._held = self._held, []
-        return held
+    def _retry_held(self) -> bool:
+        """True if nothing is held (any held batch made durable now, for ``flush``)."""
+        if not self._held:
+            return True
+        try:
+            self._writer.commit()
+        except LogUnavailable:
+            return False
+        self._released.extend(self._held)
+        self._held = []
+        return True
 
     def _append_batch(self, commands: np.ndarray, results: np.ndarray, events: np.ndarray) -> None:
         n = commands.shape[0]

@@ -254,3 +254,27 @@ def test_a_torn_unacknowledged_batch_is_dropped_and_the_rest_recovered(tmp_path:
         assert acked <= seq < acked + int((results["seq"] != 0).sum())
         assert again.engine.state_hash() == engine_at(13, 25, seq).state_hash()
         assert again.engine.check_invariants() == []
+
+
+def test_a_batch_released_by_submit_is_handed_out_by_the_next_flush(tmp_path: Path) -> None:
+    items = [i for i in work(seed=12, batches=12) if isinstance(i, np.ndarray)]
+    io = FaultyIO()
+    journal = Journal.open(engine_config(), jconfig(tmp_path))
+    journal._writer._io = io
+    deposits = list(work(seed=12, batches=0))
+    for item in deposits:
+        run(journal, item)
+    io.fail("fdatasync", errno.EIO, times=1)
+    with pytest.raises(LogUnavailable):
+        journal.submit(items[0])
+    held_seq = journal.engine.counters()[0]
+    # The disk works again: the next submit makes the held batch durable first, then
+    # runs its own; the held batch's results come from flush, in order, exactly once.
+    results, _ = journal.submit(items[1])
+    assert journal.durable_seq == journal.engine.counters()[0] > held_seq
+    released = journal.flush()
+    assert len(released) == 1
+    assert released[0][0]["seq"].max() == held_seq
+    assert journal.flush() == []
+    assert (results["seq"][results["seq"] != 0] > held_seq).all()
+    journal.close()
