@@ -14,7 +14,6 @@ from core.kernels.codes import (
     PUT_LIMIT,
     PUT_MARKET,
     REPLACE,
-    STP_CANCEL_MAKER,
     STP_NONE,
 )
 from core.kernels.jit import inline
@@ -31,45 +30,6 @@ from core.schema import MAX_USER_ID
 
 #: Events a single fill can write (deal, 6 trade/fee legs, 2 fee incomes, maker).
 EVENTS_PER_FILL = 10
-
-
-@inline
-def _taker_bound(book, m, side, price, amount, is_market, stp) -> int:
-    """Most events a taker can write: walk the levels it could reach.
-
-    Every maker reached costs at most EVENTS_PER_FILL events; a level whose makers
-    all fill uses up their ``left`` (or their cost, for a market bid). With stp
-    CANCEL_MAKER own makers are skipped without using anything, so the walk counts the
-    whole crossing side. The walk is as long as the match itself, and a taker that
-    does not cross costs one look at the best level.
-    """
-    if side != ASK and side != BID:
-        return 4
-    levels = book[B_LEVELS]
-    deal_scale = book[B_MPARAMS][m, MP_DEAL_SCALE]
-    market_bid = is_market and side == BID
-    opp = 3 - side
-    remaining = amount
-    makers = 0
-    k = 0
-    while remaining > 0:
-        k, lv = bk.next_live(book, m, opp, k)
-        if lv == NIL:
-            break
-        p = levels[lv]["price"]
-        if not is_market and ((side == ASK and p < price) or (side == BID and p > price)):
-            break
-        makers += levels[lv]["count"]
-        if stp != STP_CANCEL_MAKER:
-            used = levels[lv]["total"]
-            if market_bid:
-                if mul3_le(p, used, deal_scale, remaining):
-                    used = p * used * deal_scale
-                else:
-                    used = remaining
-            remaining -= used
-        k += 1
-    return EVENTS_PER_FILL * makers + 4
 
 
 @inline
@@ -121,12 +81,23 @@ def reach(book, m, side, price, amount, is_market, acct, stp, cap) -> int:
 
 
 @inline
-def events_bound(book, accounts, cmd, n_markets: int, room: int) -> int:
+def _taker_bound(book, m, side, price, amount, is_market, acct, stp, max_matches) -> int:
+    """Most events a taker can write: every maker it can reach costs at most
+    EVENTS_PER_FILL events (a cancelled own maker two), and a taker that reaches more
+    than ``max_matches`` is refused with none. The walk is as long as the match."""
+    if side != ASK and side != BID:
+        return 4
+    reached = reach(book, m, side, price, amount, is_market, acct, stp, max_matches)
+    return EVENTS_PER_FILL * min(reached, max_matches) + 4
+
+
+@inline
+def events_bound(book, accounts, cmd, n_markets: int, room: int, max_matches: int) -> int:
     """Most events ``cmd`` can write, so the batch loop never overruns its buffer.
 
     When the whole book would fit in ``room`` that is the answer (cheap); otherwise the
-    bound is what the command can reach, not the size of the book, so the event buffer
-    stays small however deep the book is.
+    bound is what the command can reach (never more than ``max_matches`` makers), not
+    the size of the book, so the event buffer stays small however deep the book is.
     """
     m = cmd["market"]
     if m < 0 or m >= n_markets:
@@ -138,19 +109,34 @@ def events_bound(book, accounts, cmd, n_markets: int, room: int) -> int:
     everything = EVENTS_PER_FILL * (ms[m, MS_NORDERS] + ms[m, MS_NORDERS + 1]) + 4
     if everything <= room:  # the whole book fits: no need to look closer
         return everything
+    if cmd["user"] < 0 or cmd["user"] > MAX_USER_ID:
+        return 1
+    acct = account_of(accounts, cmd["user"])
     if kind == CANCEL_ALL:
-        if cmd["user"] < 0 or cmd["user"] > MAX_USER_ID:
-            return 1
-        _, count = bk.user_orders(book, m, account_of(accounts, cmd["user"]))
-        return 2 * count + 1
+        _, count = bk.user_orders(book, m, acct)
+        return 2 * min(count, max_matches) + 1
     if kind == PUT_LIMIT:
-        return _taker_bound(book, m, cmd["side"], cmd["price"], cmd["amount"], False, cmd["stp"])
+        return _taker_bound(
+            book, m, cmd["side"], cmd["price"], cmd["amount"], False, acct, cmd["stp"], max_matches
+        )
     if kind == PUT_MARKET:
-        return _taker_bound(book, m, cmd["side"], 0, cmd["amount"], True, cmd["stp"])
+        return _taker_bound(
+            book, m, cmd["side"], 0, cmd["amount"], True, acct, cmd["stp"], max_matches
+        )
     if kind == REPLACE:
         slot = bk.index_find(book, cmd["order_id"]) if cmd["order_id"] > 0 else NIL
         if slot == NIL:
             return 4
         o = book[B_ORDERS][slot]
-        return _taker_bound(book, m, o["side"], cmd["price"], cmd["amount"], False, o["stp"])
+        return _taker_bound(
+            book,
+            m,
+            o["side"],
+            cmd["price"],
+            cmd["amount"],
+            False,
+            o["acct"],
+            o["stp"],
+            max_matches,
+        )
     return 1

@@ -409,7 +409,7 @@ def execute_batch(
     i = start
     while i < n:
         cmd = cmds[i]
-        if ne + events_bound(book, accounts, cmd, n_markets, cap - ne) > cap:
+        if ne + events_bound(book, accounts, cmd, n_markets, cap - ne, max_matches) > cap:
             break  # the caller hands these events on (or grows the buffer) and resumes
         first = ne
         seq_before = counters[COUNTER_SEQ]
