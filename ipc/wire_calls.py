@@ -1,0 +1,469 @@
+"""The msgpack calls and replies of the wire format (docs/protocol.md): one typed
+msgspec Struct per operation, tagged by its ``op`` (the JSON-RPC method name), and
+the result Structs that replies carry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+import numpy as np
+
+from core import commands as build
+from core.config import Asset, Market
+from core.schema import (
+    INT64_MAX,
+    MAX_USER_ID,
+    MESSAGES,
+    SCHEMA_VERSION,
+    SOURCE_LENGTH,
+    VIABTC_CODES,
+    CommandKind,
+    EventKind,
+    Result,
+    viabtc_code,
+)
+from core.viabtc import MAX_QUERY_LIMIT
+from core.views import OrderView
+from ipc.wire_header import WIRE_VERSION, WireError
+
+# --------------------------------------------------------------------------- calls
+
+I64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=INT64_MAX)]
+I32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+I16 = Annotated[int, msgspec.Meta(ge=-(2**15), le=2**15 - 1)]
+I8 = Annotated[int, msgspec.Meta(ge=-128, le=127)]
+UserId = Annotated[int, msgspec.Meta(ge=0, le=MAX_USER_ID)]
+Index = Annotated[int, msgspec.Meta(ge=0, le=2**15 - 1)]
+OrderId = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+Offset = Annotated[int, msgspec.Meta(ge=0, le=2**31)]
+Limit = Annotated[int, msgspec.Meta(ge=0, le=MAX_QUERY_LIMIT)]
+Side12 = Annotated[int, msgspec.Meta(ge=1, le=2)]
+Business = Annotated[str, msgspec.Meta(max_length=255)]
+_DETAIL_DEPTH = 16
+
+
+class Call(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="op"):
+    """One operation in a CALLS frame; ``op`` (the tag) is its JSON-RPC method name."""
+
+
+class OrderCall(Call, frozen=True):
+    """An order command; its fields are the COMMAND_DTYPE fields of the same name."""
+
+    def record(self) -> np.ndarray:
+        """The one-element COMMAND_DTYPE array of this call (``ts_ns`` 0)."""
+        raise NotImplementedError
+
+    def _check_source(self, source: str) -> None:
+        if len(source.encode()) > SOURCE_LENGTH:
+            raise ValueError(f"source must be at most {SOURCE_LENGTH} bytes of UTF-8")
+
+
+class PutLimit(OrderCall, frozen=True, tag="order.put_limit"):
+    user: I64
+    market: I16
+    side: I8
+    amount: I64
+    price: I64
+    taker_rate: I32 = 0
+    maker_rate: I32 = 0
+    tif: I8 = 0
+    stp: I8 = 0
+    flags: I8 = 0
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self._check_source(self.source)
+
+    def record(self) -> np.ndarray:
+        return build.put_limit(
+            self.user, self.market, self.side, self.amount, self.price, self.taker_rate,
+            self.maker_rate, tif=self.tif, stp=self.stp, flags=self.flags,
+            source=self.source.encode(),
+        )  # fmt: skip
+
+
+class PutMarket(OrderCall, frozen=True, tag="order.put_market"):
+    user: I64
+    market: I16
+    side: I8
+    amount: I64
+    taker_rate: I32 = 0
+    stp: I8 = 0
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self._check_source(self.source)
+
+    def record(self) -> np.ndarray:
+        return build.put_market(
+            self.user, self.market, self.side, self.amount, self.taker_rate, stp=self.stp,
+            source=self.source.encode(),
+        )  # fmt: skip
+
+
+class Cancel(OrderCall, frozen=True, tag="order.cancel"):
+    user: I64
+    market: I16
+    order_id: I64
+
+    def record(self) -> np.ndarray:
+        return build.cancel(self.user, self.market, self.order_id)
+
+
+class Replace(OrderCall, frozen=True, tag="order.replace"):
+    user: I64
+    market: I16
+    order_id: I64
+    price: I64
+    left: I64
+
+    def record(self) -> np.ndarray:
+        return build.replace(self.user, self.market, self.order_id, self.price, self.left)
+
+
+class CancelAll(OrderCall, frozen=True, tag="order.cancel_all"):
+    user: I64
+    market: I16
+    side: I8 = 0
+
+    def record(self) -> np.ndarray:
+        return build.cancel_all(self.user, self.market, self.side)
+
+
+def _check_json(value: Any, depth: int = 0) -> None:
+    """``value`` is plain JSON (str keys; no bin, ext or non-finite float), not too deep."""
+    if depth > _DETAIL_DEPTH:
+        raise ValueError(f"detail is nested deeper than {_DETAIL_DEPTH}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError("detail keys must be strings")
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("detail numbers must be finite")
+    elif value is not None and not isinstance(value, str | int | bool):
+        raise ValueError(f"detail holds a {type(value).__name__}, which is not JSON")
+
+
+class BalanceUpdate(Call, frozen=True, tag="balance.update"):
+    """Deposit (change > 0) or withdraw; ``detail`` is ViaBTC's JSON object."""
+
+    user: I64
+    asset: I16
+    business: Business
+    business_id: I64
+    change: I64
+    detail: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        _check_json(self.detail)
+
+
+class BalanceQuery(Call, frozen=True, tag="balance.query"):
+    user: Annotated[int, msgspec.Meta(ge=1, le=MAX_USER_ID)]
+    assets: list[Index] = []
+
+
+class OrderDetail(Call, frozen=True, tag="order.pending_detail"):
+    market: I16
+    order_id: OrderId
+
+
+class OrderPending(Call, frozen=True, tag="order.pending"):
+    user: UserId
+    market: I16
+    offset: Offset = 0
+    limit: Limit = MAX_QUERY_LIMIT
+
+
+class OrderBook(Call, frozen=True, tag="order.book"):
+    market: I16
+    side: Side12
+    offset: Offset = 0
+    limit: Limit = MAX_QUERY_LIMIT
+
+
+class OrderDepth(Call, frozen=True, tag="order.depth"):
+    market: I16
+    limit: Limit = MAX_QUERY_LIMIT
+    interval: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] = 0
+
+
+class MarketList(Call, frozen=True, tag="market.list"):
+    pass
+
+
+class MarketSummaryCall(Call, frozen=True, tag="market.summary"):
+    markets: list[Index] = []
+
+
+class AssetList(Call, frozen=True, tag="asset.list"):
+    pass
+
+
+class AssetSummaryCall(Call, frozen=True, tag="asset.summary"):
+    assets: list[Index] = []
+
+
+class ServerStatus(Call, frozen=True, tag="server.status"):
+    pass
+
+
+class ServerSnapshot(Call, frozen=True, tag="server.snapshot"):
+    pass
+
+
+ORDER_CALLS: Final = (PutLimit, PutMarket, Cancel, Replace, CancelAll)
+AnyCall = (
+    PutLimit | PutMarket | Cancel | Replace | CancelAll | BalanceUpdate | BalanceQuery
+    | OrderDetail | OrderPending | OrderBook | OrderDepth | MarketList | MarketSummaryCall
+    | AssetList | AssetSummaryCall | ServerStatus | ServerSnapshot
+)  # fmt: skip
+
+# --------------------------------------------------------------------------- results
+
+
+class Order(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An order, in integer units (``core.views.OrderView``)."""
+
+    id: int
+    market: int
+    user: int
+    side: int
+    otype: int
+    price: int
+    amount: int
+    left: int
+    deal_stock: int
+    deal_money: int
+    deal_fee: int
+    taker_rate: int
+    maker_rate: int
+    ctime_ns: int
+    mtime_ns: int
+    tif: int
+    stp: int
+    flags: int
+    source: str
+
+    @classmethod
+    def from_view(cls, view: OrderView) -> Order:
+        """The wire form of an engine query's order."""
+        return cls(**{f: getattr(view, f) for f in cls.__struct_fields__})
+
+    @classmethod
+    def from_event(cls, ev: np.void) -> Order:
+        """The order an ORDER_* event reports."""
+        fields = {f: int(ev[f]) for f in cls.__struct_fields__ if f not in ("id", "source")}
+        source = bytes(ev["source"][: int(ev["source_len"])]).decode(errors="replace")
+        return cls(id=int(ev["order_id"]), source=source, **fields)
+
+
+class CommandDone(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The outcome of an order call or a balance.update that the engine accepted.
+
+    ``order`` is the order as JSON-RPC returns it (None for cancel_all and
+    balance.update; ``value`` is cancel_all's count); ``events`` holds the command's
+    EVENT_DTYPE records when the CALLS frame had the EVENTS flag.
+    """
+
+    seq: int
+    order_id: int = 0
+    value: int = 0
+    order: Order | None = None
+    events: bytes | None = None
+
+
+class Balance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    asset: int
+    available: int  #: units of the asset at ``prec`` (ViaBTC shows them cut to prec_show)
+    freeze: int
+
+
+class Page(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    offset: int
+    limit: int
+    total: int
+    orders: list[Order]
+
+
+class Depth(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    asks: list[tuple[int, int]]  #: (price ticks, lots), best first
+    bids: list[tuple[int, int]]
+
+
+class MarketInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    index: int
+    name: str
+    stock: int  #: asset index
+    money: int  #: asset index
+    stock_prec: int
+    money_prec: int
+    fee_prec: int
+    min_amount: int  #: lots
+    max_amount: int  #: lots
+    max_price: int  #: ticks
+
+    @classmethod
+    def from_market(cls, m: Market) -> MarketInfo:
+        return cls(
+            m.index, m.name, m.stock.index, m.money.index, m.stock_prec, m.money_prec,
+            m.fee_prec, m.min_amount, m.max_amount, m.max_price,
+        )  # fmt: skip
+
+
+class AssetInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    index: int
+    name: str
+    prec: int
+    prec_show: int
+
+    @classmethod
+    def from_asset(cls, a: Asset) -> AssetInfo:
+        return cls(a.index, a.name, a.prec, a.prec_show)
+
+
+class MarketSummary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    market: int
+    ask_count: int
+    ask_amount: int  #: lots
+    bid_count: int
+    bid_amount: int
+
+
+class AssetSummary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    asset: int
+    total_balance: int
+    available_count: int
+    available_balance: int
+    freeze_count: int
+    freeze_balance: int
+
+
+class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    seq: int
+    last_order_id: int
+    last_deal_id: int
+    wire_version: int = WIRE_VERSION
+    schema_version: int = SCHEMA_VERSION
+
+
+class SnapshotDone(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    seq: int  #: the snapshot holds the state after this sequence
+    state_hash: str
+
+
+#: The type of a successful reply's ``result`` for each call.
+RESULT_TYPES: Final[dict[type[Call], Any]] = {
+    **dict.fromkeys(ORDER_CALLS, CommandDone),
+    BalanceUpdate: CommandDone,
+    BalanceQuery: list[Balance],
+    OrderDetail: Order | None,
+    OrderPending: Page,
+    OrderBook: Page,
+    OrderDepth: Depth,
+    MarketList: list[MarketInfo],
+    MarketSummaryCall: list[MarketSummary],
+    AssetList: list[AssetInfo],
+    AssetSummaryCall: list[AssetSummary],
+    ServerStatus: Status,
+    ServerSnapshot: SnapshotDone,
+}
+
+
+class Reply(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The answer to one call: engine ``code`` (0 = ok), ViaBTC's code and the result.
+
+    ``result`` is the ``RESULT_TYPES`` value of the call on success, else None. A
+    decoded reply holds it as ``msgspec.Raw``: ``result_as`` gives it its type.
+    """
+
+    code: int
+    message: str = ""
+    viabtc: int = 0
+    result: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+    def result_as(self, call: Call | type[Call]) -> Any:
+        """The result decoded as the type ``RESULT_TYPES`` gives for ``call``; None for
+        an error reply."""
+        tp = RESULT_TYPES[call if isinstance(call, type) else type(call)]
+        if not self.ok:
+            return None
+        if not isinstance(self.result, msgspec.Raw):
+            return msgspec.convert(self.result, tp)
+        try:
+            return msgspec.msgpack.decode(self.result, type=tp)
+        except (msgspec.MsgspecError, RecursionError) as exc:
+            raise WireError(f"reply result: {exc}") from exc
+
+
+class RawReply(Reply, frozen=True):
+    result: msgspec.Raw = msgspec.Raw()
+
+
+class ErrorBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    code: int
+    message: str
+
+
+def op_of(call: Call | type[Call]) -> str:
+    """The ``op`` tag (JSON-RPC method name) of a call."""
+    cls = call if isinstance(call, type) else type(call)
+    return str(cls.__struct_config__.tag)
+
+
+def make_reply(call: Call | None, code: Result, result: Any = None, message: str = "") -> Reply:
+    """The reply to ``call`` (None: a call that did not decode) with ViaBTC's code."""
+    op = "" if call is None else op_of(call)
+    text = message or MESSAGES[code]
+    return Reply(int(code), "" if code == Result.OK else text, viabtc_code(op, code), result)
+
+
+def command_done(result: np.void, events: np.ndarray, *, with_events: bool = False) -> CommandDone:
+    """The CommandDone of an accepted command from its RESULT record and the batch events.
+
+    ``order`` is the command's own order as its last ORDER_* event reports it (as
+    JSON-RPC's order object).
+    """
+    start, count = int(result["event_start"]), int(result["event_count"])
+    own = events[start : start + count]
+    order_id = int(result["order_id"])
+    mine = own[(own["kind"] <= EventKind.ORDER_FINISH) & (own["order_id"] == order_id)]
+    order = Order.from_event(mine[-1]) if order_id and len(mine) else None
+    raw = own.tobytes() if with_events else None
+    return CommandDone(int(result["seq"]), order_id, int(result["value"]), order, raw)
+
+
+#: The JSON-RPC method of each order command kind, for ViaBTC's codes.
+METHODS: Final = {
+    CommandKind.PUT_LIMIT: "order.put_limit",
+    CommandKind.PUT_MARKET: "order.put_market",
+    CommandKind.CANCEL: "order.cancel",
+    CommandKind.REPLACE: "order.replace",
+    CommandKind.CANCEL_ALL: "order.cancel_all",
+}
+_KIND_OF: Final = {method: kind for kind, method in METHODS.items()}
+
+
+def viabtc_codes(commands: np.ndarray, results: np.ndarray) -> np.ndarray:
+    """ViaBTC's code for each result (as ``core.schema.viabtc_code``), vectorized."""
+    codes = results["code"]
+    out = np.full(len(codes), 1, dtype=np.int32)
+    out[codes == Result.OK] = 0
+    out[codes >= 9000] = 2  # the 9xxx system class
+    unavailable = [Result.SERVICE_UNAVAILABLE, Result.USER_TABLE_FULL, Result.KEY_TABLE_FULL]
+    out[np.isin(codes, unavailable)] = 3
+    for (method, result), code in VIABTC_CODES.items():
+        kind = _KIND_OF.get(method)
+        if kind is not None:
+            out[(commands["kind"] == kind) & (codes == result)] = code
+    return out
