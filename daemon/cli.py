@@ -3,6 +3,10 @@
 ``matchd run --config etc/matchd.toml`` reads the config file and hands its text to
 the daemon. Until the multi-process daemon lands (issue 4) that is ``daemon.demo``,
 which runs the in-process engine.
+
+``matchd serve --config PATH --data-dir DIR [--endpoint E] [--fsync batch]`` runs the
+single-process durable server (``daemon.server``): ZeroMQ order entry in front of the
+journal in DIR, recovering it first; SIGTERM or SIGINT stop it cleanly.
 """
 
 from __future__ import annotations
@@ -24,6 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the engine with a config file")
     run.add_argument("--config", type=Path, required=True, metavar="PATH", help="TOML config file")
+    serve = commands.add_parser(
+        "serve", help="serve ZeroMQ order entry over a durable journal (single process)"
+    )
+    serve.add_argument(
+        "--config", type=Path, required=True, metavar="PATH", help="TOML config file"
+    )
+    serve.add_argument(
+        "--data-dir", type=Path, required=True, metavar="DIR", help="log and snapshots"
+    )
+    serve.add_argument("--endpoint", default="tcp://127.0.0.1:7316", help="ZeroMQ endpoint to bind")
+    serve.add_argument(
+        "--fsync", choices=("always", "batch", "none"), default="batch", help="durability"
+    )
     return parser
 
 
@@ -32,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return _run(args.config)
+    if args.command == "serve":
+        return _serve(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 
 
@@ -45,6 +64,50 @@ def _run(config_path: Path) -> int:
     from daemon.demo import run
 
     return run(config_text)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from core.config import parse_config
+    from core.errors import ConfigError
+    from daemon.server import Server, ServerConfig
+    from persistence.journal import Journal, JournalConfig, journal_log_config
+    from persistence.log import FsyncPolicy
+    from persistence.log_errors import LogError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = parse_config(args.config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ConfigError) as exc:
+        print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    jconfig = JournalConfig(
+        data_dir=args.data_dir, log=journal_log_config(fsync=FsyncPolicy(args.fsync))
+    )
+    try:
+        journal = Journal.open(config, jconfig)
+    except LogError as exc:
+        print(f"matchd: cannot recover {args.data_dir}: {exc}", file=sys.stderr)
+        return 1
+    stop = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    server = Server(journal, ServerConfig(endpoint=args.endpoint))
+    print(f"matchd: serving {server.endpoint}, data in {args.data_dir}", flush=True)
+    try:
+        server.serve(lambda: stop)
+    finally:
+        server.close()
+        journal.close()
+    print("matchd: stopped", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,353 @@
+"""The single-process durable server: ZeroMQ order entry in front of a ``Journal``.
+
+One loop, one thread: it drains every request frame waiting on the ROUTER socket
+(up to ``max_batch`` commands), stamps the commands with the receive time, runs
+them through the journal as **one** batch (one write and one fdatasync for all the
+clients' commands: group commit) and only then answers each frame (docs/protocol.md).
+Queries are answered from the engine in arrival order with the writes around them.
+Nothing is queued without bound: the loop takes what fits one batch and leaves the
+rest in ZeroMQ's own bounded queues.
+
+When the log fails, the batch that ran is held by the journal and its frames wait
+here (never answered as failed: they will be applied); new order commands are
+answered SERVICE_UNAVAILABLE without running, queries go on, and every loop retries
+the log and answers the held frames once they are durable.
+
+This is the first form of the daemon of issue #4: one process holds balances, books
+and log. The supervisor, pair workers over shared memory, CURVE authentication and
+metrics come next (docs/daemon.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zmq
+
+from core.schema import COMMAND_DTYPE, Result
+from ipc import wire
+from persistence.journal import Journal
+from persistence.log_errors import LogUnavailable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:7316"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Settings of the order-entry server."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    #: Commands gathered into one journal batch (one fsync) at most.
+    max_batch: int = 4096
+    #: Frames read per loop at most (a frame of calls counts as one).
+    max_frames: int = 1024
+    #: ZeroMQ receive and send queue bounds (messages).
+    hwm: int = 10_000
+    limits: wire.WireLimits = field(default_factory=wire.WireLimits)
+
+
+@dataclass(slots=True)
+class _Frame:
+    """A COMMANDS frame in the current batch: who asked, and its slice of the batch."""
+
+    envelope: list[bytes]
+    request_id: int
+    want_events: bool
+    start: int
+    stop: int
+
+
+class Server:
+    """ZeroMQ ROUTER order entry over a journal. Call ``serve`` (or ``step``) from one
+    thread; ``close`` when done."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        config: ServerConfig | None = None,
+        *,
+        context: zmq.Context[Any] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.journal = journal
+        self.config = config or ServerConfig()
+        self._clock = clock
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.RCVHWM, self.config.hwm)
+        self._socket.setsockopt(zmq.SNDHWM, self.config.hwm)
+        self._socket.bind(self.config.endpoint)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        #: Frames of batches the journal holds (the log failed), oldest first.
+        self._held: deque[list[_Frame]] = deque()
+        #: Envelopes waiting for a snapshot being written.
+        self._snapshot_waiters: list[tuple[list[bytes], int, wire.Call]] = []
+        self.frames = 0
+        self.commands = 0
+
+    @property
+    def endpoint(self) -> str:
+        """The bound endpoint (with the real port if ``tcp://...:0`` was asked)."""
+        return str(self._socket.getsockopt_string(zmq.LAST_ENDPOINT))
+
+    # ------------------------------------------------------------------ loop
+
+    def serve(self, should_stop: Callable[[], bool], idle_ms: int = 100) -> None:
+        """Run until ``should_stop()`` is true (checked at least every ``idle_ms``)."""
+        while not should_stop():
+            self.step(idle_ms)
+
+    def step(self, timeout_ms: int) -> int:
+        """Wait up to ``timeout_ms`` for requests, answer what came; returns the
+        number of frames handled."""
+        self._retry_held()
+        self._reap_snapshot()
+        if not self._poller.poll(0 if self._held else timeout_ms):
+            return 0
+        batch: list[np.ndarray] = []
+        frames: list[_Frame] = []
+        size = 0
+        handled = 0
+        while handled < self.config.max_frames and size < self.config.max_batch:
+            try:
+                parts = self._socket.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            handled += 1
+            envelope, payload = parts[:-1], parts[-1]
+            try:
+                request = wire.decode_request(payload, self.config.limits)
+            except wire.WireError as exc:
+                self._send(envelope, wire.error_reply(exc))
+                continue
+            if isinstance(request, wire.CommandsFrame):
+                cmds = np.array(request.commands, dtype=COMMAND_DTYPE)  # a writable copy
+                frames.append(
+                    _Frame(
+                        envelope, request.request_id, request.want_events, size, size + len(cmds)
+                    )
+                )
+                batch.append(cmds)
+                size += len(cmds)
+                continue
+            # Calls run in order with the writes around them: finish the batch first.
+            self._run_batch(batch, frames)
+            batch, frames, size = [], [], 0
+            self._run_calls(envelope, request)
+        self._run_batch(batch, frames)
+        self.frames += handled
+        return handled
+
+    # ------------------------------------------------------------------ writes
+
+    def _run_batch(self, batch: list[np.ndarray], frames: list[_Frame]) -> None:
+        if not frames:
+            return
+        commands = np.concatenate(batch) if len(batch) > 1 else batch[0]
+        commands["ts_ns"] = self._clock()
+        try:
+            results, events = self.journal.submit(commands)
+        except LogUnavailable:
+            self._held.append(frames)  # answered when the journal releases the batch
+            return
+        self.commands += len(commands)
+        self._answer(frames, results, events)
+
+    def _answer(self, frames: list[_Frame], results: np.ndarray, events: np.ndarray) -> None:
+        for f in frames:
+            res = results[f.start : f.stop].copy()
+            ev = None
+            if f.want_events and len(res):
+                first = int(res["event_start"].min())
+                last = int((res["event_start"] + res["event_count"]).max())
+                ev = events[first:last]
+                res["event_start"] -= first
+            self._send(f.envelope, wire.encode_results(f.request_id, res, ev))
+
+    def _retry_held(self) -> None:
+        if not self._held:
+            return
+        try:
+            released = self.journal.flush()
+        except LogUnavailable:
+            return
+        for results, events in released:
+            frames = self._held.popleft()
+            self.commands += len(results)
+            self._answer(frames, results, events)
+
+    # ------------------------------------------------------------------ calls
+
+    def _run_calls(self, envelope: list[bytes], request: wire.CallsFrame) -> None:
+        replies: list[wire.Reply] = []
+        waiting = False
+        for call in request.calls:
+            if isinstance(call, wire.WireError):
+                replies.append(wire.make_reply(None, call.code, message=call.message))
+                continue
+            try:
+                reply = self._call(call, request.want_events)
+            except LogUnavailable:
+                reply = wire.make_reply(call, Result.SERVICE_UNAVAILABLE)
+            if reply is None:  # a snapshot: answered when it is written
+                waiting = True
+                self._snapshot_waiters.append((envelope, request.request_id, call))
+                continue
+            replies.append(reply)
+        if replies or not waiting:
+            self._send(envelope, wire.encode_replies(request.request_id, replies))
+
+    def _call(self, call: wire.Call, want_events: bool) -> wire.Reply | None:
+        """The reply to one call; None for a snapshot (answered once written)."""
+        if isinstance(call, wire.OrderCall):
+            cmd = call.record()
+            cmd["ts_ns"] = self._clock()
+            results, events = self.journal.submit(cmd)
+            return self._command_reply(call, results[0], events, want_events)
+        if isinstance(call, wire.BalanceUpdate):
+            results, events = self.journal.balance_update(
+                call.user,
+                call.asset,
+                call.business.encode(),
+                call.business_id,
+                call.change,
+                self._clock(),
+                json.dumps(call.detail, separators=(",", ":"), sort_keys=True).encode(),
+            )
+            return self._command_reply(call, results[0], events, want_events)
+        if isinstance(call, wire.ServerSnapshot):
+            if not self.journal.snapshot() and not self._snapshot_waiters:
+                return wire.make_reply(call, Result.SERVICE_UNAVAILABLE)
+            return None
+        query = _QUERIES.get(type(call))
+        if query is None:  # pragma: no cover -- every call type is handled
+            return wire.make_reply(call, Result.INVALID_ARGUMENT)
+        return wire.make_reply(call, Result.OK, query(self, call))
+
+    # Queries: the engine's answer in the wire's types.
+
+    def _balances(self, call: wire.BalanceQuery) -> list[wire.Balance]:
+        engine = self.journal.engine
+        n = len(engine.config.assets)
+        assets = call.assets or list(range(n))
+        return [wire.Balance(a, *engine.balance(call.user, a)) for a in assets if 0 <= a < n]
+
+    def _order(self, call: wire.OrderDetail) -> wire.Order | None:
+        view = self.journal.engine.order(call.market, call.order_id)
+        return wire.Order.from_view(view) if view else None
+
+    def _pending(self, call: wire.OrderPending) -> wire.Page:
+        total, views = self.journal.engine.pending(call.user, call.market, call.offset, call.limit)
+        return wire.Page(call.offset, call.limit, total, [wire.Order.from_view(v) for v in views])
+
+    def _book(self, call: wire.OrderBook) -> wire.Page:
+        total, views = self.journal.engine.book(call.market, call.side, call.offset, call.limit)
+        return wire.Page(call.offset, call.limit, total, [wire.Order.from_view(v) for v in views])
+
+    def _depth(self, call: wire.OrderDepth) -> wire.Depth:
+        asks, bids = self.journal.engine.depth(call.market, call.limit, call.interval)
+        return wire.Depth(asks, bids)
+
+    def _markets(self, call: wire.MarketList) -> list[wire.MarketInfo]:
+        return [wire.MarketInfo.from_market(m) for m in self.journal.engine.config.markets]
+
+    def _assets(self, call: wire.AssetList) -> list[wire.AssetInfo]:
+        return [wire.AssetInfo.from_asset(a) for a in self.journal.engine.config.assets]
+
+    def _market_summaries(self, call: wire.MarketSummaryCall) -> list[wire.MarketSummary]:
+        engine = self.journal.engine
+        n = len(engine.config.markets)
+        out = []
+        for m in call.markets or list(range(n)):
+            if 0 <= m < n:
+                ms = engine.market_summary(m)
+                out.append(
+                    wire.MarketSummary(m, ms.ask_count, ms.ask_lots, ms.bid_count, ms.bid_lots)
+                )
+        return out
+
+    def _asset_summaries(self, call: wire.AssetSummaryCall) -> list[wire.AssetSummary]:
+        engine = self.journal.engine
+        n = len(engine.config.assets)
+        out = []
+        for a in call.assets or list(range(n)):
+            if 0 <= a < n:
+                s = engine.asset_summary(a)
+                out.append(
+                    wire.AssetSummary(
+                        a, s.total, s.available_count, s.available, s.frozen_count, s.frozen
+                    )
+                )
+        return out
+
+    def _status(self, call: wire.ServerStatus) -> wire.Status:
+        seq, order_id, deal_id = self.journal.engine.counters()
+        return wire.Status(seq, order_id, deal_id)
+
+    def _command_reply(
+        self, call: wire.Call, result: np.void, events: np.ndarray, want_events: bool
+    ) -> wire.Reply:
+        code = Result(int(result["code"]))
+        if code != Result.OK:
+            return wire.make_reply(call, code)
+        first = int(result["event_start"])
+        ev = events[first : first + int(result["event_count"])]
+        done = wire.command_done(result, ev, with_events=want_events)
+        return wire.make_reply(call, Result.OK, done)
+
+    def _reap_snapshot(self) -> None:
+        if not self._snapshot_waiters:
+            return
+        try:
+            info = self.journal.poll_snapshot()
+        except Exception as exc:  # answered as an error; the journal logged it
+            logger.error("snapshot failed: %s", exc)
+            reply_code = Result.INTERNAL_ERROR
+            info = None
+        else:
+            if info is None:
+                return
+            reply_code = Result.OK
+        waiters, self._snapshot_waiters = self._snapshot_waiters, []
+        for envelope, request_id, call in waiters:
+            result = wire.SnapshotDone(info.seq, info.state_hash) if info else None
+            reply = wire.make_reply(call, reply_code, result)
+            self._send(envelope, wire.encode_replies(request_id, [reply]))
+
+    # ------------------------------------------------------------------ I/O
+
+    def _send(self, envelope: list[bytes], payload: bytes) -> None:
+        try:
+            self._socket.send_multipart([*envelope, payload], zmq.NOBLOCK)
+        except zmq.Again:  # the client does not read its replies: it loses them
+            logger.warning("reply dropped: the client's queue is full")
+
+    def close(self) -> None:
+        """Close the socket (the journal is the caller's)."""
+        self._socket.close(0)
+
+
+#: Query calls and the method that answers each.
+_QUERIES: dict[type[wire.Call], Callable[[Server, Any], Any]] = {
+    wire.BalanceQuery: Server._balances,
+    wire.OrderDetail: Server._order,
+    wire.OrderPending: Server._pending,
+    wire.OrderBook: Server._book,
+    wire.OrderDepth: Server._depth,
+    wire.MarketList: Server._markets,
+    wire.AssetList: Server._assets,
+    wire.MarketSummaryCall: Server._market_summaries,
+    wire.AssetSummaryCall: Server._asset_summaries,
+    wire.ServerStatus: Server._status,
+}
