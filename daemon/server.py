@@ -66,6 +66,19 @@ class _Frame:
     stop: int
 
 
+@dataclass(slots=True)
+class _Waiting:
+    """A CALLS frame whose ``server.snapshot`` calls (None in ``replies``) wait."""
+
+    envelope: list[bytes]
+    request: wire.CallsFrame
+    replies: list[wire.Reply | None]
+
+
+def _complete(replies: list[wire.Reply | None]) -> list[wire.Reply]:
+    return [r for r in replies if r is not None]
+
+
 class Server:
     """ZeroMQ ROUTER order entry over a journal. Call ``serve`` (or ``step``) from one
     thread; ``close`` when done."""
@@ -91,8 +104,8 @@ class Server:
         self._poller.register(self._socket, zmq.POLLIN)
         #: Frames of batches the journal holds (the log failed), oldest first.
         self._held: deque[list[_Frame]] = deque()
-        #: Envelopes waiting for a snapshot being written.
-        self._snapshot_waiters: list[tuple[list[bytes], int, wire.Call]] = []
+        #: Call frames waiting for a snapshot being written.
+        self._snapshot_waiters: list[_Waiting] = []
         self.frames = 0
         self.commands = 0
 
@@ -190,23 +203,19 @@ class Server:
     # ------------------------------------------------------------------ calls
 
     def _run_calls(self, envelope: list[bytes], request: wire.CallsFrame) -> None:
-        replies: list[wire.Reply] = []
-        waiting = False
+        replies: list[wire.Reply | None] = []
         for call in request.calls:
             if isinstance(call, wire.WireError):
                 replies.append(wire.make_reply(None, call.code, message=call.message))
                 continue
             try:
-                reply = self._call(call, request.want_events)
+                replies.append(self._call(call, request.want_events))
             except LogUnavailable:
-                reply = wire.make_reply(call, Result.SERVICE_UNAVAILABLE)
-            if reply is None:  # a snapshot: answered when it is written
-                waiting = True
-                self._snapshot_waiters.append((envelope, request.request_id, call))
-                continue
-            replies.append(reply)
-        if replies or not waiting:
-            self._send(envelope, wire.encode_replies(request.request_id, replies))
+                replies.append(wire.make_reply(call, Result.SERVICE_UNAVAILABLE))
+        if any(r is None for r in replies):  # a snapshot: the frame is answered when written
+            self._snapshot_waiters.append(_Waiting(envelope, request, replies))
+            return
+        self._send(envelope, wire.encode_replies(request.request_id, _complete(replies)))
 
     def _call(self, call: wire.Call, want_events: bool) -> wire.Reply | None:
         """The reply to one call; None for a snapshot (answered once written)."""
@@ -313,17 +322,20 @@ class Server:
             info = self.journal.poll_snapshot()
         except Exception as exc:  # answered as an error; the journal logged it
             logger.error("snapshot failed: %s", exc)
-            reply_code = Result.INTERNAL_ERROR
-            info = None
+            code, result = Result.INTERNAL_ERROR, None
         else:
             if info is None:
                 return
-            reply_code = Result.OK
-        waiters, self._snapshot_waiters = self._snapshot_waiters, []
-        for envelope, request_id, call in waiters:
-            result = wire.SnapshotDone(info.seq, info.state_hash) if info else None
-            reply = wire.make_reply(call, reply_code, result)
-            self._send(envelope, wire.encode_replies(request_id, [reply]))
+            code, result = Result.OK, wire.SnapshotDone(info.seq, info.state_hash)
+        waiting, self._snapshot_waiters = self._snapshot_waiters, []
+        for w in waiting:
+            replies: list[wire.Reply] = []
+            for r, call in zip(w.replies, w.request.calls, strict=True):
+                if r is not None:
+                    replies.append(r)
+                elif not isinstance(call, wire.WireError):
+                    replies.append(wire.make_reply(call, code, result))
+            self._send(w.envelope, wire.encode_replies(w.request.request_id, replies))
 
     # ------------------------------------------------------------------ I/O
 

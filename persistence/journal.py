@@ -40,6 +40,7 @@ from persistence.log_writer import LogWriter
 from persistence.replay import ReplayStats, encode_balance, replay
 from persistence.snapshot import (
     BackgroundSnapshotter,
+    SnapshotFailed,
     SnapshotInfo,
     list_snapshots,
     load_newest_valid,
@@ -377,6 +378,8 @@ class Journal:
         try:
             if self._snapper.running:
                 self.poll_snapshot(timeout_s=600.0)
+        except SnapshotFailed as exc:  # the log is whole: the next start needs no snapshot
+            logger.warning("journal closing: the snapshot in progress failed: %s", exc)
         finally:
             self._writer.close()
 

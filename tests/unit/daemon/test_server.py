@@ -157,3 +157,17 @@ def test_a_restart_recovers_what_was_acknowledged(tmp_path: Path) -> None:
         assert status.replies[0].result_as(wire.ServerStatus).seq == second.journal.durable_seq
     finally:
         second.close()
+
+
+def test_a_snapshot_call_is_answered_with_the_rest_of_its_frame_when_written(
+    running: Running,
+) -> None:
+    running.request(lambda rid: wire.encode_calls(deposits(), rid))
+    reply = running.request(
+        lambda rid: wire.encode_calls([wire.ServerStatus(), wire.ServerSnapshot()], rid)
+    )
+    status, snapshot = reply.replies
+    seq = status.result_as(wire.ServerStatus).seq
+    done = snapshot.result_as(wire.ServerSnapshot)
+    assert done.seq == seq
+    assert done.state_hash == running.journal.engine.state_hash()
