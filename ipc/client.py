@@ -1,0 +1,357 @@
+"""The Python client SDK of the ZeroMQ order entry (docs/protocol.md, "Client SDK").
+
+``Client`` is the blocking client; ``ipc.client_async.AsyncClient`` has the same API
+on asyncio. Both speak wire version 1 over one DEALER socket:
+
+- ``submit(commands)`` sends a numpy batch of ``COMMAND_DTYPE`` records as one
+  COMMANDS frame and returns ``(results, events)``; ``call(*calls)`` sends msgpack
+  calls (``ipc.wire.PutLimit``, ``BalanceQuery``, ...) as one CALLS frame and returns
+  their ``Reply`` list. Batching is the caller's: one frame carries many commands.
+- Pipelining: ``send_commands`` / ``send_calls`` return a request id at once;
+  ``receive`` returns the next reply of any request, ``wait`` the reply of one.
+  Replies are matched by id, so their order does not matter. At most
+  ``max_in_flight`` requests are in flight; one more raises ``TooManyInFlight``.
+- Operation methods (``put_limit``, ``balance_query``, ``depth``, ...) make one call
+  each, in integer units as the wire carries them, and return its typed result, or
+  raise ``ApiError`` with the engine's and ViaBTC's codes.
+
+Errors: ``RequestTimeout`` (a ``TimeoutError``), ``RequestRefused`` (an ERROR
+frame; a ``WireError``), ``ApiError``, ``TooManyInFlight``, ``WireError`` for a
+request that cannot be encoded (nothing sent), ``BrokenError`` for a reply that
+breaks the protocol, ``ClosedError`` after ``close``. A client is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from types import TracebackType
+from typing import Any, cast
+
+import numpy as np
+import zmq
+
+from core.errors import ClosedError
+from ipc.client_async import AsyncClient
+from ipc.client_common import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TIMEOUT_S,
+    Answer,
+    ApiError,
+    ClientStats,
+    Outcome,
+    Request,
+    RequestRefused,
+    Requests,
+    RequestTimeout,
+    TooManyInFlight,
+    check_timeout,
+    replies_of,
+    results_events,
+    timeout_message,
+    unwrap,
+)
+from ipc.wire import (
+    Balance,
+    BalanceQuery,
+    BalanceUpdate,
+    Call,
+    Cancel,
+    CancelAll,
+    CommandDone,
+    Depth,
+    MarketInfo,
+    MarketList,
+    Order,
+    OrderBook,
+    OrderDepth,
+    OrderDetail,
+    OrderPending,
+    Page,
+    PutLimit,
+    PutMarket,
+    Replace,
+    Reply,
+    ServerSnapshot,
+    ServerStatus,
+    SnapshotDone,
+    Status,
+    WireLimits,
+)
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "ApiError",
+    "AsyncClient",
+    "Client",
+    "ClientStats",
+    "RequestRefused",
+    "RequestTimeout",
+    "TooManyInFlight",
+]
+
+
+class Client:
+    """A blocking client of the ZeroMQ order entry (see the module docstring).
+
+    ``timeout_s`` is the default of every wait (``math.inf``: wait forever);
+    ``limits`` bound the frames both ways, as on the server; ``context`` defaults to
+    the process's shared ``zmq.Context.instance()``, which ``close`` leaves open.
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        limits: WireLimits = DEFAULT_LIMITS,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = check_timeout(timeout_s, DEFAULT_TIMEOUT_S)
+        self._requests = Requests(endpoint, limits, max_in_flight)
+        #: Replies received for requests in flight, not yet collected, in arrival order.
+        self._ready: dict[int, Outcome] = {}
+        self._closed = False
+        self._socket: zmq.Socket[bytes] = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        try:
+            self._socket.setsockopt(zmq.LINGER, 0)
+            # Every reply answers a request in flight, so this bound never drops one.
+            self._socket.setsockopt(zmq.RCVHWM, max_in_flight + 1)
+            self._socket.setsockopt(zmq.SNDHWM, max_in_flight + 1)
+            self._socket.connect(endpoint)
+        except zmq.ZMQError:
+            self._socket.close(linger=0)
+            raise
+
+    # ---------------------------------------------------------------- pipelining
+
+    def send_commands(self, commands: np.ndarray, *, events: bool = False) -> int:
+        """Send a COMMANDS frame of ``commands`` (``COMMAND_DTYPE``); its request id.
+
+        ``events``: the reply carries the batch's events too.
+        """
+        self._check_open()
+        rid, frame, request = self._requests.commands_frame(commands, events)
+        return self._send(rid, frame, request)
+
+    def send_calls(self, *calls: Call, events: bool = False) -> int:
+        """Send a CALLS frame of ``calls``; its request id."""
+        self._check_open()
+        rid, frame, request = self._requests.calls_frame(calls, events)
+        return self._send(rid, frame, request)
+
+    def receive(self, timeout_s: float | None = None) -> tuple[int, Answer]:
+        """The next reply to arrive for any request in flight: ``(request_id, frame)``,
+        a ``ResultsFrame`` for commands or a ``RepliesFrame`` for calls (whose arrays
+        are read-only views of the received frame).
+
+        Raises ``RequestRefused`` (with the ``request_id``) for an ERROR frame, and
+        ``RequestTimeout`` if nothing arrives in time; ``ValueError`` if nothing is in
+        flight.
+        """
+        self._check_open()
+        if not self._requests:
+            raise ValueError(f"receive(): no request is in flight to {self.endpoint}")
+        timeout = check_timeout(timeout_s, self.timeout_s)
+        deadline = time.monotonic() + timeout
+        while not self._ready:
+            self._receive_one(deadline, timeout, None)
+        rid = next(iter(self._ready))
+        return rid, self._collect(rid)
+
+    def wait(self, request_id: int, timeout_s: float | None = None) -> Answer:
+        """The reply to ``request_id`` (replies to other requests arriving meanwhile are
+        kept for ``receive`` and ``wait``); raises as ``receive``. On a timeout the
+        request stays in flight."""
+        self._check_open()
+        if request_id not in self._requests:
+            raise ValueError(f"request {request_id} is not in flight")
+        timeout = check_timeout(timeout_s, self.timeout_s)
+        deadline = time.monotonic() + timeout
+        while request_id not in self._ready:
+            self._receive_one(deadline, timeout, request_id)
+        return self._collect(request_id)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet collected."""
+        return len(self._requests)
+
+    def statistics(self) -> ClientStats:
+        return self._requests.stats()
+
+    # ---------------------------------------------------------------- one at a time
+
+    def submit(
+        self, commands: np.ndarray, *, events: bool = False, timeout_s: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run a batch of ``COMMAND_DTYPE`` records: ``(results, events)``, one
+        ``RESULT_DTYPE`` per command, by position, and (with ``events``) the batch's
+        ``EVENT_DTYPE`` records, else none. On a timeout the request is forgotten."""
+        check_timeout(timeout_s, self.timeout_s)
+        rid = self.send_commands(commands, events=events)
+        return results_events(self._wait_or_forget(rid, timeout_s))
+
+    def call(
+        self, *calls: Call, events: bool = False, timeout_s: float | None = None
+    ) -> list[Reply]:
+        """Make ``calls`` in one frame: one ``Reply`` each, by position (a failed call
+        is a reply with a non-zero ``code``; ``reply.result_as(call)`` types a result).
+        On a timeout the request is forgotten."""
+        check_timeout(timeout_s, self.timeout_s)
+        rid = self.send_calls(*calls, events=events)
+        return replies_of(self._wait_or_forget(rid, timeout_s))
+
+    def _one(self, call: Call) -> Any:
+        (reply,) = self.call(call)
+        return unwrap(call, reply)
+
+    # ---------------------------------------------------------------- operations
+
+    def put_limit(
+        self, user: int, market: int, side: int, amount: int, price: int, *,
+        taker_rate: int = 0, maker_rate: int = 0, tif: int = 0, stp: int = 0,
+        flags: int = 0, source: str = "",
+    ) -> CommandDone:  # fmt: skip
+        """A limit order: ``amount`` lots at ``price`` ticks; ``.order`` is the order."""
+        return cast(CommandDone, self._one(PutLimit(
+            user, market, side, amount, price, taker_rate, maker_rate, tif, stp, flags, source
+        )))  # fmt: skip
+
+    def put_market(
+        self, user: int, market: int, side: int, amount: int, *,
+        taker_rate: int = 0, stp: int = 0, source: str = "",
+    ) -> CommandDone:  # fmt: skip
+        """A market order: an ask sells ``amount`` lots, a bid spends ``amount`` money units."""
+        call = PutMarket(user, market, side, amount, taker_rate, stp, source)
+        return cast(CommandDone, self._one(call))
+
+    def cancel(self, user: int, market: int, order_id: int) -> CommandDone:
+        return cast(CommandDone, self._one(Cancel(user, market, order_id)))
+
+    def replace(self, user: int, market: int, order_id: int, price: int, left: int) -> CommandDone:
+        return cast(CommandDone, self._one(Replace(user, market, order_id, price, left)))
+
+    def cancel_all(self, user: int, market: int, side: int = 0) -> CommandDone:
+        """Cancel the user's orders on one side (0: both); ``.value`` counts them."""
+        return cast(CommandDone, self._one(CancelAll(user, market, side)))
+
+    def balance_update(
+        self, user: int, asset: int, business: str, business_id: int, change: int,
+        detail: dict[str, Any] | None = None,
+    ) -> CommandDone:  # fmt: skip
+        """Deposit (``change`` > 0) or withdraw, in units of the asset."""
+        call = BalanceUpdate(user, asset, business, business_id, change, detail or {})
+        return cast(CommandDone, self._one(call))
+
+    def balance_query(self, user: int, *assets: int) -> list[Balance]:
+        """The user's balances of ``assets`` (none given: every asset)."""
+        return cast(list[Balance], self._one(BalanceQuery(user, list(assets))))
+
+    def pending(self, user: int, market: int, offset: int = 0, limit: int = 101) -> Page:
+        """The user's open orders on ``market``, newest first."""
+        return cast(Page, self._one(OrderPending(user, market, offset, limit)))
+
+    def pending_detail(self, market: int, order_id: int) -> Order | None:
+        return cast(Order | None, self._one(OrderDetail(market, order_id)))
+
+    def book(self, market: int, side: int, offset: int = 0, limit: int = 101) -> Page:
+        """One side of the book, in priority order."""
+        return cast(Page, self._one(OrderBook(market, side, offset, limit)))
+
+    def depth(self, market: int, limit: int = 101, interval: int = 0) -> Depth:
+        return cast(Depth, self._one(OrderDepth(market, limit, interval)))
+
+    def markets(self) -> list[MarketInfo]:
+        return cast(list[MarketInfo], self._one(MarketList()))
+
+    def status(self) -> Status:
+        return cast(Status, self._one(ServerStatus()))
+
+    def snapshot(self) -> SnapshotDone:
+        return cast(SnapshotDone, self._one(ServerSnapshot()))
+
+    # ---------------------------------------------------------------- lifetime
+
+    def close(self) -> None:
+        """Close the socket at once (linger 0); requests in flight are forgotten."""
+        if not self._closed:
+            self._closed = True
+            self._socket.close(linger=0)
+            self._requests.clear()
+            self._ready.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, tp: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"the client of {self.endpoint} is closed")
+
+    def _send(self, rid: int, frame: bytes, request: Request) -> int:
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                self._socket.send(frame, zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                if not self._poll(zmq.POLLOUT, deadline):
+                    raise RequestTimeout(
+                        f"could not send request {rid} to {self.endpoint} within "
+                        f"{self.timeout_s:g} s (send queue full)",
+                        rid,
+                    ) from None
+                continue
+            self._requests.sent(rid, request)
+            return rid
+
+    def _poll(self, event: int, deadline: float) -> bool:
+        """Whether ``event`` is ready on the socket before ``deadline``."""
+        if math.isinf(deadline):
+            return bool(self._socket.poll(None, event))
+        remaining_ms = math.ceil((deadline - time.monotonic()) * 1000)
+        return remaining_ms > 0 and bool(self._socket.poll(remaining_ms, event))
+
+    def _receive_one(self, deadline: float, timeout_s: float, rid: int | None) -> None:
+        """Receive the next frame into ``_ready`` (or drop it), or ``RequestTimeout``."""
+        while True:
+            try:
+                parts = self._socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                if not self._poll(zmq.POLLIN, deadline):
+                    raise RequestTimeout(
+                        timeout_message(self.endpoint, timeout_s, rid), rid
+                    ) from None
+                continue
+            matched = self._requests.match(parts[-1])
+            if matched is not None and matched[0] not in self._ready:
+                self._ready[matched[0]] = matched[1]
+            return
+
+    def _collect(self, rid: int) -> Answer:
+        outcome = self._ready.pop(rid)
+        self._requests.forget(rid)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _wait_or_forget(self, rid: int, timeout_s: float | None) -> Answer:
+        try:
+            return self.wait(rid, timeout_s)
+        except RequestTimeout:
+            self._requests.forget(rid)
+            raise
