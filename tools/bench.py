@@ -124,6 +124,47 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"directory for result files (default {DEFAULT_OUT}/)",
     )
+    e2e = commands.add_parser(
+        "e2e",
+        help="matchd serve and a ZeroMQ client on loopback: throughput and latency",
+        description="Benchmark the durable server end to end over ZeroMQ.",
+    )
+    e2e.add_argument("--json", action="store_true", help="print the results as JSON")
+    e2e.add_argument(
+        "--commands",
+        type=_positive_int,
+        default=600_000,
+        metavar="N",
+        help="stream length; a third each for batched and single (default 600000)",
+    )
+    e2e.add_argument("--batch", type=_positive_int, default=1024, metavar="N")
+    e2e.add_argument("--window", type=_positive_int, default=8, metavar="N")
+    e2e.add_argument("--window-single", type=_positive_int, default=256, metavar="N")
+    e2e.add_argument(
+        "--rate", type=float, default=20_000.0, help="open-loop orders/s (default 20000)"
+    )
+    e2e.add_argument(
+        "--open-commands",
+        type=_positive_int,
+        default=150_000,
+        metavar="N",
+        help="orders of the open-loop run (default 100000: 5 s at 20k/s)",
+    )
+    e2e.add_argument("--fsync", choices=("always", "batch", "none"), default="batch")
+    e2e.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=DEFAULT_SEED,
+        metavar="N",
+        help=f"seed of the command stream (default {DEFAULT_SEED})",
+    )
+    e2e.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"directory for result files (default {DEFAULT_OUT}/)",
+    )
     return parser
 
 
@@ -135,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.bench_core import main as bench_core_main
 
         return bench_core_main(args)
+    if args.command == "e2e":
+        from tools.bench_e2e import main as bench_e2e_main
+
+        return bench_e2e_main(args)
     if args.command == "log":
         from tools.bench_log import main as bench_log_main
 

@@ -1,0 +1,273 @@
+"""``matchd-bench e2e``: clients over ZeroMQ on loopback against a running daemon.
+
+It starts ``matchd serve`` (``fsync = batch`` by default) on a fresh data directory
+with the core benchmark's market, funds the users and runs the warm-up over the wire,
+then measures, in one run, from one client process:
+
+1. **batched**, closed loop: frames of ``--batch`` commands (default 1,024), with
+   ``--window`` frames in flight (default 8);
+2. **single**, closed loop: one command per frame, ``--window-single`` in flight
+   (default 256);
+3. **open loop** at ``--rate`` orders/s (default 50,000), one command per frame, sent
+   on a fixed schedule; each latency runs from the command's *intended* send time, so
+   a stall of the server or the client counts against it (no coordinated omission).
+
+Latency is send to durable acknowledgement, per command, in an HdrHistogram
+(p50/p99/p99.9/max). It also reports the trades seen and the CPU seconds of the
+server and of the client. Every figure is on this machine with client and server
+sharing its cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
+
+from core.schema import EventKind
+from ipc import wire
+from tools.bench_core import machine_info
+from tools.bench_stream import (
+    CONFIG_TOML,
+    DEPOSIT_MONEY,
+    DEPOSIT_STOCK,
+    MONEY,
+    STOCK,
+    USERS,
+    generate,
+)
+
+_MAX_US = 60_000_000  # histogram range: 1 µs .. 60 s
+
+
+class _Client:
+    def __init__(self, endpoint: str) -> None:
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, 0)
+        self.socket.setsockopt(zmq.RCVHWM, 0)
+        self.socket.connect(endpoint)
+        self.next_id = 0
+
+    def send(self, frame_for: Any) -> int:
+        self.next_id += 1
+        self.socket.send(frame_for(self.next_id), copy=False)
+        return self.next_id
+
+    def receive(self, timeout_ms: int = 60_000) -> Any:
+        if not self.socket.poll(timeout_ms):
+            raise TimeoutError(f"no reply from the daemon in {timeout_ms} ms")
+        return wire.decode_reply(self.socket.recv())
+
+    def close(self) -> None:
+        self.socket.close(0)
+        self.context.term()
+
+
+def _start_daemon(work: Path, endpoint: str, fsync: str) -> subprocess.Popen[bytes]:
+    config = work / "bench.toml"
+    config.write_text(CONFIG_TOML, encoding="utf-8")
+    log = work / "daemon.log"
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(  # noqa: S603 -- our own command, fixed arguments
+            [
+                sys.executable,
+                "-m",
+                "daemon.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--data-dir",
+                str(work / "data"),
+                "--endpoint",
+                endpoint,
+                "--fsync",
+                fsync,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 300  # a first start may compile the kernels
+    while "serving" not in log.read_text(errors="replace"):
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            daemon.kill()
+            raise RuntimeError("the daemon did not start:\n" + log.read_text()[-4000:])
+        time.sleep(0.05)
+    return daemon
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _client_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _fund_and_warm(client: _Client, warmup: np.ndarray) -> None:
+    calls: list[wire.Call] = [
+        wire.BalanceUpdate(user=u, asset=a, business="deposit", business_id=u, change=c)
+        for u in range(1, USERS + 1)
+        for a, c in ((STOCK, DEPOSIT_STOCK), (MONEY, DEPOSIT_MONEY))
+    ]
+    for start in range(0, len(calls), 500):
+        client.send(lambda rid, s=start: wire.encode_calls(calls[s : s + 500], rid))
+        client.receive()
+    for start in range(0, len(warmup), 1024):
+        client.send(lambda rid, s=start: wire.encode_commands(warmup[s : s + 1024], rid))
+        client.receive()
+
+
+def _trades(reply: Any) -> int:
+    if not isinstance(reply, wire.ResultsFrame):
+        raise RuntimeError(f"the daemon answered {reply!r}")
+    events = reply.events
+    return int(np.count_nonzero(events["kind"] == int(EventKind.DEAL))) if len(events) else 0
+
+
+def closed_loop(client: _Client, cmds: np.ndarray, batch: int, window: int) -> dict[str, Any]:
+    """Frames of ``batch`` commands, ``window`` in flight."""
+    hist = HdrHistogram(1, _MAX_US, 3)
+    sent: dict[int, tuple[int, int]] = {}
+    n = len(cmds)
+    at = 0
+    done = 0
+    trades = 0
+    t0 = time.perf_counter_ns()
+    while done < n:
+        while at < n and len(sent) < window:
+            chunk = cmds[at : at + batch]
+            rid = client.send(lambda r, c=chunk: wire.encode_commands(c, r, events=True))
+            sent[rid] = (time.perf_counter_ns(), len(chunk))
+            at += len(chunk)
+        reply = client.receive()
+        start, count = sent.pop(reply.request_id)
+        hist.record_value(max(1, (time.perf_counter_ns() - start) // 1000), count)
+        trades += _trades(reply)
+        done += count
+    seconds = (time.perf_counter_ns() - t0) / 1e9
+    return _figures(n, seconds, trades, hist) | {"batch": batch, "window": window}
+
+
+def open_loop(client: _Client, cmds: np.ndarray, rate: float) -> dict[str, Any]:
+    """One command per frame at ``rate`` per second, latency from the intended time."""
+    hist = HdrHistogram(1, _MAX_US, 3)
+    n = len(cmds)
+    interval = 1e9 / rate
+    intended: dict[int, int] = {}
+    at = 0
+    done = 0
+    trades = 0
+    socket = client.socket
+    t0 = time.perf_counter_ns()
+    while done < n:
+        now = time.perf_counter_ns()
+        while at < n and t0 + at * interval <= now:
+            rid = client.send(lambda r, k=at: wire.encode_commands(cmds[k : k + 1], r, events=True))
+            intended[rid] = int(t0 + at * interval)
+            at += 1
+        while socket.poll(0):
+            reply = wire.decode_reply(socket.recv())
+            start = intended.pop(reply.request_id)
+            hist.record_value(max(1, (time.perf_counter_ns() - start) // 1000))
+            trades += _trades(reply)
+            done += 1
+        if at >= n and done < n:
+            socket.poll(10)
+    seconds = (time.perf_counter_ns() - t0) / 1e9
+    return _figures(n, seconds, trades, hist) | {"target_rate": rate}
+
+
+def _figures(n: int, seconds: float, trades: int, hist: HdrHistogram) -> dict[str, Any]:
+    return {
+        "orders": n,
+        "orders_per_s": round(n / seconds, 1),
+        "trades": trades,
+        "trades_per_s": round(trades / seconds, 1),
+        "latency_us": {
+            "p50": hist.get_value_at_percentile(50),
+            "p99": hist.get_value_at_percentile(99),
+            "p99_9": hist.get_value_at_percentile(99.9),
+            "max": hist.get_max_value(),
+        },
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the benchmark; print the report (JSON with ``--json``)."""
+    stream = generate(args.commands, args.seed, 20_000, [], 0)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="matchd-bench-e2e-", dir=out))
+    endpoint = f"ipc://{work}/orders.sock"
+    daemon = _start_daemon(work, endpoint, args.fsync)
+    client = _Client(endpoint)
+    runs: dict[str, Any] = {}
+    try:
+        _fund_and_warm(client, stream.warmup)
+        cmds = stream.commands
+        third = len(cmds) // 3
+        rest = cmds[2 * third : 2 * third + args.open_commands]
+        for name in ("batched", "single", "open_loop"):
+            server0, client0 = _cpu_seconds(daemon.pid), _client_cpu()
+            t0 = time.perf_counter()
+            if name == "batched":
+                figures = closed_loop(client, cmds[:third], args.batch, args.window)
+            elif name == "single":
+                figures = closed_loop(client, cmds[third : 2 * third], 1, args.window_single)
+            else:
+                figures = open_loop(client, rest, args.rate)
+            wall = time.perf_counter() - t0
+            figures["cpu_seconds"] = {
+                "server": round(_cpu_seconds(daemon.pid) - server0, 2),
+                "client": round(_client_cpu() - client0, 2),
+                "wall": round(wall, 2),
+            }
+            runs[name] = figures
+    finally:
+        client.close()
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
+    report = {
+        "benchmark": "e2e",
+        "what": "matchd serve (one process: journal + ZeroMQ order entry) and one client "
+        "process over ipc:// on this machine",
+        "fsync": args.fsync,
+        "runs": runs,
+        "seed": args.seed,
+        "machine": machine_info(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    text = json.dumps(report, indent=2)
+    (out / "e2e.json").write_text(text + "\n", encoding="utf-8")
+    if args.json:
+        print(text)
+    else:
+        for name, r in runs.items():
+            lat = r["latency_us"]
+            print(
+                f"{name:<9} {r['orders_per_s'] / 1e3:9.1f} k orders/s  "
+                f"{r['trades_per_s'] / 1e3:7.1f} k trades/s  p50 {lat['p50']} us "
+                f"p99 {lat['p99']} us p99.9 {lat['p99_9']} us "
+                f"max {lat['max']} us  cpu server {r['cpu_seconds']['server']} s client "
+                f"{r['cpu_seconds']['client']} s of {r['cpu_seconds']['wall']} s"
+            )
+    return 0
