@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=150_000,
         metavar="N",
-        help="orders of the open-loop run (default 100000: 5 s at 20k/s)",
+        help="orders of the open-loop run (default 150000: 7.5 s at 20k/s)",
     )
     e2e.add_argument("--fsync", choices=("always", "batch", "none"), default="batch")
     e2e.add_argument(
