@@ -1,0 +1,49 @@
+"""``matchd-bench log`` and ``matchd-bench e2e`` end to end with tiny sizes, so the
+tools keep working (their figures are docs/benchmarks.md's, not asserted here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tools.bench import main
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def test_log_benchmark_runs_and_recovers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "log", "--json", "--commands", "3000", "--always-commands", "200",
+            "--snapshot-orders", "5000", "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["fsync"] for r in report["runs"]] == ["batch", "batch", "none", "always"]
+    assert all(r["commands_per_s"] > 0 for r in report["runs"])
+    assert report["recovery"]["state_hash_match"]
+    assert report["snapshot"]["resting_orders"] == 5000
+    assert (tmp_path / "log.json").exists()
+
+
+def test_e2e_benchmark_runs_against_a_real_daemon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "e2e", "--json", "--commands", "3000", "--open-commands", "500",
+            "--rate", "2000", "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["runs"]) == {"batched", "single", "open_loop"}
+    for run in report["runs"].values():
+        assert run["orders_per_s"] > 0
+        assert run["latency_us"]["p50"] <= run["latency_us"]["max"]
+    assert report["runs"]["batched"]["orders"] == 1000
