@@ -13,7 +13,7 @@ CONFIG ?= etc/matchd.toml
 # Compiled numba kernels are cached in the repository, across runs and targets.
 export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 
-.PHONY: help venv services run test lint typecheck check fmt bench clean
+.PHONY: help venv services run test lint typecheck check fmt bench install-systemd clean
 
 help: ## list the targets
 	@echo "usage: make TARGET"
@@ -57,6 +57,15 @@ typecheck: venv ## mypy (strict) on every package
 	$(BIN)/mypy
 
 check: lint typecheck test ## what CI runs: lint, typecheck, test
+
+install-systemd: venv ## install the systemd unit and its settings (as root; see systemd/README.md)
+	sed "s|@PREFIX@|$(CURDIR)|g" systemd/matchd.service.in > /etc/systemd/system/matchd.service
+	install -d -m 755 /etc/matchd
+	[ -e /etc/matchd/matchd.toml ] || install -m 644 etc/matchd.toml /etc/matchd/matchd.toml
+	[ -e /etc/default/matchd ] || install -m 644 systemd/matchd.env /etc/default/matchd
+	if [ -d /run/systemd/system ]; then systemctl daemon-reload; \
+	  echo "installed: systemctl enable --now matchd"; \
+	else echo "installed; systemd is not running on this machine"; fi
 
 fmt: venv ## format the code and apply safe ruff fixes
 	$(BIN)/ruff format .

@@ -1,8 +1,9 @@
 """``matchd``: the daemon's command line.
 
-``matchd run --config etc/matchd.toml`` reads the config file and hands its text to
-the daemon. Until the multi-process daemon lands (issue 4) that is ``daemon.demo``,
-which runs the in-process engine.
+``matchd run --config etc/matchd.toml [--data-dir DIR] [--endpoint E] [--fsync F]``
+runs the daemon: the supervisor (``daemon.supervisor``) and its children, today the
+server. ``matchd demo --config PATH`` walks through a first trade on the in-process
+engine (``daemon.demo``).
 
 ``matchd serve --config PATH --data-dir DIR [--endpoint E] [--fsync batch]`` runs the
 single-process durable server (``daemon.server``): ZeroMQ order entry in front of the
@@ -26,8 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="matchd", description="matchd: matching engine for a cryptocurrency exchange"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = commands.add_parser("run", help="run the engine with a config file")
+    run = commands.add_parser("run", help="run the daemon (supervisor and its processes)")
     run.add_argument("--config", type=Path, required=True, metavar="PATH", help="TOML config file")
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var/matchd"),
+        metavar="DIR",
+        help="log and snapshots (default var/matchd)",
+    )
+    run.add_argument("--endpoint", default="tcp://127.0.0.1:7316", help="ZeroMQ order entry")
+    run.add_argument("--fsync", choices=("always", "batch", "none"), default="batch")
+    demo = commands.add_parser("demo", help="walk through a first trade in one process")
+    demo.add_argument("--config", type=Path, required=True, metavar="PATH", help="TOML config file")
     serve = commands.add_parser(
         "serve", help="serve ZeroMQ order entry over a durable journal (single process)"
     )
@@ -48,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``matchd`` with ``argv`` (default: the process arguments); returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.command == "run":
+        return _supervise(args)
+    if args.command == "demo":
         return _run(args.config)
     if args.command == "serve":
         return _serve(args)
@@ -64,6 +78,34 @@ def _run(config_path: Path) -> int:
     from daemon.demo import run
 
     return run(config_text)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from core.config import parse_config
+    from core.errors import ConfigError
+    from daemon.supervisor import Child, Supervisor, serve_argv, status_probe
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        parse_config(args.config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ConfigError) as exc:
+        print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    stop = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    server = Child("server", serve_argv(args.config, args.data_dir, args.endpoint, args.fsync))
+    supervisor = Supervisor([server], status_probe(args.endpoint), pid_dir=args.data_dir / "run")
+    print(f"matchd: supervising, order entry on {args.endpoint}", flush=True)
+    return supervisor.run(lambda: stop)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -140,7 +140,7 @@ def test_markets_refuses_a_broken_config(
 # --------------------------------------------------------------------------- matchd run
 
 
-def test_matchd_run_hands_the_config_text_to_the_daemon(
+def test_matchd_demo_hands_the_config_text_to_the_demo(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     received: list[str] = []
@@ -151,7 +151,7 @@ def test_matchd_run_hands_the_config_text_to_the_daemon(
 
     monkeypatch.setitem(sys.modules, "daemon.demo", types.SimpleNamespace(run=fake_run))
 
-    code = cli.main(["run", "--config", str(DEFAULT_CONFIG)])
+    code = cli.main(["demo", "--config", str(DEFAULT_CONFIG)])
 
     assert code == 7
     assert received == [DEFAULT_CONFIG.read_text(encoding="utf-8")]
@@ -162,10 +162,12 @@ def test_matchd_run_reports_a_missing_config(
 ) -> None:
     path = tmp_path / "absent.toml"
 
-    code = cli.main(["run", "--config", str(path)])
+    code = cli.main(["demo", "--config", str(path)])
 
     assert code == 2
     assert f"cannot read config {path}" in capsys.readouterr().err
+    assert cli.main(["run", "--config", str(path)]) == 2
+    assert f"config {path}" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- matchd-bench

@@ -1,0 +1,95 @@
+"""``matchd run``: the supervisor restarts a killed server at once, the restarted
+server has every acknowledged command, and SIGTERM stops everything cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from daemon.supervisor import SdNotify
+from ipc.client import Client
+from tests.support.scenario import config_text
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float) -> float:
+    """Seconds until ``predicate()`` is true; fails after ``timeout_s``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        try:
+            if predicate():
+                return time.monotonic() - t0
+        except Exception:  # noqa: S110 -- not up yet
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"not true within {timeout_s} s")
+
+
+def test_a_killed_server_is_restarted_with_every_acknowledged_command(tmp_path: Path) -> None:
+    config = tmp_path / "matchd.toml"
+    config.write_text(config_text(max_orders=1000, max_levels=100), encoding="utf-8")
+    endpoint = f"ipc://{tmp_path}/orders.sock"
+    data = tmp_path / "data"
+    daemon = subprocess.Popen(  # noqa: S603 -- our own command
+        [
+            sys.executable,
+            "-m",
+            "daemon.cli",
+            "run",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data),
+            "--endpoint",
+            endpoint,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pid_file = data / "run" / "server.pid"
+    try:
+        with Client(endpoint, timeout_s=2.0) as client:
+            wait_for(lambda: client.status() is not None, 300)
+            client.balance_update(1, 0, "deposit", 1, 10**12)
+            client.balance_update(2, 2, "deposit", 1, 10**14)
+            placed = client.put_limit(1, 0, 1, 1000, 10_000, source="before-kill")
+            acked = client.status().seq
+        first = int(pid_file.read_text())
+        os.kill(first, signal.SIGKILL)
+        restarted = wait_for(lambda: int(pid_file.read_text()) != first, 5)
+        assert restarted < 1.5, f"restarted after {restarted:.2f} s"
+        with Client(endpoint, timeout_s=2.0) as client:
+            serving = wait_for(lambda: client.status() is not None, 120)
+            print(f"restart {restarted:.2f} s, serving again {serving:.2f} s after")
+            assert client.status().seq == acked
+            (order,) = client.book(0, 1).orders
+            assert (order.id, order.source) == (placed.order_id, "before-kill")
+            assert client.put_limit(2, 0, 2, 1000, 10_000).seq == acked + 1
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0
+    server = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(server, 0)
+
+
+def test_sd_notify_sends_datagrams_to_the_notify_socket(tmp_path: Path) -> None:
+    import socket
+
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        assert SdNotify(path).send("READY=1")
+        assert sock.recv(100) == b"READY=1"
+    assert not SdNotify("").send("READY=1")
