@@ -8,8 +8,13 @@ Offline commands that need only the config file:
   both ways (newest snapshot + tail, and the whole log) and compare the state hashes
   (``persistence.verify``); exit 0 when they agree, 1 when not.
 
-Commands that talk to a running daemon (status, balances, book, snapshot, drain lag)
-arrive with the daemon.
+Commands that talk to a running daemon over its order-entry socket (the SDK,
+``ipc.client``), with ``--endpoint`` (default tcp://127.0.0.1:7316); each prints JSON:
+
+* ``matchctl status``: sequence, last order and deal ids, wire and schema versions;
+* ``matchctl balance USER``: the user's balances, in units, per asset index;
+* ``matchctl book MARKET SIDE [--limit N]`` and ``matchctl depth MARKET [--limit N]``;
+* ``matchctl snapshot``: take a snapshot now; prints its sequence and state hash.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from core.fixed import format_units
 
 #: Exit code for a usage error, an unreadable file or an invalid config.
 EXIT_USAGE = 2
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:7316"
 
 MARKET_COLUMNS = (
     "name",
@@ -57,12 +63,32 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--data-dir", type=Path, required=True, metavar="DIR", help="the daemon's data_dir"
     )
+    live = {
+        "status": "the running daemon's sequence and versions",
+        "balance": "a user's balances (units)",
+        "book": "one side of a market's book",
+        "depth": "a market's depth",
+        "snapshot": "take a snapshot now",
+    }
+    for name, text in live.items():
+        command = commands.add_parser(name, help=text, description=text)
+        command.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="ZeroMQ endpoint")
+        command.add_argument("--timeout", type=float, default=10.0, help="seconds")
+        if name == "balance":
+            command.add_argument("user", type=int)
+        if name in ("book", "depth"):
+            command.add_argument("market", type=int, help="market index")
+            command.add_argument("--limit", type=int, default=20)
+        if name == "book":
+            command.add_argument("side", type=int, choices=(1, 2), help="1 asks, 2 bids")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``matchctl`` with ``argv`` (default: the process arguments); returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command in ("status", "balance", "book", "depth", "snapshot"):
+        return _live(args)
     config = _load(args.config)
     if config is None:
         return EXIT_USAGE
@@ -72,6 +98,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_markets(config))
     elif args.command == "verify":
         return _verify(config, args.data_dir)
+    return 0
+
+
+def _live(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from ipc.client import Client
+    from ipc.client_common import ApiError, RequestTimeout
+
+    try:
+        with Client(args.endpoint, timeout_s=args.timeout) as client:
+            if args.command == "status":
+                result: object = client.status()
+            elif args.command == "balance":
+                result = client.balance_query(args.user)
+            elif args.command == "book":
+                result = client.book(args.market, args.side, limit=args.limit)
+            elif args.command == "depth":
+                result = client.depth(args.market, limit=args.limit)
+            else:
+                result = client.snapshot()
+    except (RequestTimeout, ApiError) as exc:
+        print(f"matchctl: {args.command}: {exc}", file=sys.stderr)
+        return 1
+    print(msgspec.json.format(msgspec.json.encode(result)).decode())
     return 0
 
 
