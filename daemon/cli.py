@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--endpoint", default="tcp://127.0.0.1:7316", help="ZeroMQ order entry")
     run.add_argument("--fsync", choices=("always", "batch", "none"), default="batch")
+    run.add_argument(
+        "--metrics",
+        default="127.0.0.1:9316",
+        metavar="HOST:PORT",
+        help="Prometheus /metrics address ('' for none; default 127.0.0.1:9316)",
+    )
     demo = commands.add_parser("demo", help="walk through a first trade in one process")
     demo.add_argument("--config", type=Path, required=True, metavar="PATH", help="TOML config file")
     serve = commands.add_parser(
@@ -52,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--endpoint", default="tcp://127.0.0.1:7316", help="ZeroMQ endpoint to bind")
     serve.add_argument(
         "--fsync", choices=("always", "batch", "none"), default="batch", help="durability"
+    )
+    serve.add_argument(
+        "--metrics",
+        default="127.0.0.1:9316",
+        metavar="HOST:PORT",
+        help="Prometheus /metrics address ('' for none; default 127.0.0.1:9316)",
     )
     return parser
 
@@ -102,7 +114,8 @@ def _supervise(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    server = Child("server", serve_argv(args.config, args.data_dir, args.endpoint, args.fsync))
+    argv = serve_argv(args.config, args.data_dir, args.endpoint, args.fsync, args.metrics)
+    server = Child("server", argv)
     supervisor = Supervisor([server], status_probe(args.endpoint), pid_dir=args.data_dir / "run")
     print(f"matchd: supervising, order entry on {args.endpoint}", flush=True)
     return supervisor.run(lambda: stop)
@@ -141,12 +154,24 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    server = Server(journal, ServerConfig(endpoint=args.endpoint))
+    from daemon.metrics import ServerMetrics
+
+    metrics = ServerMetrics(journal)
+    if args.metrics:
+        try:
+            port = metrics.serve(args.metrics)
+        except OSError as exc:
+            journal.close()
+            print(f"matchd: cannot serve metrics on {args.metrics}: {exc}", file=sys.stderr)
+            return 1
+        print(f"matchd: metrics on http://{args.metrics.rpartition(':')[0]}:{port}/metrics")
+    server = Server(journal, ServerConfig(endpoint=args.endpoint), metrics=metrics)
     print(f"matchd: serving {server.endpoint}, data in {args.data_dir}", flush=True)
     try:
         server.serve(lambda: stop)
     finally:
         server.close()
+        metrics.close()
         journal.close()
     print("matchd: stopped", flush=True)
     return 0

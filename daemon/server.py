@@ -32,6 +32,7 @@ import numpy as np
 import zmq
 
 from core.schema import COMMAND_DTYPE, Result
+from daemon.metrics import ServerMetrics
 from ipc import wire
 from persistence.journal import Journal
 from persistence.log_errors import LogUnavailable
@@ -90,8 +91,10 @@ class Server:
         *,
         context: zmq.Context[Any] | None = None,
         clock: Callable[[], int] = time.time_ns,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.journal = journal
+        self.metrics = metrics
         self.config = config or ServerConfig()
         self._clock = clock
         self._context = context or zmq.Context.instance()
@@ -142,8 +145,10 @@ class Server:
             try:
                 request = wire.decode_request(payload, self.config.limits)
             except wire.WireError as exc:
+                self._count_frame("error")
                 self._send(envelope, wire.error_reply(exc))
                 continue
+            self._count_frame("commands" if isinstance(request, wire.CommandsFrame) else "calls")
             if isinstance(request, wire.CommandsFrame):
                 cmds = np.array(request.commands, dtype=COMMAND_DTYPE)  # a writable copy
                 frames.append(
@@ -160,7 +165,13 @@ class Server:
             self._run_calls(envelope, request)
         self._run_batch(batch, frames)
         self.frames += handled
+        if self.metrics is not None:
+            self.metrics.refresh(len(self._held))
         return handled
+
+    def _count_frame(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.frames.labels(kind).inc()
 
     # ------------------------------------------------------------------ writes
 
@@ -169,11 +180,15 @@ class Server:
             return
         commands = np.concatenate(batch) if len(batch) > 1 else batch[0]
         commands["ts_ns"] = self._clock()
+        t0 = time.perf_counter()
         try:
             results, events = self.journal.submit(commands)
         except LogUnavailable:
             self._held.append(frames)  # answered when the journal releases the batch
             return
+        if self.metrics is not None:
+            self.metrics.batch(time.perf_counter() - t0, len(commands))
+            self.metrics.count(commands, results)
         self.commands += len(commands)
         self._answer(frames, results, events)
 
@@ -223,6 +238,8 @@ class Server:
             cmd = call.record()
             cmd["ts_ns"] = self._clock()
             results, events = self.journal.submit(cmd)
+            if self.metrics is not None:
+                self.metrics.count(cmd, results)
             return self._command_reply(call, results[0], events, want_events)
         if isinstance(call, wire.BalanceUpdate):
             results, events = self.journal.balance_update(

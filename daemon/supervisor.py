@@ -198,11 +198,14 @@ class Supervisor:
                 p.wait()
 
 
-def serve_argv(config: Path, data_dir: Path, endpoint: str, fsync: str) -> list[str]:
+def serve_argv(
+    config: Path, data_dir: Path, endpoint: str, fsync: str, metrics: str = ""
+) -> list[str]:
     """The command line of the server child."""
     return [
         sys.executable, "-m", "daemon.cli", "serve", "--config", str(config),
         "--data-dir", str(data_dir), "--endpoint", endpoint, "--fsync", fsync,
+        "--metrics", metrics,
     ]  # fmt: skip
 
 

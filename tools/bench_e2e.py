@@ -98,6 +98,8 @@ def _start_daemon(work: Path, endpoint: str, fsync: str) -> subprocess.Popen[byt
                 endpoint,
                 "--fsync",
                 fsync,
+                "--metrics",
+                "127.0.0.1:0",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

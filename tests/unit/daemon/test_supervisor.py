@@ -52,6 +52,8 @@ def test_a_killed_server_is_restarted_with_every_acknowledged_command(tmp_path: 
             str(data),
             "--endpoint",
             endpoint,
+            "--metrics",
+            "127.0.0.1:0",
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

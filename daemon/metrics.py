@@ -1,0 +1,97 @@
+"""Prometheus metrics of the server (docs/daemon.md, "Metrics").
+
+Counted per batch, never per command in Python: a batch's (kind, result) pairs are
+counted with numpy and added to the counters in one go. Served over HTTP by
+``prometheus_client`` on its own thread (default 127.0.0.1:9316, ``/metrics``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from core.schema import CommandKind, Result
+from persistence.journal import Journal
+
+DEFAULT_METRICS_ADDRESS = "127.0.0.1:9316"
+
+_KINDS = {int(k): k.name.lower() for k in CommandKind}
+_RESULTS = {int(r): r.name.lower() for r in Result}
+
+
+class ServerMetrics:
+    """The server's metrics in their own registry."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.commands = Counter(
+            "matchd_commands",
+            "Commands answered, by kind and result",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.frames = Counter(
+            "matchd_frames", "Request frames received, by kind", ["kind"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            "matchd_batch_seconds",
+            "Time to execute, log and make durable one batch",
+            buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0),
+            registry=r,
+        )
+        self.batch_commands = Histogram(
+            "matchd_batch_commands",
+            "Commands per batch",
+            buckets=(1, 4, 16, 64, 256, 1024, 4096, 16384),
+            registry=r,
+        )
+        self.durable_seq = Gauge("matchd_durable_seq", "Last durable sequence", registry=r)
+        self.available = Gauge(
+            "matchd_log_available", "1 while the log takes writes, 0 while it fails", registry=r
+        )
+        self.held = Gauge("matchd_held_batches", "Batches waiting for the log", registry=r)
+        self.log_bytes = Gauge("matchd_log_bytes_written", "Bytes written to the log", registry=r)
+        self.log_failures = Gauge("matchd_log_failures", "Failed log commits", registry=r)
+        self._server: Any = None
+
+    def count(self, commands: np.ndarray, results: np.ndarray) -> None:
+        """Count a batch's commands by (kind, result), with numpy."""
+        if not len(results):
+            return
+        pairs = commands["kind"].astype(np.int64) << 16 | results["code"].astype(np.int64)
+        values, counts = np.unique(pairs, return_counts=True)
+        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+            kind = _KINDS.get(value >> 16, str(value >> 16))
+            result = _RESULTS.get(value & 0xFFFF, str(value & 0xFFFF))
+            self.commands.labels(kind, result).inc(count)
+
+    def batch(self, seconds: float, commands: int) -> None:
+        """One batch made durable."""
+        self.batch_seconds.observe(seconds)
+        self.batch_commands.observe(commands)
+
+    def refresh(self, held: int) -> None:
+        """Gauges that follow the journal."""
+        stats = self.journal.writer.stats()
+        self.durable_seq.set(self.journal.durable_seq)
+        self.available.set(1 if self.journal.available else 0)
+        self.held.set(held)
+        self.log_bytes.set(stats.bytes_written)
+        self.log_failures.set(stats.failures)
+
+    def serve(self, address: str = DEFAULT_METRICS_ADDRESS) -> int:
+        """Serve ``/metrics`` on ``host:port`` (port 0: any); returns the port."""
+        host, _, port = address.rpartition(":")
+        self._server, _ = start_http_server(int(port), host or "127.0.0.1", registry=self.registry)
+        return int(self._server.server_port)
+
+    def close(self) -> None:
+        """Stop the HTTP server."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
