@@ -23,7 +23,6 @@ retried as if it had succeeded.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -36,7 +35,6 @@ from core.errors import ClosedError
 from persistence._io import SysIO, lock_directory, write_all
 from persistence._segments import SegmentScan, check_log, list_segments, missing_committed
 from persistence._seqfile import read_seq_file, write_seq_file_atomically
-from persistence.consumers import consumer_positions
 from persistence.log_config import FsyncPolicy, LogConfig, LogStats
 from persistence.log_errors import (
     LogCorrupt,
@@ -64,6 +62,7 @@ from persistence.log_format import (
     frame_length,
     segment_name,
 )
+from persistence.retention import prune_segments
 
 logger = logging.getLogger(__name__)
 
@@ -544,26 +543,8 @@ class LogWriter:
                 f"prune: snapshot_seq must be from 0 to durable_seq {self._durable_seq}; "
                 f"got {snapshot_seq!r}"
             )
-        limit = snapshot_seq
-        for position in consumer_positions(self._directory).values():
-            limit = min(limit, position + 1)
-        deleted: list[Path] = []
         with self._io_step("prune", self._directory):
-            segments = list_segments(self._directory)
-            for segment, following in itertools.pairwise(segments):
-                if following.first_seq > limit:
-                    break  # ``segment`` holds records at or after the limit
-                self._io.unlink(segment.path)
-                deleted.append(segment.path)
-                logger.info(
-                    "log segment pruned: path=%s last_seq=%d limit=%d",
-                    segment.path,
-                    following.first_seq - 1,
-                    limit,
-                )
-            if deleted:
-                self._io.fsync_dir(self._directory)
-        return deleted
+            return prune_segments(self._directory, self._io, snapshot_seq)
 
     # ------------------------------------------------------------------ closing
 
