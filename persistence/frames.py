@@ -259,6 +259,34 @@ SCAN_PROBLEMS = (
 )
 
 
+@inline
+def _check_frame(
+    buf: np.ndarray, buf64: np.ndarray, pos: int, end: int, expected_seq: int, max_payload: int
+) -> tuple[int, int]:
+    """(end of the frame at ``pos``, SCAN_OK) if its length fits ``max_payload`` and the
+    data, its checksum holds, it has ``expected_seq``, a type and no flags; else
+    (pos, the problem)."""
+    if pos + FRAME_HEADER_LENGTH > end:
+        return pos, SCAN_SHORT
+    w = pos // _WORD
+    length = buf64[w] & _MASK32
+    if length > max_payload:
+        return pos, SCAN_LENGTH
+    stop = pos + FRAME_HEADER_LENGTH + length
+    stop += (_WORD - stop % _WORD) % _WORD
+    if stop > end:
+        return pos, SCAN_SHORT
+    crc = crc32c(buf, pos, pos + 4, 0)
+    if crc32c(buf, pos + 8, stop, crc) != (buf64[w] >> 32) & _MASK32:
+        return pos, SCAN_CRC
+    if buf64[w + 1] != expected_seq:
+        return pos, SCAN_SEQ
+    meta = buf64[w + 2]
+    if meta & 0xFFFF == 0 or (meta >> 16) & 0xFFFF != 0:
+        return pos, SCAN_TYPE
+    return stop, SCAN_OK
+
+
 @kernel
 def scan_frames(
     buf: np.ndarray,
@@ -280,28 +308,12 @@ def scan_frames(
     n = 0
     cap = starts.shape[0]
     while n < cap and pos < end:
-        if pos + FRAME_HEADER_LENGTH > end:
-            return pos, n, SCAN_SHORT
-        w = pos // _WORD
-        length = buf64[w] & _MASK32
-        if length > max_payload:
-            return pos, n, SCAN_LENGTH
-        stop = pos + FRAME_HEADER_LENGTH + length
-        stop += (_WORD - stop % _WORD) % _WORD
-        if stop > end:
-            return pos, n, SCAN_SHORT
-        stored = (buf64[w] >> 32) & _MASK32
-        crc = crc32c(buf, pos, pos + 4, 0)
-        if crc32c(buf, pos + 8, stop, crc) != stored:
-            return pos, n, SCAN_CRC
-        if buf64[w + 1] != expected_seq:
-            return pos, n, SCAN_SEQ
-        kind = buf64[w + 2] & 0xFFFF
-        if kind == 0 or (buf64[w + 2] >> 16) & 0xFFFF != 0:
-            return pos, n, SCAN_TYPE
+        stop, problem = _check_frame(buf, buf64, pos, end, expected_seq, max_payload)
+        if problem != SCAN_OK:
+            return pos, n, problem
         starts[n] = pos
         seqs[n] = expected_seq
-        types[n] = kind
+        types[n] = buf64[pos // _WORD + 2] & 0xFFFF
         n += 1
         expected_seq += 1
         pos = stop
@@ -349,26 +361,15 @@ def fast_forward(
     checksum, sequence, type, flags, batch index 0 or the previous + 1, zero padding);
     returns (pos, next expected seq, last batch index) at the first frame that is not,
     or at ``end``. The caller says why that frame is not valid."""
-    while pos + FRAME_HEADER_LENGTH <= end:
+    while pos < end:
+        stop, problem = _check_frame(buf, buf64, pos, end, expected_seq, max_payload)
+        if problem != SCAN_OK:
+            break
         w = pos // _WORD
-        length = buf64[w] & _MASK32
-        if length > max_payload:
-            break
-        body = pos + FRAME_HEADER_LENGTH + length
-        stop = body + (_WORD - body % _WORD) % _WORD
-        if stop > end:
-            break
-        crc = crc32c(buf, pos, pos + 4, 0)
-        if crc32c(buf, pos + 8, stop, crc) != (buf64[w] >> 32) & _MASK32:
-            break
-        if buf64[w + 1] != expected_seq:
-            break
-        meta = buf64[w + 2]
-        index = (meta >> 32) & _MASK32
-        if meta & 0xFFFF == 0 or (meta >> 16) & 0xFFFF != 0:
-            break
+        index = (buf64[w + 2] >> 32) & _MASK32
         if index != 0 and index != prev_batch_index + 1:
             break
+        body = pos + FRAME_HEADER_LENGTH + (buf64[w] & _MASK32)
         padded = False
         for b in range(body, stop):
             if buf[b] != 0:
