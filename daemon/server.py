@@ -76,6 +76,10 @@ class _Waiting:
     replies: list[wire.Reply | None]
 
 
+def _page(call: wire.OrderPending | wire.OrderBook, total: int, views: list[Any]) -> wire.Page:
+    return wire.Page(call.offset, call.limit, total, [wire.Order.from_view(v) for v in views])
+
+
 def _complete(replies: list[wire.Reply | None]) -> list[wire.Reply]:
     return [r for r in replies if r is not None]
 
@@ -274,12 +278,12 @@ class Server:
         return wire.Order.from_view(view) if view else None
 
     def _pending(self, call: wire.OrderPending) -> wire.Page:
-        total, views = self.journal.engine.pending(call.user, call.market, call.offset, call.limit)
-        return wire.Page(call.offset, call.limit, total, [wire.Order.from_view(v) for v in views])
+        page = self.journal.engine.pending(call.user, call.market, call.offset, call.limit)
+        return _page(call, *page)
 
     def _book(self, call: wire.OrderBook) -> wire.Page:
-        total, views = self.journal.engine.book(call.market, call.side, call.offset, call.limit)
-        return wire.Page(call.offset, call.limit, total, [wire.Order.from_view(v) for v in views])
+        page = self.journal.engine.book(call.market, call.side, call.offset, call.limit)
+        return _page(call, *page)
 
     def _depth(self, call: wire.OrderDepth) -> wire.Depth:
         asks, bids = self.journal.engine.depth(call.market, call.limit, call.interval)

@@ -410,6 +410,14 @@ def _load_snapshot(config: EngineConfig, directory: Path) -> tuple[Engine, int]:
     if found is None:
         return Engine(config), 0
     info, arrays, meta = found
+    return engine_from_snapshot(config, info, arrays, meta), info.seq
+
+
+def engine_from_snapshot(
+    config: EngineConfig, info: SnapshotInfo, arrays: dict[str, np.ndarray], meta: dict[str, str]
+) -> Engine:
+    """The engine a snapshot holds, after checking it was taken under ``config`` and
+    that the rebuilt state has the hash the snapshot records (``LogError`` if not)."""
     if meta.get("config_digest") != config_digest(config):
         raise LogError(
             f"snapshot {info.path} was taken under a different engine config; restore that "
@@ -421,4 +429,4 @@ def _load_snapshot(config: EngineConfig, directory: Path) -> tuple[Engine, int]:
         raise LogError(
             f"snapshot {info.path}: state hash {got} is not the {info.state_hash} it holds"
         )
-    return engine, info.seq
+    return engine

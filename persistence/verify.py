@@ -16,7 +16,7 @@ from pathlib import Path
 from core.config import EngineConfig
 from core.engine import Engine
 from persistence._segments import list_segments
-from persistence.journal import LOG_DIR, SNAPSHOT_DIR, config_digest
+from persistence.journal import LOG_DIR, SNAPSHOT_DIR, engine_from_snapshot
 from persistence.log_errors import LogError
 from persistence.replay import ReplayStats, replay
 from persistence.snapshot import SnapshotInfo, list_snapshots, load_newest_valid, read_snapshot
@@ -42,9 +42,7 @@ class Verification:
 
 def _engine_from(config: EngineConfig, info: SnapshotInfo) -> Engine:
     _, arrays, meta = read_snapshot(info.path)
-    if meta.get("config_digest") != config_digest(config):
-        raise LogError(f"snapshot {info.path} was taken under a different engine config")
-    return Engine(config, state=arrays)
+    return engine_from_snapshot(config, info, arrays, meta)
 
 
 def verify(config: EngineConfig, data_dir: Path) -> Verification:
@@ -62,9 +60,7 @@ def verify(config: EngineConfig, data_dir: Path) -> Verification:
         recovered, recovered_from = Engine(config), 0
     else:
         info, arrays, meta = found
-        if meta.get("config_digest") != config_digest(config):
-            raise LogError(f"snapshot {info.path} was taken under a different engine config")
-        recovered, recovered_from = Engine(config, state=arrays), info.seq
+        recovered, recovered_from = engine_from_snapshot(config, info, arrays, meta), info.seq
     tail = replay(recovered, log_dir, recovered_from + 1, check_events=True)
     # The whole-log road.
     if first == 1:
