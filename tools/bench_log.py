@@ -40,7 +40,7 @@ from core.schema import COMMAND_DTYPE, CommandKind, Side, TimeInForce
 from persistence.journal import Journal, JournalConfig, journal_log_config
 from persistence.log import FsyncPolicy
 from tools.bench_core import machine_info
-from tools.bench_stream import Stream, bench_config, deposit_all, generate
+from tools.bench_stream import Stream, bench_config, config_toml, deposit_all, generate
 
 WARMUP = 20_000
 DEFAULT_BATCH = 256
@@ -112,36 +112,12 @@ def measure(
     return figures, journal
 
 
-SNAPSHOT_CONFIG = """
-[engine]
-fee_user = 0
-max_users = 2048
-
-[[assets]]
-name = "XBT"
-prec = 10
-
-[[assets]]
-name = "USD"
-prec = 8
-
-[[markets]]
-name = "XBT_USD"
-stock = "XBT"
-money = "USD"
-stock_prec = 6
-money_prec = 2
-max_orders = {max_orders}
-max_levels = 65536
-"""
-
-
 def measure_snapshot(directory: Path, orders: int) -> dict[str, Any]:
     """A book of ``orders`` resting asks (1,000 users, 60,000 prices) through a journal
     (fsync none: this is about the snapshot, not the log); then how long
     ``Journal.snapshot`` holds the caller (the fork), how long the child takes to hash
     and write, the file's size, and a recovery from it."""
-    config = parse_config(SNAPSHOT_CONFIG.format(max_orders=orders + 1024))
+    config = parse_config(config_toml(max_orders=orders + 1024, max_levels=65536))
     jconfig = JournalConfig(data_dir=directory, log=journal_log_config(fsync=FsyncPolicy.NONE))
     journal = Journal.open(config, jconfig)
     for user in range(1, 1001):

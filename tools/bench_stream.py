@@ -73,7 +73,10 @@ DEPOSIT_MONEY = 10**15  #: 10,000,000 USD per user (prec 8)
 TS_START = 1_700_000_000_000_000_000
 TS_STEP = 1_000
 
-CONFIG_TOML = f"""
+
+def config_toml(max_orders: int = 65536, max_levels: int = 16384) -> str:
+    """The benchmark's one-market config, with room for ``max_orders`` resting orders."""
+    return f"""
 [engine]
 fee_user = 0
 max_users = {USERS + 24}
@@ -95,9 +98,12 @@ stock_prec = 6
 money_prec = 2
 fee_prec = 4
 min_amount = "0.000001"
-max_orders = 65536
-max_levels = 16384
+max_orders = {max_orders}
+max_levels = {max_levels}
 """
+
+
+CONFIG_TOML = config_toml()
 
 MARKET = 0
 STOCK = 0
