@@ -104,7 +104,8 @@ class Business(IntEnum):
 class Result(IntEnum):
     """Outcome of a command or query, grouped by layer.
 
-    1xxx gateway validation, 2xxx balance and risk, 3xxx matching, 9xxx system.
+    1xxx gateway validation (including authorisation and rate limits), 2xxx balance
+    and risk, 3xxx matching, 9xxx system.
     ViaBTC's per-method numbers are in ``VIABTC_CODES``.
     """
 
@@ -113,6 +114,8 @@ class Result(IntEnum):
     UNKNOWN_MARKET = 1002
     UNKNOWN_ASSET = 1003
     FEE_ACCOUNT_CANNOT_TRADE = 1004
+    FORBIDDEN = 1005  #: the client's key may not do this (daemon/auth.py)
+    TOO_MANY_REQUESTS = 1006  #: the client's key is over its rate limit
     BALANCE_NOT_ENOUGH = 2001
     REPEAT_UPDATE = 2002
     SUPPLY_LIMIT = 2003
@@ -137,6 +140,8 @@ MESSAGES: dict[Result, str] = {
     Result.UNKNOWN_MARKET: "invalid argument: unknown market",
     Result.UNKNOWN_ASSET: "invalid argument: unknown asset",
     Result.FEE_ACCOUNT_CANNOT_TRADE: "invalid argument: the fee account cannot trade",
+    Result.FORBIDDEN: "forbidden",
+    Result.TOO_MANY_REQUESTS: "too many requests",
     Result.BALANCE_NOT_ENOUGH: "balance not enough",
     Result.REPEAT_UPDATE: "repeat update",
     Result.SUPPLY_LIMIT: "invalid argument: total supply of the asset would exceed its limit",

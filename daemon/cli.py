@@ -8,17 +8,30 @@ engine (``daemon.demo``).
 ``matchd serve --config PATH --data-dir DIR [--endpoint E] [--fsync batch]`` runs the
 single-process durable server (``daemon.server``): ZeroMQ order entry in front of the
 journal in DIR, recovering it first; SIGTERM or SIGINT stop it cleanly.
+
+``run`` and ``serve`` take ``--keys PATH`` (default: the ``MATCHD_KEYS`` environment
+variable), the CURVE key registry (``daemon.auth``, ``etc/keys.example.toml``);
+without it the order entry binds local endpoints only. ``matchd keygen --out DIR
+NAME`` writes a new key pair, ``DIR/NAME.key`` and ``DIR/NAME.key_secret`` (0600).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from daemon.auth import KeyRegistry
 
 #: Exit code for a usage or config error (argparse uses 2 too).
 EXIT_USAGE = 2
+#: The environment variable ``--keys`` defaults to.
+KEYS_ENV = "MATCHD_KEYS"
+_KEYS_HELP = f"CURVE key registry (TOML; default ${KEYS_ENV}; none: local endpoints only)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="Prometheus /metrics address ('' for none; default 127.0.0.1:9316)",
     )
+    run.add_argument("--keys", type=Path, metavar="PATH", help=_KEYS_HELP)
     demo = commands.add_parser("demo", help="walk through a first trade in one process")
     demo.add_argument("--config", type=Path, required=True, metavar="PATH", help="TOML config file")
     serve = commands.add_parser(
@@ -65,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="Prometheus /metrics address ('' for none; default 127.0.0.1:9316)",
     )
+    serve.add_argument("--keys", type=Path, metavar="PATH", help=_KEYS_HELP)
+    keygen = commands.add_parser("keygen", help="write a new CURVE key pair")
+    keygen.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="directory of the key files"
+    )
+    keygen.add_argument("name", help="key name: NAME.key (public), NAME.key_secret (0600)")
     return parser
 
 
@@ -77,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.config)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "keygen":
+        return _keygen(args.out, args.name)
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 
 
@@ -92,12 +114,48 @@ def _run(config_path: Path) -> int:
     return run(config_text)
 
 
+def _keygen(out: Path, name: str) -> int:
+    from daemon.auth import write_keypair
+    from ipc.client_common import read_key_file
+
+    try:
+        public_path, secret_path = write_keypair(out, name)
+    except (OSError, ValueError) as exc:
+        print(f"matchd: keygen: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ValueError | FileExistsError) else 1
+    public = read_key_file(public_path)[0].decode()
+    print(f"public key: {public_path} (for the server)")
+    print(f"secret key: {secret_path} (mode 0600; stays with the client)")
+    print("entry for the server's key registry:")
+    print(f'[[client]]\nname = "{name}"\npublic_key = "{public}"')
+    print('role = "read"  # admin, trade or read\nusers = []  # user ids it may act for, or "*"')
+    return 0
+
+
+def _keys_path(args: argparse.Namespace) -> Path | None:
+    """``--keys``, else ``$MATCHD_KEYS``, else None."""
+    if args.keys is not None:
+        return Path(args.keys)
+    env = os.environ.get(KEYS_ENV, "")
+    return Path(env) if env else None
+
+
+def _registry(path: Path | None) -> KeyRegistry | None:
+    """The key registry at ``path`` (None: none); ``ConfigError`` if it is wrong."""
+    if path is None:
+        return None
+    from daemon.auth import load_registry
+
+    return load_registry(path)
+
+
 def _supervise(args: argparse.Namespace) -> int:
     import logging
     import signal
 
     from core.config import parse_config
     from core.errors import ConfigError
+    from daemon.auth import check_exposure
     from daemon.supervisor import Child, Supervisor, serve_argv, status_probe
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -105,6 +163,13 @@ def _supervise(args: argparse.Namespace) -> int:
         parse_config(args.config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ConfigError) as exc:
         print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    keys = _keys_path(args)
+    try:  # refused here rather than by every restart of the child
+        registry = _registry(keys)
+        check_exposure(args.endpoint, curve=registry is not None)
+    except ConfigError as exc:
+        print(f"matchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     stop = False
 
@@ -114,9 +179,11 @@ def _supervise(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    argv = serve_argv(args.config, args.data_dir, args.endpoint, args.fsync, args.metrics)
+    argv = serve_argv(args.config, args.data_dir, args.endpoint, args.fsync, args.metrics, keys)
     server = Child("server", argv)
-    supervisor = Supervisor([server], status_probe(args.endpoint), pid_dir=args.data_dir / "run")
+    curve = registry.server_keys() if registry is not None else None
+    probe = status_probe(args.endpoint, curve=curve)
+    supervisor = Supervisor([server], probe, pid_dir=args.data_dir / "run")
     print(f"matchd: supervising, order entry on {args.endpoint}", flush=True)
     return supervisor.run(lambda: stop)
 
@@ -127,6 +194,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from core.config import parse_config
     from core.errors import ConfigError
+    from daemon.auth import check_exposure
     from daemon.server import Server, ServerConfig
     from persistence.journal import Journal, JournalConfig, journal_log_config
     from persistence.log import FsyncPolicy
@@ -138,6 +206,14 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError, ConfigError) as exc:
         print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        registry = _registry(_keys_path(args))
+        check_exposure(args.endpoint, curve=registry is not None)
+    except ConfigError as exc:
+        print(f"matchd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if registry is not None:
+        logging.getLogger("matchd").info("CURVE authentication: %s", registry.describe())
     jconfig = JournalConfig(
         data_dir=args.data_dir, log=journal_log_config(fsync=FsyncPolicy(args.fsync))
     )
@@ -165,8 +241,17 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"matchd: cannot serve metrics on {args.metrics}: {exc}", file=sys.stderr)
             return 1
         print(f"matchd: metrics on http://{args.metrics.rpartition(':')[0]}:{port}/metrics")
-    server = Server(journal, ServerConfig(endpoint=args.endpoint), metrics=metrics)
-    print(f"matchd: serving {server.endpoint}, data in {args.data_dir}", flush=True)
+    try:
+        server = Server(
+            journal, ServerConfig(endpoint=args.endpoint, auth=registry), metrics=metrics
+        )
+    except ConfigError as exc:  # libzmq too old or without CURVE
+        metrics.close()
+        journal.close()
+        print(f"matchd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    auth = "CURVE" if registry is not None else "no authentication"
+    print(f"matchd: serving {server.endpoint} ({auth}), data in {args.data_dir}", flush=True)
     try:
         server.serve(lambda: stop)
     finally:

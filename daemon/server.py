@@ -13,9 +13,14 @@ here (never answered as failed: they will be applied); new order commands are
 answered SERVICE_UNAVAILABLE without running, queries go on, and every loop retries
 the log and answers the held frames once they are durable.
 
+With a key registry (``ServerConfig.auth``) the socket is a CURVE server: the ZAP
+handler, polled in this same loop, lets only registered keys connect, and every
+frame is checked against its key's role, users and rate limit before anything of it
+runs (``daemon.auth_gate``); a refused frame gets an ERROR frame, FORBIDDEN or
+TOO_MANY_REQUESTS, and changes nothing. Without one, only a local endpoint binds.
+
 This is the first form of the daemon of issue #4: one process holds balances, books
-and log. The supervisor, pair workers over shared memory, CURVE authentication and
-metrics come next (docs/daemon.md).
+and log. Pair workers over shared memory come next (docs/daemon.md).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import numpy as np
 import zmq
 
 from core.schema import COMMAND_DTYPE, Result
+from daemon.auth import KeyRegistry, check_exposure, check_libzmq
+from daemon.auth_gate import ZAP_DOMAIN, AuthStats, Gate, ZapHandler
 from daemon.metrics import ServerMetrics
 from ipc import wire
 from persistence.journal import Journal
@@ -54,6 +61,9 @@ class ServerConfig:
     #: ZeroMQ receive and send queue bounds (messages).
     hwm: int = 10_000
     limits: wire.WireLimits = field(default_factory=wire.WireLimits)
+    #: The key registry: CURVE, per-key permissions and rate limits. None: no
+    #: authentication, which only a local endpoint allows (``check_exposure``).
+    auth: KeyRegistry | None = None
 
 
 @dataclass(slots=True)
@@ -96,19 +106,40 @@ class Server:
         context: zmq.Context[Any] | None = None,
         clock: Callable[[], int] = time.time_ns,
         metrics: ServerMetrics | None = None,
+        auth_clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
+        """Check the start-up rules (libzmq version, CURVE, exposure) and bind.
+
+        ``clock`` stamps the commands (Unix ns); ``auth_clock`` (monotonic ns) drives
+        the rate limits. With ``config.auth`` and no ``context`` the server makes a
+        context of its own (one ZAP handler per context) and terms it on ``close``.
+        """
         self.journal = journal
         self.metrics = metrics
         self.config = config or ServerConfig()
         self._clock = clock
-        self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.ROUTER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.RCVHWM, self.config.hwm)
-        self._socket.setsockopt(zmq.SNDHWM, self.config.hwm)
-        self._socket.bind(self.config.endpoint)
+        auth = self.config.auth
+        check_libzmq(curve=auth is not None)
+        check_exposure(self.config.endpoint, curve=auth is not None)
+        self._own_context = context is None and auth is not None
+        if context is None:
+            context = zmq.Context() if auth is not None else zmq.Context.instance()
+        self._context = context
+        #: The per-frame checks; None without a key registry.
+        self.gate: Gate | None = None
+        self._zap: ZapHandler | None = None
+        try:
+            if auth is not None:
+                self._zap = ZapHandler(context, auth)  # before the ROUTER binds
+                self.gate = Gate(auth, auth_clock)
+            self._socket = self._bind(context, auth)
+        except BaseException:
+            self._close_auth()
+            raise
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
+        if self._zap is not None:
+            self._poller.register(self._zap.socket, zmq.POLLIN)
         #: Frames of batches the journal holds (the log failed), oldest first.
         self._held: deque[list[_Frame]] = deque()
         #: Call frames waiting for a snapshot being written.
@@ -116,10 +147,33 @@ class Server:
         self.frames = 0
         self.commands = 0
 
+    def _bind(self, context: zmq.Context[Any], auth: KeyRegistry | None) -> zmq.Socket[bytes]:
+        socket: zmq.Socket[bytes] = context.socket(zmq.ROUTER)
+        try:
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.RCVHWM, self.config.hwm)
+            socket.setsockopt(zmq.SNDHWM, self.config.hwm)
+            if auth is not None:
+                socket.setsockopt(zmq.CURVE_SERVER, 1)
+                socket.setsockopt(zmq.CURVE_SECRETKEY, auth.server_secret_key.reveal())
+                socket.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+            socket.bind(self.config.endpoint)
+        except BaseException:
+            socket.close(0)
+            raise
+        return socket
+
     @property
     def endpoint(self) -> str:
         """The bound endpoint (with the real port if ``tcp://...:0`` was asked)."""
         return str(self._socket.getsockopt_string(zmq.LAST_ENDPOINT))
+
+    def auth_statistics(self) -> AuthStats | None:
+        """Handshakes accepted and refused, and each key's counters; None without a
+        key registry."""
+        if self.gate is None or self._zap is None:
+            return None
+        return AuthStats(self._zap.accepted, self._zap.refused, self.gate.statistics())
 
     # ------------------------------------------------------------------ loop
 
@@ -135,22 +189,20 @@ class Server:
         self._reap_snapshot()
         if not self._poller.poll(0 if self._held else timeout_ms):
             return 0
+        if self._zap is not None:
+            self._zap.handle()  # handshakes first: one EAGAIN when none waits
         batch: list[np.ndarray] = []
         frames: list[_Frame] = []
         size = 0
         handled = 0
         while handled < self.config.max_frames and size < self.config.max_batch:
-            try:
-                parts = self._socket.recv_multipart(zmq.NOBLOCK, copy=True)
-            except zmq.Again:
+            received = self._receive()
+            if received is None:
                 break
             handled += 1
-            envelope, payload = parts[:-1], parts[-1]
-            try:
-                request = wire.decode_request(payload, self.config.limits)
-            except wire.WireError as exc:
-                self._count_frame("error")
-                self._send(envelope, wire.error_reply(exc))
+            envelope = received[0]
+            request = self._admit(*received)
+            if request is None:
                 continue
             self._count_frame("commands" if isinstance(request, wire.CommandsFrame) else "calls")
             if isinstance(request, wire.CommandsFrame):
@@ -172,6 +224,50 @@ class Server:
         if self.metrics is not None:
             self.metrics.refresh(len(self._held))
         return handled
+
+    def _receive(self) -> tuple[list[bytes], bytes | memoryview, str | None] | None:
+        """The next request: ``(envelope, frame, key name)``, or None if none waits.
+        With a registry the message is received without a copy, to read the
+        ``User-Id`` that the ZAP handler gave the connection (the key's name)."""
+        try:
+            if self.gate is None:
+                parts = self._socket.recv_multipart(zmq.NOBLOCK, copy=True)
+                return parts[:-1], parts[-1], None
+            frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        last = frames[-1]
+        try:
+            user_id = last.get("User-Id")
+        except zmq.ZMQError:  # no ZAP user id: not a registered key
+            user_id = None
+        name = user_id if isinstance(user_id, str) else None
+        return [f.bytes for f in frames[:-1]], last.buffer, name
+
+    def _admit(
+        self, envelope: list[bytes], payload: bytes | memoryview, user_id: str | None
+    ) -> wire.CommandsFrame | wire.CallsFrame | None:
+        """The decoded request if it may run; else answer it with an ERROR frame
+        (malformed, FORBIDDEN or TOO_MANY_REQUESTS) and return None."""
+        try:
+            request = wire.decode_request(payload, self.config.limits)
+        except wire.WireError as exc:
+            # An unreadable frame costs its key one token.
+            refusal = self.gate.charge(user_id) if self.gate is not None else None
+            self._count_frame("error")
+            if refusal is None:
+                self._send(envelope, wire.error_reply(exc))
+            else:
+                self._send(envelope, wire.encode_error(exc.request_id, *refusal))
+            return None
+        if self.gate is None:
+            return request
+        refusal = self.gate.admit(user_id, request)
+        if refusal is None:
+            return request
+        self._count_frame(refusal.code.name.lower())
+        self._send(envelope, wire.encode_error(request.request_id, *refusal))
+        return None
 
     def _count_frame(self, kind: str) -> None:
         if self.metrics is not None:
@@ -367,8 +463,15 @@ class Server:
             logger.warning("reply dropped: the client's queue is full")
 
     def close(self) -> None:
-        """Close the socket (the journal is the caller's)."""
+        """Close the sockets (the journal is the caller's)."""
         self._socket.close(0)
+        self._close_auth()
+
+    def _close_auth(self) -> None:
+        if self._zap is not None:
+            self._zap.close()
+        if self._own_context:
+            self._context.term()
 
 
 #: Query calls and the method that answers each.

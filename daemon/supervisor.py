@@ -26,6 +26,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ipc.client_common import CurveKeys
 
 logger = logging.getLogger(__name__)
 
@@ -199,23 +203,35 @@ class Supervisor:
 
 
 def serve_argv(
-    config: Path, data_dir: Path, endpoint: str, fsync: str, metrics: str = ""
+    config: Path,
+    data_dir: Path,
+    endpoint: str,
+    fsync: str,
+    metrics: str = "",
+    keys: Path | None = None,
 ) -> list[str]:
-    """The command line of the server child."""
-    return [
+    """The command line of the server child (``keys``: its key registry)."""
+    argv = [
         sys.executable, "-m", "daemon.cli", "serve", "--config", str(config),
         "--data-dir", str(data_dir), "--endpoint", endpoint, "--fsync", fsync,
         "--metrics", metrics,
     ]  # fmt: skip
+    if keys is not None:
+        argv += ["--keys", str(keys)]
+    return argv
 
 
-def status_probe(endpoint: str, timeout_s: float = 1.0) -> Callable[[], bool]:
-    """A health check: the server at ``endpoint`` answers ``server.status``."""
+def status_probe(
+    endpoint: str, timeout_s: float = 1.0, curve: CurveKeys | None = None
+) -> Callable[[], bool]:
+    """A health check: the server at ``endpoint`` answers ``server.status``
+    (``curve``: the keys to connect with when the server has a key registry; the
+    server's own key pair, ``KeyRegistry.server_keys()``, may ask for its status)."""
 
     def probe() -> bool:
         from ipc.client import Client
 
-        with Client(endpoint, timeout_s=timeout_s) as client:
+        with Client(endpoint, timeout_s=timeout_s, curve=curve) as client:
             client.status()
         return True
 

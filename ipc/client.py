@@ -15,10 +15,14 @@ on asyncio. Both speak wire version 1 over one DEALER socket:
   each, in integer units as the wire carries them, and return its typed result, or
   raise ``ApiError`` with the engine's and ViaBTC's codes.
 
+Authentication: ``curve=CurveKeys.from_files(...)`` makes the socket a CURVE client;
+a server that does not know the key refuses the handshake, so requests time out.
+
 Errors: ``RequestTimeout`` (a ``TimeoutError``), ``RequestRefused`` (an ERROR
-frame; a ``WireError``), ``ApiError``, ``TooManyInFlight``, ``WireError`` for a
-request that cannot be encoded (nothing sent), ``BrokenError`` for a reply that
-breaks the protocol, ``ClosedError`` after ``close``. A client is not thread-safe.
+frame, e.g. FORBIDDEN or TOO_MANY_REQUESTS; a ``WireError``), ``ApiError``,
+``TooManyInFlight``, ``WireError`` for a request that cannot be encoded (nothing
+sent), ``BrokenError`` for a reply that breaks the protocol, ``ClosedError`` after
+``close``. A client is not thread-safe.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from ipc.client_common import (
     Answer,
     ApiError,
     ClientStats,
+    CurveKeys,
     Outcome,
     Request,
     RequestRefused,
@@ -87,6 +92,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ClientStats",
+    "CurveKeys",
     "RequestRefused",
     "RequestTimeout",
     "TooManyInFlight",
@@ -99,6 +105,8 @@ class Client:
     ``timeout_s`` is the default of every wait (``math.inf``: wait forever);
     ``limits`` bound the frames both ways, as on the server; ``context`` defaults to
     the process's shared ``zmq.Context.instance()``, which ``close`` leaves open.
+    ``curve``: connect as a CURVE client with these keys (a server with a key
+    registry refuses any other; docs/protocol.md, "Authentication and limits").
     """
 
     def __init__(
@@ -109,6 +117,7 @@ class Client:
         limits: WireLimits = DEFAULT_LIMITS,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         context: zmq.Context[Any] | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout_s = check_timeout(timeout_s, DEFAULT_TIMEOUT_S)
@@ -122,6 +131,8 @@ class Client:
             # Every reply answers a request in flight, so this bound never drops one.
             self._socket.setsockopt(zmq.RCVHWM, max_in_flight + 1)
             self._socket.setsockopt(zmq.SNDHWM, max_in_flight + 1)
+            if curve is not None:
+                curve.apply(self._socket)
             self._socket.connect(endpoint)
         except zmq.ZMQError:
             self._socket.close(linger=0)

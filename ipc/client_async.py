@@ -27,6 +27,7 @@ from ipc.client_common import (
     DEFAULT_TIMEOUT_S,
     Answer,
     ClientStats,
+    CurveKeys,
     Outcome,
     Request,
     Requests,
@@ -84,6 +85,7 @@ class AsyncClient:
         limits: WireLimits = DEFAULT_LIMITS,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         context: zmq.asyncio.Context | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout_s = check_timeout(timeout_s, DEFAULT_TIMEOUT_S)
@@ -101,6 +103,8 @@ class AsyncClient:
             self._socket.setsockopt(zmq.LINGER, 0)
             self._socket.setsockopt(zmq.RCVHWM, max_in_flight + 1)
             self._socket.setsockopt(zmq.SNDHWM, max_in_flight + 1)
+            if curve is not None:
+                curve.apply(self._socket)
             self._socket.connect(endpoint)
         except zmq.ZMQError:
             self._socket.close(linger=0)

@@ -1,15 +1,18 @@
 """What the sync and asyncio clients share (``ipc.client``, ``ipc.client_async``): the
-exceptions, the table of requests in flight and the checks of a reply against its
-request. No socket here."""
+exceptions, the table of requests in flight, the checks of a reply against its
+request, and the CURVE keys a client authenticates with. No socket here."""
 
 from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
 import numpy as np
+import zmq
+import zmq.auth
 
 from core.errors import BrokenError, MatchdError, WouldBlock
 from core.schema import Result
@@ -59,8 +62,9 @@ class RequestTimeout(MatchdError, TimeoutError):
 
 class RequestRefused(WireError):
     """The server answered a request with an ERROR frame: it refused the frame whole
-    (``code`` 1001 for a malformed frame, 9002 when overloaded, ...); nothing of it
-    was applied. Not raised for a per-record or per-call error."""
+    (``code`` 1001 for a malformed frame, 1005 FORBIDDEN for what the client's key
+    may not do, 1006 TOO_MANY_REQUESTS over its rate limit, 9002 when overloaded,
+    ...); nothing of it was applied. Not raised for a per-record or per-call error."""
 
 
 class TooManyInFlight(WouldBlock):
@@ -118,6 +122,88 @@ def replies_of(answer: Answer) -> list[Reply]:
     if not isinstance(answer, RepliesFrame):  # pragma: no cover - checked on receipt
         raise BrokenError("a CALLS request was not answered by REPLIES")
     return answer.replies
+
+
+# --------------------------------------------------------------------------- CURVE keys
+
+#: A CURVE key in Z85 text: 40 characters of this alphabet (32 bytes of key).
+Z85_KEY_LENGTH: Final = 40
+_Z85_ALPHABET: Final = frozenset(
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+)
+
+
+def check_z85_key(key: bytes | str, what: str) -> bytes:
+    """``key`` as Z85 bytes if it is a Z85-encoded CURVE key, else ``ValueError``
+    naming ``what`` (the key itself is not repeated: it may be a secret)."""
+    raw = key.encode("ascii", "replace") if isinstance(key, str) else bytes(key)
+    if len(raw) != Z85_KEY_LENGTH or not set(raw) <= _Z85_ALPHABET:
+        raise ValueError(f"{what} is not a CURVE key ({Z85_KEY_LENGTH} characters of Z85)")
+    return raw
+
+
+def read_key_file(path: str | os.PathLike[str]) -> tuple[bytes, bytes | None]:
+    """``(public, secret or None)`` Z85 keys of a key file in ZeroMQ's certificate
+    format (``matchd keygen``, pyzmq's ``zmq.auth.create_certificates`` and czmq's
+    ``zcert`` write it): ``NAME.key`` holds the public key, ``NAME.key_secret`` both.
+
+    ``ValueError`` (naming the file) for a file that holds no valid key or a secret
+    key that does not match its public key; ``OSError`` for one that cannot be read.
+    """
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except ValueError as exc:
+        raise ValueError(f"key file {path}: no public key in it") from exc
+    public = check_z85_key(public, f"the public key in {path}")
+    if secret is None:
+        return public, None
+    secret = check_z85_key(secret, f"the secret key in {path}")
+    if zmq.curve_public(secret) != public:
+        raise ValueError(f"key file {path}: its public key does not match its secret key")
+    return public, secret
+
+
+def read_secret_key_file(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
+    """``(public, secret)`` of a ``NAME.key_secret`` file; as ``read_key_file``, and
+    ``ValueError`` when the file holds no secret key."""
+    public, secret = read_key_file(path)
+    if secret is None:
+        raise ValueError(f"key file {path} holds no secret key (use the NAME.key_secret file)")
+    return public, secret
+
+
+@dataclass(frozen=True, slots=True)
+class CurveKeys:
+    """The CURVE keys a client connects with (docs/protocol.md, "Authentication and
+    limits"): its own key pair and the server's public key, each 40 bytes of Z85.
+    The secret key is left out of ``repr``."""
+
+    public_key: bytes
+    secret_key: bytes = field(repr=False)
+    server_key: bytes
+
+    def __post_init__(self) -> None:
+        check_z85_key(self.public_key, "public_key")
+        check_z85_key(self.secret_key, "secret_key")
+        check_z85_key(self.server_key, "server_key")
+        if zmq.curve_public(self.secret_key) != self.public_key:
+            raise ValueError("public_key is not the public key of secret_key")
+
+    @classmethod
+    def from_files(
+        cls, secret_file: str | os.PathLike[str], server_file: str | os.PathLike[str]
+    ) -> CurveKeys:
+        """The client's key pair from its ``NAME.key_secret`` file and the server's
+        public key from the server's ``.key`` (or ``.key_secret``) file."""
+        public, secret = read_secret_key_file(secret_file)
+        server, _ = read_key_file(server_file)
+        return cls(public, secret, server)
+
+    def apply(self, socket: zmq.Socket[Any]) -> None:
+        """Make ``socket`` a CURVE client with these keys (before it connects)."""
+        socket.setsockopt(zmq.CURVE_SERVERKEY, self.server_key)
+        socket.setsockopt(zmq.CURVE_PUBLICKEY, self.public_key)
+        socket.setsockopt(zmq.CURVE_SECRETKEY, self.secret_key)
 
 
 # --------------------------------------------------------------------------- requests
@@ -270,10 +356,14 @@ __all__ = [
     "Answer",
     "ApiError",
     "ClientStats",
+    "CurveKeys",
     "Outcome",
     "Request",
     "RequestRefused",
     "RequestTimeout",
     "Requests",
     "TooManyInFlight",
+    "check_z85_key",
+    "read_key_file",
+    "read_secret_key_file",
 ]

@@ -199,3 +199,47 @@ def test_bench_refuses_bad_arguments(argv: list[str], capsys: pytest.CaptureFixt
 
     assert exit_info.value.code == 2
     assert "usage: matchd-bench" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- matchd keygen, --keys
+
+
+def test_matchd_keygen_writes_a_key_pair(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ipc.client_common import read_key_file
+
+    code = cli.main(["keygen", "--out", str(tmp_path / "keys"), "gw-1"])
+
+    out = capsys.readouterr().out
+    public, secret = read_key_file(tmp_path / "keys" / "gw-1.key_secret")
+    assert code == 0
+    assert secret is not None
+    assert f'public_key = "{public.decode()}"' in out
+    assert secret.decode() not in out
+    assert (tmp_path / "keys" / "gw-1.key_secret").stat().st_mode & 0o777 == 0o600
+    assert cli.main(["keygen", "--out", str(tmp_path / "keys"), "gw-1"]) == 2
+    assert "never overwrites" in capsys.readouterr().err
+
+
+def test_matchd_serve_refuses_bad_keys_and_open_endpoints_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    serve = ["serve", "--config", str(DEFAULT_CONFIG), "--data-dir", str(data), "--metrics", ""]
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[server]\nsecret_key_file = "absent"\n', encoding="utf-8")
+
+    assert cli.main([*serve, "--keys", str(keys)]) == 2
+    assert f"keys {keys}: [server]: secret_key_file" in capsys.readouterr().err
+    monkeypatch.setenv(cli.KEYS_ENV, str(tmp_path / "absent.toml"))
+    assert cli.main(serve) == 2
+    assert "absent.toml: cannot read it" in capsys.readouterr().err
+    assert cli.main(["run", "--config", str(DEFAULT_CONFIG), "--data-dir", str(data)]) == 2
+    assert "absent.toml: cannot read it" in capsys.readouterr().err
+    monkeypatch.delenv(cli.KEYS_ENV)
+    assert cli.main([*serve, "--endpoint", "tcp://0.0.0.0:7316"]) == 2
+    assert "without a key registry (--keys)" in capsys.readouterr().err
+    assert cli.main(["run", "--config", str(DEFAULT_CONFIG), "--endpoint", "tcp://*:1"]) == 2
+    assert "reachable from other machines" in capsys.readouterr().err
+    assert not data.exists()  # refused before anything was created

@@ -95,3 +95,54 @@ def test_sd_notify_sends_datagrams_to_the_notify_socket(tmp_path: Path) -> None:
         assert SdNotify(path).send("READY=1")
         assert sock.recv(100) == b"READY=1"
     assert not SdNotify("").send("READY=1")
+
+
+def test_serve_argv_passes_the_key_registry_on(tmp_path: Path) -> None:
+    from daemon.supervisor import serve_argv
+
+    plain = serve_argv(tmp_path / "c.toml", tmp_path, "tcp://127.0.0.1:1", "batch")
+    keyed = serve_argv(tmp_path / "c.toml", tmp_path, "tcp://127.0.0.1:1", "batch", "", tmp_path)
+    assert "--keys" not in plain
+    assert keyed[-2:] == ["--keys", str(tmp_path)]
+
+
+def test_matchd_run_with_keys_checks_health_over_curve(tmp_path: Path) -> None:
+    """The supervisor's probe connects with the server's own key: READY=1 comes only
+    once it got an answer through CURVE; registered keys work, others get nothing."""
+    import socket
+
+    from ipc.client import RequestTimeout
+    from tests.support.keys import Entry, Keys
+
+    config = tmp_path / "matchd.toml"
+    config.write_text(config_text(max_orders=1000, max_levels=100), encoding="utf-8")
+    keys = Keys(tmp_path / "keys")
+    keys.add("ops", Entry("admin"))
+    keys.add("stranger")
+    registry = keys.write_registry()
+    endpoint = f"ipc://{tmp_path}/orders.sock"
+    notify = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(notify)
+        sock.settimeout(300)
+        daemon = subprocess.Popen(  # noqa: S603 -- our own command
+            [
+                sys.executable, "-m", "daemon.cli", "run", "--config", str(config),
+                "--data-dir", str(tmp_path / "data"), "--endpoint", endpoint,
+                "--metrics", "", "--keys", str(registry),
+            ],
+            cwd=ROOT,
+            env={**os.environ, "NOTIFY_SOCKET": notify},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            assert sock.recv(100) == b"READY=1"
+            with Client(endpoint, timeout_s=5.0, curve=keys.curve("ops")) as ops:
+                assert ops.status().seq == 0
+            stranger = Client(endpoint, timeout_s=0.3, curve=keys.curve("stranger"))
+            with stranger, pytest.raises(RequestTimeout):
+                stranger.status()
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(60) == 0
