@@ -43,13 +43,13 @@ import math
 import mmap
 import os
 import struct
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 import posix_ipc
 
 from core.errors import ClosedError
+from ipc.lifetime import SharedLifetime
 from ipc.shm_index import (
     INDEX_LENGTH,
     INDEX_MAGIC,
@@ -157,7 +157,7 @@ def _check_same(listed: SegmentInfo, wanted: SegmentInfo, instance: str) -> None
 # ------------------------------------------------------------------ allocator
 
 
-class ShmAllocator:
+class ShmAllocator(SharedLifetime):
     """An ``Allocator`` over POSIX shared memory; see the module docstring.
 
     ``create=True`` claims ``instance`` (``FileExistsError`` if it exists: in use, or
@@ -362,27 +362,6 @@ class ShmAllocator:
                 removed.append(name)
         logger.info("shm instance unlinked instance=%s", self._instance)
         return removed
-
-    def __enter__(self) -> ShmAllocator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Unlink (if ``owner``), then close; after an exception in the block, a
-        ``BufferError`` from close is suppressed so the original one propagates."""
-        try:
-            if self.owner:
-                self.unlink()
-        finally:
-            if exc_type is None:
-                self.close()
-            else:
-                with contextlib.suppress(BufferError):
-                    self.close()
 
     def __repr__(self) -> str:
         role = "creator" if self._create else "attached"

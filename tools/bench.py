@@ -3,7 +3,8 @@
 ``matchd-bench core [--json] [--commands N] [--seed N] [--out DIR]`` measures the
 in-process engine (``tools.bench_core``) on a seeded command stream;
 ``matchd-bench log [--json] [--commands N] [--batch N] [--dir DIR] ...`` the durable
-engine on the same stream (``tools.bench_log``).
+engine on the same stream (``tools.bench_log``); ``matchd-bench ring [--json] ...`` the
+shared-memory SPSC ring between two processes (``tools.bench_ring``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 DEFAULT_COMMANDS = 3_000_000  # exchange-core publishes its mix at 3M commands
 DEFAULT_SEED = 1
@@ -35,6 +37,85 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
     return value
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(_positive_int(part) for part in text.split(","))
+
+
+def _drivers(text: str) -> tuple[str, ...]:
+    drivers = tuple(text.split(","))
+    for driver in drivers:
+        if driver not in ("numba", "python"):
+            raise argparse.ArgumentTypeError(f"unknown driver {driver!r}: numba or python")
+    return drivers
+
+
+def _add_ring(commands: Any) -> None:
+    ring = commands.add_parser(
+        "ring",
+        help="the shared-memory SPSC ring: one producer process to one consumer process",
+        description="Benchmark ipc.ring.SpscRing: records/s between two processes per "
+        "record size, batch size and driver (numba loop, Python calls), and the wake-up "
+        "latency of a sleeping consumer.",
+    )
+    ring.add_argument("--json", action="store_true", help="print the results as JSON")
+    ring.add_argument(
+        "--records",
+        type=_positive_int,
+        default=20_000_000,
+        metavar="N",
+        help="records per run (default 20000000)",
+    )
+    ring.add_argument(
+        "--calls",
+        type=_positive_int,
+        default=200_000,
+        metavar="N",
+        help="at most N pushes per run of the python driver (default 200000)",
+    )
+    ring.add_argument(
+        "--capacity",
+        type=_positive_int,
+        default=4096,
+        metavar="N",
+        help="ring capacity in records, a power of two (default 4096)",
+    )
+    ring.add_argument(
+        "--record-bytes",
+        type=_int_list,
+        default=(64, 184),
+        metavar="A,B",
+        help="record sizes in bytes, multiples of 8 (default 64,184)",
+    )
+    ring.add_argument(
+        "--batches",
+        type=_int_list,
+        default=(1, 16, 256),
+        metavar="A,B,C",
+        help="records per push and at most per pop (default 1,16,256)",
+    )
+    ring.add_argument(
+        "--drivers",
+        type=_drivers,
+        default=("numba", "python"),
+        metavar="LIST",
+        help="numba (kernel loops) and/or python (a call per batch) (default numba,python)",
+    )
+    ring.add_argument(
+        "--wake-samples",
+        type=_non_negative_int,
+        default=200,
+        metavar="N",
+        help="wake-ups of a sleeping consumer measured (default 200; 0: none)",
+    )
+    ring.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"directory for ring.json (default {DEFAULT_OUT}/)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"directory for result files (default {DEFAULT_OUT}/)",
     )
+    _add_ring(commands)
     return parser
 
 
@@ -184,6 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.bench_log import main as bench_log_main
 
         return bench_log_main(args)
+    if args.command == "ring":
+        from tools.bench_ring import main as bench_ring_main
+
+        return bench_ring_main(args)
     raise AssertionError(f"unhandled benchmark {args.command!r}")  # pragma: no cover
 
 
