@@ -68,6 +68,7 @@ from core.schema import (
     ORDER_FLAG_MARKET,
     ORDER_INFO_DTYPE,
     RESULT_DTYPE,
+    WORK_DTYPE,
     OrderType,
     Result,
 )
@@ -184,6 +185,7 @@ class Engine:
         self._keys = self._array("update_keys", (key_size, 2), np.dtype("<i8"))
         self._events = np.zeros(event_capacity, dtype=EVENT_DTYPE)
         self._results = np.zeros(1024, dtype=RESULT_DTYPE)
+        self._work = np.zeros(1, dtype=WORK_DTYPE)
         self._slots = np.zeros(256, dtype=np.int64)
         if state is None:
             src_state = self._book[B_SRC_STATE]
@@ -276,6 +278,7 @@ class Engine:
                 self._book,
                 self._accounts,
                 commands,
+                self._work,
                 results,
                 self._events,
                 start,

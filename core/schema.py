@@ -263,6 +263,62 @@ RESULT_DTYPE = np.dtype(
     ]
 )
 
+#: Work for the book half of the engine (a pair worker, docs/daemon.md): a command
+#: whose account checks passed, with what the book half needs from the accounts; or,
+#: with ``op`` WORK_RENAME, the real id of an order resting under a provisional id.
+#: 128 bytes. Offsets 0..87 are the COMMAND_DTYPE fields of the same names.
+#:
+#: ====== ============= ====== =================================================
+#: 0      ts_ns .. source       COMMAND_DTYPE (88 bytes); WORK_RENAME: ``market``
+#:                              and ``order_id`` (the provisional id)
+#: 88     dispatch      i8     the sequencer's number of this work, in dispatch order
+#: 96     new_id        i8     PUT_*: the id the order gets if the book accepts it;
+#:                              WORK_RENAME: the order's real id
+#: 104    avail_stock   i8     REPLACE: the user's available stock units
+#: 112    avail_money   i8     REPLACE: the user's available money units
+#: 120    acct          i4     the user's account index (-1: the user has none)
+#: 124    op            i1     WORK_COMMAND or WORK_RENAME
+#: 125    _pad          u1[3]
+#: ====== ============= ====== =================================================
+WORK_DTYPE = np.dtype(
+    [
+        *COMMAND_DTYPE.descr,
+        ("dispatch", "<i8"),
+        ("new_id", "<i8"),
+        ("avail_stock", "<i8"),
+        ("avail_money", "<i8"),
+        ("acct", "<i4"),
+        ("op", "i1"),
+        ("_pad", "u1", (3,)),
+    ]
+)
+WORK_COMMAND = 0
+WORK_RENAME = 1
+
+#: What the book half made of one WORK_DTYPE record. 32 bytes.
+#:
+#: ====== ============ ==== ====================================================
+#: 0      dispatch     i8   the work's ``dispatch``
+#: 8      order_id     i8   the order created (its ``new_id``) or addressed; 0 if none
+#: 16     value        i8   CANCEL_ALL: orders cancelled
+#: 24     code         i4   Result
+#: 28     event_count  i4   events written (in the worker's event buffer, in order)
+#: ====== ============ ==== ====================================================
+DONE_DTYPE = np.dtype(
+    [
+        ("dispatch", "<i8"),
+        ("order_id", "<i8"),
+        ("value", "<i8"),
+        ("code", "<i4"),
+        ("event_count", "<i4"),
+    ]
+)
+
+#: Order ids from here up are provisional: a pair worker rests a new order under
+#: ``PROVISIONAL_ID_BASE + dispatch`` until the sequencer tells it the real id.
+#: Never a real id (they count orders from 1), never accepted from a client.
+PROVISIONAL_ID_BASE = 1 << 61
+
 #: One event. A union: which fields a kind uses is listed below; unused ones are 0.
 #:
 #: ====== ============ ====== ===================================================

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from core.kernels import book as bk
 from core.kernels.arith import mul3_le
-from core.kernels.balance import account_of
 from core.kernels.codes import (
     ASK,
     BID,
@@ -92,12 +91,13 @@ def _taker_bound(book, m, side, price, amount, is_market, acct, stp, max_matches
 
 
 @inline
-def events_bound(book, accounts, cmd, n_markets: int, room: int, max_matches: int) -> int:
+def events_bound(book, acct, cmd, n_markets: int, room: int, max_matches: int) -> int:
     """Most events ``cmd`` can write, so the batch loop never overruns its buffer.
 
     When the whole book would fit in ``room`` that is the answer (cheap); otherwise the
     bound is what the command can reach (never more than ``max_matches`` makers), not
     the size of the book, so the event buffer stays small however deep the book is.
+    ``acct`` is the account of ``cmd``'s user (NIL if none).
     """
     m = cmd["market"]
     if m < 0 or m >= n_markets:
@@ -111,7 +111,6 @@ def events_bound(book, accounts, cmd, n_markets: int, room: int, max_matches: in
         return everything
     if cmd["user"] < 0 or cmd["user"] > MAX_USER_ID:
         return 1
-    acct = account_of(accounts, cmd["user"])
     if kind == CANCEL_ALL:
         _, count = bk.user_orders(book, m, acct)
         return 2 * min(count, max_matches) + 1

@@ -26,8 +26,8 @@ from core.kernels.codes import (
     USER_NOT_MATCH,
 )
 from core.kernels.jit import inline, kernel
-from core.kernels.layout import A_USERS, B_LEVELS, B_MPARAMS, B_ORDERS, MP_MAX_ORDERS, MP_OBASE, NIL
-from core.schema import MAX_USER_ID, SOURCE_LENGTH
+from core.kernels.layout import B_LEVELS, B_MPARAMS, B_ORDERS, MP_MAX_ORDERS, MP_OBASE, NIL
+from core.schema import MAX_USER_ID, PROVISIONAL_ID_BASE, SOURCE_LENGTH
 
 
 @inline
@@ -152,16 +152,18 @@ def check_target(cmd, n_markets: int) -> int:
 
 
 @inline
-def lookup(book, accounts, m: int, order_id: int, user: int) -> tuple[int, int]:
-    """(OK, slot) of order ``order_id`` in market ``m`` if ``user`` owns it, else
-    (ORDER_NOT_FOUND or USER_NOT_MATCH, NIL)."""
-    if order_id < 1:
+def lookup(book, m: int, order_id: int, acct: int) -> tuple[int, int]:
+    """(OK, slot) of order ``order_id`` in market ``m`` if account ``acct`` owns it,
+    else (ORDER_NOT_FOUND or USER_NOT_MATCH, NIL). ``acct`` is NIL for a user without
+    an account, who owns nothing. A provisional id (a pair worker's, docs/daemon.md) is
+    never found: only real ids name an order."""
+    if order_id < 1 or order_id >= PROVISIONAL_ID_BASE:
         return ORDER_NOT_FOUND, NIL
     slot = bk.index_find(book, order_id)
     mp = book[B_MPARAMS]
     base = mp[m, MP_OBASE]
     if slot == NIL or slot < base or slot >= base + mp[m, MP_MAX_ORDERS]:
         return ORDER_NOT_FOUND, NIL
-    if accounts[A_USERS][book[B_ORDERS][slot]["acct"]] != user:
+    if book[B_ORDERS][slot]["acct"] != acct:
         return USER_NOT_MATCH, NIL
     return OK, slot

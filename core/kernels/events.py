@@ -28,6 +28,10 @@ FREEZE = int(Business.FREEZE)
 UNFREEZE = int(Business.UNFREEZE)
 UPDATE = int(Business.UPDATE)
 
+#: The deal id that the book writes into a DEAL event and its balance legs; the ledger
+#: replaces it with the deal's number.
+DEAL_MARK = 1
+
 
 @inline
 def _clear_source(e) -> None:
@@ -42,23 +46,22 @@ def emit_order(
     ne: int,
     kind: int,
     reason: int,
-    seq: int,
     ts: int,
     book,
-    users: np.ndarray,
     slot: int,
     m: int,
     deal_stock: int,
 ) -> int:
-    """An ORDER_* event with the full state of the order at ``slot``."""
+    """An ORDER_* event with the full state of the order at ``slot``; ``seq`` 0 and the
+    owner's account index in ``user`` until the ledger fills them in."""
     e = ev[ne]
     o = book[B_ORDERS][slot]
     c = book[B_INFO][slot]
     flags = o["flags"]
-    e["seq"] = seq
+    e["seq"] = 0
     e["ts_ns"] = ts
     e["order_id"] = o["id"]
-    e["user"] = users[o["acct"]]
+    e["user"] = o["acct"]
     e["price"] = o["price"]
     e["amount"] = c["amount"]
     e["left"] = o["left"]

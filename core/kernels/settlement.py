@@ -1,10 +1,16 @@
-"""Settlement: everything that moves money or takes an order off the book.
+"""Settlement on the book: everything that moves money or takes an order off the book.
 
-Reserves (what a resting order keeps frozen), balance moves with their BALANCE events,
-one fill between a taker and a maker (the deal, the trade and fee legs, the fee
-income), the matching loop of a taker against the opposite side, and the removal of a
-resting order (cancelled, or filled). The order commands in ``match.py`` call these
-once their checks have passed.
+Reserves (what a resting order keeps frozen), balance moves as BALANCE events, one
+fill between a taker and a maker (the deal, the trade and fee legs, the fee income),
+the matching loop of a taker against the opposite side, and the removal of a resting
+order (cancelled, or filled). The order commands in ``match.py`` call these once their
+checks have passed.
+
+None of them touches a balance: a move is only its BALANCE event (the change, with
+the account index in ``user``), and the ledger (``ledger.py``) applies the command's
+events to the balances afterwards. That is the line between a pair worker (the book)
+and the sequencer (the balances) of docs/daemon.md; in one process the two run one
+after the other for every command.
 """
 
 from __future__ import annotations
@@ -26,14 +32,10 @@ from core.kernels.codes import (
 )
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import (
-    A_BALANCES,
-    A_USERS,
-    AVAILABLE,
     B_INFO,
     B_LEVELS,
     B_MPARAMS,
     B_ORDERS,
-    FROZEN,
     MP_DEAL_SCALE,
     MP_FEE_DEN,
     MP_MONEY,
@@ -41,7 +43,6 @@ from core.kernels.layout import (
     MP_STOCK_SCALE,
     NIL,
 )
-from core.schema import COUNTER_DEAL_ID
 
 
 @inline
@@ -53,28 +54,14 @@ def reserve_of(mp: np.ndarray, m: int, side: int, price: int, left: int) -> int:
 
 
 @inline
-def _move(
-    accounts, ev, ne, seq, ts, m, acct, user, asset, reason, d_avail, d_frozen, oid, did
-) -> int:
-    bal = accounts[A_BALANCES]
-    bal[acct, asset, AVAILABLE] += d_avail
-    bal[acct, asset, FROZEN] += d_frozen
+def _move(ev, ne, ts, m, acct, asset, reason, d_avail, d_frozen, oid, did) -> int:
+    """A BALANCE event moving ``d_avail`` and ``d_frozen`` of ``acct``'s ``asset``.
+
+    Only the event: the ledger (``ledger.py``) applies it to the balances, writes the
+    balance after it, and turns the account index in ``user`` into the user id.
+    """
     return evw.emit_balance(
-        ev,
-        ne,
-        seq,
-        ts,
-        m,
-        user,
-        asset,
-        reason,
-        d_avail,
-        d_frozen,
-        bal[acct, asset, AVAILABLE],
-        bal[acct, asset, FROZEN],
-        oid,
-        did,
-        0,
+        ev, ne, 0, ts, m, acct, asset, reason, d_avail, d_frozen, 0, 0, oid, did, 0
     )
 
 
@@ -85,27 +72,12 @@ def order_asset(mp: np.ndarray, m: int, side: int) -> int:
 
 
 @inline
-def reserve_move(accounts, ev, ne, seq, ts, mp, m, o, amount) -> int:
+def reserve_move(ev, ne, ts, mp, m, o, amount) -> int:
     """Move ``amount`` of order ``o``'s reserve asset from available to frozen (FREEZE),
     or from frozen back to available when ``amount`` is negative (UNFREEZE)."""
     asset = order_asset(mp, m, o["side"])
     reason = evw.FREEZE if amount > 0 else evw.UNFREEZE
-    return _move(
-        accounts,
-        ev,
-        ne,
-        seq,
-        ts,
-        m,
-        o["acct"],
-        accounts[A_USERS][o["acct"]],
-        asset,
-        reason,
-        -amount,
-        amount,
-        o["id"],
-        0,
-    )
+    return _move(ev, ne, ts, m, o["acct"], asset, reason, -amount, amount, o["id"], 0)
 
 
 @inline
@@ -118,37 +90,29 @@ def remove_resting(book, m: int, slot: int) -> None:
 
 
 @inline
-def cancel_resting(book, accounts, ev, ne, seq, ts, m, slot, reason) -> int:
+def cancel_resting(book, ev, ne, ts, m, slot, reason) -> int:
     """Unfreeze a resting order's reserve, report it as it stood, and remove it."""
     orders = book[B_ORDERS]
     mp = book[B_MPARAMS]
     o = orders[slot]
     r = reserve_of(mp, m, o["side"], o["price"], o["left"])
-    ne = reserve_move(accounts, ev, ne, seq, ts, mp, m, o, -r)
-    ne = evw.emit_order(
-        ev,
-        ne,
-        evw.ORDER_FINISH,
-        reason,
-        seq,
-        ts,
-        book,
-        accounts[A_USERS],
-        slot,
-        m,
-        book[B_INFO][slot]["amount"] - o["left"],
-    )
+    ne = reserve_move(ev, ne, ts, mp, m, o, -r)
+    deal_stock = book[B_INFO][slot]["amount"] - o["left"]
+    ne = evw.emit_order(ev, ne, evw.ORDER_FINISH, reason, ts, book, slot, m, deal_stock)
     bk.level_unlink(book, m, slot)
     remove_resting(book, m, slot)
     return ne
 
 
 @kernel
-def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k, q, market_bid):
-    """Trade ``q`` lots between taker slot ``t`` and maker slot ``k`` at the maker's price."""
+def _fill(book, ev, ne, ts, fee_acct, m, t, k, q, market_bid):
+    """Trade ``q`` lots between taker slot ``t`` and maker slot ``k`` at the maker's price.
+
+    The DEAL event and its balance legs carry the deal id ``DEAL_MARK``; the ledger
+    numbers the deals.
+    """
     orders = book[B_ORDERS]
     info = book[B_INFO]
-    users = accounts[A_USERS]
     mp = book[B_MPARAMS]
     tk = orders[t]
     mk = orders[k]
@@ -158,8 +122,7 @@ def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k
     den = mp[m, MP_FEE_DEN]
     units = q * mp[m, MP_STOCK_SCALE]
     deal = p * q * mp[m, MP_DEAL_SCALE]
-    counters[COUNTER_DEAL_ID] += 1
-    did = counters[COUNTER_DEAL_ID]
+    did = evw.DEAL_MARK
     if tk["side"] == ASK:
         t_fee = fee_of(deal, info[t]["taker_rate"], den)
         m_fee = fee_of(units, mk["maker_rate"], den)
@@ -169,71 +132,24 @@ def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k
         m_fee = fee_of(deal, mk["maker_rate"], den)
         t_give_asset, t_give, t_get_asset, t_get = money, deal, stock, units
     ta = tk["acct"]
-    tu = users[ta]
     tid = tk["id"]
     ma = mk["acct"]
-    mu = users[ma]
     mid = mk["id"]
     ne = evw.emit_deal(
-        ev,
-        ne,
-        seq,
-        ts,
-        m,
-        did,
-        tk["side"],
-        tid,
-        tu,
-        mid,
-        mu,
-        p,
-        q,
-        deal,
-        t_fee,
-        m_fee,
+        ev, ne, 0, ts, m, did, tk["side"], tid, ta, mid, ma, p, q, deal, t_fee, m_fee
     )
-    ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_give_asset, evw.TRADE, -t_give, 0, tid, did)
-    ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_get_asset, evw.TRADE, t_get, 0, tid, did)
+    ne = _move(ev, ne, ts, m, ta, t_give_asset, evw.TRADE, -t_give, 0, tid, did)
+    ne = _move(ev, ne, ts, m, ta, t_get_asset, evw.TRADE, t_get, 0, tid, did)
     if t_fee > 0:
-        ne = _move(accounts, ev, ne, seq, ts, m, ta, tu, t_get_asset, evw.FEE, -t_fee, 0, tid, did)
-    ne = _move(accounts, ev, ne, seq, ts, m, ma, mu, t_get_asset, evw.TRADE, 0, -t_get, mid, did)
-    ne = _move(accounts, ev, ne, seq, ts, m, ma, mu, t_give_asset, evw.TRADE, t_give, 0, mid, did)
+        ne = _move(ev, ne, ts, m, ta, t_get_asset, evw.FEE, -t_fee, 0, tid, did)
+    ne = _move(ev, ne, ts, m, ma, t_get_asset, evw.TRADE, 0, -t_get, mid, did)
+    ne = _move(ev, ne, ts, m, ma, t_give_asset, evw.TRADE, t_give, 0, mid, did)
     if m_fee > 0:
-        ne = _move(accounts, ev, ne, seq, ts, m, ma, mu, t_give_asset, evw.FEE, -m_fee, 0, mid, did)
+        ne = _move(ev, ne, ts, m, ma, t_give_asset, evw.FEE, -m_fee, 0, mid, did)
     if t_fee > 0:
-        ne = _move(
-            accounts,
-            ev,
-            ne,
-            seq,
-            ts,
-            m,
-            fee_acct,
-            fee_user,
-            t_get_asset,
-            evw.FEE_INCOME,
-            t_fee,
-            0,
-            tid,
-            did,
-        )
+        ne = _move(ev, ne, ts, m, fee_acct, t_get_asset, evw.FEE_INCOME, t_fee, 0, tid, did)
     if m_fee > 0:
-        ne = _move(
-            accounts,
-            ev,
-            ne,
-            seq,
-            ts,
-            m,
-            fee_acct,
-            fee_user,
-            t_give_asset,
-            evw.FEE_INCOME,
-            m_fee,
-            0,
-            mid,
-            did,
-        )
+        ne = _move(ev, ne, ts, m, fee_acct, t_give_asset, evw.FEE_INCOME, m_fee, 0, mid, did)
     if market_bid:
         tk["left"] -= deal
     else:
@@ -248,19 +164,15 @@ def _fill(book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k
     book[B_LEVELS][mk["level"]]["total"] -= q
     amount = info[k]["amount"]
     if mk["left"] > 0:
-        return evw.emit_order(
-            ev, ne, evw.ORDER_UPDATE, 0, seq, ts, book, users, k, m, amount - mk["left"]
-        )
-    ne = evw.emit_order(ev, ne, evw.ORDER_FINISH, FILLED, seq, ts, book, users, k, m, amount)
+        return evw.emit_order(ev, ne, evw.ORDER_UPDATE, 0, ts, book, k, m, amount - mk["left"])
+    ne = evw.emit_order(ev, ne, evw.ORDER_FINISH, FILLED, ts, book, k, m, amount)
     bk.level_unlink(book, m, k)
     remove_resting(book, m, k)
     return ne
 
 
 @kernel
-def match_taker(
-    book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, limit, is_market
-):
+def match_taker(book, ev, ne, ts, fee_acct, m, t, limit, is_market):
     """Match the taker at slot ``t``; returns (ne, lots filled, stopped by STP)."""
     orders = book[B_ORDERS]
     levels = book[B_LEVELS]
@@ -281,7 +193,7 @@ def match_taker(
         if stp != STP_NONE and orders[k]["acct"] == orders[t]["acct"]:
             if stp == STP_CANCEL_TAKER:
                 return ne, filled, True
-            ne = cancel_resting(book, accounts, ev, ne, seq, ts, m, k, SELF_TRADE)
+            ne = cancel_resting(book, ev, ne, ts, m, k, SELF_TRADE)
             if stp == STP_CANCEL_BOTH:
                 return ne, filled, True
             continue
@@ -293,8 +205,6 @@ def match_taker(
                 break
         else:
             q = min(orders[t]["left"], orders[k]["left"])
-        ne = _fill(
-            book, accounts, ev, ne, seq, ts, counters, fee_acct, fee_user, m, t, k, q, market_bid
-        )
+        ne = _fill(book, ev, ne, ts, fee_acct, m, t, k, q, market_bid)
         filled += q
     return ne, filled, False

@@ -25,6 +25,12 @@ def test_schema_version() -> None:
     [
         (schema.COMMAND_DTYPE, 88, {"ts_ns": 0, "user": 8, "market": 48, "kind": 50, "source": 56}),
         (schema.RESULT_DTYPE, 40, {"seq": 0, "code": 24, "event_count": 32}),
+        (
+            schema.WORK_DTYPE,
+            128,
+            {"ts_ns": 0, "source": 56, "dispatch": 88, "new_id": 96, "acct": 120, "op": 124},
+        ),
+        (schema.DONE_DTYPE, 32, {"dispatch": 0, "order_id": 8, "code": 24, "event_count": 28}),
         (schema.EVENT_DTYPE, 184, {"seq": 0, "kind": 132, "source": 140, "mtime_ns": 172}),
         (schema.ORDER_DTYPE, 64, {"id": 0, "left": 16, "next": 40, "acct": 52, "tif": 63}),
         (schema.ORDER_INFO_DTYPE, 40, {"amount": 0, "mtime_ns": 16, "source": 36}),

@@ -1,0 +1,194 @@
+"""The account half of the order commands (docs/daemon.md, "Sequencer and pair workers").
+
+The checks of docs/engine.md that come before the book: the form of the command, the
+market's limits, the user's funds and the minimum amount. Each returns OK or the
+refusal and changes nothing; the book half (``book_side.py``) follows when it is OK.
+CANCEL's account half is ``checks.check_target``.
+"""
+
+from __future__ import annotations
+
+from core.kernels.arith import mul3_le, mul_le
+from core.kernels.balance import account_of, available
+from core.kernels.checks import check_order_common, check_target
+from core.kernels.codes import (
+    AMOUNT_TOO_SMALL,
+    ASK,
+    BALANCE_NOT_ENOUGH,
+    BID,
+    CANCEL,
+    CANCEL_ALL,
+    FEE_ACCOUNT_CANNOT_TRADE,
+    INVALID_ARGUMENT,
+    OK,
+    PUT_LIMIT,
+    PUT_MARKET,
+    REPLACE,
+)
+from core.kernels.jit import inline, kernel
+from core.kernels.layout import (
+    MP_DEAL_SCALE,
+    MP_FEE_DEN,
+    MP_MAX_AMOUNT,
+    MP_MAX_PRICE,
+    MP_MIN_AMOUNT,
+    MP_MONEY,
+    MP_STOCK,
+    MP_STOCK_SCALE,
+    NIL,
+)
+from core.schema import MAX_SUPPLY_UNITS, MAX_USER_ID, WORK_COMMAND
+
+
+@inline
+def _funds_for(accounts, mp, m: int, acct: int, side: int, price: int, amount: int) -> bool:
+    """True if ``acct`` has the reserve of a limit order of ``amount`` lots at ``price``."""
+    if side == ASK:
+        return mul_le(amount, mp[m, MP_STOCK_SCALE], available(accounts, acct, mp[m, MP_STOCK]))
+    avail = available(accounts, acct, mp[m, MP_MONEY])
+    return mul3_le(price, amount, mp[m, MP_DEAL_SCALE], avail)
+
+
+@inline
+def pre_put_limit(accounts, mp, cmd, acct: int, n_markets: int, fee_user: int) -> int:
+    """The checks of PUT_LIMIT before the book: form, limits, funds, minimum amount."""
+    code = check_order_common(cmd, n_markets, fee_user, True)
+    if code != OK:
+        return code
+    m = cmd["market"]
+    amount = cmd["amount"]
+    price = cmd["price"]
+    den = mp[m, MP_FEE_DEN]
+    if amount < 1 or amount > mp[m, MP_MAX_AMOUNT] or price < 1 or price > mp[m, MP_MAX_PRICE]:
+        return INVALID_ARGUMENT
+    if (
+        cmd["taker_rate"] < 0
+        or cmd["taker_rate"] >= den
+        or cmd["maker_rate"] < 0
+        or cmd["maker_rate"] >= den
+    ):
+        return INVALID_ARGUMENT
+    if not _funds_for(accounts, mp, m, acct, cmd["side"], price, amount):
+        return BALANCE_NOT_ENOUGH
+    if amount < mp[m, MP_MIN_AMOUNT]:
+        return AMOUNT_TOO_SMALL
+    return OK
+
+
+@inline
+def pre_put_market(accounts, mp, cmd, acct: int, n_markets: int, fee_user: int) -> int:
+    """The checks of PUT_MARKET before the book: form, limits, funds."""
+    code = check_order_common(cmd, n_markets, fee_user, False)
+    if code != OK:
+        return code
+    m = cmd["market"]
+    side = cmd["side"]
+    amount = cmd["amount"]
+    max_amount = mp[m, MP_MAX_AMOUNT] if side == ASK else MAX_SUPPLY_UNITS
+    if amount < 1 or amount > max_amount:
+        return INVALID_ARGUMENT
+    if cmd["taker_rate"] < 0 or cmd["taker_rate"] >= mp[m, MP_FEE_DEN]:
+        return INVALID_ARGUMENT
+    if side == ASK:
+        ok = mul_le(amount, mp[m, MP_STOCK_SCALE], available(accounts, acct, mp[m, MP_STOCK]))
+    else:
+        ok = amount <= available(accounts, acct, mp[m, MP_MONEY])
+    return OK if ok else BALANCE_NOT_ENOUGH
+
+
+@inline
+def pre_cancel_all(cmd, n_markets: int) -> int:
+    """The checks of CANCEL_ALL before the book: market, user and side in range."""
+    code = check_target(cmd, n_markets)
+    if code != OK:
+        return code
+    if cmd["side"] < 0 or cmd["side"] > BID:
+        return INVALID_ARGUMENT
+    return OK
+
+
+@inline
+def pre_replace(mp, cmd, n_markets: int, fee_user: int) -> int:
+    """The checks of REPLACE before the book: market, user, new price and left."""
+    code = check_target(cmd, n_markets)
+    if code != OK:
+        return code
+    if cmd["user"] == fee_user:
+        return FEE_ACCOUNT_CANNOT_TRADE
+    m = cmd["market"]
+    price = cmd["price"]
+    new_left = cmd["amount"]
+    if price < 1 or price > mp[m, MP_MAX_PRICE] or new_left < 1 or new_left > mp[m, MP_MAX_AMOUNT]:
+        return INVALID_ARGUMENT
+    return OK
+
+
+@inline
+def pre_one(accounts, mp, cmd, acct: int, n_markets: int, fee_user: int) -> int:
+    """The account half of ``cmd``, by its kind: OK or the refusal."""
+    kind = cmd["kind"]
+    if kind == PUT_LIMIT:
+        return pre_put_limit(accounts, mp, cmd, acct, n_markets, fee_user)
+    if kind == PUT_MARKET:
+        return pre_put_market(accounts, mp, cmd, acct, n_markets, fee_user)
+    if kind == CANCEL:
+        return check_target(cmd, n_markets)
+    if kind == REPLACE:
+        return pre_replace(mp, cmd, n_markets, fee_user)
+    if kind == CANCEL_ALL:
+        return pre_cancel_all(cmd, n_markets)
+    return INVALID_ARGUMENT
+
+
+@inline
+def fill_work(accounts, mp, cmd, acct: int, w) -> None:
+    """Work record ``w`` for ``cmd``, whose account half passed: the command, the user's
+    account, the available balances of the market's assets, ``op`` WORK_COMMAND.
+    ``dispatch`` and ``new_id`` are 0, the caller's to set."""
+    copy_command(cmd, w)
+    m = cmd["market"]
+    w["acct"] = acct
+    w["avail_stock"] = available(accounts, acct, mp[m, MP_STOCK])
+    w["avail_money"] = available(accounts, acct, mp[m, MP_MONEY])
+    w["op"] = WORK_COMMAND
+    w["dispatch"] = 0
+    w["new_id"] = 0
+
+
+@kernel
+def account_batch(accounts, mp, cmds, work, codes, n_markets: int, fee_user: int) -> None:
+    """The account half of every command of ``cmds`` against the balances as they are:
+    ``codes[i]`` OK or the refusal, and for OK ``work[i]`` (``fill_work``).
+
+    The commands are checked independently: the caller decides which may be checked
+    before the ones ahead of them are settled (docs/daemon.md).
+    """
+    for i in range(cmds.shape[0]):
+        cmd = cmds[i]
+        user = cmd["user"]
+        acct = account_of(accounts, user) if 0 <= user <= MAX_USER_ID else NIL
+        code = pre_one(accounts, mp, cmd, acct, n_markets, fee_user)
+        codes[i] = code
+        if code == OK:
+            fill_work(accounts, mp, cmd, acct, work[i])
+
+
+@inline
+def copy_command(cmd, w) -> None:
+    """The COMMAND_DTYPE fields of ``cmd`` into work record ``w``."""
+    w["ts_ns"] = cmd["ts_ns"]
+    w["user"] = cmd["user"]
+    w["price"] = cmd["price"]
+    w["amount"] = cmd["amount"]
+    w["order_id"] = cmd["order_id"]
+    w["taker_rate"] = cmd["taker_rate"]
+    w["maker_rate"] = cmd["maker_rate"]
+    w["market"] = cmd["market"]
+    w["kind"] = cmd["kind"]
+    w["side"] = cmd["side"]
+    w["tif"] = cmd["tif"]
+    w["stp"] = cmd["stp"]
+    w["flags"] = cmd["flags"]
+    w["source_len"] = cmd["source_len"]
+    for k in range(32):
+        w["source"][k] = cmd["source"][k]

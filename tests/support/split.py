@@ -1,0 +1,194 @@
+"""The engine's halves run apart, as the daemon runs them (docs/daemon.md, "Sequencer
+and pair workers"), without processes: the data flow of the daemon as a test double.
+
+``SplitEngine`` keeps the accounts, counters and idempotency keys in one ``Engine``'s
+arrays (the sequencer's) and every market's book in another ``Engine`` of its own (a
+pair worker's, which never sees a balance). A command runs the account half on the
+sequencer's balances (``account_batch``), then the book half in its market's worker
+(``book_batch``) on a WORK_DTYPE record, where a new order gets a provisional id; the
+sequencer then gives accepted orders their real id, names the orders in the events
+(``name_orders``), settles them (``settle``), and sends the worker a rename before its
+next command. Results, events and the state hash must equal the in-process engine's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.config import EngineConfig
+from core.engine import Engine
+from core.kernels.account_side import account_batch
+from core.kernels.book_batch import book_batch
+from core.kernels.layout import A_USERS, B_MPARAMS
+from core.kernels.ledger import name_orders, settle
+from core.schema import (
+    COUNTER_ORDER_ID,
+    COUNTER_SEQ,
+    DONE_DTYPE,
+    EVENT_DTYPE,
+    PROVISIONAL_ID_BASE,
+    RESULT_DTYPE,
+    WORK_DTYPE,
+    WORK_RENAME,
+    CommandKind,
+    Result,
+)
+from core.statehash import state_hash
+
+#: Provisional ids the sequencer remembers (a power of two).
+REAL_ID_WINDOW = 1 << 10
+_NEW_ORDER = (CommandKind.PUT_LIMIT, CommandKind.PUT_MARKET)
+
+
+class SplitEngine:
+    """The sequencer's half and one pair worker per market, run one command at a time."""
+
+    def __init__(self, config: EngineConfig, rename_delay: int = 0) -> None:
+        """``rename_delay``: renames wait until a market has more than that many (or
+        one is half the id window old, or a CANCEL or REPLACE comes, which may name the
+        order), so that later commands meet orders still under provisional ids."""
+        self.config = config
+        self.rename_delay = rename_delay
+        self.sequencer = Engine(config)
+        self.workers = [Engine(config) for _ in config.markets]
+        self.real_ids = np.zeros(REAL_ID_WINDOW, dtype=np.int64)
+        self.renames: list[list[np.ndarray]] = [[] for _ in config.markets]
+        self.dispatched = 0
+        self.renamed = 0
+        #: Events that named an order of an earlier command by its provisional id
+        #: (it was not renamed yet; the sequencer named it).
+        self.provisional_seen = 0
+
+    # The sequencer's arrays (private to Engine; this double reaches in on purpose).
+    @property
+    def _accounts(self) -> tuple[np.ndarray, ...]:
+        return self.sequencer._accounts
+
+    @property
+    def _counters(self) -> np.ndarray:
+        return self.sequencer._counters
+
+    def balance_update(
+        self, user: int, asset: int, business: bytes, business_id: int, change: int, ts_ns: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """balance.update is the sequencer's alone."""
+        return self.sequencer.balance_update(user, asset, business, business_id, change, ts_ns)
+
+    def execute(self, commands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``commands`` one after the other; results and events as ``Engine``'s."""
+        results = np.zeros(len(commands), dtype=RESULT_DTYPE)
+        events: list[np.ndarray] = []
+        start = 0
+        for i in range(len(commands)):
+            code, oid, value, seq, ev = self._one(commands[i : i + 1])
+            r = results[i]
+            r["code"], r["order_id"], r["value"], r["seq"] = code, oid, value, seq
+            r["event_start"], r["event_count"] = start, len(ev)
+            start += len(ev)
+            events.append(ev)
+        return results, np.concatenate([np.zeros(0, dtype=EVENT_DTYPE), *events])
+
+    def _one(self, cmd: np.ndarray) -> tuple[int, int, int, int, np.ndarray]:
+        seq_engine = self.sequencer
+        work = np.zeros(1, dtype=WORK_DTYPE)
+        codes = np.zeros(1, dtype=np.int32)
+        n_markets = len(self.config.markets)
+        mparams = seq_engine._book[B_MPARAMS]
+        account_batch(self._accounts, mparams, cmd, work, codes, n_markets, self.config.fee_user)
+        if codes[0] != Result.OK:
+            return int(codes[0]), 0, 0, 0, np.zeros(0, dtype=EVENT_DTYPE)
+        self.dispatched += 1
+        d = self.dispatched
+        w = work[0]
+        w["dispatch"] = d
+        new_order = int(w["kind"]) in _NEW_ORDER
+        if new_order:
+            w["new_id"] = PROVISIONAL_ID_BASE + d
+        m = int(w["market"])
+        renames = self.renames[m]
+        if renames and (
+            len(renames) > self.rename_delay
+            or int(w["kind"]) in (CommandKind.CANCEL, CommandKind.REPLACE)
+            or d - int(renames[0]["order_id"][0] - PROVISIONAL_ID_BASE) >= REAL_ID_WINDOW // 2
+        ):
+            batch = np.concatenate([*renames, work])
+            self.renames[m] = []
+        else:
+            batch = work
+        done, ev = self._work(m, batch)
+        last = done[-1]
+        code, oid, value = int(last["code"]), int(last["order_id"]), int(last["value"])
+        self.renamed += int(done["value"][:-1].sum())
+        own = PROVISIONAL_ID_BASE + d
+        for name in ("order_id", "maker_order"):
+            named = ev[name]
+            self.provisional_seen += int(((named >= PROVISIONAL_ID_BASE) & (named != own)).sum())
+        if code == Result.OK and new_order:
+            oid = int(self._counters[COUNTER_ORDER_ID]) + 1
+            self._counters[COUNTER_ORDER_ID] = oid
+            self.real_ids[d % REAL_ID_WINDOW] = oid
+            rename = np.zeros(1, dtype=WORK_DTYPE)
+            rename["op"] = WORK_RENAME
+            rename["market"] = m
+            rename["order_id"] = PROVISIONAL_ID_BASE + d
+            rename["new_id"] = oid
+            self.renames[m].append(rename)
+        name_orders(ev, 0, len(ev), self.real_ids)
+        seq = 0
+        if len(ev):
+            self._counters[COUNTER_SEQ] += 1
+            seq = int(self._counters[COUNTER_SEQ])
+            settle(self._accounts, ev, 0, len(ev), seq, self._counters)
+        return code, oid, value, seq, ev
+
+    def _work(self, m: int, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        worker = self.workers[m]
+        done = np.zeros(len(batch), dtype=DONE_DTYPE)
+        ev = np.zeros(64, dtype=EVENT_DTYPE)
+        start = ne = 0
+        while start < len(batch):
+            start, ne = book_batch(
+                worker._book,
+                batch,
+                start,
+                done,
+                ev,
+                ne,
+                len(self.config.markets),
+                self.sequencer._fee_acct,
+                worker._scratch,
+                self.config.max_matches,
+            )
+            if start < len(batch):
+                grown = np.zeros(2 * len(ev), dtype=EVENT_DTYPE)
+                grown[:ne] = ev[:ne]
+                ev = grown
+        return done, ev[:ne].copy()
+
+    def flush(self) -> None:
+        """Send every worker the renames it has not had yet (the daemon does so when a
+        worker is idle, and before a snapshot)."""
+        for m, renames in enumerate(self.renames):
+            if renames:
+                done, _ = self._work(m, np.concatenate(renames))
+                self.renamed += int(done["value"].sum())
+                self.renames[m] = []
+
+    def state_hash(self) -> str:
+        """The canonical state, renames delivered: the sequencer's counters, balances
+        and keys, and every worker's resting orders of its own market, in market order."""
+        self.flush()
+        users = self._accounts[A_USERS]
+        orders = []
+        for m, worker in enumerate(self.workers):
+            worker._accounts[A_USERS][:] = users  # the worker maps them read-only
+            part = worker._canonical_orders()
+            orders.append(part[part["market"] == m])
+        seq_engine = self.sequencer
+        return state_hash(
+            self._counters[:3],
+            seq_engine._supply,
+            seq_engine._canonical_balances(),
+            seq_engine._canonical_keys(),
+            np.concatenate(orders),
+        )
