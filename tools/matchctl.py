@@ -9,12 +9,35 @@ Offline commands that need only the config file:
   (``persistence.verify``); exit 0 when they agree, 1 when not.
 
 Commands that talk to a running daemon over its order-entry socket (the SDK,
-``ipc.client``), with ``--endpoint`` (default tcp://127.0.0.1:7316); each prints JSON:
+``ipc.client``), with ``--endpoint`` (default tcp://127.0.0.1:7316) and ``--timeout``,
+and for a daemon with a key registry ``--key NAME.key_secret --server-key server.key``
+(docs/protocol.md, "Authentication and limits"); each prints JSON in the wire's integer units (``tools.matchctl_live``). MARKET is an
+index or a name:
 
-* ``matchctl status``: sequence, last order and deal ids, wire and schema versions;
-* ``matchctl balance USER``: the user's balances, in units, per asset index;
-* ``matchctl book MARKET SIDE [--limit N]`` and ``matchctl depth MARKET [--limit N]``;
-* ``matchctl snapshot``: take a snapshot now; prints its sequence and state hash.
+* ``matchctl status``: every field of the daemon's Status reply (sequence, last
+  order and deal ids, wire and schema versions, and whatever else it reports);
+* ``matchctl markets``: the daemon's markets (indexes, precisions, limits);
+* ``matchctl balance USER`` (or ``balances``): the user's balances, in units;
+* ``matchctl book MARKET SIDE [--offset N] [--limit N]`` (SIDE 1/sell or 2/buy) and
+  ``matchctl depth MARKET [--limit N]``;
+* ``matchctl orders USER MARKET [--offset N] [--limit N]``: pending orders, newest
+  first; ``matchctl order MARKET ORDER_ID``: one pending order (exit 1 if none);
+* ``matchctl place USER MARKET buy|sell AMOUNT [PRICE] [--market-order]
+  [--tif gtc|ioc|fok] [--post-only] [--stp MODE] [--taker-fee RATE] [--maker-fee RATE]
+  [--source TEXT]``: AMOUNT, PRICE and the rates are decimals in the market's terms
+  (a market buy's AMOUNT is the money to spend), converted exactly: too many decimal
+  places or out of range is a usage error and nothing is sent; prints the seq, the
+  order id and the order;
+* ``matchctl cancel USER MARKET ORDER_ID``; ``matchctl cancel-all USER MARKET
+  [--side buy|sell]`` (``value`` counts the orders cancelled);
+* ``matchctl snapshot [now]``: take a snapshot now; prints its sequence and state hash;
+* ``matchctl metrics [--url URL] [--grep PREFIX]``: the samples of the daemon's
+  Prometheus endpoint (default http://127.0.0.1:9316/metrics) as JSON
+  ``{"name{labels}": value}``.
+
+Exit codes: 0 done; 1 the daemon answered an error (a JSON object
+``{"command", "op", "code", "message"[, "viabtc"]}`` on stderr), did not answer, or
+``verify`` failed; 2 a usage error, an unreadable file or an invalid config.
 """
 
 from __future__ import annotations
@@ -27,10 +50,11 @@ from pathlib import Path
 from core.config import EngineConfig, parse_config
 from core.errors import ConfigError
 from core.fixed import format_units
+from tools import matchctl_live as live
 
 #: Exit code for a usage error, an unreadable file or an invalid config.
-EXIT_USAGE = 2
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:7316"
+EXIT_USAGE = live.EXIT_USAGE
+DEFAULT_ENDPOINT = live.DEFAULT_ENDPOINT
 
 MARKET_COLUMNS = (
     "name",
@@ -47,14 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``matchctl`` argument parser."""
     parser = argparse.ArgumentParser(prog="matchctl", description="matchd operator commands")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, text in (
-        ("config-check", "validate a config file's assets, markets and limits"),
-        ("markets", "list the markets of a config file"),
-    ):
-        command = commands.add_parser(name, help=text, description=text)
-        command.add_argument(
-            "--config", type=Path, required=True, metavar="PATH", help="TOML config file"
-        )
+    text = "validate a config file's assets, markets and limits"
+    check = commands.add_parser("config-check", help=text, description=text)
+    check.add_argument(
+        "--config", type=Path, required=True, metavar="PATH", help="TOML config file"
+    )
+    text = "list the markets of the running daemon, or of a config file (--config)"
+    markets = commands.add_parser("markets", help=text, description=text)
+    markets.add_argument(
+        "--config", type=Path, metavar="PATH", help="TOML config file: offline, a table"
+    )
+    live.add_client_options(markets)
     text = "replay a data directory's log two ways and compare the resulting states"
     verify = commands.add_parser("verify", help=text, description=text)
     verify.add_argument(
@@ -63,32 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--data-dir", type=Path, required=True, metavar="DIR", help="the daemon's data_dir"
     )
-    live = {
-        "status": "the running daemon's sequence and versions",
-        "balance": "a user's balances (units)",
-        "book": "one side of a market's book",
-        "depth": "a market's depth",
-        "snapshot": "take a snapshot now",
-    }
-    for name, text in live.items():
-        command = commands.add_parser(name, help=text, description=text)
-        command.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="ZeroMQ endpoint")
-        command.add_argument("--timeout", type=float, default=10.0, help="seconds")
-        if name == "balance":
-            command.add_argument("user", type=int)
-        if name in ("book", "depth"):
-            command.add_argument("market", type=int, help="market index")
-            command.add_argument("--limit", type=int, default=20)
-        if name == "book":
-            command.add_argument("side", type=int, choices=(1, 2), help="1 asks, 2 bids")
+    live.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``matchctl`` with ``argv`` (default: the process arguments); returns the exit code."""
     args = build_parser().parse_args(argv)
-    if args.command in ("status", "balance", "book", "depth", "snapshot"):
-        return _live(args)
+    if args.command == "metrics":
+        return live.run_metrics(args)
+    if args.command in live.CLIENT_COMMANDS or (args.command == "markets" and args.config is None):
+        return live.run(args)
     config = _load(args.config)
     if config is None:
         return EXIT_USAGE
@@ -98,31 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_markets(config))
     elif args.command == "verify":
         return _verify(config, args.data_dir)
-    return 0
-
-
-def _live(args: argparse.Namespace) -> int:
-    import msgspec
-
-    from ipc.client import Client
-    from ipc.client_common import ApiError, RequestTimeout
-
-    try:
-        with Client(args.endpoint, timeout_s=args.timeout) as client:
-            if args.command == "status":
-                result: object = client.status()
-            elif args.command == "balance":
-                result = client.balance_query(args.user)
-            elif args.command == "book":
-                result = client.book(args.market, args.side, limit=args.limit)
-            elif args.command == "depth":
-                result = client.depth(args.market, limit=args.limit)
-            else:
-                result = client.snapshot()
-    except (RequestTimeout, ApiError) as exc:
-        print(f"matchctl: {args.command}: {exc}", file=sys.stderr)
-        return 1
-    print(msgspec.json.format(msgspec.json.encode(result)).decode())
     return 0
 
 

@@ -5,6 +5,7 @@ requests" and recover. TESTING.md, scenario 11."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from ipc.client_common import CurveKeys
 from persistence.journal import Journal, JournalConfig, journal_log_config
 from tests.support.keys import Entry, Keys
 from tests.support.scenario import make_config
+from tools import matchctl
 
 pytestmark = pytest.mark.integration
 
@@ -394,3 +396,16 @@ def test_the_async_client_speaks_curve_too(secured: Secured) -> None:
 
     assert asyncio.run(main()) == (0, Result.FORBIDDEN)
 
+
+def test_matchctl_speaks_curve_with_its_key_files(
+    secured: Secured, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = secured.keys.directory
+    base = ["--endpoint", secured.endpoint, "--timeout", "30"]
+    alice = ["--key", str(keys / "alice.key_secret"), "--server-key", str(keys / "server.key")]
+    assert matchctl.main(["status", *base, *alice]) == 0
+    assert json.loads(capsys.readouterr().out)["seq"] == secured.journal.durable_seq
+    assert matchctl.main(["balance", str(BOB), *base, *alice]) == 1  # not alice's user
+    assert json.loads(capsys.readouterr().err)["code"] == Result.FORBIDDEN
+    assert matchctl.main(["status", *base, "--key", str(keys / "alice.key_secret")]) == 2
+    assert "go together" in capsys.readouterr().err
