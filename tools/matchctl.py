@@ -11,8 +11,8 @@ Offline commands that need only the config file:
 Commands that talk to a running daemon over its order-entry socket (the SDK,
 ``ipc.client``), with ``--endpoint`` (default tcp://127.0.0.1:7316) and ``--timeout``,
 and for a daemon with a key registry ``--key NAME.key_secret --server-key server.key``
-(docs/protocol.md, "Authentication and limits"); each prints JSON in the wire's integer units (``tools.matchctl_live``). MARKET is an
-index or a name:
+(docs/protocol.md, "Authentication and limits"); each prints JSON in the wire's
+integer units (``tools.matchctl_live``). MARKET is an index or a name:
 
 * ``matchctl status``: every field of the daemon's Status reply (sequence, last
   order and deal ids, wire and schema versions, and whatever else it reports);
