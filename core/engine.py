@@ -8,6 +8,7 @@ set of arrays obtained from an ``Allocator``; the default allocates on the heap,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -117,6 +118,21 @@ def _copy_nonzero(dst: np.ndarray, src: np.ndarray) -> None:
             d[at : at + _COPY_BLOCK] = s[at : at + _COPY_BLOCK]
     tail = whole * _COPY_BLOCK
     d[tail:] = s[tail:]
+
+
+class KernelState(NamedTuple):
+    """An engine's arrays as its kernels take them, for running the engine's halves
+    apart (docs/daemon.md, "Sequencer and pair workers"): the sequencer's account
+    half and ledger use ``accounts``, ``counters`` and ``mparams``; a pair worker's
+    book half ``book``, ``fee_acct`` and ``scratch``. The arrays themselves: whoever
+    calls the kernels on them owns them."""
+
+    book: tuple[np.ndarray, ...]
+    accounts: tuple[np.ndarray, ...]
+    counters: np.ndarray
+    mparams: np.ndarray
+    fee_acct: int
+    scratch: int
 
 
 def _pow2_at_least(n: int) -> int:
@@ -241,6 +257,17 @@ class Engine:
             if name == "mparams" and not np.array_equal(src, dst):
                 raise ValueError("state was made with different market parameters")
             _copy_nonzero(dst, src)
+
+    def kernel_state(self) -> KernelState:
+        """The arrays the kernels work on (``KernelState``), not copies."""
+        return KernelState(
+            self._book,
+            self._accounts,
+            self._counters,
+            self._book[B_MPARAMS],
+            int(self._fee_acct),
+            int(self._scratch),
+        )
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Every array of the engine's state by name (the arrays themselves, not

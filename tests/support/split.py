@@ -19,7 +19,7 @@ from core.config import EngineConfig
 from core.engine import Engine
 from core.kernels.account_side import account_batch
 from core.kernels.book_batch import book_batch
-from core.kernels.layout import A_USERS, B_MPARAMS
+from core.kernels.layout import A_USERS
 from core.kernels.ledger import name_orders, settle
 from core.schema import (
     COUNTER_ORDER_ID,
@@ -59,14 +59,13 @@ class SplitEngine:
         #: (it was not renamed yet; the sequencer named it).
         self.provisional_seen = 0
 
-    # The sequencer's arrays (private to Engine; this double reaches in on purpose).
     @property
     def _accounts(self) -> tuple[np.ndarray, ...]:
-        return self.sequencer._accounts
+        return self.sequencer.kernel_state().accounts
 
     @property
     def _counters(self) -> np.ndarray:
-        return self.sequencer._counters
+        return self.sequencer.kernel_state().counters
 
     def balance_update(
         self, user: int, asset: int, business: bytes, business_id: int, change: int, ts_ns: int
@@ -93,7 +92,7 @@ class SplitEngine:
         work = np.zeros(1, dtype=WORK_DTYPE)
         codes = np.zeros(1, dtype=np.int32)
         n_markets = len(self.config.markets)
-        mparams = seq_engine._book[B_MPARAMS]
+        mparams = seq_engine.kernel_state().mparams
         account_batch(self._accounts, mparams, cmd, work, codes, n_markets, self.config.fee_user)
         if codes[0] != Result.OK:
             return int(codes[0]), 0, 0, 0, np.zeros(0, dtype=EVENT_DTYPE)
@@ -142,21 +141,21 @@ class SplitEngine:
         return code, oid, value, seq, ev
 
     def _work(self, m: int, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        worker = self.workers[m]
+        worker = self.workers[m].kernel_state()
         done = np.zeros(len(batch), dtype=DONE_DTYPE)
         ev = np.zeros(64, dtype=EVENT_DTYPE)
         start = ne = 0
         while start < len(batch):
             start, ne = book_batch(
-                worker._book,
+                worker.book,
                 batch,
                 start,
                 done,
                 ev,
                 ne,
                 len(self.config.markets),
-                self.sequencer._fee_acct,
-                worker._scratch,
+                self.sequencer.kernel_state().fee_acct,
+                worker.scratch,
                 self.config.max_matches,
             )
             if start < len(batch):
@@ -181,7 +180,7 @@ class SplitEngine:
         users = self._accounts[A_USERS]
         orders = []
         for m, worker in enumerate(self.workers):
-            worker._accounts[A_USERS][:] = users  # the worker maps them read-only
+            worker.kernel_state().accounts[A_USERS][:] = users  # a worker maps them read-only
             part = worker._canonical_orders()
             orders.append(part[part["market"] == m])
         seq_engine = self.sequencer

@@ -1,0 +1,349 @@
+"""The sequencer's ordering rules (docs/daemon.md, "Sequencer and pair workers"), as a
+state machine without I/O: commands come in, WORK records go out to the market's
+pair worker, the workers' DONE records and events come back in each worker's order,
+and answers come out. The processes and rings around it are someone else's.
+
+What it guarantees: the commands it settles, in the order it settles them, and the
+commands it refuses, at the point it refuses them, give exactly the results and
+events the in-process engine gives for that sequence (``order`` records it, for
+tests); a replay of the log is the in-process engine over the settled commands. The
+rules:
+
+* **Dispatch order is history.** Work is numbered as it is dispatched and settled
+  strictly in that order (a reorder buffer over the workers): sequence numbers,
+  deal ids and real order ids are given at settlement.
+* **One command of a user at a time.** A user's next command waits in the user's
+  queue until the previous one is settled: its funds check then sees the effects
+  (the pipelining trap of DESIGN.md).
+* **Funds checks on settled balances.** The account half runs on the settled
+  balances, which are the state right after the last settled command: a command it
+  refuses takes its place in history there (it changes nothing; the work in flight
+  comes after it). One it passes is dispatched and takes its place after the work
+  in flight, where the user's available balance can only be higher (other users'
+  commands only credit it, and the user has nothing in flight), so it passes there
+  too.
+* **REPLACE funds.** The worker checks a REPLACE's funds with the available
+  balances of its dispatch; if work was in flight ahead of it, a refusal for funds
+  may be stale (that work may credit the user), so the command is dispatched again,
+  alone: nothing else is dispatched until it is settled.
+* **Orders named before their id exists.** A CANCEL or REPLACE naming an id that a
+  new order in flight may still get (beyond the last id given, within the number of
+  new orders in flight) waits until what is out is settled; if the id is still open
+  then, it is dispatched alone, once nothing is out.
+* **Provisional ids.** A new order rests in its worker under ``PROVISIONAL_ID_BASE +
+  dispatch``; at settlement it gets its real id, the events are named
+  (``ledger.name_orders``), and the worker is sent a rename ahead of its next work.
+* **Bounded.** At most ``max_in_flight`` works are out (less than half the id
+  window); more commands wait in the intake, whose bound is the caller's.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.config import EngineConfig
+from core.engine import KernelState
+from core.kernels.account_side import account_batch
+from core.kernels.ledger import name_orders, settle
+from core.schema import (
+    COMMAND_DTYPE,
+    COUNTER_ORDER_ID,
+    COUNTER_SEQ,
+    EVENT_DTYPE,
+    PROVISIONAL_ID_BASE,
+    WORK_DTYPE,
+    WORK_RENAME,
+    CommandKind,
+    Result,
+)
+
+#: Real ids of provisional ones, by dispatch number modulo this (a power of two).
+ID_WINDOW = 1 << 16
+_NEW_ORDER = (int(CommandKind.PUT_LIMIT), int(CommandKind.PUT_MARKET))
+_NAMES_ORDER = (int(CommandKind.CANCEL), int(CommandKind.REPLACE))
+_NO_EVENTS = np.zeros(0, dtype=EVENT_DTYPE)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a command came to: its result and its (settled) events."""
+
+    token: int
+    code: int
+    order_id: int = 0
+    value: int = 0
+    seq: int = 0
+    events: np.ndarray = field(default_factory=lambda: _NO_EVENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class SequencingStats:
+    """Counters of ``Sequencing`` (``stats()``)."""
+
+    dispatched: int  #: works sent to workers (renames not counted)
+    settled: int
+    refused: int  #: commands the account half refused
+    peak_in_flight: int
+    held: int  #: commands that waited behind one of their user's in flight
+    waited_for_ids: int  #: CANCEL/REPLACE that waited for orders in flight
+    replaced_again: int  #: REPLACEs dispatched again after a stale funds refusal
+    named: int  #: events that named an order by its provisional id
+
+
+@dataclass(slots=True)
+class _Waiting:
+    token: int
+    cmd: np.ndarray  # one COMMAND_DTYPE record (a 1-element array)
+    #: Dispatch only once everything dispatched up to this number is settled.
+    after: int = 0
+    #: Already waited once for the work ahead (a CANCEL or REPLACE naming an id
+    #: that a new order in flight may get).
+    waited: bool = False
+
+
+@dataclass(slots=True)
+class _Out:
+    """Work dispatched and not yet settled."""
+
+    token: int
+    cmd: np.ndarray
+    market: int
+    kind: int
+    #: Work was in flight ahead of it when it was dispatched.
+    behind: bool
+    done: np.void | None = None
+    events: np.ndarray | None = None
+
+
+class Sequencing:
+    """The ordering rules over the sequencer's balances (``state``: an engine's
+    kernel state, whose books it never touches); ``send(market, work)`` hands WORK
+    records to that market's worker."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        state: KernelState,
+        send: Callable[[int, np.ndarray], None],
+        max_in_flight: int = 4096,
+    ) -> None:
+        if not 0 < max_in_flight < ID_WINDOW // 2:
+            raise ValueError(f"max_in_flight must be in 1..{ID_WINDOW // 2 - 1}")
+        self.config = config
+        self._state = state
+        self._send = send
+        self.max_in_flight = max_in_flight
+        self._intake: deque[_Waiting] = deque()
+        #: Per user: commands waiting behind one in flight or held.
+        self._users: dict[int, deque[_Waiting]] = {}
+        self._busy: set[int] = set()
+        #: A command to dispatch alone (a REPLACE to check again): nothing else goes
+        #: out until it has.
+        self._barrier: _Waiting | None = None
+        self._out: dict[int, _Out] = {}
+        self._dispatched = 0
+        self._settled = 0
+        self._new_in_flight = 0  # PUT_LIMIT and PUT_MARKET dispatched, not settled
+        self._real = np.zeros(ID_WINDOW, dtype=np.int64)
+        self._renames: list[list[tuple[int, int]]] = [[] for _ in config.markets]
+        self._work = np.zeros(1, dtype=WORK_DTYPE)
+        self._codes = np.zeros(1, dtype=np.int32)
+        self._refused = 0
+        self._peak = 0
+        self._held = 0
+        self._waited = 0
+        self._again = 0
+        self._named = 0
+        #: The commands in the order their results hold: settled ones as settled,
+        #: refused ones where they were refused (tokens; for tests and replay).
+        self.order: list[int] = []
+
+    @property
+    def in_flight(self) -> int:
+        """Works dispatched and not yet settled."""
+        return self._dispatched - self._settled
+
+    def stats(self) -> SequencingStats:
+        """A snapshot of the counters."""
+        return SequencingStats(
+            self._dispatched,
+            self._settled,
+            self._refused,
+            self._peak,
+            self._held,
+            self._waited,
+            self._again,
+            self._named,
+        )
+
+    def submit(self, token: int, cmd: np.ndarray) -> list[Answer]:
+        """Take one command (a 1-element COMMAND_DTYPE array); answers of commands
+        it refused at once."""
+        if cmd.dtype != COMMAND_DTYPE or cmd.shape != (1,):
+            raise TypeError("submit() takes a 1-element COMMAND_DTYPE array")
+        self._intake.append(_Waiting(token, cmd.copy()))
+        return self.pump()
+
+    def pump(self) -> list[Answer]:
+        """Dispatch what the rules allow, in arrival order per user."""
+        answers: list[Answer] = []
+        progress = True
+        while progress:
+            progress = False
+            for user in [u for u, q in self._users.items() if q and u not in self._busy]:
+                if self._try(self._users[user][0], answers):
+                    self._users[user].popleft()
+                    progress = True
+            while self._intake and self.in_flight < self.max_in_flight:
+                w = self._intake.popleft()
+                user = int(w.cmd["user"][0])
+                queue = self._users.setdefault(user, deque())
+                if queue or user in self._busy:
+                    self._held += 1
+                    queue.append(w)
+                elif not self._try(w, answers):
+                    queue.append(w)
+                progress = True
+        return answers
+
+    def _try(self, w: _Waiting, answers: list[Answer]) -> bool:
+        """Dispatch or refuse ``w`` now; False if it must wait."""
+        if w.after > self._settled or self.in_flight >= self.max_in_flight:
+            return False
+        if self._barrier is not None:
+            if w is not self._barrier or self.in_flight:
+                return False
+            self._barrier = None
+        state = self._state
+        cmd = w.cmd
+        kind = int(cmd["kind"][0])
+        named = int(cmd["order_id"][0])
+        last = int(state.counters[COUNTER_ORDER_ID])
+        if kind in _NAMES_ORDER and last < named <= last + self._new_in_flight:
+            # The id may be given to a new order in flight: wait until what is out
+            # now is settled, and the second time until nothing is out at all.
+            if w.waited:
+                if self._barrier is None:
+                    self._barrier = w
+            else:
+                w.after, w.waited = self._dispatched, True
+            self._waited += 1
+            return False
+        account_batch(
+            state.accounts,
+            state.mparams,
+            cmd,
+            self._work,
+            self._codes,
+            len(self.config.markets),
+            self.config.fee_user,
+        )
+        code = int(self._codes[0])
+        if code != Result.OK:
+            self._refused += 1
+            self.order.append(w.token)
+            answers.append(Answer(w.token, code))
+            return True
+        self._dispatch(w, kind)
+        return True
+
+    def _dispatch(self, w: _Waiting, kind: int) -> None:
+        behind = self.in_flight > 0
+        self._dispatched += 1
+        self._peak = max(self._peak, self.in_flight)
+        d = self._dispatched
+        work = self._work.copy()
+        work["dispatch"] = d
+        if kind in _NEW_ORDER:
+            work["new_id"] = PROVISIONAL_ID_BASE + d
+            self._new_in_flight += 1
+        m = int(work["market"][0])
+        user = int(w.cmd["user"][0])
+        self._busy.add(user)
+        self._out[d] = _Out(w.token, w.cmd, m, kind, behind)
+        renames = self._renames[m]
+        if renames:
+            batch = np.zeros(len(renames) + 1, dtype=WORK_DTYPE)
+            for i, (provisional, real) in enumerate(renames):
+                batch[i]["op"] = WORK_RENAME
+                batch[i]["market"] = m
+                batch[i]["order_id"] = provisional
+                batch[i]["new_id"] = real
+            batch[-1] = work[0]
+            renames.clear()
+            self._send(m, batch)
+        else:
+            self._send(m, work)
+
+    def complete(self, done: np.ndarray, events: np.ndarray) -> list[Answer]:
+        """A worker's DONE records (renames included) and their events, in order."""
+        start = 0
+        for d in done:
+            n = int(d["event_count"])
+            out = self._out.get(int(d["dispatch"]))
+            if out is not None and int(d["dispatch"]) > self._settled:
+                out.done = d.copy()
+                out.events = events[start : start + n].copy()
+            start += n
+        answers: list[Answer] = []
+        while True:
+            out = self._out.get(self._settled + 1)
+            if out is None or out.done is None or out.events is None:
+                break
+            del self._out[self._settled + 1]
+            self._settled += 1
+            answers.extend(self._settle(self._settled, out, out.done, out.events))
+        answers.extend(self.pump())
+        return answers
+
+    def _settle(self, d: int, out: _Out, done: np.void, ev: np.ndarray) -> list[Answer]:
+        state = self._state
+        code = int(done["code"])
+        user = int(out.cmd["user"][0])
+        self._busy.discard(user)
+        if out.kind in _NEW_ORDER:
+            self._new_in_flight -= 1
+        if code == Result.BALANCE_NOT_ENOUGH and out.behind:
+            # The worker judged a REPLACE's funds before what was ahead settled.
+            again = _Waiting(out.token, out.cmd)
+            self._users.setdefault(user, deque()).appendleft(again)
+            if self._barrier is None:
+                self._barrier = again
+            self._again += 1
+            return []
+        oid = int(done["order_id"])
+        if code == Result.OK and out.kind in _NEW_ORDER:
+            oid = int(state.counters[COUNTER_ORDER_ID]) + 1
+            state.counters[COUNTER_ORDER_ID] = oid
+            self._real[d % ID_WINDOW] = oid
+            self._renames[out.market].append((PROVISIONAL_ID_BASE + d, oid))
+        if len(ev):
+            own = PROVISIONAL_ID_BASE + d
+            for name in ("order_id", "maker_order"):
+                ids = ev[name]
+                self._named += int(((ids >= PROVISIONAL_ID_BASE) & (ids != own)).sum())
+        name_orders(ev, 0, len(ev), self._real)
+        seq = 0
+        if len(ev):
+            state.counters[COUNTER_SEQ] += 1
+            seq = int(state.counters[COUNTER_SEQ])
+            settle(state.accounts, ev, 0, len(ev), seq, state.counters)
+        self.order.append(out.token)
+        return [Answer(out.token, code, oid, int(done["value"]), seq, ev)]
+
+    def pending_renames(self, market: int) -> np.ndarray:
+        """The renames not yet sent to ``market``'s worker, as WORK records (and
+        forgotten): send them before a snapshot or a state hash of the worker."""
+        renames = self._renames[market]
+        batch = np.zeros(len(renames), dtype=WORK_DTYPE)
+        for i, (provisional, real) in enumerate(renames):
+            batch[i]["op"] = WORK_RENAME
+            batch[i]["market"] = market
+            batch[i]["order_id"] = provisional
+            batch[i]["new_id"] = real
+        renames.clear()
+        return batch
