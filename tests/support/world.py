@@ -120,18 +120,21 @@ class Limits:
 TIGHT = Limits(max_orders=4, max_levels=2, max_users=4, max_update_keys=24, max_matches=2)
 
 
+def stream_config_text(limits: Limits = Limits()) -> str:
+    """The TOML text of ``stream_config(limits)`` (for a process that reads a file)."""
+    return _CONFIG.format(
+        max_orders=limits.max_orders,
+        max_levels=limits.max_levels,
+        max_users=limits.max_users,
+        max_update_keys=limits.max_update_keys,
+        max_matches=limits.max_matches,
+    )
+
+
 @lru_cache(maxsize=16)
 def stream_config(limits: Limits = Limits()) -> EngineConfig:
     """The config of the streams (see the module docstring) with ``limits``."""
-    return parse_config(
-        _CONFIG.format(
-            max_orders=limits.max_orders,
-            max_levels=limits.max_levels,
-            max_users=limits.max_users,
-            max_update_keys=limits.max_update_keys,
-            max_matches=limits.max_matches,
-        )
-    )
+    return parse_config(stream_config_text(limits))
 
 
 @dataclass(frozen=True, slots=True)
