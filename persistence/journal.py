@@ -31,7 +31,7 @@ import numpy as np
 
 from core.config import EngineConfig
 from core.engine import Engine
-from core.schema import EVENT_DTYPE, RESULT_DTYPE, Result
+from core.schema import COMMAND_DTYPE, EVENT_DTYPE, RESULT_DTYPE, Result
 from persistence.frames import COMMAND_WORDS, EVENT_WORDS, RT_BALANCE, frame_batch, frame_bound
 from persistence.log_config import FsyncPolicy, LogConfig
 from persistence.log_errors import LogError, LogUnavailable
@@ -203,6 +203,37 @@ class Journal:
         except LogUnavailable:
             self._held.append(out)
             raise
+        return out
+
+    def record(
+        self, commands: np.ndarray, results: np.ndarray, events: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Log commands that ran elsewhere, with their results and events, and return
+        (results, events) once durable: the daemon's sequencer settles work that pair
+        workers ran (docs/daemon.md) and acknowledges it after this.
+
+        ``results`` (RESULT_DTYPE, one per command; ``event_start`` and
+        ``event_count`` index ``events``) must be what ``Engine.execute`` gives for
+        ``commands`` on the state the log holds so far: replay checks it. The
+        commands have changed the state already, so they are never refused: if the
+        log fails the batch is held (``flush`` returns it once durable) and
+        ``LogUnavailable`` is raised, as ``submit`` does.
+        """
+        self._check_failed()
+        if commands.dtype != COMMAND_DTYPE or results.dtype != RESULT_DTYPE:
+            raise TypeError("record() takes COMMAND_DTYPE commands and RESULT_DTYPE results")
+        if events.dtype != EVENT_DTYPE or commands.shape != results.shape:
+            raise TypeError("record() takes EVENT_DTYPE events and one result per command")
+        commands = np.ascontiguousarray(commands)
+        out = (np.ascontiguousarray(results).copy(), np.ascontiguousarray(events).copy())
+        self._append_batch(commands, out[0], out[1])
+        try:
+            self._writer.commit()
+        except LogUnavailable:
+            self._held.append(out)
+            raise
+        self._released.extend(self._held)  # durable now, in order before this batch
+        self._held = []
         return out
 
     def balance_update(

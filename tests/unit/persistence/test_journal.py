@@ -278,3 +278,43 @@ def test_a_batch_released_by_submit_is_handed_out_by_the_next_flush(tmp_path: Pa
     assert journal.flush() == []
     assert (results["seq"][results["seq"] != 0] > held_seq).all()
     journal.close()
+
+
+def test_record_logs_what_ran_elsewhere_and_holds_it_through_a_failing_disk(
+    tmp_path: Path,
+) -> None:
+    # The daemon's sequencer settles work the pair workers ran, on the journal's own
+    # state, then has the journal log the results: replay must reproduce them.
+    items = list(work(seed=13, batches=30))
+    plain = Engine(engine_config())
+    io = FaultyIO()
+    journal = Journal.open(engine_config(), jconfig(tmp_path))
+    journal._writer._io = io
+    held_at = len(items) - 4
+    for i, item in enumerate(items):
+        if not isinstance(item, np.ndarray):
+            run(journal, item)
+            apply(plain, item)
+            continue
+        results, events = journal.engine.execute(item)  # "elsewhere": not through submit
+        apply(plain, item)
+        if i == held_at:
+            io.fail("fdatasync", errno.EIO, times=-1)
+            with pytest.raises(LogUnavailable):
+                journal.record(item, results, events)
+            assert not journal.available
+            io.clear()
+            assert [r["seq"].tolist() for r, _ in journal.flush()] == [results["seq"].tolist()]
+            continue
+        got, got_events = journal.record(item, results, events)
+        assert got.tobytes() == results.tobytes()
+        assert got_events.tobytes() == events.tobytes()
+    assert journal.durable_seq == plain.counters()[0]
+    expected = journal.engine.state_hash()
+    assert expected == plain.state_hash()
+    journal.close()
+    with Journal.open(engine_config(), jconfig(tmp_path)) as again:
+        assert again.engine.state_hash() == expected
+        wrong = np.zeros(1, dtype=np.int64)
+        with pytest.raises(TypeError, match="COMMAND_DTYPE"):
+            again.record(wrong, wrong, np.zeros(0))
