@@ -71,6 +71,7 @@ from ipc.shm_index import (
     list_segments,
     read_index,
     remove_instance,
+    ring_alive,
     shm_name,
     write_body,
 )
@@ -289,7 +290,9 @@ class ShmAllocator(SharedLifetime):
             write_body(mm, index_body(self._instance, self._creator, []))
             struct.pack_into("<I", mm, VERSION_OFFSET, INDEX_VERSION)
             mm[MAGIC_OFFSET : MAGIC_OFFSET + 8] = INDEX_MAGIC  # last: the index is valid
-            leftovers = [n for n in list_segments(self._instance) if n != name]
+            leftovers = [
+                n for n in list_segments(self._instance) if n != name and not ring_alive(n)
+            ]
             if leftovers:
                 raise FileExistsError(
                     f"shared-memory instance {self._instance!r} has leftover segments "

@@ -8,6 +8,7 @@ set left behind by a crashed run is found (``find_stale``) and removed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -22,6 +23,11 @@ from typing import Any
 
 import numpy as np
 import posix_ipc
+
+from ipc.ring_layout import HEADER_LENGTH as RING_HEADER_LENGTH
+from ipc.ring_layout import MAGIC as RING_MAGIC
+from ipc.ring_layout import MAGIC_OFFSET as RING_MAGIC_OFFSET
+from ipc.ring_layout import unpack_metadata as unpack_ring_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -327,26 +333,55 @@ def _segment_bytes(name: str) -> int:
         return -1
 
 
+def ring_alive(name: str) -> bool | None:
+    """For a ring segment (``ipc.ring``, which shares the naming): True while the
+    process that created it runs, False after; None if ``name`` is not a finished
+    ring (a ring's magic is written last)."""
+    try:
+        with (SHM_DIR / name.lstrip("/")).open("rb") as f:
+            raw = f.read(RING_HEADER_LENGTH)
+    except OSError:
+        return None
+    if (
+        len(raw) < RING_HEADER_LENGTH
+        or raw[RING_MAGIC_OFFSET : RING_MAGIC_OFFSET + 8] != RING_MAGIC
+    ):
+        return None
+    h = unpack_ring_metadata(raw)
+    return creator_alive(
+        Creator(h.creator_pid, h.creator_boot_id, h.creator_start_ticks, h.created_ns)
+    )
+
+
 def find_stale(instance: str) -> list[str]:
-    """Segments of ``instance`` that no live process owns: all of them when the index
+    """Segments of ``instance`` that no live process owns. Sorted POSIX names.
+
+    The allocator's segments (the index and the arrays): all of them when the index
     is missing or damaged, its creator has exited, or a segment it lists is missing or
-    of another size; none while the creator runs. Sorted POSIX names.
+    of another size; none while the creator runs. Rings (``ipc.ring``) have their own
+    creator: a ring is stale when its creator has exited.
 
     Meant for a supervisor at start, before it creates the instance: a creator that is
     between claiming the index and writing it looks damaged for that moment.
     """
-    names = list_segments(instance)
-    if not names:
-        return []
-    try:
-        index = read_index(instance)
-    except (FileNotFoundError, ValueError):
-        return names
-    if not creator_alive(index.creator):
-        return names
-    if any(_segment_bytes(s.shm_name) != s.nbytes for s in index.arrays if s.nbytes):
-        return names
-    return []
+    stale: list[str] = []
+    names = []
+    for name in list_segments(instance):
+        alive = ring_alive(name)
+        if alive is None:
+            names.append(name)
+        elif not alive:
+            stale.append(name)
+    if names:
+        try:
+            index = read_index(instance)
+        except (FileNotFoundError, ValueError):
+            return sorted(stale + names)
+        if not creator_alive(index.creator) or any(
+            _segment_bytes(s.shm_name) != s.nbytes for s in index.arrays if s.nbytes
+        ):
+            return sorted(stale + names)
+    return sorted(stale)
 
 
 def remove_instance(instance: str) -> list[str]:
@@ -358,11 +393,15 @@ def remove_instance(instance: str) -> list[str]:
     index = shm_name(instance, INDEX_NAME)
     removed = []
     for name in sorted(list_segments(instance), key=lambda n: n == index):
+        is_ring = ring_alive(name) is not None
         try:
             posix_ipc.unlink_shared_memory(name)
         except posix_ipc.ExistentialError:
             continue  # someone else removed it meanwhile
         removed.append(name)
+        if is_ring:  # and the ring's doorbell, a semaphore of the same name
+            with contextlib.suppress(posix_ipc.ExistentialError):
+                posix_ipc.unlink_semaphore(name)
     if removed:
         logger.info("shm instance removed instance=%s segments=%d", instance, len(removed))
     return removed

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numba
@@ -33,9 +34,12 @@ from ipc.ring_layout import (
     RECORD_LENGTH_OFFSET,
     SLEEPING_WORD,
     VERSION_OFFSET,
+    pack_metadata,
     segment_length,
+    unpack_metadata,
 )
-from ipc.shm import SHM_DIR, list_segments, remove_instance
+from ipc.shm import SHM_DIR, ShmAllocator, find_stale, list_segments, remove_instance
+from ipc.shm_index import ring_alive
 from tests.unit.ipc.ring_child import CAPACITY, RECORD_DTYPE, check_records, make_records
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -353,7 +357,36 @@ def test_only_the_creator_unlinks(ring: SpscRing, instance: str) -> None:
 def test_remove_instance_removes_rings_too(instance: str) -> None:
     ring = SpscRing.create(instance, "r", RECORD_DTYPE, 8)
     assert remove_instance(instance) == [f"/matchd.{instance}.r"]
+    with pytest.raises(posix_ipc.ExistentialError):  # and its semaphore
+        posix_ipc.Semaphore(f"/matchd.{instance}.r")
     ring.close()
+
+
+def test_rings_and_an_allocator_share_an_instance(instance: str) -> None:
+    # The daemon makes a worker's rings and its book's arrays in one instance.
+    with SpscRing.create(instance, "r", RECORD_DTYPE, 8):
+        assert find_stale(instance) == []  # a live ring is not stale, index or not
+        with ShmAllocator(instance) as alloc:  # rings are not leftovers
+            alloc.array("a", (4,), np.dtype("<i8"))
+            assert find_stale(instance) == []
+
+
+def test_a_ring_of_a_dead_creator_is_stale_beside_a_live_allocator(instance: str) -> None:
+    with ShmAllocator(instance) as alloc:
+        alloc.array("a", (4,), np.dtype("<i8"))
+        ring = SpscRing.create(instance, "r", RECORD_DTYPE, 8)
+        name = f"/matchd.{instance}.r"
+        path = SHM_DIR / name.lstrip("/")
+        assert ring_alive(name) is True
+        ring.close()
+        raw = bytearray(path.read_bytes())
+        dead = replace(unpack_metadata(raw), creator_pid=2**22 + 7)  # no such process
+        packed = pack_metadata(dead)
+        raw[: len(packed)] = packed
+        path.write_bytes(bytes(raw))
+        assert ring_alive(name) is False
+        assert find_stale(instance) == [name]
+        remove_ring(instance, "r")
 
 
 # ------------------------------------------------------------------ sleeping
