@@ -138,7 +138,8 @@ class Sequencing:
         self._send = send
         self.max_in_flight = max_in_flight
         self._intake: deque[_Waiting] = deque()
-        #: Per user: commands waiting behind one in flight or held.
+        #: Per user with commands waiting (behind one in flight, or held): them, in
+        #: arrival order. A user leaves when the queue empties.
         self._users: dict[int, deque[_Waiting]] = {}
         self._busy: set[int] = set()
         #: A command to dispatch alone (a REPLACE to check again): nothing else goes
@@ -194,19 +195,21 @@ class Sequencing:
         progress = True
         while progress:
             progress = False
-            for user in [u for u, q in self._users.items() if q and u not in self._busy]:
-                if self._try(self._users[user][0], answers):
-                    self._users[user].popleft()
+            for user in [u for u in self._users if u not in self._busy]:
+                queue = self._users[user]
+                if self._try(queue[0], answers):
+                    queue.popleft()
+                    if not queue:
+                        del self._users[user]  # only users with commands waiting
                     progress = True
             while self._intake and self.in_flight < self.max_in_flight:
                 w = self._intake.popleft()
                 user = int(w.cmd["user"][0])
-                queue = self._users.setdefault(user, deque())
-                if queue or user in self._busy:
+                if user in self._users or user in self._busy:
                     self._held += 1
-                    queue.append(w)
+                    self._users.setdefault(user, deque()).append(w)
                 elif not self._try(w, answers):
-                    queue.append(w)
+                    self._users[user] = deque([w])
                 progress = True
         return answers
 
