@@ -52,7 +52,6 @@ from core.kernels.ledger import name_orders, settle
 from core.schema import (
     COMMAND_DTYPE,
     COUNTER_ORDER_ID,
-    COUNTER_SEQ,
     EVENT_DTYPE,
     PROVISIONAL_ID_BASE,
     WORK_DTYPE,
@@ -268,17 +267,8 @@ class Sequencing:
         user = int(w.cmd["user"][0])
         self._busy.add(user)
         self._out[d] = _Out(w.token, w.cmd, m, kind, behind)
-        renames = self._renames[m]
-        if renames:
-            batch = np.zeros(len(renames) + 1, dtype=WORK_DTYPE)
-            for i, (provisional, real) in enumerate(renames):
-                batch[i]["op"] = WORK_RENAME
-                batch[i]["market"] = m
-                batch[i]["order_id"] = provisional
-                batch[i]["new_id"] = real
-            batch[-1] = work[0]
-            renames.clear()
-            self._send(m, batch)
+        if self._renames[m]:
+            self._send(m, np.concatenate([self.pending_renames(m), work]))
         else:
             self._send(m, work)
 
@@ -330,11 +320,7 @@ class Sequencing:
                 ids = ev[name]
                 self._named += int(((ids >= PROVISIONAL_ID_BASE) & (ids != own)).sum())
         name_orders(ev, 0, len(ev), self._real)
-        seq = 0
-        if len(ev):
-            state.counters[COUNTER_SEQ] += 1
-            seq = int(state.counters[COUNTER_SEQ])
-            settle(state.accounts, ev, 0, len(ev), seq, state.counters)
+        seq = int(settle(state.accounts, ev, 0, len(ev), state.counters))
         self.order.append(out.token)
         return [Answer(out.token, code, oid, int(done["value"]), seq, ev)]
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from core.config import EngineConfig, parse_config
-from core.engine import Engine
+from core.engine import Engine, KernelState
 from core.kernels.book_batch import book_batch
 from core.schema import DONE_DTYPE, EVENT_DTYPE, WORK_DTYPE
 from ipc.idle import BackoffIdle
@@ -58,6 +58,38 @@ def worker_rings(
     )
 
 
+def run_works(
+    state: KernelState,
+    config: EngineConfig,
+    fee_acct: int,
+    work: np.ndarray,
+    done: np.ndarray,
+    events: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """Run every record of ``work`` on ``state``'s book (``book_batch``), writing
+    ``done`` and the events into ``events``, which doubles whenever a command might
+    not fit; returns (the event buffer, maybe a new one, and the events written)."""
+    start = ne = 0
+    while start < len(work):
+        start, ne = book_batch(
+            state.book,
+            work,
+            start,
+            done,
+            events,
+            ne,
+            len(config.markets),
+            fee_acct,
+            state.scratch,
+            config.max_matches,
+        )
+        if start < len(work):
+            grown = np.zeros(2 * len(events), dtype=EVENT_DTYPE)
+            grown[:ne] = events[:ne]
+            events = grown
+    return events, ne
+
+
 class PairWorker:
     """The duty loop of one worker over its attached rings."""
 
@@ -80,27 +112,10 @@ class PairWorker:
         n = self.work_ring.pop_nowait(self._work)
         if n == 0:
             return 0
-        work = self._work[:n]
         done = self._done[:n]
-        state = self._state
-        start = ne = 0
-        while start < n:
-            start, ne = book_batch(
-                state.book,
-                work,
-                start,
-                done,
-                self._events,
-                ne,
-                len(self.config.markets),
-                self._fee_acct,
-                state.scratch,
-                self.config.max_matches,
-            )
-            if start < n:  # one command may write more than the buffer holds
-                grown = np.zeros(2 * len(self._events), dtype=EVENT_DTYPE)
-                grown[:ne] = self._events[:ne]
-                self._events = grown
+        self._events, ne = run_works(
+            self._state, self.config, self._fee_acct, self._work[:n], done, self._events
+        )
         self._push_all(self.event_ring, self._events[:ne])
         self._push_all(self.done_ring, done)
         self.works += n

@@ -6,7 +6,8 @@ account index, each DEAL event and its balance legs the mark ``DEAL_MARK``, ever
 event ``seq`` 0 and account indexes where user ids belong. ``settle`` then, in one
 pass over those events:
 
-* stamps the command's sequence number on every event;
+* gives the command the next sequence number (if it wrote events) and stamps it on
+  every event;
 * numbers the deals from the deal counter (a leg takes its deal's number);
 * applies every BALANCE event's change to the balances and writes the balance after
   it (``left`` available, ``deal_stock`` frozen);
@@ -24,12 +25,20 @@ import numpy as np
 from core.kernels import events as evw
 from core.kernels.jit import kernel
 from core.kernels.layout import A_BALANCES, A_USERS, AVAILABLE, FROZEN
-from core.schema import COUNTER_DEAL_ID, PROVISIONAL_ID_BASE
+from core.schema import COUNTER_DEAL_ID, COUNTER_SEQ, PROVISIONAL_ID_BASE
 
 
 @kernel
-def settle(accounts, ev: np.ndarray, first: int, ne: int, seq: int, counters: np.ndarray) -> None:
-    """Complete the events ``ev[first:ne]`` of one command that got sequence ``seq``."""
+def settle(accounts, ev: np.ndarray, first: int, ne: int, counters: np.ndarray) -> int:
+    """Complete the events ``ev[first:ne]`` of one command; returns its sequence number.
+
+    A command that wrote events changed the state: it takes the next sequence number
+    from ``counters``. One without events changed nothing and gets 0.
+    """
+    if ne <= first:
+        return 0
+    counters[COUNTER_SEQ] += 1
+    seq = counters[COUNTER_SEQ]
     users = accounts[A_USERS]
     bal = accounts[A_BALANCES]
     did = counters[COUNTER_DEAL_ID]
@@ -52,6 +61,7 @@ def settle(accounts, ev: np.ndarray, first: int, ne: int, seq: int, counters: np
             e["maker_user"] = users[e["maker_user"]]
         e["user"] = users[e["user"]]
     counters[COUNTER_DEAL_ID] = did
+    return seq
 
 
 @kernel

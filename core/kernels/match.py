@@ -22,7 +22,7 @@ from core.kernels.codes import OK, PUT_LIMIT, PUT_MARKET
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import B_MPARAMS, NIL
 from core.kernels.ledger import settle
-from core.schema import COUNTER_ORDER_ID, COUNTER_SEQ, MAX_USER_ID
+from core.schema import COUNTER_ORDER_ID, MAX_USER_ID
 
 
 @inline
@@ -94,11 +94,7 @@ def execute_batch(
             scratch,
             max_matches,
         )
-        seq = 0
-        if ne > first:
-            counters[COUNTER_SEQ] += 1
-            seq = counters[COUNTER_SEQ]
-            settle(accounts, ev, first, ne, seq, counters)
+        seq = settle(accounts, ev, first, ne, counters)
         r = results[i]
         r["code"] = code
         r["order_id"] = oid

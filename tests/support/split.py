@@ -18,12 +18,10 @@ import numpy as np
 from core.config import EngineConfig
 from core.engine import Engine
 from core.kernels.account_side import account_batch
-from core.kernels.book_batch import book_batch
 from core.kernels.layout import A_USERS
 from core.kernels.ledger import name_orders, settle
 from core.schema import (
     COUNTER_ORDER_ID,
-    COUNTER_SEQ,
     DONE_DTYPE,
     EVENT_DTYPE,
     PROVISIONAL_ID_BASE,
@@ -34,6 +32,7 @@ from core.schema import (
     Result,
 )
 from core.statehash import state_hash
+from daemon.worker import run_works
 
 #: Provisional ids the sequencer remembers (a power of two).
 REAL_ID_WINDOW = 1 << 10
@@ -133,35 +132,16 @@ class SplitEngine:
             rename["new_id"] = oid
             self.renames[m].append(rename)
         name_orders(ev, 0, len(ev), self.real_ids)
-        seq = 0
-        if len(ev):
-            self._counters[COUNTER_SEQ] += 1
-            seq = int(self._counters[COUNTER_SEQ])
-            settle(self._accounts, ev, 0, len(ev), seq, self._counters)
+        seq = int(settle(self._accounts, ev, 0, len(ev), self._counters))
         return code, oid, value, seq, ev
 
     def _work(self, m: int, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         worker = self.workers[m].kernel_state()
         done = np.zeros(len(batch), dtype=DONE_DTYPE)
-        ev = np.zeros(64, dtype=EVENT_DTYPE)
-        start = ne = 0
-        while start < len(batch):
-            start, ne = book_batch(
-                worker.book,
-                batch,
-                start,
-                done,
-                ev,
-                ne,
-                len(self.config.markets),
-                self.sequencer.kernel_state().fee_acct,
-                worker.scratch,
-                self.config.max_matches,
-            )
-            if start < len(batch):
-                grown = np.zeros(2 * len(ev), dtype=EVENT_DTYPE)
-                grown[:ne] = ev[:ne]
-                ev = grown
+        fee_acct = self.sequencer.kernel_state().fee_acct
+        ev, ne = run_works(
+            worker, self.config, fee_acct, batch, done, np.zeros(64, dtype=EVENT_DTYPE)
+        )
         return done, ev[:ne].copy()
 
     def flush(self) -> None:
@@ -177,17 +157,23 @@ class SplitEngine:
         """The canonical state, renames delivered: the sequencer's counters, balances
         and keys, and every worker's resting orders of its own market, in market order."""
         self.flush()
-        users = self._accounts[A_USERS]
-        orders = []
-        for m, worker in enumerate(self.workers):
-            worker.kernel_state().accounts[A_USERS][:] = users  # a worker maps them read-only
-            part = worker._canonical_orders()
-            orders.append(part[part["market"] == m])
-        seq_engine = self.sequencer
-        return state_hash(
-            self._counters[:3],
-            seq_engine._supply,
-            seq_engine._canonical_balances(),
-            seq_engine._canonical_keys(),
-            np.concatenate(orders),
-        )
+        return composed_state_hash(self.sequencer, self.workers)
+
+
+def composed_state_hash(sequencer: Engine, workers: list[Engine]) -> str:
+    """The canonical state of the engine's halves run apart: ``sequencer``'s counters,
+    balances and keys, and each worker's (``workers[m]``) resting orders of market
+    ``m``, in market order. Renames must have been delivered."""
+    users = sequencer.kernel_state().accounts[A_USERS]
+    orders = []
+    for m, worker in enumerate(workers):
+        worker.kernel_state().accounts[A_USERS][:] = users  # a worker maps them read-only
+        part = worker._canonical_orders()
+        orders.append(part[part["market"] == m])
+    return state_hash(
+        sequencer.kernel_state().counters[:3],
+        sequencer._supply,
+        sequencer._canonical_balances(),
+        sequencer._canonical_keys(),
+        np.concatenate(orders),
+    )

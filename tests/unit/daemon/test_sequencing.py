@@ -15,16 +15,22 @@ import pytest
 import daemon.sequencing
 from core.config import EngineConfig
 from core.engine import Engine
-from core.kernels.book_batch import book_batch
-from core.kernels.layout import A_USERS
 from core.schema import DONE_DTYPE, EVENT_DTYPE, Result
-from core.statehash import state_hash
 from daemon.sequencing import Answer, Sequencing
+from daemon.worker import run_works
+from tests.support.split import composed_state_hash
 from tests.support.steps import Batch, Update, limit, replace_order, resolve
 from tests.support.streams import random_stream
 from tests.support.world import ASK, BID, BTC, BTC_USDT, TIGHT, USDT, Limits, stream_config
 
 SEED = int(os.environ.get("MATCHD_SEED", "20251123"))
+
+
+def take(into: dict[int, Answer], answers: list[Answer]) -> None:
+    """Keep ``answers`` by token; a command is answered once."""
+    for a in answers:
+        assert a.token not in into
+        into[a.token] = a
 
 
 class Worker:
@@ -45,25 +51,9 @@ class Worker:
         take, rest = work[:n], work[n:]
         self.queue = [rest] if len(rest) else []
         done = np.zeros(len(take), dtype=DONE_DTYPE)
-        ev = np.zeros(256, dtype=EVENT_DTYPE)
-        start = ne = 0
-        while start < len(take):
-            start, ne = book_batch(
-                self.state.book,
-                take,
-                start,
-                done,
-                ev,
-                ne,
-                len(self.config.markets),
-                self.fee_acct,
-                self.state.scratch,
-                self.config.max_matches,
-            )
-            if start < len(take):
-                grown = np.zeros(2 * len(ev), dtype=EVENT_DTYPE)
-                grown[:ne] = ev[:ne]
-                ev = grown
+        ev, ne = run_works(
+            self.state, self.config, self.fee_acct, take, done, np.zeros(256, dtype=EVENT_DTYPE)
+        )
         return done, ev[:ne].copy()
 
 
@@ -86,9 +76,7 @@ class Daemon:
         self.workers[market].queue.append(work)
 
     def _take(self, answers: list[Answer]) -> None:
-        for a in answers:
-            assert a.token not in self.answers
-            self.answers[a.token] = a
+        take(self.answers, answers)
 
     def submit(self, token: int, cmd: np.ndarray) -> None:
         self._take(self.sequencing.submit(token, cmd))
@@ -116,20 +104,7 @@ class Daemon:
         for m, worker in enumerate(self.workers):
             worker.queue.append(self.sequencing.pending_renames(m))
             worker.run(10**9)
-        users = self.engine.kernel_state().accounts[A_USERS]
-        orders = []
-        for m, worker in enumerate(self.workers):
-            worker.state.accounts[A_USERS][:] = users  # a worker maps them read-only
-            part = worker.engine._canonical_orders()
-            orders.append(part[part["market"] == m])
-        e = self.engine
-        return state_hash(
-            e.kernel_state().counters[:3],
-            e._supply,
-            e._canonical_balances(),
-            e._canonical_keys(),
-            np.concatenate(orders),
-        )
+        return composed_state_hash(self.engine, [w.engine for w in self.workers])
 
 
 def _same(got: np.ndarray, want: np.ndarray, what: str) -> None:

@@ -24,7 +24,7 @@ from daemon.sequencing import Answer, Sequencing
 from daemon.worker import worker_rings
 from ipc.ring import SpscRing
 from tests.support.world import Limits, stream_config, stream_config_text
-from tests.unit.daemon.test_sequencing import SEED, Session, run_stream
+from tests.unit.daemon.test_sequencing import SEED, Session, run_stream, take
 
 pytestmark = pytest.mark.integration
 
@@ -70,9 +70,7 @@ class ProcessDaemon:
         self.pending[market].append(work)
 
     def _take(self, answers: list[Answer]) -> None:
-        for a in answers:
-            assert a.token not in self.answers
-            self.answers[a.token] = a
+        take(self.answers, answers)
 
     def submit(self, token: int, cmd: np.ndarray) -> None:
         self._take(self.sequencing.submit(token, cmd))
