@@ -3,7 +3,8 @@ them, checks their health, restarts a dead or hung one at once, and speaks to
 systemd (docs/daemon.md, "Supervisor").
 
 Today it runs one child, the server (``matchd serve``: journal and ZeroMQ order
-entry); pair workers, the drainer and the feed join it as they land. A child that
+entry, and with ``--workers`` the sequencer that starts its own pair workers, which
+die with it); the drainer and the feed join it as they land. A child that
 exits while the daemon is running is restarted after ``restart_delay_s`` (0.2 s;
 at most 1 s even when it keeps failing), and its recovery brings back every
 acknowledged command (the journal). Health is the server answering
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +116,8 @@ class Supervisor:
         self.pid_dir = pid_dir
         self.ready = False
         self._last_healthy = time.monotonic()
+        self._lock = threading.Lock()
+        self._probes: list[bool] = []  # results of the probe thread, not yet acted on
 
     def start(self, child: Child) -> None:
         """Start (or restart) ``child``."""
@@ -130,24 +134,44 @@ class Supervisor:
         logger.info("started %s: pid=%d restarts=%d", child.name, child.process.pid, child.restarts)
 
     def run(self, should_stop: Callable[[], bool]) -> int:
-        """Supervise until ``should_stop()``; then stop the children. Returns 0."""
+        """Supervise until ``should_stop()``; then stop the children. Returns 0.
+
+        The health probe runs on a thread of its own, so that a probe waiting for a
+        dead server never delays the restart (children are looked at every
+        ``check_interval_s``)."""
         for child in self.children:
             self.start(child)
-        watchdog = SdNotify.watchdog_interval_s()
-        next_health = time.monotonic()
+        interval = SdNotify.watchdog_interval_s() or self.config.health_interval_s
+        done = threading.Event()
+        prober = threading.Thread(
+            target=self._probe_loop, args=(interval, done), name="health", daemon=True
+        )
+        prober.start()
         try:
             while not should_stop():
                 now = time.monotonic()
                 for child in self.children:
                     self._check(child, now)
-                if now >= next_health:
-                    next_health = now + (watchdog or self.config.health_interval_s)
-                    self._check_health(now)
+                self._check_health(now)
                 time.sleep(self.config.check_interval_s)
         finally:
+            done.set()
             self.notify.send("STOPPING=1")
             self.stop()
+            prober.join(5)
         return 0
+
+    def _probe_loop(self, interval: float, done: threading.Event) -> None:
+        """Probe every ``interval`` s; each result is taken by ``_check_health``."""
+        while not done.is_set():
+            try:
+                healthy = self.health()
+            except Exception as exc:  # a failing probe is an unhealthy child, not a crash
+                logger.warning("health check failed: %s", exc)
+                healthy = False
+            with self._lock:
+                self._probes.append(healthy)
+            done.wait(interval)
 
     def _check(self, child: Child, now: float) -> None:
         process = child.process
@@ -166,11 +190,13 @@ class Supervisor:
         self.start(child)
 
     def _check_health(self, now: float) -> None:
-        try:
-            healthy = self.health()
-        except Exception as exc:  # a failing probe is an unhealthy child, not a crash
-            logger.warning("health check failed: %s", exc)
-            healthy = False
+        """Act on the probes that finished since the last call."""
+        with self._lock:
+            probes, self._probes = self._probes, []
+        for healthy in probes:
+            self._act_on_probe(healthy, now)
+
+    def _act_on_probe(self, healthy: bool, now: float) -> None:
         if healthy:
             self._last_healthy = now
             if not self.ready:
