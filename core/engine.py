@@ -78,6 +78,28 @@ from core.views import AssetSummary, MarketSummary, OrderView, update_key_digest
 
 DEFAULT_EVENT_CAPACITY = 1 << 16
 
+#: The arrays that make up the book (``KernelState.book``), by name, in the order of the
+#: book tuple (the ``B_*`` indexes of core/kernels/layout.py): what a pair worker holds.
+#: The engine's other arrays (accounts, counters, supply, update keys) are the
+#: sequencer's.
+BOOK_ARRAYS: tuple[str, ...] = (
+    "orders",
+    "order_info",
+    "levels",
+    "side_keys",
+    "side_levels",
+    "order_index",
+    "user_keys",
+    "user_heads",
+    "user_counts",
+    "mparams",
+    "mstate",
+    "source_tags",
+    "source_refs",
+    "source_index",
+    "source_state",
+)
+
 _BOOK_PROBLEMS = {
     kinspect.BAD_LEVEL_ORDER: "price levels out of order",
     kinspect.BAD_LEVEL_TOTAL: "a level's total or count differs from its orders",
@@ -104,7 +126,7 @@ def _copy_records(records: np.ndarray) -> np.ndarray:
 _COPY_BLOCK = 1 << 16
 
 
-def _copy_nonzero(dst: np.ndarray, src: np.ndarray) -> None:
+def copy_nonzero(dst: np.ndarray, src: np.ndarray) -> None:
     """``dst[...] = src`` for a zero-filled ``dst``, copying only the 64 KiB blocks of
     ``src`` that are not all zero: the untouched pools of a large config stay unmapped
     (an empty default engine is 814 MiB of arrays, nearly all zero)."""
@@ -142,6 +164,28 @@ def _pow2_at_least(n: int) -> int:
     return size
 
 
+class _GivenArrays:
+    """An ``Allocator`` that hands out the arrays of a mapping as they are (no copy, no
+    write), each checked against what is asked for: ``ValueError`` names the first
+    that is missing, has another shape or dtype, or that the kernels cannot take as it
+    is (not C-contiguous, or read-only: another compiled signature)."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self._arrays = arrays
+
+    def array(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        arr = self._arrays.get(name)
+        if arr is None:
+            raise ValueError(f"arrays have no {name!r}")
+        if arr.shape != shape or arr.dtype != dtype:
+            raise ValueError(
+                f"array {name!r} is {arr.dtype} {arr.shape}, this config needs {dtype} {shape}"
+            )
+        if not (arr.flags.c_contiguous and arr.flags.writeable):
+            raise ValueError(f"array {name!r} is not a writeable C-contiguous array")
+        return arr
+
+
 class Engine:
     """In-process matching engine over numpy arrays (see ``core.api.EngineAPI``)."""
 
@@ -156,16 +200,28 @@ class Engine:
         """A new engine, empty, or holding ``state`` (what ``state_arrays`` returned
         for the same config, e.g. read back from a snapshot): every array by name,
         with the same shape and dtype, or ``ValueError`` says which differs."""
+        self._allocate(config, allocator if allocator is not None else HeapAllocator())
+        self._events = np.zeros(event_capacity, dtype=EVENT_DTYPE)
+        self._fill_mparams(self._book[B_MPARAMS])
+        if state is None:
+            self._init_books()
+            self._fee_acct = kbalance.add_account(self._accounts, self._counters, config.fee_user)
+        else:
+            self._load(state)
+            self._fee_acct = self._find_fee_acct("state")
+
+    def _allocate(self, config: EngineConfig, allocator: Allocator) -> None:
+        """Take the engine's arrays from ``allocator`` (and make its buffers but the
+        event buffer); writes nothing to them."""
         self.config = config
         self._arrays: dict[str, np.ndarray] = {}
-        self._allocator = allocator if allocator is not None else HeapAllocator()
+        self._allocator = allocator
         markets = config.markets
         n_assets = len(config.assets)
         self._n_markets = len(markets)
         total_orders = sum(m.max_orders for m in markets)
         total_levels = sum(2 * m.max_levels for m in markets)
         mparams = self._array("mparams", (max(1, self._n_markets), MP_LENGTH), np.dtype("<i8"))
-        self._fill_mparams(mparams)
         #: The last order slot holds the taker being matched.
         self._scratch = total_orders
         index_size = _pow2_at_least(2 * max(1, total_orders))
@@ -199,22 +255,48 @@ class Engine:
         self._supply = self._array("supply", (n_assets,), np.dtype("<i8"))
         key_size = _pow2_at_least(2 * config.max_update_keys)
         self._keys = self._array("update_keys", (key_size, 2), np.dtype("<i8"))
-        self._events = np.zeros(event_capacity, dtype=EVENT_DTYPE)
         self._results = np.zeros(1024, dtype=RESULT_DTYPE)
         self._work = np.zeros(1, dtype=WORK_DTYPE)
         self._slots = np.zeros(256, dtype=np.int64)
-        if state is None:
-            src_state = self._book[B_SRC_STATE]
-            src_state[SS_BUMP] = 1
-            src_state[SS_FREE] = NIL
-            for m in markets:
-                kbook.init_market(self._book, m.index)
-            self._fee_acct = kbalance.add_account(self._accounts, self._counters, config.fee_user)
-        else:
-            self._load(state)
-            self._fee_acct = kbalance.account_of(self._accounts, config.fee_user)
-            if self._fee_acct == NIL:
-                raise ValueError(f"state has no account for the fee user {config.fee_user}")
+
+    @classmethod
+    def from_arrays(
+        cls,
+        config: EngineConfig,
+        arrays: Mapping[str, np.ndarray],
+        event_capacity: int = DEFAULT_EVENT_CAPACITY,
+    ) -> Engine:
+        """An engine whose state IS ``arrays`` (no copy; nothing is written to them):
+        every array of ``state_arrays`` by name, with this config's shape and dtype,
+        C-contiguous and writeable, and nothing else, or ``ValueError`` says which
+        differs. Its queries read the arrays and its commands change them.
+        """
+        engine = cls.__new__(cls)
+        engine._allocate(config, _GivenArrays(arrays))
+        engine._events = np.zeros(event_capacity, dtype=EVENT_DTYPE)
+        extra = sorted(set(arrays) - set(engine._arrays))
+        if extra:
+            raise ValueError(f"unexpected arrays {extra}")
+        want = np.zeros_like(engine._book[B_MPARAMS])
+        engine._fill_mparams(want)
+        if not np.array_equal(want, engine._book[B_MPARAMS]):
+            raise ValueError("arrays were made with different market parameters")
+        engine._fee_acct = engine._find_fee_acct("arrays")
+        return engine
+
+    def _init_books(self) -> None:
+        """Set the tag table and every market's book empty (``__init__``'s writes)."""
+        src_state = self._book[B_SRC_STATE]
+        src_state[SS_BUMP] = 1
+        src_state[SS_FREE] = NIL
+        for m in self.config.markets:
+            kbook.init_market(self._book, m.index)
+
+    def _find_fee_acct(self, what: str) -> int:
+        acct = int(kbalance.account_of(self._accounts, self.config.fee_user))
+        if acct == NIL:
+            raise ValueError(f"{what} has no account for the fee user {self.config.fee_user}")
+        return acct
 
     def _array(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         arr = self._allocator.array(name, shape, dtype)
@@ -256,7 +338,7 @@ class Engine:
                 )
             if name == "mparams" and not np.array_equal(src, dst):
                 raise ValueError("state was made with different market parameters")
-            _copy_nonzero(dst, src)
+            copy_nonzero(dst, src)
 
     def kernel_state(self) -> KernelState:
         """The arrays the kernels work on (``KernelState``), not copies."""

@@ -1,13 +1,15 @@
 """``matchd``: the daemon's command line.
 
 ``matchd run --config etc/matchd.toml [--data-dir DIR] [--endpoint E] [--fsync F]``
-runs the daemon: the supervisor (``daemon.supervisor``) and its children, today the
-server. ``matchd demo --config PATH`` walks through a first trade on the in-process
-engine (``daemon.demo``).
+runs the daemon: the supervisor (``daemon.supervisor``) and its child, the server.
+``matchd demo --config PATH`` walks through a first trade on the in-process engine
+(``daemon.demo``).
 
 ``matchd serve --config PATH --data-dir DIR [--endpoint E] [--fsync batch]`` runs the
-single-process durable server (``daemon.server``): ZeroMQ order entry in front of the
-journal in DIR, recovering it first; SIGTERM or SIGINT stop it cleanly.
+durable server (``daemon.server``): ZeroMQ order entry in front of the journal in DIR,
+recovering it first; SIGTERM or SIGINT stop it cleanly. With ``--workers per-market``
+(or a number) it is the sequencer of pair-worker processes that hold the books in
+shared memory (``daemon.pipeline``, ``daemon.server_pipeline``); ``--cpus`` pins them.
 
 ``run`` and ``serve`` take ``--keys PATH`` (default: the ``MATCHD_KEYS`` environment
 variable), the CURVE key registry (``daemon.auth``, ``etc/keys.example.toml``);
@@ -26,6 +28,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from daemon.auth import KeyRegistry
+    from daemon.metrics import ServerMetrics
+    from daemon.pipeline import Pipeline, PipelineConfig
+    from daemon.server import Server, ServerConfig
+    from persistence.journal import Journal
 
 #: Exit code for a usage or config error (argparse uses 2 too).
 EXIT_USAGE = 2
@@ -58,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Prometheus /metrics address ('' for none; default 127.0.0.1:9316)",
     )
     run.add_argument("--keys", type=Path, metavar="PATH", help=_KEYS_HELP)
+    _add_worker_arguments(run)
     demo = commands.add_parser("demo", help="walk through a first trade in one process")
     demo.add_argument("--config", type=Path, required=True, metavar="PATH", help="TOML config file")
     serve = commands.add_parser(
@@ -80,12 +87,73 @@ def build_parser() -> argparse.ArgumentParser:
         help="Prometheus /metrics address ('' for none; default 127.0.0.1:9316)",
     )
     serve.add_argument("--keys", type=Path, metavar="PATH", help=_KEYS_HELP)
+    _add_worker_arguments(serve)
     keygen = commands.add_parser("keygen", help="write a new CURVE key pair")
     keygen.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="directory of the key files"
     )
     keygen.add_argument("name", help="key name: NAME.key (public), NAME.key_secret (0600)")
     return parser
+
+
+def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        default="0",
+        metavar="N",
+        help="pair worker processes: 0 (default: one process, the fastest today, see "
+        "docs/benchmarks.md), 'per-market', or a number (markets spread round-robin)",
+    )
+    parser.add_argument(
+        "--cpus",
+        default="",
+        metavar="LIST",
+        help="CPUs the workers are pinned to, round-robin (e.g. '1,0'); default: the "
+        "CPUs after the first when there is one for each worker, else none",
+    )
+
+
+def _plan(args: argparse.Namespace, n_markets: int) -> PipelineConfig | None:
+    """The workers ``--workers`` and ``--cpus`` ask for; None for one process.
+    ``ConfigError`` says what is wrong."""
+    from core.errors import ConfigError
+    from daemon.pipeline import plan_workers
+
+    spec = str(args.workers).strip()
+    if spec == "per-market":
+        count = None
+    elif spec.isdigit():
+        count = int(spec)
+        if count == 0:
+            return None
+    else:
+        raise ConfigError(f"--workers must be 'per-market' or a number; got {spec!r}")
+    cpus = None
+    if args.cpus.strip():
+        try:
+            cpus = [int(c) for c in args.cpus.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--cpus must be numbers separated by commas; got {args.cpus!r}"
+            ) from None
+        usable = os.sched_getaffinity(0)
+        if not set(cpus) <= usable:
+            raise ConfigError(f"--cpus {args.cpus}: this machine lets us use {sorted(usable)}")
+    return plan_workers(n_markets, count, cpus)
+
+
+def instance_name(data_dir: Path) -> str:
+    """The shared-memory instance of the daemon whose data is in ``data_dir``: the
+    same across restarts (so a crashed run's segments are found and removed), distinct
+    per data directory."""
+    import hashlib
+
+    digest = hashlib.blake2b(str(data_dir.resolve()).encode(), digest_size=8).hexdigest()
+    return f"matchd-{digest}"
+
+
+def _worker_args(args: argparse.Namespace) -> list[str]:
+    return ["--workers", args.workers, "--cpus", args.cpus]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,7 +247,13 @@ def _supervise(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    try:
+        _plan(args, len(parse_config(args.config.read_text(encoding="utf-8")).markets))
+    except (ConfigError, ValueError) as exc:
+        print(f"matchd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     argv = serve_argv(args.config, args.data_dir, args.endpoint, args.fsync, args.metrics, keys)
+    argv += _worker_args(args)
     server = Child("server", argv)
     curve = registry.server_keys() if registry is not None else None
     probe = status_probe(args.endpoint, curve=curve)
@@ -188,14 +262,37 @@ def _supervise(args: argparse.Namespace) -> int:
     return supervisor.run(lambda: stop)
 
 
+def _make_server(
+    journal: Journal,
+    sconfig: ServerConfig,
+    plan: PipelineConfig | None,
+    metrics: ServerMetrics,
+    data_dir: Path,
+) -> tuple[Server, Pipeline | None]:
+    """The one-process server, or (with ``plan``) the pipelined one and its workers."""
+    from daemon.server import Server
+
+    if plan is None:
+        return Server(journal, sconfig, metrics=metrics), None
+    from daemon.pipeline import Pipeline
+    from daemon.server_pipeline import PipelinedServer
+
+    pipeline = Pipeline(journal.engine, plan, instance_name(data_dir))
+    try:
+        return PipelinedServer(journal, pipeline, sconfig, metrics=metrics), pipeline
+    except BaseException:
+        pipeline.close()
+        raise
+
+
 def _serve(args: argparse.Namespace) -> int:
     import logging
     import signal
 
     from core.config import parse_config
-    from core.errors import ConfigError
+    from core.errors import BrokenError, ConfigError
     from daemon.auth import check_exposure
-    from daemon.server import Server, ServerConfig
+    from daemon.server import ServerConfig
     from persistence.journal import Journal, JournalConfig, journal_log_config
     from persistence.log import FsyncPolicy
     from persistence.log_errors import LogError
@@ -214,6 +311,11 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if registry is not None:
         logging.getLogger("matchd").info("CURVE authentication: %s", registry.describe())
+    try:
+        plan = _plan(args, len(config.markets))
+    except ConfigError as exc:
+        print(f"matchd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     jconfig = JournalConfig(
         data_dir=args.data_dir, log=journal_log_config(fsync=FsyncPolicy(args.fsync))
     )
@@ -242,20 +344,28 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
         print(f"matchd: metrics on http://{args.metrics.rpartition(':')[0]}:{port}/metrics")
     try:
-        server = Server(
-            journal, ServerConfig(endpoint=args.endpoint, auth=registry), metrics=metrics
-        )
-    except ConfigError as exc:  # libzmq too old or without CURVE
+        sconfig = ServerConfig(endpoint=args.endpoint, auth=registry)
+        server, pipeline = _make_server(journal, sconfig, plan, metrics, args.data_dir)
+    except (ConfigError, BrokenError) as exc:  # libzmq too old or without CURVE; workers
         metrics.close()
         journal.close()
         print(f"matchd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_USAGE if isinstance(exc, ConfigError) else 1
     auth = "CURVE" if registry is not None else "no authentication"
-    print(f"matchd: serving {server.endpoint} ({auth}), data in {args.data_dir}", flush=True)
+    workers = "one process" if plan is None else f"{len(plan.groups)} pair workers"
+    print(
+        f"matchd: serving {server.endpoint} ({auth}, {workers}), data in {args.data_dir}",
+        flush=True,
+    )
     try:
         server.serve(lambda: stop)
+    except BrokenError as exc:  # a pair worker died: restart and recover
+        logging.getLogger("matchd").critical("stopping: %s", exc)
+        return 1
     finally:
         server.close()
+        if pipeline is not None:
+            pipeline.close()
         metrics.close()
         journal.close()
     print("matchd: stopped", flush=True)

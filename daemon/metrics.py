@@ -56,6 +56,26 @@ class ServerMetrics:
         self.held = Gauge("matchd_held_batches", "Batches waiting for the log", registry=r)
         self.log_bytes = Gauge("matchd_log_bytes_written", "Bytes written to the log", registry=r)
         self.log_failures = Gauge("matchd_log_failures", "Failed log commits", registry=r)
+        self.busy = Counter(
+            "matchd_commands_refused_busy",
+            "Commands answered SERVICE_UNAVAILABLE without running (pipeline full or log failing)",
+            registry=r,
+        )
+        self.pending = Gauge(
+            "matchd_pipeline_pending", "Commands in the pipeline, not yet durable", registry=r
+        )
+        self.in_flight = Gauge(
+            "matchd_pipeline_in_flight", "Works dispatched to pair workers, not settled", registry=r
+        )
+        self.ring_used = Gauge(
+            "matchd_ring_used", "Records waiting in a ring", ["worker", "ring"], registry=r
+        )
+        self.ring_capacity = Gauge(
+            "matchd_ring_capacity", "Capacity of a ring", ["worker", "ring"], registry=r
+        )
+        self.ring_peak = Gauge(
+            "matchd_ring_peak", "Highest occupancy of a ring seen", ["worker", "ring"], registry=r
+        )
         self._server: Any = None
 
     def count(self, commands: np.ndarray, results: np.ndarray) -> None:
@@ -73,6 +93,20 @@ class ServerMetrics:
         """One batch made durable."""
         self.batch_seconds.observe(seconds)
         self.batch_commands.observe(commands)
+
+    def refused(self, commands: int) -> None:
+        """Commands refused without running (back-pressure)."""
+        self.busy.inc(commands)
+
+    def pipeline(self, pending: int, in_flight: int, rings: list[tuple[int, str, Any]]) -> None:
+        """Gauges of the pipeline: ``rings`` as ``Pipeline.ring_stats`` gives them."""
+        self.pending.set(pending)
+        self.in_flight.set(in_flight)
+        for worker, name, stats in rings:
+            labels = (str(worker), name)
+            self.ring_used.labels(*labels).set(stats.used)
+            self.ring_capacity.labels(*labels).set(stats.capacity)
+            self.ring_peak.labels(*labels).set(stats.peak)
 
     def refresh(self, held: int) -> None:
         """Gauges that follow the journal."""

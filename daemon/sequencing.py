@@ -181,12 +181,19 @@ class Sequencing:
         )
 
     def submit(self, token: int, cmd: np.ndarray) -> list[Answer]:
-        """Take one command (a 1-element COMMAND_DTYPE array); answers of commands
-        it refused at once."""
-        if cmd.dtype != COMMAND_DTYPE or cmd.shape != (1,):
-            raise TypeError("submit() takes a 1-element COMMAND_DTYPE array")
-        self._intake.append(_Waiting(token, cmd.copy()))
+        """Take one command (a 1-element COMMAND_DTYPE array, copied); answers of
+        commands it refused at once."""
+        self.enqueue(token, cmd.copy())
         return self.pump()
+
+    def enqueue(self, token: int, cmd: np.ndarray) -> None:
+        """Take one command without dispatching anything yet (``pump`` does): a
+        batch of commands costs one pump. ``cmd`` (a 1-element COMMAND_DTYPE array,
+        e.g. a row of the caller's batch) becomes the sequencer's: not copied, and
+        not to be changed by the caller."""
+        if cmd.dtype != COMMAND_DTYPE or cmd.shape != (1,):
+            raise TypeError("enqueue() takes a 1-element COMMAND_DTYPE array")
+        self._intake.append(_Waiting(token, cmd))
 
     def pump(self) -> list[Answer]:
         """Dispatch what the rules allow, in arrival order per user."""
@@ -258,7 +265,9 @@ class Sequencing:
         self._dispatched += 1
         self._peak = max(self._peak, self.in_flight)
         d = self._dispatched
-        work = self._work.copy()
+        # As bytes: copying a record array with a sub-array field takes numpy's slow
+        # path (~10 µs).
+        work = self._work.view(np.uint8).copy().view(WORK_DTYPE)
         work["dispatch"] = d
         if kind in _NEW_ORDER:
             work["new_id"] = PROVISIONAL_ID_BASE + d
@@ -273,14 +282,18 @@ class Sequencing:
             self._send(m, work)
 
     def complete(self, done: np.ndarray, events: np.ndarray) -> list[Answer]:
-        """A worker's DONE records (renames included) and their events, in order."""
+        """A worker's DONE records (renames included) and their events, in order.
+        Both arrays become the sequencer's (answers hold views of ``events``)."""
         start = 0
-        for d in done:
-            n = int(d["event_count"])
-            out = self._out.get(int(d["dispatch"]))
-            if out is not None and int(d["dispatch"]) > self._settled:
-                out.done = d.copy()
-                out.events = events[start : start + n].copy()
+        counts = done["event_count"].tolist()
+        for i, dispatch in enumerate(done["dispatch"].tolist()):
+            n = counts[i]
+            out = self._out.get(dispatch)
+            if out is not None and dispatch > self._settled:
+                # Views: the caller hands over ``done`` and ``events`` (copies of
+                # what it popped) and does not touch them again.
+                out.done = done[i]
+                out.events = events[start : start + n]
             start += n
         answers: list[Answer] = []
         while True:
@@ -314,13 +327,10 @@ class Sequencing:
             state.counters[COUNTER_ORDER_ID] = oid
             self._real[d % ID_WINDOW] = oid
             self._renames[out.market].append((PROVISIONAL_ID_BASE + d, oid))
+        seq = 0
         if len(ev):
-            own = PROVISIONAL_ID_BASE + d
-            for name in ("order_id", "maker_order"):
-                ids = ev[name]
-                self._named += int(((ids >= PROVISIONAL_ID_BASE) & (ids != own)).sum())
-        name_orders(ev, 0, len(ev), self._real)
-        seq = int(settle(state.accounts, ev, 0, len(ev), state.counters))
+            self._named += int(name_orders(ev, 0, len(ev), self._real, PROVISIONAL_ID_BASE + d))
+            seq = int(settle(state.accounts, ev, 0, len(ev), state.counters))
         self.order.append(out.token)
         return [Answer(out.token, code, oid, int(done["value"]), seq, ev)]
 

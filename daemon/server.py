@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from core.engine import Engine
 from core.schema import COMMAND_DTYPE, Result
 from daemon.auth import KeyRegistry, check_exposure, check_libzmq
 from daemon.auth_gate import ZAP_DOMAIN, AuthStats, Gate, ZapHandler
@@ -353,13 +354,17 @@ class Server:
             )
             return self._command_reply(call, results[0], events, want_events)
         if isinstance(call, wire.ServerSnapshot):
-            if not self.journal.snapshot() and not self._snapshot_waiters:
+            if not self._start_snapshot() and not self._snapshot_waiters:
                 return wire.make_reply(call, Result.SERVICE_UNAVAILABLE)
             return None
         query = _QUERIES.get(type(call))
         if query is None:  # pragma: no cover -- every call type is handled
             return wire.make_reply(call, Result.INVALID_ARGUMENT)
         return wire.make_reply(call, Result.OK, query(self, call))
+
+    def _start_snapshot(self) -> bool:
+        """Start writing a snapshot (``Journal.snapshot``)."""
+        return self.journal.snapshot()
 
     # Queries: the engine's answer in the wire's types.
 
@@ -369,20 +374,27 @@ class Server:
         assets = call.assets or list(range(n))
         return [wire.Balance(a, *engine.balance(call.user, a)) for a in assets if 0 <= a < n]
 
+    def _book_engine(self, market: int) -> Engine:
+        """The engine that holds ``market``'s book (this process's; the pipelined
+        server's workers hold theirs)."""
+        return self.journal.engine
+
     def _order(self, call: wire.OrderDetail) -> wire.Order | None:
-        view = self.journal.engine.order(call.market, call.order_id)
+        view = self._book_engine(call.market).order(call.market, call.order_id)
         return wire.Order.from_view(view) if view else None
 
     def _pending(self, call: wire.OrderPending) -> wire.Page:
-        page = self.journal.engine.pending(call.user, call.market, call.offset, call.limit)
+        engine = self._book_engine(call.market)
+        page = engine.pending(call.user, call.market, call.offset, call.limit)
         return _page(call, *page)
 
     def _book(self, call: wire.OrderBook) -> wire.Page:
-        page = self.journal.engine.book(call.market, call.side, call.offset, call.limit)
+        page = self._book_engine(call.market).book(call.market, call.side, call.offset, call.limit)
         return _page(call, *page)
 
     def _depth(self, call: wire.OrderDepth) -> wire.Depth:
-        asks, bids = self.journal.engine.depth(call.market, call.limit, call.interval)
+        engine = self._book_engine(call.market)
+        asks, bids = engine.depth(call.market, call.limit, call.interval)
         return wire.Depth(asks, bids)
 
     def _markets(self, call: wire.MarketList) -> list[wire.MarketInfo]:
@@ -397,7 +409,7 @@ class Server:
         out = []
         for m in call.markets or list(range(n)):
             if 0 <= m < n:
-                ms = engine.market_summary(m)
+                ms = self._book_engine(m).market_summary(m)
                 out.append(
                     wire.MarketSummary(m, ms.ask_count, ms.ask_lots, ms.bid_count, ms.bid_lots)
                 )

@@ -350,17 +350,25 @@ class Journal:
 
     # ------------------------------------------------------------------ snapshots
 
-    def snapshot(self) -> bool:
+    def snapshot(self, engine: Engine | None = None) -> bool:
         """Start writing a snapshot of the current state in the background (a forked
         child hashes and writes it; the caller is held only for the fork). False if
         one is still being written, or a batch is held (the state is ahead of the
-        log)."""
+        log).
+
+        ``engine``: the state to write instead of the journal's own engine, at the
+        same sequence: the daemon's sequencer holds the balances and its workers the
+        books, and composes them (``daemon.pipeline``) when nothing is in flight.
+        """
         self._check_failed()
         if self._held or self._snapper.running:
             return False
+        engine = self.engine if engine is None else engine
         seq = self._writer.durable_seq
-        if self.engine.counters()[0] != seq:  # pragma: no cover -- nothing held: equal
-            return False
+        if engine.counters()[0] != seq:
+            if engine is not self.engine:
+                raise ValueError(f"the engine is at seq {engine.counters()[0]}, the log at {seq}")
+            return False  # pragma: no cover -- nothing held: equal
         self._snap_dir.mkdir(parents=True, exist_ok=True)
         self._last_snapshot = time.monotonic()
         # The child hashes its copy-on-write view of the state: the caller only waits
@@ -368,8 +376,8 @@ class Journal:
         return self._snapper.start(
             self._snap_dir,
             seq,
-            self.engine.state_hash,
-            self.engine.state_arrays(),
+            engine.state_hash,
+            engine.state_arrays(),
             {"config_digest": config_digest(self.config)},
         )
 

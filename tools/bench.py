@@ -233,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e2e.add_argument("--fsync", choices=("always", "batch", "none"), default="batch")
     e2e.add_argument(
+        "--workers",
+        default="0",
+        metavar="N",
+        help="pair workers of the daemon: 0 (one process, default), a number, or per-market",
+    )
+    e2e.add_argument(
         "--seed",
         type=_non_negative_int,
         default=DEFAULT_SEED,

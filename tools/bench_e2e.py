@@ -79,7 +79,7 @@ class _Client:
         self.context.term()
 
 
-def _start_daemon(work: Path, endpoint: str, fsync: str) -> subprocess.Popen[bytes]:
+def _start_daemon(work: Path, endpoint: str, fsync: str, workers: str) -> subprocess.Popen[bytes]:
     config = work / "bench.toml"
     config.write_text(CONFIG_TOML, encoding="utf-8")
     log = work / "daemon.log"
@@ -100,6 +100,8 @@ def _start_daemon(work: Path, endpoint: str, fsync: str) -> subprocess.Popen[byt
                 fsync,
                 "--metrics",
                 "127.0.0.1:0",
+                "--workers",
+                workers,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -114,8 +116,13 @@ def _start_daemon(work: Path, endpoint: str, fsync: str) -> subprocess.Popen[byt
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of ``pid`` and of its running children (the pair workers)."""
+    total = 0.0
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for p in [pid, *map(int, children)]:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _client_cpu() -> float:
@@ -219,7 +226,7 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="matchd-bench-e2e-", dir=out))
     endpoint = f"ipc://{work}/orders.sock"
-    daemon = _start_daemon(work, endpoint, args.fsync)
+    daemon = _start_daemon(work, endpoint, args.fsync, args.workers)
     client = _Client(endpoint)
     runs: dict[str, Any] = {}
     try:
@@ -250,9 +257,10 @@ def main(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
     report = {
         "benchmark": "e2e",
-        "what": "matchd serve (one process: journal + ZeroMQ order entry) and one client "
-        "process over ipc:// on this machine",
+        "what": "matchd serve (journal + ZeroMQ order entry, and its pair workers if any) "
+        "and one client process over ipc:// on this machine",
         "fsync": args.fsync,
+        "workers": args.workers,
         "runs": runs,
         "seed": args.seed,
         "machine": machine_info(),

@@ -65,17 +65,23 @@ def settle(accounts, ev: np.ndarray, first: int, ne: int, counters: np.ndarray) 
 
 
 @kernel
-def name_orders(ev: np.ndarray, first: int, ne: int, real: np.ndarray) -> None:
+def name_orders(ev: np.ndarray, first: int, ne: int, real: np.ndarray, own: int) -> int:
     """Replace provisional order ids in ``ev[first:ne]`` (``order_id``, and a deal's
     ``maker_order``) with real ones: the order resting under ``PROVISIONAL_ID_BASE + d``
     is ``real[d % len(real)]`` (a power of two long; the sequencer keeps an entry until
-    no event can name the provisional id any more, docs/daemon.md)."""
+    no event can name the provisional id any more, docs/daemon.md). Returns how many
+    of the ids replaced were not ``own`` (the command's own new order): orders of
+    earlier commands that the worker had not renamed yet."""
     mask = real.shape[0] - 1
+    others = 0
     for i in range(first, ne):
         e = ev[i]
         oid = e["order_id"]
         if oid >= PROVISIONAL_ID_BASE:
+            others += oid != own
             e["order_id"] = real[(oid - PROVISIONAL_ID_BASE) & mask]
         oid = e["maker_order"]
         if oid >= PROVISIONAL_ID_BASE:
+            others += oid != own
             e["maker_order"] = real[(oid - PROVISIONAL_ID_BASE) & mask]
+    return others

@@ -1,7 +1,8 @@
 """The engine's halves run apart (``tests/support/split.py``: the account half and the
-ledger on the sequencer's balances, the book half in one pair worker per market with
-provisional order ids and renames) give the in-process engine's results, events and
-state hash, command for command (docs/daemon.md, "Sequencer and pair workers")."""
+ledger on the sequencer's balances, the book half in one pair worker per market, or one
+for both, with provisional order ids and renames) give the in-process engine's results,
+events and state hash, command for command (docs/daemon.md, "Sequencer and pair
+workers"), and the engine composed of them is sound."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.compose import compose_engine
 from core.engine import Engine
 from core.schema import PROVISIONAL_ID_BASE, CommandKind, Result
 from tests.support.split import SplitEngine
@@ -34,11 +36,16 @@ def _same(a: np.ndarray, b: np.ndarray, what: str) -> None:
             raise AssertionError(f"{what} {i} differs in {fields}: split {a[i]!r}, engine {b[i]!r}")
 
 
-def run_both(config_limits: Limits, steps: list[Step], rename_delay: int = 0) -> SplitEngine:
-    """Run ``steps`` through both; results and events equal after every step, state
-    hashes at the end."""
+def run_both(
+    config_limits: Limits,
+    steps: list[Step],
+    rename_delay: int = 0,
+    owner: tuple[int, ...] | None = None,
+) -> SplitEngine:
+    """Run ``steps`` through both (``owner``: market -> worker, as ``SplitEngine``);
+    results and events equal after every step, state hashes at the end."""
     config = stream_config(config_limits)
-    engine, split = Engine(config), SplitEngine(config, rename_delay)
+    engine, split = Engine(config), SplitEngine(config, rename_delay, owner)
     ts = 1_000_000
     for step in steps:
         if isinstance(step, Update):
@@ -52,12 +59,20 @@ def run_both(config_limits: Limits, steps: list[Step], rename_delay: int = 0) ->
         _same(got[0], want[0], "result")
         _same(got[1], want[1], "event")
     assert split.state_hash() == engine.state_hash()
+    composed = compose_engine(config, split.sequencer, split.workers, split.owner)
+    assert composed.check_invariants() == []
     return split
 
 
-@given(steps=streams(stream_config(), 40), rename_delay=st.sampled_from((0, 3, 1000)))
-def test_the_halves_agree_with_the_engine(steps: list[Step], rename_delay: int) -> None:
-    run_both(Limits(), steps, rename_delay)
+@given(
+    steps=streams(stream_config(), 40),
+    rename_delay=st.sampled_from((0, 3, 1000)),
+    owner=st.sampled_from(((0, 1), (0, 0))),  # a worker per market, or one for both
+)
+def test_the_halves_agree_with_the_engine(
+    steps: list[Step], rename_delay: int, owner: tuple[int, ...]
+) -> None:
+    run_both(Limits(), steps, rename_delay, owner)
 
 
 @given(steps=streams(stream_config(TIGHT), 40, Mix(world=BIG)))

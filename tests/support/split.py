@@ -2,23 +2,27 @@
 and pair workers"), without processes: the data flow of the daemon as a test double.
 
 ``SplitEngine`` keeps the accounts, counters and idempotency keys in one ``Engine``'s
-arrays (the sequencer's) and every market's book in another ``Engine`` of its own (a
-pair worker's, which never sees a balance). A command runs the account half on the
-sequencer's balances (``account_batch``), then the book half in its market's worker
-(``book_batch``) on a WORK_DTYPE record, where a new order gets a provisional id; the
-sequencer then gives accepted orders their real id, names the orders in the events
-(``name_orders``), settles them (``settle``), and sends the worker a rename before its
-next command. Results, events and the state hash must equal the in-process engine's.
+arrays (the sequencer's) and every market's book in another ``Engine`` (a pair
+worker's, which never sees a balance): one per market, or one per group of markets. A
+command runs the account half on the sequencer's balances (``account_batch``), then
+the book half in its market's worker (``book_batch``) on a WORK_DTYPE record, where a
+new order gets a provisional id; the sequencer then gives accepted orders their real
+id, names the orders in the events (``name_orders``), settles them (``settle``), and
+sends the worker a rename before its next command. Results, events and the state
+hash (of the one engine ``compose_engine`` makes of the halves) must equal the
+in-process engine's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from core.compose import compose_engine
 from core.config import EngineConfig
 from core.engine import Engine
 from core.kernels.account_side import account_batch
-from core.kernels.layout import A_USERS
 from core.kernels.ledger import name_orders, settle
 from core.schema import (
     COUNTER_ORDER_ID,
@@ -31,7 +35,6 @@ from core.schema import (
     CommandKind,
     Result,
 )
-from core.statehash import state_hash
 from daemon.worker import run_works
 
 #: Provisional ids the sequencer remembers (a power of two).
@@ -40,16 +43,20 @@ _NEW_ORDER = (CommandKind.PUT_LIMIT, CommandKind.PUT_MARKET)
 
 
 class SplitEngine:
-    """The sequencer's half and one pair worker per market, run one command at a time."""
+    """The sequencer's half and the pair workers, run one command at a time."""
 
-    def __init__(self, config: EngineConfig, rename_delay: int = 0) -> None:
+    def __init__(
+        self, config: EngineConfig, rename_delay: int = 0, owner: Sequence[int] | None = None
+    ) -> None:
         """``rename_delay``: renames wait until a market has more than that many (or
         one is half the id window old, or a CANCEL or REPLACE comes, which may name the
-        order), so that later commands meet orders still under provisional ids."""
+        order), so that later commands meet orders still under provisional ids.
+        ``owner[m]``: the worker of market ``m`` (by default, one worker per market)."""
         self.config = config
         self.rename_delay = rename_delay
+        self.owner = list(range(len(config.markets)) if owner is None else owner)
         self.sequencer = Engine(config)
-        self.workers = [Engine(config) for _ in config.markets]
+        self.workers = [Engine(config) for _ in range(max(self.owner, default=-1) + 1)]
         self.real_ids = np.zeros(REAL_ID_WINDOW, dtype=np.int64)
         self.renames: list[list[np.ndarray]] = [[] for _ in config.markets]
         self.dispatched = 0
@@ -131,16 +138,17 @@ class SplitEngine:
             rename["order_id"] = PROVISIONAL_ID_BASE + d
             rename["new_id"] = oid
             self.renames[m].append(rename)
-        name_orders(ev, 0, len(ev), self.real_ids)
+        name_orders(ev, 0, len(ev), self.real_ids, PROVISIONAL_ID_BASE + d)
         seq = int(settle(self._accounts, ev, 0, len(ev), self._counters))
         return code, oid, value, seq, ev
 
     def _work(self, m: int, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        worker = self.workers[m].kernel_state()
+        worker = self.workers[self.owner[m]].kernel_state()
         done = np.zeros(len(batch), dtype=DONE_DTYPE)
         fee_acct = self.sequencer.kernel_state().fee_acct
+        n_markets, max_matches = len(self.config.markets), self.config.max_matches
         ev, ne = run_works(
-            worker, self.config, fee_acct, batch, done, np.zeros(64, dtype=EVENT_DTYPE)
+            worker, n_markets, max_matches, fee_acct, batch, done, np.zeros(64, dtype=EVENT_DTYPE)
         )
         return done, ev[:ne].copy()
 
@@ -155,25 +163,17 @@ class SplitEngine:
 
     def state_hash(self) -> str:
         """The canonical state, renames delivered: the sequencer's counters, balances
-        and keys, and every worker's resting orders of its own market, in market order."""
+        and keys, and every market's resting orders from its worker."""
         self.flush()
-        return composed_state_hash(self.sequencer, self.workers)
+        return composed_state_hash(self.sequencer, self.workers, self.owner)
 
 
-def composed_state_hash(sequencer: Engine, workers: list[Engine]) -> str:
-    """The canonical state of the engine's halves run apart: ``sequencer``'s counters,
-    balances and keys, and each worker's (``workers[m]``) resting orders of market
-    ``m``, in market order. Renames must have been delivered."""
-    users = sequencer.kernel_state().accounts[A_USERS]
-    orders = []
-    for m, worker in enumerate(workers):
-        worker.kernel_state().accounts[A_USERS][:] = users  # a worker maps them read-only
-        part = worker._canonical_orders()
-        orders.append(part[part["market"] == m])
-    return state_hash(
-        sequencer.kernel_state().counters[:3],
-        sequencer._supply,
-        sequencer._canonical_balances(),
-        sequencer._canonical_keys(),
-        np.concatenate(orders),
-    )
+def composed_state_hash(
+    sequencer: Engine, workers: Sequence[Engine], owner: Sequence[int] | None = None
+) -> str:
+    """The state hash of the engine's halves run apart (``compose_engine``):
+    ``sequencer``'s counters, balances and keys, and market ``m``'s resting orders from
+    ``workers[owner[m]]`` (by default ``workers[m]``). Renames must have been delivered."""
+    if owner is None:
+        owner = range(len(workers))
+    return compose_engine(sequencer.config, sequencer, workers, owner).state_hash()

@@ -243,3 +243,23 @@ def test_matchd_serve_refuses_bad_keys_and_open_endpoints_before_starting(
     assert cli.main(["run", "--config", str(DEFAULT_CONFIG), "--endpoint", "tcp://*:1"]) == 2
     assert "reachable from other machines" in capsys.readouterr().err
     assert not data.exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--workers", "banana"], "--workers must be 'per-market' or a number; got 'banana'"),
+        (["--workers", "4"], "workers must be 1..3 for 3 markets; got 4"),
+        (["--workers", "per-market", "--cpus", "0,x"], "--cpus must be numbers"),
+        (["--workers", "1", "--cpus", "4096"], "--cpus 4096: this machine lets us use"),
+    ],
+)
+def test_matchd_refuses_bad_worker_settings_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    data = tmp_path / "data"
+    for command in ("serve", "run"):
+        argv = [command, "--config", str(DEFAULT_CONFIG), "--data-dir", str(data)]
+        assert cli.main([*argv, "--metrics", "", *flags]) == 2
+        assert message in capsys.readouterr().err
+    assert not data.exists()

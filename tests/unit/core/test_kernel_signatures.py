@@ -8,8 +8,9 @@ import os
 import pytest
 
 from core import commands as C
+from core.compose import compose_engine
 from core.engine import Engine
-from core.kernels import balance, book, inspect, match
+from core.kernels import balance, book, compose, inspect, match
 from core.schema import Side
 from tests.support.scenario import make_config
 
@@ -26,6 +27,7 @@ ENTRY_POINTS = [
     inspect.depth,
     inspect.reserves,
     inspect.validate_book,
+    compose.merge_market,
 ]
 
 
@@ -49,5 +51,7 @@ def test_every_entry_point_has_one_signature() -> None:
     engine.balance(1, 2)
     engine.state_hash()
     assert engine.check_invariants() == []
+    composed = compose_engine(engine.config, engine, [engine], [0] * len(engine.config.markets))
+    assert composed.state_hash() == engine.state_hash()
     for kernel in ENTRY_POINTS:
         assert len(kernel.signatures) == 1, (kernel.__name__, kernel.signatures)

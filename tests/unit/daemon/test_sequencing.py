@@ -52,7 +52,13 @@ class Worker:
         self.queue = [rest] if len(rest) else []
         done = np.zeros(len(take), dtype=DONE_DTYPE)
         ev, ne = run_works(
-            self.state, self.config, self.fee_acct, take, done, np.zeros(256, dtype=EVENT_DTYPE)
+            self.state,
+            len(self.config.markets),
+            self.config.max_matches,
+            self.fee_acct,
+            take,
+            done,
+            np.zeros(256, dtype=EVENT_DTYPE),
         )
         return done, ev[:ne].copy()
 

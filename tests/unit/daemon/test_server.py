@@ -1,8 +1,11 @@
-"""The single-process durable server over real ZeroMQ sockets: answers equal the
-in-process engine's, every answer is durable, and a restart recovers the same state."""
+"""The durable server over real ZeroMQ sockets, in one process and with pair workers
+(``PipelinedServer``): answers equal the in-process engine's, every answer is durable,
+and a restart recovers the same state."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +18,9 @@ from core import commands as C
 from core.config import EngineConfig
 from core.engine import Engine
 from core.schema import Result, Side
+from daemon.pipeline import Pipeline, plan_workers
 from daemon.server import Server, ServerConfig
+from daemon.server_pipeline import PipelinedServer
 from ipc import wire
 from persistence.journal import Journal, JournalConfig, journal_log_config
 from tests.support.scenario import make_config
@@ -30,15 +35,29 @@ def config() -> EngineConfig:
     return make_config(max_orders=1000, max_levels=200)
 
 
-class Running:
-    """A server on its own thread over a journal in ``path``."""
+MODES = ["one-process", "workers"]
+_INSTANCES = itertools.count()
 
-    def __init__(self, path: Path) -> None:
+
+class Running:
+    """A server on its own thread over a journal in ``path``; ``mode`` "workers" runs
+    the pipelined server with a pair worker per market."""
+
+    def __init__(self, path: Path, mode: str = "one-process") -> None:
         self.journal = Journal.open(
             config(), JournalConfig(data_dir=path / "data", log=journal_log_config())
         )
         endpoint = f"ipc://{path}/orders.sock"
-        self.server = Server(self.journal, ServerConfig(endpoint=endpoint), clock=lambda: TS)
+        sconfig = ServerConfig(endpoint=endpoint)
+        self.pipeline: Pipeline | None = None
+        self.server: Server
+        if mode == "workers":
+            plan = plan_workers(len(config().markets))
+            instance = f"srv{os.getpid()}n{next(_INSTANCES)}"
+            self.pipeline = Pipeline(self.journal.engine, plan, instance)
+            self.server = PipelinedServer(self.journal, self.pipeline, sconfig, clock=lambda: TS)
+        else:
+            self.server = Server(self.journal, sconfig, clock=lambda: TS)
         self.stop = False
         self.thread = threading.Thread(target=self.server.serve, args=(lambda: self.stop, 20))
         self.thread.start()
@@ -58,18 +77,31 @@ class Running:
         assert reply.request_id in (self.next_id, 0)
         return reply
 
+    def state_hash(self) -> str:
+        """The whole state's hash, through a snapshot (in both modes)."""
+        reply = self.request(lambda rid: wire.encode_calls([wire.ServerSnapshot()], rid))
+        done = reply.replies[0].result_as(wire.ServerSnapshot)
+        return str(done.state_hash)
+
     def close(self) -> None:
         self.stop = True
         self.thread.join(120)
         self.client.close(0)
         self.context.term()
         self.server.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
         self.journal.close()
 
 
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[Running]:
-    r = Running(tmp_path)
+def running(tmp_path: Path, mode: str) -> Iterator[Running]:
+    r = Running(tmp_path, mode)
     yield r
     r.close()
 
@@ -108,7 +140,7 @@ def test_answers_equal_the_in_process_engine_and_are_durable(running: Running) -
     assert got.results["code"][3] == Result.ORDER_NOT_FOUND
     # Acknowledged means durable.
     assert running.journal.durable_seq >= int(got.results["seq"].max())
-    assert running.journal.engine.state_hash() == plain.state_hash()
+    assert running.state_hash() == plain.state_hash()
 
 
 def test_queries_and_errors(running: Running) -> None:
@@ -137,6 +169,22 @@ def test_queries_and_errors(running: Running) -> None:
     assert (book.orders[0].price, book.orders[0].left) == (20_000, 3000)
     status = replies[3].result_as(wire.ServerStatus)
     assert status.seq == running.journal.durable_seq
+    # Unknown markets read as empty, in both forms of the server.
+    for market in (-1, 2, 99, 32767):
+        replies = running.request(
+            lambda rid, m=market: wire.encode_calls(
+                [
+                    wire.OrderBook(market=m, side=Side.ASK),
+                    wire.OrderDepth(market=m),
+                    wire.OrderDetail(market=m, order_id=1),
+                    wire.OrderPending(user=1, market=m),
+                ],
+                rid,
+            )
+        ).replies
+        assert [r.code for r in replies] == [Result.OK] * 4
+        assert replies[0].result_as(wire.OrderBook).total == 0
+        assert replies[2].result_as(wire.OrderDetail) is None
     # A broken frame is refused whole with a precise error, and changes nothing.
     error = running.request(lambda rid: b"XXXX" + bytes(40))
     assert isinstance(error, wire.ErrorFrame)
@@ -144,15 +192,15 @@ def test_queries_and_errors(running: Running) -> None:
     assert running.journal.engine.counters()[0] == status.seq
 
 
-def test_a_restart_recovers_what_was_acknowledged(tmp_path: Path) -> None:
-    first = Running(tmp_path)
+def test_a_restart_recovers_what_was_acknowledged(tmp_path: Path, mode: str) -> None:
+    first = Running(tmp_path, mode)
     first.request(lambda rid: wire.encode_calls(deposits(), rid))
     first.request(lambda rid: wire.encode_commands(orders(), rid))
-    expected = first.journal.engine.state_hash()
+    expected = first.state_hash()
     first.close()
-    second = Running(tmp_path)
+    second = Running(tmp_path, mode)
     try:
-        assert second.journal.engine.state_hash() == expected
+        assert second.state_hash() == expected
         status = second.request(lambda rid: wire.encode_calls([wire.ServerStatus()], rid))
         assert status.replies[0].result_as(wire.ServerStatus).seq == second.journal.durable_seq
     finally:
@@ -170,4 +218,7 @@ def test_a_snapshot_call_is_answered_with_the_rest_of_its_frame_when_written(
     seq = status.result_as(wire.ServerStatus).seq
     done = snapshot.result_as(wire.ServerSnapshot)
     assert done.seq == seq
-    assert done.state_hash == running.journal.engine.state_hash()
+    plain = Engine(config())
+    for d in deposits():
+        plain.balance_update(d.user, d.asset, d.business.encode(), d.business_id, d.change, TS)
+    assert done.state_hash == plain.state_hash()
