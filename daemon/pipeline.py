@@ -40,6 +40,7 @@ import numpy as np
 from core.compose import compose_engine
 from core.engine import BOOK_ARRAYS, Engine, copy_nonzero
 from core.errors import BrokenError, ConfigError
+from core.memory import join_records
 from core.schema import DONE_DTYPE, EVENT_DTYPE, WORK_DTYPE
 from daemon.sequencing import Answer, Sequencing
 from daemon.worker import book_array_name, worker_rings
@@ -269,9 +270,8 @@ class Pipeline:
         return got
 
     def _push(self, worker: _Worker) -> None:
-        if len(worker.backlog) > 1:  # one push for all (as bytes: see _join)
-            joined = np.concatenate([b.view(np.uint8) for b in worker.backlog])
-            worker.backlog = [joined.view(WORK_DTYPE)]
+        if len(worker.backlog) > 1:  # one push for all
+            worker.backlog = [join_records(worker.backlog, WORK_DTYPE)]
         pushed = False
         while worker.backlog:
             head = worker.backlog[0]

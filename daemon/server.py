@@ -37,6 +37,7 @@ import numpy as np
 import zmq
 
 from core.engine import Engine
+from core.memory import join_records
 from core.schema import COMMAND_DTYPE, Result
 from daemon.auth import KeyRegistry, check_exposure, check_libzmq
 from daemon.auth_gate import ZAP_DOMAIN, AuthStats, Gate, ZapHandler
@@ -207,7 +208,7 @@ class Server:
                 continue
             self._count_frame("commands" if isinstance(request, wire.CommandsFrame) else "calls")
             if isinstance(request, wire.CommandsFrame):
-                cmds = np.array(request.commands, dtype=COMMAND_DTYPE)  # a writable copy
+                cmds = request.commands  # a view of the frame: joined (copied) into the batch
                 frames.append(
                     _Frame(
                         envelope, request.request_id, request.want_events, size, size + len(cmds)
@@ -279,7 +280,7 @@ class Server:
     def _run_batch(self, batch: list[np.ndarray], frames: list[_Frame]) -> None:
         if not frames:
             return
-        commands = np.concatenate(batch) if len(batch) > 1 else batch[0]
+        commands = join_records(batch, COMMAND_DTYPE)  # a writable copy
         commands["ts_ns"] = self._clock()
         t0 = time.perf_counter()
         try:
@@ -295,9 +296,10 @@ class Server:
 
     def _answer(self, frames: list[_Frame], results: np.ndarray, events: np.ndarray) -> None:
         for f in frames:
-            res = results[f.start : f.stop].copy()
+            res = results[f.start : f.stop]
             ev = None
             if f.want_events and len(res):
+                res = res.copy()  # its event_start becomes the frame's own
                 first = int(res["event_start"].min())
                 last = int((res["event_start"] + res["event_count"]).max())
                 ev = events[first:last]

@@ -216,7 +216,50 @@ def _figures(n: int, seconds: float, trades: int, hist: HdrHistogram) -> dict[st
             "p99_9": hist.get_value_at_percentile(99.9),
             "max": hist.get_max_value(),
         },
+        # The percentile distribution, for the plot: [percentile, µs].
+        "latency_curve_us": [[p, hist.get_value_at_percentile(p)] for p in _CURVE],
     }
+
+
+#: Percentiles of the latency plot (100 = the maximum).
+_CURVE = (0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
+
+
+def plot_latency(report: dict[str, Any], path: Path) -> str | None:
+    """Write the latency percentile plot (one curve per run, x as 1/(1-p), log);
+    returns a note if it could not be made."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: the latency plot was skipped"
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, run in report["runs"].items():
+        curve = [(p, v) for p, v in run["latency_curve_us"] if p < 100.0]
+        xs = [1.0 / (1.0 - p / 100.0) for p, _ in curve]
+        ys = [v / 1000.0 for _, v in curve]
+        label = f"{name}: {run['orders_per_s'] / 1e3:.1f} k orders/s"
+        ax.plot(xs, ys, marker="o", ms=3, label=label)
+    ticks = [1, 2, 10, 100, 1000, 10000]
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("send to durable acknowledgement (ms)")
+    ax.grid(True, which="both", lw=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(
+        f"matchd e2e, workers {report.get('workers', '0')}, fsync {report['fsync']}, "
+        f"{report['date']}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -266,6 +309,8 @@ def main(args: argparse.Namespace) -> int:
         "machine": machine_info(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    note = plot_latency(report, out / "e2e-latency.png")
+    report["plot"] = note or "e2e-latency.png"
     text = json.dumps(report, indent=2)
     (out / "e2e.json").write_text(text + "\n", encoding="utf-8")
     if args.json:

@@ -4,6 +4,7 @@ and a restart recovers the same state."""
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import threading
@@ -24,6 +25,7 @@ from daemon.server_pipeline import PipelinedServer
 from ipc import wire
 from persistence.journal import Journal, JournalConfig, journal_log_config
 from tests.support.scenario import make_config
+from tests.unit.persistence.helpers import FaultyIO
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +224,24 @@ def test_a_snapshot_call_is_answered_with_the_rest_of_its_frame_when_written(
     for d in deposits():
         plain.balance_update(d.user, d.asset, d.business.encode(), d.business_id, d.change, TS)
     assert done.state_hash == plain.state_hash()
+
+
+def test_a_failing_disk_holds_answers_and_refuses_new_commands(running: Running) -> None:
+    running.request(lambda rid: wire.encode_calls(deposits(), rid))
+    io = FaultyIO()
+    running.journal._writer._io = io  # the writer's system calls, for fault tests
+    io.fail("fdatasync", errno.EIO, times=-1)
+    held = C.batch(C.put_limit(1, 0, Side.ASK, 1000, 10_000))
+    running.client.send(wire.encode_commands(held, 101))
+    assert not running.client.poll(500), "answered while its batch was not durable"
+    running.client.send(wire.encode_commands(C.batch(C.put_limit(2, 0, Side.BID, 10, 1)), 102))
+    assert running.client.poll(10_000)
+    refused = wire.decode_reply(running.client.recv())
+    assert refused.request_id == 102
+    assert (refused.results["code"] == Result.SERVICE_UNAVAILABLE).all()
+    io.clear()
+    assert running.client.poll(10_000)
+    released = wire.decode_reply(running.client.recv())
+    assert released.request_id == 101
+    assert released.results["code"][0] == Result.OK
+    assert running.journal.durable_seq == released.results["seq"][0]
