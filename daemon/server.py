@@ -148,6 +148,7 @@ class Server:
         self._snapshot_waiters: list[_Waiting] = []
         self.frames = 0
         self.commands = 0
+        self._closed = False
 
     def _bind(self, context: zmq.Context[Any], auth: KeyRegistry | None) -> zmq.Socket[bytes]:
         socket: zmq.Socket[bytes] = context.socket(zmq.ROUTER)
@@ -356,7 +357,7 @@ class Server:
             )
             return self._command_reply(call, results[0], events, want_events)
         if isinstance(call, wire.ServerSnapshot):
-            if not self._start_snapshot() and not self._snapshot_waiters:
+            if not self.start_snapshot() and not self._snapshot_waiters:
                 return wire.make_reply(call, Result.SERVICE_UNAVAILABLE)
             return None
         query = _QUERIES.get(type(call))
@@ -364,7 +365,7 @@ class Server:
             return wire.make_reply(call, Result.INVALID_ARGUMENT)
         return wire.make_reply(call, Result.OK, query(self, call))
 
-    def _start_snapshot(self) -> bool:
+    def start_snapshot(self) -> bool:
         """Start writing a snapshot (``Journal.snapshot``)."""
         return self.journal.snapshot()
 
@@ -477,7 +478,10 @@ class Server:
             logger.warning("reply dropped: the client's queue is full")
 
     def close(self) -> None:
-        """Close the sockets (the journal is the caller's)."""
+        """Close the sockets (the journal is the caller's); again: nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self._socket.close(0)
         self._close_auth()
 

@@ -311,7 +311,9 @@ class PipelinedServer(Server):
             return self.journal.engine  # its queries answer an unknown market as empty
         return self.pipeline.market_engine(market)
 
-    def _start_snapshot(self) -> bool:
+    def start_snapshot(self) -> bool:
+        """Start writing a snapshot of the whole state, composed from the workers'
+        books (call it with nothing in flight: after ``drain`` or ``close``)."""
         if not self.journal.available:
             return False
         return self.journal.snapshot(self.pipeline.composed())
@@ -324,6 +326,8 @@ class PipelinedServer(Server):
     def close(self) -> None:
         """Finish what is in the pipeline (answered once durable), then close the
         sockets. The pipeline and the journal are the caller's."""
+        if self._closed:
+            return
         try:
             self.drain()
         except Exception as exc:  # a dead worker: what was not durable is not answered

@@ -42,11 +42,16 @@ def test_its_command_line_is_one_matchd_accepts() -> None:
     command = exec_start.split("=", 1)[1]
     for name, value in settings.items():
         command = command.replace("${" + name + "}", value)
-    argv = shlex.split(command)
-    assert argv[0] == str(ROOT / ".venv" / "bin" / "matchd")
-    args = cli.build_parser().parse_args(argv[1:])
-    assert args.command == "run"
-    assert args.fsync == "batch"
+    # $MATCHD_OPTS (unbraced) is split into words; unset, it is none.
+    example = "--workers per-market --snapshot-on-stop"
+    assert f"#MATCHD_OPTS={example}" in ENV.read_text()
+    for opts in ("", example):
+        argv = shlex.split(command.replace("$MATCHD_OPTS", opts))
+        assert argv[0] == str(ROOT / ".venv" / "bin" / "matchd")
+        args = cli.build_parser().parse_args(argv[1:])
+        assert args.command == "run"
+        assert args.fsync == "batch"
+        assert args.snapshot_on_stop == bool(opts)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")

@@ -26,8 +26,9 @@ from core.schema import CommandKind, Result
 from daemon.cli import instance_name
 from ipc.client import Client
 from ipc.shm import list_segments
-from persistence.journal import LOG_DIR
+from persistence.journal import LOG_DIR, SNAPSHOT_DIR
 from persistence.replay import replay
+from persistence.snapshot import list_snapshots
 from tests.support.recording import RecordingEngine, assert_acknowledged_as_logged
 from tests.support.scenario import config_text, make_config
 from tests.unit.daemon.test_supervisor import ROOT, wait_for
@@ -107,7 +108,7 @@ def test_sigkill_under_load_loses_no_acknowledged_command(tmp_path: Path, victim
         [
             sys.executable, "-m", "daemon.cli", "run", "--config", str(config),
             "--data-dir", str(data), "--endpoint", endpoint, "--metrics", "",
-            "--workers", "per-market",
+            "--workers", "per-market", "--snapshot-on-stop",
         ],
         cwd=ROOT,
     )  # fmt: skip
@@ -138,7 +139,6 @@ def test_sigkill_under_load_loses_no_acknowledged_command(tmp_path: Path, victim
         loader.stop = True
         loader.thread.join(30)
         with Client(endpoint, timeout_s=10.0) as client:
-            live_hash = client.snapshot().state_hash
             last_seq = client.status().seq
     finally:
         loader.stop = True
@@ -150,6 +150,10 @@ def test_sigkill_under_load_loses_no_acknowledged_command(tmp_path: Path, victim
             raise
     assert code == 0
     assert list_segments(instance_name(data)) == []
+    # SIGTERM wrote a snapshot of the state the log ends at (--snapshot-on-stop).
+    newest = max(list_snapshots(data / SNAPSHOT_DIR), key=lambda info: info.seq)
+    assert newest.seq == last_seq
+    live_hash = newest.state_hash
     assert loader.errors > 0  # the kill was felt
     # Every acknowledged command is in the log, as it was acknowledged.
     engine = RecordingEngine(make_config(**limits))
