@@ -3,7 +3,7 @@ worker processes (docs/daemon.md, "The server with pair workers").
 
 A ``Pipeline`` belongs to the server's loop (``daemon.server``). At start it copies
 the recovered books into shared memory, one full-size book per worker
-(``/matchd.<instance>.w<i>.<array>``, only the pages that hold data), creates each
+(``/matchd.<instance>.w<i>-<array>``, only the blocks that hold data), creates each
 worker's three rings, starts the workers (``python -m daemon.worker``, pinned to
 their CPUs; the kernel kills them if this process dies) and waits until every one is
 ready. Then, from the server's one thread:
