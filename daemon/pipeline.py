@@ -178,6 +178,10 @@ class Pipeline:
             self.close()
             raise
         self.sequencing = Sequencing(self.config, state, self._send, pconfig.max_in_flight)
+        self.sequencing.warm_up()
+        for worker in self._workers:
+            for ring in (worker.work, worker.done, worker.events):
+                ring.warm_up()
         logger.info(
             "pipeline ready: instance=%s workers=%d groups=%s cpus=%s",
             instance,

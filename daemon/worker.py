@@ -146,6 +146,25 @@ class PairWorker:
         self._done = np.zeros(BATCH, dtype=DONE_DTYPE)
         self._events = np.zeros(4096, dtype=EVENT_DTYPE)
         self.works = 0
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Load (or compile) the kernels before saying "ready": the book half over no
+        work, and the rings' push and pop."""
+        book_batch(
+            self._state.book,
+            self._work[:0],
+            0,
+            self._done[:0],
+            self._events,
+            0,
+            self._n_markets,
+            self._fee_acct,
+            self._state.scratch,
+            self._max_matches,
+        )
+        for ring in (self.work_ring, self.done_ring, self.event_ring):
+            ring.warm_up()
 
     def do_work(self) -> int:
         """Run what the work ring holds (up to ``BATCH``); returns the works run."""

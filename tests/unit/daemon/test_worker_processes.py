@@ -12,11 +12,14 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 
+import numba
 import numpy as np
 import pytest
 
 from core.config import EngineConfig
 from core.engine import Engine
+from core.kernels.account_side import account_batch
+from core.kernels.ledger import name_orders, settle
 from daemon.pipeline import Pipeline, WorkerDied, plan_workers
 from daemon.sequencing import Answer
 from ipc.shm import list_segments
@@ -85,6 +88,10 @@ def test_workers_in_processes_agree_with_the_engine(
     assert stats.settled > 1000
     if max_in_flight > 1:
         assert stats.peak_in_flight > 1
+    # The warm-up compiled what the rules then called: one signature each.
+    if not numba.config.DISABLE_JIT:
+        for fn in (account_batch, name_orders, settle):
+            assert len(fn.signatures) == 1, (fn, fn.signatures)
 
 
 def test_queries_read_the_workers_books(daemon_factory: Callable[..., PipelineDaemon]) -> None:
