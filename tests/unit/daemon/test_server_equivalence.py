@@ -23,7 +23,7 @@ from daemon.server import ServerConfig
 from daemon.server_pipeline import PipelinedServer
 from ipc import wire
 from persistence.journal import LOG_DIR, Journal, JournalConfig, journal_log_config
-from persistence.replay import replay
+from persistence.replay import ReplayMismatch, replay
 from tests.support.recording import RecordingEngine, assert_acknowledged_as_logged
 from tests.support.steps import Batch, Update, resolve
 from tests.support.streams import random_stream
@@ -104,8 +104,24 @@ def _encodable(step: Update) -> bool:
 
 
 def test_concurrent_clients_get_what_a_replay_of_the_log_gives(daemon: Daemon) -> None:
-    rng = np.random.default_rng(SEED)
-    print(f"seed {SEED}")
+    run_and_compare(daemon, SEED)
+
+
+@pytest.mark.parametrize("daemon", [None], indirect=True, ids=["per-market"])
+def test_negative_control_orders_left_under_provisional_ids_fail_it(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deliberately broken sequencer (orders never named by their real ids in
+    the events) must fail the comparison."""
+    monkeypatch.setattr("daemon.sequencing.name_orders", lambda *args: 0)
+    with pytest.raises(ReplayMismatch, match="events of seq"):
+        run_and_compare(daemon, SEED)
+
+
+def run_and_compare(daemon: Daemon, seed: int) -> None:
+    """A random stream from three pipelining clients, checked against a replay."""
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
     shadow = Engine(daemon.config)  # only to draw plausible order ids
     calls: list[wire.BalanceUpdate] = []
     frames: list[np.ndarray] = []
