@@ -45,7 +45,7 @@ class Running:
     """A server on its own thread over a journal in ``path``; ``mode`` "workers" runs
     the pipelined server with a pair worker per market."""
 
-    def __init__(self, path: Path, mode: str = "one-process") -> None:
+    def __init__(self, path: Path, mode: str = "one-process", max_pending: int = 4096) -> None:
         self.journal = Journal.open(
             config(), JournalConfig(data_dir=path / "data", log=journal_log_config())
         )
@@ -57,7 +57,9 @@ class Running:
             plan = plan_workers(len(config().markets))
             instance = f"srv{os.getpid()}n{next(_INSTANCES)}"
             self.pipeline = Pipeline(self.journal.engine, plan, instance)
-            self.server = PipelinedServer(self.journal, self.pipeline, sconfig, clock=lambda: TS)
+            self.server = PipelinedServer(
+                self.journal, self.pipeline, sconfig, clock=lambda: TS, max_pending=max_pending
+            )
         else:
             self.server = Server(self.journal, sconfig, clock=lambda: TS)
         self.stop = False
@@ -245,3 +247,19 @@ def test_a_failing_disk_holds_answers_and_refuses_new_commands(running: Running)
     assert released.request_id == 101
     assert released.results["code"][0] == Result.OK
     assert running.journal.durable_seq == released.results["seq"][0]
+
+
+def test_the_pipelined_server_refuses_what_would_overfill_it(tmp_path: Path) -> None:
+    running = Running(tmp_path, "workers", max_pending=8)
+    try:
+        running.request(lambda rid: wire.encode_calls(deposits(), rid))
+        before = running.state_hash()
+        many = C.batch(*[C.put_limit(1, 0, Side.ASK, 1000, 10_000 + i) for i in range(9)])
+        refused = running.request(lambda rid: wire.encode_commands(many, rid))
+        assert (refused.results["code"] == Result.SERVICE_UNAVAILABLE).all()
+        assert running.state_hash() == before  # nothing ran
+        fits = many[:8]
+        done = running.request(lambda rid: wire.encode_commands(fits, rid))
+        assert (done.results["code"] == Result.OK).all()
+    finally:
+        running.close()
