@@ -235,7 +235,7 @@ def _supervise(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        parse_config(args.config.read_text(encoding="utf-8"))
+        config = parse_config(args.config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ConfigError) as exc:
         print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -243,6 +243,7 @@ def _supervise(args: argparse.Namespace) -> int:
     try:  # refused here rather than by every restart of the child
         registry = _registry(keys)
         check_exposure(args.endpoint, curve=registry is not None)
+        _plan(args, len(config.markets))  # the workers asked for are possible
     except ConfigError as exc:
         print(f"matchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -254,11 +255,6 @@ def _supervise(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    try:
-        _plan(args, len(parse_config(args.config.read_text(encoding="utf-8")).markets))
-    except (ConfigError, ValueError) as exc:
-        print(f"matchd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     argv = serve_argv(args.config, args.data_dir, args.endpoint, args.fsync, args.metrics, keys)
     argv += _worker_args(args)
     server = Child("server", argv)

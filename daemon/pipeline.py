@@ -163,6 +163,9 @@ class Pipeline:
         self._shm: ShmAllocator | None = ShmAllocator(instance, create=True)
         self._workers: list[_Worker] = []
         self._books: list[dict[str, np.ndarray]] = []
+        #: Per worker, an engine over its book and the sequencer's other arrays (made
+        #: once: the arrays never move), read only with nothing in flight.
+        self._views: list[Engine] = []
         self._answers: list[Answer] = []
         self._done = np.zeros(pconfig.work_capacity, dtype=DONE_DTYPE)
         try:
@@ -171,6 +174,9 @@ class Pipeline:
                 self._books.append(self._copy_book(w, arrays))
                 rings = worker_rings(instance, w, pconfig.work_capacity, pconfig.event_capacity)
                 self._workers.append(_Worker(w, rings))
+            self._views = [
+                Engine.from_arrays(self.config, {**arrays, **book}) for book in self._books
+            ]
             for worker in self._workers:
                 worker.process = self._start(worker, state.fee_acct)
             self._wait_ready()
@@ -359,18 +365,12 @@ class Pipeline:
     def market_engine(self, market: int) -> Engine:
         """An engine over ``market``'s worker book and the sequencer's balances, for
         queries; valid until the next command (call ``quiesce`` first)."""
-        arrays = dict(self.engine.state_arrays())
-        arrays.update(self._books[self._owner[market]])
-        return Engine.from_arrays(self.config, arrays)
+        return self._views[self._owner[market]]
 
     def composed(self) -> Engine:
         """A private copy of the whole state, every market's book from its worker
         (call ``quiesce`` first): what a snapshot holds and the state hash covers."""
-        books = [
-            Engine.from_arrays(self.config, {**self.engine.state_arrays(), **b})
-            for b in self._books
-        ]
-        return compose_engine(self.config, self.engine, books, self._owner)
+        return compose_engine(self.config, self.engine, self._views, self._owner)
 
     def ring_stats(self) -> list[tuple[int, str, RingStats]]:
         """(worker, ring, stats) of every ring."""
@@ -409,6 +409,7 @@ class Pipeline:
                     ring.unlink()
         self._workers = []
         self._books = []
+        self._views = []
         if self._shm is not None:
             shm, self._shm = self._shm, None
             shm.unlink()

@@ -47,6 +47,19 @@ logger = logging.getLogger(__name__)
 _NO_EVENTS = np.zeros(0, dtype=EVENT_DTYPE)
 
 
+def _results(answers: list[Answer]) -> np.ndarray:
+    """RESULT_DTYPE records of ``answers``, their events numbered as if joined."""
+    counts = [len(a.events) for a in answers]
+    results = np.zeros(len(answers), dtype=RESULT_DTYPE)
+    results["seq"] = [a.seq for a in answers]
+    results["order_id"] = [a.order_id for a in answers]
+    results["value"] = [a.value for a in answers]
+    results["code"] = [a.code for a in answers]
+    results["event_count"] = counts
+    results["event_start"] = np.cumsum(counts) - counts
+    return results
+
+
 @dataclass(slots=True)
 class _Request:
     """A COMMANDS frame whose commands are in the pipeline."""
@@ -161,14 +174,7 @@ class PipelinedServer(Server):
     def _log(self, answers: list[Answer]) -> None:
         batch = _Batch([self._tokens.pop(a.token) for a in answers])
         n = len(answers)
-        counts = [len(a.events) for a in answers]
-        results = np.zeros(n, dtype=RESULT_DTYPE)
-        results["seq"] = [a.seq for a in answers]
-        results["order_id"] = [a.order_id for a in answers]
-        results["value"] = [a.value for a in answers]
-        results["code"] = [a.code for a in answers]
-        results["event_count"] = counts
-        results["event_start"] = np.cumsum(counts) - counts
+        results = _results(answers)
         # Rows by request: one fancy-indexed copy per request, not one per command.
         rows: dict[int, tuple[_Request, list[int], list[int]]] = {}
         for i, (a, (req, k)) in enumerate(zip(answers, batch.answers, strict=True)):
@@ -292,15 +298,7 @@ class PipelinedServer(Server):
         self.pipeline.submit(0, cmd)
         self.pipeline.quiesce()
         (answer,) = self.pipeline.take_answers()
-        results = np.zeros(1, dtype=RESULT_DTYPE)
-        r = results[0]
-        r["seq"], r["order_id"], r["value"], r["code"] = (
-            answer.seq,
-            answer.order_id,
-            answer.value,
-            answer.code,
-        )
-        r["event_count"] = len(answer.events)
+        results = _results([answer])
         self.journal.record(cmd, results, answer.events)  # LogUnavailable: the caller's
         if self.metrics is not None:
             self.metrics.count(cmd, results)
