@@ -5,6 +5,9 @@ One loop, one thread: it drains every request frame waiting on the ROUTER socket
 them through the journal as **one** batch (one write and one fdatasync for all the
 clients' commands: group commit) and only then answers each frame (docs/protocol.md).
 Queries are answered from the engine in arrival order with the writes around them.
+Without a key registry, runs of one-command frames (one order per message) are
+received with two plain ``recv`` calls each, decoded together and answered from one
+buffer (``ipc.wire_batch``): about 5 µs of Python per frame instead of 35.
 Nothing is queued without bound: the loop takes what fits one batch and leaves the
 rest in ZeroMQ's own bounded queues.
 
@@ -42,7 +45,7 @@ from core.schema import COMMAND_DTYPE, Result
 from daemon.auth import KeyRegistry, check_exposure, check_libzmq
 from daemon.auth_gate import ZAP_DOMAIN, AuthStats, Gate, ZapHandler
 from daemon.metrics import ServerMetrics
-from ipc import wire
+from ipc import wire, wire_batch
 from persistence.journal import Journal
 from persistence.log_errors import LogUnavailable
 
@@ -77,6 +80,32 @@ class _Frame:
     want_events: bool
     start: int
     stop: int
+
+
+@dataclass(slots=True)
+class _Run:
+    """Consecutive one-command frames in the current batch (``ipc.wire_batch``):
+    frame ``i`` asked for command ``start + i`` of the batch."""
+
+    envelopes: list[list[bytes]]
+    request_ids: np.ndarray
+    want_events: np.ndarray
+    start: int
+    stop: int
+
+    def frames(self) -> list[_Frame]:
+        """The same requests, one ``_Frame`` each."""
+        return [
+            _Frame(envelope, rid, want, self.start + i, self.start + i + 1)
+            for i, (envelope, rid, want) in enumerate(
+                zip(
+                    self.envelopes,
+                    self.request_ids.tolist(),
+                    self.want_events.tolist(),
+                    strict=True,
+                )
+            )
+        ]
 
 
 @dataclass(slots=True)
@@ -138,12 +167,13 @@ class Server:
         except BaseException:
             self._close_auth()
             raise
+        wire_batch.warm_up()
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         if self._zap is not None:
             self._poller.register(self._zap.socket, zmq.POLLIN)
         #: Frames of batches the journal holds (the log failed), oldest first.
-        self._held: deque[list[_Frame]] = deque()
+        self._held: deque[list[_Frame | _Run]] = deque()
         #: Call frames waiting for a snapshot being written.
         self._snapshot_waiters: list[_Waiting] = []
         self.frames = 0
@@ -194,58 +224,128 @@ class Server:
             return 0
         if self._zap is not None:
             self._zap.handle()  # handshakes first: one EAGAIN when none waits
+        if self.gate is None:
+            envelopes, payloads = self._receive_plain()
+            self._handle(envelopes, payloads, None)
+        else:
+            received = self._receive_keyed()
+            envelopes = [r[0] for r in received]
+            self._handle(envelopes, [r[1] for r in received], [r[2] for r in received])
+        handled = len(envelopes)
+        self.frames += handled
+        if self.metrics is not None:
+            self.metrics.refresh(len(self._held))
+        return handled
+
+    def _handle(
+        self,
+        envelopes: list[list[bytes]],
+        payloads: list[Any],
+        key_names: list[str | None] | None,
+    ) -> None:
+        """Run the requests received, in order: runs of one-command frames are read
+        and answered many at a time (``ipc.wire_batch``; only without a key
+        registry, whose checks are per frame), every other frame one by one; calls
+        run with the commands before them done."""
+        n = len(payloads)
+        singles: wire_batch.Singles | None = None
+        others = list(range(n))
+        if key_names is None and n:
+            singles = wire_batch.decode_singles(payloads)
+            others = np.flatnonzero(~singles.ok).tolist()
         batch: list[np.ndarray] = []
-        frames: list[_Frame] = []
+        entries: list[_Frame | _Run] = []
         size = 0
-        handled = 0
-        while handled < self.config.max_frames and size < self.config.max_batch:
-            received = self._receive()
-            if received is None:
+        at = 0
+        for i in [*others, n]:
+            if at < i and singles is not None:  # frames at..i-1: one-command frames
+                entries.append(
+                    _Run(
+                        envelopes[at:i],
+                        singles.request_ids[at:i],
+                        singles.want_events[at:i],
+                        size,
+                        size + i - at,
+                    )
+                )
+                batch.append(singles.commands[at:i])
+                size += i - at
+                self._count_frame("commands", i - at)
+            at = i + 1
+            if i == n:
                 break
-            handled += 1
-            envelope = received[0]
-            request = self._admit(*received)
+            name = key_names[i] if key_names is not None else None
+            request = self._admit(envelopes[i], payloads[i], name)
             if request is None:
                 continue
-            self._count_frame("commands" if isinstance(request, wire.CommandsFrame) else "calls")
             if isinstance(request, wire.CommandsFrame):
+                self._count_frame("commands")
                 cmds = request.commands  # a view of the frame: joined (copied) into the batch
-                frames.append(
+                entries.append(
                     _Frame(
-                        envelope, request.request_id, request.want_events, size, size + len(cmds)
+                        envelopes[i],
+                        request.request_id,
+                        request.want_events,
+                        size,
+                        size + len(cmds),
                     )
                 )
                 batch.append(cmds)
                 size += len(cmds)
                 continue
             # Calls run in order with the writes around them: finish the batch first.
-            self._run_batch(batch, frames)
-            batch, frames, size = [], [], 0
-            self._run_calls(envelope, request)
-        self._run_batch(batch, frames)
-        self.frames += handled
-        if self.metrics is not None:
-            self.metrics.refresh(len(self._held))
-        return handled
+            self._count_frame("calls")
+            self._run_batch(batch, entries)
+            batch, entries, size = [], [], 0
+            self._run_calls(envelopes[i], request)
+        self._run_batch(batch, entries)
 
-    def _receive(self) -> tuple[list[bytes], bytes | memoryview, str | None] | None:
-        """The next request: ``(envelope, frame, key name)``, or None if none waits.
-        With a registry the message is received without a copy, to read the
-        ``User-Id`` that the ZAP handler gave the connection (the key's name)."""
-        try:
-            if self.gate is None:
-                parts = self._socket.recv_multipart(zmq.NOBLOCK, copy=True)
-                return parts[:-1], parts[-1], None
-            frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            return None
-        last = frames[-1]
-        try:
-            user_id = last.get("User-Id")
-        except zmq.ZMQError:  # no ZAP user id: not a registered key
-            user_id = None
-        name = user_id if isinstance(user_id, str) else None
-        return [f.bytes for f in frames[:-1]], last.buffer, name
+    def _receive_plain(self) -> tuple[list[list[bytes]], list[bytes]]:
+        """The requests waiting, without a key registry: their envelopes and
+        payloads, up to ``max_frames`` frames or about ``max_batch`` commands.
+        Two ``recv`` calls per message (``recv_multipart`` costs 5x more)."""
+        sock = self._socket
+        recv = sock.recv
+        envelopes: list[list[bytes]] = []
+        payloads: list[bytes] = []
+        commands = 0
+        while len(payloads) < self.config.max_frames and commands < self.config.max_batch:
+            try:
+                first = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            # A ROUTER message has the peer's identity and at least one more part, and
+            # arrives whole: the rest never waits.
+            last = recv(zmq.NOBLOCK)
+            envelope = [first]
+            while sock.get(zmq.RCVMORE):
+                envelope.append(last)
+                last = recv(zmq.NOBLOCK)
+            envelopes.append(envelope)
+            payloads.append(last)
+            commands += len(last) // wire.COMMAND_LENGTH or 1
+        return envelopes, payloads
+
+    def _receive_keyed(self) -> list[tuple[list[bytes], memoryview, str | None]]:
+        """The requests waiting, with a key registry: ``(envelope, frame, key
+        name)`` each. Received without a copy, to read the ``User-Id`` that the ZAP
+        handler gave the connection (the key's name)."""
+        out: list[tuple[list[bytes], memoryview, str | None]] = []
+        commands = 0
+        while len(out) < self.config.max_frames and commands < self.config.max_batch:
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            last = frames[-1]
+            try:
+                user_id = last.get("User-Id")
+            except zmq.ZMQError:  # no ZAP user id: not a registered key
+                user_id = None
+            name = user_id if isinstance(user_id, str) else None
+            out.append(([f.bytes for f in frames[:-1]], last.buffer, name))
+            commands += len(last) // wire.COMMAND_LENGTH or 1
+        return out
 
     def _admit(
         self, envelope: list[bytes], payload: bytes | memoryview, user_id: str | None
@@ -272,14 +372,14 @@ class Server:
         self._send(envelope, wire.encode_error(request.request_id, *refusal))
         return None
 
-    def _count_frame(self, kind: str) -> None:
+    def _count_frame(self, kind: str, n: int = 1) -> None:
         if self.metrics is not None:
-            self.metrics.frames.labels(kind).inc()
+            self.metrics.frames.labels(kind).inc(n)
 
     # ------------------------------------------------------------------ writes
 
-    def _run_batch(self, batch: list[np.ndarray], frames: list[_Frame]) -> None:
-        if not frames:
+    def _run_batch(self, batch: list[np.ndarray], entries: list[_Frame | _Run]) -> None:
+        if not entries:
             return
         commands = join_records(batch, COMMAND_DTYPE)  # a writable copy
         commands["ts_ns"] = self._clock()
@@ -287,25 +387,49 @@ class Server:
         try:
             results, events = self.journal.submit(commands)
         except LogUnavailable:
-            self._held.append(frames)  # answered when the journal releases the batch
+            self._held.append(entries)  # answered when the journal releases the batch
             return
         if self.metrics is not None:
             self.metrics.batch(time.perf_counter() - t0, len(commands))
             self.metrics.count(commands, results)
         self.commands += len(commands)
-        self._answer(frames, results, events)
+        self._answer(entries, results, events)
 
-    def _answer(self, frames: list[_Frame], results: np.ndarray, events: np.ndarray) -> None:
-        for f in frames:
-            res = results[f.start : f.stop]
+    def _answer(
+        self, entries: list[_Frame | _Run], results: np.ndarray, events: np.ndarray
+    ) -> None:
+        for entry in entries:
+            if isinstance(entry, _Run):
+                self._answer_run(entry, results, events)
+                continue
+            res = results[entry.start : entry.stop].copy()
             ev = None
-            if f.want_events and len(res):
-                res = res.copy()  # its event_start becomes the frame's own
-                first = int(res["event_start"].min())
-                last = int((res["event_start"] + res["event_count"]).max())
-                ev = events[first:last]
+            if len(res):  # event_start counts from the frame's own first event
+                first = int(res["event_start"][0])
+                if entry.want_events:
+                    last = int((res["event_start"] + res["event_count"]).max())
+                    ev = events[first:last]
                 res["event_start"] -= first
-            self._send(f.envelope, wire.encode_results(f.request_id, res, ev))
+            self._send(entry.envelope, wire.encode_results(entry.request_id, res, ev))
+
+    def _answer_run(self, run: _Run, results: np.ndarray, events: np.ndarray) -> None:
+        buffer, offsets = wire_batch.encode_single_results(
+            run.request_ids,
+            run.want_events,
+            results[run.start : run.stop],
+            events,
+            self.config.limits,
+        )
+        data = buffer.data
+        send = self._socket.send
+        more = zmq.SNDMORE | zmq.NOBLOCK
+        try:
+            for envelope, a, b in zip(run.envelopes, offsets, offsets[1:], strict=False):
+                for part in envelope:
+                    send(part, more)
+                send(data[a:b], zmq.NOBLOCK)
+        except zmq.Again:  # pragma: no cover -- a ROUTER drops rather than blocks
+            logger.warning("replies dropped: a client's queue is full")
 
     def _retry_held(self) -> None:
         if not self._held:

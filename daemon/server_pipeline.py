@@ -37,7 +37,7 @@ from core.schema import COMMAND_DTYPE, EVENT_DTYPE, RESULT_DTYPE, Result
 from daemon.metrics import ServerMetrics
 from daemon.pipeline import Pipeline
 from daemon.sequencing import Answer
-from daemon.server import Server, ServerConfig
+from daemon.server import Server, ServerConfig, _Frame, _Run
 from ipc import wire
 from persistence.journal import Journal
 from persistence.log_errors import LogUnavailable
@@ -237,9 +237,11 @@ class PipelinedServer(Server):
 
     # ------------------------------------------------------------------ writes
 
-    def _run_batch(self, batch: list[np.ndarray], frames: list[Any]) -> None:
-        if not frames:
+    def _run_batch(self, batch: list[np.ndarray], entries: list[_Frame | _Run]) -> None:
+        if not entries:
             return
+        # A request each: the ordering rules' Python per command outweighs a frame's.
+        frames = [f for e in entries for f in (e.frames() if isinstance(e, _Run) else [e])]
         commands = join_records(batch, COMMAND_DTYPE)  # a writable copy
         commands["ts_ns"] = self._clock()
         if not self.journal.available or self.pending + len(commands) > self.max_pending:
