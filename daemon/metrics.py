@@ -50,6 +50,11 @@ class ServerMetrics:
             registry=r,
         )
         self.durable_seq = Gauge("matchd_durable_seq", "Last durable sequence", registry=r)
+        self.log_lag = Gauge(
+            "matchd_log_lag_records",
+            "Records appended to the log and not yet durable (held ones included)",
+            registry=r,
+        )
         self.available = Gauge(
             "matchd_log_available", "1 while the log takes writes, 0 while it fails", registry=r
         )
@@ -112,6 +117,7 @@ class ServerMetrics:
         """Gauges that follow the journal."""
         stats = self.journal.writer.stats()
         self.durable_seq.set(self.journal.durable_seq)
+        self.log_lag.set(stats.last_seq - stats.durable_seq)
         self.available.set(1 if self.journal.available else 0)
         self.held.set(held)
         self.log_bytes.set(stats.bytes_written)

@@ -222,14 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--window", type=_positive_int, default=8, metavar="N")
     e2e.add_argument("--window-single", type=_positive_int, default=256, metavar="N")
     e2e.add_argument(
-        "--rate", type=float, default=20_000.0, help="open-loop orders/s (default 20000)"
+        "--rate",
+        type=float,
+        default=50_000.0,
+        help="open-loop orders/s (default 50000, issue #4's latency goal)",
     )
     e2e.add_argument(
         "--open-commands",
         type=_positive_int,
-        default=150_000,
+        default=200_000,
         metavar="N",
-        help="orders of the open-loop run (default 150000: 7.5 s at 20k/s)",
+        help="orders of the open-loop run (default 200000: 4 s at 50k/s; at most a "
+        "third of --commands)",
     )
     e2e.add_argument("--fsync", choices=("always", "batch", "none"), default="batch")
     e2e.add_argument(

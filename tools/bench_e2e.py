@@ -11,6 +11,12 @@ then measures, in one run, from one client process:
 3. **open loop** at ``--rate`` orders/s (default 50,000), one command per frame, sent
    on a fixed schedule; each latency runs from the command's *intended* send time, so
    a stall of the server or the client counts against it (no coordinated omission).
+   Between sends the client sleeps (at most 50 µs) rather than spin, so that it
+   does not take the cores the daemon needs.
+
+In the one-order runs the frames are encoded before the clock starts and the
+replies decoded after it stops: the client's own Python per frame is a send, a
+receive and two clock reads, so that it measures the daemon, not itself.
 
 Latency is send to durable acknowledgement, per command, in an HdrHistogram
 (p50/p99/p99.9/max). It also reports the trades seen and the CPU seconds of the
@@ -39,7 +45,7 @@ import zmq
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
 from core.schema import EventKind
-from ipc import wire
+from ipc import wire, wire_batch
 from tools.bench_core import machine_info
 from tools.bench_stream import (
     CONFIG_TOML,
@@ -52,6 +58,9 @@ from tools.bench_stream import (
 )
 
 _MAX_US = 60_000_000  # histogram range: 1 µs .. 60 s
+#: The open loop's longest sleep when idle; replies waiting that long count in their
+#: latencies, so it is short (Linux sleeps at least ~60 µs anyway).
+_NAP_NS = 50_000
 
 
 class _Client:
@@ -153,6 +162,8 @@ def _trades(reply: Any) -> int:
 
 def closed_loop(client: _Client, cmds: np.ndarray, batch: int, window: int) -> dict[str, Any]:
     """Frames of ``batch`` commands, ``window`` in flight."""
+    if batch == 1:
+        return _single_loop(client, cmds, window, None) | {"batch": 1, "window": window}
     hist = HdrHistogram(1, _MAX_US, 3)
     sent: dict[int, tuple[int, int]] = {}
     n = len(cmds)
@@ -177,31 +188,74 @@ def closed_loop(client: _Client, cmds: np.ndarray, batch: int, window: int) -> d
 
 def open_loop(client: _Client, cmds: np.ndarray, rate: float) -> dict[str, Any]:
     """One command per frame at ``rate`` per second, latency from the intended time."""
-    hist = HdrHistogram(1, _MAX_US, 3)
+    return _single_loop(client, cmds, 0, rate) | {"target_rate": rate}
+
+
+def _single_loop(
+    client: _Client, cmds: np.ndarray, window: int, rate: float | None
+) -> dict[str, Any]:
+    """One command per frame: closed loop with ``window`` in flight (``rate`` None), or
+    open loop at ``rate`` per second, each latency then running from the command's intended send
+    time. The frames are encoded before the clock starts and the replies decoded after
+    it stops, so the client's Python per frame is a send, a receive and two clock
+    reads; a command's reply is found by its request id (its index + 1)."""
     n = len(cmds)
-    interval = 1e9 / rate
-    intended: dict[int, int] = {}
-    at = 0
-    done = 0
-    trades = 0
+    base = client.next_id + 1
+    client.next_id += n
+    rids = np.arange(base, base + n, dtype=np.uint64)
+    frames = [row.tobytes() for row in wire_batch.encode_singles(cmds, rids, events=True)]
+    sent_ns = np.zeros(n, dtype=np.int64)
+    done_ns = np.zeros(n, dtype=np.int64)
+    replies: list[bytes] = []
     socket = client.socket
-    t0 = time.perf_counter_ns()
-    while done < n:
-        now = time.perf_counter_ns()
-        while at < n and t0 + at * interval <= now:
-            rid = client.send(lambda r, k=at: wire.encode_commands(cmds[k : k + 1], r, events=True))
-            intended[rid] = int(t0 + at * interval)
-            at += 1
-        while socket.poll(0):
-            reply = wire.decode_reply(socket.recv())
-            start = intended.pop(reply.request_id)
-            hist.record_value(max(1, (time.perf_counter_ns() - start) // 1000))
-            trades += _trades(reply)
+    send, recv, clock = socket.send, socket.recv, time.perf_counter_ns
+    at = done = 0
+    t0 = clock()
+    if rate is None:
+        while done < n:
+            while at < n and at - done < window:
+                send(frames[at])
+                sent_ns[at] = clock()
+                at += 1
+            if not socket.poll(60_000):
+                raise TimeoutError("no reply from the daemon in 60 s")
+            reply = recv()
+            done_ns[int.from_bytes(reply[16:24], "little") - base] = clock()
+            replies.append(reply)
             done += 1
-        if at >= n and done < n:
-            socket.poll(10)
-    seconds = (time.perf_counter_ns() - t0) / 1e9
-    return _figures(n, seconds, trades, hist) | {"target_rate": rate}
+    else:
+        interval = 1e9 / rate
+        sent_ns[:] = t0 + (np.arange(n) * interval).astype(np.int64)  # intended times
+        last_reply = t0
+        while done < n:
+            now = clock()
+            due = min(n, int((now - t0) / interval) + 1)
+            while at < due:
+                send(frames[at])
+                at += 1
+            got = 0
+            while True:
+                try:
+                    reply = recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                now = clock()
+                done_ns[int.from_bytes(reply[16:24], "little") - base] = now
+                replies.append(reply)
+                got += 1
+            done += got
+            if got:
+                last_reply = now
+            elif now - last_reply > 60_000_000_000:
+                raise TimeoutError("no reply from the daemon in 60 s")
+            else:  # sleep (not spin: the daemon needs the cores) till a send is due
+                time.sleep(max(0.0, min(t0 + at * interval - now, _NAP_NS)) / 1e9)
+    seconds = (clock() - t0) / 1e9
+    hist = HdrHistogram(1, _MAX_US, 3)
+    for us in np.maximum(1, (done_ns - sent_ns) // 1000).tolist():
+        hist.record_value(us)
+    trades = sum(_trades(wire.decode_reply(r)) for r in replies)
+    return _figures(n, seconds, trades, hist)
 
 
 def _figures(n: int, seconds: float, trades: int, hist: HdrHistogram) -> dict[str, Any]:

@@ -34,5 +34,6 @@ def test_metrics_count_what_the_server_did(tmp_path: Path) -> None:
     assert 'matchd_frames_total{kind="calls"} 1.0' in text
     assert "matchd_batch_seconds_count 1.0" in text
     assert "matchd_log_available 1.0" in text
+    assert "matchd_log_lag_records 0.0" in text  # every answered batch is durable
     durable = next(line for line in text.splitlines() if line.startswith("matchd_durable_seq "))
     assert float(durable.split()[1]) > 0
