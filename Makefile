@@ -27,7 +27,9 @@ venv: ## install system packages if missing (as root), create .venv, install mat
 services: ## make sure MariaDB and Redis answer on 127.0.0.1 (starting them if needed)
 	@bash scripts/services.sh
 
-run: venv services ## run matchd with etc/matchd.toml (CONFIG=path to change)
+# The history schema is brought up to date first (a config without [history] skips it).
+run: venv services ## migrate the history schema, run matchd with etc/matchd.toml (CONFIG=path)
+	$(BIN)/matchd db migrate --if-configured --config $(CONFIG)
 	$(BIN)/matchd run --config $(CONFIG)
 
 # The kernel tests run three times: under NUMBA_DISABLE_JIT=1 as plain Python

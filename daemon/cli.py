@@ -15,6 +15,12 @@ shared memory (``daemon.pipeline``, ``daemon.server_pipeline``); ``--cpus`` pins
 variable), the CURVE key registry (``daemon.auth``, ``etc/keys.example.toml``);
 without it the order entry binds local endpoints only. ``matchd keygen --out DIR
 NAME`` writes a new key pair, ``DIR/NAME.key`` and ``DIR/NAME.key_secret`` (0600).
+
+``matchd db migrate --config PATH`` creates or updates the schema of the MySQL history
+that the config's ``[history]`` table names (``persistence.history_db``); ``matchd db
+status --config PATH`` shows its address and schema version (docs/history.md). Exit
+codes: 0, ``EXIT_USAGE`` for a config without ``[history]`` or with a bad value, 1
+when MySQL cannot be reached or refuses.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
     from daemon.metrics import ServerMetrics
     from daemon.pipeline import Pipeline, PipelineConfig
     from daemon.server import Server, ServerConfig
+    from persistence.history_config import HistoryConfig
     from persistence.journal import Journal
 
 #: Exit code for a usage or config error (argparse uses 2 too).
@@ -93,7 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, metavar="DIR", help="directory of the key files"
     )
     keygen.add_argument("name", help="key name: NAME.key (public), NAME.key_secret (0600)")
+    _add_db_commands(commands)
     return parser
+
+
+def _add_db_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = commands.add_parser("db", help="the MySQL history database ([history] in the config)")
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    migrate = actions.add_parser("migrate", help="create or update the history schema")
+    migrate.add_argument(
+        "--config", type=Path, required=True, metavar="PATH", help="TOML config file"
+    )
+    migrate.add_argument(
+        "--if-configured",
+        action="store_true",
+        help="without a [history] table, say so and succeed (for make run)",
+    )
+    status = actions.add_parser("status", help="show the history's address and schema version")
+    status.add_argument(
+        "--config", type=Path, required=True, metavar="PATH", help="TOML config file"
+    )
 
 
 def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "keygen":
         return _keygen(args.out, args.name)
+    if args.command == "db":
+        return _db(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 
 
@@ -204,6 +232,76 @@ def _keygen(out: Path, name: str) -> int:
     print("entry for the server's key registry:")
     print(f'[[client]]\nname = "{name}"\npublic_key = "{public}"')
     print('role = "read"  # admin, trade or read\nusers = []  # user ids it may act for, or "*"')
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    """``matchd db migrate`` and ``matchd db status``."""
+    from core.errors import ConfigError
+    from persistence.history_config import load_history_config
+    from persistence.history_db import HistoryUnavailable
+
+    try:
+        text = args.config.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"matchd: cannot read config {args.config}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = load_history_config(text)
+    except ConfigError as exc:
+        print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if config is None:
+        if getattr(args, "if_configured", False):
+            print(f"matchd: history is not configured in {args.config}: nothing to migrate")
+            return 0
+        print(
+            f"matchd: config {args.config}: history is not configured (no [history] table)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        if args.db_command == "migrate":
+            return _db_migrate(config)
+        return _db_status(config)
+    except HistoryUnavailable as exc:
+        print(f"matchd: history: {exc}", file=sys.stderr)
+        return 1
+
+
+def _db_migrate(config: HistoryConfig) -> int:
+    from persistence.history_db import migrate
+    from persistence.history_schema import LATEST_VERSION, MIGRATIONS
+
+    applied = migrate(config)
+    descriptions = {m.version: m.description for m in MIGRATIONS}
+    for version in applied:
+        print(
+            f"matchd: history {config.address()}: applied migration {version} "
+            f"({descriptions[version]})"
+        )
+    if not applied:
+        print(f"matchd: history {config.address()}: up to date (schema version {LATEST_VERSION})")
+    return 0
+
+
+def _db_status(config: HistoryConfig) -> int:
+    from persistence.history_db import database_version
+    from persistence.history_schema import LATEST_VERSION
+
+    version = database_version(config)
+    if version is None:
+        state = f"database {config.database} does not exist: run matchd db migrate"
+    elif version < LATEST_VERSION:
+        state = "migrations pending: run matchd db migrate"
+    elif version > LATEST_VERSION:
+        state = "newer than this matchd: upgrade matchd"
+    else:
+        state = "up to date"
+    print(f"history: {config.address()}")
+    print(f"schema version: {version or 0}")
+    print(f"latest version: {LATEST_VERSION}")
+    print(f"state: {state}")
     return 0
 
 
