@@ -1,0 +1,265 @@
+"""The MySQL drainer: follows the append log and writes its history, every record once
+(docs/history.md, "The drainer").
+
+Each step reads up to ``batch_records`` committed records after the drainer's
+position, turns them into rows (``persistence.history_rows``) and inserts them, with
+multi-row INSERTs, in **one** transaction that also moves the position
+(``drain_position``) past them; the position update names the position it expects,
+so two drainers of one name cannot both apply a batch. A crash anywhere (drainer,
+MySQL, host) leaves either the whole batch with its position or neither: on restart
+the drainer reads its position from MySQL and goes on from there, so every record
+lands exactly once.
+
+The drainer never slows trading: it only reads the log, and it registers as a log
+consumer (``persistence.consumers``) so that retention keeps what it has not applied.
+When MySQL is down or refuses, the step fails, the connection is dropped and retried
+with exponential backoff (``retry_min_s`` .. ``retry_max_s``); the records wait in the
+log, so memory stays bounded by one batch whatever the lag. Its lag (records and
+seconds since it was last caught up) is in ``statistics()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import MySQLdb  # type: ignore[import-untyped]
+
+from core.config import EngineConfig
+from persistence.consumers import confirm, register_consumer
+from persistence.history_rows import HistoryRows, RowBatch, decode_record
+from persistence.log_reader import LogReader, read_committed_seq
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_NAME: Final = "mysql"
+
+_INSERTS: Final = {
+    "orders": "INSERT INTO order_history (id, seq, create_time, finish_time, user_id, market, "
+    "source, t, side, price, amount, taker_fee, maker_fee, deal_stock, deal_money, deal_fee, "
+    "status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+    "deals": "INSERT INTO deal_history (deal_id, role, seq, time, user_id, market, order_id, "
+    "deal_order_id, side, price, amount, deal, fee, deal_fee) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+    "balances": "INSERT INTO balance_history (seq, idx, time, user_id, asset, business, "
+    "`change`, balance, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+    "operations": "INSERT INTO operation_log (seq, time, rtype, method, user_id, detail, "
+    "record) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+}
+
+
+class DrainConflict(RuntimeError):
+    """The position in MySQL is not where this drainer left it: another drainer of the
+    same name is running, or the history was changed behind its back."""
+
+
+@dataclass(frozen=True, slots=True)
+class DrainStats:
+    """A drainer's counters (``Drainer.statistics``)."""
+
+    position: int  #: every record up to this sequence is in MySQL
+    committed_seq: int  #: the log's committed sequence when last looked at
+    lag_records: int
+    lag_seconds: float  #: since the drainer was last caught up (0 when it is)
+    batches: int
+    records: int
+    rows: int
+    failures: int  #: failed steps (MySQL down or refusing)
+    last_error: str
+
+
+class Drainer:
+    """Drains the log in ``log_dir`` into the database that ``connect()`` opens (a
+    MySQLdb connection, autocommit off, on a migrated schema). One thread."""
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        config: EngineConfig,
+        connect: Callable[[], Any],
+        *,
+        name: str = DEFAULT_NAME,
+        batch_records: int = 4096,
+        retry_min_s: float = 0.1,
+        retry_max_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Nothing is opened until the first step."""
+        if batch_records < 1:
+            raise ValueError(f"batch_records must be at least 1; got {batch_records}")
+        self.log_dir = Path(log_dir)
+        self.name = name
+        self.batch_records = batch_records
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self._connect = connect
+        self._rows = HistoryRows(config)
+        self._clock = clock
+        self._sleep = sleep
+        self._conn: Any = None
+        self._reader: LogReader | None = None
+        self._position: int | None = None
+        self._committed = 0
+        self._caught_up_at = clock()
+        self._batches = self._records = self._row_count = self._failures = 0
+        self._last_error = ""
+        self._backoff = 0.0
+
+    # ------------------------------------------------------------------ driving
+
+    def run(self, should_stop: Callable[[], bool], idle_s: float = 0.005) -> None:
+        """Drain until ``should_stop()``; MySQL failures are retried with backoff."""
+        try:
+            while not should_stop():
+                try:
+                    applied = self.step()
+                except MySQLdb.MySQLError as exc:
+                    self._failed(exc)
+                    self._sleep(self._backoff)
+                    continue
+                if not applied:
+                    self._sleep(idle_s)
+        finally:
+            self.close()
+
+    def drain_available(self) -> int:
+        """Apply every record committed now; returns how many. MySQL errors raise."""
+        total = 0
+        while applied := self.step():
+            total += applied
+        return total
+
+    def step(self) -> int:
+        """Apply the next batch of committed records (at most ``batch_records``) in one
+        transaction; returns how many (0: caught up). MySQL errors raise (the
+        connection is then dropped: the next step reconnects)."""
+        try:
+            conn = self._connection()
+            position = self._position if self._position is not None else self._load(conn)
+            reader = self._log_reader()
+            self._committed = read_committed_seq(self.log_dir)
+            batch = RowBatch()
+            for record in reader.read(position + 1, limit=self.batch_records):
+                self._rows.add(batch, decode_record(record))
+            if not batch.records:
+                self._caught_up_at = self._clock()
+                return 0
+            self._write(conn, batch, position)
+        except MySQLdb.MySQLError:
+            self._drop_connection()
+            raise
+        self._position = batch.last_seq
+        confirm(self.log_dir, self.name, batch.last_seq)  # retention may now prune it
+        self._batches += 1
+        self._records += batch.records
+        self._row_count += batch.rows
+        self._backoff = 0.0
+        if batch.last_seq >= self._committed:
+            self._caught_up_at = self._clock()
+        return batch.records
+
+    # ------------------------------------------------------------------ MySQL
+
+    def _write(self, conn: Any, batch: RowBatch, position: int) -> None:
+        cursor = conn.cursor()
+        try:
+            for table, sql in _INSERTS.items():
+                rows = getattr(batch, table)
+                if rows:
+                    cursor.executemany(sql, rows)
+            cursor.execute(
+                "UPDATE drain_position SET seq = %s, time = %s WHERE name = %s AND seq = %s",
+                (batch.last_seq, time.time(), self.name, position),
+            )
+            if cursor.rowcount != 1:
+                raise DrainConflict(
+                    f"drain position {self.name!r} is no longer {position}: another drainer "
+                    "of that name is running, or the history was changed"
+                )
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(MySQLdb.MySQLError):  # gone: MySQL rolls back itself
+                conn.rollback()
+            raise
+        finally:
+            cursor.close()
+
+    def _load(self, conn: Any) -> int:
+        """Read (or create) this drainer's position; register as a log consumer there."""
+        cursor = conn.cursor()
+        try:
+            cursor.execute(
+                "INSERT IGNORE INTO drain_position (name, seq, time) VALUES (%s, 0, %s)",
+                (self.name, time.time()),
+            )
+            cursor.execute("SELECT seq FROM drain_position WHERE name = %s", (self.name,))
+            (position,) = cursor.fetchone()
+            conn.commit()
+        finally:
+            cursor.close()
+        self._position = int(position)
+        register_consumer(self.log_dir, self.name, confirmed_seq=self._position)
+        logger.info("drainer %s: applying the log after seq %d", self.name, self._position)
+        return self._position
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = self._connect()
+            self._position = None  # MySQL's word is the position: read it again
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(MySQLdb.MySQLError):
+                conn.close()
+
+    def _log_reader(self) -> LogReader:
+        if self._reader is None:
+            self._reader = LogReader(self.log_dir)
+        return self._reader
+
+    def _failed(self, exc: BaseException) -> None:
+        self._failures += 1
+        message = f"{type(exc).__name__}: {exc}"
+        if message != self._last_error:
+            logger.error("drainer %s: MySQL failed (%s); retrying", self.name, message)
+        self._last_error = message
+        self._backoff = min(self.retry_max_s, max(self.retry_min_s, 2 * self._backoff))
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def position(self) -> int | None:
+        """The last sequence applied, as last read or written (None before)."""
+        return self._position
+
+    def statistics(self) -> DrainStats:
+        """The counters and the lag."""
+        committed = max(self._committed, read_committed_seq(self.log_dir))
+        position = self._position or 0
+        lag = max(0, committed - position)
+        return DrainStats(
+            position=position,
+            committed_seq=committed,
+            lag_records=lag,
+            lag_seconds=self._clock() - self._caught_up_at if lag else 0.0,
+            batches=self._batches,
+            records=self._records,
+            rows=self._row_count,
+            failures=self._failures,
+            last_error=self._last_error,
+        )
+
+    def close(self) -> None:
+        """Close the connection and the log reader."""
+        self._drop_connection()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

@@ -1,0 +1,350 @@
+"""The MySQL history rows of log records (persistence/history_schema.py, docs/history.md).
+
+Every log record holds an accepted command with its result and all its events
+(persistence/frames.py), so the history is a pure function of the log: a record's
+rows depend on nothing but the record and the engine config. ``HistoryRows`` turns
+records into rows for ``order_history``, ``deal_history``, ``balance_history`` and
+``operation_log``; the drainer inserts them in the transaction that moves its
+position past the records.
+
+What each event gives:
+
+* ORDER_FINISH: one ``order_history`` row, whatever the reason (filled, cancelled,
+  expired, self-trade), with the order's final state; ViaBTC skipped orders cancelled
+  with nothing filled.
+* DEAL: two ``deal_history`` rows, the taker's (role 2) and the maker's (role 1), each
+  with its own order, side and fee and the other's order and fee.
+* BALANCE: a ``balance_history`` row when the total (available + frozen) changed:
+  balance.update (its business and detail), the legs and fees of a trade (business
+  ``trade``, ViaBTC's detail ``{"a", "i", "m", "p"}`` and ``"f"`` for fees) and the fee
+  account's income (business ``trade_fee``); freezing and unfreezing change no total
+  and make no row. So the changes of a user's asset add up to its balance.
+* every record: one ``operation_log`` row, its payload byte for byte and a JSON
+  description (ViaBTC's operlog ``{"method", "params"}``).
+
+Values are decimal strings at their natural scale (prices at the market's money_prec,
+amounts at stock_prec, money and fees at their asset's prec, rates at fee_prec),
+exact in ``DECIMAL(38,18)``. Times are the command's time, Unix seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.config import EngineConfig
+from core.fixed import format_units
+from core.schema import (
+    COMMAND_DTYPE,
+    EVENT_DTYPE,
+    Business,
+    CommandKind,
+    EventKind,
+    Side,
+)
+from persistence.frames import COMMAND_WORDS, EVENT_WORDS, RT_BALANCE, RT_ORDER, decode_order
+from persistence.log_format import FRAME_HEADER_LENGTH
+from persistence.log_reader import Record
+from persistence.replay import decode_balance
+
+#: Businesses of balance_history rows that are not balance.update's.
+TRADE_BUSINESS = "trade"
+FEE_INCOME_BUSINESS = "trade_fee"
+#: ViaBTC's operlog method names (other commands keep their own names).
+_METHODS = {
+    CommandKind.PUT_LIMIT: "limit_order",
+    CommandKind.PUT_MARKET: "market_order",
+    CommandKind.CANCEL: "cancel_order",
+    CommandKind.REPLACE: "replace_order",
+    CommandKind.CANCEL_ALL: "cancel_all",
+}
+_ORDER_KINDS = (int(EventKind.ORDER_PUT), int(EventKind.ORDER_UPDATE), int(EventKind.ORDER_FINISH))
+_TOTAL_CHANGES = (
+    int(Business.UPDATE),
+    int(Business.TRADE),
+    int(Business.FEE),
+    int(Business.FEE_INCOME),
+)
+
+
+class HistoryRecordError(ValueError):
+    """A log record that does not decode: the log is damaged or of another version."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedRecord:
+    """A log record's command (or balance.update) and its events, whole again."""
+
+    seq: int
+    rtype: int
+    ts_ns: int
+    events: np.ndarray  #: EVENT_DTYPE, seq and ts_ns filled in
+    command: np.void | None = None  #: COMMAND_DTYPE (RT_ORDER)
+    order_id: int = 0
+    value: int = 0
+    #: (user, asset, business, business_id, change, ts_ns, detail) (RT_BALANCE)
+    balance: tuple[int, int, bytes, int, int, int, bytes] | None = None
+    payload: bytes = b""  #: the record's payload, byte for byte
+
+
+def decode_record(record: Record, max_events: int = 1 << 16) -> DecodedRecord:
+    """Decode ``record`` (from ``LogReader``); ``HistoryRecordError`` if it does not."""
+    if record.rtype == RT_BALANCE:
+        try:
+            balance, event = decode_balance(record.payload)
+        except ValueError as exc:
+            raise HistoryRecordError(f"seq {record.seq}: {exc}") from exc
+        return DecodedRecord(
+            record.seq, RT_BALANCE, balance[5], event, balance=balance, payload=record.payload
+        )
+    if record.rtype != RT_ORDER:
+        raise HistoryRecordError(f"seq {record.seq}: unknown record type {record.rtype}")
+    size = FRAME_HEADER_LENGTH + len(record.payload)
+    buf = np.zeros(size + (-size % 8), dtype=np.uint8)
+    buf[FRAME_HEADER_LENGTH:size] = np.frombuffer(record.payload, dtype=np.uint8)
+    row = np.zeros(COMMAND_WORDS, dtype=np.int64)
+    rows = np.zeros((max_events, EVENT_WORDS), dtype=np.int64)
+    count, code, order_id, value, problem = decode_order(
+        buf, buf.view(np.int64), 0, buf.shape[0], row, rows
+    )
+    if problem or count > max_events or code != 0:
+        raise HistoryRecordError(f"seq {record.seq}: order record does not add up")
+    command = row.view(COMMAND_DTYPE)[0]
+    events = rows[:count].copy().view(EVENT_DTYPE).reshape(count)
+    ts_ns = int(command["ts_ns"])
+    events["seq"] = record.seq
+    events["ts_ns"] = ts_ns
+    return DecodedRecord(
+        record.seq, RT_ORDER, ts_ns, events, command, int(order_id), int(value), None,
+        record.payload,
+    )  # fmt: skip
+
+
+@dataclass(slots=True)
+class RowBatch:
+    """Rows of consecutive records, by table, in the schema's column order."""
+
+    orders: list[tuple[Any, ...]] = field(default_factory=list)
+    deals: list[tuple[Any, ...]] = field(default_factory=list)
+    balances: list[tuple[Any, ...]] = field(default_factory=list)
+    operations: list[tuple[Any, ...]] = field(default_factory=list)
+    first_seq: int = 0
+    last_seq: int = 0
+
+    @property
+    def records(self) -> int:
+        """Records the batch covers."""
+        return self.last_seq - self.first_seq + 1 if self.last_seq else 0
+
+    @property
+    def rows(self) -> int:
+        """Rows in all tables."""
+        return len(self.orders) + len(self.deals) + len(self.balances) + len(self.operations)
+
+
+@dataclass(frozen=True, slots=True)
+class _Market:
+    name: str
+    money_prec: int  #: price places
+    stock_prec: int  #: amount places
+    fee_prec: int
+    stock_places: int  #: the stock asset's prec (units)
+    money_places: int  #: the money asset's prec (units)
+
+
+class HistoryRows:
+    """Turns decoded records into rows (see the module docstring)."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        """Precompute the names and scales of ``config``'s markets and assets."""
+        self.config = config
+        self._assets = [(a.name, a.prec) for a in config.assets]
+        self._markets = [
+            _Market(m.name, m.money_prec, m.stock_prec, m.fee_prec, m.stock.prec, m.money.prec)
+            for m in config.markets
+        ]
+
+    def add(self, batch: RowBatch, record: DecodedRecord) -> None:
+        """Append ``record``'s rows to ``batch`` (records must come in sequence)."""
+        if batch.last_seq and record.seq != batch.last_seq + 1:
+            raise HistoryRecordError(f"seq {record.seq} after {batch.last_seq}: not in order")
+        if not batch.first_seq:
+            batch.first_seq = record.seq
+        batch.last_seq = record.seq
+        time_s = record.ts_ns / 1e9
+        if record.balance is not None:
+            self._balance_update(batch, record, time_s)
+            return
+        assert record.command is not None  # noqa: S101 -- RT_ORDER records carry one
+        events = record.events
+        deals = {int(e["deal_id"]): e for e in events if e["kind"] == EventKind.DEAL}
+        rates = {
+            int(e["order_id"]): (int(e["taker_rate"]), int(e["maker_rate"]))
+            for e in events
+            if e["kind"] in _ORDER_KINDS
+        }
+        for idx, e in enumerate(events):
+            kind = int(e["kind"])
+            if kind == EventKind.ORDER_FINISH:
+                batch.orders.append(self._order_row(record.seq, e, time_s))
+            elif kind == EventKind.DEAL:
+                batch.deals.extend(self._deal_rows(record.seq, e, time_s))
+            elif kind == EventKind.BALANCE and int(e["reason"]) in _TOTAL_CHANGES:
+                batch.balances.append(
+                    self._trade_balance_row(record.seq, idx, e, time_s, deals, rates)
+                )
+        batch.operations.append(self._operation_row(record, time_s))
+
+    # ------------------------------------------------------------------ orders
+
+    def _order_row(self, seq: int, e: np.void, time_s: float) -> tuple[Any, ...]:
+        m = self._markets[int(e["market"])]
+        side = int(e["side"])
+        market_bid = int(e["otype"]) == 2 and side == Side.BID
+        amount_places = m.money_places if market_bid else m.stock_prec
+        source = bytes(e["source"][: int(e["source_len"])]).decode(errors="replace")
+        return (
+            int(e["order_id"]),
+            seq,
+            int(e["ctime_ns"]) / 1e9,
+            time_s,
+            int(e["user"]),
+            m.name,
+            source,
+            int(e["otype"]),
+            side,
+            format_units(int(e["price"]), m.money_prec),
+            format_units(int(e["amount"]), amount_places),
+            format_units(int(e["taker_rate"]), m.fee_prec),
+            format_units(int(e["maker_rate"]), m.fee_prec),
+            format_units(int(e["deal_stock"]), m.stock_prec),
+            format_units(int(e["deal_money"]), m.money_places),
+            format_units(int(e["deal_fee"]), self._fee_places(m, side)),
+            int(e["reason"]),
+        )
+
+    @staticmethod
+    def _fee_places(m: _Market, side: int) -> int:
+        """A seller pays its fee in money, a buyer in stock."""
+        return m.money_places if side == Side.ASK else m.stock_places
+
+    def _deal_rows(self, seq: int, e: np.void, time_s: float) -> list[tuple[Any, ...]]:
+        m = self._markets[int(e["market"])]
+        taker_side = int(e["side"])
+        maker_side = int(Side.BID) if taker_side == Side.ASK else int(Side.ASK)
+        deal_id = int(e["deal_id"])
+        price = format_units(int(e["price"]), m.money_prec)
+        amount = format_units(int(e["amount"]), m.stock_prec)
+        deal = format_units(int(e["deal_money"]), m.money_places)
+        taker_fee = format_units(int(e["deal_fee"]), self._fee_places(m, taker_side))
+        maker_fee = format_units(int(e["maker_fee"]), self._fee_places(m, maker_side))
+        taker, maker = int(e["order_id"]), int(e["maker_order"])
+        common = (seq, time_s)
+        return [
+            (deal_id, 1, *common, int(e["maker_user"]), m.name, maker, taker, maker_side,
+             price, amount, deal, maker_fee, taker_fee),
+            (deal_id, 2, *common, int(e["user"]), m.name, taker, maker, taker_side,
+             price, amount, deal, taker_fee, maker_fee),
+        ]  # fmt: skip
+
+    # ------------------------------------------------------------------ balances
+
+    def _balance_columns(self, e: np.void) -> tuple[int, str, str, str]:
+        asset_name, places = self._assets[int(e["asset"])]
+        change = int(e["deal_money"]) + int(e["deal_fee"])  # available and frozen moves
+        total = int(e["left"]) + int(e["deal_stock"])  # available and frozen after
+        return int(e["user"]), asset_name, format_units(change, places), format_units(total, places)
+
+    def _trade_balance_row(
+        self,
+        seq: int,
+        idx: int,
+        e: np.void,
+        time_s: float,
+        deals: dict[int, np.void],
+        rates: dict[int, tuple[int, int]],
+    ) -> tuple[Any, ...]:
+        user, asset, change, total = self._balance_columns(e)
+        m = self._markets[int(e["market"])]
+        order_id = int(e["order_id"])
+        reason = int(e["reason"])
+        deal = deals.get(int(e["deal_id"]))
+        detail: dict[str, Any] = {"i": order_id, "m": m.name}
+        if deal is not None:
+            detail["a"] = format_units(int(deal["amount"]), m.stock_prec)
+            detail["p"] = format_units(int(deal["price"]), m.money_prec)
+        if reason == Business.FEE and deal is not None:
+            taker_rate, maker_rate = rates.get(order_id, (0, 0))
+            is_taker = order_id == int(deal["order_id"])
+            detail["f"] = format_units(taker_rate if is_taker else maker_rate, m.fee_prec)
+        business = FEE_INCOME_BUSINESS if reason == Business.FEE_INCOME else TRADE_BUSINESS
+        return (seq, idx, time_s, user, asset, business, change, total, _json(detail))
+
+    def _balance_update(self, batch: RowBatch, record: DecodedRecord, time_s: float) -> None:
+        assert record.balance is not None  # noqa: S101 -- the caller checked
+        user, asset, business, business_id, change, _ts, detail = record.balance
+        e = record.events[0]
+        _, asset_name, change_text, total = self._balance_columns(e)
+        detail_text = detail.decode(errors="replace") if detail else "{}"
+        business_text = business.decode(errors="replace")
+        batch.balances.append(
+            (record.seq, 0, time_s, user, asset_name, business_text, change_text, total,
+             detail_text)
+        )  # fmt: skip
+        places = self._assets[asset][1]
+        params = [user, asset_name, business_text, business_id, format_units(change, places)]
+        batch.operations.append(
+            (record.seq, time_s, RT_BALANCE, "update_balance", user,
+             _json({"method": "update_balance", "params": [*params, _loads(detail_text)]}),
+             record.payload)
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ operations
+
+    def _operation_row(self, record: DecodedRecord, time_s: float) -> tuple[Any, ...]:
+        c = record.command
+        assert c is not None  # noqa: S101 -- RT_ORDER
+        kind = int(c["kind"])
+        method = _METHODS.get(CommandKind(kind), CommandKind(kind).name.lower())
+        m = self._markets[int(c["market"])] if 0 <= int(c["market"]) < len(self._markets) else None
+        params: list[Any] = [int(c["user"]), m.name if m else int(c["market"])]
+        if kind in (CommandKind.PUT_LIMIT, CommandKind.PUT_MARKET) and m is not None:
+            side = int(c["side"])
+            market_bid = kind == CommandKind.PUT_MARKET and side == Side.BID
+            params += [
+                side,
+                format_units(int(c["amount"]), m.money_places if market_bid else m.stock_prec),
+            ]
+            if kind == CommandKind.PUT_LIMIT:
+                params.append(format_units(int(c["price"]), m.money_prec))
+            params.append(format_units(int(c["taker_rate"]), m.fee_prec))
+            if kind == CommandKind.PUT_LIMIT:
+                params.append(format_units(int(c["maker_rate"]), m.fee_prec))
+            params.append(bytes(c["source"][: int(c["source_len"])]).decode(errors="replace"))
+        elif kind == CommandKind.REPLACE and m is not None:
+            params += [
+                int(c["order_id"]),
+                format_units(int(c["amount"]), m.stock_prec),
+                format_units(int(c["price"]), m.money_prec),
+            ]
+        elif kind == CommandKind.CANCEL:
+            params.append(int(c["order_id"]))
+        detail = _json({"method": method, "params": params, "order_id": record.order_id})
+        return (
+            record.seq, time_s, RT_ORDER, method, int(c["user"]), detail,
+            record.payload,
+        )  # fmt: skip
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
