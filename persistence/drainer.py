@@ -32,7 +32,7 @@ import MySQLdb  # type: ignore[import-untyped]
 
 from core.config import EngineConfig
 from persistence.consumers import confirm, register_consumer
-from persistence.history_rows import HistoryRows, RowBatch, decode_record
+from persistence.history_rows import HistoryRows, RecordDecoder, RowBatch
 from persistence.log_reader import LogReader, read_committed_seq
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class Drainer:
         self.retry_max_s = retry_max_s
         self._connect = connect
         self._rows = HistoryRows(config)
+        self._decoder = RecordDecoder()
         self._clock = clock
         self._sleep = sleep
         self._conn: Any = None
@@ -146,7 +147,7 @@ class Drainer:
             self._committed = read_committed_seq(self.log_dir)
             batch = RowBatch()
             for record in reader.read(position + 1, limit=self.batch_records):
-                self._rows.add(batch, decode_record(record))
+                self._rows.add(batch, self._decoder.decode(record))
             if not batch.records:
                 self._caught_up_at = self._clock()
                 return 0

@@ -90,37 +90,60 @@ class DecodedRecord:
     payload: bytes = b""  #: the record's payload, byte for byte
 
 
-def decode_record(record: Record, max_events: int = 1 << 16) -> DecodedRecord:
-    """Decode ``record`` (from ``LogReader``); ``HistoryRecordError`` if it does not."""
-    if record.rtype == RT_BALANCE:
-        try:
-            balance, event = decode_balance(record.payload)
-        except ValueError as exc:
-            raise HistoryRecordError(f"seq {record.seq}: {exc}") from exc
-        return DecodedRecord(
-            record.seq, RT_BALANCE, balance[5], event, balance=balance, payload=record.payload
+class RecordDecoder:
+    """Decodes log records (from ``LogReader``) into ``DecodedRecord``, reusing its
+    buffers (a record's events are sized when it is read)."""
+
+    def __init__(self, events: int = 1024) -> None:
+        """Room for ``events`` events at first; grown when a record has more."""
+        self._row = np.zeros(COMMAND_WORDS, dtype=np.int64)
+        self._events = np.zeros((events, EVENT_WORDS), dtype=np.int64)
+        self._buf = np.zeros(4096, dtype=np.uint8)
+
+    def decode(self, record: Record) -> DecodedRecord:
+        """Decode ``record``; ``HistoryRecordError`` if it does not decode."""
+        if record.rtype == RT_BALANCE:
+            try:
+                balance, event = decode_balance(record.payload)
+            except ValueError as exc:
+                raise HistoryRecordError(f"seq {record.seq}: {exc}") from exc
+            return DecodedRecord(
+                record.seq, RT_BALANCE, balance[5], event, balance=balance,
+                payload=record.payload,
+            )  # fmt: skip
+        if record.rtype != RT_ORDER:
+            raise HistoryRecordError(f"seq {record.seq}: unknown record type {record.rtype}")
+        size = FRAME_HEADER_LENGTH + len(record.payload)
+        padded = size + (-size % 8)
+        if self._buf.shape[0] < padded:
+            self._buf = np.zeros(2 * padded, dtype=np.uint8)
+        buf = self._buf[:padded]
+        buf[FRAME_HEADER_LENGTH:size] = np.frombuffer(record.payload, dtype=np.uint8)
+        buf[size:] = 0
+        count, code, order_id, value, problem = decode_order(
+            buf, buf.view(np.int64), 0, padded, self._row, self._events
         )
-    if record.rtype != RT_ORDER:
-        raise HistoryRecordError(f"seq {record.seq}: unknown record type {record.rtype}")
-    size = FRAME_HEADER_LENGTH + len(record.payload)
-    buf = np.zeros(size + (-size % 8), dtype=np.uint8)
-    buf[FRAME_HEADER_LENGTH:size] = np.frombuffer(record.payload, dtype=np.uint8)
-    row = np.zeros(COMMAND_WORDS, dtype=np.int64)
-    rows = np.zeros((max_events, EVENT_WORDS), dtype=np.int64)
-    count, code, order_id, value, problem = decode_order(
-        buf, buf.view(np.int64), 0, buf.shape[0], row, rows
-    )
-    if problem or count > max_events or code != 0:
-        raise HistoryRecordError(f"seq {record.seq}: order record does not add up")
-    command = row.view(COMMAND_DTYPE)[0]
-    events = rows[:count].copy().view(EVENT_DTYPE).reshape(count)
-    ts_ns = int(command["ts_ns"])
-    events["seq"] = record.seq
-    events["ts_ns"] = ts_ns
-    return DecodedRecord(
-        record.seq, RT_ORDER, ts_ns, events, command, int(order_id), int(value), None,
-        record.payload,
-    )  # fmt: skip
+        if not problem and count > self._events.shape[0]:  # sized now: read it again
+            self._events = np.zeros((count, EVENT_WORDS), dtype=np.int64)
+            count, code, order_id, value, problem = decode_order(
+                buf, buf.view(np.int64), 0, padded, self._row, self._events
+            )
+        if problem or code != 0:
+            raise HistoryRecordError(f"seq {record.seq}: order record does not add up")
+        command = self._row.copy().view(COMMAND_DTYPE)[0]
+        events = self._events[:count].copy().view(EVENT_DTYPE).reshape(count)
+        ts_ns = int(command["ts_ns"])
+        events["seq"] = record.seq
+        events["ts_ns"] = ts_ns
+        return DecodedRecord(
+            record.seq, RT_ORDER, ts_ns, events, command, int(order_id), int(value), None,
+            record.payload,
+        )  # fmt: skip
+
+
+def decode_record(record: Record) -> DecodedRecord:
+    """Decode one record (``RecordDecoder`` reuses its buffers across many)."""
+    return RecordDecoder(events=64).decode(record)
 
 
 @dataclass(slots=True)
