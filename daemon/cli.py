@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keygen.add_argument("name", help="key name: NAME.key (public), NAME.key_secret (0600)")
     _add_db_commands(commands)
+    from daemon.drain import add_drain_command
+
+    add_drain_command(commands)
     return parser
 
 
@@ -202,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _keygen(args.out, args.name)
     if args.command == "db":
         return _db(args)
+    if args.command == "drain":
+        from daemon.drain import run_drain
+
+        return run_drain(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 
 
@@ -324,16 +331,20 @@ def _registry(path: Path | None) -> KeyRegistry | None:
 
 def _supervise(args: argparse.Namespace) -> int:
     import logging
-    import signal
 
     from core.config import parse_config
     from core.errors import ConfigError
     from daemon.auth import check_exposure
+    from daemon.stopping import stop_on_signals
     from daemon.supervisor import Child, Supervisor, serve_argv, status_probe
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from persistence.history_config import load_history_config
+
     try:
-        config = parse_config(args.config.read_text(encoding="utf-8"))
+        text = args.config.read_text(encoding="utf-8")
+        config = parse_config(text)
+        history_configured = load_history_config(text) is not None
     except (OSError, UnicodeDecodeError, ConfigError) as exc:
         print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -345,22 +356,19 @@ def _supervise(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"matchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    stop = False
-
-    def _stop(signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    should_stop = stop_on_signals()
     argv = serve_argv(args.config, args.data_dir, args.endpoint, args.fsync, args.metrics, keys)
     argv += _worker_args(args)
-    server = Child("server", argv)
+    children = [Child("server", argv)]
+    if history_configured:  # the drainer beside the server, restarted like it
+        from daemon.drain import drain_argv
+
+        children.append(Child("drainer", drain_argv(args.config, args.data_dir)))
     curve = registry.server_keys() if registry is not None else None
     probe = status_probe(args.endpoint, curve=curve)
-    supervisor = Supervisor([server], probe, pid_dir=args.data_dir / "run")
+    supervisor = Supervisor(children, probe, pid_dir=args.data_dir / "run")
     print(f"matchd: supervising, order entry on {args.endpoint}", flush=True)
-    return supervisor.run(lambda: stop)
+    return supervisor.run(should_stop)
 
 
 def _make_server(
@@ -405,12 +413,12 @@ def _snapshot_on_stop(server: Server, journal: Journal) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import logging
-    import signal
 
     from core.config import parse_config
     from core.errors import BrokenError, ConfigError
     from daemon.auth import check_exposure
     from daemon.server import ServerConfig
+    from daemon.stopping import stop_on_signals
     from persistence.journal import Journal, JournalConfig, journal_log_config
     from persistence.log import FsyncPolicy
     from persistence.log_errors import LogError
@@ -442,14 +450,7 @@ def _serve(args: argparse.Namespace) -> int:
     except LogError as exc:
         print(f"matchd: cannot recover {args.data_dir}: {exc}", file=sys.stderr)
         return 1
-    stop = False
-
-    def _stop(signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    should_stop = stop_on_signals()
     from daemon.metrics import ServerMetrics
 
     metrics = ServerMetrics(journal)
@@ -476,7 +477,7 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        code = _serve_until_stopped(server, journal, lambda: stop, args.snapshot_on_stop)
+        code = _serve_until_stopped(server, journal, should_stop, args.snapshot_on_stop)
     finally:
         server.close()
         if pipeline is not None:

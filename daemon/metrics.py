@@ -7,6 +7,7 @@ counted with numpy and added to the counters in one go. Served over HTTP by
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,20 @@ class ServerMetrics:
             registry=r,
         )
         self.durable_seq = Gauge("matchd_durable_seq", "Last durable sequence", registry=r)
+        self.consumer_lag = Gauge(
+            "matchd_consumer_lag_records",
+            "Durable log records a consumer (the MySQL drainer 'mysql', ...) has not applied",
+            ["consumer"],
+            registry=r,
+        )
+        self.consumer_lag_seconds = Gauge(
+            "matchd_consumer_lag_seconds",
+            "Seconds since the consumer was last seen caught up (0 while it is)",
+            ["consumer"],
+            registry=r,
+        )
+        self._next_consumers = 0.0
+        self._caught_up: dict[str, float] = {}
         self.log_lag = Gauge(
             "matchd_log_lag_records",
             "Records appended to the log and not yet durable (held ones included)",
@@ -118,10 +133,26 @@ class ServerMetrics:
         stats = self.journal.writer.stats()
         self.durable_seq.set(self.journal.durable_seq)
         self.log_lag.set(stats.last_seq - stats.durable_seq)
+        self._refresh_consumers()
         self.available.set(1 if self.journal.available else 0)
         self.held.set(held)
         self.log_bytes.set(stats.bytes_written)
         self.log_failures.set(stats.failures)
+
+    def _refresh_consumers(self) -> None:
+        """The consumers' lag, read from their position files twice a second."""
+        now = time.monotonic()
+        if now < self._next_consumers:
+            return
+        self._next_consumers = now + 0.5
+        durable = self.journal.durable_seq
+        for name, position in self.journal.consumer_positions().items():
+            lag = max(0, durable - position)
+            since = self._caught_up.setdefault(name, now)
+            if lag == 0:
+                self._caught_up[name] = since = now
+            self.consumer_lag.labels(name).set(lag)
+            self.consumer_lag_seconds.labels(name).set(now - since)
 
     def serve(self, address: str = DEFAULT_METRICS_ADDRESS) -> int:
         """Serve ``/metrics`` on ``host:port`` (port 0: any); returns the port."""

@@ -558,7 +558,13 @@ class Server:
 
     def _status(self, call: wire.ServerStatus) -> wire.Status:
         seq, order_id, deal_id = self.journal.engine.counters()
-        return wire.Status(seq, order_id, deal_id)
+        return wire.Status(
+            seq,
+            order_id,
+            deal_id,
+            durable_seq=self.journal.durable_seq,
+            consumers=self.journal.consumer_positions(),
+        )
 
     def _command_reply(
         self, call: wire.Call, result: np.void, events: np.ndarray, want_events: bool

@@ -2,9 +2,10 @@
 them, checks their health, restarts a dead or hung one at once, and speaks to
 systemd (docs/daemon.md, "Supervisor").
 
-Today it runs one child, the server (``matchd serve``: journal and ZeroMQ order
-entry, and with ``--workers`` the sequencer that starts its own pair workers, which
-die with it); the drainer and the feed join it as they land. A child that
+It runs the server (``matchd serve``: journal and ZeroMQ order entry, and with
+``--workers`` the sequencer that starts its own pair workers, which die with it) and,
+with ``[history]`` in the config, the MySQL drainer (``matchd drain``); the feed
+joins them when it lands. A child that
 exits while the daemon is running is restarted after ``restart_delay_s`` (0.2 s;
 at most 1 s even when it keeps failing), and its recovery brings back every
 acknowledged command (the journal). Health is the server answering

@@ -30,13 +30,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from core.engine import BOOK_ARRAYS, KernelState
 from core.kernels.book_batch import book_batch
 from core.schema import DONE_DTYPE, EVENT_DTYPE, WORK_DTYPE
+from daemon.stopping import stop_on_signals
 from ipc.idle import BackoffIdle
 from ipc.ring import SpscRing
 from ipc.shm import ShmAllocator
@@ -236,19 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _die_with_parent(args.parent)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
-    stop = False
-
-    def on_signal(signum: int, frame: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    should_stop = stop_on_signals()
     worker = PairWorker(args.instance, args.index, args.markets, args.max_matches, args.fee_acct)
     print("ready", flush=True)  # the parent waits for this line: the rings are attached
     logger.info("pair worker ready instance=%s index=%d", args.instance, args.index)
     try:
-        worker.run(lambda: stop)
+        worker.run(should_stop)
     finally:
         logger.info("pair worker stopping index=%d works=%d", args.index, worker.works)
         worker.close()

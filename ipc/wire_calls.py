@@ -351,6 +351,11 @@ class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     last_deal_id: int
     wire_version: int = WIRE_VERSION
     schema_version: int = SCHEMA_VERSION
+    #: Every change up to this sequence is in the log.
+    durable_seq: int = 0
+    #: The log's consumers (the MySQL drainer "mysql", ...) and the sequence each has
+    #: applied: ``durable_seq - position`` is its lag in records.
+    consumers: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class SnapshotDone(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

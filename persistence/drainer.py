@@ -32,12 +32,15 @@ import MySQLdb  # type: ignore[import-untyped]
 
 from core.config import EngineConfig
 from persistence.consumers import confirm, register_consumer
+from persistence.history_db import HistoryUnavailable
 from persistence.history_rows import HistoryRows, RecordDecoder, RowBatch
 from persistence.log_reader import LogReader, read_committed_seq
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAME: Final = "mysql"
+#: Failures of MySQL that a later step may not meet: retried with backoff.
+RETRIED: Final = (MySQLdb.MySQLError, HistoryUnavailable)
 
 _INSERTS: Final = {
     "orders": "INSERT INTO order_history (id, seq, create_time, finish_time, user_id, market, "
@@ -120,7 +123,7 @@ class Drainer:
             while not should_stop():
                 try:
                     applied = self.step()
-                except MySQLdb.MySQLError as exc:
+                except RETRIED as exc:
                     self._failed(exc)
                     self._sleep(self._backoff)
                     continue
@@ -138,8 +141,8 @@ class Drainer:
 
     def step(self) -> int:
         """Apply the next batch of committed records (at most ``batch_records``) in one
-        transaction; returns how many (0: caught up). MySQL errors raise (the
-        connection is then dropped: the next step reconnects)."""
+        transaction; returns how many (0: caught up). MySQL errors (``RETRIED``) raise,
+        and the connection is then dropped: the next step reconnects."""
         try:
             conn = self._connection()
             position = self._position if self._position is not None else self._load(conn)
@@ -152,7 +155,7 @@ class Drainer:
                 self._caught_up_at = self._clock()
                 return 0
             self._write(conn, batch, position)
-        except MySQLdb.MySQLError:
+        except RETRIED:
             self._drop_connection()
             raise
         self._position = batch.last_seq

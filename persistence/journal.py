@@ -32,9 +32,10 @@ import numpy as np
 from core.config import EngineConfig
 from core.engine import Engine
 from core.schema import COMMAND_DTYPE, EVENT_DTYPE, RESULT_DTYPE, Result
+from persistence.consumers import consumer_positions
 from persistence.frames import COMMAND_WORDS, EVENT_WORDS, RT_BALANCE, frame_batch, frame_bound
 from persistence.log_config import FsyncPolicy, LogConfig
-from persistence.log_errors import LogError, LogUnavailable
+from persistence.log_errors import ConsumerError, LogError, LogUnavailable
 from persistence.log_format import MAX_RECORD_BYTES_LIMIT
 from persistence.log_writer import LogWriter
 from persistence.replay import ReplayStats, encode_balance, replay
@@ -171,6 +172,15 @@ class Journal:
     def durable_seq(self) -> int:
         """Every change up to this sequence is in the log."""
         return self._writer.durable_seq
+
+    def consumer_positions(self) -> dict[str, int]:
+        """The log's registered consumers and the sequence each has confirmed (empty
+        if a position file cannot be read: that is logged)."""
+        try:
+            return consumer_positions(self._writer.directory)
+        except (OSError, ConsumerError) as exc:
+            logger.warning("log consumers unreadable: %s", exc)
+            return {}
 
     @property
     def available(self) -> bool:

@@ -321,3 +321,47 @@ def test_mysql_unreachable_then_back_catches_up(tmp_path: Path, db: TestDatabase
     assert "OperationalError" in stats.last_error
     assert naps[:3] == [0.01, 0.02, 0.04]  # exponential backoff, capped
     check_history(db, tmp_path / "data", engine, min_trades=10)
+
+
+def test_the_drained_history_reads_back_through_the_viabtc_methods(
+    tmp_path: Path, db: TestDatabase
+) -> None:
+    """balance.history pages of every user add up to the engine's balances, and
+    every deal a user made is in market.user_deals and in order.deals of its order."""
+    from persistence.history_queries import HistoryQueries
+
+    engine = write_log(tmp_path / "data", 1500)
+    drainer = Drainer(tmp_path / "data" / LOG_DIR, engine.config, db.connect)
+    try:
+        drainer.drain_available()
+    finally:
+        drainer.close()
+    queries = HistoryQueries(db.connect, engine.config)
+    try:
+        users = [int(r[0]) for r in query(db, "SELECT DISTINCT user_id FROM balance_history")]
+        assert len(users) > 3
+        for user in users:
+            if user == 0:
+                continue  # the fee account: ViaBTC's user ids start at 1
+            for index, asset in enumerate(engine.config.assets):
+                total = Decimal(0)
+                offset = 0
+                while True:
+                    page = queries.balance_history(user, asset.name, "", 0, 0, offset, 101)
+                    total += sum(Decimal(r["change"]) for r in page["records"])
+                    if len(page["records"]) < 101:
+                        break
+                    offset += 101
+                available, frozen = engine.balance(user, index)
+                assert total == Decimal(format_units(available + frozen, asset.prec))
+        market = engine.config.markets[0].name
+        checked = 0
+        for user in users[1:6]:
+            deals = queries.market_user_deals(user, market, 0, 101)["records"]
+            for deal in deals[:5]:
+                own = queries.order_deals(deal["deal_order_id"], 0, 101)["records"]
+                assert deal["id"] in {d["id"] for d in own}  # the other side has it too
+                checked += 1
+        assert checked > 5
+    finally:
+        queries.close()
