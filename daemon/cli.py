@@ -123,6 +123,16 @@ def _add_db_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     status.add_argument(
         "--config", type=Path, required=True, metavar="PATH", help="TOML config file"
     )
+    restore = actions.add_parser(
+        "restore-log",
+        help="rebuild a lost log from the history's operation_log (into an empty data dir)",
+    )
+    restore.add_argument(
+        "--config", type=Path, required=True, metavar="PATH", help="TOML config file"
+    )
+    restore.add_argument(
+        "--data-dir", type=Path, required=True, metavar="DIR", help="the new data directory"
+    )
 
 
 def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -243,7 +253,7 @@ def _keygen(out: Path, name: str) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    """``matchd db migrate`` and ``matchd db status``."""
+    """``matchd db migrate``, ``status`` and ``restore-log``."""
     from core.errors import ConfigError
     from persistence.history_config import load_history_config
     from persistence.history_db import HistoryUnavailable
@@ -270,6 +280,8 @@ def _db(args: argparse.Namespace) -> int:
     try:
         if args.db_command == "migrate":
             return _db_migrate(config)
+        if args.db_command == "restore-log":
+            return _db_restore_log(config, args.data_dir)
         return _db_status(config)
     except HistoryUnavailable as exc:
         print(f"matchd: history: {exc}", file=sys.stderr)
@@ -289,6 +301,23 @@ def _db_migrate(config: HistoryConfig) -> int:
         )
     if not applied:
         print(f"matchd: history {config.address()}: up to date (schema version {LATEST_VERSION})")
+    return 0
+
+
+def _db_restore_log(config: HistoryConfig, data_dir: Path) -> int:
+    from persistence.history_db import connect
+    from persistence.history_restore import RestoreError, restore_log
+    from persistence.journal import LOG_DIR
+
+    try:
+        done = restore_log(lambda: connect(config), data_dir / LOG_DIR)
+    except RestoreError as exc:
+        print(f"matchd: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"matchd: restored {done.records} records (to seq {done.last_seq}) from "
+        f"{config.address()} into {data_dir / LOG_DIR}"
+    )
     return 0
 
 

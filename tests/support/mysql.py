@@ -32,6 +32,19 @@ class TestDatabase:
     password: str
     database: str
 
+    def history_toml(self, **settings: object) -> str:
+        """A ``[history]`` table naming this database (and ``settings``)."""
+        lines = [
+            "[history]",
+            f'host = "{self.host}"',
+            f"port = {self.port}",
+            f'user = "{self.user}"',
+            f'password = "{self.password}"',
+            f'database = "{self.database}"',
+            *(f"{k} = {v!r}" for k, v in settings.items()),
+        ]
+        return "\n" + "\n".join(lines) + "\n"
+
     def connect(self, **options: Any) -> Any:
         """A new connection to the database (autocommit off)."""
         return MySQLdb.connect(

@@ -25,13 +25,6 @@ from tests.unit.daemon.test_supervisor import ROOT, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def history_table(db: TestDatabase) -> str:
-    return (
-        f'\n[history]\nhost = "{db.host}"\nport = {db.port}\nuser = "{db.user}"\n'
-        f'password = "{db.password}"\ndatabase = "{db.database}"\nbatch_records = 64\n'
-    )
-
-
 def count(db: TestDatabase, sql: str) -> int:
     conn = db.connect()
     try:
@@ -54,7 +47,7 @@ def test_drain_without_history_is_a_usage_error(
 
 def test_the_supervised_drainer_applies_the_log_and_survives_sigkill(tmp_path: Path) -> None:
     with fresh_database() as db:
-        text = config_text(max_orders=20_000, max_levels=500) + history_table(db)
+        text = config_text(max_orders=20_000, max_levels=500) + db.history_toml(batch_records=64)
         history = load_history_config(text)
         assert history is not None
         assert migrate(history) == [1]

@@ -21,6 +21,7 @@ import pytest
 from core.engine import Engine
 from core.fixed import format_units
 from core.schema import EventKind
+from daemon import cli
 from persistence.drainer import Drainer
 from persistence.history_rows import decode_record
 from persistence.journal import LOG_DIR, Journal, JournalConfig, journal_log_config
@@ -365,3 +366,46 @@ def test_the_drained_history_reads_back_through_the_viabtc_methods(
         assert checked > 5
     finally:
         queries.close()
+
+
+def test_the_log_restored_from_mysql_recovers_the_same_state(
+    tmp_path: Path, db: TestDatabase
+) -> None:
+    """The disk is lost: the log rebuilt from operation_log replays to the same state
+    hash; a gap in operation_log and a directory with a log already are refused."""
+    from persistence.history_restore import RestoreError, restore_log
+
+    engine = write_log(tmp_path / "data", 1500)
+    drainer = Drainer(tmp_path / "data" / LOG_DIR, engine.config, db.connect)
+    try:
+        drainer.drain_available()
+    finally:
+        drainer.close()
+    restored_dir = tmp_path / "restored"
+    seen: list[int] = []
+    restored = restore_log(db.connect, restored_dir / LOG_DIR, progress=seen.append)
+    assert restored.last_seq == restored.records == engine.counters()[0]
+    assert seen[-1] == restored.last_seq
+    journal = Journal.open(
+        engine.config, JournalConfig(data_dir=restored_dir, log=journal_log_config())
+    )
+    try:
+        assert journal.engine.state_hash() == engine.state_hash()
+    finally:
+        journal.close()
+    with pytest.raises(RestoreError, match="not empty"):
+        restore_log(db.connect, restored_dir / LOG_DIR)
+    # The same through the command line.
+    config = tmp_path / "matchd.toml"
+    config.write_text(stream_config_text(Limits()) + db.history_toml(), encoding="utf-8")
+    again = ["db", "restore-log", "--config", str(config), "--data-dir"]
+    assert cli.main([*again, str(tmp_path / "by-cli")]) == 0
+    assert cli.main([*again, str(restored_dir)]) == 1  # not empty: refused
+    conn = db.connect()
+    try:
+        conn.cursor().execute("DELETE FROM operation_log WHERE seq = 700")
+        conn.commit()
+    finally:
+        conn.close()
+    with pytest.raises(RestoreError, match="no record 700"):
+        restore_log(db.connect, tmp_path / "gap" / LOG_DIR)
