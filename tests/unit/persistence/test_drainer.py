@@ -409,3 +409,46 @@ def test_the_log_restored_from_mysql_recovers_the_same_state(
         conn.close()
     with pytest.raises(RestoreError, match="no record 700"):
         restore_log(db.connect, tmp_path / "gap" / LOG_DIR)
+
+
+@pytest.mark.parametrize("snapshot", [False, True], ids=["log-only", "snapshot"])
+def test_an_order_cancelled_after_a_restart_keeps_its_source_and_is_recorded(
+    tmp_path: Path, db: TestDatabase, snapshot: bool
+) -> None:
+    """ViaBTC's holes: a restored order lost its source, and an order cancelled with
+    nothing filled was never written. Here both are in order_history."""
+    from core import commands as C
+    from core.schema import Side
+
+    config = stream_config(Limits())
+    data = tmp_path / "data"
+    jconfig = JournalConfig(data_dir=data, log=journal_log_config())
+    journal = Journal.open(config, jconfig)
+    try:
+        journal.balance_update(1, 2, b"deposit", 1, 10**15, 1, b"{}")  # USDT
+        results, _ = journal.submit(
+            C.put_limit(1, 0, Side.BID, 10, 100, source=b"web-7", ts_ns=2_000_000_000)
+        )
+        assert results["code"][0] == 0
+        order_id = int(results["order_id"][0])
+        if snapshot:
+            assert journal.snapshot()
+            assert journal.poll_snapshot(timeout_s=60) is not None
+    finally:
+        journal.close()
+    journal = Journal.open(config, jconfig)  # restart: the order comes back from recovery
+    try:
+        results, _ = journal.submit(C.cancel(1, 0, order_id, ts_ns=3_000_000_000))
+        assert results["code"][0] == 0
+    finally:
+        journal.close()
+    drainer = Drainer(data / LOG_DIR, config, db.connect)
+    try:
+        drainer.drain_available()
+    finally:
+        drainer.close()
+    rows = query(
+        db, "SELECT source, status, deal_stock, create_time FROM order_history WHERE id = %s",
+        order_id,
+    )  # fmt: skip
+    assert rows == [("web-7", 2, Decimal(0), 2.0)]  # cancelled, nothing filled, its source
