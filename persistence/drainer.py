@@ -2,13 +2,18 @@
 (docs/history.md, "The drainer").
 
 Each step reads up to ``batch_records`` committed records after the drainer's
-position, turns them into rows (``persistence.history_rows``) and inserts them, with
-multi-row INSERTs, in **one** transaction that also moves the position
+position, turns them into rows for the whole batch at once (``persistence.history_bulk``)
+and loads them with ``LOAD DATA LOCAL INFILE`` (a temporary file per table), in
+**one** transaction that also moves the position
 (``drain_position``) past them; the position update names the position it expects,
 so two drainers of one name cannot both apply a batch. A crash anywhere (drainer,
 MySQL, host) leaves either the whole batch with its position or neither: on restart
 the drainer reads its position from MySQL and goes on from there, so every record
-lands exactly once.
+lands exactly once. When the server or the client refuses ``LOAD DATA LOCAL`` (the
+connection needs ``local_infile=1``), the batch is rolled back and written again with
+multi-row INSERTs (``executemany`` of ``persistence.history_rows``' rows), and so are
+the later batches of that connection; ``bulk=False`` always does (the path before
+``LOAD DATA``, kept to measure against).
 
 The drainer never slows trading: it only reads the log, and it registers as a log
 consumer (``persistence.consumers``) so that retention keeps what it has not applied.
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +39,9 @@ import MySQLdb  # type: ignore[import-untyped]
 
 from core.config import EngineConfig
 from persistence.consumers import confirm, register_consumer
+from persistence.history_bulk import COLUMNS, BulkRows, TableText
 from persistence.history_db import HistoryUnavailable
-from persistence.history_rows import HistoryRows, RecordDecoder, RowBatch
+from persistence.history_rows import DecodedRecord, HistoryRows, RecordDecoder, RowBatch
 from persistence.log_reader import LogReader, read_committed_seq
 
 logger = logging.getLogger(__name__)
@@ -54,6 +62,12 @@ _INSERTS: Final = {
     "operations": "INSERT INTO operation_log (seq, time, rtype, method, user_id, detail, "
     "record) VALUES (%s, %s, %s, %s, %s, %s, %s)",
 }
+
+
+#: MySQL errors that mean "no LOAD DATA LOCAL here": not allowed by the server or the
+#: client (ER_NOT_ALLOWED_COMMAND, CR_LOAD_DATA_LOCAL_INFILE_REJECTED, MySQL 8's
+#: ER_CLIENT_LOCAL_FILES_DISABLED, MariaDB's ER_LOAD_INFILE_CAPABILITY_DISABLED).
+LOAD_DATA_REFUSED: Final = frozenset({1148, 2068, 3948, 4166})
 
 
 class DrainConflict(RuntimeError):
@@ -88,6 +102,7 @@ class Drainer:
         *,
         name: str = DEFAULT_NAME,
         batch_records: int = 4096,
+        bulk: bool = True,
         retry_min_s: float = 0.1,
         retry_max_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -99,20 +114,25 @@ class Drainer:
         self.log_dir = Path(log_dir)
         self.name = name
         self.batch_records = batch_records
+        self.bulk = bulk
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self._connect = connect
         self._rows = HistoryRows(config)
+        self._bulk = BulkRows(config)
+        self._load_data = bulk  #: False once this connection refused LOAD DATA LOCAL
         self._decoder = RecordDecoder()
         self._clock = clock
         self._sleep = sleep
         self._conn: Any = None
         self._reader: LogReader | None = None
+        self._spool_dir: Path | None = None
         self._position: int | None = None
         self._committed = 0
         self._caught_up_at = clock()
         self._batches = self._records = self._row_count = self._failures = 0
         self._last_error = ""
+        self._failing = False  #: failed steps since the last one that worked
         self._backoff = 0.0
 
     # ------------------------------------------------------------------ driving
@@ -148,13 +168,15 @@ class Drainer:
             position = self._position if self._position is not None else self._load(conn)
             reader = self._log_reader()
             self._committed = read_committed_seq(self.log_dir)
-            batch = RowBatch()
-            for record in reader.read(position + 1, limit=self.batch_records):
-                self._rows.add(batch, self._decoder.decode(record))
-            if not batch.records:
+            records = [
+                self._decoder.decode(record)
+                for record in reader.read(position + 1, limit=self.batch_records)
+            ]
+            if not records:
                 self._caught_up_at = self._clock()
+                self._answered()
                 return 0
-            self._write(conn, batch, position)
+            batch = self._apply(conn, records, position)
         except RETRIED:
             self._drop_connection()
             raise
@@ -163,20 +185,75 @@ class Drainer:
         self._batches += 1
         self._records += batch.records
         self._row_count += batch.rows
-        self._backoff = 0.0
+        self._answered()
         if batch.last_seq >= self._committed:
             self._caught_up_at = self._clock()
         return batch.records
 
     # ------------------------------------------------------------------ MySQL
 
-    def _write(self, conn: Any, batch: RowBatch, position: int) -> None:
+    def _apply(
+        self, conn: Any, records: list[DecodedRecord], position: int
+    ) -> RowBatch | TableText:
+        """Write the rows of ``records`` and the new position in one transaction."""
+        if self._load_data:
+            text = self._bulk.build(records)
+            try:
+                self._write(conn, text, position)
+                return text
+            except MySQLdb.MySQLError as exc:
+                if not exc.args or exc.args[0] not in LOAD_DATA_REFUSED:
+                    raise
+                logger.warning(
+                    "drainer %s: LOAD DATA LOCAL refused (%s); using INSERT", self.name, exc
+                )
+                self._load_data = False
+        batch = RowBatch()
+        for record in records:
+            self._rows.add(batch, record)
+        self._write(conn, batch, position)
+        return batch
+
+    def _insert_rows(self, cursor: Any, batch: RowBatch) -> None:
+        for table, sql in _INSERTS.items():
+            rows = getattr(batch, table)
+            if rows:
+                cursor.executemany(sql, rows)
+
+    def _load_text(self, cursor: Any, text: TableText) -> None:
+        for key, (table, columns, assign) in COLUMNS.items():
+            lines = text.lines[key]
+            if not lines:
+                continue
+            fd, name = tempfile.mkstemp(prefix=f"{table}-", suffix=".tsv", dir=self._spool())
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(b"\n".join(lines) + b"\n")
+                cursor.execute(
+                    f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} CHARACTER SET utf8mb4 "
+                    f"({columns}){assign}",
+                    (name,),
+                )
+            finally:
+                os.unlink(name)
+            if cursor.rowcount != len(lines):
+                # LOAD DATA LOCAL skips rows whose key exists (it implies IGNORE): the
+                # rows were applied before, as an INSERT's duplicate key would say.
+                raise MySQLdb.IntegrityError(
+                    1062,
+                    f"Duplicate entry: LOAD DATA into {table} took {cursor.rowcount} of "
+                    f"{len(lines)} rows",
+                )
+
+    def _write(self, conn: Any, batch: RowBatch | TableText, position: int) -> None:
+        """Rows (LOAD DATA for ``TableText``, INSERT for ``RowBatch``) and position, in
+        one transaction."""
         cursor = conn.cursor()
         try:
-            for table, sql in _INSERTS.items():
-                rows = getattr(batch, table)
-                if rows:
-                    cursor.executemany(sql, rows)
+            if isinstance(batch, TableText):
+                self._load_text(cursor, batch)
+            else:
+                self._insert_rows(cursor, batch)
             cursor.execute(
                 "UPDATE drain_position SET seq = %s, time = %s WHERE name = %s AND seq = %s",
                 (batch.last_seq, time.time(), self.name, position),
@@ -215,6 +292,7 @@ class Drainer:
     def _connection(self) -> Any:
         if self._conn is None:
             self._conn = self._connect()
+            self._load_data = self.bulk  # a new connection may allow it again
             self._position = None  # MySQL's word is the position: read it again
         return self._conn
 
@@ -224,16 +302,40 @@ class Drainer:
             with contextlib.suppress(MySQLdb.MySQLError):
                 conn.close()
 
+    def _spool(self) -> Path:
+        """The drainer's own folder for the files LOAD DATA reads, next to the log; the
+        files a killed drainer left there are removed when it is first used."""
+        if self._spool_dir is None:
+            spool = self.log_dir.parent / f"drain-{self.name}"
+            spool.mkdir(exist_ok=True)
+            for stale in spool.glob("*.tsv"):
+                stale.unlink(missing_ok=True)
+            self._spool_dir = spool
+        return self._spool_dir
+
     def _log_reader(self) -> LogReader:
         if self._reader is None:
             self._reader = LogReader(self.log_dir)
         return self._reader
 
+    def _answered(self) -> None:
+        """A step worked: the outage, if any, is over."""
+        self._backoff = 0.0
+        if self._failing:
+            self._failing = False
+            logger.warning(
+                "drainer %s: MySQL answers again (%d failed steps in all)",
+                self.name,
+                self._failures,
+            )
+
     def _failed(self, exc: BaseException) -> None:
+        """Count a failed step; log it once per outage (and again if the error changes)."""
         self._failures += 1
         message = f"{type(exc).__name__}: {exc}"
-        if message != self._last_error:
+        if not self._failing or message != self._last_error:
             logger.error("drainer %s: MySQL failed (%s); retrying", self.name, message)
+        self._failing = True
         self._last_error = message
         self._backoff = min(self.retry_max_s, max(self.retry_min_s, 2 * self._backoff))
 

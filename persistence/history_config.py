@@ -94,6 +94,9 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     connect_timeout_s
         Seconds to wait for the server when connecting (the MySQL client counts whole
         seconds: 0.2 waits 1 s).
+    io_timeout_s
+        Seconds a connection waits for the server to read or answer before it gives
+        up (a hung or unreachable server: the drainer then reconnects with backoff).
     batch_records
         Most log records the drainer writes in one transaction.
     query_pool
@@ -112,6 +115,7 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     password_env: str | None = None
     database: str = "matchd"
     connect_timeout_s: float = 5.0
+    io_timeout_s: float = 30.0
     batch_records: int = 4096
     query_pool: int = 4
     query_queue: int = 40
@@ -133,6 +137,7 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if not isinstance(self.database, str) or not _DATABASE_RE.fullmatch(self.database):
             _fail(f"database = {self.database!r} must be 1 to 64 characters of A-Z a-z 0-9 _")
         _check_seconds("connect_timeout_s", self.connect_timeout_s)
+        _check_seconds("io_timeout_s", self.io_timeout_s)
         _check_int("batch_records", self.batch_records, 1, MAX_BATCH_RECORDS)
         _check_int("query_pool", self.query_pool, 1, MAX_QUERY_POOL)
         _check_int("query_queue", self.query_queue, 0, MAX_QUERY_QUEUE)
@@ -181,6 +186,7 @@ _KINDS: Final = {
     "password_env": "a string",
     "database": "a string",
     "connect_timeout_s": "a number of seconds",
+    "io_timeout_s": "a number of seconds",
     "batch_records": "an integer",
     "query_pool": "an integer",
     "query_queue": "an integer",

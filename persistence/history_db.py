@@ -75,7 +75,7 @@ def connect(config: HistoryConfig, *, database: bool = True) -> Connection:
     Returns
     -------
     MySQLdb.connections.Connection
-        Character set utf8mb4, autocommit off.
+        Character set utf8mb4, autocommit off, LOAD DATA LOCAL INFILE allowed.
 
     Raises
     ------
@@ -90,8 +90,13 @@ def connect(config: HistoryConfig, *, database: bool = True) -> Connection:
         "password": config.password.reveal(),
         "charset": "utf8mb4",
         "autocommit": False,
+        # The drainer loads its rows with LOAD DATA LOCAL INFILE (persistence.drainer).
+        "local_infile": 1,
         # The client counts whole seconds.
         "connect_timeout": max(1, math.ceil(config.connect_timeout_s)),
+        # A hung server fails the call instead of holding it for ever.
+        "read_timeout": max(1, math.ceil(config.io_timeout_s)),
+        "write_timeout": max(1, math.ceil(config.io_timeout_s)),
     }
     if database:
         options["database"] = config.database

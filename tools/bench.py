@@ -4,7 +4,9 @@
 in-process engine (``tools.bench_core``) on a seeded command stream;
 ``matchd-bench log [--json] [--commands N] [--batch N] [--dir DIR] ...`` the durable
 engine on the same stream (``tools.bench_log``); ``matchd-bench ring [--json] ...`` the
-shared-memory SPSC ring between two processes (``tools.bench_ring``).
+shared-memory SPSC ring between two processes (``tools.bench_ring``);
+``matchd-bench drain [--json] [--commands N] [--batch-records N] [--mysql HOST:PORT]``
+the history drainer into MariaDB (``tools.bench_drain``).
 """
 
 from __future__ import annotations
@@ -115,6 +117,49 @@ def _add_ring(commands: Any) -> None:
         default=DEFAULT_OUT,
         metavar="DIR",
         help=f"directory for ring.json (default {DEFAULT_OUT}/)",
+    )
+
+
+def _add_drain(commands: Any) -> None:
+    drain = commands.add_parser(
+        "drain",
+        help="the history drainer: a trade-heavy log into MariaDB",
+        description="Benchmark persistence.drainer: records, rows and deals per second "
+        "drained into a fresh database on the local MariaDB.",
+    )
+    drain.add_argument("--json", action="store_true", help="print the results as JSON")
+    drain.add_argument(
+        "--commands",
+        type=_positive_int,
+        default=200_000,
+        metavar="N",
+        help="timed commands of the stream (default 200000)",
+    )
+    drain.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=DEFAULT_SEED,
+        metavar="N",
+        help=f"seed of the command stream (default {DEFAULT_SEED})",
+    )
+    drain.add_argument(
+        "--batch-records",
+        type=_positive_int,
+        default=4096,
+        metavar="N",
+        help="records per drainer transaction (default 4096)",
+    )
+    drain.add_argument(
+        "--mysql",
+        default="127.0.0.1:3306",
+        metavar="HOST:PORT",
+        help="the MariaDB server (default 127.0.0.1:3306)",
+    )
+    drain.add_argument("--user", default="root", help="MySQL user, no password (default root)")
+    drain.add_argument(
+        "--compare",
+        action="store_true",
+        help="also drain with the per-record path (Drainer(bulk=False)) first",
     )
 
 
@@ -257,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"directory for result files (default {DEFAULT_OUT}/)",
     )
     _add_ring(commands)
+    _add_drain(commands)
     return parser
 
 
@@ -276,6 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.bench_log import main as bench_log_main
 
         return bench_log_main(args)
+    if args.command == "drain":
+        from tools.bench_drain import main as bench_drain_main
+
+        return bench_drain_main(args)
     if args.command == "ring":
         from tools.bench_ring import main as bench_ring_main
 

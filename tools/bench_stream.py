@@ -175,8 +175,17 @@ class Stream:
 class _Generator:
     """Decides commands block by block and runs them through its own ``Engine``."""
 
-    def __init__(self, config: EngineConfig, seed: int, checkpoints: Sequence[int], capture: int):
+    def __init__(
+        self,
+        config: EngineConfig,
+        seed: int,
+        checkpoints: Sequence[int],
+        capture: int,
+        mix: Sequence[float] | None = None,
+    ):
         self.rng = np.random.default_rng(seed)
+        #: the timed part's (gtc, ioc, cancel, replace) shares; None: the exchange-core mix
+        self.fixed_mix = list(mix) if mix is not None else None
         self.engine = Engine(config)
         deposit_all(self.engine)
         #: resting orders: id -> (user, side, left), as of the end of the last block
@@ -198,6 +207,8 @@ class _Generator:
         if warm and live < TARGET_ORDERS:
             # Fill the book first: mostly GTC, no cancels.
             p = [0.5, 0.01, 0.0, 0.49]
+        elif self.fixed_mix is not None and not warm:
+            p = list(self.fixed_mix)
         else:
             fill = live / TARGET_ORDERS
             cancel = min(0.3, 0.06 * fill**4)
@@ -351,12 +362,21 @@ class _Generator:
 
 
 def generate(
-    n_commands: int, seed: int, warmup: int, checkpoints: Sequence[int], capture: int
+    n_commands: int,
+    seed: int,
+    warmup: int,
+    checkpoints: Sequence[int],
+    capture: int,
+    mix: Sequence[float] | None = None,
 ) -> Stream:
-    """Generate (and run once) deposits, ``warmup`` commands and ``n_commands`` more."""
+    """Generate (and run once) deposits, ``warmup`` commands and ``n_commands`` more.
+
+    ``mix`` fixes the timed commands' shares of (gtc, ioc, cancel, replace) (summing to
+    1) instead of the exchange-core mix, whose cancel share steers the book size.
+    """
     t0 = time.perf_counter()
     capture = min(capture, n_commands)
-    gen = _Generator(bench_config(), seed, [*checkpoints, capture], capture)
+    gen = _Generator(bench_config(), seed, [*checkpoints, capture], capture, mix)
     warm = np.zeros(warmup, dtype=COMMAND_DTYPE)
     gen.run(warm, warm=True)
     commands = np.zeros(n_commands, dtype=COMMAND_DTYPE)

@@ -46,7 +46,9 @@ class TestDatabase:
         return "\n" + "\n".join(lines) + "\n"
 
     def connect(self, **options: Any) -> Any:
-        """A new connection to the database (autocommit off)."""
+        """A new connection to the database (autocommit off; LOAD DATA LOCAL allowed
+        unless ``local_infile=0``)."""
+        options.setdefault("local_infile", 1)
         return MySQLdb.connect(
             host=self.host,
             port=self.port,

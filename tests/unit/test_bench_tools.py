@@ -1,4 +1,4 @@
-"""``matchd-bench log`` and ``matchd-bench e2e`` end to end with tiny sizes, so the
+"""``matchd-bench log``, ``e2e`` and ``drain`` end to end with tiny sizes, so the
 tools keep working (their figures are docs/benchmarks.md's, not asserted here)."""
 
 from __future__ import annotations
@@ -47,3 +47,16 @@ def test_e2e_benchmark_runs_against_a_real_daemon(
         assert run["orders_per_s"] > 0
         assert run["latency_us"]["p50"] <= run["latency_us"]["max"]
     assert report["runs"]["batched"]["orders"] == 1000
+
+
+def test_drain_benchmark_drains_into_mariadb(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["drain", "--json", "--commands", "2000", "--batch-records", "500", "--compare"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in report["runs"]] == ["per-record", "bulk"]
+    old, new = report["runs"]
+    assert old["rows_by_table"] == new["rows_by_table"]  # the same rows either way
+    assert new["deals"] > 100
+    assert new["deals_per_s"] > 0
+    assert new["rows_by_table"]["operation_log"] == new["records"]
+    assert report["stream"]["mix_percent"]["ioc"] > 30

@@ -292,7 +292,8 @@ def broken_write(self, conn, batch, position):
 d.Drainer._write = broken_write
 db = TestDatabase(*{db!r})
 config = parse_config(Path({config!r}).read_text())
-d.Drainer({log!r}, config, db.connect, batch_records=53).step()
+# bulk=False: the INSERT path, whose _write gets RowBatch rows (broken_write's).
+d.Drainer({log!r}, config, db.connect, batch_records=53, bulk=False).step()
 """
 
 
