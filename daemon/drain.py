@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +28,10 @@ logger = logging.getLogger("matchd.drain")
 
 #: Exit code for a usage or config error (as daemon.cli).
 EXIT_USAGE = 2
+#: How much lower the drainer's CPU priority is than the server's: on a machine with
+#: few cores, the drainer falls behind under load and catches up when trading pauses,
+#: rather than taking cores from the server (DESIGN.md rule 8).
+DEFAULT_NICE = 10
 
 
 def add_drain_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,6 +48,14 @@ def add_drain_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         default=Path("var/matchd"),
         metavar="DIR",
         help="the server's data directory, whose log it reads (default var/matchd)",
+    )
+    drain.add_argument(
+        "--nice",
+        type=int,
+        default=DEFAULT_NICE,
+        metavar="N",
+        help=f"lower its CPU priority by N (default {DEFAULT_NICE}; 0: none), so that "
+        "trading wins the cores when both want them",
     )
 
 
@@ -74,6 +87,11 @@ def run_drain(args: argparse.Namespace, report_s: float = 10.0) -> int:
     if history is None:
         print(f"matchd: {args.config}: history is not configured (no [history])", file=sys.stderr)
         return EXIT_USAGE
+    if not 0 <= args.nice <= 19:
+        print(f"matchd: --nice must be 0..19; got {args.nice}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.nice:
+        os.nice(args.nice)
     should_stop = stop_on_signals()
     log_dir = args.data_dir / LOG_DIR
     while not log_dir.is_dir():  # the server creates it

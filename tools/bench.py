@@ -282,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e2e.add_argument("--fsync", choices=("always", "batch", "none"), default="batch")
     e2e.add_argument(
+        "--history",
+        action="store_true",
+        help="run the MySQL drainer beside the daemon (a fresh database on the local "
+        "MariaDB, root@127.0.0.1:3306) and report its lag under the load",
+    )
+    e2e.add_argument(
         "--workers",
         default="0",
         metavar="N",

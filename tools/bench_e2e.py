@@ -47,6 +47,7 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from core.schema import EventKind
 from ipc import wire, wire_batch
 from tools.bench_core import machine_info
+from tools.bench_history_load import DrainUnderLoad
 from tools.bench_stream import (
     CONFIG_TOML,
     DEPOSIT_MONEY,
@@ -88,9 +89,11 @@ class _Client:
         self.context.term()
 
 
-def _start_daemon(work: Path, endpoint: str, fsync: str, workers: str) -> subprocess.Popen[bytes]:
+def _start_daemon(
+    work: Path, endpoint: str, fsync: str, workers: str, extra_config: str = ""
+) -> subprocess.Popen[bytes]:
     config = work / "bench.toml"
-    config.write_text(CONFIG_TOML, encoding="utf-8")
+    config.write_text(CONFIG_TOML + extra_config, encoding="utf-8")
     log = work / "daemon.log"
     with log.open("wb") as out:
         daemon = subprocess.Popen(  # noqa: S603 -- our own command, fixed arguments
@@ -323,10 +326,15 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="matchd-bench-e2e-", dir=out))
     endpoint = f"ipc://{work}/orders.sock"
-    daemon = _start_daemon(work, endpoint, args.fsync, args.workers)
+    history = DrainUnderLoad(_cpu_seconds) if args.history else None
+    extra = history.create() if history is not None else ""
+    daemon = _start_daemon(work, endpoint, args.fsync, args.workers, extra)
     client = _Client(endpoint)
     runs: dict[str, Any] = {}
+    drained: dict[str, Any] | None = None
     try:
+        if history is not None:
+            history.start(work / "bench.toml", work / "data", endpoint, work / "drain.log")
         _fund_and_warm(client, stream.warmup)
         cmds = stream.commands
         third = len(cmds) // 3
@@ -347,7 +355,11 @@ def main(args: argparse.Namespace) -> int:
                 "wall": round(wall, 2),
             }
             runs[name] = figures
+        if history is not None:
+            drained = history.finish()
     finally:
+        if history is not None and drained is None:
+            history.close()
         client.close()
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
@@ -359,6 +371,7 @@ def main(args: argparse.Namespace) -> int:
         "fsync": args.fsync,
         "workers": args.workers,
         "runs": runs,
+        **({"history_drain": drained} if drained is not None else {}),
         "seed": args.seed,
         "machine": machine_info(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -379,4 +392,6 @@ def main(args: argparse.Namespace) -> int:
                 f"max {lat['max']} us  cpu server {r['cpu_seconds']['server']} s client "
                 f"{r['cpu_seconds']['client']} s of {r['cpu_seconds']['wall']} s"
             )
+        if drained is not None:
+            print(f"history drain: {json.dumps(drained)}")
     return 0

@@ -49,6 +49,26 @@ def test_e2e_benchmark_runs_against_a_real_daemon(
     assert report["runs"]["batched"]["orders"] == 1000
 
 
+def test_e2e_benchmark_with_the_drainer_reports_its_lag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "e2e", "--json", "--commands", "3000", "--open-commands", "500",
+            "--rate", "2000", "--history", "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    drain = report["history_drain"]
+    assert drain["catch_up_after_load_s"] is not None  # caught up
+    assert drain["samples"] > 0
+    assert drain["lag_records"]["max"] >= drain["lag_records"]["p50"] >= 0
+    # Every record of the run is in MySQL: deposits, warm-up and the three runs.
+    assert drain["drained"]["operation_log"] > 3000
+    assert drain["database"].endswith("(dropped)")
+
+
 def test_drain_benchmark_drains_into_mariadb(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["drain", "--json", "--commands", "2000", "--batch-records", "500", "--compare"])
     assert code == 0

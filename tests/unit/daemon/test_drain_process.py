@@ -43,6 +43,11 @@ def test_drain_without_history_is_a_usage_error(
     assert cli.main(["drain", "--config", str(config), "--data-dir", str(tmp_path)]) == 2
     assert "history is not configured" in capsys.readouterr().err
     assert cli.main(["drain", "--config", str(tmp_path / "none.toml")]) == 2
+    with fresh_database() as db:
+        config.write_text(config_text() + db.history_toml(), encoding="utf-8")
+        bad = ["drain", "--config", str(config), "--data-dir", str(tmp_path), "--nice", "20"]
+        assert cli.main(bad) == 2
+        assert "--nice must be 0..19" in capsys.readouterr().err
 
 
 def test_the_supervised_drainer_applies_the_log_and_survives_sigkill(tmp_path: Path) -> None:
