@@ -347,7 +347,10 @@ class Drainer:
         return self._position
 
     def statistics(self) -> DrainStats:
-        """The counters and the lag."""
+        """The counters and the lag. Read from another thread while the drainer runs,
+        the counters may be a batch apart from the position (nothing is locked);
+        other processes read the position from the log consumers instead
+        (``server.status``, the metrics)."""
         committed = max(self._committed, read_committed_seq(self.log_dir))
         position = self._position or 0
         lag = max(0, committed - position)
