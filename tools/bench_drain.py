@@ -4,7 +4,7 @@ What it measures, in one process: a journal is written (untimed) from a seeded,
 trade-heavy stream of ``tools.bench_stream`` (a fixed mix of GTC, IOC, cancel and
 replace commands, so that many commands trade; the report gives the mix and the
 deals), then ``Drainer.drain_available`` applies the whole log to a fresh database
-``matchd_bench_<pid>`` on the local MariaDB (created, migrated, dropped). The report
+``matchd_bench_<pid>_<n>`` on the local MariaDB (created, migrated, dropped). The report
 gives records, rows by table and deals drained per second. ``--compare`` also drains
 the same log with the per-record path (``Drainer(bulk=False)``: rows built per event
 in Python, written with ``executemany``) into a second database, so that the two
@@ -26,10 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import MySQLdb  # type: ignore[import-untyped]
-
 from persistence.drainer import Drainer
-from persistence.history_schema import MIGRATIONS
+from persistence.history_config import HistoryConfig
+from persistence.history_db import connect, migrate
 from persistence.journal import LOG_DIR, Journal, JournalConfig, journal_log_config
 from tools.bench_core import machine_info
 from tools.bench_stream import bench_config, deposit_all, generate, stream_summary
@@ -66,40 +65,47 @@ def build_journal(directory: Path, commands: int, seed: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def bench_database(host: str, port: int, user: str, name: str) -> Iterator[dict[str, Any]]:
-    """Create database ``name`` with the history schema; yield its connect options;
+def bench_database(config: HistoryConfig) -> Iterator[HistoryConfig]:
+    """Create and migrate ``config.database`` as ``matchd db migrate`` does; yield it;
     drop it."""
-    admin = MySQLdb.connect(host=host, port=port, user=user, passwd="")
-    options = {
-        "host": host, "port": port, "user": user, "passwd": "", "db": name,
-        "charset": "utf8mb4", "local_infile": 1,
-    }  # fmt: skip
+    drop_database(config)
+    migrate(config)
     try:
-        cursor = admin.cursor()
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-        conn = MySQLdb.connect(**options)
-        try:
-            schema = conn.cursor()
-            for migration in MIGRATIONS:
-                for statement in migration.statements:
-                    schema.execute(statement)
-            conn.commit()
-        finally:
-            conn.close()
-        yield options
+        yield config
     finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
+        drop_database(config)
+
+
+def drop_database(config: HistoryConfig) -> None:
+    """``DROP DATABASE IF EXISTS`` ``config.database``."""
+    conn = connect(config, database=False)
+    try:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{config.database}`")
+    finally:
+        conn.close()
+
+
+def count_rows(config: HistoryConfig) -> dict[str, int]:
+    """Rows of each history table of ``config.database``."""
+    conn = connect(config)
+    try:
+        cursor = conn.cursor()
+        rows = {}
+        for table in TABLES:
+            cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - constant names
+            rows[table] = int(cursor.fetchone()[0])
+        return rows
+    finally:
+        conn.close()
 
 
 def drain_once(
-    log_dir: Path, options: dict[str, Any], batch_records: int, *, bulk: bool, name: str
+    log_dir: Path, config: HistoryConfig, batch_records: int, *, bulk: bool, name: str
 ) -> dict[str, Any]:
-    """Drain the whole log in ``log_dir`` into the database of ``options`` with a
-    drainer called ``name`` (a log consumer of its own); figures."""
+    """Drain the whole log in ``log_dir`` into ``config.database`` with a drainer
+    called ``name`` (a log consumer of its own); figures."""
     drainer = Drainer(
-        log_dir, bench_config(), lambda: MySQLdb.connect(**options),
+        log_dir, bench_config(), lambda: connect(config),
         name=name, batch_records=batch_records, bulk=bulk,
     )  # fmt: skip
     try:
@@ -109,15 +115,7 @@ def drain_once(
         stats = drainer.statistics()
     finally:
         drainer.close()
-    conn = MySQLdb.connect(**options)
-    try:
-        cursor = conn.cursor()
-        rows = {}
-        for table in TABLES:
-            cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - constant names
-            rows[table] = int(cursor.fetchone()[0])
-    finally:
-        conn.close()
+    rows = count_rows(config)
     deals = rows["deal_history"] // 2
     total = sum(rows.values())
     if total != stats.rows:
@@ -145,7 +143,9 @@ def main(args: argparse.Namespace) -> int:
         log_dir = work / "data" / LOG_DIR
         paths = (False, True) if args.compare else (True,)
         for n, bulk in enumerate(paths):
-            with bench_database(host, port, args.user, f"matchd_bench_{os.getpid()}_{n}") as db:
+            name = f"matchd_bench_{os.getpid()}_{n}"
+            config = HistoryConfig(host=host, port=port, user=args.user, database=name)
+            with bench_database(config) as db:
                 runs.append(
                     drain_once(log_dir, db, args.batch_records, bulk=bulk, name=f"bench{n}")
                 )

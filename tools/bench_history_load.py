@@ -26,7 +26,8 @@ import numpy as np
 
 from ipc.client import Client
 from persistence.history_config import HistoryConfig
-from persistence.history_db import connect, migrate
+from persistence.history_db import migrate
+from tools.bench_drain import count_rows, drop_database
 
 SAMPLE_S: Final = 0.1
 
@@ -55,7 +56,7 @@ class DrainUnderLoad:
     def create(self) -> str:
         """Create and migrate the database; returns the ``[history]`` table for the
         daemon's config."""
-        self._drop()
+        drop_database(self.config)
         migrate(self.config)
         c = self.config
         return (
@@ -97,9 +98,9 @@ class DrainUnderLoad:
         cpu = self._cpu_seconds(self._drainer.pid) if self._drainer is not None else 0.0
         self._stop()
         try:
-            counts = self._counts()
+            counts = count_rows(self.config)
         finally:
-            self._drop()
+            drop_database(self.config)
         return {
             **self.lag(),
             "catch_up_after_load_s": None if caught_up is None else round(caught_up, 2),
@@ -111,7 +112,7 @@ class DrainUnderLoad:
     def close(self) -> None:
         """Stop the sampler and the drainer and drop the database (after a failure)."""
         self._stop()
-        self._drop()
+        drop_database(self.config)
 
     def _stop(self) -> None:
         self._halt.set()
@@ -145,22 +146,3 @@ class DrainUnderLoad:
                 "max": round(float(seconds.max()), 3),
             },
         }
-
-    def _counts(self) -> dict[str, int]:
-        conn = connect(self.config)
-        try:
-            cursor = conn.cursor()
-            out = {}
-            for table in ("operation_log", "order_history", "deal_history", "balance_history"):
-                cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 -- fixed names
-                out[table] = int(cursor.fetchone()[0])
-            return out
-        finally:
-            conn.close()
-
-    def _drop(self) -> None:
-        conn = connect(self.config, database=False)
-        try:
-            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{self.config.database}`")
-        finally:
-            conn.close()
