@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,8 @@ from persistence.history_config import load_history_config
 from persistence.history_db import migrate
 from tests.support.mysql import TestDatabase, fresh_database
 from tests.support.scenario import config_text
-from tests.unit.daemon.test_kill import SEED, USERS, Loader
-from tests.unit.daemon.test_supervisor import ROOT, wait_for
+from tests.unit.daemon.test_kill import SEED, Loader, fund, start_run
+from tests.unit.daemon.test_supervisor import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,22 +58,13 @@ def test_the_supervised_drainer_applies_the_log_and_survives_sigkill(tmp_path: P
         config.write_text(text, encoding="utf-8")
         endpoint = f"ipc://{tmp_path}/orders.sock"
         data = tmp_path / "data"
-        daemon = subprocess.Popen(  # noqa: S603 -- our own command
-            [
-                sys.executable, "-m", "daemon.cli", "run", "--config", str(config),
-                "--data-dir", str(data), "--endpoint", endpoint, "--metrics", "",
-            ],
-            cwd=ROOT,
-        )  # fmt: skip
+        daemon = start_run(config, data, endpoint)
         pid_file = data / "run" / "drainer.pid"
         loader = Loader(endpoint, SEED)
         print(f"seed {SEED}")
         try:
             with Client(endpoint, timeout_s=2.0) as client:
-                wait_for(lambda: client.status() is not None, 300)
-                for user in USERS:
-                    for asset in (0, 1, 2):
-                        client.balance_update(user, asset, "deposit", 1, 10**16)
+                fund(client)
                 loader.thread.start()
                 loader.wait_for_acks(300)
                 wait_for(lambda: "mysql" in client.status().consumers, 120)

@@ -97,6 +97,25 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()]
 
 
+def start_run(config: Path, data: Path, endpoint: str, *extra: str) -> subprocess.Popen[bytes]:
+    """``matchd run`` with ``config`` on ``data``, order entry at ``endpoint``."""
+    return subprocess.Popen(  # noqa: S603 -- our own command
+        [
+            sys.executable, "-m", "daemon.cli", "run", "--config", str(config),
+            "--data-dir", str(data), "--endpoint", endpoint, "--metrics", "", *extra,
+        ],
+        cwd=ROOT,
+    )  # fmt: skip
+
+
+def fund(client: Client) -> None:
+    """Deposit every asset for the loader's users, once the server answers."""
+    wait_for(lambda: client.status() is not None, 300)
+    for user in USERS:
+        for asset in (0, 1, 2):
+            client.balance_update(user, asset, "deposit", 1, 10**16)
+
+
 @pytest.mark.parametrize("victim", ["worker", "server"])
 def test_sigkill_under_load_loses_no_acknowledged_command(tmp_path: Path, victim: str) -> None:
     limits = {"max_orders": 20_000, "max_levels": 500}
@@ -104,23 +123,13 @@ def test_sigkill_under_load_loses_no_acknowledged_command(tmp_path: Path, victim
     config.write_text(config_text(**limits), encoding="utf-8")
     endpoint = f"ipc://{tmp_path}/orders.sock"
     data = tmp_path / "data"
-    daemon = subprocess.Popen(  # noqa: S603 -- our own command
-        [
-            sys.executable, "-m", "daemon.cli", "run", "--config", str(config),
-            "--data-dir", str(data), "--endpoint", endpoint, "--metrics", "",
-            "--workers", "per-market", "--snapshot-on-stop",
-        ],
-        cwd=ROOT,
-    )  # fmt: skip
+    daemon = start_run(config, data, endpoint, "--workers", "per-market", "--snapshot-on-stop")
     pid_file = data / "run" / "server.pid"
     loader = Loader(endpoint, SEED)
     print(f"seed {SEED}, victim {victim}")
     try:
         with Client(endpoint, timeout_s=2.0) as client:
-            wait_for(lambda: client.status() is not None, 300)
-            for user in USERS:
-                for asset in (0, 1, 2):
-                    client.balance_update(user, asset, "deposit", 1, 10**16)
+            fund(client)
         loader.thread.start()
         loader.wait_for_acks(500)
         server = int(pid_file.read_text())

@@ -203,6 +203,19 @@ def test_balance_update_rows_keep_business_and_detail(tmp_path: Path, db: TestDa
     assert ops["limit_order"] > 0
 
 
+def child_script(template: str, tmp_path: Path, db: TestDatabase) -> str:
+    """``template`` (a drainer child's source) filled in for ``tmp_path``'s log and
+    ``db``; the engine config is written to ``tmp_path``."""
+    config_path = tmp_path / "engine.toml"
+    config_path.write_text(stream_config_text(Limits()), encoding="utf-8")
+    return template.format(
+        root=str(Path(__file__).resolve().parents[3]),
+        db=(db.host, db.port, db.user, db.password, db.database),
+        config=str(config_path),
+        log=str(tmp_path / "data" / LOG_DIR),
+    )
+
+
 _CHILD = """
 import sys, time
 from pathlib import Path
@@ -227,14 +240,7 @@ def test_killed_mid_batch_again_and_again_nothing_is_lost_or_doubled(
     rng = np.random.default_rng(SEED)
     print(f"seed {SEED}")
     write_log(tmp_path / "data", 2000)
-    config_path = tmp_path / "engine.toml"
-    config_path.write_text(stream_config_text(Limits()), encoding="utf-8")
-    script = _CHILD.format(
-        root=str(Path(__file__).resolve().parents[3]),
-        db=(db.host, db.port, db.user, db.password, db.database),
-        config=str(config_path),
-        log=str(tmp_path / "data" / LOG_DIR),
-    )
+    script = child_script(_CHILD, tmp_path, db)
     env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", ".numba_cache")}
     trading = Trading(tmp_path / "data", SEED + 1)
     trading.start()
@@ -305,14 +311,7 @@ def test_negative_control_rows_committed_apart_from_the_position_fail_it(
     import MySQLdb
 
     engine = write_log(tmp_path / "data", 300)
-    config_path = tmp_path / "engine.toml"
-    config_path.write_text(stream_config_text(Limits()), encoding="utf-8")
-    script = _BROKEN_CHILD.format(
-        root=str(Path(__file__).resolve().parents[3]),
-        db=(db.host, db.port, db.user, db.password, db.database),
-        config=str(config_path),
-        log=str(tmp_path / "data" / LOG_DIR),
-    )
+    script = child_script(_BROKEN_CHILD, tmp_path, db)
     child = subprocess.Popen(  # noqa: S603 -- our own script
         [sys.executable, "-c", script], stdout=subprocess.PIPE
     )
