@@ -104,7 +104,10 @@ def run_drain(args: argparse.Namespace, report_s: float = 10.0) -> int:
     def _connect() -> Any:
         return connect(history)
 
-    drainer = Drainer(log_dir, config, _connect, batch_records=history.batch_records)
+    drainer = Drainer(
+        log_dir, config, _connect,
+        batch_records=history.batch_records, batch_interval_s=history.batch_interval_s,
+    )  # fmt: skip
     next_report = time.monotonic() + report_s
 
     def reporting_stop() -> bool:

@@ -1,10 +1,10 @@
 """The MySQL drainer: follows the append log and writes its history, every record once
 (docs/history.md, "The drainer").
 
-Each step reads up to ``batch_records`` committed records after the drainer's
-position, turns them into rows for the whole batch at once (``persistence.history_bulk``)
-and loads them with ``LOAD DATA LOCAL INFILE`` (a temporary file per table), in
-**one** transaction that also moves the position
+Each batch is up to ``batch_records`` committed records after the drainer's position,
+decoded at once (``persistence.history_batch``), turned into rows for the whole batch
+(``persistence.history_bulk``) and loaded with ``LOAD DATA LOCAL INFILE`` (a
+temporary file per table), in **one** transaction that also moves the position
 (``drain_position``) past them; the position update names the position it expects,
 so two drainers of one name cannot both apply a batch. A crash anywhere (drainer,
 MySQL, host) leaves either the whole batch with its position or neither: on restart
@@ -15,12 +15,18 @@ multi-row INSERTs (``executemany`` of ``persistence.history_rows``' rows), and s
 the later batches of that connection; ``bulk=False`` always does (the path before
 ``LOAD DATA``, kept to measure against).
 
-The drainer never slows trading: it only reads the log, and it registers as a log
-consumer (``persistence.consumers``) so that retention keeps what it has not applied.
-When MySQL is down or refuses, the step fails, the connection is dropped and retried
-with exponential backoff (``retry_min_s`` .. ``retry_max_s``); the records wait in the
-log, so memory stays bounded by one batch whatever the lag. Its lag (records and
-seconds since it was last caught up) is in ``statistics()``.
+``run`` and ``drain_available`` pipeline: a writer thread writes batch k to MySQL
+while batch k+1 is read and built, and batches still commit one at a time, in order.
+While the drainer keeps up, ``run`` starts a batch that is not full at most every
+``batch_interval_s``, so that MySQL commits a few times a second rather than for every
+few records.
+
+The drainer never slows trading by holding it up: it only reads the log, and it
+registers as a log consumer (``persistence.consumers``) so that retention keeps what
+it has not applied. When MySQL is down or refuses, the batch fails, the connection is
+dropped and retried with exponential backoff (``retry_min_s`` .. ``retry_max_s``); the
+records wait in the log, so memory stays bounded by two batches whatever the lag. Its
+lag (records and seconds since it was last caught up) is in ``statistics()``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -39,10 +46,11 @@ import MySQLdb  # type: ignore[import-untyped]
 
 from core.config import EngineConfig
 from persistence.consumers import confirm, register_consumer
+from persistence.history_batch import BatchDecoder
 from persistence.history_bulk import COLUMNS, BulkRows, TableText
 from persistence.history_db import HistoryUnavailable
-from persistence.history_rows import DecodedRecord, HistoryRows, RecordDecoder, RowBatch
-from persistence.log_reader import LogReader, read_committed_seq
+from persistence.history_rows import HistoryRows, RecordDecoder, RowBatch
+from persistence.log_reader import LogReader, Record, read_committed_seq
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +76,18 @@ _INSERTS: Final = {
 #: client (ER_NOT_ALLOWED_COMMAND, CR_LOAD_DATA_LOCAL_INFILE_REJECTED, MySQL 8's
 #: ER_CLIENT_LOCAL_FILES_DISABLED, MariaDB's ER_LOAD_INFILE_CAPABILITY_DISABLED).
 LOAD_DATA_REFUSED: Final = frozenset({1148, 2068, 3948, 4166})
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A batch read from the log: its records and, on the ``LOAD DATA`` path, its text."""
+
+    records: list[Record]
+    text: TableText | None
+
+    @property
+    def last_seq(self) -> int:
+        return self.records[-1].seq
 
 
 class DrainConflict(RuntimeError):
@@ -102,6 +122,7 @@ class Drainer:
         *,
         name: str = DEFAULT_NAME,
         batch_records: int = 4096,
+        batch_interval_s: float = 0.0,
         bulk: bool = True,
         retry_min_s: float = 0.1,
         retry_max_s: float = 5.0,
@@ -114,6 +135,7 @@ class Drainer:
         self.log_dir = Path(log_dir)
         self.name = name
         self.batch_records = batch_records
+        self.batch_interval_s = batch_interval_s
         self.bulk = bulk
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
@@ -122,6 +144,7 @@ class Drainer:
         self._bulk = BulkRows(config)
         self._load_data = bulk  #: False once this connection refused LOAD DATA LOCAL
         self._decoder = RecordDecoder()
+        self._batch_decoder = BatchDecoder()
         self._clock = clock
         self._sleep = sleep
         self._conn: Any = None
@@ -134,52 +157,116 @@ class Drainer:
         self._last_error = ""
         self._failing = False  #: failed steps since the last one that worked
         self._backoff = 0.0
+        self._paced_until = 0.0  #: ``run`` starts no batch that is not full before this
 
     # ------------------------------------------------------------------ driving
 
     def run(self, should_stop: Callable[[], bool], idle_s: float = 0.005) -> None:
-        """Drain until ``should_stop()``; MySQL failures are retried with backoff."""
+        """Drain until ``should_stop()``, pipelined (``drain_available``); MySQL
+        failures are retried with backoff."""
         try:
             while not should_stop():
                 try:
-                    applied = self.step()
+                    self._drain(should_stop, idle_s)
                 except RETRIED as exc:
                     self._failed(exc)
                     self._sleep(self._backoff)
-                    continue
-                if not applied:
-                    self._sleep(idle_s)
         finally:
             self.close()
 
     def drain_available(self) -> int:
-        """Apply every record committed now; returns how many. MySQL errors raise."""
-        total = 0
-        while applied := self.step():
-            total += applied
-        return total
+        """Apply every record committed now; returns how many. MySQL errors raise.
+
+        Pipelined: while one batch is written to MySQL (on a writer thread, which
+        MySQL's client library lets run without the GIL), the next is read and built
+        here, so the two costs overlap instead of adding up. Batches still commit one
+        at a time and in order, each with its position."""
+        return self._drain(lambda: False, None)
 
     def step(self) -> int:
         """Apply the next batch of committed records (at most ``batch_records``) in one
-        transaction; returns how many (0: caught up). MySQL errors (``RETRIED``) raise,
-        and the connection is then dropped: the next step reconnects."""
+        transaction, without pipelining; returns how many (0: caught up). MySQL errors
+        (``RETRIED``) raise, and the connection is then dropped: the next step
+        reconnects."""
         try:
             conn = self._connection()
             position = self._position if self._position is not None else self._load(conn)
-            reader = self._log_reader()
-            self._committed = read_committed_seq(self.log_dir)
-            records = [
-                self._decoder.decode(record)
-                for record in reader.read(position + 1, limit=self.batch_records)
-            ]
-            if not records:
-                self._caught_up_at = self._clock()
-                self._answered()
+            prepared = self._prepare(position)
+            if prepared is None:
+                self._caught_up()
                 return 0
-            batch = self._apply(conn, records, position)
+            batch = self._apply(conn, prepared, position)
         except RETRIED:
             self._drop_connection()
             raise
+        self._applied(batch)
+        return batch.records
+
+    def _drain(self, should_stop: Callable[[], bool], idle_s: float | None) -> int:
+        """Apply batches, the next one built while the last one is written, until
+        ``should_stop()`` or, with ``idle_s`` None, until caught up; returns how many
+        records were applied. On any error the batch in flight is waited for, and on a
+        MySQL error the connection is dropped (the position is then read again)."""
+        total = 0
+        flight: Future[RowBatch | TableText] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix=f"drainer-{self.name}") as writer:
+            try:
+                conn, ahead = None, 0
+                while not should_stop():
+                    if flight is None:
+                        conn = self._connection()
+                        ahead = self._position if self._position is not None else self._load(conn)
+                    if idle_s is not None:
+                        self._pace()
+                    prepared = self._prepare(ahead)
+                    if flight is not None:
+                        batch, flight = flight.result(), None
+                        self._applied(batch)
+                        total += batch.records
+                    if prepared is None:
+                        self._caught_up()
+                        if idle_s is None:
+                            break
+                        self._sleep(idle_s)
+                        continue
+                    flight = writer.submit(self._apply, conn, prepared, ahead)
+                    ahead = prepared.last_seq
+                    if len(prepared.records) < self.batch_records:
+                        self._paced_until = self._clock() + self.batch_interval_s
+                if flight is not None:
+                    batch, flight = flight.result(), None
+                    self._applied(batch)
+                    total += batch.records
+            except BaseException as exc:
+                if flight is not None:
+                    wait([flight])  # the connection is the writer's until it is done
+                if isinstance(exc, RETRIED):
+                    self._drop_connection()
+                raise
+        return total
+
+    def _pace(self) -> None:
+        """After a batch that was not full, wait until ``batch_interval_s`` after it
+        before reading the next: while the drainer keeps up, MySQL commits (and
+        syncs its redo log) a few times a second instead of once for every few
+        records, on the disk and the cores the engine uses too. Behind by a full
+        batch or more, batches follow each other at once."""
+        wait = self._paced_until - self._clock()
+        if wait > 0:
+            self._sleep(wait)
+
+    def _prepare(self, position: int) -> _Prepared | None:
+        """Read the committed records after ``position`` (up to ``batch_records``) and,
+        on the ``LOAD DATA`` path, build their text; None when there are none."""
+        self._committed = read_committed_seq(self.log_dir)
+        records = list(self._log_reader().read(position + 1, limit=self.batch_records))
+        if not records:
+            return None
+        text = self._bulk.build(self._batch_decoder.decode(records)) if self._load_data else None
+        return _Prepared(records, text)
+
+    def _applied(self, batch: RowBatch | TableText) -> None:
+        """``batch`` is committed with its position: count it, let retention go on."""
         self._position = batch.last_seq
         confirm(self.log_dir, self.name, batch.last_seq)  # retention may now prune it
         self._batches += 1
@@ -188,19 +275,19 @@ class Drainer:
         self._answered()
         if batch.last_seq >= self._committed:
             self._caught_up_at = self._clock()
-        return batch.records
+
+    def _caught_up(self) -> None:
+        self._caught_up_at = self._clock()
+        self._answered()
 
     # ------------------------------------------------------------------ MySQL
 
-    def _apply(
-        self, conn: Any, records: list[DecodedRecord], position: int
-    ) -> RowBatch | TableText:
-        """Write the rows of ``records`` and the new position in one transaction."""
-        if self._load_data:
-            text = self._bulk.build(records)
+    def _apply(self, conn: Any, prepared: _Prepared, position: int) -> RowBatch | TableText:
+        """Write the rows of ``prepared`` and the new position in one transaction."""
+        if prepared.text is not None and self._load_data:
             try:
-                self._write(conn, text, position)
-                return text
+                self._write(conn, prepared.text, position)
+                return prepared.text
             except MySQLdb.MySQLError as exc:
                 if not exc.args or exc.args[0] not in LOAD_DATA_REFUSED:
                     raise
@@ -209,8 +296,8 @@ class Drainer:
                 )
                 self._load_data = False
         batch = RowBatch()
-        for record in records:
-            self._rows.add(batch, record)
+        for record in prepared.records:
+            self._rows.add(batch, self._decoder.decode(record))
         self._write(conn, batch, position)
         return batch
 

@@ -2,10 +2,10 @@
 
 ``persistence.history_rows.HistoryRows`` builds rows one event at a time in Python;
 that costs more than MySQL takes to store them. ``BulkRows`` builds the same rows,
-value for value, for a whole batch: the events of all its records are concatenated
-into one ``EVENT_DTYPE`` array, the ``ORDER_FINISH``, ``DEAL`` and ``BALANCE`` rows
-are selected with masks, decimal columns are written by the ``format_decimals``
-kernel, integers and times by numpy, and each table's rows come out as the
+value for value, for a whole batch decoded at once (``persistence.history_batch``: the
+events of all its records in one ``EVENT_DTYPE`` array); the ``ORDER_FINISH``,
+``DEAL`` and ``BALANCE`` rows are selected with masks, decimal columns are written by
+the ``format_decimals`` kernel, integers and times by numpy, and each table's rows come out as the
 tab-separated text of ``LOAD DATA`` (``TableText``). Records that are rare
 (balance.update, commands other than put, cancel and replace) go through
 ``HistoryRows`` and are converted with ``tsv_row``.
@@ -19,7 +19,6 @@ that double.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,13 +27,11 @@ from typing import Any, Final, cast
 import numpy as np
 
 from core.kernels.jit import kernel
-from core.schema import COMMAND_DTYPE, EVENT_DTYPE, Business, CommandKind, EventKind, Side
-from persistence.frames import RT_ORDER
+from core.schema import Business, CommandKind, EventKind, Side
+from persistence.history_batch import DecodedBatch
 from persistence.history_rows import (
     FEE_INCOME_BUSINESS,
     TRADE_BUSINESS,
-    DecodedRecord,
-    HistoryRecordError,
     HistoryRows,
     RowBatch,
 )
@@ -42,6 +39,8 @@ from persistence.history_rows import (
 #: Bytes of one formatted decimal: an int64 at up to 18 places needs at most 21.
 DECIMAL_WIDTH: Final = 24
 MAX_PLACES: Final = 18
+#: Distinct order sources whose texts are kept between batches.
+SOURCE_CACHE_ENTRIES: Final = 4096
 
 _ORDER_FINISH = int(EventKind.ORDER_FINISH)
 _DEAL = int(EventKind.DEAL)
@@ -268,7 +267,9 @@ class BulkRows:
         self.rows = HistoryRows(config)
         markets = config.markets
         self._market_names = [escape(m.name.encode()) for m in markets]
-        self._market_json = [_json_text(m.name) for m in markets]
+        #: JSON strings of the names, escaped for LOAD DATA: the JSON details are made
+        #: of these, digits and punctuation, so they need no escaping as a whole.
+        self._market_json_tsv = [escape(_json_text(m.name)) for m in markets]
         self._asset_names = [escape(a.name.encode()) for a in config.assets]
         self._asset_places = np.array([a.prec for a in config.assets] or [0], dtype=np.int64)
         self._money_prec = np.array([m.money_prec for m in markets] or [0], dtype=np.int64)
@@ -278,41 +279,37 @@ class BulkRows:
         self._money_places = np.array([m.money.prec for m in markets] or [0], dtype=np.int64)
         self._sources: dict[bytes, tuple[bytes, bytes]] = {}
 
-    def build(self, records: Sequence[DecodedRecord]) -> TableText:
-        """The rows of ``records`` (consecutive sequences, in order)."""
-        text = TableText()
-        if not records:
-            return text
-        for prev, record in itertools.pairwise(records):
-            if record.seq != prev.seq + 1:
-                raise HistoryRecordError(f"seq {record.seq} after {prev.seq}: not in order")
-        text.first_seq = records[0].seq
-        text.last_seq = records[-1].seq
-        orders = [r for r in records if r.rtype == RT_ORDER]
+    def build(self, batch: DecodedBatch) -> TableText:
+        """The rows of ``batch`` (``persistence.history_batch``)."""
+        text = TableText(first_seq=batch.first_seq, last_seq=batch.last_seq)
         others = RowBatch()
-        for record in records:
-            if record.balance is not None:
-                self.rows._balance_update(others, record, record.ts_ns / 1e9)
-        if orders:
-            # As raw words: concatenating structured arrays promotes dtypes per array.
-            events = np.concatenate(
-                [np.ascontiguousarray(r.events).view(np.int64).reshape(-1) for r in orders]
-            ).view(EVENT_DTYPE)
-            counts = np.array([r.events.shape[0] for r in orders], dtype=np.int64)
-            stops = np.cumsum(counts)
-            starts = stops - counts
-            self._orders(text, events)
-            self._deals(text, events)
-            self._balances(text, events, np.repeat(starts, counts), np.repeat(stops, counts))
-            self._operations(text, orders, others)
+        for record in batch.balances:
+            self.rows._balance_update(others, record, record.ts_ns / 1e9)
+        if batch.orders:
+            events = batch.events
+            stops = np.cumsum(batch.counts)
+            starts = stops - batch.counts
+            # Every event has its record's time: its text is made once per record.
+            times = seconds(batch.ts_ns)
+            record_of = np.repeat(np.arange(batch.orders), batch.counts)
+            self._orders(text, events, times, record_of)
+            self._deals(text, events, times, record_of)
+            self._balances(
+                text, events, np.repeat(starts, batch.counts), np.repeat(stops, batch.counts),
+                times, record_of,
+            )  # fmt: skip
+            self._operations(text, batch, times, others)
         for table in ("balances", "operations"):
             text.lines[table].extend(tsv_row(row) for row in getattr(others, table))
         return text
 
     # ------------------------------------------------------------------ tables
 
-    def _orders(self, text: TableText, events: np.ndarray) -> None:
-        e = events[events["kind"] == _ORDER_FINISH]
+    def _orders(
+        self, text: TableText, events: np.ndarray, times: list[bytes], record_of: np.ndarray
+    ) -> None:
+        selected = np.flatnonzero(events["kind"] == _ORDER_FINISH)
+        e = events[selected]
         n = e.shape[0]
         if not n:
             return
@@ -335,29 +332,20 @@ class BulkRows:
         sources = self._source_texts(e)
         columns = (
             integers(e["order_id"]), integers(e["seq"]), seconds(e["ctime_ns"]),
-            seconds(e["ts_ns"]), integers(e["user"]), [names[m] for m in market.tolist()],
-            sources, integers(e["otype"]), integers(side),
+            [times[k] for k in record_of[selected].tolist()], integers(e["user"]),
+            [names[m] for m in market.tolist()], sources, integers(e["otype"]), integers(side),
             *(dec[k * n : (k + 1) * n] for k in range(7)), integers(e["reason"]),
         )  # fmt: skip
         text.lines["orders"].extend(b"\t".join(row) for row in zip(*columns, strict=True))
 
     def _source_texts(self, e: np.ndarray) -> list[bytes]:
-        raw = e["source"]
-        lens = e["source_len"].astype(np.int64).tolist()
-        out = []
-        cache = self._sources
-        for row, length in zip(raw, lens, strict=True):
-            key = row[:length].tobytes()
-            got = cache.get(key)
-            if got is None:
-                decoded = key.decode(errors="replace")
-                got = (escape(decoded.encode()), _json_text(decoded))
-                cache[key] = got
-            out.append(got[0])
-        return out
+        return [pair[0] for pair in self._source_pairs(e["source"], e["source_len"])]
 
-    def _deals(self, text: TableText, events: np.ndarray) -> None:
-        e = events[events["kind"] == _DEAL]
+    def _deals(
+        self, text: TableText, events: np.ndarray, times: list[bytes], record_of: np.ndarray
+    ) -> None:
+        selected = np.flatnonzero(events["kind"] == _DEAL)
+        e = events[selected]
         n = e.shape[0]
         if not n:
             return
@@ -376,7 +364,8 @@ class BulkRows:
         dec = decimals(values, places)
         price, amount, deal = dec[:n], dec[n : 2 * n], dec[2 * n : 3 * n]
         taker_fee, maker_fee = dec[3 * n : 4 * n], dec[4 * n :]
-        deal_id, seq, time_s = integers(e["deal_id"]), integers(e["seq"]), seconds(e["ts_ns"])
+        deal_id, seq = integers(e["deal_id"]), integers(e["seq"])
+        time_s = [times[k] for k in record_of[selected].tolist()]
         names = [self._market_names[m] for m in market.tolist()]
         taker, maker = integers(e["order_id"]), integers(e["maker_order"])
         tside, mside = integers(taker_side), integers(maker_side)
@@ -396,7 +385,13 @@ class BulkRows:
             )  # fmt: skip
 
     def _balances(
-        self, text: TableText, events: np.ndarray, rec_start: np.ndarray, rec_stop: np.ndarray
+        self,
+        text: TableText,
+        events: np.ndarray,
+        rec_start: np.ndarray,
+        rec_stop: np.ndarray,
+        times: list[bytes],
+        record_of: np.ndarray,
     ) -> None:
         kinds = events["kind"]
         targets = np.flatnonzero(
@@ -431,10 +426,11 @@ class BulkRows:
         change, total = dec[:n], dec[n : 2 * n]
         amount, price, rate = dec[2 * n : 3 * n], dec[3 * n : 4 * n], dec[4 * n :]
         seq, idx = integers(e["seq"]), integers(targets - rec_start[targets])
-        time_s, user = seconds(e["ts_ns"]), integers(e["user"])
+        time_s = [times[k] for k in record_of[targets].tolist()]
+        user = integers(e["user"])
         order = integers(e["order_id"])
         out = text.lines["balances"]
-        asset_names, market_json = self._asset_names, self._market_json
+        asset_names, market_json = self._asset_names, self._market_json_tsv
         trade, fee_income = TRADE_BUSINESS.encode(), FEE_INCOME_BUSINESS.encode()
         for i, (a, m, r, found) in enumerate(
             zip(asset.tolist(), market.tolist(), reason.tolist(), has_deal.tolist(), strict=True)
@@ -459,17 +455,14 @@ class BulkRows:
             out.append(
                 b"\t".join((seq[i], idx[i], time_s[i], user[i], asset_names[a],
                             fee_income if r == _FEE_INCOME else trade, change[i], total[i],
-                            escape(detail)))
+                            detail))
             )  # fmt: skip
 
     def _operations(
-        self, text: TableText, records: Sequence[DecodedRecord], others: RowBatch
+        self, text: TableText, batch: DecodedBatch, times: list[bytes], others: RowBatch
     ) -> None:
-        n = len(records)
-        cmds = np.frombuffer(
-            b"".join(r.command.tobytes() for r in records if r.command is not None),
-            dtype=COMMAND_DTYPE,
-        )
+        n = batch.orders
+        cmds = batch.commands
         market = cmds["market"].astype(np.int64)
         valid = (market >= 0) & (market < len(self._market_names))
         m = np.where(valid, market, 0)
@@ -486,44 +479,35 @@ class BulkRows:
         )  # fmt: skip
         dec = decimals(values, places)
         amount, price = dec[:n], dec[n : 2 * n]
-        taker, maker, stock_amount = dec[2 * n : 3 * n], dec[3 * n : 4 * n], dec[4 * n :]
-        seq = integers(np.array([r.seq for r in records], dtype=np.int64))
-        time_s = seconds(np.array([r.ts_ns for r in records], dtype=np.int64))
+        taker, maker = dec[2 * n : 3 * n], dec[3 * n : 4 * n]
+        stock_amount = dec[4 * n :]
+        seq, time_s = integers(batch.seqs), times
         user, target = integers(cmds["user"]), integers(cmds["order_id"])
-        sides = integers(side)
-        result_ids = integers(np.array([r.order_id for r in records], dtype=np.int64))
+        sides, result_ids = integers(side), integers(batch.order_ids)
+        sources = self._source_json(cmds)
         out = text.lines["operations"]
-        market_json = self._market_json
+        market_json = self._market_json_tsv
         put_limit, put_market = int(CommandKind.PUT_LIMIT), int(CommandKind.PUT_MARKET)
         cancel, replace = int(CommandKind.CANCEL), int(CommandKind.REPLACE)
+        payloads = batch.payloads
         for i, (k, mk, ok) in enumerate(
             zip(kind.tolist(), m.tolist(), valid.tolist(), strict=True)
         ):
-            record = records[i]
             if not ok or k not in (put_limit, put_market, cancel, replace):
+                record = batch.record(i)
                 others.operations.append(self.rows._operation_row(record, record.ts_ns / 1e9))
                 continue
             head = b"%s,%s" % (user[i], market_json[mk])
             if k == put_limit:
                 method = b"limit_order"
                 params = b'%s,%s,"%s","%s","%s","%s",%s' % (
-                    head,
-                    sides[i],
-                    amount[i],
-                    price[i],
-                    taker[i],
-                    maker[i],
-                    self._source(record),
-                )
+                    head, sides[i], amount[i], price[i], taker[i], maker[i], sources[i],
+                )  # fmt: skip
             elif k == put_market:
                 method = b"market_order"
                 params = b'%s,%s,"%s","%s",%s' % (
-                    head,
-                    sides[i],
-                    amount[i],
-                    taker[i],
-                    self._source(record),
-                )
+                    head, sides[i], amount[i], taker[i], sources[i],
+                )  # fmt: skip
             elif k == replace:
                 method = b"replace_order"
                 params = b'%s,%s,"%s","%s"' % (head, target[i], stock_amount[i], price[i])
@@ -536,18 +520,28 @@ class BulkRows:
                 params,
             )
             out.append(
-                b"\t".join((seq[i], time_s[i], b"1", method, user[i], escape(detail),
-                            record.payload.hex().encode()))
+                b"\t".join((seq[i], time_s[i], b"1", method, user[i], detail,
+                            payloads[i].hex().encode()))
             )  # fmt: skip
 
-    def _source(self, record: DecodedRecord) -> bytes:
-        """The JSON string of the command's source (as ``HistoryRows`` writes it)."""
-        c = record.command
-        assert c is not None  # noqa: S101 -- RT_ORDER
-        key = bytes(c["source"][: int(c["source_len"])])
-        got = self._sources.get(key)
-        if got is None:
-            decoded = key.decode(errors="replace")
-            got = (escape(decoded.encode()), _json_text(decoded))
-            self._sources[key] = got
-        return got[1]
+    def _source_json(self, cmds: np.ndarray) -> list[bytes]:
+        """The JSON string of each command's source (as ``HistoryRows`` writes it),
+        escaped for ``LOAD DATA``."""
+        return [pair[1] for pair in self._source_pairs(cmds["source"], cmds["source_len"])]
+
+    def _source_pairs(self, raw: np.ndarray, lengths: np.ndarray) -> list[tuple[bytes, bytes]]:
+        """(text, JSON string) of each source ``raw[i][:lengths[i]]``, both escaped for
+        ``LOAD DATA``."""
+        out = []
+        cache = self._sources
+        for row, length in zip(raw, lengths.astype(np.int64).tolist(), strict=True):
+            key = row[:length].tobytes()
+            got = cache.get(key)
+            if got is None:
+                if len(cache) >= SOURCE_CACHE_ENTRIES:  # bounded, whatever clients send
+                    cache.clear()
+                decoded = key.decode(errors="replace")
+                got = (escape(decoded.encode()), escape(_json_text(decoded)))
+                cache[key] = got
+            out.append(got)
+        return out

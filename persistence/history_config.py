@@ -29,6 +29,7 @@ TABLE: Final = "history"
 #: Upper bound of both timeouts, so that a typo cannot mean "wait forever".
 MAX_TIMEOUT_S: Final = 3600.0
 MAX_BATCH_RECORDS: Final = 1_000_000
+MAX_BATCH_INTERVAL_S: Final = 60.0
 MAX_QUERY_POOL: Final = 64
 #: Upper bound of ``query_queue``, so that a typo cannot mean "unbounded".
 MAX_QUERY_QUEUE: Final = 1_000_000
@@ -99,6 +100,10 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         up (a hung or unreachable server: the drainer then reconnects with backoff).
     batch_records
         Most log records the drainer writes in one transaction.
+    batch_interval_s
+        While the drainer keeps up, the least time between the starts of two batches
+        that are not full (0: none), so that MySQL commits a few times a second rather
+        than for every few records.
     query_pool
         Connections that answer history queries.
     query_queue
@@ -117,6 +122,7 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     connect_timeout_s: float = 5.0
     io_timeout_s: float = 30.0
     batch_records: int = 4096
+    batch_interval_s: float = 0.2
     query_pool: int = 4
     query_queue: int = 40
     query_timeout_s: float = 5.0
@@ -139,6 +145,7 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         _check_seconds("connect_timeout_s", self.connect_timeout_s)
         _check_seconds("io_timeout_s", self.io_timeout_s)
         _check_int("batch_records", self.batch_records, 1, MAX_BATCH_RECORDS)
+        _check_interval("batch_interval_s", self.batch_interval_s)
         _check_int("query_pool", self.query_pool, 1, MAX_QUERY_POOL)
         _check_int("query_queue", self.query_queue, 0, MAX_QUERY_QUEUE)
         _check_seconds("query_timeout_s", self.query_timeout_s)
@@ -176,6 +183,13 @@ def _check_seconds(key: str, value: object) -> None:
         _fail(f"{key} = {value} must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds")
 
 
+def _check_interval(key: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(f"{key} must be a number of seconds, not {value!r}")
+    if not (math.isfinite(value) and 0 <= value <= MAX_BATCH_INTERVAL_S):
+        _fail(f"{key} = {value} must be 0 to {MAX_BATCH_INTERVAL_S:g} seconds")
+
+
 # --------------------------------------------------------------------------- loading
 
 _KINDS: Final = {
@@ -188,6 +202,7 @@ _KINDS: Final = {
     "connect_timeout_s": "a number of seconds",
     "io_timeout_s": "a number of seconds",
     "batch_records": "an integer",
+    "batch_interval_s": "a number of seconds",
     "query_pool": "an integer",
     "query_queue": "an integer",
     "query_timeout_s": "a number of seconds",

@@ -184,6 +184,82 @@ def test_a_drained_log_is_all_in_mysql_once(tmp_path: Path, db: TestDatabase) ->
         again.close()
 
 
+@pytest.mark.parametrize("interval_s", [0.25, 0.0])
+def test_run_waits_between_batches_that_are_not_full(
+    tmp_path: Path, db: TestDatabase, interval_s: float
+) -> None:
+    """Full batches follow each other at once; after one that is not full, ``run``
+    waits ``batch_interval_s`` before it reads again (none with 0)."""
+    engine = write_log(tmp_path / "data", 300)
+    committed = engine.counters()[0]
+    now = [0.0]
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        now[0] += seconds
+
+    drainer = Drainer(
+        tmp_path / "data" / LOG_DIR, engine.config, db.connect,
+        batch_records=committed // 2 + 1, batch_interval_s=interval_s,
+        clock=lambda: now[0], sleep=sleep,
+    )  # fmt: skip
+    drainer.run(lambda: len(naps) >= 3)
+    stats = drainer.statistics()
+    assert (stats.position, stats.batches) == (committed, 2)  # one full, one not
+    want = [interval_s, 0.005, 0.005] if interval_s else [0.005, 0.005, 0.005]
+    assert naps == pytest.approx(want)
+    check_history(db, tmp_path / "data", engine, min_trades=10)
+
+
+def test_a_batch_failing_while_the_next_is_built_is_written_again_once(
+    tmp_path: Path, db: TestDatabase
+) -> None:
+    """The pipeline: MySQL fails the third batch's LOAD DATA (on the writer thread)
+    while the fourth is being built; the built batch is dropped, the connection
+    too, and the drainer goes on from MySQL's position: every record once."""
+    import MySQLdb
+
+    engine = write_log(tmp_path / "data", 600)
+    loads = Counter[str]()
+
+    class FailingCursor:
+        def __init__(self, cursor: Any) -> None:
+            self._cursor = cursor
+
+        def execute(self, sql: str, args: Any = None) -> Any:
+            if sql.startswith("LOAD DATA"):
+                loads["all"] += 1
+                if loads["all"] == 9:  # the first table of the third batch (4 a batch)
+                    raise MySQLdb.OperationalError(2013, "Lost connection (injected)")
+            return self._cursor.execute(sql, args)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._cursor, name)
+
+    class FailingConnection:
+        def __init__(self) -> None:
+            self._conn = db.connect()
+
+        def cursor(self) -> FailingCursor:
+            return FailingCursor(self._conn.cursor())
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._conn, name)
+
+    naps: list[float] = []
+    drainer = Drainer(
+        tmp_path / "data" / LOG_DIR, engine.config, FailingConnection, batch_records=61,
+        retry_min_s=0.01, sleep=naps.append,
+    )  # fmt: skip
+    drainer.run(lambda: drainer.statistics().lag_records == 0 and len(naps) > 2)
+    stats = drainer.statistics()
+    assert stats.failures == 1
+    assert "injected" in stats.last_error
+    assert stats.position == engine.counters()[0]
+    check_history(db, tmp_path / "data", engine, min_trades=10)
+
+
 def test_balance_update_rows_keep_business_and_detail(tmp_path: Path, db: TestDatabase) -> None:
     engine = write_log(tmp_path / "data", 200)
     drainer = Drainer(tmp_path / "data" / LOG_DIR, engine.config, db.connect)

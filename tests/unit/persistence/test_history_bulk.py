@@ -12,6 +12,8 @@ import pytest
 
 from core.fixed import format_units
 from core.schema import INT64_MAX
+from persistence.frames import RT_BALANCE, RT_ORDER
+from persistence.history_batch import BatchDecoder
 from persistence.history_bulk import (
     COLUMNS,
     BulkRows,
@@ -115,16 +117,18 @@ def test_bulk_rows_equal_the_per_record_rows_line_for_line(tmp_path: Path) -> No
     log_dir = _drained_log(tmp_path)
     decoder = RecordDecoder()
     with LogReader(log_dir) as reader:
-        records = [decoder.decode(r) for r in reader.read(1)]
+        raw = list(reader.read(1))
+    records = [decoder.decode(r) for r in raw]
     rows = HistoryRows(config)
     bulk = BulkRows(config)
+    batches = BatchDecoder(events=16)  # grown on the way
     for size in (1, 7, 512, len(records)):
         for start in range(0, len(records), size):
             part = records[start : start + size]
             batch = RowBatch()
             for record in part:
                 rows.add(batch, record)
-            text = bulk.build(part)
+            text = bulk.build(batches.decode(raw[start : start + size]))
             assert (text.first_seq, text.last_seq) == (batch.first_seq, batch.last_seq)
             for table in COLUMNS:
                 want = Counter(tsv_row(row) for row in getattr(batch, table))
@@ -134,13 +138,41 @@ def test_bulk_rows_equal_the_per_record_rows_line_for_line(tmp_path: Path) -> No
             assert len(text.lines["balances"]) > 100
 
 
-def test_bulk_rows_refuse_records_out_of_order(tmp_path: Path) -> None:
+def test_batch_decoder_refuses_records_out_of_order_or_damaged(tmp_path: Path) -> None:
     log_dir = _drained_log(tmp_path)
-    decoder = RecordDecoder()
     with LogReader(log_dir) as reader:
-        records = [decoder.decode(r) for r in reader.read(1, limit=3)]
-    with pytest.raises(HistoryRecordError):
-        BulkRows(stream_config(Limits())).build([records[0], records[2]])
+        records = list(reader.read(1, limit=40))
+    decoder = BatchDecoder()
+    with pytest.raises(HistoryRecordError, match="not in order"):
+        decoder.decode([records[0], records[2]])
+    order = next(r for r in records if r.rtype == RT_ORDER)
+    with pytest.raises(HistoryRecordError, match=f"seq {order.seq}: order record"):
+        decoder.decode([order._replace(payload=order.payload[:-8])])
+    with pytest.raises(HistoryRecordError, match="unknown record type"):
+        decoder.decode([order._replace(rtype=99)])
+
+
+def test_batch_decoder_gives_each_record_back_as_the_single_decoder_does(
+    tmp_path: Path,
+) -> None:
+    log_dir = _drained_log(tmp_path)
+    with LogReader(log_dir) as reader:
+        records = list(reader.read(1))
+    batch = BatchDecoder(events=1).decode(records)
+    single = RecordDecoder()
+    orders = [single.decode(r) for r in records if r.rtype == RT_ORDER]
+    assert batch.orders == len(orders)
+    assert batch.balances  # the log holds deposits
+    assert [b.seq for b in batch.balances] == [r.seq for r in records if r.rtype == RT_BALANCE]
+    for i, want in enumerate(orders):
+        got = batch.record(i)
+        assert (got.seq, got.ts_ns, got.order_id, got.value, got.payload) == (
+            want.seq, want.ts_ns, want.order_id, want.value, want.payload,
+        )  # fmt: skip
+        assert got.command is not None
+        assert want.command is not None
+        assert got.command.tobytes() == want.command.tobytes()
+        assert got.events.tobytes() == want.events.tobytes()
 
 
 @pytest.mark.integration
