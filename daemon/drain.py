@@ -107,6 +107,7 @@ def run_drain(args: argparse.Namespace, report_s: float = 10.0) -> int:
     drainer = Drainer(
         log_dir, config, _connect,
         batch_records=history.batch_records, batch_interval_s=history.batch_interval_s,
+        busy_duty=history.busy_duty, busy_max_lag_s=history.busy_max_lag_s,
     )  # fmt: skip
     next_report = time.monotonic() + report_s
 

@@ -19,7 +19,9 @@ the later batches of that connection; ``bulk=False`` always does (the path befor
 while batch k+1 is read and built, and batches still commit one at a time, in order.
 While the drainer keeps up, ``run`` starts a batch that is not full at most every
 ``batch_interval_s``, so that MySQL commits a few times a second rather than for every
-few records.
+few records; while the engine is busy and the drainer less than ``busy_max_lag_s``
+behind, it works at most ``busy_duty`` of the time, and catches up when trading
+calms down.
 
 The drainer never slows trading by holding it up: it only reads the log, and it
 registers as a log consumer (``persistence.consumers``) so that retention keeps what
@@ -55,6 +57,10 @@ from persistence.log_reader import LogReader, Record, read_committed_seq
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAME: Final = "mysql"
+#: The log growing this fast means the engine is busy (``Drainer.busy_duty``).
+BUSY_RECORDS_PER_S: Final = 1000
+#: How often the log's pace is measured.
+BUSY_WINDOW_S: Final = 0.5
 #: Failures of MySQL that a later step may not meet: retried with backoff.
 RETRIED: Final = (MySQLdb.MySQLError, HistoryUnavailable)
 
@@ -123,6 +129,8 @@ class Drainer:
         name: str = DEFAULT_NAME,
         batch_records: int = 4096,
         batch_interval_s: float = 0.0,
+        busy_duty: float = 1.0,
+        busy_max_lag_s: float = 30.0,
         bulk: bool = True,
         retry_min_s: float = 0.1,
         retry_max_s: float = 5.0,
@@ -136,6 +144,8 @@ class Drainer:
         self.name = name
         self.batch_records = batch_records
         self.batch_interval_s = batch_interval_s
+        self.busy_duty = busy_duty
+        self.busy_max_lag_s = busy_max_lag_s
         self.bulk = bulk
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
@@ -157,7 +167,9 @@ class Drainer:
         self._last_error = ""
         self._failing = False  #: failed steps since the last one that worked
         self._backoff = 0.0
-        self._paced_until = 0.0  #: ``run`` starts no batch that is not full before this
+        self._paced_until = 0.0  #: ``run`` starts no batch before this
+        self._rate_at = (clock(), 0)  #: (when, committed seq) the log's pace was measured
+        self._engine_busy = False
 
     # ------------------------------------------------------------------ driving
 
@@ -208,7 +220,7 @@ class Drainer:
         records were applied. On any error the batch in flight is waited for, and on a
         MySQL error the connection is dropped (the position is then read again)."""
         total = 0
-        flight: Future[RowBatch | TableText] | None = None
+        flight: Future[tuple[RowBatch | TableText, float]] | None = None
         with ThreadPoolExecutor(1, thread_name_prefix=f"drainer-{self.name}") as writer:
             try:
                 conn, ahead = None, 0
@@ -216,27 +228,27 @@ class Drainer:
                     if flight is None:
                         conn = self._connection()
                         ahead = self._position if self._position is not None else self._load(conn)
-                    if idle_s is not None:
-                        self._pace()
+                    self._pace(paced=idle_s is not None)
+                    started = self._clock()
                     prepared = self._prepare(ahead)
+                    prepare_s = self._clock() - started
                     if flight is not None:
-                        batch, flight = flight.result(), None
-                        self._applied(batch)
-                        total += batch.records
+                        result, flight = flight.result(), None
+                        total += self._landed(*result, prepare_s, paced=idle_s is not None)
                     if prepared is None:
                         self._caught_up()
                         if idle_s is None:
                             break
                         self._sleep(idle_s)
                         continue
-                    flight = writer.submit(self._apply, conn, prepared, ahead)
+                    flight = writer.submit(self._timed_apply, conn, prepared, ahead)
                     ahead = prepared.last_seq
                     if len(prepared.records) < self.batch_records:
-                        self._paced_until = self._clock() + self.batch_interval_s
+                        paced_until = self._clock() + self.batch_interval_s
+                        self._paced_until = max(self._paced_until, paced_until)
                 if flight is not None:
-                    batch, flight = flight.result(), None
-                    self._applied(batch)
-                    total += batch.records
+                    result, flight = flight.result(), None
+                    total += self._landed(*result, 0.0, paced=False)
             except BaseException as exc:
                 if flight is not None:
                     wait([flight])  # the connection is the writer's until it is done
@@ -245,14 +257,42 @@ class Drainer:
                 raise
         return total
 
-    def _pace(self) -> None:
+    def _landed(
+        self, batch: RowBatch | TableText, write_s: float, prepare_s: float, *, paced: bool
+    ) -> int:
+        """The writer committed ``batch``; returns its records."""
+        self._applied(batch)
+        if paced:
+            self._yield_to_engine(write_s + prepare_s)
+        return batch.records
+
+    def _yield_to_engine(self, work_s: float) -> None:
+        """While the engine is busy (its log grows by ``BUSY_RECORDS_PER_S`` or more)
+        and the drainer is less than ``busy_max_lag_s`` behind, let the drainer and
+        MySQL work at most ``busy_duty`` of the time: after a batch that took
+        ``work_s``, wait ``work_s * (1 / busy_duty - 1)``. MySQL's work for the drainer
+        runs in MySQL's processes, beyond the reach of the drainer's CPU priority;
+        this spaces it. Once the engine is quiet, or the lag reaches the bound, the
+        drainer goes at full speed."""
+        if self.busy_duty >= 1.0:
+            return
+        now = self._clock()
+        since, seq = self._rate_at
+        if now - since >= BUSY_WINDOW_S:
+            self._engine_busy = (self._committed - seq) >= BUSY_RECORDS_PER_S * (now - since)
+            self._rate_at = (now, self._committed)
+        if self._engine_busy and now - self._caught_up_at < self.busy_max_lag_s:
+            rest = work_s * (1.0 / self.busy_duty - 1.0)
+            self._paced_until = max(self._paced_until, now + rest)
+
+    def _pace(self, *, paced: bool) -> None:
         """After a batch that was not full, wait until ``batch_interval_s`` after it
         before reading the next: while the drainer keeps up, MySQL commits (and
         syncs its redo log) a few times a second instead of once for every few
         records, on the disk and the cores the engine uses too. Behind by a full
         batch or more, batches follow each other at once."""
         wait = self._paced_until - self._clock()
-        if wait > 0:
+        if paced and wait > 0:
             self._sleep(wait)
 
     def _prepare(self, position: int) -> _Prepared | None:
@@ -281,6 +321,13 @@ class Drainer:
         self._answered()
 
     # ------------------------------------------------------------------ MySQL
+
+    def _timed_apply(
+        self, conn: Any, prepared: _Prepared, position: int
+    ) -> tuple[RowBatch | TableText, float]:
+        started = self._clock()
+        batch = self._apply(conn, prepared, position)
+        return batch, self._clock() - started
 
     def _apply(self, conn: Any, prepared: _Prepared, position: int) -> RowBatch | TableText:
         """Write the rows of ``prepared`` and the new position in one transaction."""

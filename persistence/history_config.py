@@ -104,6 +104,14 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         While the drainer keeps up, the least time between the starts of two batches
         that are not full (0: none), so that MySQL commits a few times a second rather
         than for every few records.
+    busy_duty
+        While the engine is busy (its log grows by 1,000 records a second or more) and
+        the drainer less than ``busy_max_lag_s`` behind, the share of the time the
+        drainer and MySQL work (more than 0, at most 1: no limit); it catches up when
+        trading calms down.
+    busy_max_lag_s
+        The lag beyond which the drainer works at full speed even while the engine is
+        busy.
     query_pool
         Connections that answer history queries.
     query_queue
@@ -123,6 +131,8 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     io_timeout_s: float = 30.0
     batch_records: int = 4096
     batch_interval_s: float = 0.2
+    busy_duty: float = 0.25
+    busy_max_lag_s: float = 30.0
     query_pool: int = 4
     query_queue: int = 40
     query_timeout_s: float = 5.0
@@ -146,6 +156,11 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         _check_seconds("io_timeout_s", self.io_timeout_s)
         _check_int("batch_records", self.batch_records, 1, MAX_BATCH_RECORDS)
         _check_interval("batch_interval_s", self.batch_interval_s)
+        if isinstance(self.busy_duty, bool) or not isinstance(self.busy_duty, int | float):
+            _fail(f"busy_duty must be a number, not {self.busy_duty!r}")
+        if not (math.isfinite(self.busy_duty) and 0 < self.busy_duty <= 1):
+            _fail(f"busy_duty = {self.busy_duty} must be more than 0 and at most 1")
+        _check_seconds("busy_max_lag_s", self.busy_max_lag_s)
         _check_int("query_pool", self.query_pool, 1, MAX_QUERY_POOL)
         _check_int("query_queue", self.query_queue, 0, MAX_QUERY_QUEUE)
         _check_seconds("query_timeout_s", self.query_timeout_s)
@@ -203,6 +218,8 @@ _KINDS: Final = {
     "io_timeout_s": "a number of seconds",
     "batch_records": "an integer",
     "batch_interval_s": "a number of seconds",
+    "busy_duty": "a number",
+    "busy_max_lag_s": "a number of seconds",
     "query_pool": "an integer",
     "query_queue": "an integer",
     "query_timeout_s": "a number of seconds",

@@ -288,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
         "MariaDB, root@127.0.0.1:3306) and report its lag under the load",
     )
     e2e.add_argument(
+        "--busy-duty",
+        type=float,
+        default=None,
+        metavar="X",
+        help="with --history: the drainer's [history] busy_duty (default: the config's, 0.25)",
+    )
+    e2e.add_argument(
         "--workers",
         default="0",
         metavar="N",

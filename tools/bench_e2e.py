@@ -321,12 +321,15 @@ def plot_latency(report: dict[str, Any], path: Path) -> str | None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark; print the report (JSON with ``--json``)."""
+    if args.busy_duty is not None and not args.history:
+        print("matchd-bench e2e: --busy-duty needs --history", file=sys.stderr)
+        return 2
     stream = generate(args.commands, args.seed, 20_000, [], 0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="matchd-bench-e2e-", dir=out))
     endpoint = f"ipc://{work}/orders.sock"
-    history = DrainUnderLoad(_cpu_seconds) if args.history else None
+    history = DrainUnderLoad(_cpu_seconds, busy_duty=args.busy_duty) if args.history else None
     extra = history.create() if history is not None else ""
     daemon = _start_daemon(work, endpoint, args.fsync, args.workers, extra)
     client = _Client(endpoint)

@@ -41,9 +41,12 @@ class DrainUnderLoad:
         host: str = "127.0.0.1",
         port: int = 3306,
         user: str = "root",
+        busy_duty: float | None = None,
     ) -> None:
-        """Nothing happens until ``create``; ``cpu_seconds(pid)`` reads a process's CPU."""
+        """Nothing happens until ``create``; ``cpu_seconds(pid)`` reads a process's CPU;
+        ``busy_duty`` goes into the drainer's ``[history]`` (None: its default)."""
         self._cpu_seconds = cpu_seconds
+        self.busy_duty = busy_duty
         self.config = HistoryConfig(
             host=host, port=port, user=user, database=f"matchd_bench_e2e_{os.getpid()}"
         )
@@ -59,9 +62,10 @@ class DrainUnderLoad:
         drop_database(self.config)
         migrate(self.config)
         c = self.config
+        duty = "" if self.busy_duty is None else f"busy_duty = {self.busy_duty!r}\n"
         return (
             f'\n[history]\nhost = "{c.host}"\nport = {c.port}\nuser = "{c.user}"\n'
-            f'database = "{c.database}"\n'
+            f'database = "{c.database}"\n{duty}'
         )
 
     def start(self, config: Path, data_dir: Path, endpoint: str, log: Path) -> None:
@@ -105,6 +109,7 @@ class DrainUnderLoad:
             **self.lag(),
             "catch_up_after_load_s": None if caught_up is None else round(caught_up, 2),
             "drainer_cpu_seconds": round(cpu, 2),
+            "busy_duty": HistoryConfig().busy_duty if self.busy_duty is None else self.busy_duty,
             "drained": counts,
             "database": f"{self.config.address()} (dropped)",
         }

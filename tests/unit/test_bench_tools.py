@@ -55,18 +55,24 @@ def test_e2e_benchmark_with_the_drainer_reports_its_lag(
     code = main(
         [
             "e2e", "--json", "--commands", "3000", "--open-commands", "500",
-            "--rate", "2000", "--history", "--out", str(tmp_path),
+            "--rate", "2000", "--history", "--busy-duty", "0.5", "--out", str(tmp_path),
         ]
     )  # fmt: skip
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     drain = report["history_drain"]
+    assert drain["busy_duty"] == 0.5
     assert drain["catch_up_after_load_s"] is not None  # caught up
     assert drain["samples"] > 0
     assert drain["lag_records"]["max"] >= drain["lag_records"]["p50"] >= 0
     # Every record of the run is in MySQL: deposits, warm-up and the three runs.
     assert drain["drained"]["operation_log"] > 3000
     assert drain["database"].endswith("(dropped)")
+
+
+def test_e2e_busy_duty_needs_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["e2e", "--busy-duty", "0.5", "--out", str(tmp_path)]) == 2
+    assert "--busy-duty needs --history" in capsys.readouterr().err
 
 
 def test_drain_benchmark_drains_into_mariadb(capsys: pytest.CaptureFixture[str]) -> None:

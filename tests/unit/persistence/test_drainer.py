@@ -212,6 +212,41 @@ def test_run_waits_between_batches_that_are_not_full(
     check_history(db, tmp_path / "data", engine, min_trades=10)
 
 
+@pytest.mark.parametrize(
+    ("duty", "max_lag_s", "yields"),
+    [(0.25, 30.0, True), (1.0, 30.0, False), (0.25, 1e-6, False)],
+)
+def test_run_yields_to_a_busy_engine_unless_too_far_behind(
+    tmp_path: Path, db: TestDatabase, duty: float, max_lag_s: float, yields: bool
+) -> None:
+    """The log grew fast (the engine is busy): ``run`` waits ``work * (1/duty - 1)``
+    after its batches; not with ``busy_duty`` 1, nor once it is ``busy_max_lag_s``
+    behind. The clock moves 0.05 s a reading and by every nap."""
+    engine = write_log(tmp_path / "data", 3000)
+    committed = engine.counters()[0]
+    assert committed > 1200  # read within a second of this clock: a busy engine
+    now = [0.0]
+    naps: list[float] = []
+
+    def clock() -> float:
+        now[0] += 0.05
+        return now[0]
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        now[0] += seconds
+
+    drainer = Drainer(
+        tmp_path / "data" / LOG_DIR, engine.config, db.connect, batch_records=100,
+        busy_duty=duty, busy_max_lag_s=max_lag_s, clock=clock, sleep=sleep,
+    )  # fmt: skip
+    drainer.run(lambda: drainer.statistics().lag_records == 0 and len(naps) > 2)
+    yielded = [n for n in naps if n != 0.005]
+    assert bool(yielded) is yields, naps
+    assert drainer.statistics().position == committed
+    check_history(db, tmp_path / "data", engine)
+
+
 def test_a_batch_failing_while_the_next_is_built_is_written_again_once(
     tmp_path: Path, db: TestDatabase
 ) -> None:

@@ -45,7 +45,7 @@ def test_an_empty_table_gives_the_documented_defaults() -> None:
     assert config.password_env is None
     assert (config.connect_timeout_s, config.query_timeout_s) == (5.0, 5.0)
     assert (config.batch_records, config.query_pool, config.query_queue) == (4096, 4, 40)
-    assert config.batch_interval_s == 0.2
+    assert (config.batch_interval_s, config.busy_duty, config.busy_max_lag_s) == (0.2, 0.25, 30)
     assert config.address() == "root@127.0.0.1:3306/matchd"
 
 
@@ -137,6 +137,10 @@ def test_the_default_config_file_has_the_default_history_and_still_parses() -> N
         ("batch_interval_s = 61", "[history] batch_interval_s = 61.0 must be 0 to 60 seconds"),
         ("batch_interval_s = nan", "[history] batch_interval_s = nan must be 0 to 60"),
         ("batch_interval_s = true", "[history] batch_interval_s must be a number of seconds"),
+        ("busy_duty = 0", "[history] busy_duty = 0.0 must be more than 0 and at most 1"),
+        ("busy_duty = 1.5", "[history] busy_duty = 1.5 must be more than 0 and at most 1"),
+        ('busy_duty = "half"', "[history] busy_duty must be a number, not 'half'"),
+        ("busy_max_lag_s = 0", "[history] busy_max_lag_s = 0.0 must be more than 0"),
         ("query_pool = 0", f"[history] query_pool = 0 is outside 1..{MAX_QUERY_POOL}"),
         (
             f"query_pool = {MAX_QUERY_POOL + 1}",
