@@ -484,6 +484,35 @@ LEVEL_DTYPE = np.dtype(
     ]
 )
 
+#: A kline bucket of one market at one base interval (feed/klines.py). 72 bytes.
+#:
+#: ====== ============ ====== ===================================================
+#: 0      start        i8     Unix seconds: the bucket's first second
+#: 8      open         i8     ticks: the price of its first deal (log order)
+#: 16     close        i8     ticks: the price of its last deal
+#: 24     high         i8     ticks
+#: 32     low          i8     ticks
+#: 40     volume_hi    i8     volume (lots, summed) = volume_hi * 2**31 + volume_lo:
+#: 48     volume_lo    i8     sums of int64 amounts need more than 63 bits
+#: 56     deal_hi      i8     deal (money units, summed) = deal_hi * 2**31 + deal_lo
+#: 64     deal_lo      i8     (0 <= *_lo < 2**31 between updates)
+#: ====== ============ ====== ===================================================
+KLINE_DTYPE = np.dtype(
+    [
+        ("start", "<i8"),
+        ("open", "<i8"),
+        ("close", "<i8"),
+        ("high", "<i8"),
+        ("low", "<i8"),
+        ("volume_hi", "<i8"),
+        ("volume_lo", "<i8"),
+        ("deal_hi", "<i8"),
+        ("deal_lo", "<i8"),
+    ]
+)
+#: The split of a wide sum: low words hold this many bits.
+WIDE_SHIFT = 31
+
 #: Global counters, one int64 each, at these indexes of the ``counters`` array.
 COUNTER_SEQ = 0
 COUNTER_ORDER_ID = 1

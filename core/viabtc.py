@@ -21,6 +21,7 @@ import numpy as np
 
 from core import commands
 from core.api import EngineAPI
+from core.arguments import ArgumentError, int_arg, str_arg
 from core.config import Asset, Market
 from core.errors import ParseError
 from core.fixed import format_units, parse_units
@@ -75,14 +76,6 @@ class Reply:
         return None if self.ok else {"code": self.code, "message": self.message}
 
 
-class _Invalid(Exception):
-    """An argument is invalid; the message says which and why."""
-
-    def __init__(self, message: str, result: Result = Result.INVALID_ARGUMENT) -> None:
-        super().__init__(message)
-        self.result = result
-
-
 def _fail(method: str, result: Result, detail: str = "") -> Reply:
     """ViaBTC's code for ``method``; the message is ViaBTC's text, then the detail."""
     code = viabtc_code(method, result)
@@ -93,31 +86,17 @@ def _fail(method: str, result: Result, detail: str = "") -> Reply:
     return Reply(code=code, message=message, result=None, result_code=result)
 
 
-def _int(value: object, what: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"{what} must be an integer")
-    if not low <= value <= high:
-        raise _Invalid(f"{what} must be in {low}..{high}")
-    return value
-
-
-def _str(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(f"{what} must be a string")
-    return value
-
-
 def _units(value: object, what: str, places: int, **kw: Any) -> int:
     try:
-        return parse_units(_str(value, what), places, **kw)
+        return parse_units(str_arg(value, what), places, **kw)
     except ParseError as exc:
-        raise _Invalid(f"{what}: {exc}") from exc
+        raise ArgumentError(f"{what}: {exc}") from exc
 
 
 def _source(value: object) -> bytes:
-    raw = _str(value, "source").encode()
+    raw = str_arg(value, "source").encode()
     if len(raw) > SOURCE_LENGTH or b"\0" in raw:
-        raise _Invalid(f"source must be at most {SOURCE_LENGTH} bytes, without NUL")
+        raise ArgumentError(f"source must be at most {SOURCE_LENGTH} bytes, without NUL")
     return raw
 
 
@@ -136,23 +115,23 @@ class Exchange:
     # ------------------------------------------------------------ helpers
 
     def _market(self, name: object) -> Market:
-        market = self.config.market(_str(name, "market"))
+        market = self.config.market(str_arg(name, "market"))
         if market is None:
-            raise _Invalid(f"unknown market {name!r}", Result.UNKNOWN_MARKET)
+            raise ArgumentError(f"unknown market {name!r}", Result.UNKNOWN_MARKET)
         return market
 
     def _assets(self, names: tuple[object, ...]) -> list[Asset]:
         """The named assets (all of them, in config order, if none is named)."""
         chosen = []
         for name in names or tuple(a.name for a in self.config.assets):
-            asset = self.config.asset(_str(name, "asset"))
+            asset = self.config.asset(str_arg(name, "asset"))
             if asset is None:
-                raise _Invalid(f"unknown asset {name!r}", Result.UNKNOWN_ASSET)
+                raise ArgumentError(f"unknown asset {name!r}", Result.UNKNOWN_ASSET)
             chosen.append(asset)
         return chosen
 
     def _user(self, user: object) -> int:
-        return _int(user, "user_id", 0, MAX_USER_ID)
+        return int_arg(user, "user_id", 0, MAX_USER_ID)
 
     def order_object(self, order: OrderView) -> dict[str, Any]:
         """ViaBTC's order object (§4.2) for ``order``."""
@@ -223,7 +202,7 @@ class Exchange:
     def _guard(self, method: str, build: Callable[[], np.ndarray]) -> Reply:
         try:
             cmd = build()
-        except _Invalid as exc:
+        except ArgumentError as exc:
             return _fail(method, exc.result, str(exc))
         return self._run(method, cmd)
 
@@ -232,9 +211,9 @@ class Exchange:
     def balance_query(self, user_id: object, *assets: object) -> Reply:
         """balance.query: available and frozen per asset, at prec_show."""
         try:
-            user = _int(user_id, "user_id", 1, MAX_USER_ID)
+            user = int_arg(user_id, "user_id", 1, MAX_USER_ID)
             chosen = self._assets(assets)
-        except _Invalid as exc:
+        except ArgumentError as exc:
             return _fail("balance.query", exc.result, str(exc))
         result = {}
         for asset in chosen:
@@ -260,8 +239,8 @@ class Exchange:
         try:
             user = self._user(user_id)
             (spec,) = self._assets((asset,))
-            name = _str(business, "business").encode()
-            bid = _int(business_id, "business_id", -(2**63) + 1, 2**63 - 1)
+            name = str_arg(business, "business").encode()
+            bid = int_arg(business_id, "business_id", -(2**63) + 1, 2**63 - 1)
             shown = _units(
                 change,
                 "change",
@@ -271,8 +250,8 @@ class Exchange:
                 maximum=MAX_SUPPLY_UNITS,
             )
             if not isinstance(detail, dict):
-                raise _Invalid("detail must be a JSON object")
-        except _Invalid as exc:
+                raise ArgumentError("detail must be a JSON object")
+        except ArgumentError as exc:
             return _fail(method, exc.result, str(exc))
         units = shown * 10 ** (spec.prec - spec.prec_show)
         results, events = self.engine.balance_update(
@@ -306,11 +285,11 @@ class Exchange:
             user = self._user(user_id)
             m = self._market(market)
             if tif not in _TIF or stp not in _STP:
-                raise _Invalid("tif must be GTC, IOC or FOK; stp one of " + ", ".join(_STP))
+                raise ArgumentError("tif must be GTC, IOC or FOK; stp one of " + ", ".join(_STP))
             return commands.put_limit(
                 user,
                 m.index,
-                _int(side, "side", 1, 2),
+                int_arg(side, "side", 1, 2),
                 _units(amount, "amount", m.stock_prec),
                 _units(price, "price", m.money_prec),
                 self._rate(taker_fee_rate, "taker_fee_rate", m),
@@ -327,7 +306,7 @@ class Exchange:
     def _rate(self, value: object, what: str, m: Market) -> int:
         rate = _units(value, what, m.fee_prec, allow_zero=True)
         if rate >= m.fee_den:
-            raise _Invalid(f"{what} must be below 1")
+            raise ArgumentError(f"{what} must be below 1")
         return rate
 
     def put_market(
@@ -346,9 +325,9 @@ class Exchange:
         def build() -> np.ndarray:
             user = self._user(user_id)
             m = self._market(market)
-            s = _int(side, "side", 1, 2)
+            s = int_arg(side, "side", 1, 2)
             if stp not in _STP:
-                raise _Invalid("stp must be one of " + ", ".join(_STP))
+                raise ArgumentError("stp must be one of " + ", ".join(_STP))
             # ViaBTC cuts the amount to stock_prec places on both sides.
             units = _units(amount, "amount", m.stock_prec)
             if s == Side.BID:
@@ -372,7 +351,7 @@ class Exchange:
         def build() -> np.ndarray:
             user = self._user(user_id)
             m = self._market(market)
-            oid = _int(order_id, "order_id", 0, 2**63 - 1)
+            oid = int_arg(order_id, "order_id", 0, 2**63 - 1)
             return commands.cancel(user, m.index, oid, ts_ns=self._clock())
 
         return self._guard("order.cancel", build)
@@ -385,7 +364,7 @@ class Exchange:
         def build() -> np.ndarray:
             user = self._user(user_id)
             m = self._market(market)
-            oid = _int(order_id, "order_id", 0, 2**63 - 1)
+            oid = int_arg(order_id, "order_id", 0, 2**63 - 1)
             return commands.replace(
                 user,
                 m.index,
@@ -403,7 +382,9 @@ class Exchange:
         def build() -> np.ndarray:
             user = self._user(user_id)
             m = self._market(market)
-            return commands.cancel_all(user, m.index, _int(side, "side", 0, 2), ts_ns=self._clock())
+            return commands.cancel_all(
+                user, m.index, int_arg(side, "side", 0, 2), ts_ns=self._clock()
+            )
 
         return self._guard("order.cancel_all", build)
 
@@ -414,7 +395,7 @@ class Exchange:
     ) -> Reply:
         try:
             offset, limit, total, orders = fn()
-        except _Invalid as exc:
+        except ArgumentError as exc:
             return _fail(method, exc.result, str(exc))
         return Reply(
             code=0,
@@ -432,9 +413,9 @@ class Exchange:
 
         def fn() -> tuple[int, int, int, list[OrderView]]:
             m = self._market(market)
-            s = _int(side, "side", 1, 2)
-            off = _int(offset, "offset", 0, 2**31)
-            lim = _int(limit, "limit", 0, MAX_QUERY_LIMIT)
+            s = int_arg(side, "side", 1, 2)
+            off = int_arg(offset, "offset", 0, 2**31)
+            lim = int_arg(limit, "limit", 0, MAX_QUERY_LIMIT)
             total, orders = self.engine.book(m.index, s, off, lim)
             return off, lim, total, orders
 
@@ -448,8 +429,8 @@ class Exchange:
         def fn() -> tuple[int, int, int, list[OrderView]]:
             user = self._user(user_id)
             m = self._market(market)
-            off = _int(offset, "offset", 0, 2**31)
-            lim = _int(limit, "limit", 0, MAX_QUERY_LIMIT)
+            off = int_arg(offset, "offset", 0, 2**31)
+            lim = int_arg(limit, "limit", 0, MAX_QUERY_LIMIT)
             total, orders = self.engine.pending(user, m.index, off, lim)
             return off, lim, total, orders
 
@@ -459,8 +440,8 @@ class Exchange:
         """order.pending_detail: the resting order, or a null result."""
         try:
             m = self._market(market)
-            oid = _int(order_id, "order_id", 0, 2**63 - 1)
-        except _Invalid as exc:
+            oid = int_arg(order_id, "order_id", 0, 2**63 - 1)
+        except ArgumentError as exc:
             return _fail("order.pending_detail", exc.result, str(exc))
         order = self.engine.order(m.index, oid)
         return Reply(code=0, message="", result=None if order is None else self.order_object(order))
@@ -469,9 +450,9 @@ class Exchange:
         """order.depth: price levels summed over ``left``, optionally merged."""
         try:
             m = self._market(market)
-            lim = _int(limit, "limit", 0, MAX_QUERY_LIMIT)
+            lim = int_arg(limit, "limit", 0, MAX_QUERY_LIMIT)
             step = _units(interval, "interval", m.money_prec, allow_zero=True)
-        except _Invalid as exc:
+        except ArgumentError as exc:
             return _fail("order.depth", exc.result, str(exc))
         asks, bids = self.engine.depth(m.index, lim, step)
 
@@ -505,7 +486,7 @@ class Exchange:
         """market.summary: counts and summed ``left`` of both sides."""
         try:
             chosen = [self._market(n) for n in markets] or list(self.config.markets)
-        except _Invalid as exc:
+        except ArgumentError as exc:
             return _fail("market.summary", exc.result, str(exc))
         out = []
         for m in chosen:
@@ -533,7 +514,7 @@ class Exchange:
         """asset.summary: totals over all accounts."""
         try:
             chosen = self._assets(assets)
-        except _Invalid as exc:
+        except ArgumentError as exc:
             return _fail("asset.summary", exc.result, str(exc))
         out = []
         for a in chosen:

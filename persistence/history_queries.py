@@ -60,6 +60,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final, Protocol
 
+from core.arguments import ArgumentError, int_arg, str_arg
 from core.config import EngineConfig
 from core.schema import MAX_USER_ID, Result
 from persistence.history_pool import HistoryError, HistoryPool, HistoryStats, Row
@@ -187,17 +188,17 @@ def _invalid(detail: str, result_code: Result = Result.INVALID_ARGUMENT) -> Hist
 
 
 def _int(value: object, what: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(f"{what} must be an integer")
-    if not low <= value <= high:
-        raise _invalid(f"{what} must be in {low}..{high}")
-    return int(value)
+    try:
+        return int_arg(value, what, low, high)
+    except ArgumentError as exc:
+        raise _invalid(str(exc)) from None
 
 
 def _str(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise _invalid(f"{what} must be a string")
-    return value
+    try:
+        return str_arg(value, what)
+    except ArgumentError as exc:
+        raise _invalid(str(exc)) from None
 
 
 def _user(user_id: object) -> int:

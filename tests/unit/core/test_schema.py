@@ -35,6 +35,7 @@ def test_schema_version() -> None:
         (schema.ORDER_DTYPE, 64, {"id": 0, "left": 16, "next": 40, "acct": 52, "tif": 63}),
         (schema.ORDER_INFO_DTYPE, 40, {"amount": 0, "mtime_ns": 16, "source": 36}),
         (schema.LEVEL_DTYPE, 32, {"price": 0, "total": 8, "head": 20, "next_free": 28}),
+        (schema.KLINE_DTYPE, 72, {"start": 0, "low": 32, "volume_lo": 48, "deal_lo": 64}),
     ],
 )
 def test_record_layouts_are_pinned(
@@ -52,6 +53,7 @@ def test_no_unsigned_or_float_money_fields() -> None:
         schema.EVENT_DTYPE,
         schema.ORDER_DTYPE,
         schema.ORDER_INFO_DTYPE,
+        schema.KLINE_DTYPE,
     ):
         for name, (field, _) in (dtype.fields or {}).items():
             base = field.base
