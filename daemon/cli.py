@@ -102,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("name", help="key name: NAME.key (public), NAME.key_secret (0600)")
     _add_db_commands(commands)
     from daemon.drain import add_drain_command
+    from daemon.feed import add_feed_command
 
     add_drain_command(commands)
+    add_feed_command(commands)
     return parser
 
 
@@ -215,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _keygen(args.out, args.name)
     if args.command == "db":
         return _db(args)
+    if args.command == "feed":
+        from daemon.feed import run_feed
+
+        return run_feed(args)
     if args.command == "drain":
         from daemon.drain import run_drain
 
@@ -368,12 +374,14 @@ def _supervise(args: argparse.Namespace) -> int:
     from daemon.supervisor import Child, Supervisor, serve_argv, status_probe
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from daemon.feed_config import load_feed_config
     from persistence.history_config import load_history_config
 
     try:
         text = args.config.read_text(encoding="utf-8")
         config = parse_config(text)
         history_configured = load_history_config(text) is not None
+        feed_configured = load_feed_config(text)[0] is not None
     except (OSError, UnicodeDecodeError, ConfigError) as exc:
         print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -393,6 +401,10 @@ def _supervise(args: argparse.Namespace) -> int:
         from daemon.drain import drain_argv
 
         children.append(Child("drainer", drain_argv(args.config, args.data_dir)))
+    if feed_configured:  # market data beside the server, restarted like it
+        from daemon.feed import feed_argv
+
+        children.append(Child("feed", feed_argv(args.config, args.data_dir)))
     curve = registry.server_keys() if registry is not None else None
     probe = status_probe(args.endpoint, curve=curve)
     supervisor = Supervisor(children, probe, pid_dir=args.data_dir / "run")

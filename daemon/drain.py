@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.stopping import stop_on_signals
+from daemon.stopping import stop_on_signals, wait_for_directory
 
 if TYPE_CHECKING:
     from persistence.history_config import HistoryConfig
@@ -94,10 +94,8 @@ def run_drain(args: argparse.Namespace, report_s: float = 10.0) -> int:
         os.nice(args.nice)
     should_stop = stop_on_signals()
     log_dir = args.data_dir / LOG_DIR
-    while not log_dir.is_dir():  # the server creates it
-        if should_stop():
-            return 0
-        time.sleep(0.2)
+    if not wait_for_directory(log_dir, should_stop):  # the server creates it
+        return 0
     if not _schema_ready(history, should_stop):
         return 0
 

@@ -123,6 +123,20 @@ class Series:
     def __len__(self) -> int:
         return self._n - self._first
 
+    @classmethod
+    def from_buckets(cls, buckets: np.ndarray) -> Series:
+        """A series holding a copy of ``buckets`` (``KLINE_DTYPE``, sorted by start)."""
+        if buckets.dtype != KLINE_DTYPE or buckets.ndim != 1:
+            raise ValueError("buckets must be a 1-d KLINE_DTYPE array")
+        starts = buckets["start"]
+        if starts.shape[0] > 1 and not bool((starts[1:] > starts[:-1]).all()):
+            raise ValueError("buckets must be sorted by start, each start once")
+        series = cls()
+        series._data = np.zeros(max(_INITIAL_CAPACITY, 2 * buckets.shape[0]), dtype=KLINE_DTYPE)
+        series._data[: buckets.shape[0]] = buckets
+        series._n = buckets.shape[0]
+        return series
+
     @property
     def buckets(self) -> np.ndarray:
         """The live buckets (a view)."""
@@ -183,6 +197,16 @@ class Series:
             self._first += k
             if self._first > self._data.shape[0] // 2:
                 self._grow()  # compacts
+
+    def bucket(self, start: int) -> Candle | None:
+        """The bucket that starts at ``start``, if any."""
+        b = self.buckets
+        k = int(np.searchsorted(b["start"], start))
+        return _candle(b[k]) if k < b.shape[0] and int(b["start"][k]) == start else None
+
+    def candles(self) -> list[Candle]:
+        """Every live bucket, oldest first."""
+        return [_candle(b) for b in self.buckets]
 
     def before(self, start: int) -> Candle | None:
         """The last bucket that starts before ``start``, if any."""
@@ -254,6 +278,23 @@ class KlineStore:
         self.retention = retention or Retention()
         self._series = [{base: Series() for base in BASES} for _ in range(markets)]
         self.newest_s = 0  #: the newest deal's second
+        #: (market, base, bucket start) of every bucket changed since ``take_touched``
+        self._touched: set[tuple[int, int, int]] = set()
+
+    @property
+    def markets(self) -> int:
+        """How many markets the store holds."""
+        return len(self._series)
+
+    def take_touched(self) -> set[tuple[int, int, int]]:
+        """The (market, base, bucket start) changed since the last call (a publisher
+        sends these); at most the buckets kept, however long it is not called."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def replace_series(self, market: int, base: int, series: Series) -> None:
+        """Put ``series`` in place of the one of ``market`` at ``base`` (state load)."""
+        self._series[market][base] = series
 
     def series(self, market: int, base: int) -> Series:
         """The series of ``market`` at ``base``."""
@@ -293,6 +334,7 @@ class KlineStore:
             )  # fmt: skip
             for mk, *row in rows:
                 self._series[mk][base].merge(tuple(row))
+                self._touched.add((mk, base, row[0]))
         newest = int(time_s.max())
         if newest > self.newest_s:
             self.newest_s = newest
@@ -305,6 +347,11 @@ class KlineStore:
             cutoff = self.newest_s - kept
             for series in self._series:
                 series[base].drop_before(cutoff)
+        self._touched = {t for t in self._touched if t[1] == DAY or t[2] >= self._cutoff(t[1])}
+
+    def _cutoff(self, base: int) -> int:
+        kept = self.retention.seconds(base)
+        return self.newest_s - (kept or 0)
 
     # ------------------------------------------------------------------ queries
 

@@ -36,7 +36,7 @@ from core.config import EngineConfig
 from core.errors import MatchdError
 from core.fixed import format_units
 from core.schema import EVENT_DTYPE, EventKind, Result, Side
-from feed.klines import Candle, KlineError, KlineStore, Retention, kline_base
+from feed.klines import BASES, Candle, KlineError, KlineStore, Retention, Series, kline_base
 
 #: market.deals keeps this many deals per market; its ``limit`` is 1..this.
 DEALS_KEPT: Final = 10_000
@@ -96,6 +96,22 @@ class _Deals:
         self.side[slots] = keep["side"]
         self.count += deals.shape[0]
 
+    _FIELDS = ("id", "ts_ns", "price", "amount", "side")
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        out = {f"{prefix}{name}": getattr(self, name).copy() for name in self._FIELDS}
+        out[f"{prefix}count"] = np.array([self.count], dtype=np.int64)
+        return out
+
+    def load(self, arrays: dict[str, np.ndarray], prefix: str) -> None:
+        for name in self._FIELDS:
+            got = arrays[f"{prefix}{name}"]
+            want = getattr(self, name)
+            if got.shape != want.shape or got.dtype != want.dtype:
+                raise ValueError(f"state field {prefix}{name} is {got.dtype}{got.shape}")
+            want[:] = got
+        self.count = int(arrays[f"{prefix}count"][0])
+
     def newest(self, limit: int, after_id: int) -> list[int]:
         """Slots of the newest deals with an id above ``after_id``, newest first."""
         held = min(self.count, DEALS_KEPT)
@@ -126,6 +142,35 @@ class MarketData:
         )
         self._deals = [_Deals() for _ in config.markets]
         self._last = [0] * len(config.markets)  #: ticks; 0 before the first deal
+
+    # ------------------------------------------------------------------ state
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything this holds, as named arrays (``feed.state`` writes them)."""
+        out: dict[str, np.ndarray] = {
+            "last": np.array(self._last, dtype=np.int64),
+            "newest_s": np.array([self.klines.newest_s], dtype=np.int64),
+        }
+        for m in range(len(self._deals)):
+            out.update(self._deals[m].to_arrays(f"deals.{m}."))
+            for base in BASES:
+                out[f"klines.{m}.{base}"] = self.klines.series(m, base).buckets.copy()
+        return out
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take the state of ``to_arrays`` (of the same markets, or of the first ones
+        when markets were added since); ``ValueError`` if it does not fit."""
+        last = arrays["last"]
+        if last.shape[0] > len(self._last):
+            raise ValueError(f"the state holds {last.shape[0]} markets, the config fewer")
+        self._last[: last.shape[0]] = [int(x) for x in last.tolist()]
+        self.klines.newest_s = int(arrays["newest_s"][0])
+        for m in range(last.shape[0]):
+            self._deals[m].load(arrays, f"deals.{m}.")
+            for base in BASES:
+                self.klines.replace_series(
+                    m, base, Series.from_buckets(arrays[f"klines.{m}.{base}"])
+                )
 
     # ------------------------------------------------------------------ deals in
 
@@ -174,7 +219,7 @@ class MarketData:
         m = self._market(market)
         period = _int(period, "period", 1, MAX_PERIOD_S)
         candle = self.klines.status(m, now - period, now)
-        fields = self._candle_fields(m, candle)
+        fields = self.candle_fields(m, candle)
         return {
             "period": period,
             "last": self._price(m, self._last[m]),
@@ -194,8 +239,8 @@ class MarketData:
         today, before = self.klines.day(m, now)
         if today is None and before is not None:
             today = before.flat(before.start)
-        day = self._candle_fields(m, today)
-        rolling = self._candle_fields(m, self.klines.status(m, now - 86400, now))
+        day = self.candle_fields(m, today)
+        rolling = self.candle_fields(m, self.klines.status(m, now - 86400, now))
         return {
             "open": day[0],
             "last": day[1],
@@ -248,7 +293,7 @@ class MarketData:
     def _price(self, m: int, ticks: int) -> str:
         return format_units(ticks, self.config.markets[m].money_prec)
 
-    def _candle_fields(self, m: int, c: Candle | None) -> Sequence[str]:
+    def candle_fields(self, m: int, c: Candle | None) -> Sequence[str]:
         """open, close, high, low, volume, deal as decimal strings ("0" for none)."""
         if c is None:
             return ("0",) * 6
@@ -260,7 +305,7 @@ class MarketData:
         )  # fmt: skip
 
     def _kline_row(self, m: int, market: str, c: Candle) -> list[Any]:
-        return [c.start, *self._candle_fields(m, c), market]
+        return [c.start, *self.candle_fields(m, c), market]
 
 
 def _invalid(detail: str) -> MarketDataError:

@@ -18,7 +18,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TypeVar
 
 import msgspec
 
@@ -276,21 +276,32 @@ def load_history_config(
 
 
 def _convert(table: dict[str, Any]) -> HistoryConfig:
-    """``HistoryConfig`` from the TOML table: msgspec checks names and types,
-    ``__post_init__`` the values; msgspec's messages are rewritten to name the key."""
+    return convert_table(table, HistoryConfig, _WHERE, _KINDS)
+
+
+_T = TypeVar("_T", bound=msgspec.Struct)
+
+
+def convert_table(
+    table: dict[str, Any], kind: type[_T], where: str, kinds: Mapping[str, str]
+) -> _T:
+    """``kind`` from a TOML table: msgspec checks names and types, the struct's
+    ``__post_init__`` the values; msgspec's messages are rewritten to name the key
+    (``kinds`` says what each key must be), prefixed with ``where`` (``[history]``)."""
     try:
-        return msgspec.convert(table, HistoryConfig, dec_hook=_decode_secret)
+        return msgspec.convert(table, kind, dec_hook=_decode_secret)
     except msgspec.ValidationError as exc:
         message = str(exc)
     unknown = _UNKNOWN_RE.fullmatch(message)
     if unknown is not None:
-        known = ", ".join(HistoryConfig.__struct_fields__)
-        _fail(f"unknown setting {unknown.group(1)!r} (known: {known})")
+        known = ", ".join(kind.__struct_fields__)
+        raise ConfigError(f"{where} unknown setting {unknown.group(1)!r} (known: {known})")
     at_key = _AT_KEY_RE.fullmatch(message)
     if at_key is not None and at_key.group(1) in table:
         key = at_key.group(1)
-        _fail(f"{key} must be {_KINDS.get(key, 'something else')}, not {table[key]!r}")
-    _fail(message)  # pragma: no cover - msgspec's other messages name no key
+        what = kinds.get(key, "something else")
+        raise ConfigError(f"{where} {key} must be {what}, not {table[key]!r}")
+    raise ConfigError(f"{where} {message}")  # pragma: no cover - msgspec names a key
 
 
 def _decode_secret(type_: type, value: object) -> object:

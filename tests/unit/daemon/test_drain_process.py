@@ -5,7 +5,6 @@ nothing lost or doubled. ``matchd drain`` refuses a config without ``[history]``
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from persistence.history_config import load_history_config
 from persistence.history_db import migrate
 from tests.support.mysql import TestDatabase, fresh_database
 from tests.support.scenario import config_text
-from tests.unit.daemon.test_kill import SEED, Loader, fund, start_run
+from tests.unit.daemon.test_kill import SEED, Loader, fund, kill_child_under_load, start_run
 from tests.unit.daemon.test_supervisor import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,15 +64,8 @@ def test_the_supervised_drainer_applies_the_log_and_survives_sigkill(tmp_path: P
         try:
             with Client(endpoint, timeout_s=2.0) as client:
                 fund(client)
-                loader.thread.start()
-                loader.wait_for_acks(300)
                 wait_for(lambda: "mysql" in client.status().consumers, 120)
-                first = int(pid_file.read_text())
-                os.kill(first, signal.SIGKILL)  # under load
-                loader.wait_for_acks(300)
-                wait_for(lambda: pid_file.exists() and int(pid_file.read_text()) != first, 30)
-                loader.stop = True
-                loader.thread.join(60)
+                kill_child_under_load(loader, pid_file)
 
                 def caught_up() -> bool:
                     status = client.status()

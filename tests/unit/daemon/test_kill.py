@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,23 @@ def fund(client: Client) -> None:
     for user in USERS:
         for asset in (0, 1, 2):
             client.balance_update(user, asset, "deposit", 1, 10**16)
+
+
+def kill_child_under_load(
+    loader: Loader, pid_file: Path, acks: int = 300, ready: Callable[[], bool] = lambda: True
+) -> None:
+    """Start ``loader``; after ``acks`` acknowledgements and ``ready()``, SIGKILL the
+    supervised child whose pid is in ``pid_file``; wait for ``acks`` more and for its
+    replacement; stop the loader."""
+    loader.thread.start()
+    loader.wait_for_acks(acks)
+    wait_for(ready, 60)
+    first = int(pid_file.read_text())
+    os.kill(first, signal.SIGKILL)  # under load
+    loader.wait_for_acks(acks)
+    wait_for(lambda: pid_file.exists() and int(pid_file.read_text()) != first, 30)
+    loader.stop = True
+    loader.thread.join(60)
 
 
 @pytest.mark.parametrize("victim", ["worker", "server"])

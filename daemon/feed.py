@@ -1,0 +1,357 @@
+"""``matchd feed``: the market-data process (docs/feed.md).
+
+The composition root of the feed: it follows the append log from the sequence its
+state covers (``feed.state``; registered as the log consumer ``feed``, so retention
+keeps what it has not made durable), turns each batch's deals into market data
+(``feed.market_data.MarketData``), publishes over ZeroMQ (XPUB: deals at once; klines
+and tickers every ``publish_interval_s``), writes Redis (the same interval, with the
+sequence it covers, in one transaction), answers the market.* methods on a ZeroMQ
+ROUTER, and writes its state every ``state_interval_s``. It only reads the log: it can
+fall behind, stop and crash without slowing trading (DESIGN.md rule 8). Slow
+subscribers never hold it up: a message a subscriber has no room for is dropped and
+counted. Redis down: ZeroMQ goes on; when Redis answers again it is rewritten whole
+from memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+import redis
+import zmq
+
+from core.config import EngineConfig
+from core.fixed import format_units
+from core.schema import EventKind, Side
+from daemon.feed_config import FeedConfig, RedisConfig
+from feed.market_data import MarketData, MarketDataError
+from feed.redis_out import RedisOut
+from feed.state import load_newest, save_state, state_files
+from persistence.consumers import confirm, register_consumer
+from persistence.history_batch import BatchDecoder
+from persistence.log_reader import LogReader
+
+logger = logging.getLogger("matchd.feed")
+
+CONSUMER: Final = "feed"
+BATCH_RECORDS: Final = 4096
+#: Klines published on ZeroMQ for every market that traded (the issue's set).
+PUBLISHED_INTERVALS: Final = (
+    60, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400, 604800, 2592000,
+)  # fmt: skip
+MAX_REQUEST_BYTES: Final = 64 * 1024
+_METHODS: Final = {
+    "market.kline": 4,
+    "market.status": 2,
+    "market.status_today": 1,
+    "market.last": 1,
+    "market.deals": 3,
+}
+_json = msgspec.json.Encoder()
+_decode = msgspec.json.Decoder()
+
+
+class Feed:
+    """The feed of one data directory (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: EngineConfig,
+        config: FeedConfig,
+        redis: RedisConfig | None,
+        data_dir: Path,
+        *,
+        log_dir: Path,
+        clock: Callable[[], float] = time.time,
+        context: zmq.Context[Any] | None = None,
+        batch_records: int = BATCH_RECORDS,
+    ) -> None:
+        """Load the newest state, bind the sockets; nothing is read yet."""
+        self.engine = engine
+        self.config = config
+        self.log_dir = log_dir
+        self.state_dir = data_dir / "feed"
+        self._clock = clock
+        self.batch_records = batch_records
+        self.markets = [m.name for m in engine.markets]
+        self.data = MarketData(engine, utc_offset_s=config.utc_offset_s)
+        loaded = load_newest(self.state_dir, self.markets)
+        self.position = 0
+        if loaded is not None:
+            self.position, arrays = loaded
+            self.data.load_arrays(arrays)
+            logger.info("feed: state at seq %d loaded", self.position)
+        register_consumer(log_dir, CONSUMER, confirmed_seq=self._oldest_state_seq())
+        self._reader = LogReader(log_dir)
+        self._decoder = BatchDecoder()
+        self._context = context or zmq.Context.instance()
+        self.pub = self._context.socket(zmq.XPUB)
+        self.pub.setsockopt(zmq.SNDHWM, config.send_hwm)
+        self.pub.setsockopt(zmq.XPUB_NODROP, 1)  # a full subscriber: EAGAIN, counted
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.bind(config.pub)
+        self.rpc = self._context.socket(zmq.ROUTER)
+        self.rpc.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        self.rpc.setsockopt(zmq.LINGER, 0)
+        self.rpc.bind(config.rpc)
+        self.redis = RedisOut(redis_client(redis), self.data) if redis is not None else None
+        self.epoch_ns = time.time_ns()  #: topic sequences restart with the process
+        self._topic_seq: dict[bytes, int] = {}
+        self._touched_markets: set[int] = set()
+        now = clock()
+        self._next_publish = now
+        self._next_state = now + config.state_interval_s
+        self.dropped = 0  #: messages a subscriber had no room for
+        self.published = 0
+        self.saved_seq = self.position
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self, should_stop: Callable[[], bool], idle_s: float = 0.002) -> None:
+        """Follow the log until ``should_stop()``; write the state at the end."""
+        try:
+            while not should_stop():
+                if not self.step():
+                    time.sleep(idle_s)
+            self.save()
+        finally:
+            self.close()
+
+    def step(self) -> int:
+        """Apply the next batch of records, answer waiting requests, publish and save
+        when due; returns the records applied (0: caught up)."""
+        applied = self._apply_batch()
+        self._serve()
+        self._subscriptions()
+        now = self._clock()
+        if now >= self._next_publish:
+            self._next_publish = now + self.config.publish_interval_s
+            self.publish(int(now))
+        if now >= self._next_state:
+            self._next_state = now + self.config.state_interval_s
+            self.save()
+        return applied
+
+    def _apply_batch(self) -> int:
+        records = list(self._reader.read(self.position + 1, limit=self.batch_records))
+        if not records:
+            return 0
+        batch = self._decoder.decode(records)
+        events = batch.events
+        deals = events[events["kind"] == EventKind.DEAL]
+        if deals.shape[0]:
+            self.data.add_events(deals)
+            self._publish_deals(deals, batch.last_seq)
+        self.position = batch.last_seq
+        return len(records)
+
+    # ------------------------------------------------------------------ ZeroMQ
+
+    def _send(self, topic: bytes, body: dict[str, Any]) -> None:
+        seq = self._topic_seq.get(topic, 0) + 1
+        self._topic_seq[topic] = seq
+        body["epoch"] = self.epoch_ns
+        body["seq"] = seq
+        try:
+            self.pub.send_multipart([topic, _json.encode(body)], flags=zmq.NOBLOCK)
+            self.published += 1
+        except zmq.Again:
+            self.dropped += 1
+
+    def _publish_deals(self, deals: np.ndarray, log_seq: int) -> None:
+        market = deals["market"].astype(np.int64)
+        for m in np.unique(market).tolist():
+            self._touched_markets.add(m)
+            cfg = self.engine.markets[m]
+            mine = deals[market == m]
+            rows = [
+                {
+                    "id": int(d["deal_id"]),
+                    "time": int(d["ts_ns"]) / 1e9,
+                    "price": _units(int(d["price"]), cfg.money_prec),
+                    "amount": _units(int(d["amount"]), cfg.stock_prec),
+                    "type": "sell" if int(d["side"]) == Side.ASK else "buy",
+                }
+                for d in mine
+            ]
+            self._send(
+                b"deals." + cfg.name.encode(),
+                {"market": cfg.name, "log_seq": log_seq, "deals": rows},
+            )
+
+    def publish(self, now: int) -> None:
+        """Klines and tickers of the markets that traded since the last call; Redis."""
+        touched, self._touched_markets = self._touched_markets, set()
+        for m in sorted(touched):
+            name = self.markets[m]
+            newest = self.data.klines.newest_s
+            for interval in PUBLISHED_INTERVALS:
+                rows = self.data.kline(name, newest, newest, interval, now=max(now, newest))
+                if rows:
+                    self._send(
+                        f"kline.{interval}.{name}".encode(),
+                        {"market": name, "interval": interval, "log_seq": self.position,
+                         "kline": rows[-1]},
+                    )  # fmt: skip
+            ticker = self.data.status_today(name, now)
+            ticker["last"] = self.data.last(name)
+            self._send(
+                b"ticker." + name.encode(),
+                {"market": name, "log_seq": self.position, "ticker": ticker},
+            )
+        if self.redis is not None:
+            self.redis.flush(self.position, now)
+
+    def _subscriptions(self) -> None:
+        """Read the (un)subscriptions XPUB hands up, so they never pile up."""
+        while True:
+            try:
+                self.pub.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+
+    # ------------------------------------------------------------------ market.*
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                frames = self.rpc.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            envelope, body = frames[:-1], frames[-1]
+            self.rpc.send_multipart([*envelope, self.answer(body)])
+
+    def answer(self, body: bytes) -> bytes:
+        """The JSON reply to one JSON-RPC request ``{"method", "params", "id"}``."""
+        try:
+            request = _decode.decode(body)
+        except msgspec.DecodeError:
+            return _reply(None, 1, "invalid argument: the request is not JSON")
+        if not isinstance(request, dict):
+            return _reply(None, 1, "invalid argument: the request must be an object")
+        rid = request.get("id")
+        method, params = request.get("method"), request.get("params")
+        if not isinstance(method, str) or not isinstance(params, list):
+            return _reply(rid, 1, "invalid argument: method must be a string, params a list")
+        arity = _METHODS.get(method)
+        if arity is None:
+            return _reply(rid, 4, "method not found")
+        if len(params) != arity:
+            return _reply(rid, 1, f"invalid argument: {method} takes {arity} params")
+        now = int(self._clock())
+        try:
+            result = self._call(method, params, now)
+        except MarketDataError as exc:
+            return _reply(rid, exc.code, exc.message)
+        return _json.encode({"error": None, "result": result, "id": rid})
+
+    def _call(self, method: str, params: list[Any], now: int) -> Any:
+        d = self.data
+        if method == "market.kline":
+            return d.kline(params[0], params[1], params[2], params[3], now=now)
+        if method == "market.status":
+            return d.status(params[0], params[1], now)
+        if method == "market.status_today":
+            return d.status_today(params[0], now)
+        if method == "market.last":
+            return d.last(params[0])
+        return d.deals(params[0], params[1], params[2])
+
+    # ------------------------------------------------------------------ state
+
+    def save(self) -> None:
+        """Write the state at the current position; let retention prune what the
+        oldest state kept no longer needs."""
+        if self.position == self.saved_seq and state_files(self.state_dir):
+            return
+        save_state(self.state_dir, self.position, self.markets, self.data.to_arrays())
+        self.saved_seq = self.position
+        confirm(self.log_dir, CONSUMER, self._oldest_state_seq())
+
+    def _oldest_state_seq(self) -> int:
+        files = state_files(self.state_dir)
+        return int(files[0].name[5:25]) if files else 0
+
+    def close(self) -> None:
+        """Close the sockets, the log reader and Redis."""
+        self._reader.close()
+        self.pub.close(0)
+        self.rpc.close(0)
+        if self.redis is not None:
+            self.redis.close()
+
+
+def _units(value: int, places: int) -> str:
+    return format_units(value, places)
+
+
+def redis_client(config: RedisConfig) -> redis.Redis:
+    """A client of the ``[redis]`` server (connects on first use)."""
+    return redis.Redis(
+        host=config.host, port=config.port, db=config.db,
+        password=config.password.reveal() or None, socket_timeout=config.timeout_s,
+        socket_connect_timeout=config.timeout_s,
+    )  # fmt: skip
+
+
+def _reply(rid: object, code: int, message: str) -> bytes:
+    return _json.encode({"error": {"code": code, "message": message}, "result": None, "id": rid})
+
+
+# ------------------------------------------------------------------ the command
+
+
+def add_feed_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``matchd feed --config PATH --data-dir DIR``."""
+    feed = commands.add_parser("feed", help="publish market data ([feed] in the config)")
+    feed.add_argument("--config", type=Path, required=True, metavar="PATH", help="TOML config")
+    feed.add_argument(
+        "--data-dir", type=Path, default=Path("var/matchd"), metavar="DIR",
+        help="the server's data directory, whose log it reads (default var/matchd)",
+    )  # fmt: skip
+
+
+def feed_argv(config: Path, data_dir: Path) -> list[str]:
+    """The command line of the feed child."""
+    return [
+        sys.executable, "-m", "daemon.cli", "feed", "--config", str(config),
+        "--data-dir", str(data_dir),
+    ]  # fmt: skip
+
+
+def run_feed(args: argparse.Namespace) -> int:
+    """Run the feed until SIGTERM or SIGINT; the exit code."""
+    from core.config import parse_config
+    from core.errors import ConfigError
+    from daemon.feed_config import load_feed_config
+    from daemon.stopping import stop_on_signals, wait_for_directory
+    from persistence.journal import LOG_DIR
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        text = args.config.read_text()
+        engine = parse_config(text)
+        config, redis = load_feed_config(text)
+    except (OSError, ConfigError) as exc:
+        print(f"matchd: {exc}", file=sys.stderr)
+        return 2
+    if config is None:
+        print(f"matchd: {args.config} has no [feed] table", file=sys.stderr)
+        return 2
+    should_stop = stop_on_signals()
+    log_dir = args.data_dir / LOG_DIR
+    if not wait_for_directory(log_dir, should_stop):  # the server creates it
+        return 0
+    feed = Feed(engine, config, redis, args.data_dir, log_dir=log_dir)
+    print(f"matchd: feed of {log_dir} on {config.pub}, market.* on {config.rpc}", flush=True)
+    feed.run(should_stop)
+    print("matchd: feed stopped", flush=True)
+    return 0

@@ -1,0 +1,161 @@
+"""Market data written into Redis (docs/redis.md lists every key).
+
+``RedisOut.flush(seq, now)`` writes what changed since the last flush (the kline
+buckets touched, each traded market's last price, ticker and new deals) and the log
+sequence it covers, in one ``MULTI``/``EXEC``: a reader that sees ``md:feed:seq`` = N
+sees everything up to N. Kline values are ViaBTC's (``k:<market>:1s`` .. ``1d``
+hashes, field = bucket start, value = JSON ``[open, close, high, low, volume,
+deal]``; ``k:<market>:last``), so ViaBTC's tools read them.
+
+Redis down or failing: the flush fails, is counted and logged once per outage, and
+the next flush that works rewrites every key from memory (``resync``), so nothing a
+failed flush held is lost. The same full rewrite runs first when Redis does not hold
+the sequence the feed has (a new or flushed Redis). Memory: nothing is queued for
+Redis; what is in memory is the feed's state itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import msgspec
+import redis
+from redis.typing import EncodableT, FieldT
+
+from feed.klines import DAY, HOUR, MINUTE, SECOND
+from feed.market_data import DEALS_KEPT, MarketData
+
+logger = logging.getLogger(__name__)
+
+SEQ_KEY: Final = "md:feed:seq"
+SUFFIXES: Final = {SECOND: "1s", MINUTE: "1m", HOUR: "1h", DAY: "1d"}
+#: Fields per HSET while rewriting a whole series.
+CHUNK: Final = 1000
+_json = msgspec.json.Encoder()
+
+
+def kline_key(market: str, base: int) -> str:
+    """``k:<market>:1s`` (``1m``, ``1h``, ``1d``): ViaBTC's kline hashes."""
+    return f"k:{market}:{SUFFIXES[base]}"
+
+
+def last_key(market: str) -> str:
+    """``k:<market>:last``: ViaBTC's last price."""
+    return f"k:{market}:last"
+
+
+def deals_key(market: str) -> str:
+    """``md:<market>:deals``: a stream of deals, entry id ``<deal id>-0``."""
+    return f"md:{market}:deals"
+
+
+def ticker_key(market: str) -> str:
+    """``md:<market>:ticker``: a hash of the rolling day (market.status_today) and
+    the last price."""
+    return f"md:{market}:ticker"
+
+
+class RedisOut:
+    """Writes ``data`` into Redis through ``client`` (see the module docstring)."""
+
+    def __init__(self, client: redis.Redis, data: MarketData) -> None:
+        """Nothing is written until the first ``flush``."""
+        self.client = client
+        self.data = data
+        self.resync = True  #: the next flush rewrites everything
+        self._deal_written = [0] * len(data.config.markets)  #: newest deal id written
+        self._failing = False
+        self.flushes = 0
+        self.failures = 0
+        self.resyncs = 0
+        self.last_error = ""
+
+    def flush(self, seq: int, now: int) -> bool:
+        """Write what changed, and ``seq``; False if Redis failed (retried whole at
+        the next flush)."""
+        touched = self.data.klines.take_touched()
+        try:
+            if self.resync or self._behind(seq):
+                self._rewrite(seq, now)
+            else:
+                self._write_changes(touched, seq, now)
+        except redis.RedisError as exc:
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if not self._failing:
+                logger.error("feed: Redis failed (%s); ZeroMQ goes on", self.last_error)
+            self._failing = True
+            self.resync = True
+            return False
+        if self._failing:
+            logger.warning("feed: Redis answers again; rewritten at seq %d", seq)
+        self._failing = False
+        self.flushes += 1
+        return True
+
+    def _behind(self, seq: int) -> bool:
+        """Checked once in a while: Redis lost what it had (restarted, flushed)."""
+        if self.flushes % 50:
+            return False
+        held = self.client.get(SEQ_KEY)
+        return held is None or int(held) > seq
+
+    def _write_changes(self, touched: set[tuple[int, int, int]], seq: int, now: int) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        markets = sorted({m for m, _, _ in touched})
+        for m, base, start in sorted(touched):
+            candle = self.data.klines.series(m, base).bucket(start)
+            if candle is not None:  # else dropped by retention since
+                name = self.data.config.markets[m].name
+                pipe.hset(kline_key(name, base), str(start), self._value(m, candle))
+        for m in markets:
+            self._market_keys(pipe, m, now)
+        pipe.set(SEQ_KEY, seq)
+        pipe.execute()
+
+    def _rewrite(self, seq: int, now: int) -> None:
+        """Every key from memory; ``md:feed:seq`` last (gone meanwhile)."""
+        self.client.delete(SEQ_KEY)
+        for m, market in enumerate(self.data.config.markets):
+            pipe = self.client.pipeline(transaction=False)
+            keys = [kline_key(market.name, b) for b in SUFFIXES]
+            pipe.delete(*keys, last_key(market.name), deals_key(market.name))
+            pipe.delete(ticker_key(market.name))
+            for base in SUFFIXES:
+                candles = self.data.klines.series(m, base).candles()
+                for k in range(0, len(candles), CHUNK):
+                    mapping: dict[FieldT, EncodableT] = {
+                        str(c.start): self._value(m, c) for c in candles[k : k + CHUNK]
+                    }
+                    pipe.hset(kline_key(market.name, base), mapping=mapping)
+            self._deal_written[m] = 0
+            self._market_keys(pipe, m, now)
+            pipe.execute()
+        self.client.set(SEQ_KEY, seq)
+        self.resync = False
+        self.resyncs += 1
+
+    def _market_keys(self, pipe: Any, m: int, now: int) -> None:
+        name = self.data.config.markets[m].name
+        last = self.data.last(name)
+        if last == "0":
+            return
+        pipe.set(last_key(name), last)
+        pipe.hset(ticker_key(name), mapping={**self.data.status_today(name, now), "last": last})
+        fresh = self.data.deals(name, DEALS_KEPT, self._deal_written[m])
+        for deal in reversed(fresh):
+            fields = {k: str(v) for k, v in deal.items()}
+            pipe.xadd(
+                deals_key(name), fields, id=f"{deal['id']}-0", maxlen=DEALS_KEPT,
+                approximate=True,
+            )  # fmt: skip
+        if fresh:
+            self._deal_written[m] = fresh[0]["id"]
+
+    def _value(self, m: int, candle: Any) -> bytes:
+        return _json.encode(list(self.data.candle_fields(m, candle)))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
