@@ -381,7 +381,7 @@ def _supervise(args: argparse.Namespace) -> int:
         text = args.config.read_text(encoding="utf-8")
         config = parse_config(text)
         history_configured = load_history_config(text) is not None
-        feed_configured = load_feed_config(text)[0] is not None
+        feed_configured, redis_configured = (t is not None for t in load_feed_config(text))
     except (OSError, UnicodeDecodeError, ConfigError) as exc:
         print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -393,6 +393,10 @@ def _supervise(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"matchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if redis_configured:
+        from daemon.alerting import start_alerts
+
+        start_alerts(text, "matchd-run")
     should_stop = stop_on_signals()
     argv = serve_argv(args.config, args.data_dir, args.endpoint, args.fsync, args.metrics, keys)
     argv += _worker_args(args)
@@ -466,10 +470,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        config = parse_config(args.config.read_text(encoding="utf-8"))
+        text = args.config.read_text(encoding="utf-8")
+        config = parse_config(text)
     except (OSError, UnicodeDecodeError, ConfigError) as exc:
         print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from daemon.alerting import start_alerts
+
+    start_alerts(text, "matchd-serve")
     try:
         registry = _registry(_keys_path(args))
         check_exposure(args.endpoint, curve=registry is not None)

@@ -90,6 +90,9 @@ def run_drain(args: argparse.Namespace, report_s: float = 10.0) -> int:
     if not 0 <= args.nice <= 19:
         print(f"matchd: --nice must be 0..19; got {args.nice}", file=sys.stderr)
         return EXIT_USAGE
+    from daemon.alerting import start_alerts
+
+    start_alerts(text, "matchd-drain")
     if args.nice:
         os.nice(args.nice)
     should_stop = stop_on_signals()

@@ -29,7 +29,6 @@ import redis
 import zmq
 
 from core.config import EngineConfig
-from core.fixed import format_units
 from core.schema import EventKind, Side
 from daemon.feed_config import FeedConfig, RedisConfig
 from feed.market_data import MarketData, MarketDataError
@@ -37,6 +36,7 @@ from feed.redis_out import RedisOut
 from feed.state import load_newest, save_state, state_files
 from persistence.consumers import confirm, register_consumer
 from persistence.history_batch import BatchDecoder
+from persistence.history_bulk import decimals, integers, seconds
 from persistence.log_reader import LogReader
 
 logger = logging.getLogger("matchd.feed")
@@ -155,13 +155,18 @@ class Feed:
 
     # ------------------------------------------------------------------ ZeroMQ
 
-    def _send(self, topic: bytes, body: dict[str, Any]) -> None:
+    def _send(self, topic: bytes, body: dict[str, Any], raw: bytes = b"") -> None:
+        """Publish ``body`` (with ``epoch`` and the topic's ``seq``); ``raw`` is JSON
+        text appended as the last member (made without dicts, for the deals)."""
         seq = self._topic_seq.get(topic, 0) + 1
         self._topic_seq[topic] = seq
         body["epoch"] = self.epoch_ns
         body["seq"] = seq
+        payload = _json.encode(body)
+        if raw:
+            payload = payload[:-1] + b"," + raw + b"}"
         try:
-            self.pub.send_multipart([topic, _json.encode(body)], flags=zmq.NOBLOCK)
+            self.pub.send_multipart([topic, payload], flags=zmq.NOBLOCK)
             self.published += 1
         except zmq.Again:
             self.dropped += 1
@@ -171,20 +176,11 @@ class Feed:
         for m in np.unique(market).tolist():
             self._touched_markets.add(m)
             cfg = self.engine.markets[m]
-            mine = deals[market == m]
-            rows = [
-                {
-                    "id": int(d["deal_id"]),
-                    "time": int(d["ts_ns"]) / 1e9,
-                    "price": _units(int(d["price"]), cfg.money_prec),
-                    "amount": _units(int(d["amount"]), cfg.stock_prec),
-                    "type": "sell" if int(d["side"]) == Side.ASK else "buy",
-                }
-                for d in mine
-            ]
+            rows = deal_rows(deals[market == m], cfg.money_prec, cfg.stock_prec)
             self._send(
                 b"deals." + cfg.name.encode(),
-                {"market": cfg.name, "log_seq": log_seq, "deals": rows},
+                {"market": cfg.name, "log_seq": log_seq},
+                b'"deals":[' + b",".join(rows) + b"]",
             )
 
     def publish(self, now: int) -> None:
@@ -289,8 +285,26 @@ class Feed:
             self.redis.close()
 
 
-def _units(value: int, places: int) -> str:
-    return format_units(value, places)
+def deal_rows(deals: np.ndarray, money_prec: int, stock_prec: int) -> list[bytes]:
+    """``DEAL`` events of one market as the JSON objects of market.deals (``id``,
+    ``time``, ``price``, ``amount``, ``type``), made a batch at a time."""
+    n = deals.shape[0]
+    text = decimals(
+        np.concatenate([deals["price"], deals["amount"]]),
+        np.concatenate([np.full(n, money_prec), np.full(n, stock_prec)]),
+    )
+    kinds = [b"sell" if s == Side.ASK else b"buy" for s in deals["side"].tolist()]
+    return [
+        b'{"id":%s,"time":%s,"price":"%s","amount":"%s","type":"%s"}' % row
+        for row in zip(
+            integers(deals["deal_id"]),
+            seconds(deals["ts_ns"]),
+            text[:n],
+            text[n:],
+            kinds,
+            strict=True,
+        )
+    ]
 
 
 def redis_client(config: RedisConfig) -> redis.Redis:
@@ -346,6 +360,9 @@ def run_feed(args: argparse.Namespace) -> int:
     if config is None:
         print(f"matchd: {args.config} has no [feed] table", file=sys.stderr)
         return 2
+    from daemon.alerting import start_alerts
+
+    start_alerts(text, "matchd-feed")
     should_stop = stop_on_signals()
     log_dir = args.data_dir / LOG_DIR
     if not wait_for_directory(log_dir, should_stop):  # the server creates it

@@ -250,6 +250,10 @@ class MarketData:
             "deal": rolling[5],
         }
 
+    def deal_count(self, market: int) -> int:
+        """Deals of market index ``market`` so far (kept in the state)."""
+        return self._deals[market].count
+
     def last(self, market: str) -> str:
         """``market.last``: the last deal's price at the market's scale ("0" before
         any deal)."""

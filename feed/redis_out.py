@@ -46,7 +46,9 @@ def last_key(market: str) -> str:
 
 
 def deals_key(market: str) -> str:
-    """``md:<market>:deals``: a stream of deals, entry id ``<deal id>-0``."""
+    """``md:<market>:deals``: a stream of the market's deals, one entry per write:
+    field ``deals``, a JSON array of market.deals objects (oldest first); entry id
+    ``<n>-0``, n the market's deals so far; trimmed to the newest ~10,000 deals."""
     return f"md:{market}:deals"
 
 
@@ -144,13 +146,12 @@ class RedisOut:
         pipe.set(last_key(name), last)
         pipe.hset(ticker_key(name), mapping={**self.data.status_today(name, now), "last": last})
         fresh = self.data.deals(name, DEALS_KEPT, self._deal_written[m])
-        for deal in reversed(fresh):
-            fields = {k: str(v) for k, v in deal.items()}
-            pipe.xadd(
-                deals_key(name), fields, id=f"{deal['id']}-0", maxlen=DEALS_KEPT,
-                approximate=True,
-            )  # fmt: skip
         if fresh:
+            count = self.data.deal_count(m)
+            pipe.xadd(
+                deals_key(name), {"deals": _json.encode(fresh[::-1])}, id=f"{count}-0",
+                minid=max(0, count - DEALS_KEPT), approximate=False,
+            )  # fmt: skip
             self._deal_written[m] = fresh[0]["id"]
 
     def _value(self, m: int, candle: Any) -> bytes:

@@ -347,6 +347,68 @@ def decode_orders(
     return -1
 
 
+@inline
+def _whole_frame(
+    buf: np.ndarray,
+    buf64: np.ndarray,
+    pos: int,
+    end: int,
+    expected_seq: int,
+    max_payload: int,
+    prev_batch_index: int,
+) -> tuple[int, int]:
+    """(end of the frame at ``pos``, its batch index) if it is fully valid (what
+    ``_check_frame`` checks, a batch index of 0 or the previous + 1, zero padding);
+    else (pos, -1)."""
+    stop, problem = _check_frame(buf, buf64, pos, end, expected_seq, max_payload)
+    if problem != SCAN_OK:
+        return pos, -1
+    w = pos // _WORD
+    index = (buf64[w + 2] >> 32) & _MASK32
+    if index != 0 and index != prev_batch_index + 1:
+        return pos, -1
+    for b in range(pos + FRAME_HEADER_LENGTH + (buf64[w] & _MASK32), stop):
+        if buf[b] != 0:
+            return pos, -1
+    return stop, index
+
+
+@kernel
+def scan_records(
+    buf: np.ndarray,
+    buf64: np.ndarray,
+    pos: int,
+    end: int,
+    expected_seq: int,
+    max_payload: int,
+    prev_batch_index: int,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    types: np.ndarray,
+) -> tuple[int, int, int]:
+    """The frames from ``pos`` that ``fast_forward`` would pass (every check it makes),
+    at most ``starts.shape[0]`` of them, each one's start, payload length and type
+    recorded; returns (pos after them, how many, the last one's batch index). Stops,
+    without saying why, at the first frame that is cut short by ``end`` or not valid:
+    the caller reads that one the slow way, which says why."""
+    n = 0
+    while n < starts.shape[0] and pos < end:
+        stop, index = _whole_frame(
+            buf, buf64, pos, end, expected_seq, max_payload, prev_batch_index
+        )
+        if index < 0:
+            break
+        w = pos // _WORD
+        starts[n] = pos
+        lengths[n] = buf64[w] & _MASK32
+        types[n] = buf64[w + 2] & 0xFFFF
+        prev_batch_index = index
+        expected_seq += 1
+        n += 1
+        pos = stop
+    return pos, n, prev_batch_index
+
+
 @kernel
 def fast_forward(
     buf: np.ndarray,
@@ -362,19 +424,10 @@ def fast_forward(
     returns (pos, next expected seq, last batch index) at the first frame that is not,
     or at ``end``. The caller says why that frame is not valid."""
     while pos < end:
-        stop, problem = _check_frame(buf, buf64, pos, end, expected_seq, max_payload)
-        if problem != SCAN_OK:
-            break
-        w = pos // _WORD
-        index = (buf64[w + 2] >> 32) & _MASK32
-        if index != 0 and index != prev_batch_index + 1:
-            break
-        body = pos + FRAME_HEADER_LENGTH + (buf64[w] & _MASK32)
-        padded = False
-        for b in range(body, stop):
-            if buf[b] != 0:
-                padded = True
-        if padded:
+        stop, index = _whole_frame(
+            buf, buf64, pos, end, expected_seq, max_payload, prev_batch_index
+        )
+        if index < 0:
             break
         prev_batch_index = index
         expected_seq += 1

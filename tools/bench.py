@@ -6,7 +6,8 @@ in-process engine (``tools.bench_core``) on a seeded command stream;
 engine on the same stream (``tools.bench_log``); ``matchd-bench ring [--json] ...`` the
 shared-memory SPSC ring between two processes (``tools.bench_ring``);
 ``matchd-bench drain [--json] [--commands N] [--batch-records N] [--mysql HOST:PORT]``
-the history drainer into MariaDB (``tools.bench_drain``).
+the history drainer into MariaDB (``tools.bench_drain``); ``matchd-bench feed [--json]
+[--commands N]`` the market-data feed (``tools.bench_feed``).
 """
 
 from __future__ import annotations
@@ -163,6 +164,29 @@ def _add_drain(commands: Any) -> None:
     )
 
 
+def _add_feed(commands: Any) -> None:
+    feed = commands.add_parser(
+        "feed",
+        help="the market-data feed: a trade-heavy log through daemon.feed.Feed",
+        description="Benchmark the feed: records and deals per second through MarketData, "
+        "the feed with its ZeroMQ publisher, and the feed writing Redis.",
+    )
+    feed.add_argument("--json", action="store_true", help="print the results as JSON")
+    feed.add_argument(
+        "--commands", type=_positive_int, default=200_000, metavar="N",
+        help="timed commands of the stream (default 200000)",
+    )  # fmt: skip
+    feed.add_argument(
+        "--seed", type=_non_negative_int, default=DEFAULT_SEED, metavar="N",
+        help=f"seed of the command stream (default {DEFAULT_SEED})",
+    )  # fmt: skip
+    feed.add_argument(
+        "--redis-db", type=_non_negative_int, default=14, metavar="N",
+        help="the local Redis database it may empty (default 14)",
+    )  # fmt: skip
+    feed.add_argument("--no-redis", action="store_true", help="skip the run with Redis")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``matchd-bench`` argument parser."""
     parser = argparse.ArgumentParser(prog="matchd-bench", description="matchd benchmarks")
@@ -316,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ring(commands)
     _add_drain(commands)
+    _add_feed(commands)
     return parser
 
 
@@ -339,6 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.bench_drain import main as bench_drain_main
 
         return bench_drain_main(args)
+    if args.command == "feed":
+        from tools.bench_feed import main as bench_feed_main
+
+        return bench_feed_main(args)
     if args.command == "ring":
         from tools.bench_ring import main as bench_ring_main
 

@@ -86,3 +86,17 @@ def test_drain_benchmark_drains_into_mariadb(capsys: pytest.CaptureFixture[str])
     assert new["deals_per_s"] > 0
     assert new["rows_by_table"]["operation_log"] == new["records"]
     assert report["stream"]["mix_percent"]["ioc"] > 30
+
+
+def test_feed_benchmark_runs_the_feed_with_and_without_redis(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["feed", "--json", "--commands", "2000", "--redis-db", "15"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["runs"]) == {"market_data", "feed", "feed_redis"}
+    assert report["deals"] > 100
+    for run in report["runs"].values():
+        assert run["deals_per_s"] > 0
+    assert report["runs"]["feed"]["messages"] > 0
+    assert report["runs"]["feed"]["dropped"] == 0

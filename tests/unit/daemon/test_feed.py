@@ -91,7 +91,9 @@ def test_feed_equals_a_rebuild_and_writes_redis(tmp_path: Path, rdb: redis.Redis
             assert rdb.get(last_key(market.name)) == want.last(market.name).encode()
             stream = rdb.xrange(deals_key(market.name))
             ring = want.deals(market.name, 10_000, 0)
-            assert [int(e[1][b"id"]) for e in stream] == [d["id"] for d in reversed(ring)]
+            written = [d for _, entry in stream for d in json.loads(entry[b"deals"])]
+            assert written == ring[::-1]
+            assert stream[-1][0] == f"{want.deal_count(m)}-0".encode()
     finally:
         feed.close()
 

@@ -97,5 +97,11 @@ def test_the_supervised_feed_survives_sigkill_and_equals_a_rebuild(tmp_path: Pat
     assert {int(k) for k in minutes} == {c.start for c in series}
     for c in series:
         assert json.loads(minutes[str(c.start).encode()]) == list(want.candle_fields(0, c))
+    # The supervisor's ERROR about the killed feed reached the alert list (ViaBTC's key).
+    alerts = [line.decode() for line in rdb.lrange("alert:message", 0, -1)]
+    assert any(
+        " matchd-run[" in a and " ERROR daemon.supervisor: feed (pid " in a and "-9" in a
+        for a in alerts
+    ), alerts
     rdb.flushdb()
     rdb.close()

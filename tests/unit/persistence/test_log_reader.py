@@ -208,3 +208,35 @@ def test_a_committed_record_missing_from_the_files_is_corruption(tmp_path: Path)
             list(reader.read(1))
     with pytest.raises(LogCorrupt, match="acknowledged records are missing"):
         LogWriter.open(tmp_path, config())  # the writer refuses too
+
+
+def test_runs_read_in_one_kernel_call_equal_records_read_one_by_one(tmp_path: Path) -> None:
+    """The fast path (``scan_records`` over a chunk) gives what ``_next_record`` gives,
+    across segments and chunk ends, for every limit; damage in a run is still
+    reported by the slow path, at the damaged record."""
+    import persistence.log_reader as log_reader
+
+    make_log(tmp_path, 3000, batch=7, log_config=config(segment_bytes=64 << 10))
+    assert len(list(tmp_path.glob("*.log"))) > 3
+    with LogReader(tmp_path) as reader:
+        assert list(reader.read(1)) == records(1, 3000)
+        for start, limit in ((1, 8), (5, 100), (999, 2001), (2990, 50), (17, 9)):
+            assert list(reader.read(start, limit=limit)) == records(
+                start, min(3000, start + limit - 1)
+            )
+    old = log_reader.RUN_CHUNK_BYTES
+    log_reader.RUN_CHUNK_BYTES = 1 << 10  # many chunk ends inside frames
+    try:
+        with LogReader(tmp_path) as reader:
+            assert list(reader.read(1)) == records(1, 3000)
+    finally:
+        log_reader.RUN_CHUNK_BYTES = old
+    path = segment_path(tmp_path)
+    offsets = record_offsets(path)
+    flip_byte(path, offsets[40] + 26)
+    with LogReader(tmp_path) as reader:
+        got: list[Record] = []
+        with pytest.raises(LogCorrupt, match="checksum mismatch") as caught:
+            got.extend(reader.read(1))
+        assert got == records(1, 40)
+        assert caught.value.offset == offsets[40]
