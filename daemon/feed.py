@@ -29,8 +29,10 @@ import redis
 import zmq
 
 from core.config import EngineConfig
+from core.fixed import format_units
 from core.schema import EventKind, Side
 from daemon.feed_config import FeedConfig, RedisConfig
+from feed.depth import DepthBook, Level
 from feed.market_data import MarketData, MarketDataError
 from feed.redis_out import RedisOut
 from feed.state import load_newest, save_state, state_files
@@ -83,11 +85,13 @@ class Feed:
         self.batch_records = batch_records
         self.markets = [m.name for m in engine.markets]
         self.data = MarketData(engine, utc_offset_s=config.utc_offset_s)
+        self.depth = DepthBook(len(self.markets))
         loaded = load_newest(self.state_dir, self.markets)
         self.position = 0
         if loaded is not None:
             self.position, arrays = loaded
             self.data.load_arrays(arrays)
+            self.depth = load_depth(arrays, len(self.markets))
             logger.info("feed: state at seq %d loaded", self.position)
         register_consumer(log_dir, CONSUMER, confirmed_seq=self._oldest_state_seq())
         self._reader = LogReader(log_dir)
@@ -102,10 +106,19 @@ class Feed:
         self.rpc.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self.rpc.setsockopt(zmq.LINGER, 0)
         self.rpc.bind(config.rpc)
-        self.redis = RedisOut(redis_client(redis), self.data) if redis is not None else None
+        self.redis = (
+            RedisOut(redis_client(redis), self.data, self._depth_view)
+            if redis is not None
+            else None
+        )
         self.epoch_ns = time.time_ns()  #: topic sequences restart with the process
         self._topic_seq: dict[bytes, int] = {}
         self._touched_markets: set[int] = set()
+        self._depth_touched: set[int] = set(range(len(self.markets)))
+        #: per market: the (asks, bids) top levels last published, as price -> lots
+        self._depth_sent: dict[int, tuple[dict[int, int], dict[int, int]]] = {}
+        self._next_snapshot = 0.0
+        self._rejected = 0
         now = clock()
         self._next_publish = now
         self._next_state = now + config.state_interval_s
@@ -146,6 +159,9 @@ class Feed:
             return 0
         batch = self._decoder.decode(records)
         events = batch.events
+        if self.depth.apply(events):
+            orders = events["kind"] <= EventKind.ORDER_FINISH
+            self._depth_touched.update(np.unique(events["market"][orders]).tolist())
         deals = events[events["kind"] == EventKind.DEAL]
         if deals.shape[0]:
             self.data.add_events(deals)
@@ -203,8 +219,60 @@ class Feed:
                 b"ticker." + name.encode(),
                 {"market": name, "log_seq": self.position, "ticker": ticker},
             )
+        depth_changed = self._publish_depth()
         if self.redis is not None:
-            self.redis.flush(self.position, now)
+            self.redis.flush(self.position, now, depth_changed)
+
+    def _publish_depth(self) -> set[int]:
+        """``depth.<market>``: the top ``depth_levels`` of each side, in full every
+        ``depth_snapshot_s`` (and first), else the levels that changed since the last
+        message ("0": gone from the view) for the markets whose book changed; returns
+        the markets whose view changed."""
+        now = self._clock()
+        full = now >= self._next_snapshot
+        if full:
+            self._next_snapshot = now + self.config.depth_snapshot_s
+            touched = set(range(len(self.markets)))
+        else:
+            touched = self._depth_touched & set(range(len(self.markets)))
+        self._depth_touched = set()
+        self._check_depth()
+        changed = set()
+        for m in sorted(touched):
+            asks, bids = self._depth_view(m)
+            now_sides = (dict(asks), dict(bids))
+            sent = self._depth_sent.get(m)
+            self._depth_sent[m] = now_sides
+            if full or sent is None:
+                diff = (asks, bids)
+            else:
+                diff = (
+                    _level_diff(sent[0], now_sides[0], Side.ASK),
+                    _level_diff(sent[1], now_sides[1], Side.BID),
+                )
+                if not diff[0] and not diff[1]:
+                    continue
+            changed.add(m)
+            cfg = self.engine.markets[m]
+            self._send(
+                b"depth." + cfg.name.encode(),
+                {"market": cfg.name, "log_seq": self.position, "full": full or sent is None,
+                 "asks": _levels(diff[0], cfg), "bids": _levels(diff[1], cfg)},
+            )  # fmt: skip
+        return changed
+
+    def _depth_view(self, market: int) -> tuple[list[Level], list[Level]]:
+        return self.depth.depth(market, self.config.depth_levels, 0)
+
+    def _check_depth(self) -> None:
+        rejected = self.depth.statistics().rejected
+        if rejected > self._rejected:
+            logger.error(
+                "feed: %d order events did not fit the depth book (%s): the feed's state "
+                "does not match the log; remove DATA_DIR/feed to rebuild it",
+                rejected - self._rejected, self.depth.statistics(),
+            )  # fmt: skip
+            self._rejected = rejected
 
     def _subscriptions(self) -> None:
         """Read the (un)subscriptions XPUB hands up, so they never pile up."""
@@ -268,7 +336,9 @@ class Feed:
         oldest state kept no longer needs."""
         if self.position == self.saved_seq and state_files(self.state_dir):
             return
-        save_state(self.state_dir, self.position, self.markets, self.data.to_arrays())
+        arrays = self.data.to_arrays()
+        arrays.update({f"depth.{k}": v for k, v in self.depth.to_arrays().items()})
+        save_state(self.state_dir, self.position, self.markets, arrays)
         self.saved_seq = self.position
         confirm(self.log_dir, CONSUMER, self._oldest_state_seq())
 
@@ -305,6 +375,27 @@ def deal_rows(deals: np.ndarray, money_prec: int, stock_prec: int) -> list[bytes
             strict=True,
         )
     ]
+
+
+def _level_diff(old: dict[int, int], new: dict[int, int], side: int) -> list[Level]:
+    """The levels of ``new`` that differ from ``old`` and those gone (0), best first."""
+    changed = [(p, q) for p, q in new.items() if old.get(p) != q]
+    changed += [(p, 0) for p in old if p not in new]
+    changed.sort(reverse=side == Side.BID)
+    return changed
+
+
+def _levels(levels: list[Level], cfg: Any) -> list[list[str]]:
+    return [[format_units(p, cfg.money_prec), format_units(q, cfg.stock_prec)] for p, q in levels]
+
+
+def load_depth(arrays: dict[str, np.ndarray], markets: int) -> DepthBook:
+    """The depth book of a loaded state (its ``depth.`` arrays), grown to ``markets``."""
+    mine = {k[len("depth.") :]: v for k, v in arrays.items() if k.startswith("depth.")}
+    book = DepthBook.from_arrays(mine)
+    if book.n_markets == markets:
+        return book
+    return DepthBook.from_arrays({**mine, "n_markets": np.array(markets, dtype=np.int64)})
 
 
 def redis_client(config: RedisConfig) -> redis.Redis:

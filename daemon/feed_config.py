@@ -22,6 +22,7 @@ from core.errors import ConfigError
 from persistence.history_config import Secret, convert_table
 
 MAX_INTERVAL_S: Final = 3600.0
+MAX_DEPTH_LEVELS: Final = 10_000
 _ENDPOINT_RE: Final = re.compile(r"(tcp|ipc|inproc)://\S{1,200}")
 _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -44,6 +45,10 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_hwm
         Messages queued per slow subscriber; beyond, messages to it are dropped and
         counted.
+    depth_levels
+        Levels of each side published (ZeroMQ ``depth.<market>``, Redis).
+    depth_snapshot_s
+        How often the depth is published in full (diffs in between).
     """
 
     pub: str = "tcp://127.0.0.1:7416"
@@ -52,6 +57,8 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     publish_interval_s: float = 0.1
     state_interval_s: float = 5.0
     send_hwm: int = 10_000
+    depth_levels: int = 100
+    depth_snapshot_s: float = 10.0
 
     def __post_init__(self) -> None:
         for key in ("pub", "rpc"):
@@ -66,6 +73,9 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         _seconds("feed", "state_interval_s", self.state_interval_s)
         if not 1 <= self.send_hwm <= 10_000_000:
             _fail("feed", f"send_hwm = {self.send_hwm} is outside 1..10000000")
+        if not 1 <= self.depth_levels <= MAX_DEPTH_LEVELS:
+            _fail("feed", f"depth_levels = {self.depth_levels} is outside 1..{MAX_DEPTH_LEVELS}")
+        _seconds("feed", "depth_snapshot_s", self.depth_snapshot_s)
 
 
 class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -145,6 +155,8 @@ _KINDS: Final = {
     "publish_interval_s": "a number of seconds",
     "state_interval_s": "a number of seconds",
     "send_hwm": "an integer",
+    "depth_levels": "an integer",
+    "depth_snapshot_s": "a number of seconds",
     "host": "a string",
     "port": "an integer",
     "db": "an integer",

@@ -17,12 +17,15 @@ Redis; what is in memory is the feed's state itself.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
 import redis
 from redis.typing import EncodableT, FieldT
 
+from core.fixed import format_units
+from feed.depth import Level
 from feed.klines import DAY, HOUR, MINUTE, SECOND
 from feed.market_data import DEALS_KEPT, MarketData
 
@@ -52,6 +55,12 @@ def deals_key(market: str) -> str:
     return f"md:{market}:deals"
 
 
+def depth_keys(market: str) -> tuple[str, str]:
+    """``md:<market>:depth:asks`` and ``md:<market>:depth:bids``: sorted sets of the
+    top levels, member ``<price>:<amount>``, score the price in ticks."""
+    return f"md:{market}:depth:asks", f"md:{market}:depth:bids"
+
+
 def ticker_key(market: str) -> str:
     """``md:<market>:ticker``: a hash of the rolling day (market.status_today) and
     the last price."""
@@ -61,10 +70,17 @@ def ticker_key(market: str) -> str:
 class RedisOut:
     """Writes ``data`` into Redis through ``client`` (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, data: MarketData) -> None:
-        """Nothing is written until the first ``flush``."""
+    def __init__(
+        self,
+        client: redis.Redis,
+        data: MarketData,
+        depth: Callable[[int], tuple[list[Level], list[Level]]] | None = None,
+    ) -> None:
+        """Nothing is written until the first ``flush``; ``depth(market)`` gives the
+        (asks, bids) levels the depth keys hold."""
         self.client = client
         self.data = data
+        self.depth = depth
         self.resync = True  #: the next flush rewrites everything
         self._deal_written = [0] * len(data.config.markets)  #: newest deal id written
         self._failing = False
@@ -73,15 +89,15 @@ class RedisOut:
         self.resyncs = 0
         self.last_error = ""
 
-    def flush(self, seq: int, now: int) -> bool:
-        """Write what changed, and ``seq``; False if Redis failed (retried whole at
-        the next flush)."""
+    def flush(self, seq: int, now: int, depth_changed: set[int] | None = None) -> bool:
+        """Write what changed (the markets of ``depth_changed``: their depth), and
+        ``seq``; False if Redis failed (retried whole at the next flush)."""
         touched = self.data.klines.take_touched()
         try:
             if self.resync or self._behind(seq):
                 self._rewrite(seq, now)
             else:
-                self._write_changes(touched, seq, now)
+                self._write_changes(touched, seq, now, depth_changed or set())
         except redis.RedisError as exc:
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -103,7 +119,9 @@ class RedisOut:
         held = self.client.get(SEQ_KEY)
         return held is None or int(held) > seq
 
-    def _write_changes(self, touched: set[tuple[int, int, int]], seq: int, now: int) -> None:
+    def _write_changes(
+        self, touched: set[tuple[int, int, int]], seq: int, now: int, depth_changed: set[int]
+    ) -> None:
         pipe = self.client.pipeline(transaction=True)
         markets = sorted({m for m, _, _ in touched})
         for m, base, start in sorted(touched):
@@ -113,6 +131,8 @@ class RedisOut:
                 pipe.hset(kline_key(name, base), str(start), self._value(m, candle))
         for m in markets:
             self._market_keys(pipe, m, now)
+        for m in sorted(depth_changed):
+            self._depth_keys(pipe, m)
         pipe.set(SEQ_KEY, seq)
         pipe.execute()
 
@@ -133,6 +153,7 @@ class RedisOut:
                     pipe.hset(kline_key(market.name, base), mapping=mapping)
             self._deal_written[m] = 0
             self._market_keys(pipe, m, now)
+            self._depth_keys(pipe, m)
             pipe.execute()
         self.client.set(SEQ_KEY, seq)
         self.resync = False
@@ -153,6 +174,19 @@ class RedisOut:
                 minid=max(0, count - DEALS_KEPT), approximate=False,
             )  # fmt: skip
             self._deal_written[m] = fresh[0]["id"]
+
+    def _depth_keys(self, pipe: Any, m: int) -> None:
+        """``md:<market>:depth:asks`` / ``bids``: the levels, rewritten whole."""
+        if self.depth is None:
+            return
+        cfg = self.data.config.markets[m]
+        for key, levels in zip(depth_keys(cfg.name), self.depth(m), strict=True):
+            pipe.delete(key)
+            if levels:
+                pipe.zadd(key, {
+                    f"{format_units(p, cfg.money_prec)}:{format_units(q, cfg.stock_prec)}": p
+                    for p, q in levels
+                })  # fmt: skip
 
     def _value(self, m: int, candle: Any) -> bytes:
         return _json.encode(list(self.data.candle_fields(m, candle)))

@@ -17,10 +17,11 @@ import redis
 import zmq
 
 from core.engine import Engine
+from core.fixed import format_units
 from daemon.feed import CONSUMER, Feed
 from daemon.feed_config import FeedConfig, RedisConfig
 from feed.market_data import MarketData
-from feed.redis_out import SEQ_KEY, deals_key, kline_key, last_key
+from feed.redis_out import SEQ_KEY, deals_key, depth_keys, kline_key, last_key
 from feed.state import state_files
 from persistence.consumers import consumer_positions
 from persistence.history_batch import BatchDecoder
@@ -94,6 +95,17 @@ def test_feed_equals_a_rebuild_and_writes_redis(tmp_path: Path, rdb: redis.Redis
             written = [d for _, entry in stream for d in json.loads(entry[b"deals"])]
             assert written == ring[::-1]
             assert stream[-1][0] == f"{want.deal_count(m)}-0".encode()
+            # Depth: the engine's, in memory and (top levels) in Redis.
+            asks, bids = engine.depth(m, 10_000, 0)
+            assert feed.depth.depth(m, 10_000, 0) == (asks, bids)
+            assert asks or bids  # the book is not empty
+            for key, levels in zip(depth_keys(market.name), (asks, bids), strict=True):
+                members = [x.decode() for x in rdb.zrange(key, 0, -1)]
+                want_members = [
+                    f"{format_units(p, market.money_prec)}:{format_units(q, market.stock_prec)}"
+                    for p, q in sorted(levels[:100])
+                ]
+                assert members == want_members
     finally:
         feed.close()
 
@@ -120,6 +132,8 @@ def test_a_restart_from_an_older_state_counts_nothing_twice(
         assert second.position == saved
         drain(second)
         assert_same(second.data, from_scratch(tmp_path, engine))
+        for m in range(len(engine.config.markets)):
+            assert second.depth.depth(m, 10_000, 0) == engine.depth(m, 10_000, 0)
         assert int(rdb.get(SEQ_KEY) or 0) == second.position
     finally:
         second.close()
@@ -166,12 +180,24 @@ def test_every_deal_reaches_zeromq_once_in_sequence(tmp_path: Path, rdb: redis.R
         drain(feed)
         seen: dict[bytes, list[int]] = {}
         ids = []
+        books: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
         while sub.poll(200):
             topic, body = sub.recv_multipart()
             msg = json.loads(body)
             seen.setdefault(topic, []).append(msg["seq"])
             if topic.startswith(b"deals."):
                 ids += [d["id"] for d in msg["deals"]]
+            if topic.startswith(b"depth."):
+                if msg["full"]:
+                    books[msg["market"]] = ({}, {})
+                for side, levels in zip(
+                    books[msg["market"]], (msg["asks"], msg["bids"]), strict=True
+                ):
+                    for price, amount in levels:
+                        if amount == "0":
+                            del side[price]
+                        else:
+                            side[price] = amount
         for topic, seqs in seen.items():
             assert seqs == list(range(1, len(seqs) + 1)), topic
         want = from_scratch(tmp_path, engine)
@@ -180,6 +206,14 @@ def test_every_deal_reaches_zeromq_once_in_sequence(tmp_path: Path, rdb: redis.R
         )
         assert sorted(ids) == all_ids
         assert len(ids) > 50
+        for m, market in enumerate(engine.config.markets):  # snapshot + diffs = the book
+            asks, bids = engine.depth(m, 100, 0)
+            assert books[market.name] == tuple(
+                {format_units(p, market.money_prec): format_units(q, market.stock_prec)
+                 for p, q in side}
+                for side in (asks, bids)
+            )  # fmt: skip
+        assert sum(1 for t in seen if t.startswith(b"depth.")) == 2
         assert any(t.startswith(b"kline.60.") for t in seen)
         assert any(t.startswith(b"ticker.") for t in seen)
         assert feed.dropped == 0
