@@ -154,10 +154,10 @@ class Feed:
         return applied
 
     def _apply_batch(self) -> int:
-        records = list(self._reader.read(self.position + 1, limit=self.batch_records))
-        if not records:
+        runs = self._reader.read_runs(self.position + 1, limit=self.batch_records)
+        if not runs:
             return 0
-        batch = self._decoder.decode(records)
+        batch = self._decoder.decode_runs(runs)
         events = batch.events
         if self.depth.apply(events):
             orders = events["kind"] <= EventKind.ORDER_FINISH
@@ -167,7 +167,7 @@ class Feed:
             self.data.add_events(deals)
             self._publish_deals(deals, batch.last_seq)
         self.position = batch.last_seq
-        return len(records)
+        return batch.last_seq - batch.first_seq + 1
 
     # ------------------------------------------------------------------ ZeroMQ
 

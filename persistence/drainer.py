@@ -52,7 +52,7 @@ from persistence.history_batch import BatchDecoder
 from persistence.history_bulk import COLUMNS, BulkRows, TableText
 from persistence.history_db import HistoryUnavailable
 from persistence.history_rows import HistoryRows, RecordDecoder, RowBatch
-from persistence.log_reader import LogReader, Record, read_committed_seq
+from persistence.log_reader import LogReader, RecordRun, read_committed_seq
 
 logger = logging.getLogger(__name__)
 
@@ -86,14 +86,20 @@ LOAD_DATA_REFUSED: Final = frozenset({1148, 2068, 3948, 4166})
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    """A batch read from the log: its records and, on the ``LOAD DATA`` path, its text."""
+    """A batch read from the log: its runs of records and, on the ``LOAD DATA`` path,
+    its text."""
 
-    records: list[Record]
+    runs: list[RecordRun]
     text: TableText | None
 
     @property
     def last_seq(self) -> int:
-        return self.records[-1].seq
+        return self.runs[-1].last_seq
+
+    @property
+    def records(self) -> int:
+        """How many records."""
+        return sum(len(run) for run in self.runs)
 
 
 class DrainConflict(RuntimeError):
@@ -243,7 +249,7 @@ class Drainer:
                         continue
                     flight = writer.submit(self._timed_apply, conn, prepared, ahead)
                     ahead = prepared.last_seq
-                    if len(prepared.records) < self.batch_records:
+                    if prepared.records < self.batch_records:
                         paced_until = self._clock() + self.batch_interval_s
                         self._paced_until = max(self._paced_until, paced_until)
                 if flight is not None:
@@ -299,11 +305,11 @@ class Drainer:
         """Read the committed records after ``position`` (up to ``batch_records``) and,
         on the ``LOAD DATA`` path, build their text; None when there are none."""
         self._committed = read_committed_seq(self.log_dir)
-        records = list(self._log_reader().read(position + 1, limit=self.batch_records))
-        if not records:
+        runs = self._log_reader().read_runs(position + 1, limit=self.batch_records)
+        if not runs:
             return None
-        text = self._bulk.build(self._batch_decoder.decode(records)) if self._load_data else None
-        return _Prepared(records, text)
+        text = self._bulk.build(self._batch_decoder.decode_runs(runs)) if self._load_data else None
+        return _Prepared(runs, text)
 
     def _applied(self, batch: RowBatch | TableText) -> None:
         """``batch`` is committed with its position: count it, let retention go on."""
@@ -343,8 +349,9 @@ class Drainer:
                 )
                 self._load_data = False
         batch = RowBatch()
-        for record in prepared.records:
-            self._rows.add(batch, self._decoder.decode(record))
+        for run in prepared.runs:
+            for record in run.records():
+                self._rows.add(batch, self._decoder.decode(record))
         self._write(conn, batch, position)
         return batch
 

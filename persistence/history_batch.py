@@ -23,7 +23,7 @@ from core.schema import COMMAND_DTYPE, EVENT_DTYPE
 from persistence.frames import COMMAND_WORDS, EVENT_WORDS, RT_BALANCE, RT_ORDER, decode_order
 from persistence.history_rows import DecodedRecord, HistoryRecordError, RecordDecoder
 from persistence.log_format import FRAME_HEADER_LENGTH
-from persistence.log_reader import Record
+from persistence.log_reader import Record, RecordRun
 
 _WORD = 8
 _HEADER_PAD = bytes(FRAME_HEADER_LENGTH)
@@ -65,7 +65,8 @@ def decode_frames(
 @dataclass(frozen=True, slots=True)
 class DecodedBatch:
     """Consecutive log records, decoded: the order records as arrays (index i = the
-    i-th order record of the batch), the balance.update records one by one."""
+    i-th order record of the batch), the balance.update records one by one. The
+    payloads stay in the runs they were read in until asked for."""
 
     first_seq: int
     last_seq: int
@@ -76,13 +77,27 @@ class DecodedBatch:
     values: np.ndarray  #: int64, the result's value, per order record
     counts: np.ndarray  #: int64, events per order record
     events: np.ndarray  #: EVENT_DTYPE, every order record's events in order
-    payloads: list[bytes]  #: per order record, byte for byte
     balances: list[DecodedRecord]  #: the balance.update records
+    _runs: list[RecordRun]
+    _run_of: np.ndarray  #: int64, per order record: its run
+    _index: np.ndarray  #: int64, per order record: its index in its run
 
     @property
     def orders(self) -> int:
         """Order records in the batch."""
         return int(self.seqs.shape[0])
+
+    def payload(self, i: int) -> bytes:
+        """Order record ``i``'s payload, byte for byte."""
+        return self._runs[int(self._run_of[i])].payload(int(self._index[i]))
+
+    @property
+    def payloads(self) -> list[bytes]:
+        """Every order record's payload, byte for byte."""
+        return [
+            self._runs[r].payload(k)
+            for r, k in zip(self._run_of.tolist(), self._index.tolist(), strict=True)
+        ]
 
     def record(self, i: int) -> DecodedRecord:
         """Order record ``i`` as a ``DecodedRecord``."""
@@ -91,7 +106,7 @@ class DecodedBatch:
         return DecodedRecord(
             int(self.seqs[i]), RT_ORDER, int(self.ts_ns[i]), self.events[start:stop],
             self.commands[i], int(self.order_ids[i]), int(self.values[i]), None,
-            self.payloads[i],
+            self.payload(i),
         )  # fmt: skip
 
 
@@ -107,53 +122,108 @@ class BatchDecoder:
         """Decode ``records`` (consecutive sequences, in order); ``HistoryRecordError``
         if they are not, or if one does not decode."""
         if not records:
-            raise ValueError("decode_batch needs at least one record")
+            raise ValueError("decode needs at least one record")
         for prev, record in itertools.pairwise(records):
             if record.seq != prev.seq + 1:
                 raise HistoryRecordError(f"seq {record.seq} after {prev.seq}: not in order")
-        orders = [r for r in records if r.rtype == RT_ORDER]
-        balances = []
-        for r in records:
-            if r.rtype == RT_BALANCE:
-                balances.append(self._single.decode(r))
-            elif r.rtype != RT_ORDER:
-                raise HistoryRecordError(f"seq {r.seq}: unknown record type {r.rtype}")
-        n = len(orders)
         sizes = np.fromiter(
-            (FRAME_HEADER_LENGTH + len(r.payload) for r in orders), dtype=np.int64, count=n
-        )
+            (FRAME_HEADER_LENGTH + len(r.payload) for r in records), dtype=np.int64,
+            count=len(records),
+        )  # fmt: skip
         padded = sizes + (-sizes % _WORD)
         stops = np.cumsum(padded)
-        starts = stops - padded
         parts: list[bytes] = []
-        for r, pad in zip(orders, (padded - sizes).tolist(), strict=True):
+        for r, pad in zip(records, (padded - sizes).tolist(), strict=True):
             parts += (_HEADER_PAD, r.payload, _PADS[pad])
-        buf = np.frombuffer(b"".join(parts), dtype=np.uint8)
+        run = RecordRun(
+            records[0].seq, b"".join(parts), stops - padded,
+            sizes - FRAME_HEADER_LENGTH,
+            np.fromiter((r.rtype for r in records), dtype=np.int64, count=len(records)),
+        )  # fmt: skip
+        return self.decode_runs([run])
+
+    def decode_runs(self, runs: Sequence[RecordRun]) -> DecodedBatch:
+        """Decode the records of ``runs`` (consecutive, in order; ``LogReader.read_runs``)
+        straight from their buffers; ``HistoryRecordError`` if they are not
+        consecutive, or if one does not decode."""
+        if not runs:
+            raise ValueError("decode_runs needs at least one run")
+        for prev, run in itertools.pairwise(runs):
+            if run.first_seq != prev.last_seq + 1:
+                raise HistoryRecordError(f"seq {run.first_seq} after {prev.last_seq}: not in order")
+        picks = [np.flatnonzero(run.types == RT_ORDER) for run in runs]
+        n = sum(int(p.shape[0]) for p in picks)
+        balances = []
+        for run, pick in zip(runs, picks, strict=True):
+            if pick.shape[0] == len(run):
+                continue
+            for i in np.flatnonzero(run.types != RT_ORDER).tolist():
+                rtype = int(run.types[i])
+                if rtype != RT_BALANCE:
+                    raise HistoryRecordError(
+                        f"seq {run.first_seq + i}: unknown record type {rtype}"
+                    )
+                record = Record(run.first_seq + i, rtype, run.payload(i))
+                balances.append(self._single.decode(record))
         cmds64 = np.zeros((n, COMMAND_WORDS), dtype=np.int64)
         results = np.zeros((n, 4), dtype=np.int64)
-        while True:
-            bad, total = decode_frames(
-                buf, buf.view(np.int64), starts, stops, cmds64, self._events, results
-            )
-            if bad >= 0 or total <= self._events.shape[0]:
-                break
-            self._events = np.zeros((2 * total, EVENT_WORDS), dtype=np.int64)
-        if bad >= 0:
-            raise HistoryRecordError(f"seq {orders[bad].seq}: order record does not add up")
-        refused = np.flatnonzero(results[:, 1])
-        if refused.shape[0]:
-            seq = orders[int(refused[0])].seq
-            raise HistoryRecordError(f"seq {seq}: order record does not add up")
+        total = self._decode_all(runs, picks, cmds64, results)
         commands = cmds64.view(COMMAND_DTYPE).reshape(n)
         counts = results[:, 0].copy()
-        seqs = np.fromiter((r.seq for r in orders), dtype=np.int64, count=n)
+        seqs = np.concatenate(
+            [run.first_seq + pick for run, pick in zip(runs, picks, strict=True)]
+        ).astype(np.int64)
         ts_ns = commands["ts_ns"].astype(np.int64)
         events = self._events[:total].copy().view(EVENT_DTYPE).reshape(total)
         events["seq"] = np.repeat(seqs, counts)
         events["ts_ns"] = np.repeat(ts_ns, counts)
         return DecodedBatch(
-            first_seq=records[0].seq, last_seq=records[-1].seq, seqs=seqs, ts_ns=ts_ns,
+            first_seq=runs[0].first_seq, last_seq=runs[-1].last_seq, seqs=seqs, ts_ns=ts_ns,
             commands=commands, order_ids=results[:, 2].copy(), values=results[:, 3].copy(),
-            counts=counts, events=events, payloads=[r.payload for r in orders],
-            balances=balances,
+            counts=counts, events=events, balances=balances, _runs=list(runs),
+            _run_of=np.concatenate(
+                [np.full(p.shape[0], r, dtype=np.int64) for r, p in enumerate(picks)]
+            ),
+            _index=np.concatenate(picks).astype(np.int64),
         )  # fmt: skip
+
+    def _decode_all(
+        self,
+        runs: Sequence[RecordRun],
+        picks: list[np.ndarray],
+        cmds64: np.ndarray,
+        results: np.ndarray,
+    ) -> int:
+        """Decode every run's order frames into ``cmds64``/``results`` and the events
+        buffer (grown and done again when too small); returns the events in all."""
+        while True:
+            total = k = 0
+            fits = True
+            for run, pick in zip(runs, picks, strict=True):
+                m = int(pick.shape[0])
+                if not m:
+                    continue
+                usable = len(run.data) // _WORD * _WORD
+                buf = np.frombuffer(run.data, dtype=np.uint8, count=usable)
+                starts = run.starts[pick]
+                lengths = run.lengths[pick]
+                stops = starts + FRAME_HEADER_LENGTH + lengths
+                stops += -stops % _WORD
+                room = self._events[min(total, self._events.shape[0]) :]
+                bad, got = decode_frames(
+                    buf, buf.view(np.int64), starts, stops, cmds64[k : k + m], room,
+                    results[k : k + m],
+                )  # fmt: skip
+                if bad >= 0:
+                    seq = run.first_seq + int(pick[bad])
+                    raise HistoryRecordError(f"seq {seq}: order record does not add up")
+                refused = np.flatnonzero(results[k : k + m, 1])
+                if refused.shape[0]:
+                    seq = run.first_seq + int(pick[int(refused[0])])
+                    raise HistoryRecordError(f"seq {seq}: order record does not add up")
+                fits = fits and total + got <= self._events.shape[0]
+                total += got
+                k += m
+            if fits:
+                return total
+            self._events = np.zeros((2 * total, EVENT_WORDS), dtype=np.int64)

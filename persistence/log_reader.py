@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
@@ -58,6 +59,57 @@ class Record(NamedTuple):
     seq: int
     rtype: int
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRun:
+    """Consecutive committed records whose frames lie whole in ``data``: record i has
+    sequence ``first_seq + i``, its frame starts at ``starts[i]`` (8-aligned) and its
+    payload, ``lengths[i]`` bytes of type ``types[i]``, follows the frame header."""
+
+    first_seq: int
+    data: bytes
+    starts: np.ndarray  #: int64
+    lengths: np.ndarray  #: int64
+    types: np.ndarray  #: int64
+
+    def __len__(self) -> int:
+        return int(self.starts.shape[0])
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence of the last record."""
+        return self.first_seq + len(self) - 1
+
+    def payload(self, i: int) -> bytes:
+        """Record i's payload (a copy)."""
+        at = int(self.starts[i]) + FRAME_HEADER_LENGTH
+        return self.data[at : at + int(self.lengths[i])]
+
+    def records(self) -> list[Record]:
+        """The records, each with a copy of its payload."""
+        data = self.data
+        return [
+            Record(
+                self.first_seq + i,
+                rtype,
+                data[s + FRAME_HEADER_LENGTH : s + FRAME_HEADER_LENGTH + n],
+            )
+            for i, (s, n, rtype) in enumerate(
+                zip(self.starts.tolist(), self.lengths.tolist(), self.types.tolist(), strict=True)
+            )
+        ]
+
+    @classmethod
+    def of(cls, record: Record) -> RecordRun:
+        """A run of one record, its frame rebuilt (the header's bytes are zero)."""
+        size = FRAME_HEADER_LENGTH + len(record.payload)
+        data = bytes(FRAME_HEADER_LENGTH) + record.payload + bytes(-size % 8)
+        one = np.zeros(1, dtype=np.int64)
+        return cls(
+            record.seq, data, one, np.array([len(record.payload)], dtype=np.int64),
+            np.array([record.rtype], dtype=np.int64),
+        )  # fmt: skip
 
 
 def read_committed_seq(directory: str | os.PathLike[str]) -> int:
@@ -130,7 +182,23 @@ class LogReader:
             raise ValueError(f"limit must be a non-negative integer; got {limit!r}")
         return self._read(from_seq, limit)
 
+    def read_runs(self, from_seq: int, *, limit: int) -> list[RecordRun]:
+        """Committed records from ``from_seq`` on, at most ``limit``, as runs of
+        frames that lie whole in one buffer (``RecordRun``): a consumer that decodes
+        frames in bulk reads them there without a ``Record`` per record. [] when
+        ``from_seq`` is past the committed sequence."""
+        self._check_open()
+        if type(from_seq) is not int or not 1 <= from_seq <= MAX_SEQ:
+            raise ValueError(f"from_seq must be from 1 to {MAX_SEQ}; got {from_seq!r}")
+        if type(limit) is not int or limit < 0:
+            raise ValueError(f"limit must be a non-negative integer; got {limit!r}")
+        return list(self._runs(from_seq, limit))
+
     def _read(self, from_seq: int, limit: int | None) -> Iterator[Record]:
+        for run in self._runs(from_seq, limit):
+            yield from run.records()
+
+    def _runs(self, from_seq: int, limit: int | None) -> Iterator[RecordRun]:
         committed = self.committed_seq()
         # Bytes read before ``committed`` was may belong to a commit then in progress.
         self._buf = b""
@@ -140,19 +208,19 @@ class LogReader:
                 self._position(from_seq)
             wanted = committed - from_seq + 1 if limit is None else limit - count
             run = self._next_run(min(wanted, committed - from_seq + 1))
-            if not run:  # at a segment's end, or a frame to be explained: one at a time
-                run = [self._next_record()]
+            if run is None:  # at a segment's end, or a frame to be explained: one alone
+                run = RecordRun.of(self._next_record())
             count += len(run)
             from_seq += len(run)
-            yield from run
+            yield run
 
-    def _next_run(self, most: int) -> list[Record]:
+    def _next_run(self, most: int) -> RecordRun | None:
         """Up to ``most`` records from ``_next_seq`` that lie whole in the bytes read
         ahead (read more if fewer than a chunk are there), checked at once in numba
-        (``scan_records``: what ``_next_record`` checks); [] when the next one is not
+        (``scan_records``: what ``_next_record`` checks); None when the next one is not
         whole there or not valid, for ``_next_record`` to handle."""
         if most < RUN_MIN_RECORDS:
-            return []
+            return None
         start = self._offset - self._buf_start
         if start < 0 or len(self._buf) - start < RUN_CHUNK_BYTES // 2:
             self._buf = os.pread(self._fd, RUN_CHUNK_BYTES, self._offset)
@@ -160,7 +228,7 @@ class LogReader:
             start = 0
         usable = (len(self._buf) - start) // 8 * 8
         if usable < FRAME_HEADER_LENGTH:
-            return []
+            return None
         buf = np.frombuffer(self._buf, dtype=np.uint8, count=usable, offset=start)
         cap = min(most, usable // FRAME_HEADER_LENGTH)
         starts = np.empty(cap, dtype=np.int64)
@@ -171,17 +239,10 @@ class LogReader:
             self._prev_batch_index, starts, lengths, types,
         )  # fmt: skip
         if not n:
-            return []
-        data, seq0 = self._buf, self._next_seq
-        head = start + FRAME_HEADER_LENGTH
-        run = [
-            Record(seq0 + i, rtype, data[head + s : head + s + length])
-            for i, (s, length, rtype) in enumerate(
-                zip(starts[:n].tolist(), lengths[:n].tolist(), types[:n].tolist(), strict=True)
-            )
-        ]
+            return None
+        run = RecordRun(self._next_seq, self._buf, starts[:n] + start, lengths[:n], types[:n])
         self._offset += int(pos)
-        self._next_seq = seq0 + n
+        self._next_seq += n
         self._prev_batch_index = int(last_index)
         return run
 

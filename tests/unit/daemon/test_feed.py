@@ -261,3 +261,29 @@ def test_the_market_methods_answer_over_zeromq(tmp_path: Path) -> None:
     finally:
         client.close(0)
         feed.close()
+
+
+def test_a_subscriber_that_does_not_read_is_dropped_and_counted(tmp_path: Path) -> None:
+    """XPUB_NODROP with a small high-water mark: sends to a full subscriber fail at
+    once and are counted; the feed goes on to the end of the log."""
+    engine = write_log(tmp_path / "data", 1500)
+    config = FeedConfig(
+        pub=f"ipc://{tmp_path}/pub.sock", rpc=f"ipc://{tmp_path}/rpc.sock", send_hwm=5
+    )
+    data = tmp_path / "data"
+    feed = Feed(engine.config, config, None, data, log_dir=data / LOG_DIR, clock=lambda: NOW,
+                batch_records=10)  # fmt: skip
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 5)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(config.pub)
+    try:
+        while not feed.pub.poll(10):
+            sub.poll(10)
+        drain(feed)  # the subscriber reads nothing
+        assert feed.position == engine.counters()[0]
+        assert feed.dropped > 0
+        assert feed.published > 0
+    finally:
+        sub.close(0)
+        feed.close()

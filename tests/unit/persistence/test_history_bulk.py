@@ -217,3 +217,33 @@ def test_load_data_and_insert_paths_store_the_same_tables(tmp_path: Path) -> Non
             contents.append(got)
     assert contents[0] == contents[1] == contents[2]
     assert len(contents[0]["deal_history"]) > 100
+
+
+def test_decoding_runs_read_in_bulk_equals_decoding_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``decode_runs`` over ``LogReader.read_runs`` (frames decoded where they were
+    read, runs cut at chunk ends and one-record runs at segment ends) gives what
+    ``decode`` gives over the same records."""
+    import persistence.log_reader as log_reader
+
+    log_dir = _drained_log(tmp_path)
+    monkeypatch.setattr(log_reader, "RUN_CHUNK_BYTES", 4096)  # many runs
+    with LogReader(log_dir) as reader:
+        records = list(reader.read(1))
+        for start, limit in ((1, 7), (1, 500), (300, 1000), (len(records) - 3, 50)):
+            runs = reader.read_runs(start, limit=limit)
+            part = records[start - 1 : start - 1 + limit]
+            assert sum(len(r) for r in runs) == len(part)
+            if limit >= 500:
+                assert len(runs) > 3
+            got = BatchDecoder(events=8).decode_runs(runs)
+            want = BatchDecoder().decode(part)
+            assert (got.first_seq, got.last_seq) == (want.first_seq, want.last_seq)
+            for name in ("seqs", "ts_ns", "order_ids", "values", "counts"):
+                assert np.array_equal(getattr(got, name), getattr(want, name)), name
+            assert got.commands.tobytes() == want.commands.tobytes()
+            assert got.events.tobytes() == want.events.tobytes()
+            assert got.payloads == want.payloads == [r.payload for r in part if r.rtype == 1]
+            assert [b.seq for b in got.balances] == [b.seq for b in want.balances]
+        assert reader.read_runs(len(records) + 1, limit=10) == []
