@@ -3,20 +3,22 @@
 The composition root of the feed: it follows the append log from the sequence its
 state covers (``feed.state``; registered as the log consumer ``feed``, so retention
 keeps what it has not made durable), turns each batch's deals into market data
-(``feed.market_data.MarketData``), publishes over ZeroMQ (XPUB: deals at once; klines
-and tickers every ``publish_interval_s``), writes Redis (the same interval, with the
-sequence it covers, in one transaction), answers the market.* methods on a ZeroMQ
-ROUTER, and writes its state every ``state_interval_s``. It only reads the log: it can
-fall behind, stop and crash without slowing trading (DESIGN.md rule 8). Slow
-subscribers never hold it up: a message a subscriber has no room for is dropped and
-counted. Redis down: ZeroMQ goes on; when Redis answers again it is rewritten whole
-from memory.
+(``feed.market_data.MarketData``) and its order events into depth
+(``feed.depth.DepthBook``), publishes over ZeroMQ (XPUB: deals at once; klines and
+tickers every ``publish_interval_s``, depth every ``depth_interval_s``), writes Redis
+(every ``publish_interval_s``, with the sequence it covers, in one transaction),
+answers the market.* methods on a ZeroMQ ROUTER, and writes its state every
+``state_interval_s``. It only reads the log: it can fall behind, stop and crash
+without slowing trading (DESIGN.md rule 8). Slow subscribers never hold it up: a
+message a subscriber has no room for is dropped and counted. Redis down: ZeroMQ goes
+on; when Redis answers again it is rewritten whole from memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -118,6 +120,7 @@ class Feed:
         #: per market: the (asks, bids) top levels last published, as price -> lots
         self._depth_sent: dict[int, tuple[dict[int, int], dict[int, int]]] = {}
         self._next_snapshot = 0.0
+        self._next_depth = 0.0
         self._rejected = 0
         now = clock()
         self._next_publish = now
@@ -219,7 +222,10 @@ class Feed:
                 b"ticker." + name.encode(),
                 {"market": name, "log_seq": self.position, "ticker": ticker},
             )
-        depth_changed = self._publish_depth()
+        depth_changed: set[int] = set()
+        if self._clock() >= self._next_depth:
+            self._next_depth = self._clock() + self.config.depth_interval_s
+            depth_changed = self._publish_depth()
         if self.redis is not None:
             self.redis.flush(self.position, now, depth_changed)
 
@@ -422,6 +428,10 @@ def add_feed_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--data-dir", type=Path, default=Path("var/matchd"), metavar="DIR",
         help="the server's data directory, whose log it reads (default var/matchd)",
     )  # fmt: skip
+    feed.add_argument(
+        "--nice", type=int, default=0, metavar="N",
+        help="lower its CPU priority by N (0..19; default 0)",
+    )  # fmt: skip
 
 
 def feed_argv(config: Path, data_dir: Path) -> list[str]:
@@ -451,6 +461,11 @@ def run_feed(args: argparse.Namespace) -> int:
     if config is None:
         print(f"matchd: {args.config} has no [feed] table", file=sys.stderr)
         return 2
+    if not 0 <= args.nice <= 19:
+        print(f"matchd: --nice must be 0..19; got {args.nice}", file=sys.stderr)
+        return 2
+    if args.nice:
+        os.nice(args.nice)
     from daemon.alerting import start_alerts
 
     start_alerts(text, "matchd-feed")

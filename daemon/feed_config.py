@@ -39,7 +39,7 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     utc_offset_s
         Seconds east of UTC where days, weeks and months start (a multiple of 60).
     publish_interval_s
-        How often klines, tickers and depth are published and Redis is written.
+        How often klines and tickers are published and Redis is written.
     state_interval_s
         How often the feed's state is written to disk (``DATA_DIR/feed/``).
     send_hwm
@@ -47,6 +47,8 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         counted.
     depth_levels
         Levels of each side published (ZeroMQ ``depth.<market>``, Redis).
+    depth_interval_s
+        How often the depth is published (the levels that changed).
     depth_snapshot_s
         How often the depth is published in full (diffs in between).
     """
@@ -54,10 +56,11 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pub: str = "tcp://127.0.0.1:7416"
     rpc: str = "tcp://127.0.0.1:7417"
     utc_offset_s: int = 0
-    publish_interval_s: float = 0.1
+    publish_interval_s: float = 0.02
     state_interval_s: float = 5.0
     send_hwm: int = 10_000
     depth_levels: int = 100
+    depth_interval_s: float = 0.1
     depth_snapshot_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -75,6 +78,7 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             _fail("feed", f"send_hwm = {self.send_hwm} is outside 1..10000000")
         if not 1 <= self.depth_levels <= MAX_DEPTH_LEVELS:
             _fail("feed", f"depth_levels = {self.depth_levels} is outside 1..{MAX_DEPTH_LEVELS}")
+        _seconds("feed", "depth_interval_s", self.depth_interval_s)
         _seconds("feed", "depth_snapshot_s", self.depth_snapshot_s)
 
 
@@ -156,6 +160,7 @@ _KINDS: Final = {
     "state_interval_s": "a number of seconds",
     "send_hwm": "an integer",
     "depth_levels": "an integer",
+    "depth_interval_s": "a number of seconds",
     "depth_snapshot_s": "a number of seconds",
     "host": "a string",
     "port": "an integer",

@@ -312,6 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
         "MariaDB, root@127.0.0.1:3306) and report its lag under the load",
     )
     e2e.add_argument(
+        "--feed",
+        action="store_true",
+        help="run the market-data feed beside the daemon (ZeroMQ and the local Redis, "
+        "db 14, emptied) and report the delay from a deal to its market data",
+    )
+    e2e.add_argument(
+        "--feed-nice", type=int, default=0, choices=range(20), metavar="N",
+        help="with --feed: the feed's --nice (default 0)",
+    )  # fmt: skip
+    e2e.add_argument(
         "--busy-duty",
         type=float,
         default=None,

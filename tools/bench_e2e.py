@@ -47,6 +47,7 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from core.schema import EventKind
 from ipc import wire, wire_batch
 from tools.bench_core import machine_info
+from tools.bench_feed_load import FeedUnderLoad
 from tools.bench_history_load import DrainUnderLoad
 from tools.bench_stream import (
     CONFIG_TOML,
@@ -324,45 +325,36 @@ def main(args: argparse.Namespace) -> int:
     if args.busy_duty is not None and not args.history:
         print("matchd-bench e2e: --busy-duty needs --history", file=sys.stderr)
         return 2
+    if args.feed_nice and not args.feed:
+        print("matchd-bench e2e: --feed-nice needs --feed", file=sys.stderr)
+        return 2
     stream = generate(args.commands, args.seed, 20_000, [], 0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="matchd-bench-e2e-", dir=out))
     endpoint = f"ipc://{work}/orders.sock"
-    history = DrainUnderLoad(_cpu_seconds, busy_duty=args.busy_duty) if args.history else None
-    extra = history.create() if history is not None else ""
+    # Processes beside the daemon, each measured under the load: report key -> it.
+    companions: dict[str, Any] = {}
+    if args.history:
+        companions["history_drain"] = DrainUnderLoad(_cpu_seconds, busy_duty=args.busy_duty)
+    if args.feed:
+        companions["feed"] = FeedUnderLoad(work, nice=args.feed_nice)
+    extra = "".join(c.create() for c in companions.values())
     daemon = _start_daemon(work, endpoint, args.fsync, args.workers, extra)
     client = _Client(endpoint)
     runs: dict[str, Any] = {}
-    drained: dict[str, Any] | None = None
+    measured: dict[str, Any] = {}
     try:
-        if history is not None:
-            history.start(work / "bench.toml", work / "data", endpoint, work / "drain.log")
+        for key, companion in companions.items():
+            companion.start(work / "bench.toml", work / "data", endpoint, work / f"{key}.log")
         _fund_and_warm(client, stream.warmup)
-        cmds = stream.commands
-        third = len(cmds) // 3
-        rest = cmds[2 * third : 2 * third + args.open_commands]
-        for name in ("batched", "single", "open_loop"):
-            server0, client0 = _cpu_seconds(daemon.pid), _client_cpu()
-            t0 = time.perf_counter()
-            if name == "batched":
-                figures = closed_loop(client, cmds[:third], args.batch, args.window)
-            elif name == "single":
-                figures = closed_loop(client, cmds[third : 2 * third], 1, args.window_single)
-            else:
-                figures = open_loop(client, rest, args.rate)
-            wall = time.perf_counter() - t0
-            figures["cpu_seconds"] = {
-                "server": round(_cpu_seconds(daemon.pid) - server0, 2),
-                "client": round(_client_cpu() - client0, 2),
-                "wall": round(wall, 2),
-            }
-            runs[name] = figures
-        if history is not None:
-            drained = history.finish()
+        runs = _runs(client, daemon, stream.commands, args)
+        for key, companion in companions.items():
+            measured[key] = companion.finish()
     finally:
-        if history is not None and drained is None:
-            history.close()
+        for key, companion in companions.items():
+            if key not in measured:
+                companion.close()
         client.close()
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
@@ -374,7 +366,7 @@ def main(args: argparse.Namespace) -> int:
         "fsync": args.fsync,
         "workers": args.workers,
         "runs": runs,
-        **({"history_drain": drained} if drained is not None else {}),
+        **measured,
         "seed": args.seed,
         "machine": machine_info(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -395,6 +387,30 @@ def main(args: argparse.Namespace) -> int:
                 f"max {lat['max']} us  cpu server {r['cpu_seconds']['server']} s client "
                 f"{r['cpu_seconds']['client']} s of {r['cpu_seconds']['wall']} s"
             )
-        if drained is not None:
-            print(f"history drain: {json.dumps(drained)}")
+        for key in measured:
+            print(f"{key}: {json.dumps(measured[key])}")
     return 0
+
+
+def _runs(client: Any, daemon: Any, cmds: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The three runs (batched, one per frame, open loop) with their CPU seconds."""
+    third = len(cmds) // 3
+    rest = cmds[2 * third : 2 * third + args.open_commands]
+    runs = {}
+    for name in ("batched", "single", "open_loop"):
+        server0, client0 = _cpu_seconds(daemon.pid), _client_cpu()
+        t0 = time.perf_counter()
+        if name == "batched":
+            figures = closed_loop(client, cmds[:third], args.batch, args.window)
+        elif name == "single":
+            figures = closed_loop(client, cmds[third : 2 * third], 1, args.window_single)
+        else:
+            figures = open_loop(client, rest, args.rate)
+        wall = time.perf_counter() - t0
+        figures["cpu_seconds"] = {
+            "server": round(_cpu_seconds(daemon.pid) - server0, 2),
+            "client": round(_client_cpu() - client0, 2),
+            "wall": round(wall, 2),
+        }
+        runs[name] = figures
+    return runs

@@ -28,6 +28,7 @@ from ipc.client import Client
 from persistence.history_config import HistoryConfig
 from persistence.history_db import migrate
 from tools.bench_drain import count_rows, drop_database
+from tools.bench_feed_load import lag_seconds
 
 SAMPLE_S: Final = 0.1
 
@@ -135,9 +136,8 @@ class DrainUnderLoad:
         durable = np.array([s[1] for s in self.samples])
         drained = np.array([s[2] for s in self.samples])
         records = durable - drained
-        # How long ago the log was durable up to where the drainer is now.
-        reached = np.searchsorted(durable, drained, side="left")
-        seconds = t - t[np.minimum(reached, len(t) - 1)]
+        # How long the oldest record the drainer lacks has been durable.
+        seconds = lag_seconds(t, durable, drained)
         return {
             "samples": len(t),
             "lag_records": {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tools.bench import main
@@ -70,6 +71,23 @@ def test_e2e_benchmark_with_the_drainer_reports_its_lag(
     assert drain["database"].endswith("(dropped)")
 
 
+def test_e2e_benchmark_with_the_feed_reports_its_delays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "e2e", "--json", "--commands", "3000", "--open-commands", "500",
+            "--rate", "2000", "--feed", "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    feed = json.loads(capsys.readouterr().out)["feed"]
+    assert feed["catch_up_after_load_s"] is not None
+    assert feed["deals_seen"] > 10  # every deal of the runs, over ZeroMQ
+    assert feed["zmq_delay_ms"]["p99"] >= feed["zmq_delay_ms"]["p50"] > 0
+    assert feed["redis_delay_ms"]["p50"] is not None
+
+
 def test_e2e_busy_duty_needs_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["e2e", "--busy-duty", "0.5", "--out", str(tmp_path)]) == 2
     assert "--busy-duty needs --history" in capsys.readouterr().err
@@ -100,3 +118,12 @@ def test_feed_benchmark_runs_the_feed_with_and_without_redis(
         assert run["deals_per_s"] > 0
     assert report["runs"]["feed"]["messages"] > 0
     assert report["runs"]["feed"]["dropped"] == 0
+
+
+def test_lag_seconds_is_how_long_the_oldest_missing_record_has_been_durable() -> None:
+    from tools.bench_feed_load import lag_seconds
+
+    t = np.array([0.0, 1, 2, 3, 4, 5])
+    durable = np.array([0, 0, 10, 20, 20, 30])
+    assert lag_seconds(t, durable, np.array([0, 0, 0, 0, 0, 20])).tolist() == [0, 0, 0, 1, 2, 0]
+    assert lag_seconds(t, durable, durable).tolist() == [0] * 6  # caught up throughout

@@ -44,13 +44,29 @@ def rdb() -> Iterator[redis.Redis]:
     client.close()
 
 
+class Clock:
+    """Moves 0.05 s a reading, from ``NOW``: every step publishes."""
+
+    def __init__(self) -> None:
+        self.now = float(NOW)
+
+    def __call__(self) -> float:
+        self.now += 0.05
+        return self.now
+
+
 def make_feed(
     tmp_path: Path, engine: Engine, *, redis_db: int | None = REDIS_DB, **kw: Any
 ) -> Feed:
-    config = FeedConfig(pub=f"ipc://{tmp_path}/pub.sock", rpc=f"ipc://{tmp_path}/rpc.sock")
+    """A feed whose state is written only when asked (``save``) and whose depth is in
+    full only first."""
+    config = FeedConfig(
+        pub=f"ipc://{tmp_path}/pub.sock", rpc=f"ipc://{tmp_path}/rpc.sock",
+        state_interval_s=3600, depth_snapshot_s=3600,
+    )  # fmt: skip
     rc = RedisConfig(db=redis_db) if redis_db is not None else None
     data = tmp_path / "data"
-    return Feed(engine.config, config, rc, data, log_dir=data / LOG_DIR, clock=lambda: NOW, **kw)
+    return Feed(engine.config, config, rc, data, log_dir=data / LOG_DIR, clock=Clock(), **kw)
 
 
 def from_scratch(tmp_path: Path, engine: Engine) -> MarketData:
@@ -153,7 +169,7 @@ def test_redis_flushed_or_unreachable_is_rewritten_whole(tmp_path: Path, rdb: re
         for _ in range(3):
             feed.step()
             feed.publish(NOW)
-        assert good.failures == 3
+        assert good.failures >= 3  # every write while unreachable
         assert good.resync
         # Back, after someone flushed it: everything is written again.
         rdb.flushdb()
