@@ -195,7 +195,10 @@ class Feed:
         for m in np.unique(market).tolist():
             self._touched_markets.add(m)
             cfg = self.engine.markets[m]
-            rows = deal_rows(deals[market == m], cfg.money_prec, cfg.stock_prec)
+            mine = deals[market == m]
+            rows = deal_rows(mine, cfg.money_prec, cfg.stock_prec)
+            if self.redis is not None:
+                self.redis.add_deal_rows(m, rows, int(mine["deal_id"][-1]))
             self._send(
                 b"deals." + cfg.name.encode(),
                 {"market": cfg.name, "log_seq": log_seq},

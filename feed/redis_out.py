@@ -83,21 +83,34 @@ class RedisOut:
         self.depth = depth
         self.resync = True  #: the next flush rewrites everything
         self._deal_written = [0] * len(data.config.markets)  #: newest deal id written
+        #: per market: deals added since the last flush, as market.deals JSON objects
+        #: (``add_deal_rows``), oldest first, and the newest one's id
+        self._pending: dict[int, tuple[list[bytes], int]] = {}
         self._failing = False
         self.flushes = 0
         self.failures = 0
         self.resyncs = 0
         self.last_error = ""
 
+    def add_deal_rows(self, market: int, rows: list[bytes], newest_id: int) -> None:
+        """Deals of ``market`` as the feed formatted them for ZeroMQ (market.deals
+        JSON objects, oldest first), for the next flush's stream entry; at most the
+        newest ``DEALS_KEPT`` are held, and a flush (working or not) takes them."""
+        held, _ = self._pending.get(market, ([], 0))
+        held.extend(rows)
+        del held[:-DEALS_KEPT]
+        self._pending[market] = (held, newest_id)
+
     def flush(self, seq: int, now: int, depth_changed: set[int] | None = None) -> bool:
         """Write what changed (the markets of ``depth_changed``: their depth), and
         ``seq``; False if Redis failed (retried whole at the next flush)."""
         touched = self.data.klines.take_touched()
+        pending, self._pending = self._pending, {}
         try:
             if self.resync or self._behind(seq):
                 self._rewrite(seq, now)
             else:
-                self._write_changes(touched, seq, now, depth_changed or set())
+                self._write_changes(touched, seq, now, depth_changed or set(), pending)
         except redis.RedisError as exc:
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -120,7 +133,12 @@ class RedisOut:
         return held is None or int(held) > seq
 
     def _write_changes(
-        self, touched: set[tuple[int, int, int]], seq: int, now: int, depth_changed: set[int]
+        self,
+        touched: set[tuple[int, int, int]],
+        seq: int,
+        now: int,
+        depth_changed: set[int],
+        pending: dict[int, tuple[list[bytes], int]],
     ) -> None:
         pipe = self.client.pipeline(transaction=True)
         markets = sorted({m for m, _, _ in touched})
@@ -129,8 +147,8 @@ class RedisOut:
             if candle is not None:  # else dropped by retention since
                 name = self.data.config.markets[m].name
                 pipe.hset(kline_key(name, base), str(start), self._value(m, candle))
-        for m in markets:
-            self._market_keys(pipe, m, now)
+        for m in sorted(set(markets) | set(pending)):
+            self._market_keys(pipe, m, now, pending.get(m))
         for m in sorted(depth_changed):
             self._depth_keys(pipe, m)
         pipe.set(SEQ_KEY, seq)
@@ -159,21 +177,31 @@ class RedisOut:
         self.resync = False
         self.resyncs += 1
 
-    def _market_keys(self, pipe: Any, m: int, now: int) -> None:
+    def _market_keys(
+        self, pipe: Any, m: int, now: int, pending: tuple[list[bytes], int] | None = None
+    ) -> None:
+        """Last price, ticker, and a stream entry of the deals since the last write:
+        ``pending`` when the feed handed them over, else made from the deal ring."""
         name = self.data.config.markets[m].name
         last = self.data.last(name)
         if last == "0":
             return
         pipe.set(last_key(name), last)
         pipe.hset(ticker_key(name), mapping={**self.data.status_today(name, now), "last": last})
-        fresh = self.data.deals(name, DEALS_KEPT, self._deal_written[m])
-        if fresh:
+        if pending is not None:
+            rows, newest = pending
+            entry = b"[" + b",".join(rows) + b"]" if rows else b""
+        else:
+            fresh = self.data.deals(name, DEALS_KEPT, self._deal_written[m])
+            newest = fresh[0]["id"] if fresh else 0
+            entry = _json.encode(fresh[::-1]) if fresh else b""
+        if entry:
             count = self.data.deal_count(m)
             pipe.xadd(
-                deals_key(name), {"deals": _json.encode(fresh[::-1])}, id=f"{count}-0",
+                deals_key(name), {"deals": entry}, id=f"{count}-0",
                 minid=max(0, count - DEALS_KEPT), approximate=False,
             )  # fmt: skip
-            self._deal_written[m] = fresh[0]["id"]
+            self._deal_written[m] = newest
 
     def _depth_keys(self, pipe: Any, m: int) -> None:
         """``md:<market>:depth:asks`` / ``bids``: the levels, rewritten whole."""
