@@ -9,14 +9,18 @@ deal]``; ``k:<market>:last``), so ViaBTC's tools read them.
 
 Redis down or failing: the flush fails, is counted and logged once per outage, and
 the next flush that works rewrites every key from memory (``resync``), so nothing a
-failed flush held is lost. The same full rewrite runs first when Redis does not hold
-the sequence the feed has (a new or flushed Redis). Memory: nothing is queued for
+failed flush held is lost. The same full rewrite runs first, and whenever Redis no
+longer holds the token of the feed's last rewrite (``md:feed:epoch``, read in every
+flush's transaction): a Redis restarted or flushed between two flushes. That flush's
+``md:feed:seq`` is set only if the token is there (a script in the same
+transaction), so the sequence never claims data Redis lost. Memory: nothing is queued for
 Redis; what is in memory is the feed's state itself.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -32,6 +36,12 @@ from feed.market_data import DEALS_KEPT, MarketData
 logger = logging.getLogger(__name__)
 
 SEQ_KEY: Final = "md:feed:seq"
+#: A token written with each full rewrite: a Redis that no longer holds it lost data.
+EPOCH_KEY: Final = "md:feed:epoch"
+#: md:feed:seq is set only if the epoch is still the feed's (in the same MULTI).
+_SET_SEQ_IF_OURS: Final = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[2], ARGV[2]) end"
+)
 SUFFIXES: Final = {SECOND: "1s", MINUTE: "1m", HOUR: "1h", DAY: "1d"}
 #: Fields per HSET while rewriting a whole series.
 CHUNK: Final = 1000
@@ -87,6 +97,7 @@ class RedisOut:
         #: (``add_deal_rows``), oldest first, and the newest one's id
         self._pending: dict[int, tuple[list[bytes], int]] = {}
         self._failing = False
+        self._epoch = ""  #: the token of this feed's last rewrite (``md:feed:epoch``)
         self.flushes = 0
         self.failures = 0
         self.resyncs = 0
@@ -107,7 +118,7 @@ class RedisOut:
         touched = self.data.klines.take_touched()
         pending, self._pending = self._pending, {}
         try:
-            if self.resync or self._behind(seq):
+            if self.resync:
                 self._rewrite(seq, now)
             else:
                 self._write_changes(touched, seq, now, depth_changed or set(), pending)
@@ -125,13 +136,6 @@ class RedisOut:
         self.flushes += 1
         return True
 
-    def _behind(self, seq: int) -> bool:
-        """Checked once in a while: Redis lost what it had (restarted, flushed)."""
-        if self.flushes % 50:
-            return False
-        held = self.client.get(SEQ_KEY)
-        return held is None or int(held) > seq
-
     def _write_changes(
         self,
         touched: set[tuple[int, int, int]],
@@ -141,6 +145,7 @@ class RedisOut:
         pending: dict[int, tuple[list[bytes], int]],
     ) -> None:
         pipe = self.client.pipeline(transaction=True)
+        pipe.get(EPOCH_KEY)  # ours unless Redis lost what we wrote (restarted, flushed)
         markets = sorted({m for m, _, _ in touched})
         for m, base, start in sorted(touched):
             candle = self.data.klines.series(m, base).bucket(start)
@@ -151,12 +156,19 @@ class RedisOut:
             self._market_keys(pipe, m, now, pending.get(m))
         for m in sorted(depth_changed):
             self._depth_keys(pipe, m)
-        pipe.set(SEQ_KEY, seq)
-        pipe.execute()
+        pipe.eval(_SET_SEQ_IF_OURS, 2, EPOCH_KEY, SEQ_KEY, self._epoch, seq)
+        held = pipe.execute()[0]
+        if held != self._epoch.encode():
+            # These changes landed on a Redis that lost the rest: md:feed:seq was not
+            # set (the script checked), and the next flush rewrites everything.
+            logger.warning("feed: Redis lost its market data (restarted or flushed)")
+            self.resync = True
 
     def _rewrite(self, seq: int, now: int) -> None:
-        """Every key from memory; ``md:feed:seq`` last (gone meanwhile)."""
+        """Every key from memory, under a new epoch; ``md:feed:seq`` last (gone
+        meanwhile)."""
         self.client.delete(SEQ_KEY)
+        self._epoch = uuid.uuid4().hex
         for m, market in enumerate(self.data.config.markets):
             pipe = self.client.pipeline(transaction=False)
             keys = [kline_key(market.name, b) for b in SUFFIXES]
@@ -173,6 +185,7 @@ class RedisOut:
             self._market_keys(pipe, m, now)
             self._depth_keys(pipe, m)
             pipe.execute()
+        self.client.set(EPOCH_KEY, self._epoch)
         self.client.set(SEQ_KEY, seq)
         self.resync = False
         self.resyncs += 1

@@ -303,3 +303,32 @@ def test_a_subscriber_that_does_not_read_is_dropped_and_counted(tmp_path: Path) 
     finally:
         sub.close(0)
         feed.close()
+
+
+def test_redis_emptied_between_two_writes_is_noticed_and_rewritten(
+    tmp_path: Path, rdb: redis.Redis
+) -> None:
+    """No write fails, yet Redis lost everything (restarted between two writes): the
+    next write sees the epoch gone, does not claim its sequence, and the one after
+    rewrites every key."""
+    engine = write_log(tmp_path / "data", 1500)
+    feed = make_feed(tmp_path, engine, batch_records=60)
+    try:
+        feed.step()
+        feed.publish(NOW)
+        out = feed.redis
+        assert out is not None
+        assert out.resyncs == 1
+        rdb.flushdb()  # gone, with no error seen
+        assert out.flush(feed.position, NOW)  # the write worked...
+        assert out.resync  # ...and noticed
+        assert rdb.get(SEQ_KEY) is None  # and not claimed
+        drain(feed)
+        assert out.resyncs == 2
+        assert out.failures == 0
+        want = from_scratch(tmp_path, engine)
+        for m, market in enumerate(engine.config.markets):
+            assert len(rdb.hgetall(kline_key(market.name, 1))) == len(want.klines.series(m, 1))
+        assert int(rdb.get(SEQ_KEY) or 0) == feed.position == engine.counters()[0]
+    finally:
+        feed.close()

@@ -105,3 +105,58 @@ def test_the_supervised_feed_survives_sigkill_and_equals_a_rebuild(tmp_path: Pat
     ), alerts
     rdb.flushdb()
     rdb.close()
+
+
+def test_a_redis_killed_and_restarted_under_load_is_rewritten_whole(tmp_path: Path) -> None:
+    """A private Redis (nothing on disk) is SIGKILLed while `matchd run` trades and the
+    feed writes it, then started again empty: the feed notices, rewrites it from its
+    state, and in the end Redis holds what a rebuild from the whole log gives."""
+    from tests.support.redis_instance import RedisInstance
+
+    with RedisInstance(tmp_path / "redis") as server:
+        rdb = server.client()
+        text = config_text(max_orders=20_000, max_levels=500) + (
+            f'\n[feed]\npub = "ipc://{tmp_path}/pub.sock"\nrpc = "ipc://{tmp_path}/rpc.sock"\n'
+            f"\n[redis]\nport = {server.port}\ntimeout_s = 0.5\n"
+        )
+        config = tmp_path / "matchd.toml"
+        config.write_text(text, encoding="utf-8")
+        endpoint = f"ipc://{tmp_path}/orders.sock"
+        data = tmp_path / "data"
+        daemon = start_run(config, data, endpoint)
+        loader = Loader(endpoint, SEED)
+        print(f"seed {SEED}")
+        try:
+            with Client(endpoint, timeout_s=2.0) as client:
+                fund(client)
+                loader.thread.start()
+                loader.wait_for_acks(300)
+                wait_for(lambda: int(rdb.get(SEQ_KEY) or 0) > 0, 60)
+                server.kill()  # under load
+                loader.wait_for_acks(300)
+                server.start()  # empty
+                loader.wait_for_acks(300)
+                loader.stop = True
+                loader.thread.join(60)
+                status = client.status()
+                wait_for(lambda: int(rdb.get(SEQ_KEY) or 0) == status.durable_seq, 120)
+        finally:
+            loader.stop = True
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(120) == 0
+        from core.config import parse_config
+
+        want = MarketData(parse_config(text))
+        with LogReader(data / LOG_DIR) as reader:
+            want.add_events(BatchDecoder().decode(list(reader.read(1))).events)
+        for m, market in enumerate(want.config.markets):
+            for base in (1, 60, 3600, 86400):
+                stored = rdb.hgetall(kline_key(market.name, base))
+                series = want.klines.series(m, base).candles()
+                assert len(stored) == len(series)
+                for c in series:
+                    assert json.loads(stored[str(c.start).encode()]) == list(
+                        want.candle_fields(m, c)
+                    )
+        assert len(want.klines.series(0, 1)) > 0
+        rdb.close()
