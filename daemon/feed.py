@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -118,7 +119,9 @@ class Feed:
         self._touched_markets: set[int] = set()
         self._depth_touched: set[int] = set(range(len(self.markets)))
         #: per market: the (asks, bids) top levels last published, as price -> lots
-        self._depth_sent: dict[int, tuple[dict[int, int], dict[int, int]]] = {}
+        self._depth_sent: dict[tuple[int, str], tuple[dict[int, int], dict[int, int]]] = {}
+        #: per market: (merge interval as configured, in ticks of the market's prices)
+        self._merges = [merge_ticks(config.depth_merge, m.money_prec) for m in engine.markets]
         self._next_snapshot = 0.0
         self._next_depth = 0.0
         self._rejected = 0
@@ -233,10 +236,11 @@ class Feed:
             self.redis.flush(self.position, now, depth_changed)
 
     def _publish_depth(self) -> set[int]:
-        """``depth.<market>``: the top ``depth_levels`` of each side, in full every
-        ``depth_snapshot_s`` (and first), else the levels that changed since the last
-        message ("0": gone from the view) for the markets whose book changed; returns
-        the markets whose view changed."""
+        """``depth.<market>`` (and ``depth.<market>.<interval>`` for each merge interval
+        of ``depth_merge`` but "0"): the top ``depth_levels`` of each side, in full
+        every ``depth_snapshot_s`` (and first), else the levels that changed since the
+        last message ("0": gone from the view), for the markets whose book changed;
+        returns the markets whose unmerged view changed (Redis holds that one)."""
         now = self._clock()
         full = now >= self._next_snapshot
         if full:
@@ -248,27 +252,36 @@ class Feed:
         self._check_depth()
         changed = set()
         for m in sorted(touched):
-            asks, bids = self._depth_view(m)
-            now_sides = (dict(asks), dict(bids))
-            sent = self._depth_sent.get(m)
-            self._depth_sent[m] = now_sides
-            if full or sent is None:
-                diff = (asks, bids)
-            else:
-                diff = (
-                    _level_diff(sent[0], now_sides[0], Side.ASK),
-                    _level_diff(sent[1], now_sides[1], Side.BID),
-                )
-                if not diff[0] and not diff[1]:
-                    continue
-            changed.add(m)
-            cfg = self.engine.markets[m]
-            self._send(
-                b"depth." + cfg.name.encode(),
-                {"market": cfg.name, "log_seq": self.position, "full": full or sent is None,
-                 "asks": _levels(diff[0], cfg), "bids": _levels(diff[1], cfg)},
-            )  # fmt: skip
+            for text, ticks in self._merges[m]:
+                if self._publish_view(m, text, ticks, full) and text == "0":
+                    changed.add(m)
         return changed
+
+    def _publish_view(self, m: int, text: str, ticks: int, full: bool) -> bool:
+        """Publish market ``m``'s depth merged to ``ticks`` (named ``text``) if it
+        changed (or in full); True if a message went out."""
+        asks, bids = self.depth.depth(m, self.config.depth_levels, ticks)
+        now_sides = (dict(asks), dict(bids))
+        sent = self._depth_sent.get((m, text))
+        self._depth_sent[(m, text)] = now_sides
+        if full or sent is None:
+            diff = (asks, bids)
+        else:
+            diff = (
+                _level_diff(sent[0], now_sides[0], Side.ASK),
+                _level_diff(sent[1], now_sides[1], Side.BID),
+            )
+            if not diff[0] and not diff[1]:
+                return False
+        cfg = self.engine.markets[m]
+        topic = b"depth." + cfg.name.encode() + (b"" if text == "0" else b"." + text.encode())
+        self._send(
+            topic,
+            {"market": cfg.name, "interval": text, "log_seq": self.position,
+             "full": full or sent is None, "asks": _levels(diff[0], cfg),
+             "bids": _levels(diff[1], cfg)},
+        )  # fmt: skip
+        return True
 
     def _depth_view(self, market: int) -> tuple[list[Level], list[Level]]:
         return self.depth.depth(market, self.config.depth_levels, 0)
@@ -384,6 +397,12 @@ def deal_rows(deals: np.ndarray, money_prec: int, stock_prec: int) -> list[bytes
             strict=True,
         )
     ]
+
+
+def merge_ticks(intervals: tuple[str, ...], money_prec: int) -> list[tuple[str, int]]:
+    """``depth_merge`` in a market's price ticks, truncated to its ``money_prec`` as
+    ViaBTC does (an interval finer than a tick merges nothing: 0 ticks)."""
+    return [(text, int(Decimal(text).scaleb(money_prec))) for text in intervals]
 
 
 def _level_diff(old: dict[int, int], new: dict[int, int], side: int) -> list[Level]:

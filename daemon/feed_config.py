@@ -23,6 +23,8 @@ from persistence.history_config import Secret, convert_table
 
 MAX_INTERVAL_S: Final = 3600.0
 MAX_DEPTH_LEVELS: Final = 10_000
+MAX_DEPTH_MERGES: Final = 16
+_DECIMAL_RE: Final = re.compile(r"(0|[1-9][0-9]{0,17})(\.[0-9]{1,18})?")
 _ENDPOINT_RE: Final = re.compile(r"(tcp|ipc|inproc)://\S{1,200}")
 _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -47,6 +49,9 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         counted.
     depth_levels
         Levels of each side published (ZeroMQ ``depth.<market>``, Redis).
+    depth_merge
+        Merge intervals of the depth published (ViaBTC's ``depth_merge``): decimal
+        strings, "0" (no merging) first; each other one is a topic of its own.
     depth_interval_s
         How often the depth is published (the levels that changed).
     depth_snapshot_s
@@ -60,6 +65,7 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state_interval_s: float = 5.0
     send_hwm: int = 10_000
     depth_levels: int = 100
+    depth_merge: tuple[str, ...] = ("0",)
     depth_interval_s: float = 0.1
     depth_snapshot_s: float = 10.0
 
@@ -78,6 +84,7 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             _fail("feed", f"send_hwm = {self.send_hwm} is outside 1..10000000")
         if not 1 <= self.depth_levels <= MAX_DEPTH_LEVELS:
             _fail("feed", f"depth_levels = {self.depth_levels} is outside 1..{MAX_DEPTH_LEVELS}")
+        _check_merge(self.depth_merge)
         _seconds("feed", "depth_interval_s", self.depth_interval_s)
         _seconds("feed", "depth_snapshot_s", self.depth_snapshot_s)
 
@@ -112,6 +119,16 @@ class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def _fail(table: str, message: str) -> NoReturn:
     raise ConfigError(f"[{table}] {message}")
+
+
+def _check_merge(intervals: tuple[str, ...]) -> None:
+    if not intervals or intervals[0] != "0":
+        _fail("feed", f'depth_merge = {list(intervals)} must start with "0" (no merging)')
+    if len(intervals) > MAX_DEPTH_MERGES or len(set(intervals)) != len(intervals):
+        _fail("feed", f"depth_merge holds at most {MAX_DEPTH_MERGES} different intervals")
+    for text in intervals:
+        if not _DECIMAL_RE.fullmatch(text):
+            _fail("feed", f'depth_merge: {text!r} is not a plain decimal such as "0.01"')
 
 
 def _seconds(table: str, key: str, value: float) -> None:
@@ -160,6 +177,7 @@ _KINDS: Final = {
     "state_interval_s": "a number of seconds",
     "send_hwm": "an integer",
     "depth_levels": "an integer",
+    "depth_merge": "a list of decimal strings",
     "depth_interval_s": "a number of seconds",
     "depth_snapshot_s": "a number of seconds",
     "host": "a string",

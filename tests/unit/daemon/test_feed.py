@@ -56,13 +56,18 @@ class Clock:
 
 
 def make_feed(
-    tmp_path: Path, engine: Engine, *, redis_db: int | None = REDIS_DB, **kw: Any
+    tmp_path: Path,
+    engine: Engine,
+    *,
+    redis_db: int | None = REDIS_DB,
+    merge: tuple[str, ...] = ("0",),
+    **kw: Any,
 ) -> Feed:
     """A feed whose state is written only when asked (``save``) and whose depth is in
     full only first."""
     config = FeedConfig(
         pub=f"ipc://{tmp_path}/pub.sock", rpc=f"ipc://{tmp_path}/rpc.sock",
-        state_interval_s=3600, depth_snapshot_s=3600,
+        state_interval_s=3600, depth_snapshot_s=3600, depth_merge=merge,
     )  # fmt: skip
     rc = RedisConfig(db=redis_db) if redis_db is not None else None
     data = tmp_path / "data"
@@ -185,7 +190,7 @@ def test_redis_flushed_or_unreachable_is_rewritten_whole(tmp_path: Path, rdb: re
 
 def test_every_deal_reaches_zeromq_once_in_sequence(tmp_path: Path, rdb: redis.Redis) -> None:
     engine = write_log(tmp_path / "data", 1500)
-    feed = make_feed(tmp_path, engine, batch_records=30)
+    feed = make_feed(tmp_path, engine, batch_records=30, merge=("0", "1"))
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -196,7 +201,7 @@ def test_every_deal_reaches_zeromq_once_in_sequence(tmp_path: Path, rdb: redis.R
         drain(feed)
         seen: dict[bytes, list[int]] = {}
         ids = []
-        books: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+        books: dict[tuple[str, str], tuple[dict[str, str], dict[str, str]]] = {}
         while sub.poll(200):
             topic, body = sub.recv_multipart()
             msg = json.loads(body)
@@ -204,11 +209,10 @@ def test_every_deal_reaches_zeromq_once_in_sequence(tmp_path: Path, rdb: redis.R
             if topic.startswith(b"deals."):
                 ids += [d["id"] for d in msg["deals"]]
             if topic.startswith(b"depth."):
+                view = (msg["market"], msg["interval"])
                 if msg["full"]:
-                    books[msg["market"]] = ({}, {})
-                for side, levels in zip(
-                    books[msg["market"]], (msg["asks"], msg["bids"]), strict=True
-                ):
+                    books[view] = ({}, {})
+                for side, levels in zip(books[view], (msg["asks"], msg["bids"]), strict=True):
                     for price, amount in levels:
                         if amount == "0":
                             del side[price]
@@ -223,13 +227,17 @@ def test_every_deal_reaches_zeromq_once_in_sequence(tmp_path: Path, rdb: redis.R
         assert sorted(ids) == all_ids
         assert len(ids) > 50
         for m, market in enumerate(engine.config.markets):  # snapshot + diffs = the book
-            asks, bids = engine.depth(m, 100, 0)
-            assert books[market.name] == tuple(
-                {format_units(p, market.money_prec): format_units(q, market.stock_prec)
-                 for p, q in side}
-                for side in (asks, bids)
-            )  # fmt: skip
-        assert sum(1 for t in seen if t.startswith(b"depth.")) == 2
+            for interval, ticks in (("0", 0), ("1", 10**market.money_prec)):
+                asks, bids = engine.depth(m, 100, ticks)
+                assert books[(market.name, interval)] == tuple(
+                    {format_units(p, market.money_prec): format_units(q, market.stock_prec)
+                     for p, q in side}
+                    for side in (asks, bids)
+                )  # fmt: skip
+        depth_topics = sorted(t for t in seen if t.startswith(b"depth."))
+        assert depth_topics == [
+            b"depth.BTC_USDT", b"depth.BTC_USDT.1", b"depth.ETH_USDT", b"depth.ETH_USDT.1",
+        ]  # fmt: skip
         assert any(t.startswith(b"kline.60.") for t in seen)
         assert any(t.startswith(b"ticker.") for t in seen)
         assert feed.dropped == 0

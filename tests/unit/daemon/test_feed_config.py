@@ -16,6 +16,9 @@ def test_missing_tables_are_none_and_defaults_are_the_design_cards() -> None:
     assert feed is not None
     assert (feed.pub, feed.rpc) == ("tcp://127.0.0.1:7416", "tcp://127.0.0.1:7417")
     assert redis == RedisConfig()
+    feed, _ = load_feed_config('[feed]\ndepth_merge = ["0", "0.01", "10"]\n')
+    assert feed is not None
+    assert feed.depth_merge == ("0", "0.01", "10")
 
 
 def test_the_password_is_hidden_and_may_come_from_the_environment() -> None:
@@ -38,6 +41,10 @@ def test_the_password_is_hidden_and_may_come_from_the_environment() -> None:
         ("[feed]\nstate_interval_s = -1\n", "[feed] state_interval_s = -1.0 must be more"),
         ("[feed]\nsend_hwm = 0\n", "[feed] send_hwm = 0 is outside 1..10000000"),
         ('[feed]\nsend_hwm = "big"\n', "[feed] send_hwm must be an integer, not 'big'"),
+        ('[feed]\ndepth_merge = ["0.1"]\n', 'must start with "0"'),
+        ('[feed]\ndepth_merge = ["0", "1", "1"]\n', "at most 16 different intervals"),
+        ('[feed]\ndepth_merge = ["0", "1e-2"]\n', "'1e-2' is not a plain decimal"),
+        ('[feed]\ndepth_merge = ["0", "-1"]\n', "'-1' is not a plain decimal"),
         ("[feed]\nfrequency = 1\n", "[feed] unknown setting 'frequency' (known: pub, rpc"),
         ("feed = 3\n", "[feed] must be a table"),
         ("[redis]\nport = 0\n", "[redis] port = 0 is outside 1..65535"),
@@ -54,3 +61,10 @@ def test_every_mistake_names_table_and_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_feed_config(text, environ={"P": "x"})
     assert message in str(info.value)
+
+
+def test_merge_intervals_in_ticks_are_truncated_as_viabtc_does() -> None:
+    from daemon.feed import merge_ticks
+
+    got = merge_ticks(("0", "0.001", "0.5", "10"), 2)
+    assert got == [("0", 0), ("0.001", 0), ("0.5", 50), ("10", 1000)]
