@@ -17,7 +17,8 @@ import pytest
 
 from core.engine import Engine
 from core.schema import EVENT_DTYPE, INT64_MAX, EventKind, FinishReason, Side
-from feed.depth import ARRAY_NAMES, DepthBook
+from feed.depth import DepthBook
+from feed.depth_arrays import ARRAY_NAMES
 from tests.support.steps import Batch, Update, resolve
 from tests.support.streams import Mix, random_stream
 from tests.support.world import BIG, SMALL, TIGHT, Limits, World, stream_config
