@@ -53,6 +53,7 @@ PUBLISHED_INTERVALS: Final = (
     60, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400, 604800, 2592000,
 )  # fmt: skip
 MAX_REQUEST_BYTES: Final = 64 * 1024
+MAX_REQUESTS_PER_STEP: Final = 1000
 _METHODS: Final = {
     "market.kline": 4,
     "market.status": 2,
@@ -307,7 +308,9 @@ class Feed:
     # ------------------------------------------------------------------ market.*
 
     def _serve(self) -> None:
-        while True:
+        """Answer the waiting requests, at most ``MAX_REQUESTS_PER_STEP`` (the log is
+        not starved by a flood of them)."""
+        for _ in range(MAX_REQUESTS_PER_STEP):
             try:
                 frames = self.rpc.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
@@ -319,7 +322,7 @@ class Feed:
         """The JSON reply to one JSON-RPC request ``{"method", "params", "id"}``."""
         try:
             request = _decode.decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # not JSON, or nested too deep
             return _reply(None, 1, "invalid argument: the request is not JSON")
         if not isinstance(request, dict):
             return _reply(None, 1, "invalid argument: the request must be an object")
@@ -337,7 +340,13 @@ class Feed:
             result = self._call(method, params, now)
         except MarketDataError as exc:
             return _reply(rid, exc.code, exc.message)
-        return _json.encode({"error": None, "result": result, "id": rid})
+        except Exception:  # a bug must not take the feed down with one request
+            logger.exception("feed: %s failed on params %.200r", method, params)
+            return _reply(rid, 2, "internal error")
+        try:
+            return _json.encode({"error": None, "result": result, "id": rid})
+        except (TypeError, msgspec.EncodeError):  # an id msgspec cannot write back
+            return _reply(None, 1, "invalid argument: the id cannot be echoed")
 
     def _call(self, method: str, params: list[Any], now: int) -> Any:
         d = self.data

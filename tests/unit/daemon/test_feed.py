@@ -282,6 +282,14 @@ def test_the_market_methods_answer_over_zeromq(tmp_path: Path) -> None:
         }
         bad = call(json.dumps({"method": "market.status", "params": [name, 0], "id": 4}).encode())
         assert bad["error"]["message"] == "invalid argument: period must be in 1..604800"
+        for hostile in (
+            b"[]", b'"x"', b'{"method": 5, "params": [], "id": 1}',
+            b'{"method": "market.deals", "params": [{"a": [1]}, null, true], "id": [1]}',
+            b"[" * 5000 + b"]" * 5000,
+        ):  # fmt: skip
+            assert call(hostile)["error"]["code"] == 1, hostile[:40]
+        bad = call(b'{"method": "market.deals", "params": ["X", 1, 0], "id": {"k": [1, 2]}}')
+        assert bad["id"] == {"k": [1, 2]}  # any id is echoed
     finally:
         client.close(0)
         feed.close()
