@@ -5,7 +5,7 @@ state covers (``feed.state``; registered as the log consumer ``feed``, so retent
 keeps what it has not made durable), turns each batch's deals into market data
 (``feed.market_data.MarketData``) and its order events into depth
 (``feed.depth.DepthBook``), publishes over ZeroMQ (XPUB: deals at once; klines and
-tickers every ``publish_interval_s``, depth every ``depth_interval_s``), writes Redis
+tickers every ``kline_interval_s``, depth every ``depth_interval_s``), writes Redis
 (every ``publish_interval_s``, with the sequence it covers, in one transaction),
 answers the market.* methods on a ZeroMQ ROUTER, and writes its state every
 ``state_interval_s``. It only reads the log: it can fall behind, stop and crash
@@ -125,6 +125,7 @@ class Feed:
         self._merges = [merge_ticks(config.depth_merge, m.money_prec) for m in engine.markets]
         self._next_snapshot = 0.0
         self._next_depth = 0.0
+        self._next_kline = 0.0
         self._rejected = 0
         now = clock()
         self._next_publish = now
@@ -210,7 +211,19 @@ class Feed:
             )
 
     def publish(self, now: int) -> None:
-        """Klines and tickers of the markets that traded since the last call; Redis."""
+        """Every ``kline_interval_s``: klines and tickers of the markets that traded
+        since; every ``depth_interval_s``: depth; Redis (every call)."""
+        if self._clock() >= self._next_kline:
+            self._next_kline = self._clock() + self.config.kline_interval_s
+            self._publish_klines(now)
+        depth_changed: set[int] = set()
+        if self._clock() >= self._next_depth:
+            self._next_depth = self._clock() + self.config.depth_interval_s
+            depth_changed = self._publish_depth()
+        if self.redis is not None:
+            self.redis.flush(self.position, now, depth_changed)
+
+    def _publish_klines(self, now: int) -> None:
         touched, self._touched_markets = self._touched_markets, set()
         for m in sorted(touched):
             name = self.markets[m]
@@ -229,12 +242,6 @@ class Feed:
                 b"ticker." + name.encode(),
                 {"market": name, "log_seq": self.position, "ticker": ticker},
             )
-        depth_changed: set[int] = set()
-        if self._clock() >= self._next_depth:
-            self._next_depth = self._clock() + self.config.depth_interval_s
-            depth_changed = self._publish_depth()
-        if self.redis is not None:
-            self.redis.flush(self.position, now, depth_changed)
 
     def _publish_depth(self) -> set[int]:
         """``depth.<market>`` (and ``depth.<market>.<interval>`` for each merge interval

@@ -41,7 +41,10 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     utc_offset_s
         Seconds east of UTC where days, weeks and months start (a multiple of 60).
     publish_interval_s
-        How often klines and tickers are published and Redis is written.
+        How often Redis is written.
+    kline_interval_s
+        How often klines and tickers of the markets that traded are published
+        (each costs a query per published interval and market).
     state_interval_s
         How often the feed's state is written to disk (``DATA_DIR/feed/``).
     send_hwm
@@ -62,6 +65,7 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rpc: str = "tcp://127.0.0.1:7417"
     utc_offset_s: int = 0
     publish_interval_s: float = 0.02
+    kline_interval_s: float = 0.25
     state_interval_s: float = 5.0
     send_hwm: int = 10_000
     depth_levels: int = 100
@@ -79,6 +83,7 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 "feed", f"utc_offset_s = {self.utc_offset_s} must be a multiple of 60 within ±14 h"
             )
         _seconds("feed", "publish_interval_s", self.publish_interval_s)
+        _seconds("feed", "kline_interval_s", self.kline_interval_s)
         _seconds("feed", "state_interval_s", self.state_interval_s)
         if not 1 <= self.send_hwm <= 10_000_000:
             _fail("feed", f"send_hwm = {self.send_hwm} is outside 1..10000000")
@@ -174,6 +179,7 @@ _KINDS: Final = {
     "rpc": "a string",
     "utc_offset_s": "an integer",
     "publish_interval_s": "a number of seconds",
+    "kline_interval_s": "a number of seconds",
     "state_interval_s": "a number of seconds",
     "send_hwm": "an integer",
     "depth_levels": "an integer",
