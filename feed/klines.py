@@ -190,13 +190,16 @@ class Series:
         data[: live.shape[0]] = live
         self._data, self._n, self._first = data, live.shape[0], 0
 
-    def drop_before(self, start: int) -> None:
-        """Forget the buckets that start before ``start``."""
+    def drop_before(self, start: int) -> list[int]:
+        """Forget the buckets that start before ``start``; returns their starts."""
         k = int(np.searchsorted(self.buckets["start"], start))
-        if k:
-            self._first += k
-            if self._first > self._data.shape[0] // 2:
-                self._grow()  # compacts
+        if not k:
+            return []
+        dropped: list[int] = self.buckets["start"][:k].tolist()
+        self._first += k
+        if self._first > self._data.shape[0] // 2:
+            self._grow()  # compacts
+        return dropped
 
     def bucket(self, start: int) -> Candle | None:
         """The bucket that starts at ``start``, if any."""
@@ -280,6 +283,9 @@ class KlineStore:
         self.newest_s = 0  #: the newest deal's second
         #: (market, base, bucket start) of every bucket changed since ``take_touched``
         self._touched: set[tuple[int, int, int]] = set()
+        #: (market, base, bucket start) of every bucket retention dropped since
+        #: ``take_dropped``
+        self._dropped: set[tuple[int, int, int]] = set()
 
     @property
     def markets(self) -> int:
@@ -291,6 +297,12 @@ class KlineStore:
         sends these); at most the buckets kept, however long it is not called."""
         touched, self._touched = self._touched, set()
         return touched
+
+    def take_dropped(self) -> set[tuple[int, int, int]]:
+        """The (market, base, bucket start) that retention dropped since the last
+        call (a publisher deletes these)."""
+        dropped, self._dropped = self._dropped, set()
+        return dropped
 
     def replace_series(self, market: int, base: int, series: Series) -> None:
         """Put ``series`` in place of the one of ``market`` at ``base`` (state load)."""
@@ -345,8 +357,9 @@ class KlineStore:
             kept = self.retention.seconds(base)
             assert kept is not None  # noqa: S101 -- only days are kept for ever
             cutoff = self.newest_s - kept
-            for series in self._series:
-                series[base].drop_before(cutoff)
+            for m, series in enumerate(self._series):
+                for start in series[base].drop_before(cutoff):
+                    self._dropped.add((m, base, start))
         self._touched = {t for t in self._touched if t[1] == DAY or t[2] >= self._cutoff(t[1])}
 
     def _cutoff(self, base: int) -> int:

@@ -116,12 +116,13 @@ class RedisOut:
         """Write what changed (the markets of ``depth_changed``: their depth), and
         ``seq``; False if Redis failed (retried whole at the next flush)."""
         touched = self.data.klines.take_touched()
+        dropped = self.data.klines.take_dropped()
         pending, self._pending = self._pending, {}
         try:
             if self.resync:
                 self._rewrite(seq, now)
             else:
-                self._write_changes(touched, seq, now, depth_changed or set(), pending)
+                self._write_changes(touched, dropped, seq, now, depth_changed or set(), pending)
         except redis.RedisError as exc:
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -139,6 +140,7 @@ class RedisOut:
     def _write_changes(
         self,
         touched: set[tuple[int, int, int]],
+        dropped: set[tuple[int, int, int]],
         seq: int,
         now: int,
         depth_changed: set[int],
@@ -147,10 +149,12 @@ class RedisOut:
         pipe = self.client.pipeline(transaction=True)
         pipe.get(EPOCH_KEY)  # ours unless Redis lost what we wrote (restarted, flushed)
         markets = sorted({m for m, _, _ in touched})
-        for m, base, start in sorted(touched):
+        for m, base, start in sorted(touched | dropped):
             candle = self.data.klines.series(m, base).bucket(start)
-            if candle is not None:  # else dropped by retention since
-                name = self.data.config.markets[m].name
+            name = self.data.config.markets[m].name
+            if candle is None:  # dropped by retention: Redis keeps what memory keeps
+                pipe.hdel(kline_key(name, base), str(start))
+            else:
                 pipe.hset(kline_key(name, base), str(start), self._value(m, candle))
         for m in sorted(set(markets) | set(pending)):
             self._market_keys(pipe, m, now, pending.get(m))

@@ -349,3 +349,32 @@ def test_redis_emptied_between_two_writes_is_noticed_and_rewritten(
         assert int(rdb.get(SEQ_KEY) or 0) == feed.position == engine.counters()[0]
     finally:
         feed.close()
+
+
+def test_redis_keeps_only_the_buckets_memory_keeps(rdb: redis.Redis) -> None:
+    """Buckets dropped by retention are deleted from Redis too: its 1 s hash stays as
+    small as the series in memory however long the market trades."""
+    from core.schema import EVENT_DTYPE, EventKind
+    from feed.klines import Retention
+    from feed.redis_out import RedisOut
+    from tests.support.world import Limits, stream_config
+
+    config = stream_config(Limits())
+    data = MarketData(config, retention=Retention(sec_max=30, min_max=2, hour_max=1))
+    out = RedisOut(redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB), data)
+    name = config.markets[0].name
+    deal_id = 0
+    for second in range(0, 600, 5):
+        events = np.zeros(5, dtype=EVENT_DTYPE)
+        events["kind"] = EventKind.DEAL
+        events["deal_id"] = np.arange(deal_id + 1, deal_id + 6)
+        deal_id += 5
+        events["ts_ns"] = (NOW + second + np.arange(5)) * 10**9
+        events["price"] = 100
+        events["amount"] = 1
+        data.add_events(events)
+        assert out.flush(second, NOW + second)
+        assert rdb.hlen(kline_key(name, 1)) == len(data.klines.series(0, 1)) <= 31
+        assert rdb.hlen(kline_key(name, 60)) == len(data.klines.series(0, 60)) <= 3
+    assert out.resyncs == 1  # the first write only
+    out.close()
