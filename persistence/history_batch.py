@@ -1,13 +1,16 @@
-"""A batch of log records decoded at once, for the drainer's bulk rows (docs/history.md).
+"""A batch of log records decoded at once, for the drainer and the feed (docs/history.md).
 
 ``RecordDecoder`` decodes one record per Python call (about 9 µs each); the drainer
-reads thousands a batch. ``decode_batch`` copies the payloads of a batch's order
-records into one frame-aligned buffer and decodes them all in one kernel call
+and the feed read thousands a batch. ``BatchDecoder.decode_runs`` takes the runs that
+``LogReader.read_runs`` returns (frames lying whole in the buffer they were read into)
+and decodes their order records where they lie, one kernel call a run
 (``decode_frames``, around ``persistence.frames.decode_order``): the commands, the
 results and every event of the batch come out as arrays, the events concatenated in
-record order with their record's ``seq`` and ``ts_ns`` filled in. The rare
-balance.update records go through ``RecordDecoder``. ``DecodedBatch.record(i)``
-gives one order record back as a ``DecodedRecord`` for the code that wants one.
+record order with their record's ``seq`` and ``ts_ns`` filled in; payloads are cut
+out of the buffers only when asked for. ``decode`` does the same for ``Record``
+objects (copied into one frame-aligned buffer first). The rare balance.update records
+go through ``RecordDecoder``. ``DecodedBatch.record(i)`` gives one order record back
+as a ``DecodedRecord`` for the code that wants one.
 """
 
 from __future__ import annotations
