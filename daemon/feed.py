@@ -38,7 +38,7 @@ from daemon.feed_config import FeedConfig, RedisConfig
 from feed.depth import DepthBook, Level
 from feed.market_data import MarketData, MarketDataError
 from feed.redis_out import RedisOut
-from feed.state import load_newest, save_state, state_files
+from feed.state import load_newest, save_state, state_files, state_seq
 from persistence.consumers import confirm, register_consumer
 from persistence.history_batch import BatchDecoder
 from persistence.history_bulk import decimals, integers, seconds
@@ -382,7 +382,7 @@ class Feed:
 
     def _oldest_state_seq(self) -> int:
         files = state_files(self.state_dir)
-        return int(files[0].name[5:25]) if files else 0
+        return state_seq(files[0]) if files else 0
 
     def close(self) -> None:
         """Close the sockets, the log reader and Redis."""

@@ -354,17 +354,17 @@ class KlineStore:
 
     def _prune(self) -> None:
         for base in (SECOND, MINUTE, HOUR):
-            kept = self.retention.seconds(base)
-            assert kept is not None  # noqa: S101 -- only days are kept for ever
-            cutoff = self.newest_s - kept
+            cutoff = self._cutoff(base)
             for m, series in enumerate(self._series):
                 for start in series[base].drop_before(cutoff):
                     self._dropped.add((m, base, start))
         self._touched = {t for t in self._touched if t[1] == DAY or t[2] >= self._cutoff(t[1])}
 
     def _cutoff(self, base: int) -> int:
+        """The first second kept of ``base`` (seconds, minutes, hours: days are kept)."""
         kept = self.retention.seconds(base)
-        return self.newest_s - (kept or 0)
+        assert kept is not None  # noqa: S101 -- only days are kept for ever
+        return self.newest_s - kept
 
     # ------------------------------------------------------------------ queries
 

@@ -73,6 +73,14 @@ def save_state(
     return final
 
 
+def state_seq(path: Path) -> int:
+    """The sequence a state file covers, from its name (``feed-<seq>.npz``)."""
+    match = _NAME_RE.fullmatch(path.name)
+    if match is None:
+        raise StateError(f"{path}: not a feed state file name")
+    return int(match.group(1))
+
+
 def state_files(directory: Path) -> list[Path]:
     """The state files in ``directory``, oldest first."""
     if not directory.is_dir():

@@ -22,7 +22,7 @@ from daemon.feed import CONSUMER, Feed
 from daemon.feed_config import FeedConfig, RedisConfig
 from feed.market_data import MarketData
 from feed.redis_out import SEQ_KEY, deals_key, depth_keys, kline_key, last_key
-from feed.state import state_files
+from feed.state import state_files, state_seq
 from persistence.consumers import consumer_positions
 from persistence.history_batch import BatchDecoder
 from persistence.journal import LOG_DIR
@@ -146,7 +146,7 @@ def test_a_restart_from_an_older_state_counts_nothing_twice(
         assert first.position > saved
     finally:
         first.close()
-    assert [int(p.name[5:25]) for p in state_files(tmp_path / "data" / "feed")] == [saved]
+    assert [state_seq(p) for p in state_files(tmp_path / "data" / "feed")] == [saved]
     assert consumer_positions(tmp_path / "data" / LOG_DIR)[CONSUMER] == saved
     second = make_feed(tmp_path, engine, batch_records=40)
     try:

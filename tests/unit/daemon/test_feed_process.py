@@ -17,6 +17,7 @@ import zmq
 from daemon import cli
 from feed.market_data import MarketData
 from feed.redis_out import SEQ_KEY, kline_key
+from feed.state import state_files, state_seq
 from ipc.client import Client
 from persistence.history_batch import BatchDecoder
 from persistence.journal import LOG_DIR
@@ -69,7 +70,7 @@ def test_the_supervised_feed_survives_sigkill_and_equals_a_rebuild(tmp_path: Pat
             states = data / "feed"
 
             def traded_state() -> bool:  # a state holding deals: the restart starts there
-                return any(int(p.name[5:25]) > status0.seq + 100 for p in states.glob("feed-*.npz"))
+                return any(state_seq(p) > status0.seq + 100 for p in state_files(states))
 
             status0 = client.status()
             kill_child_under_load(loader, pid_file, ready=traded_state)
