@@ -281,6 +281,9 @@ class KlineStore:
         self.retention = retention or Retention()
         self._series = [{base: Series() for base in BASES} for _ in range(markets)]
         self.newest_s = 0  #: the newest deal's second
+        #: Whether the buckets changed and dropped are noted (for ``take_touched`` and
+        #: ``take_dropped``): only when a publisher takes them, else they would pile up.
+        self.track = False
         #: (market, base, bucket start) of every bucket changed since ``take_touched``
         self._touched: set[tuple[int, int, int]] = set()
         #: (market, base, bucket start) of every bucket retention dropped since
@@ -294,13 +297,13 @@ class KlineStore:
 
     def take_touched(self) -> set[tuple[int, int, int]]:
         """The (market, base, bucket start) changed since the last call (a publisher
-        sends these); at most the buckets kept, however long it is not called."""
+        sends these; noted only while ``track`` is set)."""
         touched, self._touched = self._touched, set()
         return touched
 
     def take_dropped(self) -> set[tuple[int, int, int]]:
         """The (market, base, bucket start) that retention dropped since the last
-        call (a publisher deletes these)."""
+        call (a publisher deletes these; noted only while ``track`` is set)."""
         dropped, self._dropped = self._dropped, set()
         return dropped
 
@@ -346,7 +349,8 @@ class KlineStore:
             )  # fmt: skip
             for mk, *row in rows:
                 self._series[mk][base].merge(tuple(row))
-                self._touched.add((mk, base, row[0]))
+                if self.track:
+                    self._touched.add((mk, base, row[0]))
         newest = int(time_s.max())
         if newest > self.newest_s:
             self.newest_s = newest
@@ -356,9 +360,9 @@ class KlineStore:
         for base in (SECOND, MINUTE, HOUR):
             cutoff = self._cutoff(base)
             for m, series in enumerate(self._series):
-                for start in series[base].drop_before(cutoff):
-                    self._dropped.add((m, base, start))
-        self._touched = {t for t in self._touched if t[1] == DAY or t[2] >= self._cutoff(t[1])}
+                dropped = series[base].drop_before(cutoff)
+                if self.track:
+                    self._dropped.update((m, base, start) for start in dropped)
 
     def _cutoff(self, base: int) -> int:
         """The first second kept of ``base`` (seconds, minutes, hours: days are kept)."""

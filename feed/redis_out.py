@@ -90,6 +90,7 @@ class RedisOut:
         (asks, bids) levels the depth keys hold."""
         self.client = client
         self.data = data
+        data.klines.track = True  # every flush takes what changed and what was dropped
         self.depth = depth
         self.resync = True  #: the next flush rewrites everything
         self._deal_written = [0] * len(data.config.markets)  #: newest deal id written

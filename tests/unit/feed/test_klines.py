@@ -219,3 +219,22 @@ def test_a_bad_offset_is_refused() -> None:
     for offset in (30, 15 * HOUR, -15 * HOUR):
         with pytest.raises(ValueError, match="utc_offset_s must be a multiple of 60"):
             KlineStore(1, utc_offset_s=offset)
+
+
+def test_changes_are_noted_only_for_a_publisher_that_takes_them() -> None:
+    """Without ``track`` (no Redis) nothing piles up however long deals come; with it,
+    ``take_touched`` and ``take_dropped`` give what changed and what retention dropped."""
+    quiet = KlineStore(1, retention=Retention(sec_max=10, min_max=1, hour_max=1))
+    noted = KlineStore(1, retention=Retention(sec_max=10, min_max=1, hour_max=1))
+    noted.track = True
+    ones = np.ones(20, dtype=np.int64)
+    for store in (quiet, noted):
+        store.add_deals(np.zeros(20, dtype=np.int64), T0 + np.arange(20), ones, ones, ones)
+    assert quiet.take_touched() == set()
+    assert quiet.take_dropped() == set()
+    touched = noted.take_touched()
+    assert {(m, b) for m, b, _ in touched} == {(0, SECOND), (0, MINUTE), (0, HOUR), (0, DAY)}
+    assert len([t for t in touched if t[1] == SECOND]) == 20
+    dropped = noted.take_dropped()
+    assert sorted(s for _, b, s in dropped if b == SECOND) == list(range(T0, T0 + 9))
+    assert noted.take_touched() == noted.take_dropped() == set()
