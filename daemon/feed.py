@@ -32,10 +32,9 @@ import redis
 import zmq
 
 from core.config import EngineConfig
-from core.fixed import format_units
 from core.schema import EventKind, Side
 from daemon.feed_config import FeedConfig, RedisConfig
-from feed.depth import DepthBook, Level
+from feed.depth import DepthBook, Level, format_levels
 from feed.market_data import MarketData, MarketDataError
 from feed.redis_out import RedisOut
 from feed.state import load_newest, save_state, state_files, state_seq
@@ -286,8 +285,9 @@ class Feed:
         self._send(
             topic,
             {"market": cfg.name, "interval": text, "log_seq": self.position,
-             "full": full or sent is None, "asks": _levels(diff[0], cfg),
-             "bids": _levels(diff[1], cfg)},
+             "full": full or sent is None,
+             "asks": format_levels(diff[0], cfg.money_prec, cfg.stock_prec),
+             "bids": format_levels(diff[1], cfg.money_prec, cfg.stock_prec)},
         )  # fmt: skip
         return True
 
@@ -427,10 +427,6 @@ def _level_diff(old: dict[int, int], new: dict[int, int], side: int) -> list[Lev
     changed += [(p, 0) for p in old if p not in new]
     changed.sort(reverse=side == Side.BID)
     return changed
-
-
-def _levels(levels: list[Level], cfg: Any) -> list[list[str]]:
-    return [[format_units(p, cfg.money_prec), format_units(q, cfg.stock_prec)] for p, q in levels]
 
 
 def load_depth(arrays: dict[str, np.ndarray], markets: int) -> DepthBook:

@@ -65,6 +65,7 @@ from typing import Final, NamedTuple
 import numpy as np
 
 from core.errors import InternalError
+from core.fixed import format_units
 from core.schema import EVENT_DTYPE, INT64_MAX, MAX_SUPPLY_UNITS, EventKind, Side
 from feed.depth_arrays import COUNTER_NAMES, MAX_MARKETS, check_depth_arrays
 
@@ -77,6 +78,11 @@ _BID: Final = int(Side.BID)
 _INITIAL_SLOTS: Final = 256
 
 Level = tuple[int, int]  #: (price ticks, lots)
+
+
+def format_levels(levels: list[Level], money_prec: int, stock_prec: int) -> list[list[str]]:
+    """``levels`` as ``[price, amount]`` decimal strings (plain, trailing zeros off)."""
+    return [[format_units(p, money_prec), format_units(q, stock_prec)] for p, q in levels]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,7 @@ import msgspec
 import redis
 from redis.typing import EncodableT, FieldT
 
-from core.fixed import format_units
-from feed.depth import Level
+from feed.depth import Level, format_levels
 from feed.klines import DAY, HOUR, MINUTE, SECOND
 from feed.market_data import DEALS_KEPT, MarketData
 
@@ -229,10 +228,9 @@ class RedisOut:
         for key, levels in zip(depth_keys(cfg.name), self.depth(m), strict=True):
             pipe.delete(key)
             if levels:
-                pipe.zadd(key, {
-                    f"{format_units(p, cfg.money_prec)}:{format_units(q, cfg.stock_prec)}": p
-                    for p, q in levels
-                })  # fmt: skip
+                texts = format_levels(levels, cfg.money_prec, cfg.stock_prec)
+                pipe.zadd(key, {f"{price}:{amount}": p for (price, amount), (p, _) in
+                                zip(texts, levels, strict=True)})  # fmt: skip
 
     def _value(self, m: int, candle: Any) -> bytes:
         return _json.encode(list(self.data.candle_fields(m, candle)))
