@@ -10,7 +10,6 @@ Redis password is a ``Secret`` (never shown), or read from ``$password_env``.
 from __future__ import annotations
 
 import math
-import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from typing import Any, Final, NoReturn, TypeVar
 import msgspec
 
 from core.errors import ConfigError
-from persistence.history_config import Secret, convert_table
+from persistence.history_config import Secret, convert_table, read_password_env
 
 MAX_INTERVAL_S: Final = 3600.0
 MAX_DEPTH_LEVELS: Final = 10_000
@@ -154,14 +153,8 @@ def load_feed_config(
         raise ConfigError(f"config is not valid TOML: {exc}") from exc
     feed = _table(raw, "feed", FeedConfig)
     redis = _table(raw, "redis", RedisConfig)
-    if redis is not None and redis.password_env is not None:
-        if redis.password.reveal():
-            _fail("redis", "give password or password_env, not both")
-        env = os.environ if environ is None else environ
-        value = env.get(redis.password_env)
-        if value is None:
-            _fail("redis", f"password_env names {redis.password_env}, which is not set")
-        redis = msgspec.structs.replace(redis, password=Secret(value))
+    if redis is not None:
+        redis = read_password_env(redis, "[redis]", environ)
     return feed, redis
 
 

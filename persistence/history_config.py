@@ -263,23 +263,31 @@ def load_history_config(
     table = raw[TABLE]
     if not isinstance(table, dict):
         raise ConfigError(f"config: {TABLE} must be a table ({_WHERE})")
-    config = _convert(table)
-    if config.password_env is None:
+    return read_password_env(_convert(table), _WHERE, environ)
+
+
+_T = TypeVar("_T", bound=msgspec.Struct)
+
+
+def read_password_env(config: _T, where: str, environ: Mapping[str, str] | None) -> _T:
+    """``config`` (a struct with ``password`` and ``password_env``) with its password
+    read from ``$password_env`` when that names a variable (``environ``, default
+    ``os.environ``); ``ConfigError`` prefixed with ``where`` if it also has a
+    password or the variable is not set."""
+    name = getattr(config, "password_env", None)
+    if name is None:
         return config
-    if config.password.reveal():
-        _fail("give password or password_env, not both")
+    if config.password.reveal():  # type: ignore[attr-defined]  # the caller's struct has it
+        raise ConfigError(f"{where} give password or password_env, not both")
     env = os.environ if environ is None else environ
-    value = env.get(config.password_env)
+    value = env.get(name)
     if value is None:
-        _fail(f"password_env names {config.password_env}, which is not set in the environment")
+        raise ConfigError(f"{where} password_env names {name}, which is not set in the environment")
     return msgspec.structs.replace(config, password=Secret(value))
 
 
 def _convert(table: dict[str, Any]) -> HistoryConfig:
     return convert_table(table, HistoryConfig, _WHERE, _KINDS)
-
-
-_T = TypeVar("_T", bound=msgspec.Struct)
 
 
 def convert_table(
