@@ -30,7 +30,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from daemon.auth import KeyRegistry
@@ -103,9 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db_commands(commands)
     from daemon.drain import add_drain_command
     from daemon.feed import add_feed_command
+    from daemon.gateway_process import add_gateway_commands
 
     add_drain_command(commands)
     add_feed_command(commands)
+    add_gateway_commands(commands)
     return parser
 
 
@@ -225,6 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from daemon.drain import run_drain
 
         return run_drain(args)
+    if args.command in ("http", "ws"):
+        from daemon.gateway_process import run_gateway
+
+        return run_gateway(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 
 
@@ -364,6 +370,20 @@ def _registry(path: Path | None) -> KeyRegistry | None:
     return load_registry(path)
 
 
+def _gateway_children(args: argparse.Namespace, gateways: tuple[Any, Any]) -> list[Any]:
+    """The HTTP and WebSocket workers of ``[http]`` and ``[ws]`` (``workers`` each, on
+    one port), connected to this daemon's order entry."""
+    from daemon.gateway_process import gateway_argv
+    from daemon.supervisor import Child
+
+    children = []
+    for kind, table in zip(("http", "ws"), gateways, strict=True):
+        if table is not None:
+            argv = gateway_argv(kind, args.config, args.endpoint)
+            children += [Child(f"{kind}-{i}", argv) for i in range(table.workers)]
+    return children
+
+
 def _supervise(args: argparse.Namespace) -> int:
     import logging
 
@@ -375,6 +395,7 @@ def _supervise(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from daemon.feed_config import load_feed_config
+    from daemon.gateway_config import load_gateway_config
     from persistence.history_config import load_history_config
 
     try:
@@ -382,6 +403,7 @@ def _supervise(args: argparse.Namespace) -> int:
         config = parse_config(text)
         history_configured = load_history_config(text) is not None
         feed_configured, redis_configured = (t is not None for t in load_feed_config(text))
+        gateways = load_gateway_config(text)
     except (OSError, UnicodeDecodeError, ConfigError) as exc:
         print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -409,6 +431,7 @@ def _supervise(args: argparse.Namespace) -> int:
         from daemon.feed import feed_argv
 
         children.append(Child("feed", feed_argv(args.config, args.data_dir)))
+    children += _gateway_children(args, gateways)
     curve = registry.server_keys() if registry is not None else None
     probe = status_probe(args.endpoint, curve=curve)
     supervisor = Supervisor(children, probe, pid_dir=args.data_dir / "run")

@@ -1,0 +1,278 @@
+"""The gateways' links to their backends: the engine's ZeroMQ order entry and the
+feed's market.* ROUTER, both asyncio, both watched for connection.
+
+``EngineLink`` coalesces the calls made during one turn of the event loop into one
+CALLS frame (at most ``max_calls`` each), sent in the order they were made: many
+HTTP requests and WebSocket queries cost one ZeroMQ round trip, and a user's
+commands reach the sequencer in the order the user sent them. ``FeedLink`` forwards
+JSON-RPC text to the feed and matches the replies by id.
+
+Both know whether their peer is connected (a ZeroMQ socket monitor): a request made
+while it is not fails at once with ``BackendDown``; one that gets no answer within
+its time-out fails with ``BackendTimeout``. At most ``max_pending`` requests wait
+on each link; one more fails with ``BackendBusy`` (rule 7: never unbounded memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from core.errors import MatchdError
+from ipc.client_async import AsyncClient
+from ipc.client_common import RequestTimeout, replies_of
+from ipc.wire import Call, Reply, WireLimits
+
+logger = logging.getLogger("matchd.gateway")
+
+DEFAULT_MAX_PENDING: Final = 100_000
+_CONNECTION_EVENTS: Final = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+
+
+class BackendError(MatchdError):
+    """A backend could not answer; ``backend`` names it ("engine", "feed")."""
+
+    def __init__(self, backend: str, message: str) -> None:
+        super().__init__(message)
+        self.backend = backend
+
+
+class BackendDown(BackendError):
+    """The backend is not connected (ViaBTC: HTTP 500)."""
+
+
+class BackendTimeout(BackendError):
+    """The backend did not answer in time (ViaBTC: HTTP 504, code 5)."""
+
+
+class BackendBusy(BackendError):
+    """Too many requests wait for the backend (code 3)."""
+
+
+class ConnectionWatch:
+    """Whether a ZeroMQ socket has a connected peer, from its monitor events."""
+
+    def __init__(self, monitor: zmq.asyncio.Socket, name: str) -> None:
+        self.name = name
+        self.connected = False
+        self._monitor = monitor
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        """True once connected, False if not within ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self.connected and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        return self.connected
+
+    async def _watch(self) -> None:
+        try:
+            while True:
+                event = parse_monitor_message(await self._monitor.recv_multipart())
+                was, self.connected = self.connected, event["event"] == zmq.EVENT_CONNECTED
+                if was != self.connected:
+                    log = logger.info if self.connected else logger.warning
+                    log("%s %s", self.name, "connected" if self.connected else "disconnected")
+        except (asyncio.CancelledError, zmq.ZMQError):
+            return
+        except Exception:  # never leave requests refused for a bug here: time-outs remain
+            logger.exception("%s: the connection monitor failed; assuming connected", self.name)
+            self.connected = True
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._monitor.close(linger=0)
+
+
+class EngineLink:
+    """Calls to the engine, coalesced per event-loop turn (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout_s: float = 1.0,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        limits: WireLimits | None = None,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.max_pending = max_pending
+        kwargs: dict[str, Any] = {"timeout_s": timeout_s, "context": context}
+        if limits is not None:
+            kwargs["limits"] = limits
+        self.client = AsyncClient(endpoint, monitor_events=_CONNECTION_EVENTS, **kwargs)
+        self._max_calls = self.client.limits.max_calls
+        assert self.client.monitor is not None  # noqa: S101 -- asked for above
+        self.watch = ConnectionWatch(self.client.monitor, f"engine {endpoint}")
+        self._queue: list[tuple[Call, asyncio.Future[Reply]]] = []
+        self._waiting = 0
+        self._flush_scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self.watch.connected
+
+    async def call(self, call: Call) -> Reply:
+        """The engine's reply to ``call`` (sent with the others of this loop turn)."""
+        if not self.watch.connected:
+            raise BackendDown("engine", "the engine is not connected")
+        if self._waiting >= self.max_pending:
+            raise BackendBusy("engine", f"{self._waiting} requests already wait for the engine")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        self._queue.append((call, future))
+        self._waiting += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        try:
+            return await future
+        finally:
+            self._waiting -= 1
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        queue, self._queue = self._queue, []
+        for start in range(0, len(queue), self._max_calls):
+            chunk = queue[start : start + self._max_calls]
+            task = asyncio.get_running_loop().create_task(self._send(chunk))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, chunk: list[tuple[Call, asyncio.Future[Reply]]]) -> None:
+        try:
+            replies = await self.client.call(*(c for c, _ in chunk))
+        except RequestTimeout:
+            error: BackendError = BackendTimeout("engine", "the engine did not answer in time")
+            _fail_all(chunk, error)
+            return
+        except MatchdError as exc:  # refused frame, broken or closed client
+            _fail_all(chunk, BackendDown("engine", f"the engine link failed: {exc}"))
+            return
+        for (_, future), reply in zip(chunk, replies, strict=True):
+            if not future.done():
+                future.set_result(reply)
+
+    async def start(self) -> None:
+        self.watch.start()
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.watch.aclose()
+        await self.client.aclose()
+
+
+def _fail_all(chunk: list[tuple[Any, asyncio.Future[Any]]], error: Exception) -> None:
+    for _, future in chunk:
+        if not future.done():
+            future.set_exception(error)
+
+
+class FeedLink:
+    """JSON-RPC to the feed's market.* ROUTER (``[feed] rpc``)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout_s: float = 1.0,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.max_pending = max_pending
+        ctx = context or zmq.asyncio.Context.instance()
+        self._socket: zmq.asyncio.Socket = ctx.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SNDHWM, max_pending)
+        monitor = self._socket.get_monitor_socket(_CONNECTION_EVENTS)
+        self.watch = ConnectionWatch(monitor, f"feed {endpoint}")
+        self._socket.connect(endpoint)
+        self._ids: Callable[[], int] = itertools.count(1).__next__
+        self._futures: dict[int, asyncio.Future[bytes]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.watch.start()
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def call(self, method: str, params: list[Any]) -> bytes:
+        """The feed's JSON reply text to ``method(params)``."""
+        if not self.watch.connected:
+            raise BackendDown("feed", "the market data feed is not connected")
+        if len(self._futures) >= self.max_pending:
+            raise BackendBusy("feed", f"{len(self._futures)} requests already wait for the feed")
+        rid = self._ids()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._futures[rid] = future
+        try:
+            body = _encode({"method": method, "params": params, "id": rid})
+            await self._socket.send(body, flags=zmq.NOBLOCK)
+            return await asyncio.wait_for(future, self.timeout_s)
+        except zmq.Again:
+            raise BackendBusy("feed", "the feed's send queue is full") from None
+        except TimeoutError:
+            raise BackendTimeout("feed", "the market data feed did not answer in time") from None
+        finally:
+            self._futures.pop(rid, None)
+
+    async def _read(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError, zmq.ZMQError):
+            while True:
+                body = await self._socket.recv()
+                try:
+                    rid = _decode_id.decode(body).id
+                except msgspec.MsgspecError:
+                    logger.warning("feed %s: a reply that is not JSON-RPC", self.endpoint)
+                    continue
+                future = self._futures.get(rid) if isinstance(rid, int) else None
+                if future is not None and not future.done():
+                    future.set_result(body)
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.watch.aclose()
+        self._socket.close(linger=0)
+
+
+class _Id(msgspec.Struct):
+    id: Any = None
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_id = msgspec.json.Decoder(_Id)
+
+__all__ = [
+    "BackendBusy",
+    "BackendDown",
+    "BackendError",
+    "BackendTimeout",
+    "EngineLink",
+    "FeedLink",
+    "replies_of",
+]

@@ -1,0 +1,470 @@
+"""ViaBTC's 23 JSON-RPC methods (and matchd's order.replace and order.cancel_all) over
+matchd's backends: the engine (ZeroMQ calls), the feed (market.*) and the MySQL
+history (readhistory's methods). The HTTP and WebSocket gateways share it.
+
+``ViabtcMethods.call(method, params)`` checks the parameters as ViaBTC does
+(``core.viabtc_codec``, ``persistence.history_queries``; the feed checks its own),
+asks the backend and returns an ``Answer``: ViaBTC's ``error`` and ``result``. A
+parameter is never trusted: the engine and the feed check again what they get.
+Backend failures raise ``daemon.gateway_links.BackendError``; the gateways map them
+to ViaBTC's transport rules (HTTP 500, 504).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+
+from core.arguments import ArgumentError
+from core.config import EngineConfig
+from core.schema import MESSAGES, CommandKind, Result
+from core.viabtc_codec import ViabtcCodec, argument_failure, fail
+from core.views import AssetSummary, MarketSummary, OrderView
+from daemon.gateway_links import BackendBusy, BackendError, EngineLink, FeedLink
+from ipc import wire
+from persistence.history_pool import HistoryError
+from persistence.history_queries import HistoryReader
+
+CODE_INVALID_ARGUMENT: Final = 1
+CODE_SERVICE_UNAVAILABLE: Final = 3
+CODE_METHOD_NOT_FOUND: Final = 4
+CODE_SERVICE_TIMEOUT: Final = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """ViaBTC's ``error`` (None or ``{"code", "message"}``) and ``result``; ``raw`` is
+    the result as JSON text instead (passed through from the feed)."""
+
+    error: dict[str, Any] | None
+    result: Any = None
+    raw: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def result_value(self) -> Any:
+        """The result as a Python value (decoding ``raw``)."""
+        return msgspec.json.decode(self.raw) if self.raw is not None else self.result
+
+
+def error_answer(code: int, message: str) -> Answer:
+    return Answer({"code": code, "message": message})
+
+
+NOT_FOUND: Final = error_answer(CODE_METHOD_NOT_FOUND, "method not found")
+
+
+class _FeedReply(msgspec.Struct):
+    error: Any = None
+    result: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_decode_feed = msgspec.json.Decoder(_FeedReply)
+
+_Handler = Callable[["ViabtcMethods", list[Any]], Awaitable[Answer]]
+
+#: Each method's parameter count: exact (an int) or (least, most); None ignores them.
+_ARITY: Final[dict[str, int | tuple[int, int] | None]] = {
+    "balance.query": (1, 1 << 16),
+    "balance.update": 6,
+    "balance.history": 7,
+    "asset.list": None,
+    "asset.summary": (0, 1 << 16),
+    "order.put_limit": 8,
+    "order.put_market": 6,
+    "order.cancel": 3,
+    "order.replace": 5,
+    "order.cancel_all": (2, 3),
+    "order.book": 4,
+    "order.depth": 3,
+    "order.pending": 4,
+    "order.pending_detail": 2,
+    "order.deals": 3,
+    "order.finished": (6, 7),
+    "order.finished_detail": 1,
+    "market.last": 1,
+    "market.deals": 3,
+    "market.kline": 4,
+    "market.status": 2,
+    "market.status_today": 1,
+    "market.user_deals": 4,
+    "market.list": None,
+    "market.summary": (0, 1 << 16),
+}
+#: ViaBTC's methods (the 23 of accesshttp) and matchd's two additions.
+METHODS: Final = frozenset(_ARITY)
+FEED_METHODS: Final = frozenset(
+    ("market.last", "market.deals", "market.kline", "market.status", "market.status_today")
+)
+_ORDER_METHODS: Final = {
+    "order.put_limit": CommandKind.PUT_LIMIT,
+    "order.put_market": CommandKind.PUT_MARKET,
+    "order.cancel": CommandKind.CANCEL,
+    "order.replace": CommandKind.REPLACE,
+    "order.cancel_all": CommandKind.CANCEL_ALL,
+}
+
+
+def arity_error(method: str, count: int) -> Answer | None:
+    """The error for ``count`` params of ``method``, or None if the count is right."""
+    arity = _ARITY[method]
+    if arity is None:
+        return None
+    low, high = (arity, arity) if isinstance(arity, int) else arity
+    if low <= count <= high:
+        return None
+    want = str(low) if low == high else f"{low} to {high}"
+    if high == 1 << 16:
+        want = f"at least {low}"
+    return error_answer(
+        CODE_INVALID_ARGUMENT, f"invalid argument: {method} takes {want} params, not {count}"
+    )
+
+
+def order_call(record: np.ndarray) -> wire.OrderCall:
+    """The wire call of a one-element ``COMMAND_DTYPE`` array (its ``ts_ns`` is the
+    server's to set)."""
+    r = record[0]
+    kind = int(r["kind"])
+    user, market = int(r["user"]), int(r["market"])
+    if kind == CommandKind.PUT_LIMIT:
+        source = bytes(r["source"][: int(r["source_len"])]).decode()
+        return wire.PutLimit(
+            user, market, int(r["side"]), int(r["amount"]), int(r["price"]),
+            int(r["taker_rate"]), int(r["maker_rate"]), int(r["tif"]), int(r["stp"]),
+            int(r["flags"]), source,
+        )  # fmt: skip
+    if kind == CommandKind.PUT_MARKET:
+        source = bytes(r["source"][: int(r["source_len"])]).decode()
+        return wire.PutMarket(
+            user, market, int(r["side"]), int(r["amount"]), int(r["taker_rate"]),
+            int(r["stp"]), source,
+        )  # fmt: skip
+    if kind == CommandKind.CANCEL:
+        return wire.Cancel(user, market, int(r["order_id"]))
+    if kind == CommandKind.REPLACE:
+        return wire.Replace(user, market, int(r["order_id"]), int(r["price"]), int(r["amount"]))
+    return wire.CancelAll(user, market, int(r["side"]))
+
+
+def _view(order: wire.Order) -> OrderView:
+    return OrderView(**msgspec.structs.asdict(order))
+
+
+class ViabtcMethods:
+    """The methods over the given backends (see the module docstring).
+
+    Parameters
+    ----------
+    config
+        The engine's config (markets and assets: the gateway checks and formats with
+        it; ``check_engine`` verifies that the engine runs the same).
+    engine
+        The link to the engine's order entry.
+    feed
+        The link to the feed's market.* ROUTER, or None (market.* answer code 3).
+    history
+        The readhistory methods (``HistoryNotConfigured`` answers code 3).
+    executor
+        Where the blocking history queries run.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        engine: EngineLink,
+        feed: FeedLink | None,
+        history: HistoryReader,
+        executor: Executor,
+    ) -> None:
+        self.config = config
+        self.codec = ViabtcCodec(config)
+        self.engine = engine
+        self.feed = feed
+        self.history = history
+        self.executor = executor
+
+    async def check_engine(self) -> str | None:
+        """None if the engine's markets and assets are the config's, else why not."""
+        replies = await asyncio.gather(
+            self.engine.call(wire.MarketList()), self.engine.call(wire.AssetList())
+        )
+        markets = replies[0].result_as(wire.MarketList)
+        assets = replies[1].result_as(wire.AssetList)
+        ours_m = [wire.MarketInfo.from_market(m) for m in self.config.markets]
+        ours_a = [wire.AssetInfo.from_asset(a) for a in self.config.assets]
+        if markets != ours_m:
+            return f"the engine's markets {[m.name for m in markets]} differ from the config's"
+        if assets != ours_a:
+            return f"the engine's assets {[a.name for a in assets]} differ from the config's"
+        return None
+
+    async def call(self, method: str, params: list[Any]) -> Answer:
+        """ViaBTC's answer to ``method(*params)``; ``NOT_FOUND`` for an unknown method.
+
+        Raises ``BackendDown`` or ``BackendTimeout`` when a backend cannot answer
+        (``BackendBusy`` is answered as code 3).
+        """
+        if method not in METHODS:
+            return NOT_FOUND
+        bad = arity_error(method, len(params))
+        if bad is not None:
+            return bad
+        try:
+            if method in FEED_METHODS:
+                return await self._feed(method, params)
+            handler = _HANDLERS[method]
+            return await handler(self, params)
+        except ArgumentError as exc:
+            return _reply(argument_failure(method, exc))
+        except HistoryError as exc:
+            return Answer(exc.error())
+        except BackendBusy as exc:
+            return error_answer(CODE_SERVICE_UNAVAILABLE, f"service unavailable: {exc}")
+
+    # ------------------------------------------------------------ backends
+
+    async def _engine(self, call: wire.Call) -> wire.Reply:
+        return await self.engine.call(call)
+
+    async def _feed(self, method: str, params: list[Any]) -> Answer:
+        if self.feed is None:
+            return error_answer(
+                CODE_SERVICE_UNAVAILABLE,
+                "service unavailable: market data is not configured (no [feed] in the config)",
+            )
+        body = await self.feed.call(method, params)
+        try:
+            reply = _decode_feed.decode(body)
+        except msgspec.MsgspecError:
+            raise BackendError("feed", "the feed answered something that is not JSON-RPC") from None
+        if reply.error is not None:
+            return Answer(reply.error)
+        return Answer(None, raw=bytes(reply.result))
+
+    async def _history(self, fn: Callable[..., Any], *args: Any) -> Answer:
+        loop = asyncio.get_running_loop()
+        return Answer(None, await loop.run_in_executor(self.executor, fn, *args))
+
+    # ------------------------------------------------------------ engine methods
+
+    async def order_command(self, method: str, params: list[Any]) -> Answer:
+        codec = self.codec
+        args = tuple(params)
+        kind = _ORDER_METHODS[method]
+        builders = {
+            CommandKind.PUT_LIMIT: codec.put_limit,
+            CommandKind.PUT_MARKET: codec.put_market,
+            CommandKind.CANCEL: codec.cancel,
+            CommandKind.REPLACE: codec.replace,
+            CommandKind.CANCEL_ALL: codec.cancel_all,
+        }
+        call = order_call(builders[kind](args, 0))
+        reply = await self._engine(call)
+        if not reply.ok:
+            return _engine_error(method, reply)
+        done: wire.CommandDone = reply.result_as(call)
+        if kind == CommandKind.CANCEL_ALL:
+            return Answer(None, {"count": done.value})
+        if done.order is None:  # pragma: no cover - every accepted order command has one
+            return error_answer(2, "internal error: the engine sent no order")
+        return Answer(None, codec.order_object(_view(done.order)))
+
+    async def balance_update(self, params: list[Any]) -> Answer:
+        c = self.codec.balance_change(tuple(params))
+        try:
+            call = wire.BalanceUpdate(
+                c.user, c.asset.index, c.business.decode(), c.business_id, c.change, c.detail
+            )
+        except ValueError as exc:  # the detail is not plain JSON, or nested too deep
+            raise ArgumentError(str(exc)) from None
+        reply = await self._engine(call)
+        if not reply.ok:
+            return _engine_error("balance.update", reply)
+        return Answer(None, {"status": "success"})
+
+    async def balance_query(self, params: list[Any]) -> Answer:
+        user = self.codec.user(params[0], low=1)
+        chosen = self.codec.assets(tuple(params[1:]))
+        call = wire.BalanceQuery(user, [a.index for a in chosen])
+        reply = await self._engine(call)
+        if not reply.ok:
+            return _engine_error("balance.query", reply)
+        balances: list[wire.Balance] = reply.result_as(call)
+        by_index = {b.asset: b for b in balances}
+        result = {}
+        for a in chosen:
+            b = by_index[a.index]
+            result[a.name] = self.codec.balance(a, b.available, b.freeze)
+        return Answer(None, result)
+
+    async def asset_list(self, params: list[Any]) -> Answer:
+        return Answer(None, self.codec.asset_list())
+
+    async def asset_summary(self, params: list[Any]) -> Answer:
+        chosen = self.codec.assets(tuple(params))
+        call = wire.AssetSummaryCall([a.index for a in chosen])
+        reply = await self._engine(call)
+        if not reply.ok:
+            return _engine_error("asset.summary", reply)
+        rows: list[wire.AssetSummary] = reply.result_as(call)
+        return Answer(
+            None,
+            [
+                self.codec.asset_summary(
+                    a,
+                    AssetSummary(
+                        s.total_balance,
+                        s.available_count,
+                        s.available_balance,
+                        s.freeze_count,
+                        s.freeze_balance,
+                    ),
+                )
+                for a, s in zip(chosen, rows, strict=True)
+            ],
+        )
+
+    async def market_list(self, params: list[Any]) -> Answer:
+        return Answer(None, self.codec.market_list())
+
+    async def market_summary(self, params: list[Any]) -> Answer:
+        chosen = [self.codec.market(n) for n in params] or list(self.config.markets)
+        call = wire.MarketSummaryCall([m.index for m in chosen])
+        reply = await self._engine(call)
+        if not reply.ok:
+            return _engine_error("market.summary", reply)
+        rows: list[wire.MarketSummary] = reply.result_as(call)
+        return Answer(
+            None,
+            [
+                self.codec.market_summary(
+                    m, MarketSummary(s.ask_count, s.ask_amount, s.bid_count, s.bid_amount)
+                )
+                for m, s in zip(chosen, rows, strict=True)
+            ],
+        )
+
+    async def order_book(self, params: list[Any]) -> Answer:
+        market, side, offset, limit = params
+        m = self.codec.market(market)
+        s = self.codec.side(side)
+        off, lim = self.codec.page(offset, limit)
+        return await self._page("order.book", wire.OrderBook(m.index, s, off, lim), "orders")
+
+    async def order_pending(self, params: list[Any]) -> Answer:
+        user_id, market, offset, limit = params
+        user = self.codec.user(user_id)
+        m = self.codec.market(market)
+        off, lim = self.codec.page(offset, limit)
+        call = wire.OrderPending(user, m.index, off, lim)
+        return await self._page("order.pending", call, "records")
+
+    async def _page(
+        self, method: str, call: wire.OrderBook | wire.OrderPending, key: str
+    ) -> Answer:
+        reply = await self._engine(call)
+        if not reply.ok:
+            return _engine_error(method, reply)
+        page: wire.Page = reply.result_as(call)
+        orders = [_view(o) for o in page.orders]
+        return Answer(None, self.codec.paged(page.offset, page.limit, page.total, key, orders))
+
+    async def order_pending_detail(self, params: list[Any]) -> Answer:
+        m = self.codec.market(params[0])
+        call = wire.OrderDetail(m.index, self.codec.order_id(params[1]))
+        reply = await self._engine(call)
+        if not reply.ok:
+            return _engine_error("order.pending_detail", reply)
+        order: wire.Order | None = reply.result_as(call)
+        return Answer(None, None if order is None else self.codec.order_object(_view(order)))
+
+    async def order_depth(self, params: list[Any]) -> Answer:
+        m, lim, step = self.codec.depth_args(*params)
+        call = wire.OrderDepth(m.index, lim, step)
+        reply = await self._engine(call)
+        if not reply.ok:
+            return _engine_error("order.depth", reply)
+        depth: wire.Depth = reply.result_as(call)
+        return Answer(None, self.codec.depth(m, list(depth.asks), list(depth.bids)))
+
+    # ------------------------------------------------------------ history methods
+
+    async def balance_history(self, params: list[Any]) -> Answer:
+        return await self._history(self.history.balance_history, *params)
+
+    async def order_deals(self, params: list[Any]) -> Answer:
+        return await self._history(self.history.order_deals, *params)
+
+    async def order_finished(self, params: list[Any]) -> Answer:
+        return await self._history(self.history.order_finished, *params)
+
+    async def order_finished_detail(self, params: list[Any]) -> Answer:
+        return await self._history(self.history.order_finished_detail, *params)
+
+    async def market_user_deals(self, params: list[Any]) -> Answer:
+        return await self._history(self.history.market_user_deals, *params)
+
+
+def _reply(reply: Any) -> Answer:
+    return Answer(reply.error(), reply.result)
+
+
+def _engine_error(method: str, reply: wire.Reply) -> Answer:
+    """ViaBTC's error for an engine's refusal: the engine's precise message where it
+    gives one (a 1xxx check), else ViaBTC's text for the code."""
+    try:
+        code = Result(reply.code)
+    except ValueError:
+        return error_answer(2, f"internal error: unknown engine code {reply.code}")
+    expected = fail(method, code)
+    message = reply.message if reply.message and reply.message != MESSAGES[code] else ""
+    if message and not message.startswith(expected.message):
+        message = f"{expected.message}: {message}"
+    return error_answer(expected.code, message or expected.message)
+
+
+def _order(method: str) -> _Handler:
+    async def handler(self: ViabtcMethods, params: list[Any]) -> Answer:
+        return await self.order_command(method, params)
+
+    return handler
+
+
+_HANDLERS: Final[dict[str, _Handler]] = {
+    "balance.query": ViabtcMethods.balance_query,
+    "balance.update": ViabtcMethods.balance_update,
+    "balance.history": ViabtcMethods.balance_history,
+    "asset.list": ViabtcMethods.asset_list,
+    "asset.summary": ViabtcMethods.asset_summary,
+    **{method: _order(method) for method in _ORDER_METHODS},
+    "order.book": ViabtcMethods.order_book,
+    "order.depth": ViabtcMethods.order_depth,
+    "order.pending": ViabtcMethods.order_pending,
+    "order.pending_detail": ViabtcMethods.order_pending_detail,
+    "order.deals": ViabtcMethods.order_deals,
+    "order.finished": ViabtcMethods.order_finished,
+    "order.finished_detail": ViabtcMethods.order_finished_detail,
+    "market.user_deals": ViabtcMethods.market_user_deals,
+    "market.list": ViabtcMethods.market_list,
+    "market.summary": ViabtcMethods.market_summary,
+}
+
+
+__all__ = [
+    "FEED_METHODS",
+    "METHODS",
+    "NOT_FOUND",
+    "Answer",
+    "BackendError",
+    "ViabtcMethods",
+    "error_answer",
+]
