@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from pathlib import Path
 from typing import Any, Final, NoReturn, TypeVar
 
 import msgspec
 
 from core.errors import ConfigError
+from ipc.client_common import CurveKeys
 from persistence.history_config import convert_table
 
 _BIND_RE: Final = re.compile(r"(?P<host>[A-Za-z0-9.:\[\]-]{1,255}):(?P<port>[0-9]{1,5})")
@@ -224,4 +226,47 @@ _KINDS: Final = {
     "depth_limit": "a list of integers",
     "depth_merge": "a list of decimal strings",
     "protocol": "a string",
+    "secret_key_file": "a string",
+    "server_key_file": "a string",
 }
+
+
+class GatewayKeysConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[gateway]``: the CURVE keys the gateways connect to the engine with, when its
+    order entry has a key registry (``--keys``; docs/protocol.md). Paths relative to
+    the config file's directory.
+
+    Parameters
+    ----------
+    secret_key_file
+        The gateways' ``NAME.key_secret`` (mode 0600); its public key must be in the
+        registry with role ``admin`` (the gateways act for every user and call
+        balance.update).
+    server_key_file
+        The engine's public key file (``server.key``).
+    """
+
+    secret_key_file: str
+    server_key_file: str
+
+
+def load_gateway_keys(text: str, base_dir: Path) -> CurveKeys | None:
+    """The gateways' CURVE keys from ``[gateway]`` of the TOML ``text``, or None."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config is not valid TOML: {exc}") from exc
+    if "gateway" not in raw:
+        return None
+    table = raw["gateway"]
+    if not isinstance(table, dict):
+        _fail("gateway", "must be a table")
+    keys = convert_table(table, GatewayKeysConfig, "[gateway]", _KINDS)
+    secret = base_dir / keys.secret_key_file
+    server = base_dir / keys.server_key_file
+    try:
+        if secret.stat().st_mode & 0o077:
+            _fail("gateway", f"secret_key_file {secret} may be read by others: chmod 600 it")
+        return CurveKeys.from_files(secret, server)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"[gateway] {exc}") from exc

@@ -29,7 +29,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from core.errors import MatchdError
 from ipc.client_async import AsyncClient
-from ipc.client_common import RequestTimeout, replies_of
+from ipc.client_common import CurveKeys, RequestTimeout, replies_of
 from ipc.wire import Call, Reply, WireLimits
 
 logger = logging.getLogger("matchd.gateway")
@@ -112,10 +112,11 @@ class EngineLink:
         max_pending: int = DEFAULT_MAX_PENDING,
         limits: WireLimits | None = None,
         context: zmq.asyncio.Context | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         self.max_pending = max_pending
-        kwargs: dict[str, Any] = {"timeout_s": timeout_s, "context": context}
+        kwargs: dict[str, Any] = {"timeout_s": timeout_s, "context": context, "curve": curve}
         if limits is not None:
             kwargs["limits"] = limits
         self.client = AsyncClient(endpoint, monitor_events=_CONNECTION_EVENTS, **kwargs)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.config import EngineConfig
+from ipc.client_common import CurveKeys
 
 logger = logging.getLogger("matchd.gateway")
 
@@ -65,9 +66,14 @@ class Backends:
 
 
 def build_backends(
-    text: str, engine_config: EngineConfig, endpoint: str, timeout_s: float
+    text: str,
+    engine_config: EngineConfig,
+    endpoint: str,
+    timeout_s: float,
+    curve: CurveKeys | None = None,
 ) -> Backends:
-    """The links and the methods of a worker (call inside the event loop)."""
+    """The links and the methods of a worker (call inside the event loop); ``curve``:
+    the keys to connect to the engine with (``[gateway]``)."""
     from daemon.feed_config import load_feed_config
     from daemon.gateway_links import EngineLink, FeedLink
     from daemon.viabtc_methods import ViabtcMethods
@@ -92,7 +98,7 @@ def build_backends(
             timeout_s=history_config.query_timeout_s,
         )  # fmt: skip
     executor = ThreadPoolExecutor(max_workers=pool, thread_name_prefix="history")
-    engine = EngineLink(endpoint, timeout_s=timeout_s)
+    engine = EngineLink(endpoint, timeout_s=timeout_s, curve=curve)
     feed = FeedLink(feed_config.rpc, timeout_s=timeout_s) if feed_config is not None else None
     methods = ViabtcMethods(engine_config, engine, feed, history, executor)
     backends = Backends(methods, executor=executor)
@@ -111,13 +117,14 @@ def run_gateway(args: argparse.Namespace) -> int:
     """Run one worker of ``args.command`` ("http" or "ws") until SIGTERM or SIGINT."""
     from core.config import parse_config
     from core.errors import ConfigError
-    from daemon.gateway_config import load_gateway_config
+    from daemon.gateway_config import load_gateway_config, load_gateway_keys
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         text = args.config.read_text(encoding="utf-8")
         engine_config = parse_config(text)
         http, ws = load_gateway_config(text)
+        curve = load_gateway_keys(text, args.config.parent)
     except (OSError, UnicodeDecodeError, ConfigError) as exc:
         print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -130,16 +137,20 @@ def run_gateway(args: argparse.Namespace) -> int:
     start_alerts(text, f"matchd-{args.command}")
     import uvloop
 
-    return uvloop.run(_serve(args, text, engine_config, table))
+    return uvloop.run(_serve(args, text, engine_config, table, curve))
 
 
 async def _serve(
-    args: argparse.Namespace, text: str, engine_config: EngineConfig, table: Any
+    args: argparse.Namespace,
+    text: str,
+    engine_config: EngineConfig,
+    table: Any,
+    curve: CurveKeys | None,
 ) -> int:
     from daemon.http_gateway import HttpGateway, listening_socket, start_http
 
     endpoint = args.engine or table.engine
-    backends = build_backends(text, engine_config, endpoint, table.timeout_s)
+    backends = build_backends(text, engine_config, endpoint, table.timeout_s, curve)
     methods = backends.methods
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

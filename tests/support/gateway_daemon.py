@@ -122,14 +122,24 @@ def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
 
 @contextmanager
 def running_daemon(
-    tmp: Path, *, history: bool = True, http: str = "", ws: str | None = "", feed: str = ""
+    tmp: Path,
+    *,
+    history: bool = True,
+    http: str = "",
+    ws: str | None = "",
+    feed: str = "",
+    extra: str = "",
+    run_args: tuple[str, ...] = (),
 ) -> Iterator[Daemon]:
-    """Start ``matchd run`` with everything (see the module docstring)."""
+    """Start ``matchd run`` with everything (see the module docstring); ``http``,
+    ``ws`` and ``feed`` are more settings of those tables (``ws`` None: no WebSocket
+    gateway), ``extra`` more TOML, ``run_args`` more arguments of ``matchd run``."""
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
     with fresh_database() if history else _no_database() as db:
         http_port, ws_port = free_port(), free_port()
         config = tmp / "matchd.toml"
-        config.write_text(daemon_toml(tmp, http_port, ws_port, db, http=http, ws=ws, feed=feed))
+        text = daemon_toml(tmp, http_port, ws_port, db, http=http, ws=ws, feed=feed)
+        config.write_text(text + extra)
         if db is not None:
             assert cli.main(["db", "migrate", "--config", str(config)]) == 0
         data = tmp / "data"
@@ -137,7 +147,7 @@ def running_daemon(
         process = subprocess.Popen(  # noqa: S603 -- our own command
             [
                 sys.executable, "-m", "daemon.cli", "run", "--config", str(config),
-                "--data-dir", str(data), "--endpoint", endpoint, "--metrics", "",
+                "--data-dir", str(data), "--endpoint", endpoint, "--metrics", "", *run_args,
             ],
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
