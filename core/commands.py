@@ -7,6 +7,9 @@ so tests can feed hostile input through the same path).
 
 from __future__ import annotations
 
+import struct
+from typing import Final
+
 import numpy as np
 
 from core.schema import (
@@ -16,6 +19,37 @@ from core.schema import (
     StpMode,
     TimeInForce,
 )
+
+#: ``COMMAND_DTYPE``'s layout for ``struct`` (``pack``): one call instead of a numpy
+#: assignment per field.
+_LAYOUT: Final = struct.Struct("<qqqqqiihbbbbbb32s")
+
+
+def pack(
+    kind: CommandKind | int,
+    user: int,
+    market: int,
+    *,
+    ts_ns: int = 0,
+    side: int = 0,
+    amount: int = 0,
+    price: int = 0,
+    order_id: int = 0,
+    taker_rate: int = 0,
+    maker_rate: int = 0,
+    tif: int = 0,
+    stp: int = 0,
+    flags: int = 0,
+    source: bytes = b"",
+) -> np.ndarray:
+    """A one-element command array built in one ``struct`` call (about 10x faster
+    than the builders below, for checked values: a value outside its field's range
+    raises ``struct.error`` instead of being stored)."""
+    raw = _LAYOUT.pack(
+        ts_ns, user, price, amount, order_id, taker_rate, maker_rate, market, kind, side,
+        tif, stp, flags, min(len(source), 127), source[:32],
+    )  # fmt: skip
+    return np.frombuffer(bytearray(raw), dtype=COMMAND_DTYPE)
 
 
 def _command(kind: CommandKind, ts_ns: int, user: int, market: int) -> np.ndarray:

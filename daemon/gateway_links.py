@@ -20,22 +20,29 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
+import numpy as np
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from core.errors import MatchdError
+from core.schema import COMMAND_DTYPE
+from core.viabtc_codec import CommandOutcome, command_outcomes
 from ipc.client_async import AsyncClient
-from ipc.client_common import CurveKeys, RequestTimeout, replies_of
+from ipc.client_common import CurveKeys, RequestTimeout, replies_of, results_events
 from ipc.wire import Call, Reply, WireLimits
 
 logger = logging.getLogger("matchd.gateway")
 
 DEFAULT_MAX_PENDING: Final = 100_000
 _CONNECTION_EVENTS: Final = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+
+
+#: A queued request: a call or a one-element COMMAND_DTYPE array, and its future.
+_Item = tuple[Call | np.ndarray, "asyncio.Future[Any]"]
 
 
 class BackendError(MatchdError):
@@ -121,9 +128,10 @@ class EngineLink:
             kwargs["limits"] = limits
         self.client = AsyncClient(endpoint, monitor_events=_CONNECTION_EVENTS, **kwargs)
         self._max_calls = self.client.limits.max_calls
+        self._max_commands = self.client.limits.max_commands
         assert self.client.monitor is not None  # noqa: S101 -- asked for above
         self.watch = ConnectionWatch(self.client.monitor, f"engine {endpoint}")
-        self._queue: list[tuple[Call, asyncio.Future[Reply]]] = []
+        self._queue: list[_Item] = []
         self._waiting = 0
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -134,13 +142,24 @@ class EngineLink:
 
     async def call(self, call: Call) -> Reply:
         """The engine's reply to ``call`` (sent with the others of this loop turn)."""
+        reply: Reply = await self._enqueue(call)
+        return reply
+
+    async def command(self, record: np.ndarray) -> CommandOutcome:
+        """What the command of a one-element ``COMMAND_DTYPE`` array did: the binary
+        fast path (one COMMANDS frame, one group commit, for the commands of a loop
+        turn)."""
+        outcome: CommandOutcome = await self._enqueue(record)
+        return outcome
+
+    async def _enqueue(self, item: Call | np.ndarray) -> Any:
         if not self.watch.connected:
             raise BackendDown("engine", "the engine is not connected")
         if self._waiting >= self.max_pending:
             raise BackendBusy("engine", f"{self._waiting} requests already wait for the engine")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Reply] = loop.create_future()
-        self._queue.append((call, future))
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((item, future))
         self._waiting += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -153,23 +172,61 @@ class EngineLink:
     def _flush(self) -> None:
         self._flush_scheduled = False
         queue, self._queue = self._queue, []
-        for start in range(0, len(queue), self._max_calls):
-            chunk = queue[start : start + self._max_calls]
-            task = asyncio.get_running_loop().create_task(self._send(chunk))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        task = asyncio.get_running_loop().create_task(self._send(queue))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, chunk: list[tuple[Call, asyncio.Future[Reply]]]) -> None:
+    def _runs(self, queue: list[_Item]) -> list[list[_Item]]:
+        """``queue`` cut into runs of calls and runs of commands, each one frame."""
+        runs: list[list[_Item]] = []
+        for item in queue:
+            records = isinstance(item[0], np.ndarray)
+            if runs:
+                last = runs[-1]
+                limit = self._max_commands if records else self._max_calls
+                if isinstance(last[0][0], np.ndarray) == records and len(last) < limit:
+                    last.append(item)
+                    continue
+            runs.append([item])
+        return runs
+
+    async def _send(self, queue: list[_Item]) -> None:
+        """Send every run in order, then wait for the answers."""
+        sent: list[tuple[int, list[_Item]]] = []
+        for run in self._runs(queue):
+            try:
+                if isinstance(run[0][0], np.ndarray):
+                    raw = b"".join(cast(np.ndarray, r).tobytes() for r, _ in run)
+                    records = np.frombuffer(raw, dtype=COMMAND_DTYPE)
+                    rid = await self.client.send_commands(records, events=True)
+                else:
+                    rid = await self.client.send_calls(*(cast(Call, c) for c, _ in run))
+            except RequestTimeout:
+                _fail_all(run, BackendTimeout("engine", "the engine's send queue is full"))
+                continue
+            except (MatchdError, ValueError) as exc:  # broken or closed client
+                _fail_all(run, BackendDown("engine", f"the engine link failed: {exc}"))
+                continue
+            sent.append((rid, run))
+        await asyncio.gather(*(self._answer(rid, run) for rid, run in sent))
+
+    async def _answer(self, rid: int, run: list[_Item]) -> None:
         try:
-            replies = await self.client.call(*(c for c, _ in chunk))
+            answer = await self.client.wait(rid)
         except RequestTimeout:
-            error: BackendError = BackendTimeout("engine", "the engine did not answer in time")
-            _fail_all(chunk, error)
+            self.client.abandon(rid)
+            _fail_all(run, BackendTimeout("engine", "the engine did not answer in time"))
             return
-        except MatchdError as exc:  # refused frame, broken or closed client
-            _fail_all(chunk, BackendDown("engine", f"the engine link failed: {exc}"))
+        except (MatchdError, ValueError) as exc:  # a refused frame, a broken client
+            _fail_all(run, BackendDown("engine", f"the engine link failed: {exc}"))
             return
-        for (_, future), reply in zip(chunk, replies, strict=True):
+        if isinstance(run[0][0], np.ndarray):
+            outcomes = command_outcomes(*results_events(answer))
+            for (_, future), outcome in zip(run, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+            return
+        for (_, future), reply in zip(run, replies_of(answer), strict=True):
             if not future.done():
                 future.set_result(reply)
 
@@ -275,5 +332,4 @@ __all__ = [
     "BackendTimeout",
     "EngineLink",
     "FeedLink",
-    "replies_of",
 ]

@@ -187,9 +187,8 @@ class HttpGateway:
 
     async def _answer(self, method: str, params: list[Any]) -> Answer:
         try:
-            return await asyncio.wait_for(
-                self.methods.call(method, params), self.config.timeout_s + 0.5
-            )
+            async with asyncio.timeout(self.config.timeout_s + 0.5):
+                return await self.methods.call(method, params)
         except TimeoutError:  # a backend's own time-out should have come first
             raise BackendTimeout("gateway", "no answer in time") from None
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
-import numpy as np
 
 from core.arguments import ArgumentError
 from core.config import EngineConfig
@@ -129,32 +128,6 @@ def arity_error(method: str, count: int) -> Answer | None:
     )
 
 
-def order_call(record: np.ndarray) -> wire.OrderCall:
-    """The wire call of a one-element ``COMMAND_DTYPE`` array (its ``ts_ns`` is the
-    server's to set)."""
-    r = record[0]
-    kind = int(r["kind"])
-    user, market = int(r["user"]), int(r["market"])
-    if kind == CommandKind.PUT_LIMIT:
-        source = bytes(r["source"][: int(r["source_len"])]).decode()
-        return wire.PutLimit(
-            user, market, int(r["side"]), int(r["amount"]), int(r["price"]),
-            int(r["taker_rate"]), int(r["maker_rate"]), int(r["tif"]), int(r["stp"]),
-            int(r["flags"]), source,
-        )  # fmt: skip
-    if kind == CommandKind.PUT_MARKET:
-        source = bytes(r["source"][: int(r["source_len"])]).decode()
-        return wire.PutMarket(
-            user, market, int(r["side"]), int(r["amount"]), int(r["taker_rate"]),
-            int(r["stp"]), source,
-        )  # fmt: skip
-    if kind == CommandKind.CANCEL:
-        return wire.Cancel(user, market, int(r["order_id"]))
-    if kind == CommandKind.REPLACE:
-        return wire.Replace(user, market, int(r["order_id"]), int(r["price"]), int(r["amount"]))
-    return wire.CancelAll(user, market, int(r["side"]))
-
-
 def _view(order: wire.Order) -> OrderView:
     return OrderView(**msgspec.structs.asdict(order))
 
@@ -257,26 +230,19 @@ class ViabtcMethods:
     # ------------------------------------------------------------ engine methods
 
     async def order_command(self, method: str, params: list[Any]) -> Answer:
+        """An order command, as a binary record (group-committed with the commands of
+        its frame); the order object from the command's events, as in process."""
         codec = self.codec
         args = tuple(params)
-        kind = _ORDER_METHODS[method]
         builders = {
-            CommandKind.PUT_LIMIT: codec.put_limit,
-            CommandKind.PUT_MARKET: codec.put_market,
-            CommandKind.CANCEL: codec.cancel,
-            CommandKind.REPLACE: codec.replace,
-            CommandKind.CANCEL_ALL: codec.cancel_all,
+            "order.put_limit": codec.put_limit,
+            "order.put_market": codec.put_market,
+            "order.cancel": codec.cancel,
+            "order.replace": codec.replace,
+            "order.cancel_all": codec.cancel_all,
         }
-        call = order_call(builders[kind](args, 0))
-        reply = await self._engine(call)
-        if not reply.ok:
-            return _engine_error(method, reply)
-        done: wire.CommandDone = reply.result_as(call)
-        if kind == CommandKind.CANCEL_ALL:
-            return Answer(None, {"count": done.value})
-        if done.order is None:  # pragma: no cover - every accepted order command has one
-            return error_answer(2, "internal error: the engine sent no order")
-        return Answer(None, codec.order_object(_view(done.order)))
+        record = builders[method](args, 0)  # the server sets ts_ns
+        return _reply(codec.outcome_reply(method, await self.engine.command(record)))
 
     async def balance_update(self, params: list[Any]) -> Answer:
         c = self.codec.balance_change(tuple(params))

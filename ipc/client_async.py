@@ -165,6 +165,11 @@ class AsyncClient:
     def in_flight(self) -> int:
         return len(self._futures)
 
+    def abandon(self, request_id: int) -> None:
+        """Stop waiting for ``request_id`` (after a ``wait`` timed out): its reply,
+        if it comes, is dropped and counted, and its slot is free."""
+        self._forget(request_id)
+
     @property
     def limits(self) -> WireLimits:
         """The wire limits the client builds and checks frames with."""
