@@ -19,13 +19,20 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
+import numpy as np
 
 from core.arguments import ArgumentError
 from core.config import EngineConfig
 from core.schema import MESSAGES, CommandKind, Result
 from core.viabtc_codec import ViabtcCodec, argument_failure, fail
 from core.views import AssetSummary, MarketSummary, OrderView
-from daemon.gateway_links import BackendBusy, BackendError, EngineLink, FeedLink
+from daemon.gateway_links import (
+    BackendBusy,
+    BackendError,
+    BackendTimeout,
+    EngineLink,
+    FeedLink,
+)
 from ipc import wire
 from persistence.history_pool import HistoryError
 from persistence.history_queries import HistoryReader
@@ -164,6 +171,14 @@ class ViabtcMethods:
         self.feed = feed
         self.history = history
         self.executor = executor
+        codec = self.codec
+        self._builders: dict[str, Callable[..., np.ndarray]] = {
+            "order.put_limit": codec.put_limit,
+            "order.put_market": codec.put_market,
+            "order.cancel": codec.cancel,
+            "order.replace": codec.replace,
+            "order.cancel_all": codec.cancel_all,
+        }
 
     async def check_engine(self) -> str | None:
         """None if the engine's markets and assets are the config's, else why not."""
@@ -224,25 +239,23 @@ class ViabtcMethods:
         return Answer(None, raw=bytes(reply.result))
 
     async def _history(self, fn: Callable[..., Any], *args: Any) -> Answer:
+        """``fn(*args)`` on a history thread; ``BackendTimeout`` after the engine link's
+        ``timeout_s`` (the query goes on, bounded by the pool's own time-outs)."""
         loop = asyncio.get_running_loop()
-        return Answer(None, await loop.run_in_executor(self.executor, fn, *args))
+        try:
+            async with asyncio.timeout(self.engine.timeout_s):
+                return Answer(None, await loop.run_in_executor(self.executor, fn, *args))
+        except TimeoutError:
+            raise BackendTimeout("history", "the history database did not answer in time") from None
 
     # ------------------------------------------------------------ engine methods
 
     async def order_command(self, method: str, params: list[Any]) -> Answer:
         """An order command, as a binary record (group-committed with the commands of
         its frame); the order object from the command's events, as in process."""
-        codec = self.codec
-        args = tuple(params)
-        builders = {
-            "order.put_limit": codec.put_limit,
-            "order.put_market": codec.put_market,
-            "order.cancel": codec.cancel,
-            "order.replace": codec.replace,
-            "order.cancel_all": codec.cancel_all,
-        }
-        record = builders[method](args, 0)  # the server sets ts_ns
-        return _reply(codec.outcome_reply(method, await self.engine.command(record)))
+        record = self._builders[method](tuple(params), 0)  # the server sets ts_ns
+        outcome = await self.engine.command(record)
+        return _reply(self.codec.outcome_reply(method, outcome))
 
     async def balance_update(self, params: list[Any]) -> Answer:
         c = self.codec.balance_change(tuple(params))
