@@ -28,6 +28,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from core.arguments import ArgumentError
 from core.errors import MatchdError
 from core.schema import COMMAND_DTYPE
 from core.viabtc_codec import CommandOutcome, command_outcomes
@@ -38,6 +39,9 @@ from ipc.wire import Call, Reply, WireLimits
 logger = logging.getLogger("matchd.gateway")
 
 DEFAULT_MAX_PENDING: Final = 100_000
+#: The feed's ROUTER takes messages up to this size (``daemon.feed.MAX_REQUEST_BYTES``:
+#: a larger one makes ZeroMQ drop the connection, and every request on it).
+FEED_MAX_REQUEST_BYTES: Final = 64 * 1024
 _CONNECTION_EVENTS: Final = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 
 
@@ -283,10 +287,14 @@ class FeedLink:
         if len(self._futures) >= self.max_pending:
             raise BackendBusy("feed", f"{len(self._futures)} requests already wait for the feed")
         rid = self._ids()
+        body = _encode({"method": method, "params": params, "id": rid})
+        if len(body) > FEED_MAX_REQUEST_BYTES:  # the feed would drop the connection
+            raise ArgumentError(
+                f"the request is {len(body)} bytes; the feed takes at most {FEED_MAX_REQUEST_BYTES}"
+            )
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._futures[rid] = future
         try:
-            body = _encode({"method": method, "params": params, "id": rid})
             await self._socket.send(body, flags=zmq.NOBLOCK)
             return await asyncio.wait_for(future, self.timeout_s)
         except zmq.Again:

@@ -4,8 +4,9 @@ A request is ``POST`` to any path with ``{"method", "params", "id"}``; the answe
 ``{"error", "result", "id"}`` with ViaBTC's transport rules
 (shared/reference/viabtc-api.md §4.1):
 
-* not POST, an empty body, a body that is not JSON, or a request without a string
-  ``method``, a ``params`` array and an ``id``: **400** with an empty body;
+* not POST, an empty body, a body that is not JSON (or not UTF-8, or in an encoding it
+  does not have), or a request without a string ``method``, a ``params`` array and an
+  ``id``: **400** with an empty body;
 * an unknown method: **404**, code 4 ``method not found``;
 * the engine (or the feed, for market.*) not connected: **500**, empty body;
 * no answer within ``timeout_s``: **504**, code 5 ``service timeout``;
@@ -14,7 +15,8 @@ A request is ``POST`` to any path with ``{"method", "params", "id"}``; the answe
 matchd adds (docs/compat.md): a JSON array of requests is a **batch**, answered by
 an array in the same order (each element as above, transport failures as codes 1,
 3, 4 and 5), and its commands reach the engine in order, in one ZeroMQ frame; a body
-over ``max_body_bytes`` or a batch over ``max_batch`` is **413**, a client address
+over ``max_body_bytes`` or a batch over ``max_batch`` is **413**, a body that has not
+arrived within ``read_timeout_s`` **408** (and the connection is closed), a client address
 over its rate **429** and a worker at ``max_connections`` **503**, each with a JSON
 error (code 1 or 3) saying which limit.
 """
@@ -33,6 +35,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
+from aiohttp.web_protocol import RequestPayloadError
 
 from daemon.auth_gate import TokenBucket
 from daemon.gateway_config import HttpConfig, bind_address
@@ -147,16 +150,12 @@ class HttpGateway:
         if request.method != "POST":
             self.stats.malformed += 1
             return _empty(400)
-        limit = self.config.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            return self._too_large(f"request body of {request.content_length} bytes")
-        try:
-            body = await request.read()
-        except HTTPRequestEntityTooLarge:
-            return self._too_large("request body")
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
         try:
             decoded = _decode.decode(body) if body else None
-        except (msgspec.DecodeError, RecursionError):
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
             decoded = None
         ip = request.remote or "?"
         if isinstance(decoded, list) and decoded:
@@ -184,6 +183,30 @@ class HttpGateway:
             self.stats.not_found += 1
             return _json(404, _envelope(answer, rid))
         return _json(200, _envelope(answer, rid))
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes | web.Response:
+        """The whole body, or the response that refuses it (413, 408, 400)."""
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return self._too_large(f"request body of {request.content_length} bytes")
+        try:
+            async with asyncio.timeout(self.config.read_timeout_s):
+                return await request.read()
+        except HTTPRequestEntityTooLarge:
+            return self._too_large("request body")
+        except TimeoutError:  # a body that trickles in, or never comes: slowloris
+            self.stats.malformed += 1
+            response = _limit_error(
+                408,
+                CODE_INVALID_ARGUMENT,
+                f"invalid argument: the request body did not arrive within "
+                f"{self.config.read_timeout_s:g} s",
+            )
+            response.force_close()
+            return response
+        except (RequestPayloadError, ConnectionError):  # a bad encoding; a peer gone
+            self.stats.malformed += 1
+            return _empty(400)
 
     async def _answer(self, method: str, params: list[Any]) -> Answer:
         # Every backend times out on its own (``timeout_s``): no timer per request here.
@@ -310,6 +333,9 @@ async def start_http(
         gateway.handle,
         request_factory=make_request,
         keepalive_timeout=gateway.config.keep_alive_s,
+        # after an answer to an unread body (408, 413), wait this long at most for the
+        # rest of it before closing (aiohttp's default is 10 s)
+        lingering_time=1.0,
         access_log=None,
     )
     max_connections = gateway.config.max_connections

@@ -7,7 +7,9 @@ engine on the same stream (``tools.bench_log``); ``matchd-bench ring [--json] ..
 shared-memory SPSC ring between two processes (``tools.bench_ring``);
 ``matchd-bench drain [--json] [--commands N] [--batch-records N] [--mysql HOST:PORT]``
 the history drainer into MariaDB (``tools.bench_drain``); ``matchd-bench feed [--json]
-[--commands N]`` the market-data feed (``tools.bench_feed``).
+[--commands N]`` the market-data feed (``tools.bench_feed``); ``matchd-bench http
+[--json] [--quick] [--url URL] ...`` order entry over the HTTP JSON-RPC gateway
+(``tools.bench_http``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tools.bench_http import add_parser as add_http_parser
 
 DEFAULT_COMMANDS = 3_000_000  # exchange-core publishes its mix at 3M commands
 DEFAULT_SEED = 1
@@ -351,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ring(commands)
     _add_drain(commands)
     _add_feed(commands)
+    add_http_parser(commands)
     return parser
 
 
@@ -382,6 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.bench_ring import main as bench_ring_main
 
         return bench_ring_main(args)
+    if args.command == "http":
+        from tools.bench_http import main as bench_http_main
+
+        return bench_http_main(args)
     raise AssertionError(f"unhandled benchmark {args.command!r}")  # pragma: no cover
 
 

@@ -19,6 +19,7 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from core.arguments import ArgumentError
 from core.config import parse_config
 from daemon.gateway_config import HttpConfig
 from daemon.gateway_links import EngineLink
@@ -232,3 +233,46 @@ def test_the_gateway_connects_with_curve_keys_when_the_engine_has_a_registry(
     ) as d:
         assert d.ok("balance.update", 5, "BTC", "deposit", 1, "2", {}) == {"status": "success"}
         assert d.ok("balance.query", 5, "BTC") == {"BTC": {"available": "2", "freeze": "0"}}
+
+
+def test_a_body_that_never_arrives_is_408_and_the_connection_closed(tmp_path: Path) -> None:
+    """A client that sends headers and trickles (or never sends) its body cannot hold
+    a connection (slowloris): 408 after ``read_timeout_s``."""
+
+    async def main() -> None:
+        async with gateway(f"ipc://{tmp_path}/n.sock", read_timeout_s=0.3) as (url, gw):
+            port = int(url.rsplit(":", 1)[1].strip("/"))
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            await writer.drain()
+            head = await asyncio.wait_for(reader.read(), 5)  # to EOF: the server closes
+            writer.close()
+            assert head.startswith(b"HTTP/1.1 408 ")
+            assert b"did not arrive within 0.3 s" in head
+            assert gw.stats.malformed == 1
+
+    asyncio.run(main())
+
+
+def test_a_market_request_over_the_feeds_limit_is_code_1(tmp_path: Path) -> None:
+    """The feed's ROUTER drops a connection that sends more than its message limit
+    (taking every request in flight with it): the gateway refuses such a request."""
+    import daemon.feed
+    from daemon.gateway_links import FEED_MAX_REQUEST_BYTES, FeedLink
+
+    assert FEED_MAX_REQUEST_BYTES == daemon.feed.MAX_REQUEST_BYTES
+
+    async def main() -> None:
+        router = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+        router.bind(f"ipc://{tmp_path}/feed.sock")
+        link = FeedLink(f"ipc://{tmp_path}/feed.sock")
+        await link.start()
+        try:
+            assert await link.watch.wait_connected(5)
+            with pytest.raises(ArgumentError, match="the feed takes at most 65536"):
+                await link.call("market.last", ["x" * 70_000])
+        finally:
+            await link.aclose()
+            router.close(0)
+
+    asyncio.run(main())
