@@ -1,11 +1,14 @@
 """The gateways' links to their backends: the engine's ZeroMQ order entry and the
 feed's market.* ROUTER, both asyncio, both watched for connection.
 
-``EngineLink`` coalesces the calls made during one turn of the event loop into one
-CALLS frame (at most ``max_calls`` each), sent in the order they were made: many
-HTTP requests and WebSocket queries cost one ZeroMQ round trip, and a user's
-commands reach the sequencer in the order the user sent them. ``FeedLink`` forwards
-JSON-RPC text to the feed and matches the replies by id.
+``EngineLink`` coalesces the requests made during one turn of the event loop into
+one flush, sent in the order they were made: order commands as binary COMMANDS
+frames (one group commit each), everything else as CALLS frames. At most
+``max_flushes`` flushes are in flight; requests made meanwhile wait and go together
+when one is answered, so frames grow with the load (smart batching) while an idle
+link sends at once. Many HTTP requests and WebSocket queries cost one ZeroMQ round
+trip, and a user's commands reach the sequencer in the order the user sent them.
+``FeedLink`` forwards JSON-RPC text to the feed and matches the replies by id.
 
 Both know whether their peer is connected (a ZeroMQ socket monitor): a request made
 while it is not fails at once with ``BackendDown``; one that gets no answer within
@@ -39,6 +42,10 @@ from ipc.wire import Call, Reply, WireLimits
 logger = logging.getLogger("matchd.gateway")
 
 DEFAULT_MAX_PENDING: Final = 100_000
+#: Flushes in flight to the engine at once; what comes meanwhile waits and goes as
+#: one flush when one is answered ("smart batching": frames grow with the load, and
+#: an idle link sends at once).
+DEFAULT_MAX_FLUSHES: Final = 2
 #: The feed's ROUTER takes messages up to this size (``daemon.feed.MAX_REQUEST_BYTES``:
 #: a larger one makes ZeroMQ drop the connection, and every request on it).
 FEED_MAX_REQUEST_BYTES: Final = 64 * 1024
@@ -124,6 +131,7 @@ class EngineLink:
         limits: WireLimits | None = None,
         context: zmq.asyncio.Context | None = None,
         curve: CurveKeys | None = None,
+        max_flushes: int = DEFAULT_MAX_FLUSHES,
     ) -> None:
         self.timeout_s = timeout_s
         self.max_pending = max_pending
@@ -138,7 +146,9 @@ class EngineLink:
         self._queue: list[_Item] = []
         self._waiting = 0
         self._flush_scheduled = False
+        #: flushes in flight (sent, not all answered)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.max_flushes = max_flushes
 
     @property
     def connected(self) -> bool:
@@ -175,10 +185,19 @@ class EngineLink:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if not self._queue or len(self._tasks) >= self.max_flushes:
+            return  # sent when a flush in flight is answered (``_flushed``)
         queue, self._queue = self._queue, []
         task = asyncio.get_running_loop().create_task(self._send(queue))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        """A flush is answered: what queued up meanwhile goes now, as one flush."""
+        self._tasks.discard(task)
+        if self._queue and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _runs(self, queue: list[_Item]) -> list[list[_Item]]:
         """``queue`` cut into runs of calls and runs of commands, each one frame."""

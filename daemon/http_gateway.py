@@ -190,6 +190,8 @@ class HttpGateway:
         if request.content_length is not None and request.content_length > limit:
             return self._too_large(f"request body of {request.content_length} bytes")
         try:
+            if request.content.is_eof():  # the usual case: all here already, no timer
+                return await request.read()
             async with asyncio.timeout(self.config.read_timeout_s):
                 return await request.read()
         except HTTPRequestEntityTooLarge:

@@ -276,3 +276,54 @@ def test_a_market_request_over_the_feeds_limit_is_code_1(tmp_path: Path) -> None
             router.close(0)
 
     asyncio.run(main())
+
+
+def test_requests_made_while_a_flush_is_in_flight_go_together_in_order(tmp_path: Path) -> None:
+    """Smart batching: with a flush unanswered, the commands that come meanwhile wait
+    and go as one COMMANDS frame, in the order they were made, when it is answered."""
+    import numpy as np
+
+    from core import commands
+    from core.schema import RESULT_DTYPE, CommandKind
+    from ipc import wire
+
+    async def main() -> None:
+        endpoint = f"ipc://{tmp_path}/engine.sock"
+        router = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+        router.bind(endpoint)
+        link = EngineLink(endpoint, timeout_s=5, max_flushes=1)
+        await link.start()
+
+        async def answer(parts: list[bytes] | None = None) -> list[int]:
+            """Answer the next COMMANDS frame (or ``parts``, received before), every
+            command OK; its users."""
+            envelope, frame = parts or await router.recv_multipart()
+            request = wire.decode_request(frame)
+            assert isinstance(request, wire.CommandsFrame)
+            results = np.zeros(len(request.commands), dtype=RESULT_DTYPE)
+            results["seq"] = np.arange(1, len(results) + 1)
+            reply = wire.encode_results(request.request_id, results)
+            await router.send_multipart([envelope, reply])
+            return [int(u) for u in request.commands["user"]]
+
+        try:
+            assert await link.watch.wait_connected(5)
+
+            def order(user: int) -> asyncio.Task[Any]:
+                record = commands.pack(CommandKind.CANCEL, user, 0, order_id=1)
+                return asyncio.get_running_loop().create_task(link.command(record))
+
+            first = order(1)
+            in_flight = await router.recv_multipart()  # sent at once, left unanswered
+            later = [order(u) for u in (2, 3, 4, 5)]
+            await asyncio.sleep(0.1)
+            assert not await router.poll(100)  # held while the first is in flight
+            assert await answer(in_flight) == [1]
+            assert (await first).code == 0
+            assert await answer() == [2, 3, 4, 5]  # one frame, in order
+            assert [(await t).code for t in later] == [0, 0, 0, 0]
+        finally:
+            await link.aclose()
+            router.close(0)
+
+    asyncio.run(main())
