@@ -4,8 +4,10 @@ The composition root of the feed: it follows the append log from the sequence it
 state covers (``feed.state``; registered as the log consumer ``feed``, so retention
 keeps what it has not made durable), turns each batch's deals into market data
 (``feed.market_data.MarketData``) and its order events into depth
-(``feed.depth.DepthBook``), publishes over ZeroMQ (XPUB: deals at once; klines and
-tickers every ``kline_interval_s``, depth every ``depth_interval_s``), writes Redis
+(``feed.depth.DepthBook``), publishes over ZeroMQ (XPUB: deals at once, and the
+order events and balances of the users somebody subscribed to,
+``daemon.ws_user_feed``; klines and tickers every ``kline_interval_s``, depth every
+``depth_interval_s``), writes Redis
 (every ``publish_interval_s``, with the sequence it covers, in one transaction),
 answers the market.* methods on a ZeroMQ ROUTER, and writes its state every
 ``state_interval_s``. It only reads the log: it can fall behind, stop and crash
@@ -34,6 +36,7 @@ import zmq
 from core.config import EngineConfig
 from core.schema import EventKind, Side
 from daemon.feed_config import FeedConfig, RedisConfig
+from daemon.ws_user_feed import UserSubscriptions, UserTopics, log_events
 from feed.depth import DepthBook, Level, format_levels
 from feed.market_data import MarketData, MarketDataError
 from feed.redis_out import RedisOut
@@ -115,6 +118,8 @@ class Feed:
             else None
         )
         self.epoch_ns = time.time_ns()  #: topic sequences restart with the process
+        self.users = UserSubscriptions()  #: the users whose topics are subscribed to
+        self._user_topics = UserTopics(engine)
         self._topic_seq: dict[bytes, int] = {}
         self._touched_markets: set[int] = set()
         self._depth_touched: set[int] = set(range(len(self.markets)))
@@ -148,9 +153,9 @@ class Feed:
     def step(self) -> int:
         """Apply the next batch of records, answer waiting requests, publish and save
         when due; returns the records applied (0: caught up)."""
+        self._subscriptions()  # before the batch: a user who just subscribed gets it
         applied = self._apply_batch()
         self._serve()
-        self._subscriptions()
         now = self._clock()
         if now >= self._next_publish:
             self._next_publish = now + self.config.publish_interval_s
@@ -173,6 +178,10 @@ class Feed:
         if deals.shape[0]:
             self.data.add_events(deals)
             self._publish_deals(deals, batch.last_seq)
+        if self.users.any:
+            mine = log_events(events, batch.balances)
+            for message in self._user_topics.messages(mine, batch.last_seq, self.users):
+                self._send(message.topic, message.body, message.raw)
         self.position = batch.last_seq
         return batch.last_seq - batch.first_seq + 1
 
@@ -305,10 +314,11 @@ class Feed:
             self._rejected = rejected
 
     def _subscriptions(self) -> None:
-        """Read the (un)subscriptions XPUB hands up, so they never pile up."""
+        """Read the (un)subscriptions XPUB hands up (so they never pile up) and note
+        which user topics are wanted (``daemon.ws_user_feed``)."""
         while True:
             try:
-                self.pub.recv(flags=zmq.NOBLOCK)
+                self.users.update(self.pub.recv(flags=zmq.NOBLOCK))
             except zmq.Again:
                 return
 

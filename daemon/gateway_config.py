@@ -81,6 +81,9 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         one seen longest ago is forgotten.
     keep_alive_s
         An idle keep-alive connection is closed after this long.
+    read_timeout_s
+        A request body must arrive within this long; else 408 and the connection is
+        closed (a client that trickles its body cannot hold a connection).
     """
 
     bind: str = "127.0.0.1:8080"
@@ -94,6 +97,7 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     burst_per_ip: int = 200_000
     max_ips: int = 65_536
     keep_alive_s: float = 75.0
+    read_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         _check_common("http", self)
@@ -130,6 +134,8 @@ class WsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         by the feed (``[feed] depth_merge``).
     protocol
         If the client offers ``Sec-WebSocket-Protocol``, it must include this one.
+    feed_pub
+        The feed's publisher the subscriptions come from; empty: ``[feed] pub``.
     """
 
     bind: str = "127.0.0.1:8090"
@@ -146,6 +152,7 @@ class WsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     depth_limit: tuple[int, ...] = (1, 5, 10, 20, 30, 50, 100)
     depth_merge: tuple[str, ...] = ("0",)
     protocol: str = "chat"
+    feed_pub: str = ""
     rate_per_ip: int = 100_000
     burst_per_ip: int = 200_000
     max_ips: int = 65_536
@@ -166,6 +173,8 @@ class WsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             _fail("ws", "depth_merge must list at least one interval")
         if not self.protocol.isprintable() or not 1 <= len(self.protocol) <= 64:
             _fail("ws", f"protocol = {self.protocol!r} must be 1 to 64 printable characters")
+        if self.feed_pub and not _ENDPOINT_RE.fullmatch(self.feed_pub):
+            _fail("ws", f"feed_pub = {self.feed_pub!r} is not a ZeroMQ endpoint (tcp://HOST:PORT)")
 
 
 def _check_common(table: str, config: HttpConfig | WsConfig) -> None:
@@ -182,6 +191,7 @@ def _check_common(table: str, config: HttpConfig | WsConfig) -> None:
         _check_range(table, "max_body_bytes", config.max_body_bytes, 1024, 64 * 1024 * 1024)
         _check_range(table, "max_batch", config.max_batch, 1, 100_000)
         _check_seconds(table, "keep_alive_s", config.keep_alive_s, 86400.0)
+        _check_seconds(table, "read_timeout_s", config.read_timeout_s, 600.0)
 
 
 _C = TypeVar("_C", HttpConfig, WsConfig)
@@ -217,6 +227,7 @@ _KINDS: Final = {
     "burst_per_ip": "an integer",
     "max_ips": "an integer",
     "keep_alive_s": "a number of seconds",
+    "read_timeout_s": "a number of seconds",
     "auth_url": "a string",
     "sign_url": "a string",
     "max_frame_bytes": "an integer",
@@ -226,6 +237,7 @@ _KINDS: Final = {
     "depth_limit": "a list of integers",
     "depth_merge": "a list of decimal strings",
     "protocol": "a string",
+    "feed_pub": "a string",
     "secret_key_file": "a string",
     "server_key_file": "a string",
 }

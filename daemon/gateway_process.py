@@ -180,9 +180,12 @@ async def _serve(
             server.close()
             await http.shutdown(timeout=table.timeout_s + 1)
         else:
+            from daemon.feed_config import load_feed_config
             from daemon.ws_gateway import serve_ws
 
-            await serve_ws(table, methods, sock, stop)
+            feed_config, _ = load_feed_config(text)
+            feed_pub = feed_config.pub if feed_config is not None else None
+            await serve_ws(table, methods, sock, stop, feed_pub=feed_pub)
         print(f"matchd: {args.command} worker stopped", flush=True)
         return 0
     finally:

@@ -109,7 +109,9 @@ class HttpStats:
     timeouts: int = 0
 
 
-def _envelope(answer: Answer, rid: Any) -> dict[str, Any]:
+def envelope(answer: Answer, rid: Any) -> dict[str, Any]:
+    """ViaBTC's reply ``{"error", "result", "id"}`` to the request ``rid`` (a result
+    passed through as JSON text stays text: ``msgspec.Raw``)."""
     result = msgspec.Raw(answer.raw) if answer.raw is not None else answer.result
     return {"error": answer.error, "result": result, "id": rid}
 
@@ -175,14 +177,14 @@ class HttpGateway:
             return _empty(500)
         except BackendTimeout:
             self.stats.timeouts += 1
-            return _json(504, _envelope(_TIMEOUT, rid))
+            return _json(504, envelope(_TIMEOUT, rid))
         except BackendError as exc:  # a backend answered nonsense
             logger.error("%s failed: %s", method, exc)
             return _empty(500)
         if answer is NOT_FOUND:
             self.stats.not_found += 1
-            return _json(404, _envelope(answer, rid))
-        return _json(200, _envelope(answer, rid))
+            return _json(404, envelope(answer, rid))
+        return _json(200, envelope(answer, rid))
 
     async def _read_body(self, request: web.BaseRequest) -> bytes | web.Response:
         """The whole body, or the response that refuses it (413, 408, 400)."""
@@ -239,7 +241,7 @@ class HttpGateway:
                 "invalid argument: a request is an object with a string method, "
                 "a params array and an id",
             )
-            return _envelope(bad, rid)
+            return envelope(bad, rid)
         method, params, rid = parts
         try:
             answer = await self._answer(method, params)
@@ -251,7 +253,7 @@ class HttpGateway:
             answer = error_answer(2, f"internal error: {exc}")
         if answer.error is not None and answer.error.get("code") == CODE_METHOD_NOT_FOUND:
             self.stats.not_found += 1
-        return _envelope(answer, rid)
+        return envelope(answer, rid)
 
     def _too_large(self, what: str) -> web.Response:
         self.stats.too_large += 1
@@ -271,7 +273,7 @@ class HttpGateway:
         )
 
 
-class _Refuse(asyncio.Protocol):
+class RefuseConnection(asyncio.Protocol):
     """Answers a connection over ``max_connections`` with 503 and closes it."""
 
     def __init__(self, limit: int) -> None:
@@ -345,7 +347,7 @@ async def start_http(
     def protocol() -> asyncio.Protocol:
         if len(http.connections) >= max_connections:
             gateway.stats.refused_connections += 1
-            return _Refuse(max_connections)
+            return RefuseConnection(max_connections)
         return http()
 
     server = await asyncio.get_running_loop().create_server(protocol, sock=sock)
