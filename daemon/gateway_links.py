@@ -163,25 +163,33 @@ class EngineLink:
         """What the command of a one-element ``COMMAND_DTYPE`` array did: the binary
         fast path (one COMMANDS frame, one group commit, for the commands of a loop
         turn)."""
-        outcome: CommandOutcome = await self._enqueue(record)
-        return outcome
+        outcomes: list[CommandOutcome] = await self._enqueue(record, 1)
+        return outcomes[0]
 
-    async def _enqueue(self, item: Call | np.ndarray) -> Any:
+    async def commands(self, records: np.ndarray) -> list[CommandOutcome]:
+        """What each command of ``records`` (``COMMAND_DTYPE``, applied in order) did:
+        one request however many commands (at most ``max_commands``)."""
+        if not 1 <= len(records) <= self._max_commands:
+            raise ValueError(f"1 to {self._max_commands} commands at once, not {len(records)}")
+        outcomes: list[CommandOutcome] = await self._enqueue(records, len(records))
+        return outcomes
+
+    async def _enqueue(self, item: Call | np.ndarray, cost: int = 1) -> Any:
         if not self.watch.connected:
             raise BackendDown("engine", "the engine is not connected")
-        if self._waiting >= self.max_pending:
+        if self._waiting + cost > self.max_pending:
             raise BackendBusy("engine", f"{self._waiting} requests already wait for the engine")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((item, future))
-        self._waiting += 1
+        self._waiting += cost
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         try:
             return await future
         finally:
-            self._waiting -= 1
+            self._waiting -= cost
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -200,17 +208,22 @@ class EngineLink:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _runs(self, queue: list[_Item]) -> list[list[_Item]]:
-        """``queue`` cut into runs of calls and runs of commands, each one frame."""
+        """``queue`` cut into runs of calls and runs of commands, each one frame
+        (at most ``max_calls`` calls or ``max_commands`` command records)."""
         runs: list[list[_Item]] = []
+        size = 0
         for item in queue:
-            records = isinstance(item[0], np.ndarray)
+            is_records = isinstance(item[0], np.ndarray)
+            n = len(item[0]) if is_records else 1  # type: ignore[arg-type]
             if runs:
                 last = runs[-1]
-                limit = self._max_commands if records else self._max_calls
-                if isinstance(last[0][0], np.ndarray) == records and len(last) < limit:
+                limit = self._max_commands if is_records else self._max_calls
+                if isinstance(last[0][0], np.ndarray) == is_records and size + n <= limit:
                     last.append(item)
+                    size += n
                     continue
             runs.append([item])
+            size = n
         return runs
 
     async def _send(self, queue: list[_Item]) -> None:
@@ -245,9 +258,12 @@ class EngineLink:
             return
         if isinstance(run[0][0], np.ndarray):
             outcomes = command_outcomes(*results_events(answer))
-            for (_, future), outcome in zip(run, outcomes, strict=True):
+            start = 0
+            for records, future in run:
+                stop = start + len(cast(np.ndarray, records))
                 if not future.done():
-                    future.set_result(outcome)
+                    future.set_result(outcomes[start:stop])
+                start = stop
             return
         for (_, future), reply in zip(run, replies_of(answer), strict=True):
             if not future.done():

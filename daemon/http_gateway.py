@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 from aiohttp import web
@@ -46,6 +46,7 @@ from daemon.viabtc_methods import (
     CODE_SERVICE_TIMEOUT,
     CODE_SERVICE_UNAVAILABLE,
     NOT_FOUND,
+    ORDER_METHODS,
     Answer,
     ViabtcMethods,
     error_answer,
@@ -229,8 +230,26 @@ class HttpGateway:
             return self._rate_limited(ip)
         self.stats.batches += 1
         self.stats.requests += len(items)
+        parts = [_request_parts(item) for item in items]
+        if all(p is not None and p[0] in ORDER_METHODS for p in parts):
+            return _json(200, await self._order_batch(cast(list[tuple[str, Any, Any]], parts)))
         answers = await asyncio.gather(*(self._batch_item(item) for item in items))
         return _json(200, answers)
+
+    async def _order_batch(self, parts: list[tuple[str, Any, Any]]) -> list[dict[str, Any]]:
+        """A batch of order commands only (the busy client's case): one request to the
+        engine, no task per element."""
+        try:
+            answers = await self.methods.order_batch([(m, p) for m, p, _ in parts])
+        except BackendDown as exc:
+            answers = [error_answer(CODE_SERVICE_UNAVAILABLE, f"service unavailable: {exc}")]
+        except BackendTimeout:
+            answers = [_TIMEOUT]
+        except BackendError as exc:
+            answers = [error_answer(2, f"internal error: {exc}")]
+        if len(answers) == 1 < len(parts):  # one failure for every element
+            answers *= len(parts)
+        return [envelope(a, rid) for a, (_, _, rid) in zip(answers, parts, strict=True)]
 
     async def _batch_item(self, item: Any) -> dict[str, Any]:
         parts = _request_parts(item)

@@ -23,7 +23,7 @@ import numpy as np
 
 from core.arguments import ArgumentError
 from core.config import EngineConfig
-from core.schema import MESSAGES, CommandKind, Result
+from core.schema import COMMAND_DTYPE, MESSAGES, CommandKind, Result
 from core.viabtc_codec import ViabtcCodec, argument_failure, fail
 from core.views import AssetSummary, MarketSummary, OrderView
 from daemon.gateway_links import (
@@ -117,6 +117,8 @@ _ORDER_METHODS: Final = {
     "order.replace": CommandKind.REPLACE,
     "order.cancel_all": CommandKind.CANCEL_ALL,
 }
+#: The order commands (``ViabtcMethods.order_batch`` takes batches of them).
+ORDER_METHODS: Final = frozenset(_ORDER_METHODS)
 
 
 def arity_error(method: str, count: int) -> Answer | None:
@@ -247,6 +249,37 @@ class ViabtcMethods:
                 return Answer(None, await loop.run_in_executor(self.executor, fn, *args))
         except TimeoutError:
             raise BackendTimeout("history", "the history database did not answer in time") from None
+
+    async def order_batch(self, requests: list[tuple[str, list[Any]]]) -> list[Answer]:
+        """The answers to a batch of order commands (``ORDER_METHODS`` only), as
+        ``call`` would give them one by one, with one request to the engine: the
+        accepted ones go in one COMMANDS frame, in order. Raises as ``call``."""
+        answers: list[Answer | None] = [None] * len(requests)
+        records: list[bytes] = []
+        placed: list[int] = []
+        for i, (method, params) in enumerate(requests):
+            bad = arity_error(method, len(params))
+            if bad is not None:
+                answers[i] = bad
+                continue
+            try:
+                records.append(self._builders[method](tuple(params), 0).tobytes())
+            except ArgumentError as exc:
+                answers[i] = _reply(argument_failure(method, exc))
+                continue
+            placed.append(i)
+        if placed:
+            batch = np.frombuffer(b"".join(records), dtype=COMMAND_DTYPE)
+            try:
+                outcomes = await self.engine.commands(batch)
+            except BackendBusy as exc:
+                busy = error_answer(CODE_SERVICE_UNAVAILABLE, f"service unavailable: {exc}")
+                outcomes = []
+                for i in placed:
+                    answers[i] = busy
+            for i, outcome in zip(placed, outcomes, strict=False):
+                answers[i] = _reply(self.codec.outcome_reply(requests[i][0], outcome))
+        return [a for a in answers if a is not None]
 
     # ------------------------------------------------------------ engine methods
 

@@ -376,3 +376,37 @@ def test_the_readme_curl_session_answers_what_the_readme_says(daemon: Daemon) ->
     promised = re.search(r"The last answer is `(.*?)`", section, re.S)
     assert promised is not None
     assert json.loads(answers[-1][1]) == json.loads(promised.group(1))
+
+
+def test_a_batch_of_order_commands_goes_as_one_and_answers_each(daemon: Daemon) -> None:
+    """A batch of order commands only (one COMMANDS frame): each element is answered
+    as alone, the refused ones with their own errors, in order."""
+    user = 902
+    deposit(daemon, user, "USDT", "1000")
+    put = ["order.put_limit", [user, MARKET, 2, "0.01", "100", "0", "0", "x"]]
+    batch = [
+        {"method": put[0], "params": put[1], "id": 1},
+        {"method": put[0], "params": [user, MARKET, 2, 0.01, "100", "0", "0", ""], "id": 2},
+        {"method": "order.put_limit", "params": [user, MARKET, 2, "1", "100"], "id": 3},
+        {"method": put[0], "params": [user, MARKET, 2, "100", "100", "0", "0", ""], "id": 4},
+        {"method": "order.cancel", "params": [user, MARKET, 1], "id": 5},
+        {"method": put[0], "params": put[1], "id": 6},
+        {"method": "order.cancel_all", "params": [user, MARKET], "id": 7},
+    ]
+    status, body = daemon.post(batch)
+    assert status == 200
+    answers = json.loads(body)
+    assert [a["id"] for a in answers] == [1, 2, 3, 4, 5, 6, 7]
+    first, sixth = answers[0]["result"], answers[5]["result"]
+    assert first["left"] == sixth["left"] == "0.01"
+    assert sixth["id"] > first["id"]
+    assert error(answers[1]) == (1, "invalid argument: amount must be a string")
+    assert error(answers[2]) == (
+        1, "invalid argument: order.put_limit takes 8 params, not 5",
+    )  # fmt: skip
+    assert error(answers[3]) == (10, "balance not enough")
+    assert error(answers[4])[0] in (10, 11)  # order 1 is not this user's pending order
+    assert answers[6]["result"] == {"count": 2}
+    assert daemon.ok("balance.query", user, "USDT") == {
+        "USDT": {"available": "1000", "freeze": "0"}
+    }

@@ -82,6 +82,12 @@ def test_an_absent_engine_is_500_with_an_empty_body(tmp_path: Path) -> None:
             }
             assert answers[1]["error"] is None
             assert gw.stats.backend_down == 1
+            # a batch of order commands only (one engine request): each element code 3
+            put = call("order.put_limit", 1, "BTC_USDT", 2, "1", "1", "0", "0", "", rid=7)
+            status, body = await post(s, url, [put, put])
+            assert status == 200
+            assert [a["error"]["code"] for a in json.loads(body)] == [3, 3]
+            assert [a["id"] for a in json.loads(body)] == [7, 7]
 
     asyncio.run(main())
 
