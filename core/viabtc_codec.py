@@ -31,6 +31,7 @@ from core.schema import (
     MAX_SUPPLY_UNITS,
     MAX_USER_ID,
     MESSAGES,
+    RESULT_DTYPE,
     SOURCE_LENGTH,
     VIABTC_INVALID_ARGUMENT,
     CommandKind,
@@ -467,6 +468,13 @@ def command_outcomes(results: np.ndarray, events: np.ndarray) -> list[CommandOut
     """Each command's ``CommandOutcome`` from its ``RESULT_DTYPE`` record and the events
     of its batch, for a whole batch at once (a few numpy operations, then one
     ``tolist``: no per-field access of a structured record)."""
+    if len(results) <= _SMALL_BATCH:
+        return _few_outcomes(results, events)
+    return _many_outcomes(results, events)
+
+
+def _many_outcomes(results: np.ndarray, events: np.ndarray) -> list[CommandOutcome]:
+    """``command_outcomes`` with numpy, for batches of more than a few commands."""
     n = len(results)
     counts = results["event_count"].astype(np.int64)
     total = int(counts.sum())
@@ -490,6 +498,33 @@ def command_outcomes(results: np.ndarray, events: np.ndarray) -> list[CommandOut
     codes = results["code"].tolist()
     values = results["value"].tolist()
     return [CommandOutcome(c, v, o) for c, v, o in zip(codes, values, orders, strict=True)]
+
+
+#: Up to this many commands, ``command_outcomes`` walks plain tuples: cheaper than
+#: numpy's fixed cost per operation on tiny arrays.
+_SMALL_BATCH: Final = 8
+_RESULT_FIELDS: Final = tuple(RESULT_DTYPE.names or ())
+_R_ORDER_ID: Final = _RESULT_FIELDS.index("order_id")
+_R_VALUE: Final = _RESULT_FIELDS.index("value")
+_R_CODE: Final = _RESULT_FIELDS.index("code")
+_R_START: Final = _RESULT_FIELDS.index("event_start")
+_R_COUNT: Final = _RESULT_FIELDS.index("event_count")
+_E_ORDER_ID: Final = _EVENT_FIELDS.index("order_id")
+_E_KIND: Final = _EVENT_FIELDS.index("kind")
+
+
+def _few_outcomes(results: np.ndarray, events: np.ndarray) -> list[CommandOutcome]:
+    """``command_outcomes`` of a few commands, over ``tolist()`` tuples."""
+    out = []
+    for row in results.tolist():
+        order = None
+        start, count = row[_R_START], row[_R_COUNT]
+        for ev in reversed(events[start : start + count].tolist()) if count else ():
+            if ev[_E_KIND] <= EventKind.ORDER_FINISH and ev[_E_ORDER_ID] == row[_R_ORDER_ID]:
+                order = _order_of_row(ev)
+                break
+        out.append(CommandOutcome(row[_R_CODE], row[_R_VALUE], order))
+    return out
 
 
 def order_from_event(ev: np.void) -> OrderView:
