@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -35,9 +36,9 @@ from core.arguments import ArgumentError
 from core.errors import MatchdError
 from core.schema import COMMAND_DTYPE
 from core.viabtc_codec import CommandOutcome, command_outcomes
-from ipc.client_async import AsyncClient
-from ipc.client_common import CurveKeys, RequestTimeout, replies_of, results_events
-from ipc.wire import Call, Reply, WireLimits
+from daemon.gateway_dealer import Dealer, SendBusy
+from ipc.client_common import Answer, CurveKeys, replies_of, results_events
+from ipc.wire import DEFAULT_LIMITS, Call, Reply, WireLimits
 
 logger = logging.getLogger("matchd.gateway")
 
@@ -128,26 +129,24 @@ class EngineLink:
         *,
         timeout_s: float = 1.0,
         max_pending: int = DEFAULT_MAX_PENDING,
-        limits: WireLimits | None = None,
-        context: zmq.asyncio.Context | None = None,
+        limits: WireLimits = DEFAULT_LIMITS,
         curve: CurveKeys | None = None,
         max_flushes: int = DEFAULT_MAX_FLUSHES,
     ) -> None:
         self.timeout_s = timeout_s
         self.max_pending = max_pending
-        kwargs: dict[str, Any] = {"timeout_s": timeout_s, "context": context, "curve": curve}
-        if limits is not None:
-            kwargs["limits"] = limits
-        self.client = AsyncClient(endpoint, monitor_events=_CONNECTION_EVENTS, **kwargs)
-        self._max_calls = self.client.limits.max_calls
-        self._max_commands = self.client.limits.max_commands
-        assert self.client.monitor is not None  # noqa: S101 -- asked for above
-        self.watch = ConnectionWatch(self.client.monitor, f"engine {endpoint}")
+        self.dealer = Dealer(
+            endpoint, limits, timeout_s=timeout_s, monitor_events=_CONNECTION_EVENTS,
+            curve=curve,
+        )  # fmt: skip
+        self._max_calls = limits.max_calls
+        self._max_commands = limits.max_commands
+        self.watch = ConnectionWatch(self.dealer.monitor, f"engine {endpoint}")
         self._queue: list[_Item] = []
         self._waiting = 0
         self._flush_scheduled = False
-        #: flushes in flight (sent, not all answered)
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: frames sent and not answered; at ``max_flushes``, requests wait
+        self._in_flight = 0
         self.max_flushes = max_flushes
 
     @property
@@ -192,20 +191,27 @@ class EngineLink:
             self._waiting -= cost
 
     def _flush(self) -> None:
+        """Send what queued up, in order, one frame per run (unless ``max_flushes``
+        frames are in flight: then when one is answered)."""
         self._flush_scheduled = False
-        if not self._queue or len(self._tasks) >= self.max_flushes:
-            return  # sent when a flush in flight is answered (``_flushed``)
+        if not self._queue or self._in_flight >= self.max_flushes:
+            return
         queue, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._send(queue))
-        self._tasks.add(task)
-        task.add_done_callback(self._flushed)
-
-    def _flushed(self, task: asyncio.Task[None]) -> None:
-        """A flush is answered: what queued up meanwhile goes now, as one flush."""
-        self._tasks.discard(task)
-        if self._queue and not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        for run in self._runs(queue):
+            try:
+                if isinstance(run[0][0], np.ndarray):
+                    raw = b"".join(cast(np.ndarray, r).tobytes() for r, _ in run)
+                    sent = self.dealer.send_commands(np.frombuffer(raw, dtype=COMMAND_DTYPE))
+                else:
+                    sent = self.dealer.send_calls([cast(Call, c) for c, _ in run])
+            except SendBusy as exc:
+                _fail_all(run, BackendBusy("engine", str(exc)))
+                continue
+            except (MatchdError, ValueError) as exc:  # a frame the wire refuses
+                _fail_all(run, BackendDown("engine", f"the engine link failed: {exc}"))
+                continue
+            self._in_flight += 1
+            sent.add_done_callback(functools.partial(self._answered, run))
 
     def _runs(self, queue: list[_Item]) -> list[list[_Item]]:
         """``queue`` cut into runs of calls and runs of commands, each one frame
@@ -226,36 +232,21 @@ class EngineLink:
             size = n
         return runs
 
-    async def _send(self, queue: list[_Item]) -> None:
-        """Send every run in order, then wait for the answers."""
-        sent: list[tuple[int, list[_Item]]] = []
-        for run in self._runs(queue):
-            try:
-                if isinstance(run[0][0], np.ndarray):
-                    raw = b"".join(cast(np.ndarray, r).tobytes() for r, _ in run)
-                    records = np.frombuffer(raw, dtype=COMMAND_DTYPE)
-                    rid = await self.client.send_commands(records, events=True)
-                else:
-                    rid = await self.client.send_calls(*(cast(Call, c) for c, _ in run))
-            except RequestTimeout:
-                _fail_all(run, BackendTimeout("engine", "the engine's send queue is full"))
-                continue
-            except (MatchdError, ValueError) as exc:  # broken or closed client
-                _fail_all(run, BackendDown("engine", f"the engine link failed: {exc}"))
-                continue
-            sent.append((rid, run))
-        await asyncio.gather(*(self._answer(rid, run) for rid, run in sent))
-
-    async def _answer(self, rid: int, run: list[_Item]) -> None:
-        try:
-            answer = await self.client.wait(rid)
-        except RequestTimeout:
-            self.client.abandon(rid)
+    def _answered(self, run: list[_Item], sent: asyncio.Future[Answer]) -> None:
+        """A frame is answered: its requests get their outcomes; what queued up
+        meanwhile goes now."""
+        self._in_flight -= 1
+        if self._queue and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        error = sent.exception()
+        if isinstance(error, TimeoutError):
             _fail_all(run, BackendTimeout("engine", "the engine did not answer in time"))
             return
-        except (MatchdError, ValueError) as exc:  # a refused frame, a broken client
-            _fail_all(run, BackendDown("engine", f"the engine link failed: {exc}"))
+        if error is not None:  # a refused frame, a broken link
+            _fail_all(run, BackendDown("engine", f"the engine link failed: {error}"))
             return
+        answer = sent.result()
         if isinstance(run[0][0], np.ndarray):
             outcomes = command_outcomes(*results_events(answer))
             start = 0
@@ -270,13 +261,12 @@ class EngineLink:
                 future.set_result(reply)
 
     async def start(self) -> None:
+        self.dealer.start()
         self.watch.start()
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
         await self.watch.aclose()
-        await self.client.aclose()
+        self.dealer.close()
 
 
 def _fail_all(chunk: list[tuple[Any, asyncio.Future[Any]]], error: Exception) -> None:

@@ -86,7 +86,6 @@ class AsyncClient:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         context: zmq.asyncio.Context | None = None,
         curve: CurveKeys | None = None,
-        monitor_events: int = 0,
     ) -> None:
         self.endpoint = endpoint
         self.timeout_s = check_timeout(timeout_s, DEFAULT_TIMEOUT_S)
@@ -106,12 +105,6 @@ class AsyncClient:
             self._socket.setsockopt(zmq.SNDHWM, max_in_flight + 1)
             if curve is not None:
                 curve.apply(self._socket)
-            #: With ``monitor_events`` (``zmq.EVENT_*``): a PAIR socket receiving the
-            #: DEALER's monitor events from before it connects (e.g. to know whether
-            #: the server is connected); the caller closes it.
-            self.monitor: zmq.asyncio.Socket | None = None
-            if monitor_events:
-                self.monitor = self._socket.get_monitor_socket(monitor_events)
             self._socket.connect(endpoint)
         except zmq.ZMQError:
             self._socket.close(linger=0)
@@ -164,16 +157,6 @@ class AsyncClient:
     @property
     def in_flight(self) -> int:
         return len(self._futures)
-
-    def abandon(self, request_id: int) -> None:
-        """Stop waiting for ``request_id`` (after a ``wait`` timed out): its reply,
-        if it comes, is dropped and counted, and its slot is free."""
-        self._forget(request_id)
-
-    @property
-    def limits(self) -> WireLimits:
-        """The wire limits the client builds and checks frames with."""
-        return self._requests.limits
 
     def statistics(self) -> ClientStats:
         return self._requests.stats()

@@ -2,8 +2,8 @@
 MariaDB database, the feed writing Redis (db ``REDIS_DB``), and the HTTP and WebSocket
 gateways on free loopback ports.
 
-``running_daemon(tmp_path)`` starts it, waits until the HTTP gateway answers
-``market.list`` with the engine connected, yields a ``Daemon`` and stops it (SIGTERM,
+``running_daemon(tmp_path)`` starts it, waits until the HTTP gateway answers with the
+engine and the feed connected, yields a ``Daemon`` and stops it (SIGTERM,
 then SIGKILL) and drops the database. The engine config is
 ``tests.support.scenario.config_text()``: markets BTC_USDT (0) and ETH_BTC (1),
 assets BTC, ETH (prec 10, shown 10) and USDT (prec 8).
@@ -160,9 +160,16 @@ def running_daemon(
         try:
             wait_until(lambda: daemon.post({"method": "asset.summary", "params": [],
                                             "id": 0})[0] == 200, 300, "the HTTP gateway")  # fmt: skip
+            wait_until(lambda: _feed_answers(daemon), 120, "the feed")
             yield daemon
         finally:
             stop(process)
+
+
+def _feed_answers(daemon: Daemon) -> bool:
+    """The gateway reaches the feed (market.last answers without an error)."""
+    status, body = daemon.post({"method": "market.last", "params": ["BTC_USDT"], "id": 0})
+    return status == 200 and json.loads(body)["error"] is None
 
 
 @contextmanager
