@@ -13,12 +13,12 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Final, NoReturn
 
 import msgspec
 
 from core.errors import ConfigError
-from persistence.history_config import Secret, convert_table, read_password_env
+from persistence.history_config import Secret, optional_table, read_password_env
 
 MAX_INTERVAL_S: Final = 3600.0
 MAX_DEPTH_LEVELS: Final = 10_000
@@ -140,9 +140,6 @@ def _seconds(table: str, key: str, value: float) -> None:
         _fail(table, f"{key} = {value} must be more than 0 and at most {MAX_INTERVAL_S:g} s")
 
 
-_S = TypeVar("_S", FeedConfig, RedisConfig)
-
-
 def load_feed_config(
     text: str, *, environ: Mapping[str, str] | None = None
 ) -> tuple[FeedConfig | None, RedisConfig | None]:
@@ -151,20 +148,11 @@ def load_feed_config(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config is not valid TOML: {exc}") from exc
-    feed = _table(raw, "feed", FeedConfig)
-    redis = _table(raw, "redis", RedisConfig)
+    feed = optional_table(raw, "feed", FeedConfig, _KINDS)
+    redis = optional_table(raw, "redis", RedisConfig, _KINDS)
     if redis is not None:
         redis = read_password_env(redis, "[redis]", environ)
     return feed, redis
-
-
-def _table(raw: dict[str, Any], name: str, kind: type[_S]) -> _S | None:
-    if name not in raw:
-        return None
-    table = raw[name]
-    if not isinstance(table, dict):
-        _fail(name, "must be a table")
-    return convert_table(table, kind, f"[{name}]", _KINDS)
 
 
 _KINDS: Final = {

@@ -12,13 +12,13 @@ import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Final, NoReturn
 
 import msgspec
 
 from core.errors import ConfigError
 from ipc.client_common import CurveKeys
-from persistence.history_config import convert_table
+from persistence.history_config import convert_table, optional_table
 
 _BIND_RE: Final = re.compile(r"(?P<host>[A-Za-z0-9.:\[\]-]{1,255}):(?P<port>[0-9]{1,5})")
 _ENDPOINT_RE: Final = re.compile(r"(tcp|ipc|inproc)://\S{1,200}")
@@ -194,25 +194,15 @@ def _check_common(table: str, config: HttpConfig | WsConfig) -> None:
         _check_seconds(table, "read_timeout_s", config.read_timeout_s, 600.0)
 
 
-_C = TypeVar("_C", HttpConfig, WsConfig)
-
-
 def load_gateway_config(text: str) -> tuple[HttpConfig | None, WsConfig | None]:
     """``([http], [ws])`` of the TOML config ``text``; None for a missing table."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config is not valid TOML: {exc}") from exc
-    return _table(raw, "http", HttpConfig), _table(raw, "ws", WsConfig)
-
-
-def _table(raw: dict[str, Any], name: str, kind: type[_C]) -> _C | None:
-    if name not in raw:
-        return None
-    table = raw[name]
-    if not isinstance(table, dict):
-        _fail(name, "must be a table")
-    return convert_table(table, kind, f"[{name}]", _KINDS)
+    return optional_table(raw, "http", HttpConfig, _KINDS), optional_table(
+        raw, "ws", WsConfig, _KINDS
+    )
 
 
 _KINDS: Final = {

@@ -361,13 +361,20 @@ async def start_http(
         lingering_time=1.0,
         access_log=None,
     )
-    max_connections = gateway.config.max_connections
+    return await serve_limited(http, sock, gateway.config.max_connections, gateway.stats), http
+
+
+async def serve_limited(
+    http: web.Server, sock: socket.socket, max_connections: int, stats: Any
+) -> asyncio.Server:
+    """Serve aiohttp's ``http`` on the listening ``sock``; a connection beyond
+    ``max_connections`` gets 503 and is closed (counted in
+    ``stats.refused_connections``)."""
 
     def protocol() -> asyncio.Protocol:
         if len(http.connections) >= max_connections:
-            gateway.stats.refused_connections += 1
+            stats.refused_connections += 1
             return RefuseConnection(max_connections)
         return http()
 
-    server = await asyncio.get_running_loop().create_server(protocol, sock=sock)
-    return server, http
+    return await asyncio.get_running_loop().create_server(protocol, sock=sock)

@@ -40,7 +40,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from core.arguments import ArgumentError
 from daemon.gateway_config import WsConfig
 from daemon.gateway_links import BackendDown, BackendError, BackendTimeout
-from daemon.http_gateway import IpRateLimiter, RefuseConnection, envelope
+from daemon.http_gateway import IpRateLimiter, envelope, serve_limited
 from daemon.viabtc_methods import (
     CODE_INVALID_ARGUMENT,
     CODE_SERVICE_TIMEOUT,
@@ -406,16 +406,7 @@ async def start_ws(gateway: WsGateway, sock: socket.socket) -> tuple[asyncio.Ser
     """Serve ``gateway`` on the listening ``sock``; returns the asyncio server (close
     it to stop) and aiohttp's (``shutdown`` it to end the connections)."""
     http = web.Server(gateway.handle, access_log=None)
-    max_connections = gateway.config.max_connections
-
-    def protocol() -> asyncio.Protocol:
-        if len(http.connections) >= max_connections:
-            gateway.stats.refused_connections += 1
-            return RefuseConnection(max_connections)
-        return http()
-
-    server = await asyncio.get_running_loop().create_server(protocol, sock=sock)
-    return server, http
+    return await serve_limited(http, sock, gateway.config.max_connections, gateway.stats), http
 
 
 async def serve_ws(

@@ -312,6 +312,19 @@ def convert_table(
     raise ConfigError(f"{where} {message}")  # pragma: no cover - msgspec names a key
 
 
+def optional_table(
+    raw: dict[str, Any], name: str, kind: type[_T], kinds: Mapping[str, str]
+) -> _T | None:
+    """``kind`` from the table ``[name]`` of the parsed config ``raw`` (as
+    ``convert_table``), or None when the config has no such table."""
+    if name not in raw:
+        return None
+    table = raw[name]
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return convert_table(table, kind, f"[{name}]", kinds)
+
+
 def _decode_secret(type_: type, value: object) -> object:
     if type_ is Secret:
         if isinstance(value, str):
