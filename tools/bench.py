@@ -19,35 +19,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tools.bench_args import int_list as _int_list
+from tools.bench_args import non_negative_int as _non_negative_int
+from tools.bench_args import positive_int as _positive_int
 from tools.bench_http import add_parser as add_http_parser
 
 DEFAULT_COMMANDS = 3_000_000  # exchange-core publishes its mix at 3M commands
 DEFAULT_SEED = 1
 DEFAULT_OUT = Path("results")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    return tuple(_positive_int(part) for part in text.split(","))
 
 
 def _drivers(text: str) -> tuple[str, ...]:

@@ -6,10 +6,24 @@ processes and no per-address rate limit, ``--fsync`` batch by default), or uses 
 running one (``--url``; ``--daemon-pid`` then names its supervisor for the CPU figures).
 It funds ``--users`` users (balance.update in batches), then measures closed loops for
 each number of connections in ``--connections`` (default 1, 4 and 16): each connection
-is one asyncio task with one keep-alive connection (one aiohttp ClientSession,
-``TCPConnector(limit=connections)``) sending its next request when the previous one
-is answered, for ``--duration`` seconds, first with one JSON-RPC request per HTTP
-request (``single``), then with JSON-RPC batches (arrays) of ``--batch`` requests.
+is one keep-alive connection sending its next request when the previous one is
+answered, for ``--duration`` seconds, first with one JSON-RPC request per HTTP request
+(``single``), then with JSON-RPC batches (arrays) of ``--batch`` requests.
+
+The client should cost little next to the gateway it measures, as both share the
+machine's cores. ``--client raw`` (the default) is a minimal HTTP/1.1 client on an
+asyncio Protocol: each request is a prebuilt head (``POST``, ``Host``, ``Content-Type``,
+``Content-Length``) and a body formatted into JSON templates of the connection's
+commands (only the request id and a cancel's order id vary); each response is framed
+by its status line and Content-Length alone and decoded by msgspec into just the
+fields looked at (error code, order id, ``left``); the response's callback sends the
+next request (no task or future per request). A response without Content-Length (or
+with Transfer-Encoding), with ``Connection: close``, answering no request, or a
+connection lost or silent for 60 s counts in ``http_errors`` by kind, and the
+connection is reopened. ``--client aiohttp`` is the first client, kept for comparison:
+one asyncio task per connection over one aiohttp ClientSession
+(``TCPConnector(limit=connections)``), requests built as dicts and replies decoded
+whole: several times the CPU per request (``client_cpu_us_per_request``).
 
 The mix keeps the book bounded. Each connection trades as its own user and cycles
 through: a bid at P, an ask at P (it takes that bid, or another connection's, or
@@ -22,15 +36,15 @@ order.cancel_all clears every user's orders (a cycle cut short may leave one at 
 Per case: put_limit accepted per second (``orders_per_s``) and all commands answered
 without error per second (``commands_per_s``), errors by JSON-RPC code and by HTTP
 status, the latency of each HTTP request in an HdrHistogram (p50, p99, max), the
-duration, and CPU seconds: of the client processes and, where ``/proc`` shows them, of
-the daemon's processes (supervisor, server, http workers, ...), also as the share of
-one core each was busy (``busy``). ``bound`` names what ran out first: ``client`` when
-a client process was busy more than 85% of the time, else ``http worker`` or
-``engine`` when one of those processes was, else ``cpu`` when all the machine's cores
-were (other processes too: ``machine_busy``), else ``latency``: a closed loop with too
-few connections waits more than it works. Every figure is on this machine with client
-and daemon sharing its cores; ``--client-procs 2`` spreads the connections over two
-client processes (each on uvloop, as the gateway is).
+duration, and CPU seconds: of the client processes (also per HTTP request) and, where
+``/proc`` shows them, of the daemon's processes (supervisor, server, http workers,
+...), also as the share of one core each was busy (``busy``). ``bound`` names what ran
+out first: ``client`` when a client process was busy more than 85% of the time, else
+``http worker`` or ``engine`` when one of those processes was, else ``cpu`` when all
+the machine's cores were (other processes too: ``machine_busy``), else ``latency``: a
+closed loop with too few connections waits more than it works. Every figure is on this
+machine with client and daemon sharing its cores; ``--client-procs 2`` spreads the
+connections over two client processes (each on uvloop, as the gateway is).
 """
 
 from __future__ import annotations
@@ -50,7 +64,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -61,6 +77,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+from tools.bench_args import int_list as _int_list
+from tools.bench_args import positive_int as _positive_int
 
 # aiohttp, uvloop, hdrh and the engine's modules are imported where they are used, so
 # that ``matchd-bench --help`` (tools.bench builds this parser) stays quick.
@@ -126,6 +145,11 @@ def add_parser(commands: Any) -> None:
         "--client-procs", type=_positive_int, default=1, metavar="N",
         help="client processes the connections are spread over (default 1)",
     )  # fmt: skip
+    http.add_argument(
+        "--client", choices=tuple(_CLIENTS), default="raw",
+        help="raw: a minimal HTTP/1.1 client on an asyncio Protocol (default); aiohttp: "
+        "one aiohttp ClientSession (several times the CPU per request)",
+    )  # fmt: skip
     http.add_argument("--market", default=None, help="market name (default: the first)")
     http.add_argument(
         "--quick", action="store_true",
@@ -136,20 +160,6 @@ def add_parser(commands: Any) -> None:
         "--out", type=Path, default=None, metavar="DIR",
         help="also write http.json there (default: nowhere)",
     )  # fmt: skip
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    return tuple(_positive_int(part) for part in text.split(","))
 
 
 # --------------------------------------------------------------------------- the market
@@ -239,6 +249,17 @@ class Tally:
         self.cpu_s += other["cpu_s"]
         self.hist.decode_and_add(base64.b64decode(other["hist"]))
 
+    def exchanged(self, t0: int, t1: int, commands: int, orders: int) -> None:
+        """One HTTP request answered (whatever its status): sent at ``t0``, answered at
+        ``t1`` (perf_counter ns), carrying ``commands`` commands, ``orders`` of them
+        put_limit."""
+        self.requests += 1
+        self.commands += commands
+        self.orders += orders
+        self.hist.record_value(max(1, (t1 - t0) // 1000))
+        self.first_ns = self.first_ns or t0
+        self.last_ns = t1
+
 
 def _histogram() -> Any:
     from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
@@ -246,34 +267,93 @@ def _histogram() -> Any:
     return HdrHistogram(1, _MAX_US, 3)
 
 
+class _Error(msgspec.Struct):
+    code: Any = None
+
+
+class _Result(msgspec.Struct):
+    """The two fields of an order (put_limit's and cancel's result) the client needs."""
+
+    id: int = 0
+    left: str = "0"
+
+
+class _Answer(msgspec.Struct):
+    """A JSON-RPC reply, decoded into only what the client looks at (the order's other
+    fields are skipped, not built)."""
+
+    error: _Error | None = None
+    result: _Result | None = None
+    id: int | None = None
+
+
+_decode_answers = msgspec.json.Decoder(_Answer | list[_Answer]).decode
+
+
 class Connection:
     """One connection's order cycle (see the module docstring) and its bookkeeping.
 
     A request's id is ``4 * n + kind`` (kind 0 the bid at P, 1 the ask at P, 2 the
-    resting bid, 3 the cancel), so that a reply says what it answers."""
+    resting bid, 3 the cancel), so that a reply says what it answers. ``commands`` and
+    ``note`` speak dicts (the aiohttp client); ``body`` and ``note_body`` bytes (the raw
+    client: each request formatted into JSON templates, each reply decoded into
+    ``_Answer``)."""
 
     def __init__(self, plan: Plan, user: int) -> None:
         self.plan = plan
         self.user = user
         self.step = 0
         self.resting: collections.deque[int] = collections.deque()
+        p = plan
+        self._put_params = [
+            [user, p.market, side, p.amount, price, "0.001", "0.001", "bench"]
+            for side, price in ((2, p.price), (1, p.price), (2, p.rest_price))
+        ]
+        # JSON text up to the request id (put_limit) or the order id (cancel).
+        puts = [
+            _encode({"method": "order.put_limit", "params": q, "id": 0}) for q in self._put_params
+        ]
+        self._put_json = [text.removesuffix(b"0}") for text in puts]
+        cancel = _encode({"method": "order.cancel", "params": [user, p.market, 0], "id": 0})
+        self._cancel_json = cancel.removesuffix(b'0],"id":0}')
 
-    def commands(self, n: int) -> list[dict[str, Any]]:
-        p = self.plan
-        out: list[dict[str, Any]] = []
+    def _take(self, n: int) -> list[tuple[int, int]]:
+        """The next ``n`` commands: (request id, the order id a cancel cancels, else 0)."""
+        out: list[tuple[int, int]] = []
         while len(out) < n:
             kind = self.step % 4
             self.step += 1
             rid = 4 * self.step + kind
-            if kind == 3:
-                if self.resting:  # else: nothing of ours rests yet; skip the cancel
-                    params: list[Any] = [self.user, p.market, self.resting.popleft()]
-                    out.append({"method": "order.cancel", "params": params, "id": rid})
-                continue
-            side, price = ((2, p.price), (1, p.price), (2, p.rest_price))[kind]
-            params = [self.user, p.market, side, p.amount, price, "0.001", "0.001", "bench"]
-            out.append({"method": "order.put_limit", "params": params, "id": rid})
+            if kind != 3:
+                out.append((rid, 0))
+            elif self.resting:  # else: nothing of ours rests yet; skip the cancel
+                out.append((rid, self.resting.popleft()))
         return out
+
+    def commands(self, n: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for rid, oid in self._take(n):
+            if oid:
+                params: list[Any] = [self.user, self.plan.market, oid]
+                out.append({"method": "order.cancel", "params": params, "id": rid})
+            else:
+                params = self._put_params[rid % 4]
+                out.append({"method": "order.put_limit", "params": params, "id": rid})
+        return out
+
+    def body(self, n: int) -> tuple[bytes, int]:
+        """The next request's JSON body (an array when ``n`` > 1) and its put_limits."""
+        items = []
+        orders = 0
+        for rid, oid in self._take(n):
+            if oid:
+                items.append(b'%b%d],"id":%d}' % (self._cancel_json, oid, rid))
+            else:
+                items.append(b"%b%d}" % (self._put_json[rid % 4], rid))
+                orders += 1
+        if n == 1:
+            return items[0], orders
+        return b"[" + b",".join(items) + b"]", orders
 
     def note(self, answers: list[Any], tally: Tally) -> None:
         for answer in answers:
@@ -288,8 +368,389 @@ class Connection:
             if kind == 2 and answer["result"]["left"] != "0":
                 self.resting.append(int(answer["result"]["id"]))
 
+    def note_body(self, data: bytes, tally: Tally) -> None:
+        """``note`` for a reply's JSON text."""
+        try:
+            decoded = _decode_answers(data)
+        except msgspec.ValidationError:  # not the shape expected: look at it as it is
+            answer = _decode(data)
+            self.note(answer if isinstance(answer, list) else [answer], tally)
+            return
+        except msgspec.DecodeError:
+            tally.http_errors["not JSON"] += 1
+            return
+        for a in decoded if isinstance(decoded, list) else (decoded,):
+            if a.error is not None:
+                tally.errors[str(a.error.code)] += 1
+                continue
+            tally.ok += 1
+            kind = (a.id or 0) % 4
+            if kind != 3:
+                tally.accepted += 1
+            if kind == 2 and a.result is not None and a.result.left != "0":
+                self.resting.append(a.result.id)
 
-async def _connection_loop(
+
+# ------------------------------------------------------------------ the raw HTTP client
+
+#: A response head longer than this is refused (the gateway's are about 150 bytes).
+_MAX_HEAD = 64 * 1024
+_REQUEST_TIMEOUT_NS = 60 * 10**9  # aiohttp's total timeout was 60 s too
+_RETRY_S = 0.01  # after a failed exchange, before the next
+
+
+class HttpFailure(Exception):
+    """An HTTP exchange that failed; ``kind`` counts it in ``http_errors``."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def parse_head(head: bytes) -> tuple[int, int, bool]:
+    """(status, Content-Length, Connection: close) of a response head (without its
+    final empty line); raises HttpFailure for one the client cannot frame."""
+    if not head.startswith(b"HTTP/1.") or head[12:13] not in (b" ", b"\r", b""):
+        raise HttpFailure("bad status line")
+    try:
+        status = int(head[9:12])
+    except ValueError:
+        raise HttpFailure("bad status line") from None
+    lower = head.lower()
+    if b"\r\ntransfer-encoding:" in lower:
+        raise HttpFailure("Transfer-Encoding")
+    at = lower.find(b"\r\ncontent-length:")
+    if at < 0:
+        raise HttpFailure("no Content-Length")
+    at += 17
+    end = lower.find(b"\r\n", at)
+    try:
+        length = int(head[at : end if end >= 0 else len(head)])
+    except ValueError:
+        length = -1
+    if length < 0:
+        raise HttpFailure("bad Content-Length")
+    close = head.startswith(b"HTTP/1.0")  # keeps the connection only when it says so
+    at = lower.find(b"\r\nconnection:")
+    if at >= 0:
+        end = lower.find(b"\r\n", at + 13)
+        tokens = [t.strip() for t in lower[at + 13 : end if end >= 0 else len(lower)].split(b",")]
+        close = b"close" in tokens or (close and b"keep-alive" not in tokens)
+    return status, length, close
+
+
+class Listener(typing.Protocol):
+    """What an HttpClientProtocol tells about the requests it sent."""
+
+    def response(self, status: int, body: bytes, close: bool) -> None:
+        """The oldest request unanswered is answered (``close``: the response said
+        ``Connection: close``; the connection is closed already)."""
+
+    def failed(self, kind: str) -> None:
+        """The connection ended with requests unanswered (each is, once)."""
+
+
+class HttpClientProtocol(asyncio.Protocol):
+    """A minimal HTTP/1.1 keep-alive client connection: ``send`` writes a request's
+    bytes; the responses, framed by Content-Length only, answer the requests in order
+    (to ``listener.response``). A response it cannot frame, one that answers nothing, the
+    peer closing, ``fail`` or ``Connection: close`` end the connection (``closed`` says
+    why); the requests still unanswered then fail (``listener.failed``)."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.unanswered = 0
+        self.sent_ns = 0  #: when the oldest request unanswered was sent (perf_counter)
+        self.closed: str | None = None
+        self._chunks: list[bytes] = []  # what came of a response not complete yet
+        self._have = 0
+        self._need = 0  # bytes of it to wait for before parsing again (0: any)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail("connection lost")
+
+    def send(self, payload: bytes) -> None:
+        """Write a request (the connection must be open: ``closed`` None)."""
+        if self.transport is None or self.closed is not None:
+            raise HttpFailure(self.closed or "not connected")
+        if not self.unanswered:
+            self.sent_ns = time.perf_counter_ns()
+        self.unanswered += 1
+        self.transport.write(payload)
+
+    def fail(self, kind: str) -> None:
+        """End the connection; the requests unanswered fail with ``kind``."""
+        self._close(kind)
+        if self.unanswered:
+            self.unanswered = 0
+            self.listener.failed(kind)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed is not None:
+            return
+        if self._chunks:
+            self._chunks.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return
+            data = b"".join(self._chunks)
+            self._chunks = []
+        # Frame every complete response first, so that one answering nothing is seen
+        # before a listener sends another request it would seem to answer.
+        responses, failure = self._frame(data)
+        if len(responses) > self.unanswered:
+            del responses[self.unanswered :]
+            failure = failure or "unexpected response"
+        for status, body, close in responses:
+            self.unanswered -= 1
+            self.sent_ns = time.perf_counter_ns()
+            if close:  # closed before the listener hears of it (and sends no more here)
+                failure = "Connection: close"
+                self._close(failure)
+            self.listener.response(status, body, close)
+        if failure:
+            self.fail(failure)
+
+    def _close(self, kind: str) -> None:
+        if self.closed is None:
+            self.closed = kind
+            self._chunks = []
+            if self.transport is not None:
+                self.transport.abort()
+
+    def _frame(self, data: bytes) -> tuple[list[tuple[int, bytes, bool]], str]:
+        """The complete responses in ``data`` (what is left of one is kept for the next
+        data) and why the connection cannot go on after them (else "")."""
+        responses: list[tuple[int, bytes, bool]] = []
+        pos, size, failure = 0, len(data), ""
+        while pos < size:
+            head_end = data.find(b"\r\n\r\n", pos)
+            if head_end < 0:
+                if size - pos > _MAX_HEAD:
+                    failure = "response head too long"
+                else:
+                    self._keep(data, pos, 0)
+                break
+            try:
+                status, length, close = parse_head(data[pos:head_end])
+            except HttpFailure as exc:
+                failure = exc.kind
+                break
+            start = head_end + 4
+            stop = start + length
+            if stop > size:  # the body is still coming: wait for all of it
+                self._keep(data, pos, stop - pos)
+                break
+            responses.append((status, data[start:stop], close))
+            pos = stop
+            if close:
+                break
+        return responses, failure
+
+    def _keep(self, data: bytes, pos: int, need: int) -> None:
+        self._chunks = [data[pos:]]
+        self._have = len(data) - pos
+        self._need = need
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the raw client sends its requests: ``http://host[:port][/path]``."""
+
+    host: str
+    port: int
+    head: bytes  #: the request head up to Content-Length's value
+
+    @classmethod
+    def of(cls, url: str) -> Target:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"the raw client speaks http:// only, not {url!r}")
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            "Content-Type: application/json\r\nContent-Length: "
+        )
+        return cls(parts.hostname, parts.port or 80, head.encode("latin-1"))
+
+    def request(self, body: bytes) -> bytes:
+        """A request's bytes: the head with the body's length, then the body."""
+        return b"%b%d\r\n\r\n%b" % (self.head, len(body), body)
+
+
+class RawLink:
+    """One keep-alive connection of the raw client (reopened when it ended) and the
+    closed loop of a Connection over it: ``run`` sends each request from the callback
+    that gets the previous one's response (no task, no future per request). ``call``
+    makes one JSON-RPC request outside the loop."""
+
+    def __init__(self, target: Target, conn: Connection, tally: Tally) -> None:
+        self.target = target
+        self.conn = conn
+        self.tally = tally
+        self.protocol: HttpClientProtocol | None = None
+        self._loop = asyncio.get_running_loop()
+        self._call: asyncio.Future[tuple[int, bytes, bool]] | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._batch = 1
+        self._end_ns = 0
+        self._t0 = 0
+        self._orders = 0
+        self._reopening: asyncio.Task[None] | None = None
+
+    async def call(self, method: str, params: list[Any]) -> tuple[int, bytes]:
+        """One JSON-RPC request's HTTP status and reply (not while ``run`` runs); raises
+        HttpFailure."""
+        if self.protocol is None or self.protocol.closed is not None:
+            self.protocol = await self._open()
+        self._call = self._loop.create_future()
+        body = _encode({"method": method, "params": params, "id": 0})
+        self.protocol.send(self.target.request(body))
+        try:
+            status, data, _ = await self._call
+        finally:
+            self._call = None
+        return status, data
+
+    async def run(self, batch: int, end_ns: int) -> None:
+        """The closed loop until ``end_ns`` (perf_counter): it ends with the first
+        response after that."""
+        self._batch, self._end_ns = batch, end_ns
+        self._done = self._loop.create_future()
+        try:
+            self._next()
+            await self._done
+        finally:
+            self._done = None
+
+    def _next(self) -> None:
+        """Send the next request, or end the loop (with what it raised, if anything:
+        a loop that stops sending would wait forever)."""
+        try:
+            self._send_next()
+        except Exception as exc:  # raised from where run awaits
+            self._finish(exc)
+
+    def _finish(self, exc: Exception | None = None) -> None:
+        done = self._done
+        if done is not None and not done.done():
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+
+    def _send_next(self) -> None:
+        if time.perf_counter_ns() >= self._end_ns:
+            self._finish()
+            return
+        protocol = self.protocol
+        if protocol is None or protocol.closed is not None:
+            self._reopening = self._loop.create_task(self._reopen())
+            return
+        body, self._orders = self.conn.body(self._batch)
+        payload = self.target.request(body)
+        self._t0 = time.perf_counter_ns()
+        protocol.send(payload)
+
+    async def _reopen(self) -> None:
+        try:
+            self.protocol = await self._open()
+        except HttpFailure as exc:
+            self.failed(exc.kind)
+            return
+        self._next()
+
+    async def _open(self) -> HttpClientProtocol:
+        try:
+            _, protocol = await self._loop.create_connection(
+                lambda: HttpClientProtocol(self), self.target.host, self.target.port
+            )
+        except OSError as exc:
+            raise HttpFailure(type(exc).__name__) from None
+        return protocol
+
+    # The Listener of the connection.
+
+    def response(self, status: int, body: bytes, close: bool) -> None:
+        if self._call is not None:
+            if not self._call.done():
+                self._call.set_result((status, body, close))
+            return
+        tally = self.tally
+        tally.exchanged(self._t0, time.perf_counter_ns(), self._batch, self._orders)
+        if close:
+            tally.http_errors["Connection: close"] += 1
+        if status != 200:
+            tally.http_errors[str(status)] += 1
+        else:
+            try:
+                self.conn.note_body(body, tally)
+            except Exception as exc:  # raised from where run awaits
+                self._finish(exc)
+                return
+        self._next()
+
+    def failed(self, kind: str) -> None:
+        if self._call is not None:
+            if not self._call.done():
+                self._call.set_exception(HttpFailure(kind))
+            return
+        self.tally.http_errors[kind] += 1
+        self._loop.call_later(_RETRY_S, self._next)
+
+    def close(self) -> None:
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.closed = self.protocol.closed or "closed"
+            self.protocol.transport.close()
+
+
+async def _watchdog(links: list[RawLink]) -> None:
+    """Fail the requests of a connection that has not answered for a minute."""
+    while True:
+        await asyncio.sleep(1.0)
+        now = time.perf_counter_ns()
+        for link in links:
+            p = link.protocol
+            if p is not None and p.unanswered and now - p.sent_ns > _REQUEST_TIMEOUT_NS:
+                p.fail("timeout")
+
+
+async def _run_raw(
+    url: str, plan: Plan, users: list[int], batch: int, start_at: float, duration_s: float
+) -> Tally:
+    tally = Tally()
+    target = Target.of(url)
+    links = [RawLink(target, Connection(plan, user), tally) for user in users]
+    watchdog = asyncio.create_task(_watchdog(links))
+    try:
+        # Open every connection (and warm it) before the clock starts.
+        await asyncio.gather(*(link.call("market.list", []) for link in links))
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        cpu0 = _own_cpu()
+        end_ns = time.perf_counter_ns() + int(duration_s * 1e9)
+        await asyncio.gather(*(link.run(batch, end_ns) for link in links))
+        tally.cpu_s = _own_cpu() - cpu0
+        # Leave no resting orders behind (a cycle cut short may have left one at P too).
+        for link in links:
+            link.conn.resting.clear()
+        await asyncio.gather(
+            *(link.call("order.cancel_all", [link.conn.user, plan.market]) for link in links)
+        )
+    finally:
+        watchdog.cancel()
+        for link in links:
+            link.close()
+    return tally
+
+
+# ------------------------------------------------------------------ the aiohttp client
+
+
+async def _aiohttp_loop(
     session: aiohttp.ClientSession,
     url: str,
     conn: Connection,
@@ -312,13 +773,8 @@ async def _connection_loop(
             tally.http_errors[type(exc).__name__] += 1
             await asyncio.sleep(0.01)
             continue
-        t1 = clock()
-        tally.requests += 1
-        tally.commands += len(cmds)
-        tally.orders += sum(1 for c in cmds if c["method"] == "order.put_limit")
-        tally.hist.record_value(max(1, (t1 - t0) // 1000))
-        tally.first_ns = tally.first_ns or t0
-        tally.last_ns = t1
+        orders = sum(1 for c in cmds if c["method"] == "order.put_limit")
+        tally.exchanged(t0, clock(), len(cmds), orders)
         if status != 200:
             tally.http_errors[str(status)] += 1
             continue
@@ -326,7 +782,7 @@ async def _connection_loop(
         conn.note(answer if isinstance(answer, list) else [answer], tally)
 
 
-async def _run_connections(
+async def _run_aiohttp(
     url: str, plan: Plan, users: list[int], batch: int, start_at: float, duration_s: float
 ) -> Tally:
     import aiohttp
@@ -341,9 +797,7 @@ async def _run_connections(
         await asyncio.sleep(max(0.0, start_at - time.time()))
         cpu0 = _own_cpu()
         end_ns = time.perf_counter_ns() + int(duration_s * 1e9)
-        await asyncio.gather(
-            *(_connection_loop(session, url, c, batch, end_ns, tally) for c in conns)
-        )
+        await asyncio.gather(*(_aiohttp_loop(session, url, c, batch, end_ns, tally) for c in conns))
         tally.cpu_s = _own_cpu() - cpu0
         # Leave no resting orders behind.
         await asyncio.gather(*(_cancel_all(session, url, c) for c in conns))
@@ -370,13 +824,23 @@ def _own_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+_CLIENTS = {"raw": _run_raw, "aiohttp": _run_aiohttp}
+
+
 def client_process(
-    url: str, plan: Plan, users: list[int], batch: int, start_at: float, duration_s: float
+    client: str,
+    url: str,
+    plan: Plan,
+    users: list[int],
+    batch: int,
+    start_at: float,
+    duration_s: float,
 ) -> dict[str, Any]:
     """One client process's share of a case (run in a child by multiprocessing)."""
     import uvloop
 
-    tally = uvloop.run(_run_connections(url, plan, users, batch, start_at, duration_s))
+    run = _CLIENTS[client]
+    tally = uvloop.run(run(url, plan, users, batch, start_at, duration_s))
     return tally.to_wire()
 
 
@@ -493,12 +957,16 @@ def run_case(
     busy0 = _machine_busy()
     tally = Tally()
     if len(shares) == 1:
-        tally.add_wire(client_process(url, plan, shares[0], batch, start_at, args.duration))
+        tally.add_wire(
+            client_process(args.client, url, plan, shares[0], batch, start_at, args.duration)
+        )
     else:
         context = multiprocessing.get_context("spawn")
         with context.Pool(len(shares)) as pool:
             jobs = [
-                pool.apply_async(client_process, (url, plan, s, batch, start_at, args.duration))
+                pool.apply_async(
+                    client_process, (args.client, url, plan, s, batch, start_at, args.duration)
+                )
                 for s in shares
             ]
             for job in jobs:
@@ -562,6 +1030,7 @@ def _figures(
         "orders_per_s": round(tally.accepted / seconds, 1),
         "commands_per_s": round(tally.ok / seconds, 1),
         "requests_per_s": round(tally.requests / seconds, 1),
+        "client_cpu_us_per_request": round(1e6 * tally.cpu_s / max(1, tally.requests), 1),
         "errors": dict(tally.errors),
         "http_errors": dict(tally.http_errors),
         "latency_us": {
@@ -627,8 +1096,9 @@ def main(args: argparse.Namespace) -> int:
             measured = measure(url, pid, args)
     report = {
         "benchmark": "http",
-        "what": "order.put_limit over HTTP JSON-RPC keep-alive connections (aiohttp "
-        "client, closed loop), single requests and JSON-RPC batches",
+        "what": "order.put_limit over HTTP JSON-RPC keep-alive connections (closed "
+        "loop), single requests and JSON-RPC batches",
+        "client": args.client,
         "url": url if args.url is not None else "own matchd run",
         "workers": args.workers if args.url is None else None,
         "fsync": args.fsync if args.url is None else None,
@@ -653,7 +1123,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _print_table(report: dict[str, Any]) -> None:
-    print(f"matchd-bench http: {report['url']}, market {report['market']}")
+    print(
+        f"matchd-bench http: {report['url']}, market {report['market']}, {report['client']} client"
+    )
     for case in report["cases"]:
         lat, cpu = case["latency_us"], case["cpu_seconds"]
         print(
@@ -661,7 +1133,8 @@ def _print_table(report: dict[str, Any]) -> None:
             f"{case['orders_per_s'] / 1e3:8.1f} k orders/s  {case['requests_per_s']:9.1f} req/s  "
             f"p50 {lat['p50']} us p99 {lat['p99']} us max {lat['max']} us  "
             f"errors {case['errors'] or '-'} {case['http_errors'] or ''}  "
-            f"cpu client {cpu['client']} s daemon {cpu['daemon']} s of "
+            f"cpu client {cpu['client']} s ({case['client_cpu_us_per_request']} us/req) "
+            f"daemon {cpu['daemon']} s of "
             f"{case['duration_s']} s  bound: {case['bound']}"
         )
 
