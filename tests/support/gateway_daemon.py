@@ -58,7 +58,9 @@ class Daemon:
     db: TestDatabase | None
     process: subprocess.Popen[bytes]
 
-    def post(self, body: Any, *, raw: bytes | None = None, timeout_s: float = 10.0) -> tuple[int, bytes]:
+    def post(
+        self, body: Any, *, raw: bytes | None = None, timeout_s: float = 10.0
+    ) -> tuple[int, bytes]:
         """POST ``body`` as JSON (or the ``raw`` bytes): ``(status, body)``."""
         data = raw if raw is not None else json.dumps(body).encode()
         request = urllib.request.Request(self.http_url, data=data, method="POST")  # noqa: S310
@@ -158,8 +160,8 @@ def running_daemon(
             db, process,
         )  # fmt: skip
         try:
-            wait_until(lambda: daemon.post({"method": "asset.summary", "params": [],
-                                            "id": 0})[0] == 200, 300, "the HTTP gateway")  # fmt: skip
+            summary = {"method": "asset.summary", "params": [], "id": 0}
+            wait_until(lambda: daemon.post(summary)[0] == 200, 300, "the HTTP gateway")
             wait_until(lambda: _feed_answers(daemon), 120, "the feed")
             yield daemon
         finally:
