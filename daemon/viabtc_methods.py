@@ -13,6 +13,7 @@ to ViaBTC's transport rules (HTTP 500, 504).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -37,7 +38,10 @@ from ipc import wire
 from persistence.history_pool import HistoryError
 from persistence.history_queries import HistoryReader
 
+logger = logging.getLogger("matchd.gateway")
+
 CODE_INVALID_ARGUMENT: Final = 1
+CODE_INTERNAL_ERROR: Final = 2
 CODE_SERVICE_UNAVAILABLE: Final = 3
 CODE_METHOD_NOT_FOUND: Final = 4
 CODE_SERVICE_TIMEOUT: Final = 5
@@ -219,6 +223,11 @@ class ViabtcMethods:
             return Answer(exc.error())
         except BackendBusy as exc:
             return error_answer(CODE_SERVICE_UNAVAILABLE, f"service unavailable: {exc}")
+        except BackendError:
+            raise  # the gateway's transport rules (500, 504)
+        except Exception:  # a bug must not take the worker's answer down with it
+            logger.exception("%s failed on params %.200r", method, params)
+            return error_answer(CODE_INTERNAL_ERROR, "internal error")
 
     # ------------------------------------------------------------ backends
 

@@ -333,3 +333,21 @@ def test_requests_made_while_a_flush_is_in_flight_go_together_in_order(tmp_path:
             router.close(0)
 
     asyncio.run(main())
+
+
+def test_a_bug_in_a_method_is_code_2_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        async with gateway(f"ipc://{tmp_path}/n.sock") as (url, gw), aiohttp.ClientSession() as s:
+
+            def broken() -> None:
+                raise RuntimeError("planted")
+
+            monkeypatch.setattr(gw.methods.codec, "asset_list", broken)
+            status, body = await post(s, url, call("asset.list", rid=3))
+            assert status == 200
+            assert json.loads(body)["error"] == {"code": 2, "message": "internal error"}
+
+    asyncio.run(main())
+    assert "asset.list failed" in caplog.text
