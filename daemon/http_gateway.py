@@ -41,6 +41,7 @@ from daemon.auth_gate import TokenBucket
 from daemon.gateway_config import HttpConfig, bind_address
 from daemon.gateway_links import BackendDown, BackendError, BackendTimeout
 from daemon.viabtc_methods import (
+    CODE_INTERNAL_ERROR,
     CODE_INVALID_ARGUMENT,
     CODE_METHOD_NOT_FOUND,
     CODE_SERVICE_TIMEOUT,
@@ -246,7 +247,7 @@ class HttpGateway:
         except BackendTimeout:
             answers = [_TIMEOUT]
         except BackendError as exc:
-            answers = [error_answer(2, f"internal error: {exc}")]
+            answers = [error_answer(CODE_INTERNAL_ERROR, f"internal error: {exc}")]
         if len(answers) == 1 < len(parts):  # one failure for every element
             answers *= len(parts)
         return [envelope(a, rid) for a, (_, _, rid) in zip(answers, parts, strict=True)]
@@ -269,7 +270,7 @@ class HttpGateway:
         except BackendTimeout:
             answer = _TIMEOUT
         except BackendError as exc:
-            answer = error_answer(2, f"internal error: {exc}")
+            answer = error_answer(CODE_INTERNAL_ERROR, f"internal error: {exc}")
         if answer.error is not None and answer.error.get("code") == CODE_METHOD_NOT_FOUND:
             self.stats.not_found += 1
         return envelope(answer, rid)

@@ -445,7 +445,9 @@ def _engine_error(method: str, reply: wire.Reply) -> Answer:
     try:
         code = Result(reply.code)
     except ValueError:
-        return error_answer(2, f"internal error: unknown engine code {reply.code}")
+        return error_answer(
+            CODE_INTERNAL_ERROR, f"internal error: unknown engine code {reply.code}"
+        )
     expected = fail(method, code)
     message = reply.message if reply.message and reply.message != MESSAGES[code] else ""
     if message and not message.startswith(expected.message):

@@ -22,12 +22,14 @@ import msgspec
 
 from core.errors import MatchdError
 from core.schema import MAX_USER_ID
+from daemon.viabtc_methods import (
+    CODE_INTERNAL_ERROR,
+    CODE_SERVICE_TIMEOUT,
+    CODE_SERVICE_UNAVAILABLE,
+)
 
 logger = logging.getLogger("matchd.ws")
 
-CODE_INTERNAL: Final = 2
-CODE_UNAVAILABLE: Final = 3
-CODE_TIMEOUT: Final = 5
 CODE_REFUSED: Final = 11
 MAX_REPLY_BYTES: Final = 64 * 1024
 
@@ -64,7 +66,7 @@ class AuthService:
         """The user id the service gives ``token`` (``server.auth``)."""
         if not self.auth_url:
             raise AuthError(
-                CODE_UNAVAILABLE,
+                CODE_SERVICE_UNAVAILABLE,
                 "service unavailable: server.auth is not configured ([ws] auth_url)",
             )
         return await self._ask("server.auth", self.auth_url, token, None)
@@ -73,7 +75,7 @@ class AuthService:
         """The user id the service gives a signed request (``server.sign``)."""
         if not self.sign_url:
             raise AuthError(
-                CODE_UNAVAILABLE,
+                CODE_SERVICE_UNAVAILABLE,
                 "service unavailable: server.sign is not configured ([ws] sign_url)",
             )
         query = {"access_id": access_id, "tonce": str(tonce)}
@@ -92,15 +94,15 @@ class AuthService:
             async with session.get(url, params=query, headers=headers) as response:
                 body = await response.content.read(MAX_REPLY_BYTES + 1)
         except TimeoutError:
-            raise AuthError(CODE_TIMEOUT, "service timeout") from None
+            raise AuthError(CODE_SERVICE_TIMEOUT, "service timeout") from None
         except (aiohttp.ClientError, ValueError) as exc:
             logger.warning("%s: %s failed: %s", method, url, exc)
             raise AuthError(
-                CODE_INTERNAL, f"internal error: the {method} service cannot be reached"
+                CODE_INTERNAL_ERROR, f"internal error: the {method} service cannot be reached"
             ) from None
         if len(body) > MAX_REPLY_BYTES:
             raise AuthError(
-                CODE_INTERNAL, f"internal error: the {method} service's reply exceeds 64 KiB"
+                CODE_INTERNAL_ERROR, f"internal error: the {method} service's reply exceeds 64 KiB"
             )
         return _user_id(method, body)
 
@@ -125,7 +127,7 @@ def _user_id(method: str, body: bytes) -> int:
     except (msgspec.DecodeError, RecursionError):
         reply = None
     malformed = AuthError(
-        CODE_INTERNAL, f"internal error: the {method} service's reply is not "
+        CODE_INTERNAL_ERROR, f"internal error: the {method} service's reply is not "
         '{"code": 0, "data": {"user_id": N}}',
     )  # fmt: skip
     if not isinstance(reply, dict):

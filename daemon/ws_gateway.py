@@ -42,6 +42,7 @@ from daemon.gateway_config import WsConfig
 from daemon.gateway_links import BackendDown, BackendError, BackendTimeout
 from daemon.http_gateway import IpRateLimiter, envelope, serve_limited
 from daemon.viabtc_methods import (
+    CODE_INTERNAL_ERROR,
     CODE_INVALID_ARGUMENT,
     CODE_SERVICE_TIMEOUT,
     CODE_SERVICE_UNAVAILABLE,
@@ -69,7 +70,6 @@ logger = logging.getLogger("matchd.ws")
 
 #: Requests of one connection answered at once; more wait (the client is not read).
 MAX_IN_FLIGHT: Final = 64
-CODE_INTERNAL: Final = 2
 CODE_REQUIRE_AUTH: Final = 6
 _SUCCESS: Final = Answer(None, {"status": "success"})
 _REQUIRE_AUTH: Final = error_answer(CODE_REQUIRE_AUTH, "require authentication")
@@ -374,13 +374,13 @@ class WsGateway:
             )
         except BackendDown as exc:
             self.stats.backend_down += 1
-            return error_answer(CODE_INTERNAL, f"internal error: {exc}")
+            return error_answer(CODE_INTERNAL_ERROR, f"internal error: {exc}")
         except (BackendTimeout, TimeoutError):
             self.stats.timeouts += 1
             return _TIMEOUT
         except BackendError as exc:  # a backend answered nonsense
             logger.error("ws: %s failed: %s", target, exc)
-            return error_answer(CODE_INTERNAL, f"internal error: {exc}")
+            return error_answer(CODE_INTERNAL_ERROR, f"internal error: {exc}")
 
     # ------------------------------------------------------------ shutdown
 
