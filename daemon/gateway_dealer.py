@@ -13,9 +13,10 @@ consume the edge of a reply that arrived meanwhile).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import numpy as np
 import zmq
@@ -34,6 +35,20 @@ _monitors = itertools.count(1)
 
 class SendBusy(Exception):
     """ZeroMQ's send queue to the engine is full."""
+
+
+def stop_monitor(socket: zmq.Socket[Any], monitor: zmq.Socket[Any]) -> None:
+    """Stop ``socket``'s monitor, then close the ``monitor`` PAIR that reads it.
+
+    In this order only: libzmq's I/O thread sends each monitor event with a blocking
+    send, so an event sent once the reading PAIR is gone (the peer disconnects, say)
+    blocks that thread for ever, and with it every socket of the context: nothing
+    connects or moves any more, and terminating the context hangs.
+    """
+    if not socket.closed:
+        with contextlib.suppress(zmq.ZMQError):
+            socket.disable_monitor()
+    monitor.close(linger=0)
 
 
 class Dealer:
@@ -60,20 +75,28 @@ class Dealer:
         self._socket: zmq.Socket[bytes] = context.socket(zmq.DEALER)
         self._waiters: dict[int, tuple[asyncio.Future[Answer], asyncio.TimerHandle]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        address = f"inproc://matchd-gateway-monitor-{next(_monitors)}"
+        self.monitor: zmq.asyncio.Socket = zmq.asyncio.Context.shadow(context.underlying).socket(
+            zmq.PAIR
+        )
         try:
             self._socket.setsockopt(zmq.LINGER, 0)
             self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
             self._socket.setsockopt(zmq.RCVHWM, SEND_HWM)
             if curve is not None:
                 curve.apply(self._socket)
-            address = f"inproc://matchd-gateway-monitor-{next(_monitors)}"
             self._socket.monitor(address, monitor_events)
-            self.monitor = zmq.asyncio.Context.shadow(context.underlying).socket(zmq.PAIR)
             self.monitor.connect(address)
             self._socket.connect(endpoint)
         except zmq.ZMQError:
+            stop_monitor(self._socket, self.monitor)
             self._socket.close(linger=0)
             raise
+
+    @property
+    def socket(self) -> zmq.Socket[bytes]:
+        """The DEALER itself (for ``stop_monitor``)."""
+        return self._socket
 
     def start(self) -> None:
         """Start reading replies (on the running loop)."""
@@ -159,5 +182,5 @@ class Dealer:
             self._loop.remove_reader(self._fd())
             self._loop = None
         self._fail_all(BrokenError(f"the link to {self.endpoint} was closed"))
+        stop_monitor(self._socket, self.monitor)
         self._socket.close(linger=0)
-        self.monitor.close(linger=0)

@@ -36,7 +36,7 @@ from core.arguments import ArgumentError
 from core.errors import MatchdError
 from core.schema import COMMAND_DTYPE
 from core.viabtc_codec import CommandOutcome, command_outcomes
-from daemon.gateway_dealer import Dealer, SendBusy
+from daemon.gateway_dealer import Dealer, SendBusy, stop_monitor
 from ipc.client_common import Answer, CurveKeys, replies_of, results_events
 from ipc.wire import DEFAULT_LIMITS, Call, Reply, WireLimits
 
@@ -78,11 +78,13 @@ class BackendBusy(BackendError):
 
 
 class ConnectionWatch:
-    """Whether a ZeroMQ socket has a connected peer, from its monitor events."""
+    """Whether ``monitored`` has a connected peer, from the events its ``monitor``
+    PAIR receives; ``aclose`` stops the monitor before closing the PAIR."""
 
-    def __init__(self, monitor: zmq.asyncio.Socket, name: str) -> None:
+    def __init__(self, monitored: zmq.Socket[Any], monitor: zmq.asyncio.Socket, name: str) -> None:
         self.name = name
         self.connected = False
+        self._monitored = monitored
         self._monitor = monitor
         self._task: asyncio.Task[None] | None = None
 
@@ -117,7 +119,7 @@ class ConnectionWatch:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._monitor.close(linger=0)
+        stop_monitor(self._monitored, self._monitor)
 
 
 class EngineLink:
@@ -141,7 +143,7 @@ class EngineLink:
         )  # fmt: skip
         self._max_calls = limits.max_calls
         self._max_commands = limits.max_commands
-        self.watch = ConnectionWatch(self.dealer.monitor, f"engine {endpoint}")
+        self.watch = ConnectionWatch(self.dealer.socket, self.dealer.monitor, f"engine {endpoint}")
         self._queue: list[_Item] = []
         self._waiting = 0
         self._flush_scheduled = False
@@ -294,7 +296,7 @@ class FeedLink:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.SNDHWM, max_pending)
         monitor = self._socket.get_monitor_socket(_CONNECTION_EVENTS)
-        self.watch = ConnectionWatch(monitor, f"feed {endpoint}")
+        self.watch = ConnectionWatch(self._socket, monitor, f"feed {endpoint}")
         self._socket.connect(endpoint)
         self._ids: Callable[[], int] = itertools.count(1).__next__
         self._futures: dict[int, asyncio.Future[bytes]] = {}
