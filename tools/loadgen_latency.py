@@ -26,6 +26,7 @@ base64 form). All times are passed in by the caller, from one clock per machine
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -208,6 +209,12 @@ class LatencyRecorder:
         self.dropped_answers += other.dropped_answers
         for second, answers in sorted(other.per_second.items()):
             self._count_second(second, answers)
+
+    def percentile_values(self, percentiles: Iterable[float]) -> list[int]:
+        """The latency in us at each of ``percentiles`` (0 when nothing is recorded)."""
+        wanted = list(percentiles)
+        values = self._histogram.get_percentile_to_value_dict(wanted)
+        return [int(values.get(p, 0)) for p in wanted]
 
     def summary(self) -> dict[str, Any]:
         """Count, errors by code, percentiles and max in us, mean rate, duration, buckets.

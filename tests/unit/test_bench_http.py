@@ -15,15 +15,8 @@ import pytest
 
 from tests.support.gateway_daemon import running_daemon
 from tools.bench import main
-from tools.bench_http import (
-    Connection,
-    HttpClientProtocol,
-    HttpFailure,
-    Plan,
-    Tally,
-    Target,
-    parse_head,
-)
+from tools.bench_http import Connection, Plan, Tally
+from tools.raw_http import HttpClientProtocol, HttpFailure, Target, parse_head
 
 _PLAN = Plan("BTC_USDT", "0.0001", "100", "99", 1, 4)
 
