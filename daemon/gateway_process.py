@@ -113,22 +113,46 @@ def build_backends(
     return backends
 
 
-def run_gateway(args: argparse.Namespace) -> int:
-    """Run one worker of ``args.command`` ("http" or "ws") until SIGTERM or SIGINT."""
+@dataclass(frozen=True)
+class GatewaySettings:
+    """What a gateway reads from its config file: the text (for ``build_backends``), the
+    engine's markets and assets, ``[http]`` and ``[ws]`` (None when absent) and the
+    ``[gateway]`` CURVE keys to reach the engine with."""
+
+    text: str
+    engine: EngineConfig
+    http: Any
+    ws: Any
+    curve: CurveKeys | None
+
+
+def read_gateway_settings(path: Path) -> GatewaySettings:
+    """The settings in the config at ``path``; ``ConfigError`` says what is wrong."""
     from core.config import parse_config
     from core.errors import ConfigError
     from daemon.gateway_config import load_gateway_config, load_gateway_keys
 
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(exc)) from None
+    engine_config = parse_config(text)
+    http, ws = load_gateway_config(text)
+    return GatewaySettings(text, engine_config, http, ws, load_gateway_keys(text, path.parent))
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    """Run one worker of ``args.command`` ("http" or "ws") until SIGTERM or SIGINT."""
+    from core.errors import ConfigError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        text = args.config.read_text(encoding="utf-8")
-        engine_config = parse_config(text)
-        http, ws = load_gateway_config(text)
-        curve = load_gateway_keys(text, args.config.parent)
-    except (OSError, UnicodeDecodeError, ConfigError) as exc:
+        settings = read_gateway_settings(args.config)
+    except ConfigError as exc:
         print(f"matchd: config {args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    table = http if args.command == "http" else ws
+    text, engine_config, curve = settings.text, settings.engine, settings.curve
+    table = settings.http if args.command == "http" else settings.ws
     if table is None:
         print(f"matchd: {args.config} has no [{args.command}] table", file=sys.stderr)
         return EXIT_USAGE

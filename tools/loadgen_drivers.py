@@ -184,23 +184,20 @@ class ZmqDriver:
         self._backends: Any = None
 
     async def start(self) -> None:
-        from core.config import parse_config
         from core.errors import ConfigError
-        from daemon.gateway_config import load_gateway_config, load_gateway_keys
-        from daemon.gateway_process import build_backends
+        from daemon.gateway_process import build_backends, read_gateway_settings
 
         try:
-            text = self.config_path.read_text(encoding="utf-8")
-            engine_config = parse_config(text)
-            http, _ = load_gateway_config(text)
-            curve = load_gateway_keys(text, self.config_path.parent)
-        except (OSError, UnicodeDecodeError, ConfigError) as exc:
+            settings = read_gateway_settings(self.config_path)
+        except ConfigError as exc:
             raise DriverError(f"config {self.config_path}: {exc}") from None
-        endpoint = self.endpoint or (http.engine if http is not None else None)
+        endpoint = self.endpoint or (settings.http.engine if settings.http is not None else None)
         if endpoint is None:
             raise DriverError(f"{self.config_path} has no [http] table: give the endpoint")
         self.endpoint = endpoint
-        self._backends = build_backends(text, engine_config, endpoint, self.timeout_s, curve)
+        self._backends = build_backends(
+            settings.text, settings.engine, endpoint, self.timeout_s, settings.curve
+        )
         methods = self._backends.methods
         await methods.engine.start()
         if not await methods.engine.watch.wait_connected(self.timeout_s):
