@@ -9,7 +9,9 @@ shared-memory SPSC ring between two processes (``tools.bench_ring``);
 the history drainer into MariaDB (``tools.bench_drain``); ``matchd-bench feed [--json]
 [--commands N]`` the market-data feed (``tools.bench_feed``); ``matchd-bench http
 [--json] [--quick] [--url URL] ...`` order entry over the HTTP JSON-RPC gateway
-(``tools.bench_http``).
+(``tools.bench_http``); ``matchd-bench all [--json | --markdown] [--quick] [--out DIR]
+[--only A,B] [--skip A,B] [--timeout-s S]`` every one of them, each in its own process,
+into one results folder with a summary (``tools.bench_all``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tools.bench_all import add_parser as add_all_parser
 from tools.bench_args import int_list as _int_list
 from tools.bench_args import non_negative_int as _non_negative_int
 from tools.bench_args import positive_int as _positive_int
@@ -335,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_drain(commands)
     _add_feed(commands)
     add_http_parser(commands)
+    add_all_parser(commands)
     return parser
 
 
@@ -370,6 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.bench_http import main as bench_http_main
 
         return bench_http_main(args)
+    if args.command == "all":
+        from tools.bench_all import main as bench_all_main
+
+        return bench_all_main(args)
     raise AssertionError(f"unhandled benchmark {args.command!r}")  # pragma: no cover
 
 

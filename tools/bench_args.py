@@ -1,8 +1,9 @@
-"""argparse value types shared by the ``matchd-bench`` commands."""
+"""argparse value types shared by ``matchd-bench`` and ``matchd-loadgen``."""
 
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def _int_at_least(text: str, low: int, what: str) -> int:
@@ -28,3 +29,14 @@ def non_negative_int(text: str) -> int:
 def int_list(text: str) -> tuple[int, ...]:
     """Comma-separated integers of at least 1."""
     return tuple(positive_int(part) for part in text.split(","))
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value

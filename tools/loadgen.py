@@ -31,22 +31,12 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
-from tools.bench_args import positive_int
+from tools.bench_args import positive_float, positive_int
 
 DEFAULT_URL = "http://127.0.0.1:8080/"
 DEFAULT_CONFIG = Path("etc/matchd.toml")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
 
 
 def _rate(text: str) -> Fraction:
@@ -106,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--duration",
-        type=_positive_float,
+        type=positive_float,
         default=10.0,
         metavar="S",
         help="seconds of load (default 10)",
@@ -134,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=10.0,
         metavar="S",
         help="a call unanswered this long fails as 'timeout' (default 10)",
@@ -163,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--soak", action="store_true", help="check the invariants after the run")
     add(
         "--settle",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="S",
         help="soak: how long history and depth may take to catch up (default 30)",
