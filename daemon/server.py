@@ -109,20 +109,31 @@ class _Run:
 
 
 @dataclass(slots=True)
-class _Waiting:
-    """A CALLS frame whose ``server.snapshot`` calls (None in ``replies``) wait."""
+class _Calls:
+    """A CALLS frame being answered: ``replies`` (None: not yet) and how many of its
+    calls still wait, for the log (run, not durable yet) or for a snapshot."""
 
     envelope: list[bytes]
     request: wire.CallsFrame
     replies: list[wire.Reply | None]
+    waiting: int = 0
+
+
+#: A write call of a CALLS frame, run: its index, the call, its results and events.
+_RunCall = tuple[int, "wire.OrderCall | wire.BalanceUpdate", np.ndarray, np.ndarray]
+
+
+@dataclass(slots=True)
+class _HeldCall:
+    """Call ``index`` of ``frame``, run but not durable: the journal holds its batch."""
+
+    frame: _Calls
+    index: int
+    call: wire.OrderCall | wire.BalanceUpdate
 
 
 def _page(call: wire.OrderPending | wire.OrderBook, total: int, views: list[Any]) -> wire.Page:
     return wire.Page(call.offset, call.limit, total, [wire.Order.from_view(v) for v in views])
-
-
-def _complete(replies: list[wire.Reply | None]) -> list[wire.Reply]:
-    return [r for r in replies if r is not None]
 
 
 class Server:
@@ -172,10 +183,11 @@ class Server:
         self._poller.register(self._socket, zmq.POLLIN)
         if self._zap is not None:
             self._poller.register(self._zap.socket, zmq.POLLIN)
-        #: Frames of batches the journal holds (the log failed), oldest first.
-        self._held: deque[list[_Frame | _Run]] = deque()
+        #: What waits for each batch the journal holds (the log failed), oldest first:
+        #: the COMMANDS frames of a batch, or one call of a CALLS frame.
+        self._held: deque[list[_Frame | _Run] | _HeldCall] = deque()
         #: Call frames waiting for a snapshot being written.
-        self._snapshot_waiters: list[_Waiting] = []
+        self._snapshot_waiters: list[_Calls] = []
         self.frames = 0
         self.commands = 0
         self._closed = False
@@ -439,51 +451,98 @@ class Server:
         except LogUnavailable:
             return
         for results, events in released:
-            frames = self._held.popleft()
+            entry = self._held.popleft()
             self.commands += len(results)
-            self._answer(frames, results, events)
+            if isinstance(entry, _HeldCall):
+                want = entry.frame.request.want_events
+                reply = self._command_reply(entry.call, results[0], events, want)
+                self._finish_call(entry.frame, entry.index, reply)
+            else:
+                self._answer(entry, results, events)
 
     # ------------------------------------------------------------------ calls
 
     def _run_calls(self, envelope: list[bytes], request: wire.CallsFrame) -> None:
-        replies: list[wire.Reply | None] = []
-        for call in request.calls:
+        """Run a CALLS frame's calls in order; its write calls share one commit (one
+        fsync), and the frame is answered once they are durable and any
+        ``server.snapshot`` in it is written."""
+        frame = _Calls(envelope, request, [None] * len(request.calls))
+        group: list[_RunCall] = []  # run, durable at the commit
+        for i, call in enumerate(request.calls):
             if isinstance(call, wire.WireError):
-                replies.append(wire.make_reply(None, call.code, message=call.message))
-                continue
-            try:
-                replies.append(self._call(call, request.want_events))
-            except LogUnavailable:
-                replies.append(wire.make_reply(call, Result.SERVICE_UNAVAILABLE))
-        if any(r is None for r in replies):  # a snapshot: the frame is answered when written
-            self._snapshot_waiters.append(_Waiting(envelope, request, replies))
-            return
-        self._send(envelope, wire.encode_replies(request.request_id, _complete(replies)))
+                frame.replies[i] = wire.make_reply(None, call.code, message=call.message)
+            elif isinstance(call, wire.OrderCall | wire.BalanceUpdate):
+                before = self.journal.uncommitted
+                results, events = self._execute(call)
+                if self.journal.uncommitted > before:
+                    group.append((i, call, results, events))
+                else:  # refused before reaching the log: nothing to wait for
+                    frame.replies[i] = self._command_reply(
+                        call, results[0], events, request.want_events
+                    )
+            elif isinstance(call, wire.ServerSnapshot):
+                self._commit_calls(frame, group)  # a snapshot is of durable state only
+                group = []
+                if frame.waiting or not (self.start_snapshot() or self._snapshot_waiters):
+                    frame.replies[i] = wire.make_reply(call, Result.SERVICE_UNAVAILABLE)
+                else:
+                    frame.waiting += 1  # answered when written (_reap_snapshot)
+                    if not self._snapshot_waiters or self._snapshot_waiters[-1] is not frame:
+                        self._snapshot_waiters.append(frame)
+            else:
+                frame.replies[i] = self._query(call)
+        self._commit_calls(frame, group)
+        if not frame.waiting:
+            self._send_calls(frame)
 
-    def _call(self, call: wire.Call, want_events: bool) -> wire.Reply | None:
-        """The reply to one call; None for a snapshot (answered once written)."""
+    def _execute(self, call: wire.OrderCall | wire.BalanceUpdate) -> tuple[np.ndarray, np.ndarray]:
+        """Run a write call, appended to the log and durable at ``journal.commit``
+        (a call the journal refuses is not appended)."""
         if isinstance(call, wire.OrderCall):
             cmd = call.record()
             cmd["ts_ns"] = self._clock()
-            results, events = self.journal.submit(cmd)
+            results, events = self.journal.submit(cmd, commit=False)
             if self.metrics is not None:
                 self.metrics.count(cmd, results)
-            return self._command_reply(call, results[0], events, want_events)
-        if isinstance(call, wire.BalanceUpdate):
-            results, events = self.journal.balance_update(
-                call.user,
-                call.asset,
-                call.business.encode(),
-                call.business_id,
-                call.change,
-                self._clock(),
-                json.dumps(call.detail, separators=(",", ":"), sort_keys=True).encode(),
-            )
-            return self._command_reply(call, results[0], events, want_events)
-        if isinstance(call, wire.ServerSnapshot):
-            if not self.start_snapshot() and not self._snapshot_waiters:
-                return wire.make_reply(call, Result.SERVICE_UNAVAILABLE)
-            return None
+            return results, events
+        return self.journal.balance_update(
+            call.user,
+            call.asset,
+            call.business.encode(),
+            call.business_id,
+            call.change,
+            self._clock(),
+            json.dumps(call.detail, separators=(",", ":"), sort_keys=True).encode(),
+            commit=False,
+        )
+
+    def _commit_calls(self, frame: _Calls, group: list[_RunCall]) -> None:
+        """Commit the write calls run since the last commit and fill in their
+        replies, or hold them (the log failed) until the journal releases them."""
+        if not group:
+            return
+        try:
+            self.journal.commit()
+        except LogUnavailable:
+            for i, call, _, _ in group:
+                frame.waiting += 1
+                self._held.append(_HeldCall(frame, i, call))
+            return
+        want = frame.request.want_events
+        for i, call, results, events in group:
+            frame.replies[i] = self._command_reply(call, results[0], events, want)
+
+    def _finish_call(self, frame: _Calls, index: int, reply: wire.Reply) -> None:
+        frame.replies[index] = reply
+        frame.waiting -= 1
+        if not frame.waiting:
+            self._send_calls(frame)
+
+    def _send_calls(self, frame: _Calls) -> None:
+        replies = [r for r in frame.replies if r is not None]
+        self._send(frame.envelope, wire.encode_replies(frame.request.request_id, replies))
+
+    def _query(self, call: wire.Call) -> wire.Reply:
         query = _QUERIES.get(type(call))
         if query is None:  # pragma: no cover -- every call type is handled
             return wire.make_reply(call, Result.INVALID_ARGUMENT)
@@ -590,14 +649,10 @@ class Server:
                 return
             code, result = Result.OK, wire.SnapshotDone(info.seq, info.state_hash)
         waiting, self._snapshot_waiters = self._snapshot_waiters, []
-        for w in waiting:
-            replies: list[wire.Reply] = []
-            for r, call in zip(w.replies, w.request.calls, strict=True):
-                if r is not None:
-                    replies.append(r)
-                elif not isinstance(call, wire.WireError):
-                    replies.append(wire.make_reply(call, code, result))
-            self._send(w.envelope, wire.encode_replies(w.request.request_id, replies))
+        for frame in waiting:
+            for i, call in enumerate(frame.request.calls):
+                if isinstance(call, wire.ServerSnapshot) and frame.replies[i] is None:
+                    self._finish_call(frame, i, wire.make_reply(call, code, result))
 
     # ------------------------------------------------------------------ I/O
 

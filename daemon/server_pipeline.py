@@ -39,7 +39,7 @@ from daemon.pipeline import Pipeline
 from daemon.sequencing import Answer
 from daemon.server import Server, ServerConfig, _Frame, _Run
 from ipc import wire
-from persistence.journal import Journal
+from persistence.journal import Journal, unavailable_results
 from persistence.log_errors import LogUnavailable
 
 logger = logging.getLogger(__name__)
@@ -290,21 +290,21 @@ class PipelinedServer(Server):
         self.drain()
         super()._run_calls(envelope, request)
 
-    def _call(self, call: wire.Call, want_events: bool) -> wire.Reply | None:
+    def _execute(self, call: wire.OrderCall | wire.BalanceUpdate) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(call, wire.OrderCall):
-            return super()._call(call, want_events)
-        if not self.journal.available:
-            return wire.make_reply(call, Result.SERVICE_UNAVAILABLE)
+            return super()._execute(call)
+        if not self.journal.available:  # not run: the books are ahead of a failing log
+            return unavailable_results(1), np.zeros(0, dtype=EVENT_DTYPE)
         cmd = call.record()
         cmd["ts_ns"] = self._clock()
         self.pipeline.submit(0, cmd)
         self.pipeline.quiesce()
         (answer,) = self.pipeline.take_answers()
         results = _results([answer])
-        self.journal.record(cmd, results, answer.events)  # LogUnavailable: the caller's
+        self.journal.record(cmd, results, answer.events, commit=False)
         if self.metrics is not None:
             self.metrics.count(cmd, results)
-        return self._command_reply(call, results[0], answer.events, want_events)
+        return results, answer.events
 
     def _book_engine(self, market: int) -> Engine:
         if not 0 <= market < len(self.journal.config.markets):

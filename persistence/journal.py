@@ -121,6 +121,8 @@ class Journal:
         self._writer = writer
         self._held: list[tuple[np.ndarray, np.ndarray]] = []
         self._released: list[tuple[np.ndarray, np.ndarray]] = []
+        #: Batches appended with ``commit=False``, durable at the next ``commit``.
+        self._uncommitted: list[tuple[np.ndarray, np.ndarray]] = []
         self._failed: str | None = None
         self._frames = np.zeros(1 << 20, dtype=np.uint8)
         self._ends = np.zeros(4096, dtype=np.int64)
@@ -194,20 +196,25 @@ class Journal:
 
     # ------------------------------------------------------------------ writing
 
-    def submit(self, commands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def submit(self, commands: np.ndarray, *, commit: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Execute ``commands`` and return (results, events) once durable.
 
         Raises ``LogUnavailable`` if the log fails after the batch was executed (it
         is held: ``flush`` returns it once durable). While the log is unavailable the
         batch is not executed and every result is ``SERVICE_UNAVAILABLE``.
+        ``commit=False``: return at once, the batch appended but durable only after
+        the next ``commit`` (which holds it if the log fails).
         """
         self._check_failed()
         if not self._retry_held():
-            return _unavailable(commands.shape[0]), np.zeros(0, dtype=EVENT_DTYPE)
+            return unavailable_results(commands.shape[0]), np.zeros(0, dtype=EVENT_DTYPE)
         commands = np.ascontiguousarray(commands)
         results, events = self.engine.execute_view(commands)
         self._append_batch(commands, results, events)
         out = (results.copy(), events.copy())
+        if not commit:
+            self._uncommitted.append(out)
+            return out
         try:
             self._writer.commit()
         except LogUnavailable:
@@ -215,8 +222,36 @@ class Journal:
             raise
         return out
 
+    @property
+    def uncommitted(self) -> int:
+        """Batches appended with ``commit=False`` and not committed yet."""
+        return len(self._uncommitted)
+
+    def commit(self) -> None:
+        """Make the batches appended with ``commit=False`` durable (one fsync for all).
+
+        Raises ``LogUnavailable`` if the log fails: they are then held, after any
+        batch held before them, and ``flush`` returns them, in order, once durable.
+        """
+        self._check_failed()
+        if not self._uncommitted:
+            return
+        outs, self._uncommitted = self._uncommitted, []
+        try:
+            self._writer.commit()
+        except LogUnavailable:
+            self._held.extend(outs)
+            raise
+        self._released.extend(self._held)  # durable now, in order before these
+        self._held = []
+
     def record(
-        self, commands: np.ndarray, results: np.ndarray, events: np.ndarray
+        self,
+        commands: np.ndarray,
+        results: np.ndarray,
+        events: np.ndarray,
+        *,
+        commit: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Log commands that ran elsewhere, with their results and events, and return
         (results, events) once durable: the daemon's sequencer settles work that pair
@@ -227,7 +262,7 @@ class Journal:
         ``commands`` on the state the log holds so far: replay checks it. The
         commands have changed the state already, so they are never refused: if the
         log fails the batch is held (``flush`` returns it once durable) and
-        ``LogUnavailable`` is raised, as ``submit`` does.
+        ``LogUnavailable`` is raised, as ``submit`` does. ``commit=False`` as submit's.
         """
         self._check_failed()
         if commands.dtype != COMMAND_DTYPE or results.dtype != RESULT_DTYPE:
@@ -237,6 +272,9 @@ class Journal:
         commands = np.ascontiguousarray(commands)
         out = (np.ascontiguousarray(results).copy(), np.ascontiguousarray(events).copy())
         self._append_batch(commands, out[0], out[1])
+        if not commit:  # durable at the next commit, as submit's
+            self._uncommitted.append(out)
+            return out
         try:
             self._writer.commit()
         except LogUnavailable:
@@ -255,12 +293,15 @@ class Journal:
         change: int,
         ts_ns: int,
         detail: bytes = b"",
+        *,
+        commit: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``Engine.balance_update``, durable; ``detail`` (the caller's JSON) is kept
-        in the record for the history. Raises and refuses as ``submit`` does."""
+        in the record for the history. Raises and refuses as ``submit`` does (a
+        refused update is not logged); ``commit=False`` as submit's."""
         self._check_failed()
         if not self._retry_held():
-            return _unavailable(1), np.zeros(0, dtype=EVENT_DTYPE)
+            return unavailable_results(1), np.zeros(0, dtype=EVENT_DTYPE)
         if not isinstance(business, bytes | bytearray) or not isinstance(detail, bytes | bytearray):
             return _invalid(), np.zeros(0, dtype=EVENT_DTYPE)
         if len(business) > MAX_BUSINESS_BYTES or len(detail) > MAX_DETAIL_BYTES:
@@ -285,6 +326,9 @@ class Journal:
             self._writer.append(seq, RT_BALANCE, payload)
         except LogError as exc:
             self._fail(f"balance.update seq {seq} could not be appended: {exc}")
+        if not commit:
+            self._uncommitted.append((results, events))
+            return results, events
         try:
             self._writer.commit()
         except LogUnavailable:
@@ -439,7 +483,8 @@ class Journal:
         self.close()
 
 
-def _unavailable(n: int) -> np.ndarray:
+def unavailable_results(n: int) -> np.ndarray:
+    """``n`` results refusing their commands with ``SERVICE_UNAVAILABLE``."""
     results = np.zeros(n, dtype=RESULT_DTYPE)
     results["code"] = Result.SERVICE_UNAVAILABLE
     return results

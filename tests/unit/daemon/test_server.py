@@ -249,6 +249,53 @@ def test_a_failing_disk_holds_answers_and_refuses_new_commands(running: Running)
     assert running.journal.durable_seq == released.results["seq"][0]
 
 
+def test_calls_whose_log_write_fails_are_answered_once_durable_with_their_results(
+    running: Running,
+) -> None:
+    running.request(lambda rid: wire.encode_calls(deposits(), rid))
+    io = FaultyIO()
+    running.journal._writer._io = io  # the writer's system calls, for fault tests
+    io.fail("fdatasync", errno.EIO, times=-1)
+    calls = [
+        wire.BalanceUpdate(user=1, asset=1, business="deposit", business_id=77, change=5),
+        wire.PutLimit(user=1, market=0, side=Side.ASK, amount=1000, price=10_000),
+        wire.ServerStatus(),
+    ]
+    running.client.send(wire.encode_calls(calls, 201))
+    assert not running.client.poll(500), "answered while its calls were not durable"
+    late = wire.BalanceUpdate(user=1, asset=1, business="deposit", business_id=78, change=5)
+    running.client.send(wire.encode_calls([late], 202))
+    assert running.client.poll(10_000)
+    refused = wire.decode_reply(running.client.recv())
+    assert refused.request_id == 202  # the log is failing: refused, not run
+    assert refused.replies[0].code == Result.SERVICE_UNAVAILABLE
+    io.clear()
+    assert running.client.poll(10_000)
+    released = wire.decode_reply(running.client.recv())
+    assert released.request_id == 201
+    deposit, order, status = released.replies
+    assert deposit.code == Result.OK
+    assert order.code == Result.OK
+    assert order.result_as(wire.PutLimit).order_id > 0
+    assert status.code == Result.OK
+    bid = C.batch(C.put_limit(2, 0, Side.BID, 1000, 9_000))
+    after = running.request(lambda rid: wire.encode_commands(bid, rid))
+    assert (after.results["code"] == Result.OK).all()
+    assert running.journal.durable_seq == after.results["seq"][0]
+
+
+def test_the_write_calls_of_a_frame_share_one_fsync(running: Running) -> None:
+    running.request(lambda rid: wire.encode_calls(deposits(), rid))
+    syncs = running.journal.writer.stats().syncs
+    calls = [
+        wire.BalanceUpdate(user=1, asset=1, business="deposit", business_id=100 + i, change=5)
+        for i in range(20)
+    ]
+    reply = running.request(lambda rid: wire.encode_calls(calls, rid))
+    assert [r.code for r in reply.replies] == [Result.OK] * 20
+    assert running.journal.writer.stats().syncs == syncs + 1
+
+
 def test_the_pipelined_server_refuses_what_would_overfill_it(tmp_path: Path) -> None:
     running = Running(tmp_path, "workers", max_pending=8)
     try:
