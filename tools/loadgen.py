@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
-from tools.bench_args import positive_float, positive_int
+from tools.bench_args import non_negative_float, positive_float, positive_int
 
 DEFAULT_URL = "http://127.0.0.1:8080/"
 DEFAULT_CONFIG = Path("etc/matchd.toml")
@@ -149,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=8,
         metavar="N",
         help="WebSocket sessions per process, each subscribed and querying (default 8)",
+    )
+    add(
+        "--ws-query-interval",
+        type=non_negative_float,
+        default=1.0,
+        metavar="S",
+        help="seconds between a WebSocket session's queries; 0: back to back (default 1)",
     )
     add("--soak", action="store_true", help="check the invariants after the run")
     add(

@@ -29,6 +29,7 @@ from tools.loadgen_report import (
     progress_table,
     summarize,
 )
+from tools.loadgen_soak import Balances
 from tools.loadgen_worker import WorkerSpec, model_block, worker_main
 
 READY_TIMEOUT_S = 300.0
@@ -169,6 +170,7 @@ class Run:
                 fund=not args.no_fund,
                 ws_url=args.ws,
                 ws_sessions=args.ws_sessions,
+                ws_query_interval_s=args.ws_query_interval,
             )
             proc = ctx.Process(target=worker_main, args=(spec, reports, go, start), daemon=True)
             proc.start()
@@ -327,19 +329,17 @@ class Run:
     def _markets(self) -> list[str]:
         return [m.name for m in self.model.markets]
 
-    async def _prepare(self, users: list[int], assets: list[str]) -> dict[str, Decimal]:
-        from tools.loadgen_soak import prepare
+    async def _prepare(self, users: list[int], assets: list[str]) -> Balances:
+        from tools.loadgen_soak import Limited, prepare
 
         driver = self._driver()
         await driver.start()
         try:
-            return await prepare(driver, users, self._markets(), assets)
+            return await prepare(Limited(driver), users, self._markets(), assets)
         finally:
             await driver.aclose()
 
-    def _soak(
-        self, users: list[int], assets: list[str], baseline: dict[str, Decimal]
-    ) -> dict[str, Any]:
+    def _soak(self, users: list[int], assets: list[str], baseline: Balances) -> dict[str, Any]:
         from tools.loadgen_soak import SoakQueryError
 
         orders, net = combine_ledgers([d["ledger"] for d in self.progress.done.values()])
@@ -353,11 +353,12 @@ class Run:
         self,
         users: list[int],
         assets: list[str],
-        baseline: dict[str, Decimal],
+        baseline: Balances,
         orders: dict[tuple[int, str], list[int]],
         net: dict[str, Decimal],
     ) -> dict[str, Any]:
         from tools.loadgen_soak import (
+            Limited,
             SoakReport,
             balance_sums,
             check_depth,
@@ -367,8 +368,9 @@ class Run:
         )
 
         report = SoakReport()
-        driver = self._driver()
-        await driver.start()
+        plain = self._driver()
+        await plain.start()
+        driver = Limited(plain)
         try:
             settle = self.args.settle
             seen = await check_orders(report, driver, orders, settle)
@@ -378,5 +380,5 @@ class Run:
             check_funds(report, baseline, after, net, fees_paid(seen.records.values(), assets_of))
         finally:
             with contextlib.suppress(Exception):
-                await driver.aclose()
+                await plain.aclose()
         return report.to_json()

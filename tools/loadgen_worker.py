@@ -39,6 +39,8 @@ from tools.loadgen_model import Op, TrafficGenerator, TrafficModel, model_to_tom
 #: Funding calls in flight at once, per process.
 FUNDING_WINDOW = 64
 ORDER_METHODS = ("order.put_limit", "order.put_market")
+#: What the WebSocket readers' recordings are named with (``tools.loadgen_ws``).
+WS_PREFIX = "ws "
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class WorkerSpec:
     fund: bool
     ws_url: str | None = None
     ws_sessions: int = 0
+    ws_query_interval_s: float = 1.0
     report_every_s: float = 1.0
 
 
@@ -73,7 +76,8 @@ def model_block(model: TrafficModel, index: int) -> TrafficModel:
 
 
 class Recorders:
-    """The run's recorder and one per method."""
+    """The run's recorder (the model's calls) and one per method (also the WebSocket
+    readers', named ``ws ...``)."""
 
     def __init__(self, start_ns: int) -> None:
         self.start_ns = start_ns
@@ -84,12 +88,15 @@ class Recorders:
         rec = self.methods.get(method)
         if rec is None:
             rec = self.methods[method] = LatencyRecorder(self.start_ns)
+        overall = not method.startswith(WS_PREFIX)  # the model's calls only
         if error is None:
-            self.all.record(start_ns, answer_ns)
             rec.record(start_ns, answer_ns)
+            if overall:
+                self.all.record(start_ns, answer_ns)
         else:
-            self.all.record_error(error, answer_ns)
             rec.record_error(error, answer_ns)
+            if overall:
+                self.all.record_error(error, answer_ns)
 
     def encode(self) -> dict[str, Any]:
         return {
@@ -252,7 +259,8 @@ async def work(spec: WorkerSpec, reports: Any, go: Any, start: Any) -> None:
 
             markets = [m.name for m in spec.model.markets]
             readers = loop.create_task(run_sessions(
-                spec.ws_url, spec.ws_sessions, markets, worker.recorders.record, worker.end_ns
+                spec.ws_url, spec.ws_sessions, markets, worker.recorders.record, worker.end_ns,
+                spec.ws_query_interval_s,
             ))  # fmt: skip
         try:
             if spec.rate_per_s is None:

@@ -4,9 +4,10 @@ ViaBTC's WebSocket protocol (accessws) has no method that trades: its clients re
 So the model's writes go over ``--transport`` while each generator process also
 keeps ``--ws-sessions`` sessions open, as an exchange's browsers and bots do. Each
 session subscribes to depth (``WS_DEPTH_LIMIT`` levels, no merging), deals, price,
-state and today for every market of the model, and queries in a closed loop, one
-query at a time, cycling through depth.query, price.query, deals.query, state.query,
-today.query and kline.query (recorded as ``ws depth.query`` and so on). Every
+state and today for every market of the model, and queries one at a time, one every
+``--ws-query-interval`` seconds (0: each as soon as the last is answered), cycling
+through depth.query, price.query, deals.query, state.query, today.query and
+kline.query (recorded as ``ws depth.query`` and so on, from the actual send). Every
 notification is counted by kind (``ws depth.update``: count only), and each new deal
 of a ``deals.update`` gives the market-data delay from the deal's time on the server
 to its arrival here (``ws deal delay``: the same machine's clock on both sides, so
@@ -96,15 +97,19 @@ class WsSession:
             if answer.error is not None:
                 raise RuntimeError(f"{method}{params}: {answer.error}")
 
-    async def query_loop(self, end_ns: int) -> None:
-        """Query in a closed loop until ``end_ns`` (monotonic)."""
+    async def query_loop(self, end_ns: int, interval_s: float) -> None:
+        """Query until ``end_ns`` (monotonic): one query every ``interval_s`` seconds,
+        or the next as soon as the last is answered (0)."""
         for method, params in itertools.cycle(queries(self.markets)):
-            if time.monotonic_ns() >= end_ns:
-                return
             sent = time.monotonic_ns()
+            if sent >= end_ns:
+                return
             answer = await self.call(method, params)
             error = None if answer.error is None else str(answer.error.get("code", "bad error"))
             self.record(f"ws {method}", sent, time.monotonic_ns(), error)
+            if interval_s:
+                next_ns = min(sent + int(interval_s * NS_PER_S), end_ns)
+                await asyncio.sleep(max(0, next_ns - time.monotonic_ns()) / NS_PER_S)
 
     async def read(self) -> None:
         """Read until the session closes: answers to their callers, pushes counted."""
@@ -138,7 +143,7 @@ class WsSession:
 
 
 async def run_sessions(url: str, sessions: int, markets: Sequence[str], record: Record,
-                       end_ns: int) -> dict[str, int]:  # fmt: skip
+                       end_ns: int, interval_s: float) -> dict[str, int]:  # fmt: skip
     """``sessions`` sessions to ``url`` until ``end_ns``; the pushes received, by kind."""
     import aiohttp
 
@@ -150,7 +155,7 @@ async def run_sessions(url: str, sessions: int, markets: Sequence[str], record: 
         readers = [asyncio.create_task(s.read()) for s in all_sessions]
         try:
             await asyncio.gather(*(s.subscribe() for s in all_sessions))
-            await asyncio.gather(*(s.query_loop(end_ns) for s in all_sessions))
+            await asyncio.gather(*(s.query_loop(end_ns, interval_s) for s in all_sessions))
         finally:
             for ws in sockets:
                 await ws.close()

@@ -16,10 +16,10 @@ import pytest
 from tools import loadgen
 from tools.loadgen_drivers import Outcome, error_key, outcome_of
 from tools.loadgen_latency import NS_PER_S, Schedule
-from tools.loadgen_model import MODELS, TrafficModel
+from tools.loadgen_model import MODELS, Op, TrafficModel
 from tools.loadgen_report import daemon_processes, merge, progress_line
 from tools.loadgen_run import combine_ledgers, process_business_ids
-from tools.loadgen_soak import SoakReport, _levels, check_funds, fees_paid
+from tools.loadgen_soak import Balances, SoakReport, _levels, check_funds, fees_paid
 from tools.loadgen_worker import Ledger, Recorders, model_block
 
 
@@ -75,14 +75,15 @@ def test_the_processes_schedules_interleave_into_the_whole_rate() -> None:
 
 def test_the_ledger_keeps_acknowledged_orders_and_net_changes() -> None:
     ledger = Ledger()
-    put = ("order.put_limit", (7, "BTC_USDT", 2, "0.01", "100", "0.002", "0.001", ""))
+    ok = {"status": "success"}
+    put = Op("order.put_limit", (7, "BTC_USDT", 2, "0.01", "100", "0.002", "0.001", ""))
     ledger.note(put, {"id": 41})
     ledger.note(put, {"id": 42})
-    ledger.note(("balance.update", (7, "USDT", "deposit", 1, "10.5", {})), {"status": "success"})
-    ledger.note(("balance.update", (7, "USDT", "withdraw", 2, "-0.5", {})), {"status": "success"})
-    ledger.note(("order.cancel", (7, "BTC_USDT", 41)), {"id": 41})
+    ledger.note(Op("balance.update", (7, "USDT", "deposit", 1, "10.5", {})), ok)
+    ledger.note(Op("balance.update", (7, "USDT", "withdraw", 2, "-0.5", {})), ok)
+    ledger.note(Op("order.cancel", (7, "BTC_USDT", 41)), {"id": 41})
     other = Ledger()
-    other.note(("balance.update", (8, "USDT", "deposit", 3, "1", {})), {"status": "success"})
+    other.note(Op("balance.update", (8, "USDT", "deposit", 3, "1", {})), ok)
     orders, net = combine_ledgers([ledger.encode(), other.encode()])
     assert orders == {(7, "BTC_USDT"): [41, 42]}
     assert net == {"USDT": Decimal(11)}
@@ -98,19 +99,39 @@ def test_fees_are_paid_in_what_an_order_receives() -> None:
     assert fees == {"BTC": Decimal("0.00002"), "USDT": Decimal("0.3")}
 
 
+def _balances(btc: str, usdt: str, unit: str = "0.01") -> Balances:
+    return Balances(
+        {"BTC": Decimal(btc), "USDT": Decimal(usdt)},
+        2,
+        dict.fromkeys(("BTC", "USDT"), Decimal(unit)),
+    )
+
+
 def test_funds_pass_when_balances_moved_by_the_net_less_fees_and_fail_otherwise() -> None:
-    before = {"BTC": Decimal(1), "USDT": Decimal(100)}
+    before = _balances("1", "100")
     net = {"BTC": Decimal(2)}
     fees = {"USDT": Decimal("0.5")}
     good = SoakReport()
-    check_funds(good, before, {"BTC": Decimal(3), "USDT": Decimal("99.5")}, net, fees)
+    check_funds(good, before, _balances("3", "99.5"), net, fees)
     assert good.ok
     bad = SoakReport()
-    check_funds(bad, before, {"BTC": Decimal(3), "USDT": Decimal("99.6")}, net, fees)
+    check_funds(bad, before, _balances("3", "99.6"), net, fees)
     assert not bad.ok
     assert bad.violations["funds"] == [
-        "USDT: balances moved by -0.4; acknowledged changes 0 less fees 0.5 make -0.5"
+        "USDT: balances moved by -0.4; acknowledged changes 0 less fees 0.5 make -0.5 "
+        "(tolerance 0.02)"
     ]
+
+
+def test_funds_allow_what_truncated_balances_hide_and_no_more() -> None:
+    before = _balances("1", "100")
+    fees = {"USDT": Decimal("0.0049")}  # the users' true USDT: 99.9951, shown 99.99 or so
+    within = SoakReport()
+    check_funds(within, before, _balances("1", "99.98"), {}, fees)  # short by 0.0151 < 0.02
+    assert within.ok, within.violations
+    beyond = SoakReport()
+    check_funds(beyond, before, _balances("1", "99.97"), {}, fees)  # short by 0.0251
+    assert not beyond.ok
 
 
 def test_levels_sum_left_per_price_best_first() -> None:
@@ -164,6 +185,8 @@ def test_the_daemon_processes_are_found_with_their_children() -> None:
         (["--rate", "0"], "must be a positive rate"),
         (["--rate", "fast"], "is not a rate"),
         (["--duration", "-1"], "must be a positive number"),
+        (["--duration", "inf"], "not a finite number"),
+        (["--ws-query-interval", "-1"], "at least 0"),
         (["--processes", "0"], ""),
         (["--transport", "carrier-pigeon"], "invalid choice"),
         (["--rate", "10", "--closed"], "not allowed with argument"),
@@ -188,3 +211,56 @@ def test_a_model_beyond_the_user_ids_is_refused(capsys: pytest.CaptureFixture[st
 def test_the_models_are_listed(capsys: pytest.CaptureFixture[str]) -> None:
     assert loadgen.main(["--list-models"]) == 0
     assert capsys.readouterr().out.split() == sorted(MODELS)
+
+
+class _Recording:
+    """A driver that answers every order.finished page empty and remembers it."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[object]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def call(self, method: str, params: list[object]) -> Outcome:
+        self.asked.append(params)
+        return Outcome({"offset": params[4], "limit": params[5], "records": []}, None)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_a_transient_error_is_asked_again_and_a_lasting_one_fails() -> None:
+    import asyncio
+
+    from tools.loadgen_soak import Limited, SoakQueryError
+
+    class Flaky(_Recording):
+        async def call(self, method: str, params: list[object]) -> Outcome:
+            self.asked.append(params)
+            return Outcome(None, "5") if len(self.asked) < 3 else Outcome("ok", None)
+
+    flaky = Flaky()
+    assert asyncio.run(Limited(flaky).call("x", [])) == "ok"
+    assert len(flaky.asked) == 3
+
+    class Broken(_Recording):
+        async def call(self, method: str, params: list[object]) -> Outcome:
+            self.asked.append(params)
+            return Outcome(None, "1")
+
+    broken = Broken()
+    with pytest.raises(SoakQueryError, match="error 1"):
+        asyncio.run(Limited(broken).call("x", []))
+    assert len(broken.asked) == 1
+
+
+def test_the_websocket_readers_recordings_stay_out_of_the_overall_figures() -> None:
+    rec = Recorders(0)
+    rec.record("order.put_limit", 0, 1_000_000, None)
+    rec.record("ws deal delay", 0, 5_000_000, None)
+    rec.record("ws depth.query", 0, 2_000_000, "3")
+    assert rec.all.count == 1
+    assert rec.all.errors == {}
+    assert rec.methods["ws deal delay"].count == 1
+    assert rec.methods["ws depth.query"].errors == {"3": 1}

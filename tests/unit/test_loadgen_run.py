@@ -102,7 +102,7 @@ def test_websocket_readers_query_and_count_pushes_beside_the_writes(
 ) -> None:
     code, summary = run(
         tmp_path, "--url", daemon.http_url, "--model", model, "--rate", "200",
-        "--duration", "2", "--ws", daemon.ws_url, "--ws-sessions", "3",
+        "--duration", "2", "--ws", daemon.ws_url, "--ws-sessions", "3", "--ws-query-interval", "0",
     )  # fmt: skip
     assert code == 0
     methods = summary["latency"]["per_method"]
