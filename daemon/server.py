@@ -452,12 +452,12 @@ class Server:
             return
         for results, events in released:
             entry = self._held.popleft()
-            self.commands += len(results)
             if isinstance(entry, _HeldCall):
                 want = entry.frame.request.want_events
                 reply = self._command_reply(entry.call, results[0], events, want)
                 self._finish_call(entry.frame, entry.index, reply)
             else:
+                self.commands += len(results)
                 self._answer(entry, results, events)
 
     # ------------------------------------------------------------------ calls
