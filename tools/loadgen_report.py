@@ -52,12 +52,13 @@ def _ms(us: int) -> str:
 
 
 def progress_table(merged: Merged, elapsed_s: float, title: str) -> Any:
-    """A rich Table of the progress, overall and per method."""
+    """A rich Table of the progress, overall and per method (latencies in ms)."""
     from rich.table import Table
 
-    table = Table(title=f"{title}  {elapsed_s:.1f} s", title_justify="left")
-    for column in ("calls", "ok", "ok/s (last s)", "errors", "p50", "p99", "p99.9", "max"):
-        table.add_column(column, justify="right" if column != "calls" else "left")
+    table = Table(title=f"{title}  {elapsed_s:.1f} s", title_justify="left", padding=(0, 1))
+    table.add_column("calls", no_wrap=True)
+    for column in ("ok", "ok/s", "errors", "p50", "p99", "p99.9", "max"):
+        table.add_column(column, justify="right", no_wrap=True)
     rows = [("all", merged.all), *sorted(merged.methods.items())]
     for name, rec in rows:
         s = rec.summary()
@@ -65,9 +66,10 @@ def progress_table(merged: Merged, elapsed_s: float, title: str) -> Any:
         last = counts[-2] if len(counts) > 1 else (counts[-1] if counts else 0)
         errors = " ".join(f"{k}:{v}" for k, v in sorted(s["errors"].items())) or "0"
         table.add_row(
-            name, str(s["count"]), str(last), errors, _ms(s["p50_us"]), _ms(s["p99_us"]),
-            _ms(s["p99_9_us"]), _ms(s["max_us"]),
+            name, str(s["count"]), str(last), errors,
+            *(f"{s[key] / 1000:.2f}" for key in ("p50_us", "p99_us", "p99_9_us", "max_us")),
         )  # fmt: skip
+    table.caption = "latency in ms; ok/s: the last full second"
     return table
 
 
