@@ -131,17 +131,17 @@ class Run:
             except (DriverError, SoakQueryError) as exc:
                 print(f"matchd-loadgen: soak baseline: {exc}", file=sys.stderr)
                 return None
-        daemon = daemon_processes(args.daemon_pid)
         outcome = self._generate()
         if outcome is None:
             return None
-        cpu_before, cpu_after, seconds = outcome
-        summary = self._summary(daemon_cpu(daemon, cpu_before, cpu_after, seconds))
+        summary = self._summary(daemon_cpu(*outcome))
         if args.soak and baseline is not None:
             summary["soak"] = self._soak(users, assets, baseline)
         return summary
 
-    def _generate(self) -> tuple[dict[int, float], dict[int, float], float] | None:
+    def _generate(self) -> tuple[dict[int, str], dict[int, float], dict[int, float], float] | None:
+        """Run the generator processes; the daemon's processes (pid: name), their CPU
+        seconds before and after, and the run's seconds; None if they did not start."""
         from multiprocessing import get_context
 
         args = self.args
@@ -186,13 +186,15 @@ class Run:
             self._follow(reports, procs)
             cpu_after = cpu_of(daemon)
             seconds = (time.monotonic_ns() - self.start_ns) / 1e9
-            return cpu_before, cpu_after, seconds
+            return daemon, cpu_before, cpu_after, seconds
         finally:
-            go.set()
             for proc in procs:
+                if not go.is_set():  # never started: stopped, not let loose
+                    proc.terminate()
                 proc.join(timeout=5)
                 if proc.is_alive():
                     proc.terminate()
+                    proc.join(timeout=5)
 
     def _take(self, reports: Any, timeout_s: float) -> None:
         """Take the waiting reports (waiting up to ``timeout_s`` for the first)."""

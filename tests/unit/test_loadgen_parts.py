@@ -264,3 +264,18 @@ def test_the_websocket_readers_recordings_stay_out_of_the_overall_figures() -> N
     assert rec.all.errors == {}
     assert rec.methods["ws deal delay"].count == 1
     assert rec.methods["ws depth.query"].errors == {"3": 1}
+
+
+def test_a_server_that_is_not_there_fails_the_run_with_the_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once it is closed
+    argv = ["--url", f"http://127.0.0.1:{port}/", "--duration", "1", "--processes", "2"]
+    assert loadgen.main([*argv, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "generator 0: http://127.0.0.1:" in err
+    assert "ConnectionRefusedError" in err
