@@ -157,7 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds between a WebSocket session's queries; 0: back to back (default 1)",
     )
-    add("--soak", action="store_true", help="check the invariants after the run")
+    add(
+        "--soak",
+        action="store_true",
+        help="check the server's invariants after the run (it first cancels every order "
+        "resting in the model's markets: use a server of your own)",
+    )
     add(
         "--settle",
         type=positive_float,
