@@ -136,6 +136,11 @@ class WsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         If the client offers ``Sec-WebSocket-Protocol``, it must include this one.
     feed_pub
         The feed's publisher the subscriptions come from; empty: ``[feed] pub``.
+    allowed_origins
+        Web origins (``https://host[:port]``) whose pages may open a connection: a
+        handshake whose ``Origin`` is not one of them gets HTTP 403 (a page of another
+        site cannot use a visitor's browser to reach the gateway). A client that sends
+        no ``Origin`` (not a browser) is not affected. Empty: any origin (ViaBTC).
     """
 
     bind: str = "127.0.0.1:8090"
@@ -153,6 +158,7 @@ class WsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     depth_merge: tuple[str, ...] = ("0",)
     protocol: str = "chat"
     feed_pub: str = ""
+    allowed_origins: tuple[str, ...] = ()
     rate_per_ip: int = 100_000
     burst_per_ip: int = 200_000
     max_ips: int = 65_536
@@ -175,6 +181,13 @@ class WsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             _fail("ws", f"protocol = {self.protocol!r} must be 1 to 64 printable characters")
         if self.feed_pub and not _ENDPOINT_RE.fullmatch(self.feed_pub):
             _fail("ws", f"feed_pub = {self.feed_pub!r} is not a ZeroMQ endpoint (tcp://HOST:PORT)")
+        for origin in self.allowed_origins:
+            if not _ORIGIN_RE.fullmatch(origin):
+                _fail("ws", f"allowed_origins: {origin!r} is not an origin (https://host[:port])")
+
+
+#: A web origin as browsers send it: scheme, host and an optional port, no path.
+_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 
 
 def _check_common(table: str, config: HttpConfig | WsConfig) -> None:

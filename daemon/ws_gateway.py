@@ -118,6 +118,7 @@ class WsStats:
     malformed: int = 0
     rate_limited: int = 0
     refused_connections: int = 0
+    refused_origins: int = 0  #: handshakes from a web origin not allowed (403)
     overflowed: int = 0  #: closed for not reading (1008)
     backend_down: int = 0
     timeouts: int = 0
@@ -151,6 +152,7 @@ class WsGateway:
         self.limiter = IpRateLimiter(config.rate_per_ip, config.burst_per_ip, config.max_ips)
         self.stats = WsStats()
         self.sessions: set[Session] = set()
+        self._origins = frozenset(o.lower() for o in config.allowed_origins)
 
     # ------------------------------------------------------------ connections
 
@@ -188,9 +190,14 @@ class WsGateway:
         return ws
 
     def _refusal(self, request: web.BaseRequest) -> web.Response | None:
-        """A 400 for a request that is not a WebSocket upgrade this server takes."""
+        """A 400 for a request that is not a WebSocket upgrade this server takes, a 403
+        for one from a web page whose origin is not allowed (``allowed_origins``)."""
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.Response(status=400, text="this is a WebSocket server (RFC 6455)\n")
+        origin = request.headers.get("Origin")
+        if origin is not None and self._origins and origin.lower() not in self._origins:
+            self.stats.refused_origins += 1
+            return web.Response(status=403, text=f"origin {origin[:200]!r} is not allowed\n")
         offered = request.headers.get("Sec-WebSocket-Protocol")
         if offered is not None:
             names = [name.strip() for name in offered.split(",")]

@@ -26,6 +26,7 @@ import zmq
 import zmq.asyncio
 
 from core.config import parse_config
+from core.errors import ConfigError
 from daemon.gateway_config import WsConfig
 from daemon.gateway_links import EngineLink
 from daemon.http_gateway import listening_socket
@@ -140,6 +141,38 @@ def test_connections_per_worker_are_limited(tmp_path: Path) -> None:
                 assert await c.ok("server.ping") == "pong"
 
     asyncio.run(main())
+
+
+def test_only_the_allowed_web_origins_may_connect(tmp_path: Path) -> None:
+    async def main() -> None:
+        allowed = ("https://exchange.example", "http://localhost:3000")
+        async with gateway(tmp_path, allowed_origins=allowed) as g:
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await session.ws_connect(g.url, origin="https://evil.example")
+                assert refused.value.status == 403
+                async with session.get(
+                    g.url.replace("ws://", "http://"),
+                    headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                             "Origin": "https://evil.example", "Sec-WebSocket-Version": "13",
+                             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+                ) as response:  # fmt: skip
+                    assert response.status == 403
+                    assert "origin 'https://evil.example' is not allowed" in await response.text()
+            assert g.gateway.stats.refused_origins == 2
+            for origin in ("https://exchange.example", "HTTP://LOCALHOST:3000", None):
+                async with client(g.url, origin=origin) as c:  # no Origin: not a browser
+                    assert await c.ok("server.ping") == "pong"
+        async with gateway(tmp_path) as g, client(g.url, origin="https://any.example") as c:
+            assert await c.ok("server.ping") == "pong"  # none listed: any origin
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("origin", ["exchange.example", "https://exchange.example/", "ftp://x"])
+def test_an_allowed_origin_must_be_an_origin(origin: str) -> None:
+    with pytest.raises(ConfigError, match="is not an origin"):
+        WsConfig(allowed_origins=(origin,))
 
 
 def test_messages_per_client_address_are_limited(tmp_path: Path) -> None:
