@@ -211,15 +211,16 @@ class Journal:
         commands = np.ascontiguousarray(commands)
         results, events = self.engine.execute_view(commands)
         self._append_batch(commands, results, events)
-        out = (results.copy(), events.copy())
-        if not commit:
-            self._uncommitted.append(out)
-            return out
-        try:
-            self._writer.commit()
-        except LogUnavailable:
-            self._held.append(out)
-            raise
+        return self._appended((results.copy(), events.copy()), commit)
+
+    def _appended(
+        self, out: tuple[np.ndarray, np.ndarray], commit: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``out``'s batch is appended: make it durable now (``commit``, see ``commit``)
+        or with the next ``commit``."""
+        self._uncommitted.append(out)
+        if commit:
+            self.commit()
         return out
 
     @property
@@ -272,17 +273,7 @@ class Journal:
         commands = np.ascontiguousarray(commands)
         out = (np.ascontiguousarray(results).copy(), np.ascontiguousarray(events).copy())
         self._append_batch(commands, out[0], out[1])
-        if not commit:  # durable at the next commit, as submit's
-            self._uncommitted.append(out)
-            return out
-        try:
-            self._writer.commit()
-        except LogUnavailable:
-            self._held.append(out)
-            raise
-        self._released.extend(self._held)  # durable now, in order before this batch
-        self._held = []
-        return out
+        return self._appended(out, commit)
 
     def balance_update(
         self,
@@ -326,15 +317,7 @@ class Journal:
             self._writer.append(seq, RT_BALANCE, payload)
         except LogError as exc:
             self._fail(f"balance.update seq {seq} could not be appended: {exc}")
-        if not commit:
-            self._uncommitted.append((results, events))
-            return results, events
-        try:
-            self._writer.commit()
-        except LogUnavailable:
-            self._held.append((results, events))
-            raise
-        return results, events
+        return self._appended((results, events), commit)
 
     def flush(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Retry a failing log; returns the batches that were held and are durable
