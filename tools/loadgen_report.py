@@ -37,14 +37,20 @@ def merge(payloads: Iterable[Mapping[str, Any]], start_ns: int) -> Merged:
 def progress_line(merged: Merged, elapsed_s: float, sent: int | None = None) -> str:
     """One line of progress: answers, rate of the last full second, errors, percentiles."""
     s = merged.all.summary()
-    counts = s["per_second"]["counts"]
-    last = counts[-2] if len(counts) > 1 else (counts[-1] if counts else 0)
+    last = _last_full_second(s)
     errors = ", ".join(f"{k}: {v}" for k, v in sorted(s["errors"].items(), key=lambda kv: -kv[1]))
     return (
         f"{elapsed_s:6.1f} s  {s['count']:>9} ok  {last:>7}/s  "
         f"p50 {_ms(s['p50_us'])}  p99 {_ms(s['p99_us'])}  p99.9 {_ms(s['p99_9_us'])}  "
         f"max {_ms(s['max_us'])}  errors {s['error_count']}" + (f" ({errors})" if errors else "")
     )
+
+
+def _last_full_second(summary: Mapping[str, Any]) -> int:
+    """Successes in the last full second of a recorder's ``summary`` (the newest
+    second is still filling)."""
+    counts: list[int] = summary["per_second"]["counts"]
+    return counts[-2] if len(counts) > 1 else (counts[-1] if counts else 0)
 
 
 def _ms(us: int) -> str:
@@ -62,8 +68,7 @@ def progress_table(merged: Merged, elapsed_s: float, title: str) -> Any:
     rows = [("all", merged.all), *sorted(merged.methods.items())]
     for name, rec in rows:
         s = rec.summary()
-        counts = s["per_second"]["counts"]
-        last = counts[-2] if len(counts) > 1 else (counts[-1] if counts else 0)
+        last = _last_full_second(s)
         errors = " ".join(f"{k}:{v}" for k, v in sorted(s["errors"].items())) or "0"
         table.add_row(
             name, str(s["count"]), str(last), errors,

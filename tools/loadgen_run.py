@@ -35,6 +35,7 @@ from tools.loadgen_worker import WorkerSpec, model_block, worker_main
 READY_TIMEOUT_S = 300.0
 START_DELAY_NS = 200_000_000  #: from go to the common start, for every process to wake
 PLAIN_PROGRESS_EVERY_S = 5.0
+LIVE_EVERY_S = 1.0
 #: After the run, how long a process may take to send its last report.
 DONE_GRACE_S = 30.0
 
@@ -243,8 +244,9 @@ class Run:
             from rich.console import Console
             from rich.live import Live
 
-            live = Live(console=Console(stderr=True), refresh_per_second=2, transient=False)
+            live = Live(console=Console(stderr=True), refresh_per_second=1, transient=False)
             live.start()
+        show_every_s = LIVE_EVERY_S if live is not None else PLAIN_PROGRESS_EVERY_S
         last_line = time.monotonic()
         try:
             while len(self.progress.done) + len(self.progress.failed) < len(procs):
@@ -254,12 +256,15 @@ class Run:
                         self._take(reports, 0.5)
                         if i not in self.progress.done:
                             self.progress.failed.setdefault(i, f"exited with code {proc.exitcode}")
-                self.merged = merge(self.progress.latest.values(), self.start_ns)
-                elapsed = (time.monotonic_ns() - self.start_ns) / 1e9
-                if live is not None:
-                    live.update(progress_table(self.merged, elapsed, self.title))
-                elif not args.quiet and time.monotonic() - last_line >= PLAIN_PROGRESS_EVERY_S:
-                    print(progress_line(self.merged, elapsed), file=sys.stderr)
+                if not args.quiet and time.monotonic() - last_line >= show_every_s:
+                    # Percentiles cost tens of ms of this core (hdrh iterates in Python):
+                    # shown at this pace only, merged only to be shown.
+                    self.merged = merge(self.progress.latest.values(), self.start_ns)
+                    elapsed = (time.monotonic_ns() - self.start_ns) / 1e9
+                    if live is not None:
+                        live.update(progress_table(self.merged, elapsed, self.title))
+                    else:
+                        print(progress_line(self.merged, elapsed), file=sys.stderr)
                     last_line = time.monotonic()
                 if time.monotonic() > end:
                     for i in range(len(procs)):

@@ -90,10 +90,6 @@ class Limited:
         raise SoakQueryError(f"{method}{params}: error {error}")
 
 
-async def _query(driver: Limited, method: str, params: list[Any]) -> Any:
-    return await driver.call(method, params)
-
-
 async def _gather(calls: Sequence[Any]) -> list[Any]:
     """Await the coroutines ``calls`` (``Limited`` bounds those in flight), in order."""
     return list(await asyncio.gather(*calls))
@@ -112,9 +108,9 @@ class Balances:
 async def balance_sums(driver: Limited, users: Iterable[int], assets: Sequence[str]) -> Balances:
     """Per asset, the sum of available + freeze over ``users``, and the unit balances
     are shown in (asset.list's ``prec``, ViaBTC's ``prec_show``)."""
-    listed = await _query(driver, "asset.list", [])
+    listed = await driver.call("asset.list", [])
     precs = {str(a["name"]): int(a["prec"]) for a in listed}
-    answers = await _gather([_query(driver, "balance.query", [u, *assets]) for u in users])
+    answers = await _gather([driver.call("balance.query", [u, *assets]) for u in users])
     sums: dict[str, Decimal] = dict.fromkeys(assets, Decimal(0))
     for answer in answers:
         for asset in assets:
@@ -161,7 +157,7 @@ async def _pages(
     """Every record of a paged query ``method(*head, offset, limit, *tail)``."""
     records: list[dict[str, Any]] = []
     while True:
-        page = await _query(driver, method, [*head, len(records), limit, *tail])
+        page = await driver.call(method, [*head, len(records), limit, *tail])
         got = page[key]
         records.extend(got)
         if len(got) < limit:
@@ -174,7 +170,7 @@ async def pending_orders(driver: Limited, user: int, market: str) -> list[dict[s
 
 async def finished_detail(driver: Limited, order_id: int) -> dict[str, Any] | None:
     """order.finished_detail: the finished order ``order_id``, or None."""
-    record: dict[str, Any] | None = await _query(driver, "order.finished_detail", [order_id])
+    record: dict[str, Any] | None = await driver.call("order.finished_detail", [order_id])
     return record
 
 
@@ -189,7 +185,7 @@ async def prepare(
         for side in (1, 2)
         for order in await _pages(driver, "order.book", [market, side], [], "orders", BOOK_PAGE)
     ]
-    cancels = [_query(driver, "order.cancel", [o["user"], m, o["id"]]) for m, o in resting]
+    cancels = [driver.call("order.cancel", [o["user"], m, o["id"]]) for m, o in resting]
     await _gather(cancels)
     return await balance_sums(driver, users, assets)
 
@@ -304,7 +300,7 @@ async def check_depth(
 
 
 async def _compare_depth(driver: Limited, market: str) -> tuple[list[str], dict[int, Decimal], int]:
-    depth = await _query(driver, "order.depth", [market, DEPTH_LEVELS, "0"])
+    depth = await driver.call("order.depth", [market, DEPTH_LEVELS, "0"])
     problems: list[str] = []
     book: dict[int, Decimal] = {}
     levels = 0
