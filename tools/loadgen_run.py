@@ -7,16 +7,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import queue
-import subprocess
 import sys
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 
+from tools.bench_all import git_facts
 from tools.loadgen_drivers import Driver, DriverError, make_driver
 from tools.loadgen_model import TrafficModel
 from tools.loadgen_report import (
@@ -65,21 +64,6 @@ def combine_ledgers(
         for asset, value in ledger["net"].items():
             net[asset] = net.get(asset, Decimal(0)) + Decimal(value)
     return orders, net
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],  # noqa: S607 -- fixed command
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def _sum_counts(counts: Any) -> dict[str, int]:
@@ -283,7 +267,7 @@ class Run:
         return {
             "tool": "matchd-loadgen",
             "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "commit": _git_commit(),
+            **git_facts(),  # commit, and whether the checkout differs from it
             "transport": args.transport,
             "target": args.url if args.transport == "http" else (args.engine or str(args.config)),
             "model": args.model,

@@ -76,6 +76,8 @@ def test_an_open_loop_run_over_http_passes_the_soak_and_writes_json_and_png(
     assert summary["soak"]["ok"]
     assert summary["soak"]["checked"]["orders"] > 200
     assert summary["failed_processes"] == {}
+    assert len(summary["commit"]) == 40
+    assert isinstance(summary["dirty"], bool)
     names = [p["name"] for p in summary["daemon_cpu"]]
     assert any(n.startswith("matchd serve") for n in names), names
     assert len(summary["generator_cpu_s"]) == 2
