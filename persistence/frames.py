@@ -177,6 +177,31 @@ def frame_batch(
     return pos, n
 
 
+@kernel
+def rebatch_frames(
+    buf: np.ndarray,
+    buf64: np.ndarray,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    batch_index: int,
+    per_record: bool,
+) -> None:
+    """Give the frames [starts[i], stops[i]) the batch indexes ``batch_index + i`` (0
+    each with ``per_record``) and seal them again. Frames that came from another log
+    (a replica storing its primary's records, checked already) join this writer's
+    commit batch as if it had framed them: recovery reads batch indexes to tell a
+    torn write from damage."""
+    for i in range(starts.shape[0]):
+        pos = starts[i]
+        w = pos // _WORD
+        index = 0 if per_record else batch_index + i
+        buf64[w + 2] = (buf64[w + 2] & _MASK32) | (np.int64(index) << 32)
+        crc = crc32c(buf, pos, pos + 4, 0)
+        crc = crc32c(buf, pos + 8, stops[i], crc)
+        for b in range(4):
+            buf[pos + 4 + b] = (crc >> (8 * b)) & 0xFF
+
+
 def frame_bound(commands: int, events: int) -> int:
     """Bytes ``frame_batch`` may need for this many commands and events."""
     per_command = FRAME_HEADER_LENGTH + ORDER_HEAD_BYTES + _WORD + COMMAND_WORDS * _WORD

@@ -33,12 +33,25 @@ from core.config import EngineConfig
 from core.engine import Engine
 from core.schema import COMMAND_DTYPE, EVENT_DTYPE, RESULT_DTYPE, Result
 from persistence.consumers import consumer_positions
-from persistence.frames import COMMAND_WORDS, EVENT_WORDS, RT_BALANCE, frame_batch, frame_bound
+from persistence.frames import (
+    COMMAND_WORDS,
+    EVENT_WORDS,
+    RT_BALANCE,
+    frame_batch,
+    frame_bound,
+    rebatch_frames,
+)
 from persistence.log_config import FsyncPolicy, LogConfig
 from persistence.log_errors import ConsumerError, LogError, LogUnavailable
 from persistence.log_format import MAX_RECORD_BYTES_LIMIT
 from persistence.log_writer import LogWriter
-from persistence.replay import ReplayStats, encode_balance, replay
+from persistence.replay import (
+    FrameApplier,
+    ReplayMismatch,
+    ReplayStats,
+    encode_balance,
+    replay,
+)
 from persistence.snapshot import (
     BackgroundSnapshotter,
     SnapshotFailed,
@@ -83,6 +96,9 @@ class JournalConfig:
     keep_snapshots: int = 3
     #: Seconds between snapshots taken by ``tick`` (0: only on demand).
     snapshot_interval_s: float = 0.0
+    #: The log's readers see only what they saw before until ``writer.limit_readers``
+    #: lets them further (a primary in sync replication).
+    hold_readers: bool = False
 
     def __post_init__(self) -> None:
         if type(self.keep_snapshots) is not int or not 1 <= self.keep_snapshots <= 1000:
@@ -131,42 +147,30 @@ class Journal:
         self._snap_dir = Path(jconfig.data_dir) / SNAPSHOT_DIR
         self._snapper = BackgroundSnapshotter()
         self._last_snapshot = time.monotonic()
+        self._applier: FrameApplier | None = None
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
     def open(cls, config: EngineConfig, jconfig: JournalConfig) -> Journal:
         """Recover (newest valid snapshot + the log after it) and open for writing."""
-        t0 = time.perf_counter()
-        data_dir = Path(jconfig.data_dir)
-        engine, snapshot_seq = _load_snapshot(config, data_dir / SNAPSHOT_DIR)
-        writer = LogWriter.open(data_dir / LOG_DIR, jconfig.log, start_seq=snapshot_seq + 1)
-        try:
-            if writer.last_seq < snapshot_seq:
-                raise LogError(
-                    f"the snapshot at seq {snapshot_seq} is ahead of the log, which ends at "
-                    f"seq {writer.last_seq}: records the snapshot holds are missing"
-                )
-            stats = replay(engine, data_dir / LOG_DIR, snapshot_seq + 1)
-            if stats.last_seq != writer.last_seq:
-                raise LogError(
-                    f"replay ended at seq {stats.last_seq}, the log at {writer.last_seq}"
-                )
-        except BaseException:
-            writer.close()
-            raise
+        engine, writer, recovery = _recover(config, jconfig)
         journal = cls(config, jconfig, engine, writer)
-        journal.recovery = Recovery(snapshot_seq, stats, time.perf_counter() - t0)
-        logger.info(
-            "journal recovered: snapshot_seq=%d replayed=%d last_seq=%d replay_per_s=%.0f "
-            "seconds=%.3f",
-            snapshot_seq,
-            stats.records,
-            stats.last_seq,
-            stats.records_per_s,
-            journal.recovery.seconds,
-        )
+        journal.recovery = recovery
         return journal
+
+    def reopen(self) -> None:
+        """Close the log and recover again from what the data directory holds now: a
+        standby that replaced its snapshots and log with its primary's snapshot
+        (``daemon.replication_standby``). Nothing may be held or uncommitted."""
+        self._check_failed()
+        if self._held or self._uncommitted:
+            raise LogError("reopen with batches not durable")
+        if self._snapper.running:
+            self._snapper.wait(600.0)
+        self._writer.close()
+        self.engine, self._writer, self.recovery = _recover(self.config, self.jconfig)
+        self._applier = None
 
     # ------------------------------------------------------------------ state
 
@@ -319,6 +323,48 @@ class Journal:
             self._fail(f"balance.update seq {seq} could not be appended: {exc}")
         return self._appended((results, events), commit)
 
+    def follow(self, frames: bytes | memoryview, first_seq: int, where: Path) -> int:
+        """Store and apply records another log holds: a replica following its
+        primary (docs/operations.md). ``frames`` are whole log frames with
+        consecutive sequences from ``first_seq``, which must follow this log.
+
+        Every frame is checked (checksum, length, sequence) before anything is
+        applied; each command is then applied with replay's checks (the outcome its
+        record holds), and the frames are appended under their sequences, in this
+        writer's commit batch, durable at the next ``writer.commit()``. Returns the
+        last sequence. A bad frame raises ``LogCorrupt`` with nothing applied (fetch
+        again). A command whose outcome differs from its record's (this state is not
+        the primary's) raises ``JournalFailed``: the state may be ahead of the log, so
+        the process must stop; recovery rebuilds it from the log.
+        """
+        self._check_failed()
+        if self._applier is None:
+            self._applier = FrameApplier(self.engine)
+        if first_seq != self._writer.last_seq + 1:
+            raise LogError(
+                f"received seq {first_seq} does not follow the log, which ends at seq "
+                f"{self._writer.last_seq}"
+            )
+        buf = np.frombuffer(frames, dtype=np.uint8).copy()  # resealed in place below
+        max_payload = self._writer.config.max_record_bytes
+        ends = self._applier.check(buf, first_seq, max_payload, where)
+        if not ends.shape[0]:
+            return first_seq - 1
+        try:
+            self._applier.apply(buf, ends, first_seq, where)
+        except ReplayMismatch as exc:
+            self._fail(f"a received record does not replay: {exc}")
+        starts = np.concatenate(([0], ends[:-1]))
+        per_record = self._writer.config.fsync is FsyncPolicy.ALWAYS
+        rebatch_frames(
+            buf, buf.view(np.int64), starts, ends, self._writer.next_batch_index, per_record
+        )
+        try:
+            self._writer.append_framed(buf, ends, first_seq)
+        except LogError as exc:
+            self._fail(f"{ends.shape[0]} received records could not be appended: {exc}")
+        return first_seq + int(ends.shape[0]) - 1
+
     def flush(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Retry a failing log; returns the batches that were held and are durable
         now, in order, to be acknowledged (empty if none). Raises ``LogUnavailable``
@@ -419,6 +465,11 @@ class Journal:
         )
 
     @property
+    def snapshot_running(self) -> bool:
+        """A snapshot is being written (``poll_snapshot`` reaps it)."""
+        return self._snapper.running
+
+    @property
     def snapshot_stall_ns(self) -> int:
         """How long the last ``snapshot`` held the caller."""
         return self._snapper.stall_ns
@@ -464,6 +515,42 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _recover(config: EngineConfig, jconfig: JournalConfig) -> tuple[Engine, LogWriter, Recovery]:
+    """The engine of the newest valid snapshot plus the log after it, and the log's
+    writer."""
+    t0 = time.perf_counter()
+    data_dir = Path(jconfig.data_dir)
+    engine, snapshot_seq = _load_snapshot(config, data_dir / SNAPSHOT_DIR)
+    writer = LogWriter.open(
+        data_dir / LOG_DIR,
+        jconfig.log,
+        start_seq=snapshot_seq + 1,
+        hold_readers=jconfig.hold_readers,
+    )
+    try:
+        if writer.last_seq < snapshot_seq:
+            raise LogError(
+                f"the snapshot at seq {snapshot_seq} is ahead of the log, which ends at "
+                f"seq {writer.last_seq}: records the snapshot holds are missing"
+            )
+        stats = replay(engine, data_dir / LOG_DIR, snapshot_seq + 1)
+        if stats.last_seq != writer.last_seq:
+            raise LogError(f"replay ended at seq {stats.last_seq}, the log at {writer.last_seq}")
+    except BaseException:
+        writer.close()
+        raise
+    recovery = Recovery(snapshot_seq, stats, time.perf_counter() - t0)
+    logger.info(
+        "journal recovered: snapshot_seq=%d replayed=%d last_seq=%d replay_per_s=%.0f seconds=%.3f",
+        snapshot_seq,
+        stats.records,
+        stats.last_seq,
+        stats.records_per_s,
+        recovery.seconds,
+    )
+    return engine, writer, recovery
 
 
 def unavailable_results(n: int) -> np.ndarray:

@@ -139,8 +139,13 @@ class LogReader:
         poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        committed: Callable[[], int] | None = None,
     ) -> None:
+        """``committed``: how far the log may be read, instead of the ``committed``
+        file (the writer's own process, which knows its durable sequence: a primary
+        shipping records its readers may not see yet)."""
         self._directory = Path(directory)
+        self._committed = committed
         if not self._directory.is_dir():
             raise FileNotFoundError(f"log directory {self._directory} does not exist")
         self._poll_interval_s = poll_interval_s
@@ -163,6 +168,8 @@ class LogReader:
 
     def committed_seq(self) -> int:
         """The last committed sequence (0 if none)."""
+        if self._committed is not None:
+            return self._committed()
         return read_committed_seq(self._directory)
 
     def first_seq(self) -> int | None:

@@ -91,6 +91,9 @@ class LogWriter:
         self._needs_repair = False
         self._rotate_next = False
         self._published_seq = -1
+        #: Readers see the log up to this sequence at most (None: up to durable_seq).
+        self._reader_limit: int | None = None
+        self._hold_readers = False
         self._failure: LogUnavailable | None = None
         self._closed = False
         self._commits = 0
@@ -110,6 +113,7 @@ class LogWriter:
         *,
         start_seq: int = 1,
         io: SysIO | None = None,
+        hold_readers: bool = False,
     ) -> LogWriter:
         """Open (or create) the log in ``directory`` and recover its tail.
 
@@ -118,6 +122,8 @@ class LogWriter:
         damage raises ``LogCorrupt`` naming segment, offset and sequence. What the
         log holds after opening is synced, so ``durable_seq == last_seq``.
         ``start_seq`` is the first sequence of a new, empty log (ignored otherwise).
+        ``hold_readers``: readers go on seeing only what they saw before (the
+        ``committed`` marker as it was), until ``limit_readers`` lets them further.
         Raises ``LogBusy`` if another writer has the directory, ``LogUnavailable``
         if the disk refuses the set-up.
         """
@@ -135,6 +141,7 @@ class LogWriter:
         except OSError as exc:
             raise LogUnavailable("create log directory", path, exc, 0) from exc
         writer = cls(path, config, io, lock_fd)
+        writer._hold_readers = hold_readers
         try:
             writer._recover(start_seq)
         except BaseException:
@@ -156,6 +163,8 @@ class LogWriter:
                     f"{marker.seq} were committed",
                 )
             self._durable_seq = self._last_seq = start_seq - 1
+            if self._hold_readers:
+                self._reader_limit = self._durable_seq
             self._create_segment(start_seq)
         else:
             with self._io_step("read", self._directory):
@@ -168,6 +177,8 @@ class LogWriter:
             ):
                 raise missing_committed(last, check.torn, marker.seq)
             self._durable_seq = self._last_seq = last.last_seq
+            if self._hold_readers:
+                self._reader_limit = min(marker.seq if marker is not None else 0, last.last_seq)
             self._adopt_segment(last)
             if check.torn is not None:
                 torn = check.torn
@@ -376,10 +387,10 @@ class LogWriter:
             if self._needs_repair:
                 self._repair()
             self._write_pending()
-            if self._published_seq != self._durable_seq:
+            if self._published_seq != self._visible_seq():
                 self._publish_committed()
         except LogUnavailable as failure:
-            if self._published_seq != self._durable_seq:  # fsync=always: a synced prefix
+            if self._published_seq != self._visible_seq():  # fsync=always: a synced prefix
                 with contextlib.suppress(LogUnavailable):
                     self._publish_committed()
             self._failures += 1
@@ -494,6 +505,26 @@ class LogWriter:
         self._needs_repair = False
         logger.info("log segment created: path=%s first_seq=%d", final, first_seq)
 
+    def _visible_seq(self) -> int:
+        limit = self._reader_limit
+        return self._durable_seq if limit is None else min(limit, self._durable_seq)
+
+    @property
+    def reader_limit(self) -> int | None:
+        """How far readers may read at most (None: up to ``durable_seq``)."""
+        return self._reader_limit
+
+    def limit_readers(self, seq: int | None) -> None:
+        """Let readers see the log up to ``seq`` at most (never past ``durable_seq``;
+        None: up to ``durable_seq``): a primary in sync replication shows its drainer
+        and feed only what its standbys hold, so that history and market data never
+        show a record a failover could take back. Publishes at once (one ``pwrite``);
+        raises ``LogUnavailable`` if that fails (the next commit publishes again)."""
+        self._check_open()
+        self._reader_limit = seq
+        if self._published_seq != self._visible_seq():
+            self._publish_committed()
+
     def _publish_committed(self, *, initial: bool = False) -> None:
         """Tell readers how far the log is durable: the ``committed`` file, created
         atomically at open, then updated in place (``pwrite``) after each commit.
@@ -504,12 +535,13 @@ class LogWriter:
         path = self._directory / COMMITTED_FILE
         synced = initial or self._config.fsync is not FsyncPolicy.NONE
         flags = COMMITTED_SYNCED if synced else 0
+        visible = self._visible_seq()
         with self._io_step("update", path):
             if initial:
-                write_seq_file_atomically(self._io, path, COMMITTED_MAGIC, self._durable_seq, flags)
+                write_seq_file_atomically(self._io, path, COMMITTED_MAGIC, visible, flags)
             if self._marker_fd < 0:
                 self._marker_fd = self._io.open(path, os.O_WRONLY)
-            data = encode_seq_file(COMMITTED_MAGIC, self._durable_seq, flags)
+            data = encode_seq_file(COMMITTED_MAGIC, visible, flags)
             try:
                 if self._io.pwrite(self._marker_fd, data, 0) != len(data):
                     raise OSError(5, "short write of the committed marker")
@@ -518,7 +550,7 @@ class LogWriter:
                 with contextlib.suppress(OSError):
                     self._io.close(fd)
                 raise
-        self._published_seq = self._durable_seq
+        self._published_seq = visible
 
     @contextlib.contextmanager
     def _io_step(self, operation: str, path: Path) -> Iterator[None]:

@@ -156,7 +156,7 @@ class _Replayer:
                 self.types,
             )
             if n:
-                self._frames(segment, buf, buf64, n, stop)
+                self._frames(segment.path, buf, buf64, n, stop)
                 expected = int(self.seqs[n - 1]) + 1
             if problem != SCAN_OK:
                 raise LogCorrupt(
@@ -169,9 +169,9 @@ class _Replayer:
                 break
             pos = stop
 
-    def _frames(
-        self, segment: SegmentFile, buf: np.ndarray, buf64: np.ndarray, n: int, stop: int
-    ) -> None:
+    def _frames(self, path: Path, buf: np.ndarray, buf64: np.ndarray, n: int, stop: int) -> None:
+        """Apply the ``n`` frames ``scan_frames`` recorded in ``starts``, ``seqs`` and
+        ``types`` (the last one ends at ``stop``); ``path`` names them in errors."""
         starts = self.starts[:n]
         stops = np.empty(n, dtype=np.int64)
         stops[:-1] = starts[1:]
@@ -185,14 +185,14 @@ class _Replayer:
             while j < n and self.types[j] == RT_ORDER:
                 j += 1
             if j > i:
-                self._orders(segment, buf, buf64, starts[i:j], stops[i:j], self.seqs[i:j])
+                self._orders(path, buf, buf64, starts[i:j], stops[i:j], self.seqs[i:j])
                 i = j
                 continue
             if self.types[i] == RT_BALANCE:
-                self._balance(segment, buf, int(starts[i]), int(stops[i]), int(self.seqs[i]))
+                self._balance(path, buf, int(starts[i]), int(stops[i]), int(self.seqs[i]))
             else:
                 raise LogCorrupt(
-                    segment.path,
+                    path,
                     int(starts[i]),
                     f"replay: unknown record type {self.types[i]} at seq {self.seqs[i]}",
                 )
@@ -200,7 +200,7 @@ class _Replayer:
 
     def _orders(
         self,
-        segment: SegmentFile,
+        path: Path,
         buf: np.ndarray,
         buf64: np.ndarray,
         starts: np.ndarray,
@@ -212,7 +212,7 @@ class _Replayer:
         bad = decode_orders(buf, buf64, starts, stops, cmds64, self.expect[:n], self.none)
         if bad >= 0:
             raise LogCorrupt(
-                segment.path,
+                path,
                 int(starts[bad]),
                 f"replay: order record of seq {seqs[bad]} does not add up",
             )
@@ -228,20 +228,20 @@ class _Replayer:
         if problems.any():
             k = int(np.flatnonzero(problems)[0])
             raise ReplayMismatch(
-                f"replay: seq {seqs[k]} in {segment.path.name} gave seq {results['seq'][k]} "
+                f"replay: seq {seqs[k]} in {path.name} gave seq {results['seq'][k]} "
                 f"code {results['code'][k]} order {results['order_id'][k]} value "
                 f"{results['value'][k]} events {results['event_count'][k]}; the log holds "
                 f"code {expect[k, 1]} order {expect[k, 2]} value {expect[k, 3]} events "
                 f"{expect[k, 0]}"
             )
         if self.check_events:
-            self._compare_events(segment, buf, buf64, starts, stops, seqs, results, events)
+            self._compare_events(path, buf, buf64, starts, stops, seqs, results, events)
         self.records += n
         self.last_seq = int(seqs[-1])
 
     def _compare_events(
         self,
-        segment: SegmentFile,
+        path: Path,
         buf: np.ndarray,
         buf64: np.ndarray,
         starts: np.ndarray,
@@ -260,13 +260,11 @@ class _Replayer:
             decode_order(buf, buf64, int(starts[k]), int(stops[k]), row, logged)
             if not np.array_equal(logged, got[first : first + count]):
                 raise ReplayMismatch(
-                    f"replay: the events of seq {seqs[k]} in {segment.path.name} differ "
+                    f"replay: the events of seq {seqs[k]} in {path.name} differ "
                     "from the ones the log holds"
                 )
 
-    def _balance(
-        self, segment: SegmentFile, buf: np.ndarray, start: int, stop: int, seq: int
-    ) -> None:
+    def _balance(self, path: Path, buf: np.ndarray, start: int, stop: int, seq: int) -> None:
         length = int(buf[start : start + 4].view(np.uint32)[0])
         payload = buf[start + FRAME_HEADER_LENGTH : start + FRAME_HEADER_LENGTH + length].tobytes()
         try:
@@ -274,9 +272,7 @@ class _Replayer:
                 payload
             )
         except ValueError as exc:
-            raise LogCorrupt(
-                segment.path, start, f"replay: balance record of seq {seq}: {exc}"
-            ) from exc
+            raise LogCorrupt(path, start, f"replay: balance record of seq {seq}: {exc}") from exc
         results, events = self.engine.balance_update(
             user, asset, business, business_id, change, ts_ns
         )
@@ -287,7 +283,7 @@ class _Replayer:
             or (self.check_events and not np.array_equal(events, event))
         ):
             raise ReplayMismatch(
-                f"replay: balance update of seq {seq} in {segment.path.name} gave code "
+                f"replay: balance update of seq {seq} in {path.name} gave code "
                 f"{r['code']} seq {r['seq']}"
             )
         self.records += 1
@@ -309,3 +305,61 @@ def replay(
         last_seq=replayer.last_seq,
         seconds=time.perf_counter() - t0,
     )
+
+
+class FrameApplier:
+    """Applies records that arrive as buffers of whole frames rather than in segment
+    files (a replica applying what its primary shipped), with every check ``replay``
+    makes. A buffer is checked whole before any of it is applied."""
+
+    def __init__(self, engine: Engine, *, check_events: bool = False) -> None:
+        self._replayer = _Replayer(engine, engine.counters()[0] + 1, check_events)
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence of the last record applied (the engine's)."""
+        return self._replayer.engine.counters()[0]
+
+    def check(self, buf: np.ndarray, first_seq: int, max_payload: int, where: Path) -> np.ndarray:
+        """The end offsets of the frames that fill ``buf`` (uint8, a whole number of
+        8-byte words) exactly: checksums, lengths up to ``max_payload``, types, and
+        consecutive sequences from ``first_seq``. ``LogCorrupt`` names the first bad
+        one (``where`` names the buffer)."""
+        end = buf.shape[0]
+        if end % 8:
+            raise LogCorrupt(where, end, "received frames are not a whole number of words")
+        buf64 = buf.view(np.int64)
+        r = self._replayer
+        ends: list[np.ndarray] = []
+        pos, expected = 0, first_seq
+        while pos < end:
+            stop, n, problem = scan_frames(
+                buf, buf64, pos, end, expected, max_payload, r.starts, r.seqs, r.types
+            )
+            if problem != SCAN_OK or n == 0:
+                raise LogCorrupt(
+                    where, stop, f"received frames: {SCAN_PROBLEMS[problem]} at seq {expected + n}"
+                )
+            ends.append(np.append(r.starts[1:n], stop))
+            pos, expected = stop, expected + n
+        return np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64)
+
+    def apply(self, buf: np.ndarray, ends: np.ndarray, first_seq: int, where: Path) -> None:
+        """Apply the frames of ``buf`` that ``check`` passed (``ends`` its answer);
+        ``first_seq`` must follow the engine's sequence. ``ReplayMismatch`` if a
+        command gives another outcome than its record holds (the records before it
+        in the buffer are applied)."""
+        r = self._replayer
+        if first_seq != self.last_seq + 1:
+            raise ReplayMismatch(
+                f"received seq {first_seq} does not follow the engine's seq {self.last_seq}"
+            )
+        buf64 = buf.view(np.int64)
+        for at in range(0, ends.shape[0], CHUNK):
+            chunk = ends[at : at + CHUNK]
+            n = chunk.shape[0]
+            r.starts[0] = ends[at - 1] if at else 0
+            r.starts[1:n] = chunk[:-1]
+            r.seqs[:n] = np.arange(first_seq + at, first_seq + at + n)
+            r.types[:n] = buf64[r.starts[:n] // 8 + 2] & 0xFFFF
+            r._frames(where, buf, buf64, n, int(chunk[-1]))

@@ -185,20 +185,10 @@ def write_plan(plan: Plan, io: SysIO) -> SnapshotInfo:
         raise TypeError("write_plan needs the state hash itself: call with_state_hash first")
     final = plan.path
     tmp = final.with_name(final.name + TMP_SUFFIX)
-    with step("create directory", plan.directory):
-        if not plan.directory.is_dir():
-            plan.directory.mkdir(parents=True, exist_ok=True)
-            io.fsync_dir(plan.directory.parent)
-    fd = -1
-    ours = False
+    fd = open_temporary(io, plan.directory, tmp)
+    ours = True
     try:
-        with step("open", tmp):
-            fd = io.open(tmp, os.O_WRONLY | os.O_CREAT)
-        with step("lock", tmp):
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        ours = True
         with step("write", tmp):
-            io.ftruncate(fd, 0)
             total = _write_body(io, fd, plan, plan.state_hash)
         with step("fsync", tmp):
             io.fsync(fd)
@@ -219,6 +209,40 @@ def write_plan(plan: Plan, io: SysIO) -> SnapshotInfo:
     with step("fsync directory", plan.directory):
         io.fsync_dir(plan.directory)
     return SnapshotInfo(final, plan.seq, plan.state_hash, plan.created_ns, total)
+
+
+def open_temporary(io: SysIO, directory: Path, tmp: Path) -> int:
+    """Create ``directory`` if needed, then open ``tmp``, take its ``flock`` and empty
+    it (a dead writer's bytes); returns the descriptor. The lock keeps
+    ``prune_snapshots`` off the file; a name that a prune removed between the open
+    and the lock is refused (EAGAIN) rather than written to in vain. ``SnapshotFailed``
+    on failure, after closing the file (and removing it once locked)."""
+    with step("create directory", directory):
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True)
+            io.fsync_dir(directory.parent)
+    fd = -1
+    ours = False
+    try:
+        with step("open", tmp):
+            fd = io.open(tmp, os.O_WRONLY | os.O_CREAT)
+        with step("lock", tmp):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held, named = os.fstat(fd), os.stat(tmp)
+            if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):  # pruned
+                raise OSError(errno_names.EAGAIN, "removed while being opened; try again")
+        ours = True
+        with step("write", tmp):
+            io.ftruncate(fd, 0)
+    except BaseException:
+        if ours:
+            with contextlib.suppress(OSError):
+                io.unlink(tmp)
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                io.close(fd)
+        raise
+    return fd
 
 
 def _write_body(io: SysIO, fd: int, plan: Plan, state_hash: str) -> int:

@@ -13,6 +13,7 @@ from persistence.log import (
     LogBusy,
     LogConfig,
     LogFull,
+    LogReader,
     LogWriter,
     RecordTooLarge,
     SequenceError,
@@ -287,3 +288,25 @@ def test_temporary_files_of_a_killed_writer_are_removed(
         assert writer.last_seq == 2
     assert not leftover.exists()
     assert "log removed temporary file" in caplog.text
+
+
+def test_limit_readers_holds_the_committed_marker_back(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path) as writer:
+        writer.limit_readers(0)
+        for seq in range(1, 6):
+            writer.append(seq, 1, b"x" * seq)
+        writer.commit()
+        assert (writer.durable_seq, read_committed_seq(tmp_path)) == (5, 0)
+        writer.limit_readers(3)
+        assert read_committed_seq(tmp_path) == 3
+        assert [r.seq for r in LogReader(tmp_path).read(1)] == [1, 2, 3]
+        writer.limit_readers(9)  # never past what is durable
+        assert read_committed_seq(tmp_path) == 5
+        writer.limit_readers(2)
+    # Reopened holding the readers: they see what they saw, not the whole log.
+    with LogWriter.open(tmp_path, hold_readers=True) as writer:
+        assert (writer.durable_seq, writer.reader_limit, read_committed_seq(tmp_path)) == (5, 2, 2)
+        writer.limit_readers(None)
+        assert read_committed_seq(tmp_path) == 5
+    with LogWriter.open(tmp_path) as writer:  # not holding: everything durable
+        assert read_committed_seq(tmp_path) == 5
