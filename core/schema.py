@@ -132,6 +132,8 @@ class Result(IntEnum):
     SERVICE_UNAVAILABLE = 9002
     USER_TABLE_FULL = 9003
     KEY_TABLE_FULL = 9004
+    NOT_PRIMARY = 9005  #: this engine is a standby (or a deposed primary): it takes no writes
+    TOO_FEW_REPLICAS = 9006  #: sync replication: fewer replicas than it needs are following
 
 
 MESSAGES: dict[Result, str] = {
@@ -158,12 +160,23 @@ MESSAGES: dict[Result, str] = {
     Result.SERVICE_UNAVAILABLE: "service unavailable",
     Result.USER_TABLE_FULL: "service unavailable: user table full",
     Result.KEY_TABLE_FULL: "service unavailable: idempotency key table full",
+    Result.NOT_PRIMARY: "service unavailable: this engine is not the primary",
+    Result.TOO_FEW_REPLICAS: "service unavailable: too few replicas are following",
 }
 
 #: ViaBTC's generic codes.
 VIABTC_INVALID_ARGUMENT = 1
 VIABTC_INTERNAL_ERROR = 2
 VIABTC_SERVICE_UNAVAILABLE = 3
+
+#: Results that say "not now, try again" (ViaBTC's 3, service unavailable).
+UNAVAILABLE: tuple[Result, ...] = (
+    Result.SERVICE_UNAVAILABLE,
+    Result.USER_TABLE_FULL,
+    Result.KEY_TABLE_FULL,
+    Result.NOT_PRIMARY,
+    Result.TOO_FEW_REPLICAS,
+)
 
 #: (ViaBTC method, Result) -> ViaBTC error code, where ViaBTC has the case.
 VIABTC_CODES: dict[tuple[str, Result], int] = {
@@ -183,14 +196,14 @@ def viabtc_code(method: str, result: Result) -> int:
     """Map an engine result to the code a ViaBTC client expects for ``method``.
 
     Codes ViaBTC does not have map to the generic class: 1xxx/2xxx/3xxx to 1
-    (invalid argument) unless listed, 9002-9004 to 3, anything else in 9xxx to 2.
+    (invalid argument) unless listed, 9002-9006 to 3, anything else in 9xxx to 2.
     """
     if result == Result.OK:
         return 0
     code = VIABTC_CODES.get((method, result))
     if code is not None:
         return code
-    if result in (Result.SERVICE_UNAVAILABLE, Result.USER_TABLE_FULL, Result.KEY_TABLE_FULL):
+    if result in UNAVAILABLE:
         return VIABTC_SERVICE_UNAVAILABLE
     if result >= 9000:
         return VIABTC_INTERNAL_ERROR

@@ -128,6 +128,7 @@ CALL_ACCESS: Final[dict[type[wire.Call], Access]] = {
     wire.ServerStatus: Access.PUBLIC,
     wire.BalanceUpdate: Access.ADMIN,
     wire.ServerSnapshot: Access.ADMIN,
+    wire.ServerPromote: Access.ADMIN,
 }
 _USER_CALLS: Final = (
     wire.PutLimit, wire.PutMarket, wire.Cancel, wire.Replace, wire.CancelAll,

@@ -75,10 +75,12 @@ from ipc.wire import (
     OrderDetail,
     OrderPending,
     Page,
+    Promoted,
     PutLimit,
     PutMarket,
     Replace,
     Reply,
+    ServerPromote,
     ServerSnapshot,
     ServerStatus,
     SnapshotDone,
@@ -285,6 +287,10 @@ class Client:
 
     def snapshot(self) -> SnapshotDone:
         return cast(SnapshotDone, self._one(ServerSnapshot()))
+
+    def promote(self) -> Promoted:
+        """Make this standby the primary of a new epoch (admin)."""
+        return cast(Promoted, self._one(ServerPromote()))
 
     # ---------------------------------------------------------------- lifetime
 

@@ -55,10 +55,12 @@ from ipc.wire import (
     OrderDetail,
     OrderPending,
     Page,
+    Promoted,
     PutLimit,
     PutMarket,
     Replace,
     Reply,
+    ServerPromote,
     ServerSnapshot,
     ServerStatus,
     SnapshotDone,
@@ -242,6 +244,10 @@ class AsyncClient:
 
     async def snapshot(self) -> SnapshotDone:
         return cast(SnapshotDone, await self._one(ServerSnapshot()))
+
+    async def promote(self) -> Promoted:
+        """Make this standby the primary of a new epoch (admin)."""
+        return cast(Promoted, await self._one(ServerPromote()))
 
     # ---------------------------------------------------------------- lifetime
 

@@ -17,6 +17,7 @@ from core.schema import (
     MESSAGES,
     SCHEMA_VERSION,
     SOURCE_LENGTH,
+    UNAVAILABLE,
     VIABTC_CODES,
     CommandKind,
     EventKind,
@@ -218,11 +219,15 @@ class ServerSnapshot(Call, frozen=True, tag="server.snapshot"):
     pass
 
 
+class ServerPromote(Call, frozen=True, tag="server.promote"):
+    """Make a standby the primary of a new epoch (docs/operations.md)."""
+
+
 ORDER_CALLS: Final = (PutLimit, PutMarket, Cancel, Replace, CancelAll)
 AnyCall = (
     PutLimit | PutMarket | Cancel | Replace | CancelAll | BalanceUpdate | BalanceQuery
     | OrderDetail | OrderPending | OrderBook | OrderDepth | MarketList | MarketSummaryCall
-    | AssetList | AssetSummaryCall | ServerStatus | ServerSnapshot
+    | AssetList | AssetSummaryCall | ServerStatus | ServerSnapshot | ServerPromote
 )  # fmt: skip
 
 # --------------------------------------------------------------------------- results
@@ -356,6 +361,18 @@ class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: The log's consumers (the MySQL drainer "mysql", ...) and the sequence each has
     #: applied: ``durable_seq - position`` is its lag in records.
     consumers: dict[str, int] = msgspec.field(default_factory=dict)
+    #: "primary" or "standby" (an engine without ``[replication]`` is a primary).
+    role: str = "primary"
+    #: The highest replication epoch this engine knows (0: never promoted).
+    epoch: int = 0
+    #: A primary: each standby's node name and the sequence durable there. A
+    #: standby: its primary's name and the primary's durable sequence as last heard.
+    replication: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class Promoted(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    epoch: int  #: the epoch this engine is the primary of
+    seq: int  #: its log's end when promoted: its first write is seq + 1
 
 
 class SnapshotDone(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -378,6 +395,7 @@ RESULT_TYPES: Final[dict[type[Call], Any]] = {
     AssetSummaryCall: list[AssetSummary],
     ServerStatus: Status,
     ServerSnapshot: SnapshotDone,
+    ServerPromote: Promoted,
 }
 
 
@@ -465,8 +483,7 @@ def viabtc_codes(commands: np.ndarray, results: np.ndarray) -> np.ndarray:
     out = np.full(len(codes), 1, dtype=np.int32)
     out[codes == Result.OK] = 0
     out[codes >= 9000] = 2  # the 9xxx system class
-    unavailable = [Result.SERVICE_UNAVAILABLE, Result.USER_TABLE_FULL, Result.KEY_TABLE_FULL]
-    out[np.isin(codes, unavailable)] = 3
+    out[np.isin(codes, UNAVAILABLE)] = 3
     for (method, result), code in VIABTC_CODES.items():
         kind = _KIND_OF.get(method)
         if kind is not None:

@@ -103,6 +103,7 @@ ALL_CALLS: list[wire.Call] = [
     wire.AssetSummaryCall(),
     wire.ServerStatus(),
     wire.ServerSnapshot(),
+    wire.ServerPromote(),
 ]
 
 ORDER = wire.Order(
@@ -123,6 +124,7 @@ RESULT_SAMPLES: dict[type[wire.Call], Any] = {
     wire.AssetSummaryCall: [wire.AssetSummary(0, 100, 1, 60, 1, 40)],
     wire.ServerStatus: wire.Status(5, 4, 3),
     wire.ServerSnapshot: wire.SnapshotDone(5, "ab" * 16),
+    wire.ServerPromote: wire.Promoted(2, 41),
 }
 
 
