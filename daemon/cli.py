@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from daemon.auth import KeyRegistry
     from daemon.metrics import ServerMetrics
     from daemon.pipeline import Pipeline, PipelineConfig
+    from daemon.replication import Replication
+    from daemon.replication_config import ReplicationConfig
     from daemon.server import Server, ServerConfig
     from persistence.history_config import HistoryConfig
     from persistence.journal import Journal
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--keys", type=Path, metavar="PATH", help=_KEYS_HELP)
     _add_worker_arguments(run)
+    _add_replication_arguments(run)
     demo = commands.add_parser("demo", help="walk through a first trade in one process")
     demo.add_argument("--config", type=Path, required=True, metavar="PATH", help="TOML config file")
     serve = commands.add_parser(
@@ -95,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--keys", type=Path, metavar="PATH", help=_KEYS_HELP)
     _add_worker_arguments(serve)
+    _add_replication_arguments(serve)
     keygen = commands.add_parser("keygen", help="write a new CURVE key pair")
     keygen.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="directory of the key files"
@@ -160,6 +164,49 @@ def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM, after the last command is durable, write a snapshot (a faster "
         "next start)",
     )
+
+
+def _add_replication_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--role",
+        choices=("primary", "standby"),
+        default="primary",
+        help="primary (takes writes, serves its log to standbys) or standby (follows "
+        "--primary); see docs/operations.md",
+    )
+    parser.add_argument(
+        "--primary", metavar="ENDPOINT", help="a standby's primary: its [replication] listen"
+    )
+    parser.add_argument(
+        "--replication",
+        metavar="ENDPOINT",
+        help="where this engine serves its log to standbys (overrides [replication] listen)",
+    )
+
+
+def _replication_args(args: argparse.Namespace) -> list[str]:
+    argv = ["--role", args.role]
+    if args.primary:
+        argv += ["--primary", args.primary]
+    if args.replication:
+        argv += ["--replication", args.replication]
+    return argv
+
+
+def _replication_config(args: argparse.Namespace, text: str) -> ReplicationConfig | None:
+    """``[replication]`` with the command line's overrides; None when neither the
+    config nor the command line asks for replication. ``ConfigError`` for a standby
+    without ``--primary``."""
+    from core.errors import ConfigError
+    from daemon.replication import with_listen
+    from daemon.replication_config import ReplicationConfig, load_replication_config
+
+    config = load_replication_config(text)
+    if args.role == "standby" and not args.primary:
+        raise ConfigError("--role standby needs --primary ENDPOINT (the primary's replication)")
+    if config is None and (args.role == "standby" or args.replication):
+        config = ReplicationConfig()
+    return None if config is None else with_listen(config, args.replication)
 
 
 def _plan(args: argparse.Namespace, n_markets: int) -> PipelineConfig | None:
@@ -412,6 +459,7 @@ def _supervise(args: argparse.Namespace) -> int:
         registry = _registry(keys)
         check_exposure(args.endpoint, curve=registry is not None)
         _plan(args, len(config.markets))  # the workers asked for are possible
+        _replication_config(args, text)
     except ConfigError as exc:
         print(f"matchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -421,7 +469,7 @@ def _supervise(args: argparse.Namespace) -> int:
         start_alerts(text, "matchd-run")
     should_stop = stop_on_signals()
     argv = serve_argv(args.config, args.data_dir, args.endpoint, args.fsync, args.metrics, keys)
-    argv += _worker_args(args)
+    argv += _worker_args(args) + _replication_args(args)
     children = [Child("server", argv)]
     if history_configured:  # the drainer beside the server, restarted like it
         from daemon.drain import drain_argv
@@ -432,9 +480,13 @@ def _supervise(args: argparse.Namespace) -> int:
 
         children.append(Child("feed", feed_argv(args.config, args.data_dir)))
     children += _gateway_children(args, gateways)
+    # A standby runs only its server; the log's readers and the gateways run beside the
+    # primary, and start here when this standby is promoted.
+    dormant = children[1:] if args.role == "standby" else []
+    children = children[: len(children) - len(dormant)]
     curve = registry.server_keys() if registry is not None else None
     probe = status_probe(args.endpoint, curve=curve)
-    supervisor = Supervisor(children, probe, pid_dir=args.data_dir / "run")
+    supervisor = Supervisor(children, probe, pid_dir=args.data_dir / "run", dormant=dormant)
     print(f"matchd: supervising, order entry on {args.endpoint}", flush=True)
     return supervisor.run(should_stop)
 
@@ -445,18 +497,22 @@ def _make_server(
     plan: PipelineConfig | None,
     metrics: ServerMetrics,
     data_dir: Path,
+    replication: Replication | None = None,
 ) -> tuple[Server, Pipeline | None]:
     """The one-process server, or (with ``plan``) the pipelined one and its workers."""
     from daemon.server import Server
 
     if plan is None:
-        return Server(journal, sconfig, metrics=metrics), None
+        return Server(journal, sconfig, metrics=metrics, replication=replication), None
     from daemon.pipeline import Pipeline
     from daemon.server_pipeline import PipelinedServer
 
     pipeline = Pipeline(journal.engine, plan, instance_name(data_dir))
     try:
-        return PipelinedServer(journal, pipeline, sconfig, metrics=metrics), pipeline
+        server = PipelinedServer(
+            journal, pipeline, sconfig, metrics=metrics, replication=replication
+        )
+        return server, pipeline
     except BaseException:
         pipeline.close()
         raise
@@ -482,10 +538,11 @@ def _snapshot_on_stop(server: Server, journal: Journal) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
+    import zmq
+
     from core.config import parse_config
     from core.errors import BrokenError, ConfigError
     from daemon.auth import check_exposure
-    from daemon.server import ServerConfig
     from daemon.stopping import stop_on_signals
     from persistence.journal import Journal, JournalConfig, journal_log_config
     from persistence.log import FsyncPolicy
@@ -511,11 +568,18 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("matchd").info("CURVE authentication: %s", registry.describe())
     try:
         plan = _plan(args, len(config.markets))
+        rconfig = _replication_config(args, text)
     except ConfigError as exc:
         print(f"matchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.role == "standby" and plan is not None:
+        print("matchd: a standby runs in one process; --workers applies once promoted")
+        plan = None
     jconfig = JournalConfig(
-        data_dir=args.data_dir, log=journal_log_config(fsync=FsyncPolicy(args.fsync))
+        data_dir=args.data_dir,
+        log=journal_log_config(fsync=FsyncPolicy(args.fsync)),
+        # Sync replication: the drainer and the feed see only what the standbys hold.
+        hold_readers=rconfig is not None and rconfig.mode == "sync" and args.role == "primary",
     )
     try:
         journal = Journal.open(config, jconfig)
@@ -535,29 +599,60 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
         print(f"matchd: metrics on http://{args.metrics.rpartition(':')[0]}:{port}/metrics")
     try:
-        sconfig = ServerConfig(endpoint=args.endpoint, auth=registry)
-        server, pipeline = _make_server(journal, sconfig, plan, metrics, args.data_dir)
-    except (ConfigError, BrokenError) as exc:  # libzmq too old or without CURVE; workers
+        server, pipeline, replication = _start_server(
+            args, journal, plan, rconfig, registry, metrics
+        )
+    except (ConfigError, BrokenError, LogError, zmq.ZMQError) as exc:
+        # libzmq too old or without CURVE; workers; the epoch history; an endpoint
         metrics.close()
         journal.close()
         print(f"matchd: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else 1
     auth = "CURVE" if registry is not None else "no authentication"
     workers = "one process" if plan is None else f"{len(plan.groups)} pair workers"
+    role = "" if replication is None else f", {replication.role} of epoch {replication.epoch}"
     print(
-        f"matchd: serving {server.endpoint} ({auth}, {workers}), data in {args.data_dir}",
+        f"matchd: serving {server.endpoint} ({auth}, {workers}{role}), data in {args.data_dir}",
         flush=True,
     )
     try:
         code = _serve_until_stopped(server, journal, should_stop, args.snapshot_on_stop)
     finally:
         server.close()
+        if replication is not None:
+            replication.close()
         if pipeline is not None:
             pipeline.close()
         metrics.close()
         journal.close()
     print("matchd: stopped", flush=True)
     return code
+
+
+def _start_server(
+    args: argparse.Namespace,
+    journal: Journal,
+    plan: PipelineConfig | None,
+    rconfig: ReplicationConfig | None,
+    registry: KeyRegistry | None,
+    metrics: ServerMetrics,
+) -> tuple[Server, Pipeline | None, Replication | None]:
+    """The server (and its workers) in the replication role asked for."""
+    from daemon.server import ServerConfig
+
+    replication = None
+    if rconfig is not None:
+        from daemon.replication import Replication
+
+        replication = Replication(journal, rconfig, role=args.role, primary=args.primary)
+    try:
+        sconfig = ServerConfig(endpoint=args.endpoint, auth=registry)
+        server, pipeline = _make_server(journal, sconfig, plan, metrics, args.data_dir, replication)
+    except BaseException:
+        if replication is not None:
+            replication.close()
+        raise
+    return server, pipeline, replication
 
 
 def _serve_until_stopped(

@@ -96,6 +96,29 @@ class ServerMetrics:
         self.ring_peak = Gauge(
             "matchd_ring_peak", "Highest occupancy of a ring seen", ["worker", "ring"], registry=r
         )
+        self.role = Gauge(
+            "matchd_replication_primary",
+            "1 while this engine is the primary, 0 while a standby (with [replication])",
+            registry=r,
+        )
+        self.epoch = Gauge("matchd_replication_epoch", "Highest epoch known", registry=r)
+        self.replicated = Gauge(
+            "matchd_replication_seq",
+            "Primary: the sequence durable on each standby; standby: its primary's as heard",
+            ["node"],
+            registry=r,
+        )
+        self.held_replies = Gauge(
+            "matchd_replication_held_replies",
+            "Sync mode: replies waiting for the standbys to hold what they show",
+            registry=r,
+        )
+        self.refused_replication = Counter(
+            "matchd_commands_refused_replication",
+            "Commands refused without running: not the primary, or too few standbys (sync)",
+            ["result"],
+            registry=r,
+        )
         self._server: Any = None
 
     def count(self, commands: np.ndarray, results: np.ndarray) -> None:
@@ -113,6 +136,14 @@ class ServerMetrics:
         """One batch made durable."""
         self.batch_seconds.observe(seconds)
         self.batch_commands.observe(commands)
+
+    def replication(self, primary: bool, epoch: int, seqs: dict[str, int], held: int) -> None:
+        """Gauges of the replication role."""
+        self.role.set(1 if primary else 0)
+        self.epoch.set(epoch)
+        for node, seq in seqs.items():
+            self.replicated.labels(node).set(seq)
+        self.held_replies.set(held)
 
     def refused(self, commands: int) -> None:
         """Commands refused without running (back-pressure)."""

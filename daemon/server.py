@@ -41,10 +41,11 @@ import zmq
 
 from core.engine import Engine
 from core.memory import join_records
-from core.schema import COMMAND_DTYPE, Result
+from core.schema import COMMAND_DTYPE, EVENT_DTYPE, RESULT_DTYPE, Result
 from daemon.auth import KeyRegistry, check_exposure, check_libzmq
 from daemon.auth_gate import ZAP_DOMAIN, AuthStats, Gate, ZapHandler
 from daemon.metrics import ServerMetrics
+from daemon.replication import Replication
 from ipc import wire, wire_batch
 from persistence.journal import Journal
 from persistence.log_errors import LogUnavailable
@@ -149,14 +150,18 @@ class Server:
         clock: Callable[[], int] = time.time_ns,
         metrics: ServerMetrics | None = None,
         auth_clock: Callable[[], int] = time.monotonic_ns,
+        replication: Replication | None = None,
     ) -> None:
         """Check the start-up rules (libzmq version, CURVE, exposure) and bind.
 
         ``clock`` stamps the commands (Unix ns); ``auth_clock`` (monotonic ns) drives
         the rate limits. With ``config.auth`` and no ``context`` the server makes a
         context of its own (one ZAP handler per context) and terms it on ``close``.
+        ``replication``: the engine's role (primary or standby; it is the caller's
+        to close, after the server).
         """
         self.journal = journal
+        self.replication = replication
         self.metrics = metrics
         self.config = config or ServerConfig()
         self._clock = clock
@@ -183,6 +188,14 @@ class Server:
         self._poller.register(self._socket, zmq.POLLIN)
         if self._zap is not None:
             self._poller.register(self._zap.socket, zmq.POLLIN)
+        self._polled: list[zmq.Socket[bytes]] = []
+        self._rewire()
+        #: Sync replication: replies waiting until the standbys hold what they show,
+        #: ``(durable seq when made, messages)``, oldest first.
+        self._outbox: deque[tuple[int, list[list[bytes]]]] = deque()
+        self._sync_seq: int | None = None
+        self._checked_seq = journal.durable_seq
+        self._next_gauges_s = 0.0
         #: What waits for each batch the journal holds (the log failed), oldest first:
         #: the COMMANDS frames of a batch, or one call of a CALLS frame.
         self._held: deque[list[_Frame | _Run] | _HeldCall] = deque()
@@ -232,6 +245,9 @@ class Server:
         number of frames handled."""
         self._retry_held()
         self._reap_snapshot()
+        if self.replication is not None:
+            self._replicate()
+            timeout_ms = min(timeout_ms, int(self.replication.config.heartbeat_s * 1000) or 1)
         if not self._poller.poll(0 if self._held else timeout_ms):
             return 0
         if self._zap is not None:
@@ -245,6 +261,8 @@ class Server:
             self._handle(envelopes, [r[1] for r in received], [r[2] for r in received])
         handled = len(envelopes)
         self.frames += handled
+        if self.replication is not None:
+            self._replicate()  # ship what was just made durable
         if self.metrics is not None:
             self.metrics.refresh(len(self._held))
         return handled
@@ -393,6 +411,10 @@ class Server:
     def _run_batch(self, batch: list[np.ndarray], entries: list[_Frame | _Run]) -> None:
         if not entries:
             return
+        refusal = self._write_refusal()
+        if refusal is not None:
+            self._refuse_entries(entries, refusal)
+            return
         commands = join_records(batch, COMMAND_DTYPE)  # a writable copy
         commands["ts_ns"] = self._clock()
         t0 = time.perf_counter()
@@ -406,6 +428,27 @@ class Server:
             self.metrics.count(commands, results)
         self.commands += len(commands)
         self._answer(entries, results, events)
+
+    def _write_refusal(self) -> Result | None:
+        """Why writes may not run now (replication: not the primary, too few
+        standbys), or None."""
+        return None if self.replication is None else self.replication.refusal()
+
+    def _refuse_entries(self, entries: list[_Frame | _Run], code: Result) -> None:
+        """Answer every command of ``entries`` with ``code``, without running any."""
+        frames = [f for e in entries for f in (e.frames() if isinstance(e, _Run) else [e])]
+        for f in frames:
+            results = np.zeros(f.stop - f.start, dtype=RESULT_DTYPE)
+            results["code"] = code
+            payload = wire.encode_results(f.request_id, results, None)
+            self._send(f.envelope, payload, shows_state=code not in _REFUSED_WRITES)
+        if self.metrics is None:
+            return
+        n = sum(f.stop - f.start for f in frames)
+        if code in _REFUSED_WRITES:
+            self.metrics.refused_replication.labels(code.name).inc(n)
+        else:
+            self.metrics.refused(n)
 
     def _answer(
         self, entries: list[_Frame | _Run], results: np.ndarray, events: np.ndarray
@@ -433,6 +476,13 @@ class Server:
             self.config.limits,
         )
         data = buffer.data
+        if self._holding():
+            messages = [
+                [*envelope, bytes(data[a:b])]
+                for envelope, a, b in zip(run.envelopes, offsets, offsets[1:], strict=False)
+            ]
+            self._outbox.append((self.journal.durable_seq, messages))
+            return
         send = self._socket.send
         more = zmq.SNDMORE | zmq.NOBLOCK
         try:
@@ -483,12 +533,18 @@ class Server:
             elif isinstance(call, wire.ServerSnapshot):
                 self._commit_calls(frame, group)  # a snapshot is of durable state only
                 group = []
-                if frame.waiting or not (self.start_snapshot() or self._snapshot_waiters):
+                # One being written (asked for, or a replication check) answers too.
+                running = self._snapshot_waiters or self.journal.snapshot_running
+                if frame.waiting or not (running or self.start_snapshot()):
                     frame.replies[i] = wire.make_reply(call, Result.SERVICE_UNAVAILABLE)
                 else:
                     frame.waiting += 1  # answered when written (_reap_snapshot)
                     if not self._snapshot_waiters or self._snapshot_waiters[-1] is not frame:
                         self._snapshot_waiters.append(frame)
+            elif isinstance(call, wire.ServerPromote):
+                self._commit_calls(frame, group)
+                group = []
+                frame.replies[i] = self._promote(call)
             else:
                 frame.replies[i] = self._query(call)
         self._commit_calls(frame, group)
@@ -498,6 +554,11 @@ class Server:
     def _execute(self, call: wire.OrderCall | wire.BalanceUpdate) -> tuple[np.ndarray, np.ndarray]:
         """Run a write call, appended to the log and durable at ``journal.commit``
         (a call the journal refuses is not appended)."""
+        refusal = self._write_refusal()
+        if refusal is not None:
+            results = np.zeros(1, dtype=RESULT_DTYPE)
+            results["code"] = refusal
+            return results, np.zeros(0, dtype=EVENT_DTYPE)
         if isinstance(call, wire.OrderCall):
             cmd = call.record()
             cmd["ts_ns"] = self._clock()
@@ -540,7 +601,9 @@ class Server:
 
     def _send_calls(self, frame: _Calls) -> None:
         replies = [r for r in frame.replies if r is not None]
-        self._send(frame.envelope, wire.encode_replies(frame.request.request_id, replies))
+        shows_state = any(r.code not in _REFUSED_WRITES for r in replies)
+        payload = wire.encode_replies(frame.request.request_id, replies)
+        self._send(frame.envelope, payload, shows_state=shows_state)
 
     def _query(self, call: wire.Call) -> wire.Reply:
         query = _QUERIES.get(type(call))
@@ -550,7 +613,14 @@ class Server:
 
     def start_snapshot(self) -> bool:
         """Start writing a snapshot (``Journal.snapshot``)."""
-        return self.journal.snapshot()
+        return self._snapshot_started(self.journal.snapshot())
+
+    def _snapshot_started(self, started: bool) -> bool:
+        """A snapshot of the durable state was started (``started``): standbys take
+        one at the same sequence, to compare hashes."""
+        if started and self.replication is not None:
+            self.replication.snapshot_started(self.journal.durable_seq)
+        return started
 
     # Queries: the engine's answer in the wire's types.
 
@@ -623,7 +693,25 @@ class Server:
             deal_id,
             durable_seq=self.journal.durable_seq,
             consumers=self.journal.consumer_positions(),
+            **self._replication_status(),
         )
+
+    def _replication_status(self) -> dict[str, Any]:
+        r = self.replication
+        if r is None:
+            return {}
+        return {"role": r.role, "epoch": r.epoch, "replication": r.status()}
+
+    def _promote(self, call: wire.ServerPromote) -> wire.Reply:
+        """Make this standby the primary (``Replication.promote``)."""
+        if self.replication is None:
+            return wire.make_reply(call, Result.INVALID_ARGUMENT, message="no [replication]")
+        try:
+            epoch = self.replication.promote()
+        except PermissionError as exc:  # deposed, or not caught up
+            return wire.make_reply(call, Result.NOT_PRIMARY, message=str(exc))
+        self._rewire()
+        return wire.make_reply(call, Result.OK, wire.Promoted(epoch, self.journal.durable_seq))
 
     def _command_reply(
         self, call: wire.Call, result: np.void, events: np.ndarray, want_events: bool
@@ -637,7 +725,9 @@ class Server:
         return wire.make_reply(call, Result.OK, done)
 
     def _reap_snapshot(self) -> None:
-        if not self._snapshot_waiters:
+        if not self._snapshot_waiters and not (
+            self.replication is not None and self.journal.snapshot_running
+        ):
             return
         try:
             info = self.journal.poll_snapshot()
@@ -648,17 +738,92 @@ class Server:
             if info is None:
                 return
             code, result = Result.OK, wire.SnapshotDone(info.seq, info.state_hash)
+            if self.replication is not None:
+                self.replication.snapshot_written(info)
         waiting, self._snapshot_waiters = self._snapshot_waiters, []
         for frame in waiting:
             for i, call in enumerate(frame.request.calls):
                 if isinstance(call, wire.ServerSnapshot) and frame.replies[i] is None:
                     self._finish_call(frame, i, wire.make_reply(call, code, result))
 
+    # ------------------------------------------------------------------ replication
+
+    def _replicate(self) -> None:
+        """Let the replication role read and send; release the replies the standbys
+        now cover (sync); start a snapshot every ``check_every_records``."""
+        r = self.replication
+        if r is None:  # pragma: no cover -- called only with replication
+            return
+        r.step()
+        self._rewire()
+        self._sync_seq = r.replicated_seq()
+        self._limit_readers()
+        if self._outbox:
+            covered = self._sync_seq if self._sync_seq is not None else self.journal.durable_seq
+            while self._outbox and self._outbox[0][0] <= covered:
+                for message in self._outbox.popleft()[1]:
+                    self._send_now(message)
+        now = time.monotonic()
+        if self.metrics is not None and now >= self._next_gauges_s:
+            self._next_gauges_s = now + 0.1
+            self.metrics.replication(r.role == "primary", r.epoch, r.status(), len(self._outbox))
+        every = r.config.check_every_records
+        durable = self.journal.durable_seq
+        due = every and r.role == "primary" and durable - self._checked_seq >= every
+        if due and not self.journal.snapshot_running and not self._held:
+            self._checked_seq = durable
+            self._checkpoint()
+
+    def _limit_readers(self) -> None:
+        """Sync replication: the log's readers (drainer, feed) see only what the
+        standbys hold, never less than before; otherwise everything durable."""
+        writer = self.journal.writer
+        limit = writer.reader_limit
+        if self._sync_seq is not None:
+            new = max(self.journal.durable_seq if limit is None else limit, self._sync_seq)
+        else:
+            new = None
+        if new != limit:
+            try:
+                writer.limit_readers(new)
+            except LogUnavailable as exc:  # published again at the next commit
+                logger.error("the log's readers cannot be told how far to read: %s", exc)
+
+    def _checkpoint(self) -> None:
+        """Start a snapshot to compare hashes with the standbys."""
+        self.start_snapshot()
+
+    def _holding(self) -> bool:
+        """Replies wait (sync replication) while earlier ones wait, or the standbys
+        do not hold everything durable here."""
+        return self._sync_seq is not None and (
+            bool(self._outbox) or self._sync_seq < self.journal.durable_seq
+        )
+
+    def _rewire(self) -> None:
+        """Poll the replication role's current socket (promotion changes it)."""
+        wanted = [] if self.replication is None else self.replication.sockets()
+        if wanted == self._polled:
+            return
+        for sock in self._polled:  # a closed one too: the poller holds it by identity
+            self._poller.unregister(sock)
+        for sock in wanted:
+            self._poller.register(sock, zmq.POLLIN)
+        self._polled = wanted
+
     # ------------------------------------------------------------------ I/O
 
-    def _send(self, envelope: list[bytes], payload: bytes) -> None:
+    def _send(self, envelope: list[bytes], payload: bytes, *, shows_state: bool = True) -> None:
+        """Send a reply (sync replication: once the standbys hold what it shows;
+        ``shows_state=False``, a refusal of writes that did not run: at once)."""
+        if shows_state and self._holding():
+            self._outbox.append((self.journal.durable_seq, [[*envelope, payload]]))
+            return
+        self._send_now([*envelope, payload])
+
+    def _send_now(self, message: list[bytes]) -> None:
         try:
-            self._socket.send_multipart([*envelope, payload], zmq.NOBLOCK)
+            self._socket.send_multipart(message, zmq.NOBLOCK)
         except zmq.Again:  # the client does not read its replies: it loses them
             logger.warning("reply dropped: the client's queue is full")
 
@@ -676,6 +841,10 @@ class Server:
         if self._own_context:
             self._context.term()
 
+
+#: Refusals of writes that did not run because of the replication role: they show
+#: nothing of the state, so sync replication does not hold them.
+_REFUSED_WRITES = frozenset((Result.NOT_PRIMARY, Result.TOO_FEW_REPLICAS))
 
 #: Query calls and the method that answers each.
 _QUERIES: dict[type[wire.Call], Callable[[Server, Any], Any]] = {

@@ -36,6 +36,7 @@ from core.memory import join_records
 from core.schema import COMMAND_DTYPE, EVENT_DTYPE, RESULT_DTYPE, Result
 from daemon.metrics import ServerMetrics
 from daemon.pipeline import Pipeline
+from daemon.replication import Replication
 from daemon.sequencing import Answer
 from daemon.server import Server, ServerConfig, _Frame, _Run
 from ipc import wire
@@ -96,12 +97,19 @@ class PipelinedServer(Server):
         clock: Callable[[], int] = time.time_ns,
         metrics: ServerMetrics | None = None,
         auth_clock: Callable[[], int] = time.monotonic_ns,
+        replication: Replication | None = None,
     ) -> None:
         """``max_pending``: commands in the pipeline at most (default: four times the
         pipeline's works in flight). ``group_commit_s``: how long settled answers may
         wait for more to share their fsync while work is still out."""
         super().__init__(
-            journal, config, context=context, clock=clock, metrics=metrics, auth_clock=auth_clock
+            journal,
+            config,
+            context=context,
+            clock=clock,
+            metrics=metrics,
+            auth_clock=auth_clock,
+            replication=replication,
         )
         self.pipeline = pipeline
         self.max_pending = (
@@ -244,13 +252,13 @@ class PipelinedServer(Server):
         frames = [f for e in entries for f in (e.frames() if isinstance(e, _Run) else [e])]
         commands = join_records(batch, COMMAND_DTYPE)  # a writable copy
         commands["ts_ns"] = self._clock()
-        if not self.journal.available or self.pending + len(commands) > self.max_pending:
-            for f in frames:  # refused without running: nothing changed
-                results = np.zeros(f.stop - f.start, dtype=RESULT_DTYPE)
-                results["code"] = Result.SERVICE_UNAVAILABLE
-                self._send(f.envelope, wire.encode_results(f.request_id, results, None))
-            if self.metrics is not None:
-                self.metrics.refused(len(commands))
+        refusal = self._write_refusal()
+        if refusal is None and (
+            not self.journal.available or self.pending + len(commands) > self.max_pending
+        ):
+            refusal = Result.SERVICE_UNAVAILABLE
+        if refusal is not None:  # refused without running: nothing changed
+            self._refuse_entries(entries, refusal)
             return
         for f in frames:
             n = f.stop - f.start
@@ -293,6 +301,11 @@ class PipelinedServer(Server):
     def _execute(self, call: wire.OrderCall | wire.BalanceUpdate) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(call, wire.OrderCall):
             return super()._execute(call)
+        refusal = self._write_refusal()
+        if refusal is not None:
+            results = unavailable_results(1)
+            results["code"] = refusal
+            return results, np.zeros(0, dtype=EVENT_DTYPE)
         if not self.journal.available:  # not run: the books are ahead of a failing log
             return unavailable_results(1), np.zeros(0, dtype=EVENT_DTYPE)
         cmd = call.record()
@@ -316,7 +329,11 @@ class PipelinedServer(Server):
         books (call it with nothing in flight: after ``drain`` or ``close``)."""
         if not self.journal.available:
             return False
-        return self.journal.snapshot(self.pipeline.composed())
+        return self._snapshot_started(self.journal.snapshot(self.pipeline.composed()))
+
+    def _checkpoint(self) -> None:
+        self.drain()  # a snapshot needs nothing in flight
+        super()._checkpoint()
 
     def state_hash(self) -> str:
         """The hash of the whole state (drains the pipeline first)."""

@@ -104,13 +104,20 @@ class Supervisor:
     def __init__(
         self,
         children: Sequence[Child],
-        health: Callable[[], bool],
+        health: Callable[[], bool | str],
         config: SupervisorConfig | None = None,
         *,
         notify: SdNotify | None = None,
         pid_dir: Path | None = None,
+        dormant: Sequence[Child] = (),
     ) -> None:
+        """``health`` answers truthy when the server is healthy: its role
+        ("primary" or "standby") or True. ``dormant``: children that run only beside
+        a primary (the log's readers and the gateways of a standby): started when the
+        server first reports "primary" (a standby was promoted), when the server's
+        own command line becomes a primary's too (a restart stays primary)."""
         self.children = list(children)
+        self.dormant = list(dormant)
         self.health = health
         self.config = config or SupervisorConfig()
         self.notify = notify or SdNotify()
@@ -118,7 +125,7 @@ class Supervisor:
         self.ready = False
         self._last_healthy = time.monotonic()
         self._lock = threading.Lock()
-        self._probes: list[bool] = []  # results of the probe thread, not yet acted on
+        self._probes: list[bool | str] = []  # results of the probe thread, not yet acted on
 
     def start(self, child: Child) -> None:
         """Start (or restart) ``child``."""
@@ -166,7 +173,7 @@ class Supervisor:
         """Probe every ``interval`` s; each result is taken by ``_check_health``."""
         while not done.is_set():
             try:
-                healthy = self.health()
+                healthy: bool | str = self.health()
             except Exception as exc:  # a failing probe is an unhealthy child, not a crash
                 logger.warning("health check failed: %s", exc)
                 healthy = False
@@ -197,7 +204,9 @@ class Supervisor:
         for healthy in probes:
             self._act_on_probe(healthy, now)
 
-    def _act_on_probe(self, healthy: bool, now: float) -> None:
+    def _act_on_probe(self, healthy: bool | str, now: float) -> None:
+        if healthy == "primary" and self.dormant:
+            self._promoted()
         if healthy:
             self._last_healthy = now
             if not self.ready:
@@ -213,6 +222,16 @@ class Supervisor:
                     logger.error("%s does not answer: killing it", child.name)
                     child.process.kill()
             self._last_healthy = now
+
+    def _promoted(self) -> None:
+        logger.warning("the server is the primary now: starting %s", [c.name for c in self.dormant])
+        for child in self.children:
+            if child.name == "server":
+                child.argv = primary_argv(child.argv)
+        for child in self.dormant:
+            self.start(child)
+        self.children += self.dormant
+        self.dormant = []
 
     def stop(self) -> None:
         """SIGTERM every child, wait, then SIGKILL what is left."""
@@ -248,18 +267,35 @@ def serve_argv(
     return argv
 
 
+def primary_argv(argv: list[str]) -> list[str]:
+    """A standby server's command line as its promoted self's: ``--role primary``,
+    no ``--primary``."""
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg == "--primary":
+            skip = True
+        elif arg == "--role" and i + 1 < len(argv):
+            out += ["--role", "primary"]
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
 def status_probe(
     endpoint: str, timeout_s: float = 1.0, curve: CurveKeys | None = None
-) -> Callable[[], bool]:
-    """A health check: the server at ``endpoint`` answers ``server.status``
-    (``curve``: the keys to connect with when the server has a key registry; the
-    server's own key pair, ``KeyRegistry.server_keys()``, may ask for its status)."""
+) -> Callable[[], str]:
+    """A health check: the server at ``endpoint`` answers ``server.status``; returns
+    its role (``curve``: the keys to connect with when the server has a key registry;
+    the server's own key pair, ``KeyRegistry.server_keys()``, may ask for its status)."""
 
-    def probe() -> bool:
+    def probe() -> str:
         from ipc.client import Client
 
         with Client(endpoint, timeout_s=timeout_s, curve=curve) as client:
-            client.status()
-        return True
+            return client.status().role
 
     return probe

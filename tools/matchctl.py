@@ -31,6 +31,8 @@ integer units (``tools.matchctl_live``). MARKET is an index or a name:
 * ``matchctl cancel USER MARKET ORDER_ID``; ``matchctl cancel-all USER MARKET
   [--side buy|sell]`` (``value`` counts the orders cancelled);
 * ``matchctl snapshot [now]``: take a snapshot now; prints its sequence and state hash;
+* ``matchctl promote``: make a standby the primary of a new epoch (docs/operations.md);
+  prints the epoch and the sequence its log ended at;
 * ``matchctl metrics [--url URL] [--grep PREFIX]``: the samples of the daemon's
   Prometheus endpoint (default http://127.0.0.1:9316/metrics) as JSON
   ``{"name{labels}": value}``.

@@ -79,6 +79,7 @@ CLIENT_COMMANDS: Final = {
     "book": "one side of a market's book",
     "depth": "a market's depth",
     "snapshot": "take a snapshot now",
+    "promote": "make a standby the primary of a new epoch (docs/operations.md)",
     "orders": "a user's pending orders on a market, newest first",
     "order": "one pending order",
     "place": "place a limit or market order (decimal amount and price)",
@@ -184,7 +185,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         add_client_options(p)
         if name in ("balance", "orders", "place", "cancel", "cancel-all"):
             p.add_argument("user", type=user, metavar="USER", help="user id")
-        if name not in ("status", "snapshot", "balance"):
+        if name not in ("status", "snapshot", "promote", "balance"):
             p.add_argument("market", type=market_ref, metavar="MARKET", help="index or name")
         if name in ("order", "cancel"):
             p.add_argument("order_id", type=order_id, metavar="ORDER_ID")
@@ -300,6 +301,10 @@ def _snapshot(client: Client, args: argparse.Namespace) -> object:
     return client.snapshot()
 
 
+def _promote(client: Client, args: argparse.Namespace) -> object:
+    return client.promote()
+
+
 def _markets(client: Client, args: argparse.Namespace) -> object:
     return client.markets()
 
@@ -406,6 +411,7 @@ _HANDLERS: Final[dict[str, Callable[[Client, argparse.Namespace], object]]] = {
     "book": _book,
     "depth": _depth,
     "snapshot": _snapshot,
+    "promote": _promote,
     "markets": _markets,
     "orders": _orders,
     "order": _order,

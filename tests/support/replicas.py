@@ -1,0 +1,105 @@
+"""Engines with a replication role, in threads of the test process: a ``Node`` is a
+journal, a ``Replication`` and a ``Server`` on its own thread, with ipc endpoints
+in its own directory, and an SDK client to talk to it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from core.config import EngineConfig
+from daemon.replication import Replication, Role
+from daemon.replication_config import ReplicationConfig
+from daemon.server import Server, ServerConfig
+from ipc.client import Client
+from persistence.journal import Journal, JournalConfig, journal_log_config
+from tests.support.scenario import make_config
+
+TS = 1_700_000_000_000_000_000
+
+
+def engine_config() -> EngineConfig:
+    return make_config(max_orders=1000, max_levels=200)
+
+
+class Node:
+    """One engine: ``path/data`` holds its state, ``path/orders.sock`` is its order
+    entry, ``path/repl.sock`` its replication endpoint."""
+
+    def __init__(
+        self,
+        path: Path,
+        role: Role,
+        *,
+        primary: Node | str | None = None,
+        segment_bytes: int | None = None,
+        **settings: Any,
+    ) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        log = journal_log_config(**({"segment_bytes": segment_bytes} if segment_bytes else {}))
+        hold = role == "primary" and settings.get("mode") == "sync"
+        jconfig = JournalConfig(data_dir=path / "data", log=log, hold_readers=hold)
+        self.journal = Journal.open(engine_config(), jconfig)
+        values: dict[str, Any] = {"heartbeat_s": 0.02, "lease_s": 0.5, "check_every_records": 0}
+        values.update(settings)
+        self.rconfig = ReplicationConfig(listen=f"ipc://{path}/repl.sock", node=path.name, **values)
+        self.context: zmq.Context[Any] = zmq.Context()
+        self.replication = Replication(
+            self.journal,
+            self.rconfig,
+            role=role,
+            primary=primary.rconfig.listen if isinstance(primary, Node) else primary,
+            context=self.context,
+        )
+        self.endpoint = f"ipc://{path}/orders.sock"
+        self.server = Server(
+            self.journal,
+            ServerConfig(endpoint=self.endpoint),
+            clock=lambda: TS,
+            context=self.context,
+            replication=self.replication,
+        )
+        self._stop = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._serve, name=path.name, daemon=True)
+        self.thread.start()
+        self.client = Client(self.endpoint, timeout_s=60.0, context=self.context)
+        self._closed = False
+
+    def _serve(self) -> None:
+        try:
+            self.server.serve(lambda: self._stop, 10)
+        except BaseException as exc:  # the test looks at it
+            self.error = exc
+
+    def stop(self) -> None:
+        """Stop serving and close everything (the state stays on disk)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop = True
+        self.thread.join(30)
+        self.client.close()
+        self.server.close()
+        self.replication.close()
+        self.journal.close()
+        self.context.term()
+
+    @property
+    def durable_seq(self) -> int:
+        return self.journal.durable_seq
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0, what: str = "") -> None:
+    """Poll ``condition`` until true; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.005)

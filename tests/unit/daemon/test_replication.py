@@ -1,0 +1,288 @@
+"""Hot standbys (docs/operations.md): engines in threads of this process, talking over
+ipc sockets: a standby holds the primary's log and state, takes no writes, checks
+state hashes at the primary's snapshots, catches up from a snapshot, and takes over
+on promotion; sync mode acknowledges only what a standby holds; a deposed primary
+and a diverged log are handled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import commands as C
+from core.schema import Result, Side
+from daemon.replication_standby import StandbyDiverged
+from ipc.client_common import ApiError, results_events
+from persistence.epochs import load_epochs
+from persistence.log_reader import LogReader, read_committed_seq
+from tests.support.replicas import Node, wait_for
+
+pytestmark = pytest.mark.integration
+
+BTC, USDT = 0, 2
+
+
+def fund(node: Node, users: range = range(1, 5)) -> None:
+    for user in users:
+        for asset in (BTC, USDT):
+            node.client.balance_update(user, asset, "deposit", user * 10 + asset, 10**14)
+
+
+def trade(node: Node, n: int, start: int = 0) -> None:
+    """``n`` crossing orders (half rest, half take), one call each."""
+    for i in range(start, start + n):
+        side = Side.ASK if i % 2 else Side.BID
+        node.client.put_limit(1 + i % 4, 0, side, 1000 + i % 7 * 10, 10_000 + i % 3)
+
+
+def caught_up(standby: Node, primary: Node) -> bool:
+    return (
+        standby.durable_seq == primary.durable_seq
+        and standby.journal.engine.counters()[0] == primary.durable_seq
+    )
+
+
+def same_log(a: Node, b: Node) -> None:
+    """Both logs hold the same records (payloads byte for byte) under the same seqs."""
+    with LogReader(a.path / "data" / "log") as ra, LogReader(b.path / "data" / "log") as rb:
+        first = max(ra.first_seq() or 1, rb.first_seq() or 1)
+        assert [(r.seq, r.rtype, r.payload) for r in ra.read(first)] == [
+            (r.seq, r.rtype, r.payload) for r in rb.read(first)
+        ]
+
+
+@pytest.fixture
+def nodes(tmp_path: Path):  # type: ignore[no-untyped-def]
+    started: list[Node] = []
+
+    def start(name: str, role: str, **kwargs: object) -> Node:
+        node = Node(tmp_path / name, role, **kwargs)  # type: ignore[arg-type]
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.stop()
+    for node in started:
+        assert node.error is None, f"{node.path.name}: {node.error!r}"
+
+
+def test_a_standby_holds_the_primarys_log_and_state(nodes) -> None:  # type: ignore[no-untyped-def]
+    primary = nodes("a", "primary")
+    fund(primary)
+    trade(primary, 20)
+    standby = nodes("b", "standby", primary=primary)
+    trade(primary, 20, start=20)
+    wait_for(lambda: caught_up(standby, primary), what="the standby to catch up")
+    assert standby.journal.engine.state_hash() == primary.journal.engine.state_hash()
+    same_log(primary, standby)
+    status = standby.client.status()
+    assert (status.role, status.epoch, status.seq) == ("standby", 0, primary.durable_seq)
+    assert primary.client.status().replication == {"b": primary.durable_seq}
+
+
+def test_a_standby_refuses_writes_and_answers_queries(nodes) -> None:  # type: ignore[no-untyped-def]
+    primary = nodes("a", "primary")
+    standby = nodes("b", "standby", primary=primary)
+    fund(primary)
+    wait_for(lambda: caught_up(standby, primary))
+    before = standby.journal.engine.state_hash()
+    with pytest.raises(ApiError) as refused:
+        standby.client.put_limit(1, 0, Side.ASK, 1000, 10_000)
+    assert refused.value.code == Result.NOT_PRIMARY
+    with pytest.raises(ApiError) as refused:
+        standby.client.balance_update(1, BTC, "deposit", 999, 5)
+    assert refused.value.code == Result.NOT_PRIMARY
+    rid = standby.client.send_commands(C.batch(C.put_limit(1, 0, Side.ASK, 1000, 10_000)))
+    results, _ = results_events(standby.client.wait(rid))
+    assert results["code"].tolist() == [Result.NOT_PRIMARY]
+    assert standby.journal.engine.state_hash() == before
+    assert standby.client.balance_query(1, BTC)[0].available == 10**14
+
+
+def test_hashes_are_compared_at_the_primarys_snapshots(nodes) -> None:  # type: ignore[no-untyped-def]
+    primary = nodes("a", "primary", check_every_records=20)
+    standby = nodes("b", "standby", primary=primary)
+    follower = standby.replication.standby
+    assert follower is not None
+    fund(primary)
+    trade(primary, 20)  # a check every 20 records
+    wait_for(lambda: follower.checked == 1, what="the first hash check")
+    trade(primary, 20, start=20)
+    wait_for(lambda: follower.checked == 2, what="the second hash check")
+    wait_for(lambda: not primary.journal.snapshot_running)
+    done = primary.client.snapshot()  # asked for: checked too
+    wait_for(lambda: follower.checked == 3, what="the third hash check")
+    snaps = sorted(p.name for p in (standby.path / "data" / "snapshots").glob("*.snap"))
+    assert snaps[-1] == f"snapshot-{done.seq:020d}.snap"
+
+
+def test_a_standby_whose_state_differs_stops(nodes) -> None:  # type: ignore[no-untyped-def]
+    primary = nodes("a", "primary")
+    standby = nodes("b", "standby", primary=primary)
+    fund(primary)
+    wait_for(lambda: caught_up(standby, primary))
+    standby.journal.engine.state_arrays()["balances"][1, BTC, 0] += 1  # a flipped bit
+    primary.client.snapshot()
+    wait_for(lambda: not standby.thread.is_alive(), what="the standby to stop")
+    assert isinstance(standby.error, StandbyDiverged)
+    standby.error = None  # expected
+
+
+def test_a_late_standby_catches_up_from_a_snapshot(nodes) -> None:  # type: ignore[no-untyped-def]
+    primary = nodes("a", "primary", segment_bytes=64 << 10)
+    fund(primary)
+    trade(primary, 300)
+    primary.client.snapshot()
+    trade(primary, 300, start=300)
+    primary.client.snapshot()  # the log before it is pruned (whole segments)
+    with LogReader(primary.path / "data" / "log") as reader:
+        assert (reader.first_seq() or 0) > 1
+    standby = nodes("b", "standby", primary=primary)
+    trade(primary, 10, start=600)
+    wait_for(lambda: caught_up(standby, primary), what="catch-up from the snapshot")
+    assert standby.journal.engine.state_hash() == primary.journal.engine.state_hash()
+    assert standby.journal.recovery is not None
+    assert standby.journal.recovery.snapshot_seq > 0
+    assert not list(standby.path.glob("data/replaced-*"))  # the old, empty state went
+
+
+def test_sync_mode_acknowledges_only_what_a_standby_holds(nodes) -> None:  # type: ignore[no-untyped-def]
+    primary = nodes("a", "primary", mode="sync", lease_s=0.3)
+    with pytest.raises(ApiError) as refused:  # no standby: nothing runs
+        primary.client.balance_update(1, BTC, "deposit", 1, 10**14)
+    assert refused.value.code == Result.TOO_FEW_REPLICAS
+    assert primary.durable_seq == 0
+    standby = nodes("b", "standby", primary=primary)
+    wait_for(lambda: primary.replication.refusal() is None, what="a fresh standby")
+    fund(primary)
+    visible = primary.path / "data" / "log"
+    for i in range(30):
+        done = primary.client.put_limit(1 + i % 4, 0, Side.ASK if i % 2 else Side.BID, 1000, 10_000)
+        assert standby.durable_seq >= done.seq  # acknowledged: durable on the standby
+        # The drainer and the feed never see what a failover could take back.
+        assert read_committed_seq(visible) <= standby.durable_seq
+    wait_for(lambda: read_committed_seq(visible) == primary.durable_seq)
+    standby.stop()
+    wait_for(lambda: primary.replication.refusal() == Result.TOO_FEW_REPLICAS)
+    with pytest.raises(ApiError) as refused:
+        primary.client.put_limit(1, 0, Side.ASK, 1000, 10_000)
+    assert refused.value.code == Result.TOO_FEW_REPLICAS
+
+
+def test_promotion_deposes_the_old_primary(nodes) -> None:  # type: ignore[no-untyped-def]
+    a = nodes("a", "primary")
+    b = nodes("b", "standby", primary=a)
+    fund(a)
+    trade(a, 10)
+    wait_for(lambda: caught_up(b, a))
+    promoted = b.client.promote()
+    assert (promoted.epoch, promoted.seq) == (1, a.durable_seq)
+    assert load_epochs(b.path / "data").entries == ((1, a.durable_seq + 1),)
+    wait_for(lambda: a.replication.refusal() == Result.NOT_PRIMARY, what="a to be deposed")
+    with pytest.raises(ApiError) as refused:
+        a.client.put_limit(1, 0, Side.ASK, 1000, 10_000)
+    assert refused.value.code == Result.NOT_PRIMARY
+    assert load_epochs(a.path / "data").known == 1  # a restart stays deposed
+    done = b.client.put_limit(1, 0, Side.ASK, 1000, 10_000)
+    assert done.seq == promoted.seq + 1
+    assert b.client.status().role == "primary"
+
+
+def test_a_deposed_primary_with_an_unreplicated_tail_rejoins(nodes) -> None:  # type: ignore[no-untyped-def]
+    a = nodes("a", "primary")
+    b = nodes("b", "standby", primary=a)
+    fund(a)
+    trade(a, 10)
+    wait_for(lambda: caught_up(b, a))
+    common = a.durable_seq
+    b.stop()  # cut off: a acknowledges more (async mode) that b never gets
+    trade(a, 5, start=10)
+    assert a.durable_seq == common + 5
+    a.stop()
+    b = nodes("b", "standby", primary=a)
+    assert b.client.promote().epoch == 1
+    trade(b, 3, start=100)  # other records under the same seqs
+    a = nodes("a", "standby", primary=b)
+    wait_for(lambda: caught_up(a, b), what="the old primary to follow the new one")
+    assert a.journal.engine.state_hash() == b.journal.engine.state_hash()
+    same_log(a, b)
+    (aside,) = a.path.glob("data/diverged-*")
+    with LogReader(aside / "log") as reader:  # the unreplicated tail is kept
+        assert [r.seq for r in reader.read(common + 1)] == list(range(common + 1, common + 6))
+    assert load_epochs(a.path / "data").entries == ((1, common + 1),)
+
+
+def test_a_restarted_standby_resumes_where_it_stopped(nodes) -> None:  # type: ignore[no-untyped-def]
+    primary = nodes("a", "primary")
+    fund(primary)
+    standby = nodes("b", "standby", primary=primary)
+    trade(primary, 10)
+    wait_for(lambda: caught_up(standby, primary))
+    standby.stop()
+    trade(primary, 10, start=10)
+    again = nodes("b", "standby", primary=primary)
+    wait_for(lambda: caught_up(again, primary))
+    assert again.journal.engine.state_hash() == primary.journal.engine.state_hash()
+    assert np.array_equal(
+        np.array(again.journal.engine.counters()), np.array(primary.journal.engine.counters())
+    )
+
+
+def test_a_standby_promotes_itself_when_its_primary_falls_silent(nodes) -> None:  # type: ignore[no-untyped-def]
+    a = nodes("a", "primary", mode="sync")
+    b = nodes("b", "standby", primary=a, mode="sync", failover_after_s=0.3)
+    wait_for(lambda: a.replication.refusal() is None, what="a fresh standby")
+    fund(a)
+    acked = a.durable_seq
+    a.stop()
+    wait_for(lambda: b.replication.role == "primary", what="the standby to promote itself")
+    assert b.replication.epoch == 1
+    assert b.durable_seq == acked  # nothing acknowledged is missing
+    with pytest.raises(ApiError) as refused:  # sync: it waits for a standby of its own
+        b.client.put_limit(1, 0, Side.ASK, 1000, 10_000)
+    assert refused.value.code == Result.TOO_FEW_REPLICAS
+    a = nodes("a", "standby", primary=b, mode="sync")
+    wait_for(lambda: b.replication.refusal() is None, what="the old primary to follow")
+    done = b.client.put_limit(1, 0, Side.ASK, 1000, 10_000)
+    assert a.durable_seq >= done.seq
+
+
+def test_standbys_find_the_new_primary_among_the_engines(nodes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cluster = ",".join(f"ipc://{tmp_path}/{n}/repl.sock" for n in "abc")
+    a = nodes("a", "primary")
+    b = nodes("b", "standby", primary=cluster)
+    c = nodes("c", "standby", primary=cluster)
+    fund(a)
+    wait_for(lambda: caught_up(b, a) and caught_up(c, a), what="both standbys")
+    a.stop()
+    assert b.client.promote().epoch == 1
+    trade(b, 10)
+    wait_for(lambda: caught_up(c, b), 30, what="c to find and follow b")
+    assert c.client.status().replication == {"b": b.durable_seq}
+    assert c.journal.engine.state_hash() == b.journal.engine.state_hash()
+    a = nodes("a", "standby", primary=cluster)  # the old primary too
+    wait_for(lambda: caught_up(a, b), 30, what="a to find and follow b")
+    assert sorted(b.client.status().replication) == ["a", "c"]
+
+
+def test_a_standby_that_has_not_caught_up_is_never_promoted(nodes) -> None:  # type: ignore[no-untyped-def]
+    primary = nodes("a", "primary")
+    fund(primary)
+    standby = nodes("b", "standby", primary=primary)
+    wait_for(lambda: caught_up(standby, primary))
+    primary.stop()
+    # What a standby leaves while its state is moved aside and the primary's snapshot
+    # not yet installed (it survives a restart).
+    marker = standby.path / "data" / "replication" / "incomplete"
+    marker.parent.mkdir(exist_ok=True)
+    marker.touch()
+    with pytest.raises(ApiError) as refused:
+        standby.client.promote()
+    assert refused.value.code == Result.NOT_PRIMARY
+    assert "not caught up" in refused.value.message
+    assert standby.replication.role == "standby"
+    marker.unlink()
+    assert standby.client.promote().epoch == 1
