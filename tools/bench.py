@@ -315,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --history: the drainer's [history] busy_duty (default: the config's, 0.25)",
     )
     e2e.add_argument(
+        "--replication",
+        choices=("none", "async", "sync"),
+        default="none",
+        help="run a hot standby beside the daemon in this [replication] mode and report "
+        "its catch-up (default none: no standby)",
+    )
+    e2e.add_argument(
         "--workers",
         default="0",
         metavar="N",

@@ -21,7 +21,8 @@ receive and two clock reads, so that it measures the daemon, not itself.
 Latency is send to durable acknowledgement, per command, in an HdrHistogram
 (p50/p99/p99.9/max). It also reports the trades seen and the CPU seconds of the
 server and of the client. Every figure is on this machine with client and server
-sharing its cores.
+sharing its cores. ``--replication async|sync`` runs a hot standby beside the daemon
+(``tools.bench_replication``): compare its runs with those of ``--replication none``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from ipc import wire, wire_batch
 from tools.bench_core import machine_info
 from tools.bench_feed_load import FeedUnderLoad
 from tools.bench_history_load import DrainUnderLoad
+from tools.bench_replication import StandbyUnderLoad
 from tools.bench_stream import (
     CONFIG_TOML,
     DEPOSIT_MONEY,
@@ -311,7 +313,7 @@ def plot_latency(report: dict[str, Any], path: Path) -> str | None:
     ax.legend(fontsize=8)
     ax.set_title(
         f"matchd e2e, workers {report.get('workers', '0')}, fsync {report['fsync']}, "
-        f"{report['date']}",
+        f"replication {report.get('replication', 'none')}, {report['date']}",
         fontsize=9,
     )
     fig.tight_layout()
@@ -333,18 +335,14 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="matchd-bench-e2e-", dir=out))
     endpoint = f"ipc://{work}/orders.sock"
-    # Processes beside the daemon, each measured under the load: report key -> it.
-    companions: dict[str, Any] = {}
-    if args.history:
-        companions["history_drain"] = DrainUnderLoad(_cpu_seconds, busy_duty=args.busy_duty)
-    if args.feed:
-        companions["feed"] = FeedUnderLoad(work, nice=args.feed_nice)
+    companions = _companions(args, work)
     extra = "".join(c.create() for c in companions.values())
     daemon = _start_daemon(work, endpoint, args.fsync, args.workers, extra)
     client = _Client(endpoint)
     runs: dict[str, Any] = {}
     measured: dict[str, Any] = {}
     try:
+        # Before any write: a sync primary refuses them until its standby follows.
         for key, companion in companions.items():
             companion.start(work / "bench.toml", work / "data", endpoint, work / f"{key}.log")
         _fund_and_warm(client, stream.warmup)
@@ -365,6 +363,7 @@ def main(args: argparse.Namespace) -> int:
         "and one client process over ipc:// on this machine",
         "fsync": args.fsync,
         "workers": args.workers,
+        "replication": args.replication,
         "runs": runs,
         **measured,
         "seed": args.seed,
@@ -390,6 +389,18 @@ def main(args: argparse.Namespace) -> int:
         for key in measured:
             print(f"{key}: {json.dumps(measured[key])}")
     return 0
+
+
+def _companions(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The processes beside the daemon, each measured under the load: report key -> it."""
+    companions: dict[str, Any] = {}
+    if args.history:
+        companions["history_drain"] = DrainUnderLoad(_cpu_seconds, busy_duty=args.busy_duty)
+    if args.feed:
+        companions["feed"] = FeedUnderLoad(work, nice=args.feed_nice)
+    if args.replication != "none":  # last: it stops after the others have caught up
+        companions["standby"] = StandbyUnderLoad(args.replication, work, _cpu_seconds)
+    return companions
 
 
 def _runs(client: Any, daemon: Any, cmds: Any, args: argparse.Namespace) -> dict[str, Any]:

@@ -48,6 +48,8 @@ def test_e2e_benchmark_runs_against_a_real_daemon(
         assert run["orders_per_s"] > 0
         assert run["latency_us"]["p50"] <= run["latency_us"]["max"]
     assert report["runs"]["batched"]["orders"] == 1000
+    assert report["replication"] == "none"
+    assert "standby" not in report
 
 
 def test_e2e_benchmark_with_the_drainer_reports_its_lag(
