@@ -38,6 +38,10 @@ from persistence.snapshot import SnapshotInfo
 logger = logging.getLogger(__name__)
 
 Role = Literal["primary", "standby"]
+#: Bytes of the newest durable frames the primary keeps in memory to send.
+RECENT_BYTES = 16 << 20
+#: What ``Replication.role`` reports: a deposed primary is neither.
+Report = Literal["primary", "standby", "deposed"]
 
 
 class Replication:
@@ -88,9 +92,11 @@ class Replication:
                 )
 
     @property
-    def role(self) -> Role:
+    def role(self) -> Report:
         """What this engine is now."""
-        return "standby" if self.standby is not None else "primary"
+        if self.primary is None:
+            return "standby"
+        return "deposed" if self.primary.deposed else "primary"
 
     @property
     def epoch(self) -> int:
@@ -181,6 +187,8 @@ class Replication:
         return epoch
 
     def _become_primary(self) -> Primary:
+        # What was just made durable goes to the standbys from memory, not read back.
+        self.journal.writer.keep_recent(RECENT_BYTES)
         self.primary = Primary(
             self.journal,
             self.config,

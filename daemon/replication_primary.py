@@ -296,7 +296,7 @@ class Primary:
         return sent
 
     def _ship(self, standby: _Standby, durable: int) -> int:
-        sent = 0
+        sent = self._ship_recent(standby, durable)
         while standby.next_seq <= durable and standby.identity in self._standbys:
             room = self.config.window_records - (standby.next_seq - 1 - standby.acked_seq)
             upto = durable if not standby.marks else min(durable, standby.marks[0])
@@ -319,9 +319,30 @@ class Primary:
                 self._send(standby, header, _frames(run))
                 standby.next_seq = run.last_seq + 1
                 sent += len(run)
-            while standby.marks and standby.marks[0] < standby.next_seq:
-                self._send(standby, rw.Mark(self.history.known, standby.marks.pop(0)))
+            self._send_marks(standby)
         return sent
+
+    def _ship_recent(self, standby: _Standby, durable: int) -> int:
+        """Send what the writer still holds in memory of the records from the
+        standby's next one (commit by commit: a mark, taken at a commit's end, is
+        never crossed), as long as the window allows; the rest is read from the log."""
+        pieces = self.journal.writer.recent_frames(standby.next_seq)
+        sent = 0
+        for first, last, frames in pieces or ():
+            room = self.config.window_records - (standby.next_seq - 1 - standby.acked_seq)
+            if last - first + 1 > room or standby.identity not in self._standbys:
+                break
+            self._send(
+                standby, rw.Records(self.history.known, first, last - first + 1, durable), frames
+            )
+            standby.next_seq = last + 1
+            sent += last - first + 1
+            self._send_marks(standby)
+        return sent
+
+    def _send_marks(self, standby: _Standby) -> None:
+        while standby.marks and standby.marks[0] < standby.next_seq:
+            self._send(standby, rw.Mark(self.history.known, standby.marks.pop(0)))
 
     def _send(self, standby: _Standby, message: rw.Message, data: bytes | None = None) -> None:
         parts = [standby.identity, rw.encode(message)]

@@ -110,7 +110,6 @@ class Standby:
         self.primary_committed = 0
         self.heard = clock()  # silence counts from the start
         self._hello_at = 0.0
-        self._acked = 0
         self._ack_at = 0.0
         self._marks: list[int] = []
         self._own: dict[int, str] = {}
@@ -135,7 +134,7 @@ class Standby:
         """Read every message waiting, store and apply the records among them (one
         commit for all), acknowledge; returns the messages read."""
         n = 0
-        followed = False
+        stored = False
         while True:
             try:
                 parts = self.socket.recv_multipart(zmq.NOBLOCK)
@@ -153,10 +152,24 @@ class Standby:
                 self._set_history(self.history.heard(message.epoch))
             self.heard = self._clock()
             data = parts[1] if len(parts) > 1 else b""
-            followed |= self._dispatch(message, data)
-        if followed:
-            self._commit()
+            if isinstance(message, rw.Records):
+                stored |= self._records(message, data)
+                continue
+            if stored:  # what came before this message is settled first
+                self._settle()
+                stored = False
+            self._dispatch(message, data)
+        if stored:
+            self._settle()
         return n
+
+    def _settle(self) -> None:
+        """Commit what was stored (one fsync), acknowledge it, then apply it, and
+        snapshot at a mark it reached."""
+        self._commit()
+        self.journal.apply_followed()
+        if self._marks:
+            self._take_marks()
 
     def tick(self) -> None:
         """Hellos while unanswered, acknowledgements as heartbeats."""
@@ -190,10 +203,8 @@ class Standby:
 
     # ------------------------------------------------------------------ messages
 
-    def _dispatch(self, message: rw.AnyMessage, data: bytes) -> bool:
-        """Act on one message; True if records were stored (to commit)."""
-        if isinstance(message, rw.Records):
-            return self._records(message, data)
+    def _dispatch(self, message: rw.AnyMessage, data: bytes) -> None:
+        """Act on one message other than records."""
         if isinstance(message, rw.Heartbeat):
             self.primary_committed = message.committed_seq
         elif isinstance(message, rw.Welcome):
@@ -207,9 +218,9 @@ class Standby:
             self._compare(message.seq)
         elif isinstance(message, rw.SnapshotChunk):
             self._chunk(message, data)
-        return False
 
     def _records(self, message: rw.Records, data: bytes) -> bool:
+        """Store the records (applied at ``_settle``); True if any were."""
         if self.state != "following":
             return False
         self.primary_committed = message.committed_seq
@@ -220,20 +231,19 @@ class Standby:
                 message.first_seq,
                 last,
             )
-            self._commit()
+            self._settle()
             self._hello()
             return False
+        where = Path(f"<from {self.endpoint}>")
         try:
-            got = self.journal.follow(data, message.first_seq, Path(f"<from {self.endpoint}>"))
+            got = self.journal.follow(data, message.first_seq, where, apply=False)
         except LogCorrupt as exc:
             logger.error("replication: damaged records from the primary: %s", exc)
-            self._commit()
+            self._settle()
             self._hello()
             return False
         if got != message.first_seq + message.count - 1:
             logger.error("replication: %d records announced, %d came", message.count, got)
-        if self._marks and self._marks[0] <= got:
-            self._take_marks()
         return True
 
     def _welcome(self, welcome: rw.Welcome) -> None:
@@ -243,7 +253,6 @@ class Standby:
             self._set_history(self.history.adopt(primary))
             self._incomplete.unlink(missing_ok=True)  # a prefix of the primary's log now
             self.state = "following"
-            self._acked = -1
             self._ack()
             logger.info(
                 "replication: following %s (%s) from seq %d",
@@ -294,8 +303,6 @@ class Standby:
             seq = self._marks.pop(0)
             if seq != last:
                 continue  # passed already
-            if self.journal.durable_seq != last:
-                self._commit()  # records of this read not committed yet
             if self.journal.durable_seq != last:
                 logger.warning("replication: no snapshot at seq %d (the log fails)", seq)
             elif not self.journal.snapshot():
@@ -404,7 +411,6 @@ class Standby:
         self._ack_at = self._clock()
         if self.state == "following":
             self._send(rw.Ack(self.history.known, durable))
-            self._acked = durable
 
     def _switch(self) -> None:
         """Look for the primary at the next endpoint of the list (if there are more)."""

@@ -148,6 +148,8 @@ class Journal:
         self._snapper = BackgroundSnapshotter()
         self._last_snapshot = time.monotonic()
         self._applier: FrameApplier | None = None
+        #: Records ``follow`` stored and did not apply yet: (frames, ends, first seq, where).
+        self._unapplied: list[tuple[np.ndarray, np.ndarray, int, Path]] = []
 
     # ------------------------------------------------------------------ opening
 
@@ -171,6 +173,7 @@ class Journal:
         self._writer.close()
         self.engine, self._writer, self.recovery = _recover(self.config, self.jconfig)
         self._applier = None
+        self._unapplied = []
 
     # ------------------------------------------------------------------ state
 
@@ -323,19 +326,23 @@ class Journal:
             self._fail(f"balance.update seq {seq} could not be appended: {exc}")
         return self._appended((results, events), commit)
 
-    def follow(self, frames: bytes | memoryview, first_seq: int, where: Path) -> int:
+    def follow(
+        self, frames: bytes | memoryview, first_seq: int, where: Path, *, apply: bool = True
+    ) -> int:
         """Store and apply records another log holds: a replica following its
         primary (docs/operations.md). ``frames`` are whole log frames with
         consecutive sequences from ``first_seq``, which must follow this log.
 
         Every frame is checked (checksum, length, sequence) before anything is
-        applied; each command is then applied with replay's checks (the outcome its
-        record holds), and the frames are appended under their sequences, in this
-        writer's commit batch, durable at the next ``writer.commit()``. Returns the
-        last sequence. A bad frame raises ``LogCorrupt`` with nothing applied (fetch
-        again). A command whose outcome differs from its record's (this state is not
-        the primary's) raises ``JournalFailed``: the state may be ahead of the log, so
-        the process must stop; recovery rebuilds it from the log.
+        stored; the frames are appended under their sequences, in this writer's
+        commit batch, durable at the next ``writer.commit()``, and each command is
+        applied with replay's checks (the outcome its record holds): at once, or
+        (``apply=False``) at ``apply_followed``, so that a standby acknowledges what
+        is durable before it spends the time to apply it. Returns the last sequence.
+        A bad frame raises ``LogCorrupt`` with nothing stored (fetch again). A command
+        whose outcome differs from its record's (this state is not the primary's)
+        raises ``JournalFailed``: the process must stop (a restart's replay stops at
+        the same record, which the primary's log holds too).
         """
         self._check_failed()
         if self._applier is None:
@@ -350,10 +357,6 @@ class Journal:
         ends = self._applier.check(buf, first_seq, max_payload, where)
         if not ends.shape[0]:
             return first_seq - 1
-        try:
-            self._applier.apply(buf, ends, first_seq, where)
-        except ReplayMismatch as exc:
-            self._fail(f"a received record does not replay: {exc}")
         starts = np.concatenate(([0], ends[:-1]))
         per_record = self._writer.config.fsync is FsyncPolicy.ALWAYS
         rebatch_frames(
@@ -363,7 +366,22 @@ class Journal:
             self._writer.append_framed(buf, ends, first_seq)
         except LogError as exc:
             self._fail(f"{ends.shape[0]} received records could not be appended: {exc}")
+        self._unapplied.append((buf, ends, first_seq, where))
+        if apply:
+            self.apply_followed()
         return first_seq + int(ends.shape[0]) - 1
+
+    def apply_followed(self) -> int:
+        """Apply the records ``follow`` stored and has not applied, in order; returns
+        the engine's sequence. ``JournalFailed`` as ``follow``'s."""
+        self._check_failed()
+        while self._unapplied and self._applier is not None:
+            buf, ends, first_seq, where = self._unapplied.pop(0)
+            try:
+                self._applier.apply(buf, ends, first_seq, where)
+            except ReplayMismatch as exc:
+                self._fail(f"a received record does not replay: {exc}")
+        return self.engine.counters()[0]
 
     def flush(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Retry a failing log; returns the batches that were held and are durable

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -94,6 +95,11 @@ class LogWriter:
         #: Readers see the log up to this sequence at most (None: up to durable_seq).
         self._reader_limit: int | None = None
         self._hold_readers = False
+        #: The frames of the last durable records, one piece per commit unit:
+        #: (first seq, last seq, frames), at most ``_recent_max`` bytes (0: none kept).
+        self._recent: deque[tuple[int, int, bytes]] = deque()
+        self._recent_bytes = 0
+        self._recent_max = 0
         self._failure: LogUnavailable | None = None
         self._closed = False
         self._commits = 0
@@ -420,6 +426,7 @@ class LogWriter:
         ``fsync=always``), syncing each unit; drops what became durable."""
         count = len(self._pending_ends)
         done_records = done_bytes = 0
+        first_seq = self._durable_seq + 1
         per_record = self._config.fsync is FsyncPolicy.ALWAYS
         sync = self._config.fsync is not FsyncPolicy.NONE
         try:
@@ -446,9 +453,37 @@ class LogWriter:
                 done_records, done_bytes = end_record, end_byte
         finally:
             if done_records:
+                if self._recent_max:
+                    self._keep(first_seq, first_seq + done_records - 1, done_bytes)
                 del self._pending[:done_bytes]
                 ends = self._pending_ends
                 self._pending_ends = [end - done_bytes for end in ends[done_records:]]
+
+    def keep_recent(self, max_bytes: int) -> None:
+        """Keep the frames of the last durable records in memory, up to ``max_bytes``
+        (0: none), for ``recent_frames``."""
+        self._recent_max = max_bytes
+        while self._recent and self._recent_bytes > max_bytes:
+            self._recent_bytes -= len(self._recent.popleft()[2])
+
+    def recent_frames(self, from_seq: int) -> list[tuple[int, int, bytes]] | None:
+        """The frames of the durable records from ``from_seq`` on, as written (one
+        piece per commit: first seq, last seq, frames), when memory still holds them
+        all and ``from_seq`` starts a piece; None otherwise (read the log). A primary
+        sends what it just made durable to its standbys without reading it back."""
+        if from_seq > self._durable_seq:
+            return []
+        pieces = list(self._recent)
+        for i, (first, _, _) in enumerate(pieces):
+            if first == from_seq:
+                return pieces[i:]
+        return None
+
+    def _keep(self, first_seq: int, last_seq: int, nbytes: int) -> None:
+        self._recent.append((first_seq, last_seq, bytes(self._pending[:nbytes])))
+        self._recent_bytes += nbytes
+        while self._recent_bytes > self._recent_max and len(self._recent) > 1:
+            self._recent_bytes -= len(self._recent.popleft()[2])
 
     def _repair(self) -> None:
         """After a failure: reopen the segment, cut it back to the durable offset, sync.

@@ -310,3 +310,25 @@ def test_limit_readers_holds_the_committed_marker_back(tmp_path: Path) -> None:
         assert read_committed_seq(tmp_path) == 5
     with LogWriter.open(tmp_path) as writer:  # not holding: everything durable
         assert read_committed_seq(tmp_path) == 5
+
+
+def test_recent_frames_are_what_was_written(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path) as writer:
+        assert writer.recent_frames(1) == []  # nothing durable yet
+        writer.keep_recent(300)
+        for seq in range(1, 4):
+            writer.append(seq, 1, b"x" * 40)
+        writer.commit()
+        writer.append(4, 1, b"y" * 40)
+        writer.commit()
+        pieces = writer.recent_frames(1)
+        assert pieces is not None
+        assert [(a, b) for a, b, _ in pieces] == [(1, 3), (4, 4)]
+        on_disk = (tmp_path / segment_name(1)).read_bytes()
+        assert on_disk.endswith(pieces[0][2] + pieces[1][2])
+        assert writer.recent_frames(2) is None  # not where a piece starts: read the log
+        assert writer.recent_frames(5) == []
+        writer.append(5, 1, b"z" * 100)
+        writer.commit()  # over 300 bytes: the oldest piece goes
+        assert writer.recent_frames(1) is None
+        assert [(a, b) for a, b, _ in writer.recent_frames(5) or []] == [(5, 5)]
