@@ -63,7 +63,9 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     workers
         Worker processes.
     engine
-        The engine's ZeroMQ order entry (``matchd run`` passes its own).
+        The engine's ZeroMQ order entry (``matchd run`` passes its own); several,
+        separated by commas (a primary and its standbys): requests go to whichever
+        is the primary (``daemon.gateway_primary``).
     timeout_s
         A backend (engine, feed, history) that has not answered this long: HTTP 504,
         code 5 ``service timeout`` (ViaBTC's ``timeout``).

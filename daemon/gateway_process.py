@@ -38,7 +38,8 @@ def add_gateway_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         parser.add_argument("--config", type=Path, required=True, metavar="PATH")
         parser.add_argument(
             "--engine", default=None, metavar="ENDPOINT",
-            help="the engine's order entry (default: the table's engine setting)",
+            help="the engine's order entry (default: the table's engine setting); several, "
+            "separated by commas: a primary and its standbys, requests go to the primary",
         )  # fmt: skip
 
 
@@ -76,6 +77,7 @@ def build_backends(
     the keys to connect to the engine with (``[gateway]``)."""
     from daemon.feed_config import load_feed_config
     from daemon.gateway_links import EngineLink, FeedLink
+    from daemon.gateway_primary import PrimaryLink
     from daemon.viabtc_methods import ViabtcMethods
     from persistence.history_config import load_history_config
     from persistence.history_queries import HistoryNotConfigured, HistoryQueries, HistoryReader
@@ -98,7 +100,11 @@ def build_backends(
             timeout_s=history_config.query_timeout_s,
         )  # fmt: skip
     executor = ThreadPoolExecutor(max_workers=pool, thread_name_prefix="history")
-    engine = EngineLink(endpoint, timeout_s=timeout_s, curve=curve)
+    engine: EngineLink | PrimaryLink
+    if "," in endpoint:  # a primary and its standbys: follow whichever is primary
+        engine = PrimaryLink(endpoint.split(","), timeout_s=timeout_s, curve=curve)
+    else:
+        engine = EngineLink(endpoint, timeout_s=timeout_s, curve=curve)
     feed = FeedLink(feed_config.rpc, timeout_s=timeout_s) if feed_config is not None else None
     methods = ViabtcMethods(engine_config, engine, feed, history, executor)
     backends = Backends(methods, executor=executor)

@@ -34,6 +34,7 @@ from daemon.gateway_links import (
     EngineLink,
     FeedLink,
 )
+from daemon.gateway_primary import PrimaryLink
 from ipc import wire
 from persistence.history_pool import HistoryError
 from persistence.history_queries import HistoryReader
@@ -166,7 +167,7 @@ class ViabtcMethods:
     def __init__(
         self,
         config: EngineConfig,
-        engine: EngineLink,
+        engine: EngineLink | PrimaryLink,
         feed: FeedLink | None,
         history: HistoryReader,
         executor: Executor,

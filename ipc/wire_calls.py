@@ -361,7 +361,8 @@ class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: The log's consumers (the MySQL drainer "mysql", ...) and the sequence each has
     #: applied: ``durable_seq - position`` is its lag in records.
     consumers: dict[str, int] = msgspec.field(default_factory=dict)
-    #: "primary" or "standby" (an engine without ``[replication]`` is a primary).
+    #: "primary", "standby" or "deposed" (a primary that heard of a newer epoch: it
+    #: takes no writes); an engine without ``[replication]`` is a primary.
     role: str = "primary"
     #: The highest replication epoch this engine knows (0: never promoted).
     epoch: int = 0
