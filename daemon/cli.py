@@ -459,7 +459,11 @@ def _supervise(args: argparse.Namespace) -> int:
         registry = _registry(keys)
         check_exposure(args.endpoint, curve=registry is not None)
         _plan(args, len(config.markets))  # the workers asked for are possible
-        _replication_config(args, text)
+        rconfig = _replication_config(args, text)
+        if rconfig is not None:
+            from daemon.replication import check_replication_exposure
+
+            check_replication_exposure(rconfig, args.primary, curve=registry is not None)
     except ConfigError as exc:
         print(f"matchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -644,7 +648,9 @@ def _start_server(
     if rconfig is not None:
         from daemon.replication import Replication
 
-        replication = Replication(journal, rconfig, role=args.role, primary=args.primary)
+        replication = Replication(
+            journal, rconfig, role=args.role, primary=args.primary, auth=registry
+        )
     try:
         sconfig = ServerConfig(endpoint=args.endpoint, auth=registry)
         server, pipeline = _make_server(journal, sconfig, plan, metrics, args.data_dir, replication)

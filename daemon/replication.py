@@ -12,6 +12,14 @@ at the next sequence, saved durably before the first write; the standby's socket
 closes and the primary's binds. A primary that hears of a higher epoch is deposed:
 it refuses every write from then on (NOT_PRIMARY), and a restart keeps it that way
 (its history knows the higher epoch) until it is started as a standby.
+
+Security. The link carries the whole log, and a hello of a higher epoch deposes a
+primary, so: without a key registry the primary binds and the standby connects to
+local endpoints only (``ConfigError`` otherwise); with one (``--keys``) the link is
+CURVE, in a ZeroMQ context of its own with its own ZAP handler, and the primary
+takes messages only from the registry's own server key (the engines of a cluster
+share one key file, as the gateways and clients need anyway to reach whichever is
+the primary).
 """
 
 from __future__ import annotations
@@ -27,7 +35,10 @@ from typing import Any, Literal
 import msgspec
 import zmq
 
+from core.errors import ConfigError
 from core.schema import Result
+from daemon.auth import KeyRegistry, is_local_endpoint
+from daemon.auth_gate import ZapHandler
 from daemon.replication_config import ReplicationConfig
 from daemon.replication_primary import Primary
 from daemon.replication_standby import Standby
@@ -55,15 +66,25 @@ class Replication:
         role: Role,
         primary: str | None = None,
         context: zmq.Context[Any] | None = None,
+        auth: KeyRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``primary``: the endpoint a standby follows (required for one)."""
+        """``primary``: the endpoint a standby follows (required for one; several,
+        separated by commas). ``auth``: the key registry (CURVE on the link).
+        ``ConfigError`` for an endpoint beyond this machine without ``auth``."""
         if role == "standby" and not primary:
             raise ValueError("a standby needs the primary's replication endpoint")
+        check_replication_exposure(config, primary, curve=auth is not None)
         self.journal = journal
         self.config = config
         self._data_dir = Path(journal.jconfig.data_dir)
         self.node = config.node or default_node(self._data_dir)
+        self.auth = auth
+        self._own_context = auth is not None
+        self._zap: ZapHandler | None = None
+        if auth is not None:  # a ZAP handler of its own: one per context
+            context = zmq.Context()
+            self._zap = ZapHandler(context, auth)
         self._context = context if context is not None else zmq.Context.instance()
         self._clock = clock
         self.history = load_epochs(self._data_dir)
@@ -78,6 +99,7 @@ class Replication:
                 self.node,
                 context=self._context,
                 save_history=self._save,
+                curve=auth.server_keys() if auth is not None else None,
                 clock=clock,
             )
         else:
@@ -104,14 +126,17 @@ class Replication:
         return self.history.known
 
     def sockets(self) -> list[zmq.Socket[bytes]]:
-        """The socket to poll (the role's)."""
-        return [self.primary.socket if self.primary is not None else self._standby().socket]
+        """The sockets to poll (the role's, and the ZAP handler's)."""
+        own = self.primary.socket if self.primary is not None else self._standby().socket
+        return [own] if self._zap is None else [own, self._zap.socket]
 
     # ------------------------------------------------------------------ loop
 
     def step(self) -> None:
         """Read what came, send what is due; promote a standby whose primary is
         silent for ``failover_after_s``."""
+        if self._zap is not None:
+            self._zap.handle()
         if self.primary is not None:
             self.primary.handle()
             self.primary.pump()
@@ -196,6 +221,7 @@ class Replication:
             self.node,
             context=self._context,
             on_deposed=self._deposed,
+            auth=self.auth,
             clock=self._clock,
         )
         return self.primary
@@ -217,11 +243,29 @@ class Replication:
         return self.standby
 
     def close(self) -> None:
-        """Close the role's socket."""
+        """Close the role's socket (and the link's own context, with CURVE)."""
         if self.primary is not None:
             self.primary.close()
         if self.standby is not None:
             self.standby.close()
+        if self._zap is not None:
+            self._zap.close()
+        if self._own_context:
+            self._context.term()
+
+
+def check_replication_exposure(
+    config: ReplicationConfig, primary: str | None, *, curve: bool
+) -> None:
+    """Without CURVE the link's endpoints (``listen``, the standby's primaries) must
+    be local: ``ConfigError`` otherwise."""
+    for endpoint in [config.listen, *(primary or "").split(",")]:
+        if endpoint.strip() and not curve and not is_local_endpoint(endpoint.strip()):
+            raise ConfigError(
+                f"replication endpoint {endpoint.strip()} is reachable from other machines: "
+                "without a key registry (--keys) the link would carry the log in clear and "
+                "anyone could depose the primary; local endpoints only"
+            )
 
 
 def default_node(data_dir: Path) -> str:

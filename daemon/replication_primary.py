@@ -30,6 +30,8 @@ from typing import Any, Final
 import zmq
 
 from core.schema import Result
+from daemon.auth import SERVER_KEY_NAME, KeyRegistry
+from daemon.auth_gate import ZAP_DOMAIN
 from daemon.replication_config import ReplicationConfig
 from ipc import replication_wire as rw
 from persistence.epochs import EpochHistory
@@ -79,8 +81,11 @@ class Primary:
         *,
         context: zmq.Context[Any],
         on_deposed: Callable[[int], None],
+        auth: KeyRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``auth``: CURVE server with the registry's key pair; only its own server
+        key may replicate (the context must have a ZAP handler for it)."""
         self.journal = journal
         self.config = config
         self.history = history
@@ -97,11 +102,16 @@ class Primary:
             self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self.socket.setsockopt(zmq.SNDHWM, 100_000)
             self.socket.setsockopt(zmq.RCVHWM, 100_000)
+            if auth is not None:
+                self.socket.setsockopt(zmq.CURVE_SERVER, 1)
+                self.socket.setsockopt(zmq.CURVE_SECRETKEY, auth.server_secret_key.reveal())
+                self.socket.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
             self.socket.bind(config.listen)
         except BaseException:
             self.socket.close(0)
             raise
         self.deposed = False
+        self._auth = auth is not None
 
     @property
     def endpoint(self) -> str:
@@ -154,13 +164,16 @@ class Primary:
         n = 0
         while True:
             try:
-                parts = self.socket.recv_multipart(zmq.NOBLOCK)
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return n
             n += 1
-            if len(parts) < 2:
+            if len(frames) < 2:
                 continue
-            identity, header = parts[0], parts[1]
+            identity, header = frames[0].bytes, frames[1].bytes
+            if self._auth and _key_name(frames[1]) != SERVER_KEY_NAME:
+                self._refuse(identity, "only the cluster's server key may replicate")
+                continue
             try:
                 message = rw.decode(header)
             except rw.ReplicationError as exc:
@@ -398,6 +411,15 @@ class Primary:
         for standby in list(self._standbys.values()):
             self._drop(standby)
         self.socket.close(0)
+
+
+def _key_name(frame: zmq.Frame) -> str | None:
+    """The name the ZAP handler gave the connection's key (None: none)."""
+    try:
+        name = frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _frames(run: RecordRun) -> bytes:

@@ -36,6 +36,7 @@ import zmq
 from core.errors import BrokenError
 from daemon.replication_config import ReplicationConfig
 from ipc import replication_wire as rw
+from ipc.client_common import CurveKeys
 from persistence.epochs import EPOCHS_DIR, EpochHistory
 from persistence.journal import LOG_DIR, SNAPSHOT_DIR, Journal, config_digest
 from persistence.log_errors import LogCorrupt, LogUnavailable
@@ -80,8 +81,10 @@ class Standby:
         *,
         context: zmq.Context[Any],
         save_history: Callable[[EpochHistory], None],
+        curve: CurveKeys | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``curve``: the keys to connect with (the cluster's server key pair)."""
         self.journal = journal
         self.config = config
         self.endpoints = [e.strip() for e in endpoint.split(",") if e.strip()]
@@ -100,6 +103,10 @@ class Standby:
             self.socket.setsockopt(zmq.LINGER, 0)
             self.socket.setsockopt(zmq.RCVHWM, 100_000)
             self.socket.setsockopt(zmq.SNDHWM, 1000)
+            if curve is not None:
+                self.socket.setsockopt(zmq.CURVE_SERVERKEY, curve.server_key)
+                self.socket.setsockopt(zmq.CURVE_PUBLICKEY, curve.public_key)
+                self.socket.setsockopt(zmq.CURVE_SECRETKEY, curve.secret_key)
             self.socket.connect(self.endpoint)
         except BaseException:
             self.socket.close(0)

@@ -13,10 +13,12 @@ from typing import Any
 import zmq
 
 from core.config import EngineConfig
+from daemon.auth import KeyRegistry
 from daemon.replication import Replication, Role
 from daemon.replication_config import ReplicationConfig
 from daemon.server import Server, ServerConfig
 from ipc.client import Client
+from ipc.client_common import CurveKeys
 from persistence.journal import Journal, JournalConfig, journal_log_config
 from tests.support.scenario import make_config
 
@@ -38,8 +40,13 @@ class Node:
         *,
         primary: Node | str | None = None,
         segment_bytes: int | None = None,
+        auth: KeyRegistry | None = None,
+        client_keys: CurveKeys | None = None,
+        listen: str | None = None,
         **settings: Any,
     ) -> None:
+        """``auth``: the key registry (CURVE on order entry and replication);
+        ``client_keys``: what the test's client connects with then."""
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
         log = journal_log_config(**({"segment_bytes": segment_bytes} if segment_bytes else {}))
@@ -48,7 +55,9 @@ class Node:
         self.journal = Journal.open(engine_config(), jconfig)
         values: dict[str, Any] = {"heartbeat_s": 0.02, "lease_s": 0.5, "check_every_records": 0}
         values.update(settings)
-        self.rconfig = ReplicationConfig(listen=f"ipc://{path}/repl.sock", node=path.name, **values)
+        self.rconfig = ReplicationConfig(
+            listen=listen or f"ipc://{path}/repl.sock", node=path.name, **values
+        )
         self.context: zmq.Context[Any] = zmq.Context()
         self.replication = Replication(
             self.journal,
@@ -56,11 +65,12 @@ class Node:
             role=role,
             primary=primary.rconfig.listen if isinstance(primary, Node) else primary,
             context=self.context,
+            auth=auth,
         )
         self.endpoint = f"ipc://{path}/orders.sock"
         self.server = Server(
             self.journal,
-            ServerConfig(endpoint=self.endpoint),
+            ServerConfig(endpoint=self.endpoint, auth=auth),
             clock=lambda: TS,
             context=self.context,
             replication=self.replication,
@@ -69,7 +79,7 @@ class Node:
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._serve, name=path.name, daemon=True)
         self.thread.start()
-        self.client = Client(self.endpoint, timeout_s=60.0, context=self.context)
+        self.client = Client(self.endpoint, timeout_s=60.0, context=self.context, curve=client_keys)
         self._closed = False
 
     def _serve(self) -> None:

@@ -10,14 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 
 from core import commands as C
+from core.errors import ConfigError
 from core.schema import Result, Side
+from daemon.auth import load_registry
+from daemon.replication import Replication
+from daemon.replication_config import ReplicationConfig
 from daemon.replication_standby import StandbyDiverged
+from ipc import replication_wire as rw
 from ipc.client_common import ApiError, results_events
 from persistence.epochs import load_epochs
+from persistence.journal import Journal, JournalConfig
 from persistence.log_reader import LogReader, read_committed_seq
-from tests.support.replicas import Node, wait_for
+from tests.support.keys import Entry, Keys
+from tests.support.replicas import Node, engine_config, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -286,3 +294,59 @@ def test_a_standby_that_has_not_caught_up_is_never_promoted(nodes) -> None:  # t
     assert standby.replication.role == "standby"
     marker.unlink()
     assert standby.client.promote().epoch == 1
+
+
+def test_without_keys_the_link_stays_on_this_machine(tmp_path: Path) -> None:
+    config = engine_config()
+    journal = Journal.open(config, JournalConfig(data_dir=tmp_path / "data"))
+    try:
+        with pytest.raises(ConfigError, match="reachable from other machines"):
+            Replication(journal, ReplicationConfig(listen="tcp://0.0.0.0:7516"), role="primary")
+        with pytest.raises(ConfigError, match=r"tcp://10\.0\.0\.1:7516"):
+            Replication(
+                journal,
+                ReplicationConfig(),
+                role="standby",
+                primary="tcp://127.0.0.1:7516,tcp://10.0.0.1:7516",
+            )
+    finally:
+        journal.close()
+
+
+def test_over_curve_only_the_clusters_server_key_replicates(tmp_path: Path) -> None:
+    keys = Keys(tmp_path / "keys")
+    keys.add("ops", Entry("admin"))
+    registry = load_registry(keys.write_registry())
+    ops = keys.curve("ops")
+    listen = "tcp://127.0.0.1:{}"
+    a = Node(tmp_path / "a", "primary", auth=registry, client_keys=ops, listen=listen.format(0))
+    b = None
+    try:
+        assert a.replication.primary is not None
+        endpoint = a.replication.primary.endpoint  # the port bound
+        b = Node(tmp_path / "b", "standby", primary=endpoint, auth=registry, client_keys=ops)
+        fund(a)
+        wait_for(lambda: caught_up(b, a), what="the standby over CURVE")
+        # An admin client key is no engine: its hello of a higher epoch deposes nothing.
+        rogue = zmq.Context()
+        sock = rogue.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.CURVE_SERVERKEY, ops.server_key)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, ops.public_key)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, ops.secret_key)
+        sock.connect(endpoint)
+        sock.send(rw.encode(rw.Hello(99, "rogue", rw.REPLICATION_VERSION, "x", 0, [])))
+        assert sock.poll(10_000)
+        refusal = rw.decode(sock.recv())
+        assert isinstance(refusal, rw.Refuse)
+        assert "server key" in refusal.reason
+        sock.close(0)
+        rogue.term()
+        assert a.replication.refusal() is None
+        assert a.replication.epoch == 0
+        done = a.client.put_limit(1, 0, Side.ASK, 1000, 10_000)
+        wait_for(lambda: b.durable_seq == done.seq)
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
