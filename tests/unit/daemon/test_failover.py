@@ -120,12 +120,15 @@ def test_sigkill_the_primary_and_promote_loses_no_acknowledged_command(tmp_path:
             took = time.monotonic() - t0
             # Sync with one standby: writes wait for a standby to follow the new primary.
             procs[primary] = serve(config, primary, "standby", standby)
+            wait_for(lambda s=standby: _following(endpoint[s]), 120)
+            writable = time.monotonic() - t0
             wait_for(lambda t0=t0: loader.last_ack > t0, 120)
             print(
                 f"round {k}: killed {primary.name}; {standby.name} primary of epoch "
-                f"{promoted.epoch} from seq {promoted.seq + 1} {took * 1e3:.1f} ms later; "
-                f"acknowledging again after {loader.last_ack - t0:.2f} s (the old primary "
-                "restarted as its standby)"
+                f"{promoted.epoch} from seq {promoted.seq + 1} {took * 1e3:.1f} ms later, "
+                f"taking writes {writable:.2f} s after the kill (the old primary restarted "
+                f"as its standby); the loader acknowledged again after "
+                f"{loader.last_ack - t0:.2f} s (its 1 s time-out included)"
             )
             primary, standby = standby, primary
             wait_for(lambda p=primary: _following(endpoint[p]), 120)
