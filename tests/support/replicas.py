@@ -4,6 +4,8 @@ in its own directory, and an SDK client to talk to it."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,15 +16,18 @@ import zmq
 
 from core.config import EngineConfig
 from daemon.auth import KeyRegistry
+from daemon.pipeline import Pipeline, plan_workers
 from daemon.replication import Replication, Role
 from daemon.replication_config import ReplicationConfig
 from daemon.server import Server, ServerConfig
+from daemon.server_pipeline import PipelinedServer
 from ipc.client import Client
 from ipc.client_common import CurveKeys
 from persistence.journal import Journal, JournalConfig, journal_log_config
 from tests.support.scenario import make_config
 
 TS = 1_700_000_000_000_000_000
+_INSTANCES = itertools.count()
 
 
 def engine_config() -> EngineConfig:
@@ -43,10 +48,12 @@ class Node:
         auth: KeyRegistry | None = None,
         client_keys: CurveKeys | None = None,
         listen: str | None = None,
+        workers: bool = False,
         **settings: Any,
     ) -> None:
         """``auth``: the key registry (CURVE on order entry and replication);
-        ``client_keys``: what the test's client connects with then."""
+        ``client_keys``: what the test's client connects with then. ``workers``: the
+        pipelined server, a pair worker per market."""
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
         log = journal_log_config(**({"segment_bytes": segment_bytes} if segment_bytes else {}))
@@ -68,13 +75,29 @@ class Node:
             auth=auth,
         )
         self.endpoint = f"ipc://{path}/orders.sock"
-        self.server = Server(
-            self.journal,
-            ServerConfig(endpoint=self.endpoint, auth=auth),
-            clock=lambda: TS,
-            context=self.context,
-            replication=self.replication,
-        )
+        sconfig = ServerConfig(endpoint=self.endpoint, auth=auth)
+        self.pipeline: Pipeline | None = None
+        self.server: Server
+        if workers:
+            plan = plan_workers(len(engine_config().markets))
+            instance = f"rep{os.getpid()}n{next(_INSTANCES)}"
+            self.pipeline = Pipeline(self.journal.engine, plan, instance)
+            self.server = PipelinedServer(
+                self.journal,
+                self.pipeline,
+                sconfig,
+                clock=lambda: TS,
+                context=self.context,
+                replication=self.replication,
+            )
+        else:
+            self.server = Server(
+                self.journal,
+                sconfig,
+                clock=lambda: TS,
+                context=self.context,
+                replication=self.replication,
+            )
         self._stop = False
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._serve, name=path.name, daemon=True)
@@ -97,6 +120,8 @@ class Node:
         self.thread.join(30)
         self.client.close()
         self.server.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
         self.replication.close()
         self.journal.close()
         self.context.term()

@@ -13,6 +13,7 @@ import pytest
 import zmq
 
 from core import commands as C
+from core.engine import Engine
 from core.errors import ConfigError
 from core.schema import Result, Side
 from daemon.auth import load_registry
@@ -24,6 +25,7 @@ from ipc.client_common import ApiError, results_events
 from persistence.epochs import load_epochs
 from persistence.journal import Journal, JournalConfig
 from persistence.log_reader import LogReader, read_committed_seq
+from persistence.replay import replay
 from tests.support.keys import Entry, Keys
 from tests.support.replicas import Node, engine_config, wait_for
 
@@ -350,3 +352,32 @@ def test_over_curve_only_the_clusters_server_key_replicates(tmp_path: Path) -> N
         if b is not None:
             b.stop()
         a.stop()
+
+
+def test_a_primary_with_pair_workers_in_sync_mode(nodes) -> None:  # type: ignore[no-untyped-def]
+    """The pipelined server (the sequencer and a worker per market) as the primary:
+    the same log and state on the standby, every acknowledgement durable there, and a
+    hash check at a snapshot composed from the workers' books."""
+    primary = nodes("a", "primary", mode="sync", workers=True, check_every_records=25)
+    standby = nodes("b", "standby", primary=primary, mode="sync")
+    wait_for(lambda: primary.replication.refusal() is None, what="a fresh standby")
+    fund(primary)
+    for user in range(1, 5):  # the second market's stock
+        primary.client.balance_update(user, 1, "deposit", user * 10 + 1, 10**14)
+    for i in range(40):
+        side = Side.ASK if i % 2 else Side.BID
+        rid = primary.client.send_commands(
+            C.batch(*(C.put_limit(1 + (i + k) % 4, k % 2, side, 1000, 10_000) for k in range(4)))
+        )
+        results, _ = results_events(primary.client.wait(rid))
+        assert (results["code"] == Result.OK).all()
+        assert standby.durable_seq >= int(results["seq"].max())
+    follower = standby.replication.standby
+    assert follower is not None
+    wait_for(lambda: follower.checked >= 2, what="hash checks against composed books")
+    wait_for(lambda: caught_up(standby, primary))
+    same_log(primary, standby)
+    # The primary's state is its workers' (driven by its own thread): its log replayed.
+    replayed = Engine(engine_config())
+    replay(replayed, primary.path / "data" / "log", 1)
+    assert replayed.state_hash() == standby.journal.engine.state_hash()
