@@ -112,10 +112,10 @@ class Supervisor:
         dormant: Sequence[Child] = (),
     ) -> None:
         """``health`` answers truthy when the server is healthy: its role
-        ("primary" or "standby") or True. ``dormant``: children that run only beside
-        a primary (the log's readers and the gateways of a standby): started when the
-        server first reports "primary" (a standby was promoted), when the server's
-        own command line becomes a primary's too (a restart stays primary)."""
+        ("primary", "standby" or "deposed") or True. ``dormant``: children that run
+        only beside a primary (the log's readers and the gateways of a standby). When
+        a standby server first reports "primary" (it was promoted) they start, and
+        the server's command line becomes a primary's, so that a restart stays one."""
         self.children = list(children)
         self.dormant = list(dormant)
         self.health = health
@@ -205,7 +205,7 @@ class Supervisor:
             self._act_on_probe(healthy, now)
 
     def _act_on_probe(self, healthy: bool | str, now: float) -> None:
-        if healthy == "primary" and self.dormant:
+        if healthy == "primary" and self._standby_server():
             self._promoted()
         if healthy:
             self._last_healthy = now
@@ -222,6 +222,9 @@ class Supervisor:
                     logger.error("%s does not answer: killing it", child.name)
                     child.process.kill()
             self._last_healthy = now
+
+    def _standby_server(self) -> bool:
+        return any(c.name == "server" and primary_argv(c.argv) != c.argv for c in self.children)
 
     def _promoted(self) -> None:
         logger.warning("the server is the primary now: starting %s", [c.name for c in self.dormant])

@@ -6,6 +6,7 @@ import pytest
 
 from core.errors import ConfigError
 from daemon.replication_config import ReplicationConfig, load_replication_config
+from daemon.supervisor import primary_argv
 
 
 def test_no_table_no_replication() -> None:
@@ -47,3 +48,9 @@ def test_automatic_failover_in_sync_mode() -> None:
     config = load_replication_config('[replication]\nmode = "sync"\nfailover_after_s = 2.0\n')
     assert config is not None
     assert config.failover_after_s == 2.0
+
+
+def test_a_promoted_standbys_command_line() -> None:
+    argv = ["python", "-m", "daemon.cli", "serve", "--role", "standby", "--primary", "x", "-v"]
+    assert primary_argv(argv) == ["python", "-m", "daemon.cli", "serve", "--role", "primary", "-v"]
+    assert primary_argv(primary_argv(argv)) == primary_argv(argv)  # a primary's stays
