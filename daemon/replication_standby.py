@@ -282,7 +282,7 @@ class Standby:
         if refusal.diverged:
             logger.warning(
                 "replication: this log diverges from the primary's after seq %d; moving it "
-                "aside and catching up from the primary's snapshot",
+                "aside and catching up from the primary (its log, or its snapshot first)",
                 refusal.keep_seq,
             )
             self._move_aside("diverged", keep=True)
