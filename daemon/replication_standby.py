@@ -49,8 +49,9 @@ logger = logging.getLogger(__name__)
 FETCH_AHEAD: Final = 2
 #: Hashes kept per side while waiting for the other side's.
 KEEP_HASHES: Final = 16
-#: Seconds between hellos while the primary does not answer.
-HELLO_EVERY_S: Final = 1.0
+#: Seconds between hellos while the primary does not answer: ten heartbeats, at
+#: least this (a primary across a network answers in far less).
+MIN_HELLO_EVERY_S: Final = 0.25
 #: A snapshot transfer that hears nothing for this long is abandoned.
 TRANSFER_SILENCE_S: Final = 10.0
 #: Present while the data directory holds no usable state (moved aside, the
@@ -68,8 +69,8 @@ class Standby:
 
     ``endpoint`` may list several engines, separated by commas (the other engines of
     the cluster): the standby looks for the primary among them in turn, moving on
-    when one does not answer a hello within a second, says it is no primary, or
-    falls silent while followed."""
+    when one does not answer a hello within ten heartbeats (0.25 s at least), says it
+    is no primary, or falls silent for ``lease_s`` while followed."""
 
     def __init__(
         self,
@@ -127,6 +128,7 @@ class Standby:
         self._replaced: Path | None = None
         self._keep_replaced = False
         self._incomplete = self._data_dir / EPOCHS_DIR / INCOMPLETE_FILE
+        self._hello_every_s = max(MIN_HELLO_EVERY_S, 10 * config.heartbeat_s)
         self._hello()
 
     @property
@@ -181,7 +183,7 @@ class Standby:
     def tick(self) -> None:
         """Hellos while unanswered, acknowledgements as heartbeats."""
         now = self._clock()
-        if self.state == "hello" and now - self._hello_at >= HELLO_EVERY_S:
+        if self.state == "hello" and now - self._hello_at >= self._hello_every_s:
             self._switch()
             self._hello()
         elif self.state == "snapshot" and self.silent_s >= TRANSFER_SILENCE_S:
@@ -192,7 +194,8 @@ class Standby:
             self._hello()
         elif self.state == "following" and now - self._ack_at >= self.config.heartbeat_s:
             self._ack()
-            if len(self.endpoints) > 1 and self.silent_s >= max(HELLO_EVERY_S, self.config.lease_s):
+            silent = self.silent_s >= max(self._hello_every_s, self.config.lease_s)
+            if len(self.endpoints) > 1 and silent:
                 logger.warning("replication: %s fell silent; looking elsewhere", self.endpoint)
                 self._switch()
                 self._hello()
@@ -292,7 +295,7 @@ class Standby:
             return
         logger.error("replication: the primary refuses: %s", refusal.reason)
         self.state = "hello"
-        self._hello_at = self._clock()  # again in HELLO_EVERY_S
+        self._hello_at = self._clock()  # again in a while
 
     # ------------------------------------------------------------------ hash checks
 

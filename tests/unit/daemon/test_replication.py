@@ -6,6 +6,7 @@ and a diverged log are handled."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -381,3 +382,27 @@ def test_a_primary_with_pair_workers_in_sync_mode(nodes) -> None:  # type: ignor
     replayed = Engine(engine_config())
     replay(replayed, primary.path / "data" / "log", 1)
     assert replayed.state_hash() == standby.journal.engine.state_hash()
+
+
+def test_with_two_standbys_a_sync_failover_takes_writes_within_a_second(
+    nodes, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The primary dies; one standby is promoted; the other finds it by itself (the
+    cluster list), so sync writes go on without waiting for the old primary."""
+    cluster = ",".join(f"ipc://{tmp_path}/{n}/repl.sock" for n in "abc")
+    sync = {"mode": "sync", "lease_s": 0.3}
+    a = nodes("a", "primary", **sync)
+    b = nodes("b", "standby", primary=cluster, **sync)
+    c = nodes("c", "standby", primary=cluster, **sync)
+    wait_for(lambda: len(a.client.status().replication) == 2, what="both standbys")
+    fund(a)
+    wait_for(lambda: caught_up(b, a) and caught_up(c, a))
+    a.stop()
+    t0 = time.monotonic()
+    assert b.client.promote().epoch == 1
+    wait_for(lambda: b.replication.refusal() is None, 10.0, "c to follow b")
+    took = time.monotonic() - t0
+    print(f"writes taken again {took:.2f} s after the promotion")
+    assert took < 1.0
+    done = b.client.put_limit(1, 0, Side.ASK, 1000, 10_000)
+    assert c.durable_seq >= done.seq

@@ -40,6 +40,8 @@ async def _follow(a: Node, b: Node) -> None:
         sell = C.batch(C.put_limit(1, 0, Side.ASK, 1000, 10_000))
         assert (await link.command(sell)).code == Result.OK
         seq = a.durable_seq
+        # Async mode: promote once b holds it (else a failover loses it, as documented).
+        await asyncio.to_thread(wait_for, lambda: b.durable_seq == seq, 10.0, "b to hold it")
         await asyncio.to_thread(b.client.promote)
         await asyncio.to_thread(
             wait_for, lambda: a.replication.role == "deposed", 10.0, "a to be deposed"
