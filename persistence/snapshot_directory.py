@@ -7,7 +7,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from persistence._io import SysIO
 from persistence.snapshot_errors import SnapshotCorrupt, step
@@ -21,6 +23,8 @@ from persistence.snapshot_format import (
 from persistence.snapshot_reader import Loaded, read_head, read_snapshot, verify_snapshot
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 def _snapshot_files(directory: Path) -> list[tuple[int, Path]]:
@@ -64,9 +68,24 @@ def load_newest_valid(
     disk that fails to read is not proof that the newest snapshot is bad.
     """
     check_max_logical_bytes(max_logical_bytes)
+    loaded = newest_valid(
+        directory, lambda path: read_snapshot(path, max_logical_bytes=max_logical_bytes)
+    )
+    if loaded is not None:
+        info = loaded[0]
+        logger.info("snapshot loaded: path=%s seq=%d bytes=%d", info.path, info.seq, info.bytes)
+    return loaded
+
+
+def newest_valid(directory: Path, read: Callable[[Path], _T | None]) -> _T | None:
+    """``read`` of the snapshots of ``directory``, newest first, until one gives a
+    result: a damaged one (``SnapshotCorrupt``) is logged and skipped for an older
+    one, a vanished one (pruned meanwhile) skipped, as is one ``read`` gives None
+    for. Any other ``OSError`` propagates: a disk that fails to read is not proof
+    that the newest snapshot is bad."""
     for _, path in _snapshot_files(Path(directory)):
         try:
-            loaded = read_snapshot(path, max_logical_bytes=max_logical_bytes)
+            found = read(path)
         except FileNotFoundError:
             continue
         except SnapshotCorrupt as exc:
@@ -77,9 +96,8 @@ def load_newest_valid(
                 exc.reason,
             )
             continue
-        info = loaded[0]
-        logger.info("snapshot loaded: path=%s seq=%d bytes=%d", path, info.seq, info.bytes)
-        return loaded
+        if found is not None:
+            return found
     return None
 
 

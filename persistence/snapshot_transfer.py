@@ -39,7 +39,7 @@ from pathlib import Path
 from core.errors import ClosedError
 from persistence._io import SysIO
 from persistence.log_format import MAX_SEQ, TMP_SUFFIX
-from persistence.snapshot_directory import _snapshot_files
+from persistence.snapshot_directory import newest_valid
 from persistence.snapshot_errors import SnapshotCorrupt, step
 from persistence.snapshot_format import (
     HEADER_LENGTH,
@@ -89,23 +89,10 @@ class SnapshotSource:
         is skipped. Another ``OSError`` propagates.
         """
         check_max_logical_bytes(max_logical_bytes)
-        for _, path in _snapshot_files(Path(directory)):
-            try:
-                source = cls._open_verified(path, max_logical_bytes)
-            except FileNotFoundError:
-                continue  # pruned meanwhile
-            except SnapshotCorrupt as exc:
-                logger.warning(
-                    "snapshot damaged, skipped: path=%s offset=%s reason=%s",
-                    path,
-                    exc.offset,
-                    exc.reason,
-                )
-                continue
-            if source is not None:
-                logger.info("snapshot source: path=%s bytes=%d", path, source.size_bytes)
-                return source
-        return None
+        source = newest_valid(directory, lambda path: cls._open_verified(path, max_logical_bytes))
+        if source is not None:
+            logger.info("snapshot source: path=%s bytes=%d", source.path, source.size_bytes)
+        return source
 
     @classmethod
     def _open_verified(cls, path: Path, max_logical_bytes: int) -> SnapshotSource | None:
