@@ -473,10 +473,13 @@ class LogWriter:
         sends what it just made durable to its standbys without reading it back."""
         if from_seq > self._durable_seq:
             return []
-        pieces = list(self._recent)
-        for i, (first, _, _) in enumerate(pieces):
-            if first == from_seq:
-                return pieces[i:]
+        # From the newest back: a standby that keeps up wants the last piece or two.
+        found: list[tuple[int, int, bytes]] = []
+        for piece in reversed(self._recent):
+            found.append(piece)
+            if piece[0] <= from_seq:
+                found.reverse()
+                return found if piece[0] == from_seq else None
         return None
 
     def _keep(self, first_seq: int, last_seq: int, nbytes: int) -> None:
