@@ -144,7 +144,6 @@ class Replication:
         standby = self._standby()
         standby.handle()
         standby.tick()
-        self.history = standby.history
         after = self.config.failover_after_s
         if after and standby.silent_s >= after and standby.promotable:
             logger.warning(
@@ -200,7 +199,6 @@ class Replication:
                 "this standby has not caught up since it moved its state aside: it holds no "
                 "primary's state to take over with"
             )
-        self.history = standby.history
         epoch = self.history.known + 1
         first_seq = self.journal.writer.last_seq + 1
         self._save(self.history.begin(epoch, first_seq))
@@ -228,10 +226,10 @@ class Replication:
 
     def _deposed(self, epoch: int) -> None:
         self._save(self.history.heard(epoch))
-        if self.primary is not None:
-            self.primary.history = self.history
 
     def _save(self, history: EpochHistory) -> None:
+        """Save ``history`` and make it the role's: the standby saves through here
+        too, so ``self.history`` is always the one on disk."""
         save_epochs(self._data_dir, history)
         self.history = history
         if self.primary is not None:
