@@ -44,7 +44,8 @@ def pack(
 ) -> np.ndarray:
     """A one-element command array built in one ``struct`` call (about 10x faster
     than the builders below, for checked values: a value outside its field's range
-    raises ``struct.error`` instead of being stored)."""
+    raises ``struct.error`` instead of being stored). A PUT's client id goes in
+    ``order_id``."""
     raw = _LAYOUT.pack(
         ts_ns, user, price, amount, order_id, taker_rate, maker_rate, market, kind, side,
         tif, stp, flags, min(len(source), 127), source[:32],
@@ -81,9 +82,12 @@ def put_limit(
     stp: StpMode | int = StpMode.NONE,
     flags: int = 0,
     source: bytes = b"",
+    client_id: int = 0,
 ) -> np.ndarray:
-    """A limit order: ``amount`` lots at ``price`` ticks."""
+    """A limit order: ``amount`` lots at ``price`` ticks; ``client_id`` (0 = none) is
+    the client's own id for it (docs/engine.md, "Client order ids")."""
     cmd = _command(CommandKind.PUT_LIMIT, ts_ns, user, market)
+    cmd["order_id"] = client_id
     cmd["side"] = side
     cmd["amount"] = amount
     cmd["price"] = price
@@ -106,9 +110,12 @@ def put_market(
     ts_ns: int = 0,
     stp: StpMode | int = StpMode.NONE,
     source: bytes = b"",
+    client_id: int = 0,
 ) -> np.ndarray:
-    """A market order: an ask sells ``amount`` lots, a bid spends ``amount`` money units."""
+    """A market order: an ask sells ``amount`` lots, a bid spends ``amount`` money units;
+    ``client_id`` as for ``put_limit``."""
     cmd = _command(CommandKind.PUT_MARKET, ts_ns, user, market)
+    cmd["order_id"] = client_id
     cmd["side"] = side
     cmd["amount"] = amount
     cmd["taker_rate"] = taker_rate

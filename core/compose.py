@@ -24,7 +24,7 @@ def compose_engine(
     """One engine of the halves run apart (docs/daemon.md, "Sequencer and pair workers").
 
     A new heap engine holding copies of ``ledger``'s (the sequencer's) accounts,
-    counters, supply and update keys, and every market ``m``'s book as
+    client order ids, counters, supply and update keys, and every market ``m``'s book as
     ``books[owner[m]]`` (its pair worker's) holds it, renames delivered; a book's other
     markets are not read, and nothing given is written. Its state hash is the
     in-process engine's, and it runs on as one. Every engine given is of ``config``;

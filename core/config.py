@@ -30,6 +30,10 @@ MAX_ORDERS_PER_MARKET = 1 << 26
 MAX_LEVELS_PER_SIDE = 1 << 22
 MAX_USERS = 1 << 26
 MAX_UPDATE_KEYS = 1 << 28
+MAX_CLIENT_IDS = 1 << 28
+#: Client order ids the table holds by default: 4M x 48 bytes (24-byte rows, at most
+#: half full) = 192 MiB of address space, paid as it fills.
+DEFAULT_MAX_CLIENT_IDS = 4_000_000
 #: Most resting orders one command may reach. A command's log record must fit 64 MiB:
 #: a maker reached costs at most ten events of at most 188 bytes each.
 DEFAULT_MAX_MATCHES = 10_000
@@ -71,6 +75,7 @@ class LimitsConfig:
     max_users: int = 1_000_000
     max_update_keys: int = 4_000_000
     max_matches: int = DEFAULT_MAX_MATCHES
+    max_client_ids: int = DEFAULT_MAX_CLIENT_IDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,8 @@ class EngineConfig:
     max_update_keys: int
     #: Most resting orders one command may reach (docs/engine.md, "Reach").
     max_matches: int = DEFAULT_MAX_MATCHES
+    #: Most client order ids ever recorded (docs/engine.md, "Client order ids").
+    max_client_ids: int = DEFAULT_MAX_CLIENT_IDS
 
     def asset(self, name: str) -> Asset | None:
         """The asset called ``name``, or None."""
@@ -216,6 +223,7 @@ def build_config(
     _check_range("engine.max_users", limits.max_users, 1, MAX_USERS)
     _check_range("engine.max_update_keys", limits.max_update_keys, 1, MAX_UPDATE_KEYS)
     _check_range("engine.max_matches", limits.max_matches, 1, MAX_MATCHES)
+    _check_range("engine.max_client_ids", limits.max_client_ids, 1, MAX_CLIENT_IDS)
     if not assets:
         raise ConfigError("config has no [[assets]]")
     built_assets: list[Asset] = []
@@ -233,6 +241,7 @@ def build_config(
         max_users=limits.max_users,
         max_update_keys=limits.max_update_keys,
         max_matches=limits.max_matches,
+        max_client_ids=limits.max_client_ids,
     )
 
 

@@ -15,10 +15,12 @@ import numpy as np
 from core.config import EngineConfig
 from core.kernels import balance as kbalance
 from core.kernels import book as kbook
+from core.kernels import client_ids as kcids
 from core.kernels import inspect as kinspect
 from core.kernels import match as kmatch
 from core.kernels.layout import (
     A_BALANCES,
+    A_CIDS,
     A_USERS,
     B_IDX,
     B_INFO,
@@ -57,6 +59,7 @@ from core.memory import Allocator, HeapAllocator
 from core.schema import (
     COMMAND_DTYPE,
     COUNTER_ACCOUNTS,
+    COUNTER_CLIENT_IDS,
     COUNTER_DEAL_ID,
     COUNTER_ORDER_ID,
     COUNTER_SEQ,
@@ -73,15 +76,20 @@ from core.schema import (
     OrderType,
     Result,
 )
-from core.statehash import CANON_BALANCE_DTYPE, CANON_ORDER_DTYPE, state_hash
+from core.statehash import (
+    CANON_BALANCE_DTYPE,
+    CANON_CLIENT_ID_DTYPE,
+    CANON_ORDER_DTYPE,
+    state_hash,
+)
 from core.views import AssetSummary, MarketSummary, OrderView, update_key_digest
 
 DEFAULT_EVENT_CAPACITY = 1 << 16
 
 #: The arrays that make up the book (``KernelState.book``), by name, in the order of the
 #: book tuple (the ``B_*`` indexes of core/kernels/layout.py): what a pair worker holds.
-#: The engine's other arrays (accounts, counters, supply, update keys) are the
-#: sequencer's.
+#: The engine's other arrays (accounts and client order ids, counters, supply, update
+#: keys) are the sequencer's.
 BOOK_ARRAYS: tuple[str, ...] = (
     "orders",
     "order_info",
@@ -250,6 +258,9 @@ class Engine:
             self._array("account_slots", (account_size,), np.dtype("<i4")),
             self._array("balances", (config.max_users, n_assets, 2), np.dtype("<i8")),
             self._array("account_users", (config.max_users,), np.dtype("<i8")),
+            self._array(
+                "client_ids", (_pow2_at_least(2 * config.max_client_ids), 3), np.dtype("<i8")
+            ),
         )
         self._counters = self._array("counters", (COUNTERS_LENGTH,), np.dtype("<i8"))
         self._supply = self._array("supply", (n_assets,), np.dtype("<i8"))
@@ -398,6 +409,7 @@ class Engine:
                 self._fee_acct,
                 self._scratch,
                 self.config.max_matches,
+                self.config.max_client_ids,
             )
             if start < n:  # the next command may need more room than is left
                 grown = np.zeros(2 * self._events.shape[0], dtype=EVENT_DTYPE)
@@ -660,6 +672,17 @@ class Engine:
         order = np.lexsort(tuple(digests[:, j] for j in range(15, -1, -1)))
         return digests[order]
 
+    def _canonical_client_ids(self) -> np.ndarray:
+        if self._counters[COUNTER_CLIENT_IDS] == 0:  # (the table is large and mostly empty)
+            return np.zeros(0, dtype=CANON_CLIENT_ID_DTYPE)
+        table = self._accounts[A_CIDS]
+        rows = table[table[:, kcids.CID_ID] != 0]
+        out = np.zeros(rows.shape[0], dtype=CANON_CLIENT_ID_DTYPE)
+        out["user"] = rows[:, kcids.CID_USER]
+        out["client_id"] = rows[:, kcids.CID_ID]
+        out["order_id"] = rows[:, kcids.CID_ORDER]
+        return out[np.lexsort((out["client_id"], out["user"]))]
+
     def state_hash(self) -> str:
         """BLAKE2b-128 of the canonical state (core/statehash.py)."""
         return state_hash(
@@ -668,6 +691,7 @@ class Engine:
             self._canonical_balances(),
             self._canonical_keys(),
             self._canonical_orders(),
+            self._canonical_client_ids(),
         )
 
     def check_invariants(self) -> list[str]:
@@ -700,4 +724,23 @@ class Engine:
         )
         if bad_tag != 0:
             problems.append(f"source tag table disagrees with the orders (tag {bad_tag})")
+        problems.extend(self._check_client_ids())
+        return problems
+
+    def _check_client_ids(self) -> list[str]:
+        table = self._accounts[A_CIDS]
+        used = table[:, kcids.CID_ID] != 0
+        count = int(np.count_nonzero(used))
+        counted = int(self._counters[COUNTER_CLIENT_IDS])
+        problems = []
+        if count != counted or count > self.config.max_client_ids:
+            problems.append(
+                f"{count} client order ids in the table, {counted} counted, at most "
+                f"{self.config.max_client_ids} allowed"
+            )
+        rows = table[used]
+        if (rows[:, kcids.CID_ID] < 0).any() or (rows[:, kcids.CID_ORDER] < 1).any():
+            problems.append("a client order id row with a negative id or no order")
+        if (rows[:, kcids.CID_ORDER] > self._counters[COUNTER_ORDER_ID]).any():
+            problems.append("a client order id names an order id not given yet")
         return problems

@@ -123,15 +123,31 @@ class ReferenceEngine(ReferenceState):
         if cmd.kind in TRADING and cmd.user == self.config.fee_user:
             return Outcome(Result.FEE_ACCOUNT_CANNOT_TRADE)
         book = self._books[cmd.market]
-        if cmd.kind == CommandKind.PUT_LIMIT:
-            return self._put_limit(book, cmd)
-        if cmd.kind == CommandKind.PUT_MARKET:
-            return self._put_market(book, cmd)
+        if cmd.kind in (CommandKind.PUT_LIMIT, CommandKind.PUT_MARKET):
+            return self._put(book, cmd)
         if cmd.kind == CommandKind.CANCEL:
             return self._cancel(book, cmd)
         if cmd.kind == CommandKind.CANCEL_ALL:
             return self._cancel_all(book, cmd)
         return self._replace(book, cmd)
+
+    def _put(self, book: MarketBook, cmd: RefCommand) -> Outcome:
+        """Common check 3 (the client order id), the kind's own checks, and the
+        client id recorded if the order was placed."""
+        cid = cmd.order_id  # a PUT's client order id; 0 = none
+        if cid:
+            placed = self._client_ids.get((cmd.user, cid))
+            if placed is not None:
+                return Outcome(Result.REPEAT_ORDER, placed)
+            if len(self._client_ids) >= self.config.max_client_ids:
+                return Outcome(Result.CLIENT_ID_TABLE_FULL)
+        if cmd.kind == CommandKind.PUT_LIMIT:
+            outcome = self._put_limit(book, cmd)
+        else:
+            outcome = self._put_market(book, cmd)
+        if cid and outcome.code == Result.OK:
+            self._client_ids[cmd.user, cid] = outcome.order_id
+        return outcome
 
     def _put_limit(self, book: MarketBook, cmd: RefCommand) -> Outcome:
         market, scales = book.market, book.scales

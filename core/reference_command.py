@@ -98,12 +98,14 @@ def fields_ok(cmd: RefCommand) -> bool:
     lists and ignores the other fields of the record: PUT_LIMIT (side, tif, stp,
     flags, source), PUT_MARKET (side, stp, source -- its record's tif, flags, price and
     maker_rate are ignored; the order gets IOC, 0, 0, 0), CANCEL_ALL (side 0..2),
-    CANCEL and REPLACE (none beyond market and user).
+    CANCEL and REPLACE (none beyond market and user). A PUT's ``order_id`` is its
+    client order id: 0 (none) or positive.
     """
     kind = cmd.kind
     if kind == CommandKind.PUT_LIMIT:
         return (
-            cmd.side in SIDES
+            cmd.order_id >= 0
+            and cmd.side in SIDES
             and cmd.tif in _TIFS
             and cmd.stp in _STPS
             and cmd.flags >= 0
@@ -111,7 +113,7 @@ def fields_ok(cmd: RefCommand) -> bool:
             and _source_ok(cmd)
         )
     if kind == CommandKind.PUT_MARKET:
-        return cmd.side in SIDES and cmd.stp in _STPS and _source_ok(cmd)
+        return cmd.order_id >= 0 and cmd.side in SIDES and cmd.stp in _STPS and _source_ok(cmd)
     if kind == CommandKind.CANCEL_ALL:
         return cmd.side in (0, *SIDES)
     return True

@@ -35,7 +35,12 @@ from core.schema import (
     EventKind,
     FinishReason,
 )
-from core.statehash import CANON_BALANCE_DTYPE, CANON_ORDER_DTYPE, state_hash
+from core.statehash import (
+    CANON_BALANCE_DTYPE,
+    CANON_CLIENT_ID_DTYPE,
+    CANON_ORDER_DTYPE,
+    state_hash,
+)
 from core.views import AssetSummary, MarketSummary, OrderView
 
 Event = dict[str, int | bytes]
@@ -55,6 +60,8 @@ class ReferenceState:
         # SPEC: the fee account exists from the start and takes one of max_users.
         self._accounts: set[int] = {config.fee_user}
         self._keys: set[bytes] = set()
+        #: (user, client id) -> the order placed with it, permanent.
+        self._client_ids: dict[tuple[int, int], int] = {}
         self._books = [MarketBook(market) for market in config.markets]
         self._events: list[Event] = []
         self._ts_ns = 0
@@ -265,8 +272,9 @@ class ReferenceState:
         with localcontext(EXACT):
             return state_hash(*self.canonical_state())
 
-    def canonical_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(counters, supply, balances, key digests, orders) as ``state_hash`` takes them."""
+    def canonical_state(self) -> tuple[np.ndarray, ...]:
+        """(counters, supply, balances, key digests, orders, client ids) as
+        ``state_hash`` takes them."""
         with localcontext(EXACT):
             counters = np.array([self._seq, self._order_id, self._deal_id], dtype="<i8")
             precs = [a.prec for a in self.config.assets]
@@ -290,7 +298,14 @@ class ReferenceState:
             orders = np.zeros(len(resting), dtype=CANON_ORDER_DTYPE)
             for i, order in enumerate(resting):
                 self._canon_order(orders, i, order)
-        return counters, supply, balances, keys, orders
+            client_ids = np.array(
+                sorted((user, cid, oid) for (user, cid), oid in self._client_ids.items()),
+                dtype="<i8",
+            ).reshape(-1, 3)
+            canon_ids = np.zeros(len(client_ids), dtype=CANON_CLIENT_ID_DTYPE)
+            for j, name in enumerate(("user", "client_id", "order_id")):
+                canon_ids[name] = client_ids[:, j]
+        return counters, supply, balances, keys, orders, canon_ids
 
     def _canon_order(self, out: np.ndarray, i: int, order: RefOrder) -> None:
         ints = order_ints(self._books[order.market].scales, order)
@@ -328,6 +343,8 @@ class ReferenceState:
             problems.append(f"{len(self._accounts)} accounts > max_users")
         if len(self._keys) > self.config.max_update_keys:
             problems.append(f"{len(self._keys)} update keys > max_update_keys")
+        if len(self._client_ids) > self.config.max_client_ids:
+            problems.append(f"{len(self._client_ids)} client order ids > max_client_ids")
         return problems
 
     def _check_balances(self) -> list[str]:

@@ -119,6 +119,9 @@ class Result(IntEnum):
     BALANCE_NOT_ENOUGH = 2001
     REPEAT_UPDATE = 2002
     SUPPLY_LIMIT = 2003
+    #: PUT_*: the user already placed an order with this client id (the result's
+    #: ``order_id`` is that order's)
+    REPEAT_ORDER = 2004
     AMOUNT_TOO_SMALL = 3001
     NO_ENOUGH_TRADER = 3002
     ORDER_NOT_FOUND = 3003
@@ -134,6 +137,7 @@ class Result(IntEnum):
     KEY_TABLE_FULL = 9004
     NOT_PRIMARY = 9005  #: this engine is a standby (or a deposed primary): it takes no writes
     TOO_FEW_REPLICAS = 9006  #: sync replication: fewer replicas than it needs are following
+    CLIENT_ID_TABLE_FULL = 9007  #: the table of client order ids holds ``max_client_ids``
 
 
 MESSAGES: dict[Result, str] = {
@@ -147,6 +151,7 @@ MESSAGES: dict[Result, str] = {
     Result.BALANCE_NOT_ENOUGH: "balance not enough",
     Result.REPEAT_UPDATE: "repeat update",
     Result.SUPPLY_LIMIT: "invalid argument: total supply of the asset would exceed its limit",
+    Result.REPEAT_ORDER: "repeat order: the client id names an order already placed",
     Result.AMOUNT_TOO_SMALL: "amount too small",
     Result.NO_ENOUGH_TRADER: "no enough trader",
     Result.ORDER_NOT_FOUND: "order not found",
@@ -162,6 +167,7 @@ MESSAGES: dict[Result, str] = {
     Result.KEY_TABLE_FULL: "service unavailable: idempotency key table full",
     Result.NOT_PRIMARY: "service unavailable: this engine is not the primary",
     Result.TOO_FEW_REPLICAS: "service unavailable: too few replicas are following",
+    Result.CLIENT_ID_TABLE_FULL: "service unavailable: client order id table full",
 }
 
 #: ViaBTC's generic codes.
@@ -176,6 +182,7 @@ UNAVAILABLE: tuple[Result, ...] = (
     Result.KEY_TABLE_FULL,
     Result.NOT_PRIMARY,
     Result.TOO_FEW_REPLICAS,
+    Result.CLIENT_ID_TABLE_FULL,
 )
 
 #: (ViaBTC method, Result) -> ViaBTC error code, where ViaBTC has the case.
@@ -187,6 +194,9 @@ VIABTC_CODES: dict[tuple[str, Result], int] = {
     ("order.put_market", Result.BALANCE_NOT_ENOUGH): 10,
     ("order.put_market", Result.AMOUNT_TOO_SMALL): 11,
     ("order.put_market", Result.NO_ENOUGH_TRADER): 12,
+    # matchd's client order ids (an extension: ViaBTC has none)
+    ("order.put_limit", Result.REPEAT_ORDER): 13,
+    ("order.put_market", Result.REPEAT_ORDER): 13,
     ("order.cancel", Result.ORDER_NOT_FOUND): 10,
     ("order.cancel", Result.USER_NOT_MATCH): 11,
 }
@@ -196,7 +206,7 @@ def viabtc_code(method: str, result: Result) -> int:
     """Map an engine result to the code a ViaBTC client expects for ``method``.
 
     Codes ViaBTC does not have map to the generic class: 1xxx/2xxx/3xxx to 1
-    (invalid argument) unless listed, 9002-9006 to 3, anything else in 9xxx to 2.
+    (invalid argument) unless listed, 9002-9007 to 3, anything else in 9xxx to 2.
     """
     if result == Result.OK:
         return 0
@@ -221,7 +231,8 @@ def viabtc_code(method: str, result: Result) -> int:
 #: 8      user          i8     user id, 0..MAX_USER_ID
 #: 16     price         i8     ticks; limit price (PUT_LIMIT, REPLACE)
 #: 24     amount        i8     lots; market buy: units of money; REPLACE: new ``left``
-#: 32     order_id      i8     CANCEL, REPLACE: the order
+#: 32     order_id      i8     CANCEL, REPLACE: the order; PUT_*: the client's id of
+#:                              the new order (``client_id``, 1..2**63-1; 0 = none)
 #: 40     taker_rate    i4     taker fee rate, over 10**fee_prec
 #: 44     maker_rate    i4     maker fee rate, over 10**fee_prec
 #: 48     market        i2     market index (config order)
@@ -532,4 +543,5 @@ COUNTER_ORDER_ID = 1
 COUNTER_DEAL_ID = 2
 COUNTER_ACCOUNTS = 3  #: accounts in use (numba engine)
 COUNTER_KEYS = 4  #: update keys in use (numba engine)
+COUNTER_CLIENT_IDS = 5  #: client order ids in use (numba engine)
 COUNTERS_LENGTH = 8

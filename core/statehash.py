@@ -10,11 +10,13 @@ from hashlib import blake2b
 
 import numpy as np
 
-STATE_HASH_VERSION = b"matchd-state-v1"
+STATE_HASH_VERSION = b"matchd-state-v2"
 
 CANON_BALANCE_DTYPE = np.dtype(
     [("user", "<i8"), ("asset", "<i8"), ("available", "<i8"), ("frozen", "<i8")]
 )
+#: Client order ids, sorted by (user, client_id).
+CANON_CLIENT_ID_DTYPE = np.dtype([("user", "<i8"), ("client_id", "<i8"), ("order_id", "<i8")])
 #: Resting orders, market by market, asks then bids, in priority order.
 CANON_ORDER_DTYPE = np.dtype(
     [
@@ -46,13 +48,15 @@ def state_hash(
     balances: np.ndarray,
     key_digests: np.ndarray,
     orders: np.ndarray,
+    client_ids: np.ndarray,
 ) -> str:
     """BLAKE2b-128 (hex) over the canonical sections.
 
     ``counters``: int64 [seq, order_id, deal_id]; ``supply``: int64 per asset;
     ``balances``: CANON_BALANCE_DTYPE sorted by (user, asset), non-zero entries only;
     ``key_digests``: uint8 [n, 16] sorted lexicographically; ``orders``:
-    CANON_ORDER_DTYPE in canonical order.
+    CANON_ORDER_DTYPE in canonical order; ``client_ids``: CANON_CLIENT_ID_DTYPE sorted
+    by (user, client_id).
     """
     h = blake2b(digest_size=16)
     h.update(STATE_HASH_VERSION)
@@ -62,6 +66,7 @@ def state_hash(
         ("balances", np.ascontiguousarray(balances, dtype=CANON_BALANCE_DTYPE)),
         ("keys", np.ascontiguousarray(key_digests, dtype=np.uint8)),
         ("orders", np.ascontiguousarray(orders, dtype=CANON_ORDER_DTYPE)),
+        ("client_ids", np.ascontiguousarray(client_ids, dtype=CANON_CLIENT_ID_DTYPE)),
     ):
         data = arr.tobytes()
         h.update(name.encode())

@@ -30,6 +30,11 @@ rules:
   new order in flight may still get (beyond the last id given, within the number of
   new orders in flight) waits until what is out is settled; if the id is still open
   then, it is dispatched alone, once nothing is out.
+* **Client order ids.** A PUT's client id is checked against its user's recorded ids,
+  complete because the user has nothing in flight; the pair is recorded at
+  settlement, when the order gets its real id. A new client id while the new orders
+  in flight might fill the table waits as above: the table's count at its place in
+  history is known only once they are settled.
 * **Provisional ids.** A new order rests in its worker under ``PROVISIONAL_ID_BASE +
   dispatch``; at settlement it gets its real id, the events are named
   (``ledger.name_orders``), and the worker is sent a rename ahead of its next work.
@@ -48,9 +53,11 @@ import numpy as np
 from core.config import EngineConfig
 from core.engine import KernelState
 from core.kernels.account_side import account_batch
+from core.kernels.client_ids import record_put
 from core.kernels.ledger import name_orders, settle
 from core.schema import (
     COMMAND_DTYPE,
+    COUNTER_CLIENT_IDS,
     COUNTER_ORDER_ID,
     EVENT_DTYPE,
     PROVISIONAL_ID_BASE,
@@ -148,6 +155,7 @@ class Sequencing:
         self._dispatched = 0
         self._settled = 0
         self._new_in_flight = 0  # PUT_LIMIT and PUT_MARKET dispatched, not settled
+        self._cids_in_flight = 0  # of them, those with a client order id
         self._real = np.zeros(ID_WINDOW, dtype=np.int64)
         self._renames: list[list[tuple[int, int]]] = [[] for _ in config.markets]
         self._work = np.zeros(1, dtype=WORK_DTYPE)
@@ -169,16 +177,19 @@ class Sequencing:
         none = np.zeros(1, dtype=COMMAND_DTYPE)[:0]
         account_batch(
             state.accounts,
+            state.counters,
             state.mparams,
             none,
             self._work,
             self._codes,
             len(self.config.markets),
             self.config.fee_user,
+            self.config.max_client_ids,
         )
         events = np.zeros(1, dtype=EVENT_DTYPE)[:0]
         name_orders(events, 0, 0, self._real, 0)
         settle(state.accounts, events, 0, 0, state.counters)
+        record_put(state.accounts, state.counters, 0, 0, 0)  # (client id 0: records nothing)
 
     @property
     def in_flight(self) -> int:
@@ -248,11 +259,9 @@ class Sequencing:
         state = self._state
         cmd = w.cmd
         kind = int(cmd["kind"][0])
-        named = int(cmd["order_id"][0])
-        last = int(state.counters[COUNTER_ORDER_ID])
-        if kind in _NAMES_ORDER and last < named <= last + self._new_in_flight:
-            # The id may be given to a new order in flight: wait until what is out
-            # now is settled, and the second time until nothing is out at all.
+        if self._must_wait(kind, int(cmd["order_id"][0])):
+            # Wait until what is out now is settled, and the second time until
+            # nothing is out at all.
             if w.waited:
                 if self._barrier is None:
                     self._barrier = w
@@ -262,21 +271,38 @@ class Sequencing:
             return False
         account_batch(
             state.accounts,
+            state.counters,
             state.mparams,
             cmd,
             self._work,
             self._codes,
             len(self.config.markets),
             self.config.fee_user,
+            self.config.max_client_ids,
         )
         code = int(self._codes[0])
         if code != Result.OK:
             self._refused += 1
             self.order.append(w.token)
-            answers.append(Answer(w.token, code))
+            named = int(self._work["new_id"][0]) if code == Result.REPEAT_ORDER else 0
+            answers.append(Answer(w.token, code, named))
             return True
         self._dispatch(w, kind)
         return True
+
+    def _must_wait(self, kind: int, order_id: int) -> bool:
+        """True if the account half could judge the command otherwise than the
+        in-process engine will at its place in history, because of the work in
+        flight: a CANCEL or REPLACE naming an id that a new order in flight may get,
+        or a new client order id while the orders in flight may fill the table."""
+        state = self._state
+        if kind in _NAMES_ORDER:
+            last = int(state.counters[COUNTER_ORDER_ID])
+            return last < order_id <= last + self._new_in_flight
+        if kind in _NEW_ORDER and order_id > 0:
+            used = int(state.counters[COUNTER_CLIENT_IDS])
+            return used + self._cids_in_flight >= self.config.max_client_ids > used
+        return False
 
     def _dispatch(self, w: _Waiting, kind: int) -> None:
         behind = self.in_flight > 0
@@ -290,6 +316,7 @@ class Sequencing:
         if kind in _NEW_ORDER:
             work["new_id"] = PROVISIONAL_ID_BASE + d
             self._new_in_flight += 1
+            self._cids_in_flight += int(w.cmd["order_id"][0]) > 0
         m = int(work["market"][0])
         user = int(w.cmd["user"][0])
         self._busy.add(user)
@@ -329,8 +356,10 @@ class Sequencing:
         code = int(done["code"])
         user = int(out.cmd["user"][0])
         self._busy.discard(user)
+        cid = int(out.cmd["order_id"][0]) if out.kind in _NEW_ORDER else 0
         if out.kind in _NEW_ORDER:
             self._new_in_flight -= 1
+            self._cids_in_flight -= cid > 0
         if code == Result.BALANCE_NOT_ENOUGH and out.behind:
             # The worker judged a REPLACE's funds before what was ahead settled.
             again = _Waiting(out.token, out.cmd)
@@ -343,6 +372,7 @@ class Sequencing:
         if code == Result.OK and out.kind in _NEW_ORDER:
             oid = int(state.counters[COUNTER_ORDER_ID]) + 1
             state.counters[COUNTER_ORDER_ID] = oid
+            record_put(state.accounts, state.counters, user, cid, oid)
             self._real[d % ID_WINDOW] = oid
             self._renames[out.market].append((PROVISIONAL_ID_BASE + d, oid))
         seq = 0

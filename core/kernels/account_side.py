@@ -1,13 +1,15 @@
 """The account half of the order commands (docs/daemon.md, "Sequencer and pair workers").
 
 The checks of docs/engine.md that come before the book: the form of the command, the
-market's limits, the user's funds and the minimum amount. Each returns OK or the
-refusal and changes nothing; the book half (``book_side.py``) follows when it is OK.
-CANCEL's account half is ``checks.check_target``.
+client order id (``client_ids.py``), the market's limits, the user's funds and the
+minimum amount. Each returns OK or the refusal and changes nothing; the book half
+(``book_side.py``) follows when it is OK. CANCEL's account half is
+``checks.check_target``.
 """
 
 from __future__ import annotations
 
+from core.kernels import client_ids
 from core.kernels.arith import mul3_le, mul_le
 from core.kernels.balance import account_of, available
 from core.kernels.checks import check_order_common, check_target
@@ -50,11 +52,9 @@ def _funds_for(accounts, mp, m: int, acct: int, side: int, price: int, amount: i
 
 
 @inline
-def pre_put_limit(accounts, mp, cmd, acct: int, n_markets: int, fee_user: int) -> int:
-    """The checks of PUT_LIMIT before the book: form, limits, funds, minimum amount."""
-    code = check_order_common(cmd, n_markets, fee_user, True)
-    if code != OK:
-        return code
+def pre_put_limit(accounts, mp, cmd, acct: int) -> int:
+    """The checks of PUT_LIMIT before the book that follow the client id check:
+    limits, funds, minimum amount."""
     m = cmd["market"]
     amount = cmd["amount"]
     price = cmd["price"]
@@ -76,11 +76,9 @@ def pre_put_limit(accounts, mp, cmd, acct: int, n_markets: int, fee_user: int) -
 
 
 @inline
-def pre_put_market(accounts, mp, cmd, acct: int, n_markets: int, fee_user: int) -> int:
-    """The checks of PUT_MARKET before the book: form, limits, funds."""
-    code = check_order_common(cmd, n_markets, fee_user, False)
-    if code != OK:
-        return code
+def pre_put_market(accounts, mp, cmd, acct: int) -> int:
+    """The checks of PUT_MARKET before the book that follow the client id check:
+    limits, funds."""
     m = cmd["market"]
     side = cmd["side"]
     amount = cmd["amount"]
@@ -124,20 +122,38 @@ def pre_replace(mp, cmd, n_markets: int, fee_user: int) -> int:
 
 
 @inline
-def pre_one(accounts, mp, cmd, acct: int, n_markets: int, fee_user: int) -> int:
-    """The account half of ``cmd``, by its kind: OK or the refusal."""
+def pre_put(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids) -> tuple[int, int]:
+    """The checks of a PUT_LIMIT or PUT_MARKET before the book, in docs/engine.md's
+    order: the common checks, the client id, then the kind's own; (code, the order a
+    repeated client id names, else 0)."""
+    is_limit = cmd["kind"] == PUT_LIMIT
+    code = check_order_common(cmd, n_markets, fee_user, is_limit)
+    if code != OK:
+        return code, 0
+    code, named = client_ids.check(accounts, counters, cmd, max_cids)
+    if code != OK:
+        return code, named
+    if is_limit:
+        return pre_put_limit(accounts, mp, cmd, acct), 0
+    return pre_put_market(accounts, mp, cmd, acct), 0
+
+
+@inline
+def pre_one(
+    accounts, counters, mp, cmd, acct: int, n_markets: int, fee_user: int, max_cids: int
+) -> tuple[int, int]:
+    """The account half of ``cmd``, by its kind: (OK or the refusal, and for
+    REPEAT_ORDER the order its client id names, else 0)."""
     kind = cmd["kind"]
-    if kind == PUT_LIMIT:
-        return pre_put_limit(accounts, mp, cmd, acct, n_markets, fee_user)
-    if kind == PUT_MARKET:
-        return pre_put_market(accounts, mp, cmd, acct, n_markets, fee_user)
+    if kind == PUT_LIMIT or kind == PUT_MARKET:  # noqa: SIM109 -- numba
+        return pre_put(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids)
     if kind == CANCEL:
-        return check_target(cmd, n_markets)
+        return check_target(cmd, n_markets), 0
     if kind == REPLACE:
-        return pre_replace(mp, cmd, n_markets, fee_user)
+        return pre_replace(mp, cmd, n_markets, fee_user), 0
     if kind == CANCEL_ALL:
-        return pre_cancel_all(cmd, n_markets)
-    return INVALID_ARGUMENT
+        return pre_cancel_all(cmd, n_markets), 0
+    return INVALID_ARGUMENT, 0
 
 
 @inline
@@ -156,9 +172,12 @@ def fill_work(accounts, mp, cmd, acct: int, w) -> None:
 
 
 @kernel
-def account_batch(accounts, mp, cmds, work, codes, n_markets: int, fee_user: int) -> None:
-    """The account half of every command of ``cmds`` against the balances as they are:
-    ``codes[i]`` OK or the refusal, and for OK ``work[i]`` (``fill_work``).
+def account_batch(
+    accounts, counters, mp, cmds, work, codes, n_markets: int, fee_user: int, max_cids: int
+) -> None:
+    """The account half of every command of ``cmds`` against the state as it is:
+    ``codes[i]`` OK or the refusal, and for OK ``work[i]`` (``fill_work``); for
+    REPEAT_ORDER, ``work[i]["new_id"]`` is the order the client id names.
 
     The commands are checked independently: the caller decides which may be checked
     before the ones ahead of them are settled (docs/daemon.md).
@@ -167,10 +186,12 @@ def account_batch(accounts, mp, cmds, work, codes, n_markets: int, fee_user: int
         cmd = cmds[i]
         user = cmd["user"]
         acct = account_of(accounts, user) if 0 <= user <= MAX_USER_ID else NIL
-        code = pre_one(accounts, mp, cmd, acct, n_markets, fee_user)
+        code, named = pre_one(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids)
         codes[i] = code
         if code == OK:
             fill_work(accounts, mp, cmd, acct, work[i])
+        elif code == client_ids.REPEAT_ORDER:
+            work[i]["new_id"] = named
 
 
 @inline

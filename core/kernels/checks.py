@@ -94,6 +94,8 @@ def check_order_common(cmd, n_markets: int, fee_user: int, is_limit: bool) -> in
         return INVALID_ARGUMENT
     if not valid_source(cmd):
         return INVALID_ARGUMENT
+    if cmd["order_id"] < 0:  # a PUT's client order id (0 = none)
+        return INVALID_ARGUMENT
     if cmd["user"] == fee_user:
         return FEE_ACCOUNT_CANNOT_TRADE
     return OK

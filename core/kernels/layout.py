@@ -30,6 +30,8 @@ them in shared memory). Kernels receive them grouped in two tuples:
     A_KEYS int64[h], A_VALS int32[h]  user id -> account index
     A_BALANCES int64[max_users, assets, 2]  (available, frozen)
     A_USERS int64[max_users]          account index -> user id
+    A_CIDS int64[c, 3]                client order ids: (user, client id, order id)
+                                      rows, zeros free (client_ids.py)
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ A_KEYS = 0
 A_VALS = 1
 A_BALANCES = 2
 A_USERS = 3
+A_CIDS = 4
 
 AVAILABLE = 0
 FROZEN = 1

@@ -14,6 +14,7 @@ the ledger, the market's pair worker the book half.
 
 from __future__ import annotations
 
+from core.kernels import client_ids
 from core.kernels.account_side import fill_work, pre_one
 from core.kernels.balance import account_of
 from core.kernels.book_side import book_one
@@ -27,19 +28,22 @@ from core.schema import COUNTER_ORDER_ID, MAX_USER_ID
 
 @inline
 def execute_one(
-    book, accounts, ev, ne, cmd, w, acct, counters, n_markets, fee_user, fee_acct, scratch, mm
-):
+    book, accounts, ev, ne, cmd, w, acct, counters, n_markets, fee_user, fee_acct, scratch, mm,
+    max_cids,
+):  # fmt: skip
     """Both halves of ``cmd`` for the account ``acct``, through the work record ``w``
-    (scratch); returns (code, order_id, value, ne). The ledger has not run yet."""
+    (scratch); returns (code, order_id, value, ne): for REPEAT_ORDER the order the
+    client id names. The ledger has not run yet."""
     mp = book[B_MPARAMS]
-    code = pre_one(accounts, mp, cmd, acct, n_markets, fee_user)
+    code, named = pre_one(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids)
     if code != OK:
-        return code, 0, 0, ne
+        return code, named, 0, ne
     fill_work(accounts, mp, cmd, acct, w)
     w["new_id"] = counters[COUNTER_ORDER_ID] + 1
     code, oid, value, ne = book_one(book, ev, ne, w, fee_acct, scratch, mm)
     if code == OK and (cmd["kind"] == PUT_LIMIT or cmd["kind"] == PUT_MARKET):
         counters[COUNTER_ORDER_ID] = oid  # the book took the new order
+        client_ids.record(accounts, counters, cmd["user"], cmd["order_id"], oid)
     return code, oid, value, ne
 
 
@@ -59,6 +63,7 @@ def execute_batch(
     fee_acct,
     scratch,
     max_matches,
+    max_cids,
 ) -> tuple[int, int]:
     """Apply ``cmds[start:]``, writing events from ``ev[ne0]`` on, until done or the
     event buffer might overflow.
@@ -66,7 +71,8 @@ def execute_batch(
     Returns (next command index, events in the buffer). Results are written per command.
     ``work`` is one WORK_DTYPE record of scratch: the book half takes its command as
     a pair worker does. A command that wrote events changed the state: it gets the
-    next sequence number, and the ledger settles its events.
+    next sequence number, and the ledger settles its events. ``max_cids`` bounds the
+    client order id table (``client_ids.py``).
     """
     ne = ne0
     cap = ev.shape[0]
@@ -93,6 +99,7 @@ def execute_batch(
             fee_acct,
             scratch,
             max_matches,
+            max_cids,
         )
         seq = settle(accounts, ev, first, ne, counters)
         r = results[i]

@@ -155,6 +155,8 @@ BASES: dict[str, Callable[[Market], Command]] = {
     "cancel_all": _cancel_all,
 }
 PUTS = ("limit", "market_bid", "market_ask")
+#: A PUT's client order ids (its ``order_id``) that fail check 1.
+BAD_CLIENT_IDS = (-1, INT64_MIN)
 TRADING = (*PUTS, "replace")
 
 
@@ -241,7 +243,12 @@ def _cases(base: str, m: Market) -> list[tuple[str, object, object]]:
         out += checked("amount", (0, -1, INT64_MAX, INT64_MIN), INVALID)
     rates = (-1, m.fee_den, INT32_MAX, INT32_MIN)
     out += checked("taker_rate", rates, INVALID) + checked("maker_rate", rates, INVALID)
-    out += checked("order_id", (0, -1, INT64_MAX, INT64_MIN, NEXT_ID, *HOLDING_FINISHED), NOT_FOUND)
+    if base in PUTS:  # a PUT's order_id is its client order id: 0 (none) or positive
+        out += [("order_id", v, INVALID) for v in BAD_CLIENT_IDS]
+    else:
+        out += checked(
+            "order_id", (0, -1, INT64_MAX, INT64_MIN, NEXT_ID, *HOLDING_FINISHED), NOT_FOUND
+        )
     if "order_id" in uses:
         elsewhere = own_order(ETH_USDT if m.index == BTC_USDT else BTC_USDT)
         out += [("order_id", elsewhere, NOT_FOUND), ("order_id", others_order(m.index), NOT_MINE)]
@@ -370,14 +377,14 @@ STAGES: dict[str, list[tuple[Result, set[str]]]] = {
     "limit": [
         (INVALID, {"kind"}),
         (UNKNOWN_MARKET, {"market"}),
-        (INVALID, {"user", "side", "tif", "stp", "flags", "source_len", "source"}),
+        (INVALID, {"user", "side", "tif", "stp", "flags", "source_len", "source", "order_id"}),
         (FEE, {"fee_user"}),
         (INVALID, {"amount", "price", "taker_rate", "maker_rate"}),
     ],
     "market_bid": [
         (INVALID, {"kind"}),
         (UNKNOWN_MARKET, {"market"}),
-        (INVALID, {"user", "side", "stp", "source_len", "source"}),
+        (INVALID, {"user", "side", "stp", "source_len", "source", "order_id"}),
         (FEE, {"fee_user"}),
         (INVALID, {"amount", "taker_rate"}),
     ],
@@ -430,6 +437,8 @@ def _spoilers(base: str, m: Market) -> dict[str, tuple[object, ...]]:
         "source": BAD_SOURCES,
         "order_id": (0, -1, INT64_MAX, INT64_MIN, NEXT_ID, *HOLDING_FINISHED),
     }
+    if base in PUTS:
+        out["order_id"] = BAD_CLIENT_IDS
     if base != "cancel_all":
         out["fee_user"] = (FEE_USER,)
     return out
@@ -453,7 +462,7 @@ def spoiled(draw: st.DrawFn) -> tuple[str, np.ndarray, Result]:
         value = draw(st.sampled_from(spoilers[name]))
         fields["user" if name == "fee_user" else name] = value
     ignored = sorted(set(_RANGES) - checked - {"ts_ns", "fee_user"} - {"user", "market", "kind"})
-    for name in draw(st.sets(st.sampled_from(ignored), max_size=3)):
+    for name in draw(st.sets(st.sampled_from(ignored), max_size=3)) if ignored else ():
         low, high = _RANGES[name]
         fields.setdefault(name, draw(st.integers(low, high)))
     source = fields.pop("source", None)

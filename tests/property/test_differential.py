@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from core.schema import (
     MAX_SUPPLY_UNITS,
     MAX_USER_ID,
     Business,
+    CommandKind,
     EventKind,
     FinishReason,
     Result,
@@ -151,6 +152,7 @@ def _canonical_sections(engine: object) -> tuple[np.ndarray, ...] | None:
             engine._canonical_balances(),  # type: ignore[attr-defined]
             engine._canonical_keys(),  # type: ignore[attr-defined]
             engine._canonical_orders(),  # type: ignore[attr-defined]
+            engine._canonical_client_ids(),  # type: ignore[attr-defined]
         )
     except AttributeError:
         return None
@@ -161,7 +163,7 @@ def _canonical_diff(fast: object, ref: object) -> list[str]:
     a, b = _canonical_sections(fast), _canonical_sections(ref)
     if a is None or b is None:
         return ["(canonical state not available)"]
-    names = ("counters", "supply", "balances", "update keys", "resting orders")
+    names = ("counters", "supply", "balances", "update keys", "resting orders", "client ids")
     out = []
     for name, x, y in zip(names, a, b, strict=True):
         x, y = np.asarray(x), np.asarray(y)
@@ -187,12 +189,16 @@ class Harness:
         self.supply = [0] * len(self.config.assets)
         self.keys: set[tuple[int, int, bytes, int]] = set()
         self.accounts = {self.config.fee_user}
+        #: (user, client order id) -> the order placed with it (this harness's model).
+        self.client_ids: dict[tuple[int, int], int] = {}
         self.label = ""
         #: The last commands run, for failure messages (a long run keeps only these).
         self.history: deque[str] = deque(maxlen=30)
         self.commands = 0
         self.rejected = 0
         self.accepted = 0
+        #: How often each result code came (of order commands).
+        self.codes: Counter[int] = Counter()
 
     # ---------------------------------------------------------------- running
 
@@ -220,6 +226,7 @@ class Harness:
             self.one_by_one(records[i : i + 1], results[i], events)
         self.accepted += int(np.count_nonzero(results["seq"]))
         self.rejected += int(np.count_nonzero(results["code"]))
+        self.codes.update(results["code"].tolist())
 
     def one_by_one(self, record: np.ndarray, expected: np.void, events: np.ndarray) -> None:
         """The batch's result and events for ``record``, alone; and a command without
@@ -247,9 +254,13 @@ class Harness:
         hash_before, engine = self.solo_hash, self.solo
         self.solo_hash = engine.state_hash()
         seq, code = int(result["seq"]), int(result["code"])
+        if record is not None:
+            self.check_client_id(result, record)
         if code != Result.OK:
             assert seq == 0, self.explain(f"rejected ({Result(code).name}) but got seq {seq}")
-            assert int(result["order_id"]) == 0, self.explain("a rejected command has an id")
+            assert int(result["order_id"]) == 0 or code == Result.REPEAT_ORDER, self.explain(
+                "a rejected command has an id"
+            )
         assert code not in (Result.INTERNAL_ERROR,), self.explain("INTERNAL_ERROR")
         if seq == 0:
             assert len(events) == 0, self.explain("events without a seq")
@@ -263,6 +274,28 @@ class Harness:
             assert (events["seq"] == seq).all(), self.explain("an event with another seq")
             if record is not None:
                 assert (events["ts_ns"] == record["ts_ns"][0]).all(), self.explain("event ts")
+
+    def check_client_id(self, result: np.void, record: np.ndarray) -> None:
+        """A PUT's client order id against this harness's model: a repeat names the
+        order placed with it (unless the command's form or market fails first), and a
+        new one is recorded when the order is placed."""
+        if int(record["kind"][0]) not in (CommandKind.PUT_LIMIT, CommandKind.PUT_MARKET):
+            return
+        key = (int(record["user"][0]), int(record["order_id"][0]))
+        code, oid = int(result["code"]), int(result["order_id"])
+        if key[1] <= 0:
+            assert code != Result.REPEAT_ORDER, self.explain("REPEAT_ORDER without a client id")
+            return
+        placed = self.client_ids.get(key)
+        early = (Result.INVALID_ARGUMENT, Result.UNKNOWN_MARKET, Result.FEE_ACCOUNT_CANNOT_TRADE)
+        if placed is not None and code not in early:
+            assert (code, oid) == (Result.REPEAT_ORDER, placed), self.explain(
+                f"client id {key[1]} of user {key[0]} names order {placed}: "
+                f"{Result(code).name} {oid}"
+            )
+        if code == Result.OK:
+            assert placed is None, self.explain("an order placed with a used client id")
+            self.client_ids[key] = oid
 
     def update(self, step: Update) -> None:
         ts_ns = self.ts_ns
@@ -489,6 +522,10 @@ def test_fixed_seed_long_run(
     harness.run(random_stream(rng, harness.config, n, Mix(world=world)))
     assert harness.accepted > n // 10
     assert harness.rejected > 0
+    if limits == TIGHT:  # 24 client ids fill the table
+        assert harness.codes[Result.CLIENT_ID_TABLE_FULL] > 0
+    else:
+        assert harness.codes[Result.REPEAT_ORDER] > 0
 
 
 # --------------------------------------------------------------------------- properties

@@ -23,6 +23,7 @@ from core.compose import compose_engine
 from core.config import EngineConfig
 from core.engine import Engine
 from core.kernels.account_side import account_batch
+from core.kernels.client_ids import record_put
 from core.kernels.ledger import name_orders, settle
 from core.schema import (
     COUNTER_ORDER_ID,
@@ -99,9 +100,13 @@ class SplitEngine:
         codes = np.zeros(1, dtype=np.int32)
         n_markets = len(self.config.markets)
         mparams = seq_engine.kernel_state().mparams
-        account_batch(self._accounts, mparams, cmd, work, codes, n_markets, self.config.fee_user)
+        account_batch(
+            self._accounts, self._counters, mparams, cmd, work, codes, n_markets,
+            self.config.fee_user, self.config.max_client_ids,
+        )  # fmt: skip
         if codes[0] != Result.OK:
-            return int(codes[0]), 0, 0, 0, np.zeros(0, dtype=EVENT_DTYPE)
+            named = int(work["new_id"][0]) if codes[0] == Result.REPEAT_ORDER else 0
+            return int(codes[0]), named, 0, 0, np.zeros(0, dtype=EVENT_DTYPE)
         self.dispatched += 1
         d = self.dispatched
         w = work[0]
@@ -131,6 +136,7 @@ class SplitEngine:
         if code == Result.OK and new_order:
             oid = int(self._counters[COUNTER_ORDER_ID]) + 1
             self._counters[COUNTER_ORDER_ID] = oid
+            record_put(self._accounts, self._counters, int(w["user"]), int(w["order_id"]), oid)
             self.real_ids[d % REAL_ID_WINDOW] = oid
             rename = np.zeros(1, dtype=WORK_DTYPE)
             rename["op"] = WORK_RENAME

@@ -4,7 +4,8 @@ A stream is a list of steps (``tests.support.steps``: batches of symbolic comman
 balance.updates) in the world of ``tests.support.world``, drawn up front so that it
 shrinks well and can be written down as an ``@example``: every command kind, every
 TIF, STP mode and the post-only flag, order ids that mostly address resting orders,
-balance.updates with repeated keys, hostile values mixed in now and then (``Mix``).
+client order ids that now and then repeat, balance.updates with repeated keys,
+hostile values mixed in now and then (``Mix``).
 
 Steps are drawn through a ``Chooser``, so one set of drawing rules serves both
 hypothesis (``DataChooser``, shrinking toward the first option and toward "no rare
@@ -164,6 +165,19 @@ def _source(c: Chooser, mix: Mix) -> tuple[bytes, int | None]:
     return c.choice(GOOD_SOURCES), None
 
 
+def _client_id(c: Chooser, mix: Mix) -> int:
+    """A PUT's client order id: none half the time; else mostly one from a large range
+    (new, almost always), now and then one of a dozen per user, so that repeats
+    (REPEAT_ORDER) are common without refusing most puts."""
+    if rarely(c, mix.hostile):
+        return c.choice((-1, INT64_MIN, INT64_MAX))
+    if c.choice((False, True)):
+        return 0
+    if rarely(c, 20):
+        return c.integer(1, 12)
+    return c.integer(13, 1 << 40)
+
+
 def _ref(c: Chooser, mix: Mix) -> int | Ref:
     if rarely(c, 5 * mix.hostile):
         return c.choice((0, -1, INT64_MAX, INT64_MIN, Ref("next"), Ref("elsewhere")))
@@ -201,6 +215,7 @@ def draw_command(c: Chooser, config: EngineConfig, mix: Mix = Mix()) -> Command:
             flags=c.choice(BAD_FLAGS) if rarely(c, mix.hostile) else c.choice((0, 0, POST_ONLY)),
             source=source,
             source_len=source_len,
+            order_id=_client_id(c, mix),
         )
     elif kind == CommandKind.PUT_MARKET:
         side = _side(c, mix)
@@ -222,6 +237,7 @@ def draw_command(c: Chooser, config: EngineConfig, mix: Mix = Mix()) -> Command:
             stp=c.choice(BAD_STPS) if rarely(c, mix.hostile) else int(c.choice(_STPS)),
             source=source,
             source_len=source_len,
+            order_id=_client_id(c, mix),
         )
     elif kind == CommandKind.CANCEL:
         cmd = Command(int(kind), user, market, order_id=_ref(c, mix))

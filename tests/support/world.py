@@ -63,6 +63,7 @@ fee_user = 0
 max_users = {max_users}
 max_update_keys = {max_update_keys}
 max_matches = {max_matches}
+max_client_ids = {max_client_ids}
 
 [[assets]]
 name = "BTC"
@@ -114,10 +115,14 @@ class Limits:
     max_update_keys: int = 512
     #: Small, so that takers are refused as TOO_MANY_MATCHES and CANCEL_ALL stops short.
     max_matches: int = 12
+    max_client_ids: int = 256
 
 
-#: Capacities small enough that BOOK_FULL, USER_TABLE_FULL and KEY_TABLE_FULL happen.
-TIGHT = Limits(max_orders=4, max_levels=2, max_users=4, max_update_keys=24, max_matches=2)
+#: Capacities small enough that BOOK_FULL, USER_TABLE_FULL, KEY_TABLE_FULL and
+#: CLIENT_ID_TABLE_FULL happen.
+TIGHT = Limits(
+    max_orders=4, max_levels=2, max_users=4, max_update_keys=24, max_matches=2, max_client_ids=24
+)
 
 
 def stream_config_text(limits: Limits = Limits()) -> str:
@@ -128,6 +133,7 @@ def stream_config_text(limits: Limits = Limits()) -> str:
         max_users=limits.max_users,
         max_update_keys=limits.max_update_keys,
         max_matches=limits.max_matches,
+        max_client_ids=limits.max_client_ids,
     )
 
 

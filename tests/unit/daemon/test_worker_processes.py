@@ -19,6 +19,7 @@ import pytest
 from core.config import EngineConfig
 from core.engine import Engine
 from core.kernels.account_side import account_batch
+from core.kernels.client_ids import record_put
 from core.kernels.ledger import name_orders, settle
 from daemon.pipeline import Pipeline, WorkerDied, plan_workers
 from daemon.sequencing import Answer
@@ -90,7 +91,7 @@ def test_workers_in_processes_agree_with_the_engine(
         assert stats.peak_in_flight > 1
     # The warm-up compiled what the rules then called: one signature each.
     if not numba.config.DISABLE_JIT:
-        for fn in (account_batch, name_orders, settle):
+        for fn in (account_batch, name_orders, settle, record_put):
             assert len(fn.signatures) == 1, (fn, fn.signatures)
 
 

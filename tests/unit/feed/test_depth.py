@@ -396,7 +396,7 @@ def test_bad_events_in_every_chunk_leave_the_rest_exact(run: Run) -> None:
         book.apply(np.concatenate([*parts[:where], stray, *parts[where:]]))
         assert_equals_engine(book, read, at)
     stats = book.statistics()
-    assert spliced["mismatched"] > 50
+    assert spliced["mismatched"] > 30  # not vacuous (46 reads in the tight world)
     for name, count in spliced.items():
         assert getattr(stats, name) == count, name
     assert stats.rejected == sum(spliced.values())

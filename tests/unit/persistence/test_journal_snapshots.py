@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core import commands as C
 from core.engine import Engine
+from core.schema import Result, Side
 from persistence.journal import Journal, JournalConfig, journal_log_config
 from persistence.snapshot import list_snapshots
 from persistence.verify import verify
@@ -89,3 +91,25 @@ def test_verify_walks_both_roads(tmp_path: Path) -> None:
     assert result.ok, result.problems
     assert result.recovered_hash == plain.state_hash()
     assert result.full_from > 0  # the log was pruned: from the oldest reachable snapshot
+
+
+def test_client_order_ids_survive_a_restart_from_a_snapshot_and_the_log(tmp_path: Path) -> None:
+    # TESTING.md 6: client order ids are permanent, across restarts (unlike ViaBTC's
+    # 24 h window): one recorded before the snapshot, one in the log after it.
+    deposit = (1, 2, b"deposit", 1, 10**16, 1, b"{}")  # user 1, USDT
+    bid = C.put_limit(1, 0, Side.BID, 1000, 10_000, client_id=5)
+    again = C.put_limit(1, 0, Side.BID, 1000, 10_000, client_id=6)
+    with Journal.open(engine_config(), jconfig(tmp_path)) as journal:
+        journal.balance_update(*deposit)
+        first = int(journal.submit(bid)[0]["order_id"][0])
+        assert journal.snapshot()
+        assert journal.poll_snapshot(timeout_s=30) is not None
+        second = int(journal.submit(again)[0]["order_id"][0])
+    with Journal.open(engine_config(), jconfig(tmp_path)) as journal:
+        assert journal.recovery is not None
+        assert journal.recovery.replay.records == 1  # the second put, after the snapshot
+        for cmd, placed in ((bid, first), (again, second)):
+            results, events = journal.submit(cmd)
+            assert (results["code"][0], results["order_id"][0]) == (Result.REPEAT_ORDER, placed)
+            assert len(events) == 0
+        assert journal.engine.check_invariants() == []
