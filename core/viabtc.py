@@ -9,7 +9,9 @@ the formatting are ``core.viabtc_codec.ViabtcCodec``'s, which the HTTP and WebSo
 gateways use over the wire.
 
 Deliberate differences from ViaBTC (docs/compat.md lists them all): a user id above
-2**32-1 is refused instead of wrapping around; balance.update keys are permanent.
+2**32-1 is refused instead of wrapping around; balance.update keys are permanent; the
+puts take an optional last param, a client order id (refused REPEAT_ORDER, ViaBTC
+code 13, when the user already placed an order with it).
 """
 
 from __future__ import annotations
@@ -103,13 +105,19 @@ class Exchange:
         taker_fee_rate: object,
         maker_fee_rate: object,
         source: object,
+        client_id: object = 0,
         *,
         tif: str = "GTC",
         post_only: bool = False,
         stp: str = "none",
     ) -> Reply:
-        """order.put_limit, plus matchd's time-in-force, post-only and STP options."""
-        params = (user_id, market, side, amount, price, taker_fee_rate, maker_fee_rate, source)
+        """order.put_limit, plus matchd's client order id (0..2**63-1, 0 = none; a
+        REPEAT_ORDER reply's ``order_id`` is the order placed with it before) and its
+        time-in-force, post-only and STP options."""
+        params = (
+            user_id, market, side, amount, price, taker_fee_rate, maker_fee_rate, source,
+            client_id,
+        )  # fmt: skip
         return self._guard(
             "order.put_limit",
             lambda: self.codec.put_limit(
@@ -125,11 +133,13 @@ class Exchange:
         amount: object,
         taker_fee_rate: object,
         source: object,
+        client_id: object = 0,
         *,
         stp: str = "none",
     ) -> Reply:
-        """order.put_market: a sell gives ``amount`` stock, a buy spends ``amount`` money."""
-        params = (user_id, market, side, amount, taker_fee_rate, source)
+        """order.put_market: a sell gives ``amount`` stock, a buy spends ``amount``
+        money; ``client_id`` as for ``put_limit``."""
+        params = (user_id, market, side, amount, taker_fee_rate, source, client_id)
         return self._guard(
             "order.put_market", lambda: self.codec.put_market(params, self._clock(), stp=stp)
         )

@@ -50,6 +50,8 @@ MAX_QUERY_LIMIT = 101
 #: Largest ``offset`` of order.book and order.pending.
 MAX_OFFSET = 2**31
 MAX_ORDER_ID = 2**63 - 1
+#: A client order id: 1..MAX_CLIENT_ID, 0 = none (the optional last param of the puts).
+MAX_CLIENT_ID = 2**63 - 1
 TIF = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
 STP = {
     "none": StpMode.NONE,
@@ -64,7 +66,8 @@ class Reply:
     """The outcome of one method: ViaBTC's ``error`` and ``result``, plus the events.
 
     ``code`` is ViaBTC's error code (0 = success) and ``result_code`` the engine's
-    precise ``Result``.
+    precise ``Result``. ``order_id`` is, for a REPEAT_ORDER refusal, the order the
+    put's client id names (placed before); 0 otherwise.
     """
 
     code: int
@@ -72,6 +75,7 @@ class Reply:
     result: Any
     result_code: Result = Result.OK
     events: np.ndarray | None = field(default=None, repr=False)
+    order_id: int = 0
 
     @property
     def ok(self) -> bool:
@@ -79,8 +83,14 @@ class Reply:
         return self.code == 0
 
     def error(self) -> dict[str, Any] | None:
-        """ViaBTC's ``error`` member: None or ``{"code", "message"}``."""
-        return None if self.ok else {"code": self.code, "message": self.message}
+        """ViaBTC's ``error`` member: None or ``{"code", "message"}``, and for
+        REPEAT_ORDER the original order's ``order_id`` as a third key (matchd's
+        extension; ViaBTC clients ignore keys they do not know)."""
+        if self.ok:
+            return None
+        if self.result_code == Result.REPEAT_ORDER:
+            return {"code": self.code, "message": self.message, "order_id": self.order_id}
+        return {"code": self.code, "message": self.message}
 
 
 def success(result: Any, events: np.ndarray | None = None) -> Reply:
@@ -88,14 +98,16 @@ def success(result: Any, events: np.ndarray | None = None) -> Reply:
     return Reply(code=0, message="", result=result, events=events)
 
 
-def fail(method: str, result: Result, detail: str = "") -> Reply:
-    """ViaBTC's code for ``method``; the message is ViaBTC's text, then the detail."""
+def fail(method: str, result: Result, detail: str = "", *, order_id: int = 0) -> Reply:
+    """ViaBTC's code for ``method``; the message is ViaBTC's text, then the detail.
+    ``order_id``: REPEAT_ORDER's original order (kept for that result only)."""
     code = viabtc_code(method, result)
     message = MESSAGES[result]
     if detail:
         base = "invalid argument" if code == VIABTC_INVALID_ARGUMENT else message
         message = f"{base}: {detail}"
-    return Reply(code=code, message=message, result=None, result_code=result)
+    original = order_id if result == Result.REPEAT_ORDER else 0
+    return Reply(code=code, message=message, result=None, result_code=result, order_id=original)
 
 
 def argument_failure(method: str, exc: ArgumentError) -> Reply:
@@ -177,6 +189,21 @@ class ViabtcCodec:
         return int_arg(value, "order_id", 0, MAX_ORDER_ID)
 
     @staticmethod
+    def client_id(value: object) -> int:
+        """A client order id, 0..2**63-1 (0 = none)."""
+        return int_arg(value, "client_id", 0, MAX_CLIENT_ID)
+
+    @staticmethod
+    def _client_id_param(method: str, rest: list[object], fixed: int) -> object:
+        """The optional client id after a put's ``fixed`` params (``rest``: what
+        follows them), unchecked; 0 if there is none."""
+        if len(rest) > 1:
+            raise ArgumentError(
+                f"{method} takes {fixed} or {fixed + 1} params, not {fixed + len(rest)}"
+            )
+        return rest[0] if rest else 0
+
+    @staticmethod
     def side(value: object) -> int:
         """A side: 1 ask, 2 bid."""
         return int_arg(value, "side", 1, 2)
@@ -209,8 +236,10 @@ class ViabtcCodec:
         stp: str = "none",
     ) -> np.ndarray:
         """order.put_limit ``[user_id, market, side, amount, price, taker_fee_rate,
-        maker_fee_rate, source]`` as a command record."""
-        user_id, market, side, amount, price, taker, maker, source = params
+        maker_fee_rate, source, client_id?]`` as a command record (matchd's optional
+        ``client_id`` travels in ``order_id``)."""
+        user_id, market, side, amount, price, taker, maker, source, *rest = params
+        client_id = self._client_id_param("order.put_limit", rest, 8)
         user = self.user(user_id)
         m = self.market(market)
         if tif not in TIF or stp not in STP:
@@ -229,14 +258,16 @@ class ViabtcCodec:
             stp=STP[stp],
             flags=1 if post_only else 0,
             source=_source(source),
+            order_id=self.client_id(client_id),
         )
 
     def put_market(
         self, params: tuple[object, ...], ts_ns: int, *, stp: str = "none"
     ) -> np.ndarray:
-        """order.put_market ``[user_id, market, side, amount, taker_fee_rate, source]``:
-        a sell gives ``amount`` stock, a buy spends ``amount`` money."""
-        user_id, market, side, amount, taker, source = params
+        """order.put_market ``[user_id, market, side, amount, taker_fee_rate, source,
+        client_id?]``: a sell gives ``amount`` stock, a buy spends ``amount`` money."""
+        user_id, market, side, amount, taker, source, *rest = params
+        client_id = self._client_id_param("order.put_market", rest, 6)
         user = self.user(user_id)
         m = self.market(market)
         s = self.side(side)
@@ -257,6 +288,7 @@ class ViabtcCodec:
             tif=TimeInForce.IOC,
             stp=STP[stp],
             source=_source(source),
+            order_id=self.client_id(client_id),
         )
 
     def cancel(self, params: tuple[object, ...], ts_ns: int) -> np.ndarray:
@@ -327,7 +359,7 @@ class ViabtcCodec:
     def outcome_reply(self, method: str, outcome: CommandOutcome) -> Reply:
         """The reply to an order command from its ``CommandOutcome``."""
         if outcome.code != Result.OK:
-            return fail(method, Result(outcome.code))
+            return fail(method, Result(outcome.code), order_id=outcome.order_id)
         if method == "order.cancel_all":
             return success({"count": outcome.value})
         if outcome.order is None:  # pragma: no cover - every accepted order command has one
@@ -438,12 +470,15 @@ class ViabtcCodec:
 
 
 class CommandOutcome(NamedTuple):
-    """What a command did: its ``Result`` code, ``value`` (cancel-all's count) and its
-    own order as its last ORDER_* event reports it (None if it has none)."""
+    """What a command did: its ``Result`` code, ``value`` (cancel-all's count), its
+    own order as its last ORDER_* event reports it (None if it has none), and the
+    RESULT record's ``order_id`` (the order created or addressed; for REPEAT_ORDER,
+    the order the put's client id names)."""
 
     code: int
     value: int
     order: OrderView | None
+    order_id: int = 0
 
 
 _EVENT_FIELDS: Final = tuple(EVENT_DTYPE.names or ())
@@ -497,7 +532,10 @@ def _many_outcomes(results: np.ndarray, events: np.ndarray) -> list[CommandOutco
                 orders[who] = _order_of_row(row)
     codes = results["code"].tolist()
     values = results["value"].tolist()
-    return [CommandOutcome(c, v, o) for c, v, o in zip(codes, values, orders, strict=True)]
+    ids = results["order_id"].tolist()
+    return [
+        CommandOutcome(c, v, o, i) for c, v, o, i in zip(codes, values, orders, ids, strict=True)
+    ]
 
 
 #: Up to this many commands, ``command_outcomes`` walks plain tuples: cheaper than
@@ -523,7 +561,7 @@ def _few_outcomes(results: np.ndarray, events: np.ndarray) -> list[CommandOutcom
             if ev[_E_KIND] <= EventKind.ORDER_FINISH and ev[_E_ORDER_ID] == row[_R_ORDER_ID]:
                 order = _order_of_row(ev)
                 break
-        out.append(CommandOutcome(row[_R_CODE], row[_R_VALUE], order))
+        out.append(CommandOutcome(row[_R_CODE], row[_R_VALUE], order, row[_R_ORDER_ID]))
     return out
 
 

@@ -717,8 +717,8 @@ class Server:
         self, call: wire.Call, result: np.void, events: np.ndarray, want_events: bool
     ) -> wire.Reply:
         code = Result(int(result["code"]))
-        if code != Result.OK:
-            return wire.make_reply(call, code)
+        if code != Result.OK:  # REPEAT_ORDER: the reply names the order already placed
+            return wire.make_reply(call, code, order_id=int(result["order_id"]))
         first = int(result["event_start"])
         ev = events[first : first + int(result["event_count"])]
         done = wire.command_done(result, ev, with_events=want_events)

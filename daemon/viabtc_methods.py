@@ -50,8 +50,9 @@ CODE_SERVICE_TIMEOUT: Final = 5
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """ViaBTC's ``error`` (None or ``{"code", "message"}``) and ``result``; ``raw`` is
-    the result as JSON text instead (passed through from the feed)."""
+    """ViaBTC's ``error`` (None or ``{"code", "message"}``, plus ``"order_id"`` for a
+    put refused as a repeat of a client order id) and ``result``; ``raw`` is the
+    result as JSON text instead (passed through from the feed)."""
 
     error: dict[str, Any] | None
     result: Any = None
@@ -89,8 +90,8 @@ _ARITY: Final[dict[str, int | tuple[int, int] | None]] = {
     "balance.history": 7,
     "asset.list": None,
     "asset.summary": (0, 1 << 16),
-    "order.put_limit": 8,
-    "order.put_market": 6,
+    "order.put_limit": (8, 9),  # ViaBTC's 8, then matchd's optional client_id
+    "order.put_market": (6, 7),
     "order.cancel": 3,
     "order.replace": 5,
     "order.cancel_all": (2, 3),
@@ -135,6 +136,8 @@ def arity_error(method: str, count: int) -> Answer | None:
     if low <= count <= high:
         return None
     want = str(low) if low == high else f"{low} to {high}"
+    if high == low + 1:
+        want = f"{low} or {high}"
     if high == 1 << 16:
         want = f"at least {low}"
     return error_answer(

@@ -1,7 +1,7 @@
 """The Python client SDK of the ZeroMQ order entry (docs/protocol.md, "Client SDK").
 
 ``Client`` is the blocking client; ``ipc.client_async.AsyncClient`` has the same API
-on asyncio. Both speak wire version 1 over one DEALER socket:
+on asyncio. Both speak wire version 2 over one DEALER socket:
 
 - ``submit(commands)`` sends a numpy batch of ``COMMAND_DTYPE`` records as one
   COMMANDS frame and returns ``(results, events)``; ``call(*calls)`` sends msgpack
@@ -228,19 +228,26 @@ class Client:
     def put_limit(
         self, user: int, market: int, side: int, amount: int, price: int, *,
         taker_rate: int = 0, maker_rate: int = 0, tif: int = 0, stp: int = 0,
-        flags: int = 0, source: str = "",
+        flags: int = 0, source: str = "", client_id: int = 0,
     ) -> CommandDone:  # fmt: skip
-        """A limit order: ``amount`` lots at ``price`` ticks; ``.order`` is the order."""
+        """A limit order: ``amount`` lots at ``price`` ticks; ``.order`` is the order.
+
+        ``client_id`` (1..2**63-1; 0 = none) is the caller's own id for the order and
+        makes a retry safe: once an order of ``user`` was placed with it, a put with
+        the same id raises ``ApiError`` REPEAT_ORDER whose ``order_id`` is that order.
+        """
         return cast(CommandDone, self._one(PutLimit(
-            user, market, side, amount, price, taker_rate, maker_rate, tif, stp, flags, source
+            user, market, side, amount, price, taker_rate, maker_rate, tif, stp, flags, source,
+            client_id,
         )))  # fmt: skip
 
     def put_market(
         self, user: int, market: int, side: int, amount: int, *,
-        taker_rate: int = 0, stp: int = 0, source: str = "",
+        taker_rate: int = 0, stp: int = 0, source: str = "", client_id: int = 0,
     ) -> CommandDone:  # fmt: skip
-        """A market order: an ask sells ``amount`` lots, a bid spends ``amount`` money units."""
-        call = PutMarket(user, market, side, amount, taker_rate, stp, source)
+        """A market order: an ask sells ``amount`` lots, a bid spends ``amount`` money
+        units; ``client_id`` as for ``put_limit``."""
+        call = PutMarket(user, market, side, amount, taker_rate, stp, source, client_id)
         return cast(CommandDone, self._one(call))
 
     def cancel(self, user: int, market: int, order_id: int) -> CommandDone:

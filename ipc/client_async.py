@@ -190,17 +190,18 @@ class AsyncClient:
     async def put_limit(
         self, user: int, market: int, side: int, amount: int, price: int, *,
         taker_rate: int = 0, maker_rate: int = 0, tif: int = 0, stp: int = 0,
-        flags: int = 0, source: str = "",
+        flags: int = 0, source: str = "", client_id: int = 0,
     ) -> CommandDone:  # fmt: skip
         return cast(CommandDone, await self._one(PutLimit(
-            user, market, side, amount, price, taker_rate, maker_rate, tif, stp, flags, source
+            user, market, side, amount, price, taker_rate, maker_rate, tif, stp, flags, source,
+            client_id,
         )))  # fmt: skip
 
     async def put_market(
         self, user: int, market: int, side: int, amount: int, *,
-        taker_rate: int = 0, stp: int = 0, source: str = "",
+        taker_rate: int = 0, stp: int = 0, source: str = "", client_id: int = 0,
     ) -> CommandDone:  # fmt: skip
-        call = PutMarket(user, market, side, amount, taker_rate, stp, source)
+        call = PutMarket(user, market, side, amount, taker_rate, stp, source, client_id)
         return cast(CommandDone, await self._one(call))
 
     async def cancel(self, user: int, market: int, order_id: int) -> CommandDone:

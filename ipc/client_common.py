@@ -75,14 +75,23 @@ class TooManyInFlight(WouldBlock):
 class ApiError(MatchdError):
     """The engine refused an operation called through an operation method
     (``put_limit``, ``balance_query``, ...): ``code`` is the ``Result``, ``viabtc``
-    ViaBTC's code for the method. ``call`` and ``submit`` return such codes instead."""
+    ViaBTC's code for the method. ``call`` and ``submit`` return such codes instead.
 
-    def __init__(self, op: str, code: int, viabtc: int, message: str) -> None:
+    ``order_id`` is 0 except for ``Result.REPEAT_ORDER`` (2004, ViaBTC code 13): a
+    ``put_limit`` or ``put_market`` whose ``client_id`` the user already gave to an
+    order that was placed. For a retry after a timeout or a lost connection that is
+    good news, not a failure: the first attempt reached the engine and placed the
+    order, and ``order_id`` is that order (look it up with ``pending_detail``; it
+    may have traded or been cancelled since). Nothing was placed twice.
+    """
+
+    def __init__(self, op: str, code: int, viabtc: int, message: str, order_id: int = 0) -> None:
         super().__init__(f"{op}: {code} {message}")
         self.op = op
         self.code = code
         self.viabtc = viabtc
         self.message = message
+        self.order_id = order_id
 
 
 def _result_code(code: int) -> Result:
@@ -106,7 +115,7 @@ def refused(frame: ErrorFrame) -> RequestRefused:
 def unwrap(call: Call, reply: Reply) -> Any:
     """The typed result of a reply to ``call``, or ``ApiError``."""
     if not reply.ok:
-        raise ApiError(op_of(call), reply.code, reply.viabtc, reply.message)
+        raise ApiError(op_of(call), reply.code, reply.viabtc, reply.message, reply.order_id)
     return reply.result_as(call)
 
 

@@ -37,6 +37,8 @@ I8 = Annotated[int, msgspec.Meta(ge=-128, le=127)]
 UserId = Annotated[int, msgspec.Meta(ge=0, le=MAX_USER_ID)]
 Index = Annotated[int, msgspec.Meta(ge=0, le=2**15 - 1)]
 OrderId = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+#: A client's own id for a new order: 1..2**63-1, 0 = none (docs/protocol.md).
+ClientId = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 Offset = Annotated[int, msgspec.Meta(ge=0, le=2**31)]
 Limit = Annotated[int, msgspec.Meta(ge=0, le=MAX_QUERY_LIMIT)]
 Side12 = Annotated[int, msgspec.Meta(ge=1, le=2)]
@@ -49,7 +51,8 @@ class Call(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="o
 
 
 class OrderCall(Call, frozen=True):
-    """An order command; its fields are the COMMAND_DTYPE fields of the same name."""
+    """An order command; its fields are the COMMAND_DTYPE fields of the same name
+    (a put's ``client_id`` travels in ``order_id``)."""
 
     def record(self) -> np.ndarray:
         """The one-element COMMAND_DTYPE array of this call (``ts_ns`` 0)."""
@@ -61,6 +64,10 @@ class OrderCall(Call, frozen=True):
 
 
 class PutLimit(OrderCall, frozen=True, tag="order.put_limit"):
+    """A limit order; ``client_id`` (0 = none) is the client's own id for it: once an
+    order of the user was placed with it, a later put of the user with the same id is
+    refused REPEAT_ORDER, naming that order (a safe retry)."""
+
     user: I64
     market: I16
     side: I8
@@ -72,6 +79,7 @@ class PutLimit(OrderCall, frozen=True, tag="order.put_limit"):
     stp: I8 = 0
     flags: I8 = 0
     source: str = ""
+    client_id: ClientId = 0
 
     def __post_init__(self) -> None:
         self._check_source(self.source)
@@ -80,11 +88,13 @@ class PutLimit(OrderCall, frozen=True, tag="order.put_limit"):
         return build.put_limit(
             self.user, self.market, self.side, self.amount, self.price, self.taker_rate,
             self.maker_rate, tif=self.tif, stp=self.stp, flags=self.flags,
-            source=self.source.encode(),
+            source=self.source.encode(), client_id=self.client_id,
         )  # fmt: skip
 
 
 class PutMarket(OrderCall, frozen=True, tag="order.put_market"):
+    """A market order; ``client_id`` as for ``PutLimit``."""
+
     user: I64
     market: I16
     side: I8
@@ -92,6 +102,7 @@ class PutMarket(OrderCall, frozen=True, tag="order.put_market"):
     taker_rate: I32 = 0
     stp: I8 = 0
     source: str = ""
+    client_id: ClientId = 0
 
     def __post_init__(self) -> None:
         self._check_source(self.source)
@@ -99,7 +110,7 @@ class PutMarket(OrderCall, frozen=True, tag="order.put_market"):
     def record(self) -> np.ndarray:
         return build.put_market(
             self.user, self.market, self.side, self.amount, self.taker_rate, stp=self.stp,
-            source=self.source.encode(),
+            source=self.source.encode(), client_id=self.client_id,
         )  # fmt: skip
 
 
@@ -405,12 +416,15 @@ class Reply(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     ``result`` is the ``RESULT_TYPES`` value of the call on success, else None. A
     decoded reply holds it as ``msgspec.Raw``: ``result_as`` gives it its type.
+    ``order_id`` is, for a REPEAT_ORDER refusal of a put, the order that the put's
+    client id already names (placed by an earlier put); 0 for any other reply.
     """
 
     code: int
     message: str = ""
     viabtc: int = 0
     result: Any = None
+    order_id: int = 0
 
     @property
     def ok(self) -> bool:
@@ -445,11 +459,21 @@ def op_of(call: Call | type[Call]) -> str:
     return str(cls.__struct_config__.tag)
 
 
-def make_reply(call: Call | None, code: Result, result: Any = None, message: str = "") -> Reply:
-    """The reply to ``call`` (None: a call that did not decode) with ViaBTC's code."""
+def make_reply(
+    call: Call | None, code: Result, result: Any = None, message: str = "", *, order_id: int = 0
+) -> Reply:
+    """The reply to ``call`` (None: a call that did not decode) with ViaBTC's code.
+
+    ``order_id`` is the refused command's RESULT ``order_id``; the reply keeps it only
+    for REPEAT_ORDER (the order the client id names), so a caller may pass it for any
+    refusal.
+    """
     op = "" if call is None else op_of(call)
     text = message or MESSAGES[code]
-    return Reply(int(code), "" if code == Result.OK else text, viabtc_code(op, code), result)
+    original = order_id if code == Result.REPEAT_ORDER else 0
+    return Reply(
+        int(code), "" if code == Result.OK else text, viabtc_code(op, code), result, original
+    )
 
 
 def command_done(result: np.void, events: np.ndarray, *, with_events: bool = False) -> CommandDone:

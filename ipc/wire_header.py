@@ -20,7 +20,9 @@ from core.schema import (
 
 # --------------------------------------------------------------------------- header
 
-WIRE_VERSION: Final = 1
+#: 2: order puts carry ``client_id``, replies ``order_id`` (docs/protocol.md, "Changes in
+#: version 2").
+WIRE_VERSION: Final = 2
 MAGIC: Final = b"MDWP"
 #: magic, version, kind, flags, count, record_length, reserved, request_id,
 #: payload_length, event_count.

@@ -24,10 +24,11 @@ integer units (``tools.matchctl_live``). MARKET is an index or a name:
   first; ``matchctl order MARKET ORDER_ID``: one pending order (exit 1 if none);
 * ``matchctl place USER MARKET buy|sell AMOUNT [PRICE] [--market-order]
   [--tif gtc|ioc|fok] [--post-only] [--stp MODE] [--taker-fee RATE] [--maker-fee RATE]
-  [--source TEXT]``: AMOUNT, PRICE and the rates are decimals in the market's terms
-  (a market buy's AMOUNT is the money to spend), converted exactly: too many decimal
-  places or out of range is a usage error and nothing is sent; prints the seq, the
-  order id and the order;
+  [--source TEXT] [--client-id N]``: AMOUNT, PRICE and the rates are decimals in the
+  market's terms (a market buy's AMOUNT is the money to spend), converted exactly: too
+  many decimal places or out of range is a usage error and nothing is sent; prints the
+  seq, the order id and the order; with ``--client-id``, placing it again is refused
+  (exit 1) with ``repeat order ...: order N``, the order placed the first time;
 * ``matchctl cancel USER MARKET ORDER_ID``; ``matchctl cancel-all USER MARKET
   [--side buy|sell]`` (``value`` counts the orders cancelled);
 * ``matchctl snapshot [now]``: take a snapshot now; prints its sequence and state hash;

@@ -37,6 +37,7 @@ import msgspec
 from core.errors import ParseError
 from core.fixed import format_units, is_exact, parse_decimal, to_units
 from core.schema import (
+    INT64_MAX,
     MAX_SUPPLY_UNITS,
     MAX_USER_ID,
     SOURCE_LENGTH,
@@ -217,6 +218,23 @@ def _add_place_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--taker-fee", default="0", metavar="RATE", help="decimal, e.g. 0.001 (0)")
     p.add_argument("--maker-fee", metavar="RATE", help="decimal (limit orders; 0)")
     p.add_argument("--source", default="", help=f"tag, at most {SOURCE_LENGTH} bytes")
+    p.add_argument(
+        "--client-id",
+        type=_client_id,
+        default=0,
+        metavar="N",
+        help="your own id for the order (1..2**63-1): placing it again is refused, naming it",
+    )
+
+
+def _client_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= INT64_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is not in 1..{INT64_MAX}")
+    return value
 
 
 # --------------------------------------------------------------------------- running
@@ -235,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"matchctl: {command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ApiError as exc:
-        return _failed(command, Failure(exc.op, exc.code, exc.message, exc.viabtc))
+        message = f"{exc.message}: order {exc.order_id}" if exc.order_id else exc.message
+        return _failed(command, Failure(exc.op, exc.code, message, exc.viabtc))
     except RequestRefused as exc:
         return _failed(command, Failure("(frame)", int(exc.code), exc.message))
     except Failure as exc:
@@ -393,8 +412,9 @@ def _place(client: Client, args: argparse.Namespace) -> object:
             prec = _money_prec(client, market)
             amount = units_of(args.amount, prec, "AMOUNT (money)", 1, MAX_SUPPLY_UNITS)
         return client.put_market(
-            args.user, market.index, side, amount, taker_rate=taker, stp=stp, source=args.source
-        )
+            args.user, market.index, side, amount, taker_rate=taker, stp=stp, source=args.source,
+            client_id=args.client_id,
+        )  # fmt: skip
     amount = units_of(args.amount, market.stock_prec, "AMOUNT", 1, market.max_amount)
     price = units_of(args.price, market.money_prec, "PRICE", 1, market.max_price)
     maker = units_of(args.maker_fee or "0", market.fee_prec, "--maker-fee", 0, fee_den - 1)
@@ -402,6 +422,7 @@ def _place(client: Client, args: argparse.Namespace) -> object:
         args.user, market.index, side, amount, price,
         taker_rate=taker, maker_rate=maker, tif=TIFS[args.tif or "gtc"], stp=stp,
         flags=OrderFlag.POST_ONLY if args.post_only else 0, source=args.source,
+        client_id=args.client_id,
     )  # fmt: skip
 
 

@@ -30,7 +30,8 @@ def _batch(seed: int, n: int) -> np.ndarray:
             side = int(rng.integers(1, 3))
             price = int(rng.integers(99, 102)) * 100
             out.append(commands.put_limit(user, 0, side, int(rng.integers(1, 50)) * 1000, price,
-                                          source=f"s{i}".encode()))  # fmt: skip
+                                          source=f"s{i}".encode(),
+                                          client_id=int(rng.integers(0, 30))))  # fmt: skip
     return commands.batch(*out)
 
 
@@ -47,8 +48,11 @@ def test_the_tuple_and_numpy_paths_agree_and_find_each_commands_order() -> None:
         assert few == many
         assert command_outcomes(results, events) == many
         for res, outcome in zip(results, many, strict=True):
-            assert outcome.code == res["code"]
+            assert (outcome.code, outcome.order_id) == (res["code"], res["order_id"])
             if res["code"] == Result.OK and res["order_id"]:
                 assert outcome.order is not None
                 assert outcome.order.id == res["order_id"]
     assert any(o.order is not None and o.order.deal_stock for o in many)  # fills were seen
+    repeats = [o for o in many if o.code == Result.REPEAT_ORDER]  # client ids used again
+    assert repeats
+    assert all(o.order is None and o.order_id > 0 for o in repeats)

@@ -8,6 +8,7 @@ from itertools import count
 
 import pytest
 
+from core.arguments import ArgumentError
 from core.config import parse_config
 from core.engine import Engine
 from core.viabtc import Exchange
@@ -126,6 +127,72 @@ def test_invalid_arguments_change_nothing(ex: Exchange) -> None:
     assert all(r.code == 1 for r in bad), [r for r in bad if r.code != 1]
     assert all(r.message.startswith("invalid argument") for r in bad)
     assert ex.engine.state_hash() == before
+
+
+def test_a_retried_put_is_refused_with_the_order_placed_first(ex: Exchange) -> None:
+    fund(ex, 1, "USDT", "1000")
+    first = ex.put_limit(1, "BTC_USDT", 2, "1", "10", "0", "0", "", 7)
+    assert first.ok
+    before = ex.engine.state_hash()
+    again = ex.put_limit(1, "BTC_USDT", 2, "1", "10", "0", "0", "", 7)
+    market = ex.put_market(1, "BTC_USDT", 2, "5", "0", "", 7)
+    for r in (again, market):
+        assert r.error() == {
+            "code": 13,
+            "message": "repeat order: the client id names an order already placed",
+            "order_id": first.result["id"],
+        }
+        assert r.result is None
+    assert ex.engine.state_hash() == before  # refused: nothing changed, no sequence used
+    assert ex.order_pending(1, "BTC_USDT", 0, 10).result["total"] == 1
+    assert ex.put_limit(1, "BTC_USDT", 2, "1", "10", "0", "0", "", 8).ok  # another id
+    fund(ex, 2, "USDT", "1000")
+    assert ex.put_limit(2, "BTC_USDT", 2, "1", "10", "0", "0", "", 7).ok  # another user's
+
+
+def test_a_refused_put_leaves_its_client_id_free(ex: Exchange) -> None:
+    poor = ex.put_limit(1, "BTC_USDT", 2, "1", "10", "0", "0", "", 7)
+    assert (poor.code, poor.error()) == (10, {"code": 10, "message": "balance not enough"})
+    fund(ex, 1, "USDT", "1000")
+    assert ex.put_limit(1, "BTC_USDT", 2, "1", "10", "0", "0", "", 7).ok
+
+
+@pytest.mark.parametrize(
+    ("client_id", "message"),
+    [
+        (-1, "invalid argument: client_id must be in 0..9223372036854775807"),
+        (2**63, "invalid argument: client_id must be in 0..9223372036854775807"),
+        (True, "invalid argument: client_id must be an integer"),
+        (7.0, "invalid argument: client_id must be an integer"),
+        ("7", "invalid argument: client_id must be an integer"),
+        (None, "invalid argument: client_id must be an integer"),
+    ],
+)
+def test_a_bad_client_id_is_refused_precisely(
+    ex: Exchange, client_id: object, message: str
+) -> None:
+    fund(ex, 1, "USDT", "1000")
+    before = ex.engine.state_hash()
+    limit = ex.put_limit(1, "BTC_USDT", 2, "1", "10", "0", "0", "", client_id)
+    market = ex.put_market(1, "BTC_USDT", 2, "5", "0", "", client_id)
+    assert (limit.code, limit.message) == (market.code, market.message) == (1, message)
+    assert limit.error() == {"code": 1, "message": message}
+    assert ex.engine.state_hash() == before
+
+
+def test_the_codec_puts_the_client_id_in_order_id_and_counts_params(ex: Exchange) -> None:
+    codec = ex.codec
+    limit = (1, "BTC_USDT", 2, "1", "10", "0", "0", "")
+    market = (1, "BTC_USDT", 2, "5", "0", "")
+    assert codec.put_limit(limit, 0)["order_id"][0] == 0
+    assert codec.put_limit((*limit, 2**63 - 1), 0)["order_id"][0] == 2**63 - 1
+    assert codec.put_market(market, 0)["order_id"][0] == 0
+    assert codec.put_market((*market, 0), 0)["order_id"][0] == 0
+    assert codec.put_market((*market, 9), 0)["order_id"][0] == 9
+    with pytest.raises(ArgumentError, match=r"^order.put_limit takes 8 or 9 params, not 10$"):
+        codec.put_limit((*limit, 1, 2), 0)
+    with pytest.raises(ArgumentError, match=r"^order.put_market takes 6 or 7 params, not 8$"):
+        codec.put_market((*market, 1, 2), 0)
 
 
 def test_balance_update_is_idempotent_forever(ex: Exchange) -> None:

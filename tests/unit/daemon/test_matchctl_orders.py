@@ -133,6 +133,16 @@ def test_values_the_market_cannot_take_are_refused_and_nothing_is_sent(ctl: Ctl)
     assert exit_info.value.code == 2
 
 
+def test_a_place_with_a_client_id_placed_again_names_the_first_order(ctl: Ctl) -> None:
+    first = ctl.ok("place", "1", "0", "sell", "0.5", "30000", "--client-id", "77")
+    again = ctl.fails("place", "1", "0", "sell", "0.5", "30000", "--client-id", "77")
+    assert (again["code"], again["viabtc"]) == (Result.REPEAT_ORDER, 13)
+    assert again["message"].endswith(f": order {first['order_id']}")
+    assert ctl.ok("orders", "1", "0")["total"] == 1
+    with pytest.raises(SystemExit):  # argparse: not a client id
+        ctl.run("place", "1", "0", "sell", "0.5", "30000", "--client-id", "0")
+
+
 def test_error_replies_exit_1_with_the_code(ctl: Ctl) -> None:
     poor = ctl.fails("place", "9", "0", "buy", "1", "30000")  # user 9 has no USDT
     assert poor["command"] == "place"

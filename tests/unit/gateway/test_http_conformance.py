@@ -22,7 +22,9 @@ import pytest
 
 from core.config import parse_config
 from core.engine import Engine
+from core.schema import Result
 from core.viabtc import Exchange
+from ipc.client import ApiError, Client
 from tests.support.gateway_daemon import Daemon, running_daemon
 from tests.support.scenario import config_text
 
@@ -249,7 +251,7 @@ def test_documented_errors_of_the_engine_methods(daemon: Daemon) -> None:
         1, "invalid argument: limit must be in 0..101",
     )  # fmt: skip
     assert error(daemon.rpc("order.put_limit", user, MARKET, 1, "1", "1", "0", "0"))[1] == (
-        "invalid argument: order.put_limit takes 8 params, not 7"
+        "invalid argument: order.put_limit takes 8 or 9 params, not 7"
     )
     assert error(daemon.rpc("order.put_limit", 2**32, MARKET, 1, "1", "1", "0", "0", ""))[0] == 1
     assert error(daemon.rpc("order.put_limit", user, MARKET, 1, "1", "1", "1", "0", ""))[1] == (
@@ -263,6 +265,75 @@ def test_documented_errors_of_the_engine_methods(daemon: Daemon) -> None:
     assert error(daemon.rpc("balance.history", user, "", "", 0, 0, 0, 0))[1] == (
         "invalid argument: limit must be in 1..101"
     )
+
+
+REPEAT = "repeat order: the client id names an order already placed"
+
+
+def test_a_retried_put_with_a_client_id_names_the_order_placed_first(daemon: Daemon) -> None:
+    """matchd's optional last param of the puts: a client id already used by an order
+    of the user refuses the put with code 13 and the first order's id."""
+    user = 903
+    deposit(daemon, user, "USDT", "1000")
+    put = [user, MARKET, 2, "0.01", "100", "0", "0", "retry"]
+    first = daemon.ok("order.put_limit", *put, 7)
+    repeat = {"code": 13, "message": REPEAT, "order_id": first["id"]}
+    assert daemon.rpc("order.put_limit", *put, 7)["error"] == repeat
+    assert daemon.rpc("order.put_market", user, MARKET, 2, "10", "0", "", 7)["error"] == repeat
+    pending = daemon.ok("order.pending", user, MARKET, 0, 10)
+    assert [o["id"] for o in pending["records"]] == [first["id"]]  # only one order rests
+    assert daemon.ok("balance.query", user, "USDT") == {"USDT": {"available": "999", "freeze": "1"}}
+    # the same table answers a call on the ZeroMQ order entry (the SDK's ApiError)
+    with Client(daemon.endpoint, timeout_s=10.0) as client:
+        m = client.markets()[0]
+        lots, ticks = 10**m.stock_prec // 100, 100 * 10**m.money_prec
+        with pytest.raises(ApiError, match="repeat order") as info:
+            client.put_limit(user, m.index, 2, lots, ticks, source="retry", client_id=7)
+    assert (info.value.code, info.value.viabtc) == (Result.REPEAT_ORDER, 13)
+    assert info.value.order_id == first["id"]
+    # the batch path (one COMMANDS frame): a repeat inside the same batch is caught too
+    batch = [
+        {"method": "order.put_limit", "params": [*put, 8], "id": 1},
+        {"method": "order.put_limit", "params": [*put, 8], "id": 2},
+        {"method": "order.put_limit", "params": [*put, 7], "id": 3},
+        {"method": "order.put_limit", "params": put, "id": 4},
+    ]
+    status, body = daemon.post(batch)
+    assert status == 200
+    answers = json.loads(body)
+    second = answers[0]["result"]
+    assert second["id"] > first["id"]
+    assert answers[1]["error"] == {**repeat, "order_id": second["id"]}
+    assert answers[2]["error"] == repeat
+    assert answers[3]["error"] is None  # no client id: no check
+    assert daemon.ok("order.cancel_all", user, MARKET) == {"count": 3}
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "message"),
+    [
+        ("order.put_limit", [1, MARKET, 2, "1", "1", "0", "0", "", 1, 2],
+         "order.put_limit takes 8 or 9 params, not 10"),
+        ("order.put_market", [1, MARKET, 2, "1", "0", "", 1, 2],
+         "order.put_market takes 6 or 7 params, not 8"),
+        ("order.put_market", [1, MARKET, 2, "1", "0"],
+         "order.put_market takes 6 or 7 params, not 5"),
+        ("order.put_limit", [1, MARKET, 2, "1", "1", "0", "0", "", -1],
+         "client_id must be in 0..9223372036854775807"),
+        ("order.put_limit", [1, MARKET, 2, "1", "1", "0", "0", "", 2**63],
+         "client_id must be in 0..9223372036854775807"),
+        ("order.put_market", [1, MARKET, 2, "1", "0", "", 1.5], "client_id must be an integer"),
+        ("order.put_market", [1, MARKET, 2, "1", "0", "", "7"], "client_id must be an integer"),
+        ("order.put_limit", [1, MARKET, 2, "1", "1", "0", "0", "", True],
+         "client_id must be an integer"),
+        ("order.put_limit", [1, MARKET, 2, "1", "1", "0", "0", "", None],
+         "client_id must be an integer"),
+    ],
+)  # fmt: skip
+def test_a_bad_client_id_or_param_count_is_refused_precisely(
+    daemon: Daemon, method: str, params: list[Any], message: str
+) -> None:
+    assert error(daemon.rpc(method, *params)) == (1, f"invalid argument: {message}")
 
 
 def test_list_and_summary_methods(daemon: Daemon) -> None:
@@ -328,6 +399,10 @@ CALLS: list[tuple[str, list[Any]]] = [
     ("balance.update", [41, "USDT", "withdraw", 2, "-0.5", {}]),
     ("order.put_limit", [41, MARKET, 9, "0.1", "1", "0", "0", ""]),
     ("order.cancel", [41, MARKET, 999999]),
+    ("order.put_limit", [41, MARKET, 2, "0.01", "1", "0", "0", "h", 5]),
+    ("order.put_limit", [41, MARKET, 2, "0.01", "1", "0", "0", "h", 5]),
+    ("order.put_market", [41, MARKET, 2, "1", "0", "i", 5]),
+    ("order.put_market", [41, MARKET, 2, "1", "0", "i", -5]),
 ]
 
 
@@ -402,7 +477,7 @@ def test_a_batch_of_order_commands_goes_as_one_and_answers_each(daemon: Daemon) 
     assert sixth["id"] > first["id"]
     assert error(answers[1]) == (1, "invalid argument: amount must be a string")
     assert error(answers[2]) == (
-        1, "invalid argument: order.put_limit takes 8 params, not 5",
+        1, "invalid argument: order.put_limit takes 8 or 9 params, not 5",
     )  # fmt: skip
     assert error(answers[3]) == (10, "balance not enough")
     assert error(answers[4])[0] in (10, 11)  # order 1 is not this user's pending order

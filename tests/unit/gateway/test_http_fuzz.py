@@ -355,7 +355,11 @@ def _check_envelope(answer: Any) -> None:
     error = answer["error"]
     if error is not None:
         assert isinstance(error, dict), error
-        assert set(error) == {"code", "message"}, error
+        assert set(error) - {"order_id"} == {"code", "message"}, error
+        if "order_id" in error:  # only a put refused as a repeat of its client id
+            assert error["code"] == 13, error
+            assert _is_int(error["order_id"]), error
+            assert error["order_id"] > 0, error
         assert _is_int(error["code"]), error
         assert isinstance(error["message"], str), error
         assert answer["result"] is None, answer

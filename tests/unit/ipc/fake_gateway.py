@@ -157,8 +157,8 @@ class FakeGateway:
     @staticmethod
     def _done(call: wire.Call, results: Any, events: Any, want_events: bool) -> wire.Reply:
         code = Result(int(results[0]["code"]))
-        if code != Result.OK:
-            return wire.make_reply(call, code)
+        if code != Result.OK:  # as the server: REPEAT_ORDER names the order placed
+            return wire.make_reply(call, code, order_id=int(results[0]["order_id"]))
         done = wire.command_done(results[0], events, with_events=want_events)
         return wire.make_reply(call, Result.OK, done)
 

@@ -115,11 +115,29 @@ def test_operation_methods_return_typed_results(client: Client) -> None:
 def test_a_refused_operation_raises_api_error_with_both_codes(client: Client) -> None:
     with pytest.raises(ApiError, match="balance not enough") as info:
         client.put_limit(3, BTC_USDT, 2, 1_000, 800_000)
-    assert (info.value.code, info.value.viabtc, info.value.op) == (
-        Result.BALANCE_NOT_ENOUGH, 10, "order.put_limit"
+    assert (info.value.code, info.value.viabtc, info.value.op, info.value.order_id) == (
+        Result.BALANCE_NOT_ENOUGH, 10, "order.put_limit", 0
     )  # fmt: skip
     replies = client.call(wire.Cancel(3, BTC_USDT, 999), wire.MarketList())
     assert [r.code for r in replies] == [Result.ORDER_NOT_FOUND, 0]
+
+
+def test_a_retried_put_raises_repeat_order_naming_the_order_placed(client: Client) -> None:
+    client.call(*deposits())
+    first = client.put_limit(1, BTC_USDT, 2, 1_000, 799_000, client_id=7)
+    with pytest.raises(ApiError, match="repeat order") as info:
+        client.put_limit(1, BTC_USDT, 2, 1_000, 799_000, client_id=7)
+    assert (info.value.code, info.value.viabtc, info.value.order_id) == (
+        Result.REPEAT_ORDER, 13, first.order_id
+    )  # fmt: skip
+    with pytest.raises(ApiError) as info:
+        client.put_market(1, BTC_USDT, 2, 10**8, client_id=7)
+    assert (info.value.code, info.value.order_id) == (Result.REPEAT_ORDER, first.order_id)
+    assert client.book(BTC_USDT, 2).total == 1  # one bid rests: the first
+    assert client.put_limit(2, BTC_USDT, 2, 1_000, 799_000, client_id=7).order_id > 0
+    with pytest.raises(ApiError, match=r"client_id") as info:
+        client.put_limit(1, BTC_USDT, 2, 1_000, 799_000, client_id=-1)
+    assert (info.value.code, info.value.order_id) == (Result.INVALID_ARGUMENT, 0)
 
 
 # --------------------------------------------------------------------------- pipelining
@@ -281,4 +299,5 @@ def test_the_protocol_page_example_runs(gateway: FakeGateway) -> None:
         "order 1 left 150000 seq 2",
         "codes [0, 0] events 4",
         "2001 10 balance not enough",
+        "2004 13 True",
     ]

@@ -103,6 +103,21 @@ def test_many_tasks_share_one_client(gateway: FakeGateway, run: Run) -> None:
     run(main())
 
 
+def test_a_retried_put_raises_repeat_order_naming_the_order_placed(
+    gateway: FakeGateway, run: Run
+) -> None:
+    async def main() -> None:
+        async with client_of(gateway) as client:
+            await client.call(*deposits())
+            first = await client.put_limit(1, BTC_USDT, 1, 1_000, 900_000, client_id=7)
+            with pytest.raises(ApiError, match="repeat order") as info:
+                await client.put_market(1, BTC_USDT, 1, 1_000, client_id=7)
+            assert (info.value.code, info.value.viabtc) == (Result.REPEAT_ORDER, 13)
+            assert info.value.order_id == first.order_id
+
+    run(main())
+
+
 def test_pipelined_requests_are_matched_by_id_whatever_the_reply_order(
     gateway: FakeGateway, run: Run
 ) -> None:

@@ -86,8 +86,8 @@ def refused(frame: bytes | bytearray, match: str, *, reply: bool = False, **kw: 
 
 
 ALL_CALLS: list[wire.Call] = [
-    wire.PutLimit(7, 0, 1, 10, 100, 20, 10, tif=2, stp=1, flags=1, source="web"),
-    wire.PutMarket(7, 1, 2, 5000, 20, stp=3, source="\u20ac"),
+    wire.PutLimit(7, 0, 1, 10, 100, 20, 10, tif=2, stp=1, flags=1, source="web", client_id=77),
+    wire.PutMarket(7, 1, 2, 5000, 20, stp=3, source="\u20ac", client_id=2**63 - 1),
     wire.Cancel(7, 0, 42),
     wire.Replace(7, 1, 43, 99, 3),
     wire.CancelAll(7, 0, 2),
@@ -136,7 +136,7 @@ def test_header_layout_is_pinned() -> None:
     assert (wire.COMMAND_LENGTH, wire.RESULT_LENGTH, wire.EVENT_LENGTH) == (88, 40, 184)
     frame = wire.encode_commands(sample_commands(3), RID, events=True)
     assert frame[wire.MAGIC_OFFSET : wire.MAGIC_OFFSET + 4] == b"MDWP"
-    assert frame[wire.VERSION_OFFSET] == 1
+    assert frame[wire.VERSION_OFFSET] == wire.WIRE_VERSION == 2
     assert frame[wire.KIND_OFFSET] == FrameKind.COMMANDS
     assert struct.unpack_from("<H", frame, wire.FLAGS_OFFSET) == (FrameFlag.EVENTS,)
     assert struct.unpack_from("<I", frame, wire.COUNT_OFFSET) == (3,)
@@ -257,13 +257,49 @@ def test_calls_are_maps_tagged_by_op() -> None:
 def test_order_calls_build_the_same_records_as_core_commands() -> None:
     built = commands.batch(*(c.record() for c in ALL_CALLS if isinstance(c, wire.ORDER_CALLS)))
     expected = commands.batch(
-        commands.put_limit(7, 0, 1, 10, 100, 20, 10, tif=2, stp=1, flags=1, source=b"web"),
-        commands.put_market(7, 1, 2, 5000, 20, stp=3, source="\u20ac".encode()),
+        commands.put_limit(
+            7, 0, 1, 10, 100, 20, 10, tif=2, stp=1, flags=1, source=b"web", client_id=77
+        ),
+        commands.put_market(
+            7, 1, 2, 5000, 20, stp=3, source="\u20ac".encode(), client_id=2**63 - 1
+        ),
         commands.cancel(7, 0, 42),
         commands.replace(7, 1, 43, 99, 3),
         commands.cancel_all(7, 0, 2),
     )
     assert built.tobytes() == expected.tobytes()
+
+
+def test_a_put_carries_its_client_id_in_the_order_id_field() -> None:
+    assert wire.PutLimit(7, 0, 1, 10, 100, client_id=5).record()["order_id"][0] == 5
+    assert wire.PutMarket(7, 0, 1, 10, client_id=6).record()["order_id"][0] == 6
+    minimal = {"op": "order.put_market", "user": 7, "market": 0, "side": 1, "amount": 10}
+    frame = wire.decode_request(_frame(FrameKind.CALLS, 1, msgspec.msgpack.encode([minimal])))
+    assert isinstance(frame, wire.CallsFrame)
+    (call,) = frame.calls
+    assert isinstance(call, wire.PutMarket)
+    assert call.client_id == 0  # left out: none
+    assert call.record()["order_id"][0] == 0
+    body = wire.encode_calls([wire.PutLimit(7, 0, 1, 10, 100, client_id=9)], 1)[32:]
+    assert msgspec.msgpack.decode(body)[0]["client_id"] == 9
+
+
+def test_a_repeat_order_reply_carries_the_original_order_id() -> None:
+    put = wire.PutLimit(7, 0, 1, 10, 100, client_id=5)
+    replies = [
+        wire.make_reply(put, Result.REPEAT_ORDER, order_id=42),
+        wire.make_reply(wire.PutMarket(7, 0, 1, 10, client_id=5), Result.REPEAT_ORDER, order_id=43),
+        # any other refusal keeps 0, whatever the RESULT record held
+        wire.make_reply(wire.Cancel(7, 0, 44), Result.ORDER_NOT_FOUND, order_id=44),
+        wire.make_reply(put, Result.OK, RESULT_SAMPLES[wire.PutLimit]),
+    ]
+    frame = wire.decode_reply(wire.encode_replies(3, replies))
+    assert isinstance(frame, wire.RepliesFrame)
+    got = [(r.code, r.viabtc, r.order_id) for r in frame.replies]
+    assert got == [(2004, 13, 42), (2004, 13, 43), (3003, 10, 0), (0, 0, 0)]
+    assert frame.replies[0].message == wire.MESSAGES[Result.REPEAT_ORDER]
+    assert frame.replies[0].message.startswith("repeat order: ")
+    assert frame.replies[0].result_as(put) is None
 
 
 def test_every_reply_round_trips_typed() -> None:
@@ -310,7 +346,7 @@ def test_error_frame_round_trip_echoes_the_request_id() -> None:
     frame = wire.decode_reply(wire.encode_error(RID, Result.SERVICE_UNAVAILABLE))
     assert frame == wire.ErrorFrame(RID, 9002, "service unavailable")
     bad = patch(wire.encode_commands(sample_commands(1), RID), "B", wire.VERSION_OFFSET, 9)
-    err = refused(bad, "unsupported wire version 9; this side speaks 1")
+    err = refused(bad, "unsupported wire version 9; this side speaks 2")
     assert err.request_id == RID
     frame = wire.decode_reply(wire.error_reply(err))
     assert isinstance(frame, wire.ErrorFrame)
@@ -337,6 +373,14 @@ def test_error_frame_round_trip_echoes_the_request_id() -> None:
         ({"op": "balance.query", "user": 0}, ">= 1"),
         ({"op": "order.put_limit", "user": 1, "market": 0, "side": 1, "amount": 1, "price": 1,
           "source": "x" * 31}, "at most 30 bytes"),
+        ({"op": "order.put_limit", "user": 1, "market": 0, "side": 1, "amount": 1, "price": 1,
+          "client_id": -1}, r"Expected `int` >= 0 - at `\$.client_id`"),
+        ({"op": "order.put_market", "user": 1, "market": 0, "side": 1, "amount": 1,
+          "client_id": 2**63}, r"<= 9223372036854775807 - at `\$.client_id`"),
+        ({"op": "order.put_market", "user": 1, "market": 0, "side": 1, "amount": 1,
+          "client_id": "7"}, r"Expected `int`, got `str` - at `\$.client_id`"),
+        ({"op": "order.put_limit", "user": 1, "market": 0, "side": 1, "amount": 1, "price": 1,
+          "client_id": 1.0}, r"Expected `int`, got `float` - at `\$.client_id`"),
         ({"op": "balance.update", "user": 1, "asset": 0, "business": "b", "business_id": 1,
           "change": 1, "detail": {"a": b"bin"}}, "bytes, which is not JSON"),
         ({"op": "balance.update", "user": 1, "asset": 0, "business": "b", "business_id": 1,
@@ -386,7 +430,16 @@ def _frame(
     event_count: int = 0,
 ) -> bytes:
     head = wire.HEADER.pack(
-        b"MDWP", 1, kind, flags, count, record_length, 0, request_id, len(payload), event_count
+        b"MDWP",
+        wire.WIRE_VERSION,
+        kind,
+        flags,
+        count,
+        record_length,
+        0,
+        request_id,
+        len(payload),
+        event_count,
     )
     return head + payload
 
@@ -401,6 +454,7 @@ GOOD = wire.encode_commands(sample_commands(3), RID)
         (GOOD[:31], "frame of 31 bytes is shorter than the 32-byte header"),
         (b"XDWP" + GOOD[4:], r"bad magic b'XDWP', expected b'MDWP'"),
         (patch(GOOD, "B", 4, 0), "unsupported wire version 0"),
+        (patch(GOOD, "B", 4, 1), "unsupported wire version 1; this side speaks 2"),
         (patch(GOOD, "B", 5, 0), "frame kind 0 is not accepted here"),
         (patch(GOOD, "B", 5, 77), "frame kind 77 is not accepted here"),
         (patch(GOOD, "B", 5, FrameKind.RESULTS), "frame kind 2 is not accepted here"),
@@ -563,7 +617,16 @@ def test_headers_with_random_fields_never_crash_the_decoders(
 ) -> None:
     length = max(0, min(len(payload) + length_delta, 2**32 - 1))
     head = wire.HEADER.pack(
-        b"MDWP", 1, kind, flags, count, record_length, reserved, request_id, length, event_count
+        b"MDWP",
+        wire.WIRE_VERSION,
+        kind,
+        flags,
+        count,
+        record_length,
+        reserved,
+        request_id,
+        length,
+        event_count,
     )
     _never_crash(head + payload)
 
@@ -647,6 +710,33 @@ def test_command_done_and_codes_from_a_real_engine() -> None:
         for k, r in zip(batch["kind"], results["code"], strict=True)
     ]
     assert codes.tolist() == expected == [0, 10, 11, 0]
+
+
+def test_a_repeated_client_id_is_answered_with_the_first_order_from_a_real_engine() -> None:
+    engine = ReferenceEngine(stream_config())
+    for user in (1, 2):
+        results, _ = engine.balance_update(user, 2, b"deposit", 1, 10**12, 1)
+        assert results[0]["code"] == Result.OK
+    calls = [
+        wire.PutLimit(1, 0, 2, 20, 100, client_id=7),
+        wire.PutLimit(1, 0, 2, 30, 101, client_id=7),  # a retry: refused, names the first
+        wire.PutMarket(1, 0, 2, 10**6, client_id=7),  # the id is the user's, any kind
+        wire.PutLimit(2, 0, 2, 20, 100, client_id=7),  # another user's id 7 is its own
+    ]
+    batch = commands.batch(*(c.record() for c in calls))
+    results, _ = engine.execute(batch)
+    replies = [
+        wire.make_reply(c, Result(int(r["code"])), order_id=int(r["order_id"]))
+        for c, r in zip(calls, results, strict=True)
+    ]
+    first = int(results[0]["order_id"])
+    assert [(r.code, r.order_id) for r in replies] == [
+        (0, 0), (Result.REPEAT_ORDER, first), (Result.REPEAT_ORDER, first), (0, 0),
+    ]  # fmt: skip
+    assert results["seq"][1:3].tolist() == [0, 0]
+    assert results["event_count"][1:3].tolist() == [0, 0]
+    assert wire.viabtc_codes(batch, results).tolist() == [0, 13, 13, 0]
+    assert engine.pending(1, 0, 0, 10)[0] == 1
 
 
 def test_viabtc_codes_agree_with_core_for_every_kind_and_result() -> None:
