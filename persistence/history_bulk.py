@@ -483,6 +483,7 @@ class BulkRows:
         stock_amount = dec[4 * n :]
         seq, time_s = integers(batch.seqs), times
         user, target = integers(cmds["user"]), integers(cmds["order_id"])
+        named = cmds["order_id"].tolist()  # a put's client order id: a last param if set
         sides, result_ids = integers(side), integers(batch.order_ids)
         sources = self._source_json(cmds)
         out = text.lines["operations"]
@@ -503,11 +504,15 @@ class BulkRows:
                 params = b'%s,%s,"%s","%s","%s","%s",%s' % (
                     head, sides[i], amount[i], price[i], taker[i], maker[i], sources[i],
                 )  # fmt: skip
+                if named[i]:
+                    params += b"," + target[i]
             elif k == put_market:
                 method = b"market_order"
                 params = b'%s,%s,"%s","%s",%s' % (
                     head, sides[i], amount[i], taker[i], sources[i],
                 )  # fmt: skip
+                if named[i]:
+                    params += b"," + target[i]
             elif k == replace:
                 method = b"replace_order"
                 params = b'%s,%s,"%s","%s"' % (head, target[i], stock_amount[i], price[i])

@@ -347,6 +347,8 @@ class HistoryRows:
             if kind == CommandKind.PUT_LIMIT:
                 params.append(format_units(int(c["maker_rate"]), m.fee_prec))
             params.append(bytes(c["source"][: int(c["source_len"])]).decode(errors="replace"))
+            if int(c["order_id"]):  # the client order id, the optional last param
+                params.append(int(c["order_id"]))
         elif kind == CommandKind.REPLACE and m is not None:
             params += [
                 int(c["order_id"]),

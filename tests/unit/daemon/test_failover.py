@@ -3,8 +3,9 @@ a primary and a standby in sync mode under load; SIGKILL the primary, promote th
 standby, restart the old primary as the new one's standby, and again the other way.
 No acknowledged command is lost: every one is in the final primary's log, under its
 seq, as it was acknowledged (a seq handed out twice would show there as another
-command); the final state hash is a replay's of that log, and the standby's equals
-the primary's. The seed and the failover times are printed."""
+command); a batch without an answer is sent again, and its orders' client ids keep
+any of them from being placed twice; the final state hash is a replay's of that log,
+and the standby's equals the primary's. The seed and the failover times are printed."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.schema import Result
+from core.schema import CommandKind, Result
 from ipc.client import Client
 from persistence.journal import LOG_DIR
 from persistence.replay import replay
@@ -47,7 +48,10 @@ ELSEWHERE = (Result.NOT_PRIMARY, Result.TOO_FEW_REPLICAS)
 
 class FailoverLoader(Loader):
     """The loader of test_kill, going to whichever engine takes its commands: it
-    keeps every acknowledgement (a list: a seq acknowledged twice must show)."""
+    keeps every acknowledgement (a list: a seq acknowledged twice must show). Every
+    order has a client id, and a batch without an answer (a time-out, an engine
+    down or not the primary) is sent again, the same, to the other engine, until it
+    is answered: the safe retry of issue 9."""
 
     def __init__(self, endpoints: list[str], seed: int) -> None:
         super().__init__(endpoints[0], seed)
@@ -55,16 +59,29 @@ class FailoverLoader(Loader):
         self.at = 0
         self.log: list[tuple[np.void, np.void]] = []
         self.last_ack = time.monotonic()
+        self.next_client_id = 1
+        #: (user, client id) -> the order placed with it, as the answers said.
+        self.placed: dict[tuple[int, int], int] = {}
+        self.repeats = 0  # retried orders answered REPEAT_ORDER: placed the first time
+
+    def batch(self) -> np.ndarray:
+        cmds = super().batch()
+        puts = np.flatnonzero(cmds["kind"] == CommandKind.PUT_LIMIT)
+        cmds["order_id"][puts] = np.arange(len(puts)) + self.next_client_id
+        self.next_client_id += len(puts)
+        return cmds
 
     def run(self) -> None:
         client = Client(self.endpoints[self.at], timeout_s=1.0)
+        cmds = None
         try:
             while not self.stop:
-                cmds = self.batch()
+                if cmds is None:
+                    cmds = self.batch()
                 try:
                     results, _ = client.submit(cmds)
                     moved = bool(np.isin(results["code"], ELSEWHERE).any())
-                except Exception:  # down: the other engine
+                except Exception:  # no answer: the other engine, the same batch
                     moved = True
                 if moved:
                     self.errors += 1
@@ -74,12 +91,23 @@ class FailoverLoader(Loader):
                     time.sleep(0.02)
                     continue
                 self.last_ack = time.monotonic()
-                for cmd, res in zip(cmds, results.copy(), strict=True):
-                    if res["seq"]:
-                        self.log.append((cmd, res))
-                        self.acked[int(res["seq"])] = (cmd, res)
+                self.take(cmds, results.copy())
+                cmds = None
         finally:
             client.close()
+
+    def take(self, cmds: np.ndarray, results: np.ndarray) -> None:
+        for cmd, res in zip(cmds, results, strict=True):
+            if res["seq"]:
+                self.log.append((cmd, res))
+                self.acked[int(res["seq"])] = (cmd, res)
+            if cmd["kind"] != CommandKind.PUT_LIMIT:
+                continue
+            key, code = (int(cmd["user"]), int(cmd["order_id"])), int(res["code"])
+            if code == Result.REPEAT_ORDER:
+                self.repeats += 1
+            if code in (Result.OK, Result.REPEAT_ORDER):
+                assert self.placed.setdefault(key, int(res["order_id"])) == res["order_id"]
 
 
 def serve(config: Path, path: Path, role: str, primary: Path | None) -> subprocess.Popen[bytes]:
@@ -153,6 +181,15 @@ def test_sigkill_the_primary_and_promote_loses_no_acknowledged_command(tmp_path:
     results = np.array([res for _, res in loader.log])
     assert max(results["seq"]) <= stats.last_seq
     assert assert_acknowledged_as_logged(engine, commands, results) == len(loader.log)
+    # Retries placed nothing twice: one logged order per client id, the one answered.
+    logged: dict[tuple[int, int], int] = {}
+    for cmd, res, _ in engine.by_seq.values():
+        if cmd["kind"] == CommandKind.PUT_LIMIT:
+            key = (int(cmd["user"]), int(cmd["order_id"]))
+            assert key not in logged, f"client id {key} placed twice"
+            logged[key] = int(res["order_id"])
+    assert all(logged[key] == oid for key, oid in loader.placed.items())
+    print(f"{loader.repeats} retried orders answered REPEAT_ORDER (placed the first time)")
     other = RecordingEngine(make_config(**LIMITS))
     replay(other, standby / "data" / LOG_DIR, 1)
     assert other.state_hash() == engine.state_hash()

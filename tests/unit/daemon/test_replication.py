@@ -384,6 +384,40 @@ def test_a_primary_with_pair_workers_in_sync_mode(nodes) -> None:  # type: ignor
     assert replayed.state_hash() == standby.journal.engine.state_hash()
 
 
+@pytest.mark.parametrize("workers", [False, True], ids=["one-process", "pair-workers"])
+def test_a_put_retried_after_a_failover_is_placed_once(nodes, workers: bool) -> None:  # type: ignore[no-untyped-def]
+    """Issue 9: a client whose reply was lost in a failover sends the same puts again
+    to the new primary; their client ids name the orders placed the first time, so
+    nothing is placed twice (sync mode: acknowledged = held by the standby)."""
+    a = nodes("a", "primary", mode="sync", workers=workers)
+    b = nodes("b", "standby", primary=a, mode="sync")
+    wait_for(lambda: a.replication.refusal() is None, what="a fresh standby")
+    fund(a)
+    trade(a, 6)
+    a.client.put_limit(3, 0, Side.ASK, 1000, 11_000)
+    rests = a.client.put_limit(1, 0, Side.BID, 1000, 9_000, client_id=41)
+    takes = a.client.put_market(2, 0, Side.BID, 10**12, client_id=41)  # another user's 41
+    assert takes.order is not None
+    assert takes.order.deal_stock > 0
+    a.stop()  # the replies were lost with it; the client cannot tell what happened
+    b.client.promote()
+    nodes("a2", "standby", primary=b, mode="sync")  # sync writes need a standby again
+    wait_for(lambda: b.replication.refusal() is None, what="a standby of the new primary")
+    for retry, placed in (
+        (lambda: b.client.put_limit(1, 0, Side.BID, 1000, 9_000, client_id=41), rests),
+        (lambda: b.client.put_market(2, 0, Side.BID, 10**12, client_id=41), takes),
+    ):
+        with pytest.raises(ApiError) as repeat:
+            retry()
+        assert (repeat.value.code, repeat.value.order_id) == (Result.REPEAT_ORDER, placed.order_id)
+    assert b.client.pending_detail(0, rests.order_id) is not None  # it rests, once
+    fresh = b.client.put_limit(1, 0, Side.BID, 1000, 9_000, client_id=42)
+    assert fresh.order_id > takes.order_id
+    replayed = Engine(engine_config())
+    replay(replayed, b.path / "data" / "log", 1)
+    assert replayed.state_hash() == b.journal.engine.state_hash()
+
+
 def test_with_two_standbys_a_sync_failover_takes_writes_within_a_second(
     nodes, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

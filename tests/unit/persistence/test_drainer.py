@@ -4,6 +4,7 @@ the drainer (SIGKILL, mid-batch) or losing MySQL loses and duplicates nothing.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -312,6 +313,13 @@ def test_balance_update_rows_keep_business_and_detail(tmp_path: Path, db: TestDa
     ops = Counter(r[0] for r in query(db, "SELECT method FROM operation_log"))
     assert ops["update_balance"] > 0
     assert ops["limit_order"] > 0
+    # A put with a client order id has it as a last param (ViaBTC's 8, then matchd's).
+    puts = [
+        json.loads(detail)["params"]
+        for (detail,) in query(db, "SELECT detail FROM operation_log WHERE method = 'limit_order'")
+    ]
+    assert {len(p) for p in puts} == {8, 9}
+    assert all(isinstance(p[8], int) and p[8] > 0 for p in puts if len(p) == 9)
 
 
 def child_script(template: str, tmp_path: Path, db: TestDatabase) -> str:
