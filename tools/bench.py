@@ -198,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seed of the command stream (default {DEFAULT_SEED})",
     )
     core.add_argument(
+        "--client-ids",
+        action="store_true",
+        help="give every new order a client order id (the cost of the id table)",
+    )
+    core.add_argument(
         "--out",
         type=Path,
         default=DEFAULT_OUT,

@@ -307,11 +307,20 @@ def run_benchmark(
     single_prefix: int = DEFAULT_SINGLE_PREFIX,
     reference_prefix: int = DEFAULT_REFERENCE_PREFIX,
     repeats: int = DEFAULT_REPEATS,
+    client_ids: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Generate, measure and verify; returns the report and the main run's call times."""
+    """Generate, measure and verify; returns the report and the main run's call times.
+    ``client_ids``: every new order carries a client order id (docs/engine.md)."""
     single_prefix = min(single_prefix, n_commands)
     reference_prefix = min(reference_prefix, n_commands)
-    stream = generate(n_commands, seed, warmup, [single_prefix, reference_prefix], reference_prefix)
+    stream = generate(
+        n_commands,
+        seed,
+        warmup,
+        [single_prefix, reference_prefix],
+        reference_prefix,
+        client_ids=client_ids,
+    )
     warm_jit(stream)
     # What the set-up left behind is not garbage; a long-running process freezes its
     # start-up objects the same way, so the collector does not walk them over and over.
@@ -342,6 +351,7 @@ def run_benchmark(
         "single-market mix",
         "commands": n_commands,
         "warmup_commands": warmup,
+        "client_ids": client_ids,
         "commands_per_s": main_run["commands_per_s"],
         "ns_per_command": main_run["ns_per_command"],
         "batched": main_run,
@@ -417,6 +427,7 @@ def main(args: argparse.Namespace) -> int:
             single_prefix=int(getattr(args, "single_prefix", DEFAULT_SINGLE_PREFIX)),
             reference_prefix=int(getattr(args, "reference_prefix", DEFAULT_REFERENCE_PREFIX)),
             repeats=int(getattr(args, "repeats", DEFAULT_REPEATS)),
+            client_ids=bool(getattr(args, "client_ids", False)),
         )
     except BenchError as exc:
         print(f"matchd-bench core: {exc}", file=sys.stderr)
@@ -450,6 +461,7 @@ def _parser() -> argparse.ArgumentParser:
         "--reference-prefix", type=int, default=DEFAULT_REFERENCE_PREFIX, metavar="N"
     )
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, metavar="N")
+    parser.add_argument("--client-ids", action="store_true")
     return parser
 
 

@@ -182,8 +182,11 @@ class _Generator:
         checkpoints: Sequence[int],
         capture: int,
         mix: Sequence[float] | None = None,
+        client_ids: bool = False,
     ):
         self.rng = np.random.default_rng(seed)
+        #: the next client order id, or 0: new orders carry none
+        self.next_client_id = 1 if client_ids else 0
         #: the timed part's (gtc, ioc, cancel, replace) shares; None: the exchange-core mix
         self.fixed_mix = list(mix) if mix is not None else None
         self.engine = Engine(config)
@@ -263,6 +266,10 @@ class _Generator:
         cmds["side"] = side
         cmds["price"] = price
         cmds["amount"] = amount
+        if self.next_client_id:  # every new order's own client id
+            new_orders = np.flatnonzero(what <= IOC)
+            order_id[new_orders] = self.next_client_id + np.arange(new_orders.size)
+            self.next_client_id += new_orders.size
         cmds["order_id"] = order_id
         kind = np.full(n, int(CommandKind.PUT_LIMIT), dtype=np.int8)
         kind[what == CANCEL] = int(CommandKind.CANCEL)
@@ -368,15 +375,18 @@ def generate(
     checkpoints: Sequence[int],
     capture: int,
     mix: Sequence[float] | None = None,
+    *,
+    client_ids: bool = False,
 ) -> Stream:
     """Generate (and run once) deposits, ``warmup`` commands and ``n_commands`` more.
 
     ``mix`` fixes the timed commands' shares of (gtc, ioc, cancel, replace) (summing to
     1) instead of the exchange-core mix, whose cancel share steers the book size.
+    ``client_ids``: every new order carries its own client order id (1, 2, ...).
     """
     t0 = time.perf_counter()
     capture = min(capture, n_commands)
-    gen = _Generator(bench_config(), seed, [*checkpoints, capture], capture, mix)
+    gen = _Generator(bench_config(), seed, [*checkpoints, capture], capture, mix, client_ids)
     warm = np.zeros(warmup, dtype=COMMAND_DTYPE)
     gen.run(warm, warm=True)
     commands = np.zeros(n_commands, dtype=COMMAND_DTYPE)
