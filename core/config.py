@@ -65,6 +65,11 @@ class MarketConfig:
     max_price: str | None = None
     max_orders: int = 1_000_000
     max_levels: int = 65_536
+    #: Pre-trade risk limits (docs/engine.md, "Market risk limits"); None: none.
+    price_step: str | None = None
+    amount_step: str | None = None
+    min_notional: str | None = None
+    max_notional: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +101,9 @@ class Market:
     * ``deal_scale`` = 10**(money.prec - money_prec - stock_prec): money units per
       tick x lot, so ``deal = price_ticks * lots * deal_scale`` exactly;
     * ``fee_den`` = 10**fee_prec: fee rates are integers over it;
-    * ``min_amount``, ``max_amount`` in lots, ``max_price`` in ticks.
+    * ``min_amount``, ``max_amount`` in lots, ``max_price`` in ticks;
+    * risk limits: ``price_step`` in ticks and ``amount_step`` in lots (1: none),
+      ``min_notional`` and ``max_notional`` in money units (0: none).
     """
 
     index: int
@@ -114,6 +121,10 @@ class Market:
     max_price: int
     max_orders: int
     max_levels: int
+    price_step: int = 1
+    amount_step: int = 1
+    min_notional: int = 0
+    max_notional: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +359,9 @@ def _build_market(
             f"market {name}: min_amount {raw.min_amount} is above max_amount "
             f"{format_units(max_amount, raw.stock_prec)}"
         )
+    price_step, amount_step, min_notional, max_notional = _risk_limits(
+        raw, money, max_price, max_amount
+    )
     return Market(
         index=index,
         name=name,
@@ -364,7 +378,45 @@ def _build_market(
         max_price=max_price,
         max_orders=raw.max_orders,
         max_levels=raw.max_levels,
+        price_step=price_step,
+        amount_step=amount_step,
+        min_notional=min_notional,
+        max_notional=max_notional,
     )
+
+
+def _risk_limits(
+    raw: MarketConfig, money: Asset, max_price: int, max_amount: int
+) -> tuple[int, int, int, int]:
+    """(price_step ticks, amount_step lots, min_notional, max_notional money units) of
+    ``raw``: steps 1 and notional limits 0 where unset."""
+    name = raw.name
+    price_step = amount_step = 1
+    min_notional = max_notional = 0
+    if raw.price_step is not None:
+        price_step = _decimal_limit(name, "price_step", raw.price_step, raw.money_prec)
+        if price_step > max_price:
+            raise ConfigError(f"market {name}: price_step {raw.price_step} is above max_price")
+    if raw.amount_step is not None:
+        amount_step = _decimal_limit(name, "amount_step", raw.amount_step, raw.stock_prec)
+        if amount_step > max_amount:
+            raise ConfigError(f"market {name}: amount_step {raw.amount_step} is above max_amount")
+    if raw.min_notional is not None:
+        min_notional = _decimal_limit(name, "min_notional", raw.min_notional, money.prec)
+    if raw.max_notional is not None:
+        max_notional = _decimal_limit(name, "max_notional", raw.max_notional, money.prec)
+    for what, value in (("min_notional", min_notional), ("max_notional", max_notional)):
+        if value > MAX_SUPPLY_UNITS:
+            raise ConfigError(
+                f"market {name}: {what} is above the supply limit of {MAX_SUPPLY_UNITS} "
+                f"units of {money.name}"
+            )
+    if max_notional and min_notional > max_notional:
+        raise ConfigError(
+            f"market {name}: min_notional {raw.min_notional} is above max_notional "
+            f"{raw.max_notional}"
+        )
+    return price_step, amount_step, min_notional, max_notional
 
 
 def decimal_of(units: int, places: int) -> Decimal:

@@ -31,17 +31,21 @@ from core.kernels.layout import (
     B_SLEVELS,
     B_SRC_DATA,
     B_SRC_STATE,
+    MP_AMOUNT_STEP,
     MP_DEAL_SCALE,
     MP_FEE_DEN,
     MP_LBASE,
     MP_LENGTH,
     MP_MAX_AMOUNT,
     MP_MAX_LEVELS,
+    MP_MAX_NOTIONAL,
     MP_MAX_ORDERS,
     MP_MAX_PRICE,
     MP_MIN_AMOUNT,
+    MP_MIN_NOTIONAL,
     MP_MONEY,
     MP_OBASE,
+    MP_PRICE_STEP,
     MP_SBASE,
     MP_STOCK,
     MP_STOCK_SCALE,
@@ -328,6 +332,10 @@ class Engine:
             row[MP_MAX_PRICE] = m.max_price
             row[MP_MAX_ORDERS] = m.max_orders
             row[MP_MAX_LEVELS] = m.max_levels
+            row[MP_PRICE_STEP] = m.price_step
+            row[MP_AMOUNT_STEP] = m.amount_step
+            row[MP_MIN_NOTIONAL] = m.min_notional
+            row[MP_MAX_NOTIONAL] = m.max_notional
             row[MP_OBASE] = obase
             row[MP_LBASE] = lbase
             row[MP_SBASE] = lbase

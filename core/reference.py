@@ -159,6 +159,9 @@ class ReferenceEngine(ReferenceState):
         ):
             return Outcome(Result.INVALID_ARGUMENT)
         amount, price = scales.lots(cmd.amount), scales.price(cmd.price)
+        refusal = _risk_refusal(book, price, amount)
+        if refusal is not None:
+            return Outcome(refusal)
         cost = amount if cmd.side == Side.ASK else price * amount
         if cost > self._available(cmd.user, give_asset(market, cmd.side)):
             return Outcome(Result.BALANCE_NOT_ENOUGH)
@@ -199,6 +202,14 @@ class ReferenceEngine(ReferenceState):
             return Outcome(Result.INVALID_ARGUMENT)
         # An ask sells stock (lots); a bid spends money (units of the money asset).
         amount = scales.lots(cmd.amount) if cmd.side == Side.ASK else scales.money(cmd.amount)
+        # SPEC: the risk limits a market order can be held to before it matches: an
+        # ask's amount step; a bid's spend (its value) against the notional limits.
+        if cmd.side == Side.ASK and amount % scales.lots(market.amount_step) != 0:
+            return Outcome(Result.AMOUNT_NOT_ON_STEP)
+        if cmd.side == Side.BID:
+            refusal = _notional_refusal(book, amount)
+            if refusal is not None:
+                return Outcome(refusal)
         if amount > self._available(cmd.user, give_asset(market, cmd.side)):
             return Outcome(Result.BALANCE_NOT_ENOUGH)
         best = book.opposite(cmd.side).best()
@@ -254,6 +265,11 @@ class ReferenceEngine(ReferenceState):
         market, scales = book.market, book.scales
         if not (1 <= cmd.price <= market.max_price and 1 <= cmd.amount <= market.max_amount):
             return Outcome(Result.INVALID_ARGUMENT)
+        # SPEC: a replace is held to the risk limits at its new price and left, before
+        # the order is looked up.
+        refusal = _risk_refusal(book, scales.price(cmd.price), scales.lots(cmd.amount))
+        if refusal is not None:
+            return Outcome(refusal)
         order = book.index.get(cmd.order_id)
         if order is None:
             return Outcome(Result.ORDER_NOT_FOUND)
@@ -508,3 +524,24 @@ class ReferenceEngine(ReferenceState):
         self._change(order.user, asset, reserve, -reserve, order, Business.UNFREEZE)
         book.remove(order)
         self._order_event(EventKind.ORDER_FINISH, order, reason)
+
+
+def _risk_refusal(book: MarketBook, price: Decimal, amount: Decimal) -> Result | None:
+    """The market's risk limits for ``amount`` stock at ``price`` (docs/engine.md,
+    "Market risk limits"), in the documented order; None if it is within them."""
+    market, scales = book.market, book.scales
+    if price % scales.price(market.price_step) != 0:
+        return Result.PRICE_NOT_ON_STEP
+    if amount % scales.lots(market.amount_step) != 0:
+        return Result.AMOUNT_NOT_ON_STEP
+    return _notional_refusal(book, price * amount)
+
+
+def _notional_refusal(book: MarketBook, value: Decimal) -> Result | None:
+    """``value`` (money) against the market's min_notional and max_notional."""
+    market, scales = book.market, book.scales
+    if market.min_notional and value < scales.money(market.min_notional):
+        return Result.NOTIONAL_TOO_SMALL
+    if market.max_notional and value > scales.money(market.max_notional):
+        return Result.NOTIONAL_TOO_LARGE
+    return None

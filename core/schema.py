@@ -122,6 +122,11 @@ class Result(IntEnum):
     #: PUT_*: the user already placed an order with this client id (the result's
     #: ``order_id`` is that order's)
     REPEAT_ORDER = 2004
+    #: The market's pre-trade risk limits (docs/engine.md, "Market risk limits").
+    PRICE_NOT_ON_STEP = 2005
+    AMOUNT_NOT_ON_STEP = 2006
+    NOTIONAL_TOO_SMALL = 2007
+    NOTIONAL_TOO_LARGE = 2008
     AMOUNT_TOO_SMALL = 3001
     NO_ENOUGH_TRADER = 3002
     ORDER_NOT_FOUND = 3003
@@ -152,6 +157,10 @@ MESSAGES: dict[Result, str] = {
     Result.REPEAT_UPDATE: "repeat update",
     Result.SUPPLY_LIMIT: "invalid argument: total supply of the asset would exceed its limit",
     Result.REPEAT_ORDER: "repeat order: the client id names an order already placed",
+    Result.PRICE_NOT_ON_STEP: "invalid argument: price is not a multiple of price_step",
+    Result.AMOUNT_NOT_ON_STEP: "invalid argument: amount is not a multiple of amount_step",
+    Result.NOTIONAL_TOO_SMALL: "invalid argument: order value below min_notional",
+    Result.NOTIONAL_TOO_LARGE: "invalid argument: order value above max_notional",
     Result.AMOUNT_TOO_SMALL: "amount too small",
     Result.NO_ENOUGH_TRADER: "no enough trader",
     Result.ORDER_NOT_FOUND: "order not found",

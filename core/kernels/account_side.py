@@ -1,8 +1,8 @@
 """The account half of the order commands (docs/daemon.md, "Sequencer and pair workers").
 
 The checks of docs/engine.md that come before the book: the form of the command, the
-client order id (``client_ids.py``), the market's limits, the user's funds and the
-minimum amount. Each returns OK or the refusal and changes nothing; the book half
+client order id (``client_ids.py``), the market's limits and risk limits, the user's
+funds and the minimum amount. Each returns OK or the refusal and changes nothing; the book half
 (``book_side.py``) follows when it is OK. CANCEL's account half is
 ``checks.check_target``.
 """
@@ -14,6 +14,7 @@ from core.kernels.arith import mul3_le, mul_le
 from core.kernels.balance import account_of, available
 from core.kernels.checks import check_order_common, check_target
 from core.kernels.codes import (
+    AMOUNT_NOT_ON_STEP,
     AMOUNT_TOO_SMALL,
     ASK,
     BALANCE_NOT_ENOUGH,
@@ -22,19 +23,26 @@ from core.kernels.codes import (
     CANCEL_ALL,
     FEE_ACCOUNT_CANNOT_TRADE,
     INVALID_ARGUMENT,
+    NOTIONAL_TOO_LARGE,
+    NOTIONAL_TOO_SMALL,
     OK,
+    PRICE_NOT_ON_STEP,
     PUT_LIMIT,
     PUT_MARKET,
     REPLACE,
 )
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import (
+    MP_AMOUNT_STEP,
     MP_DEAL_SCALE,
     MP_FEE_DEN,
     MP_MAX_AMOUNT,
+    MP_MAX_NOTIONAL,
     MP_MAX_PRICE,
     MP_MIN_AMOUNT,
+    MP_MIN_NOTIONAL,
     MP_MONEY,
+    MP_PRICE_STEP,
     MP_STOCK,
     MP_STOCK_SCALE,
     NIL,
@@ -49,6 +57,30 @@ def _funds_for(accounts, mp, m: int, acct: int, side: int, price: int, amount: i
         return mul_le(amount, mp[m, MP_STOCK_SCALE], available(accounts, acct, mp[m, MP_STOCK]))
     avail = available(accounts, acct, mp[m, MP_MONEY])
     return mul3_le(price, amount, mp[m, MP_DEAL_SCALE], avail)
+
+
+@inline
+def check_risk(mp, m: int, price: int, amount: int) -> int:
+    """The market's risk limits for an order of ``amount`` lots at ``price`` ticks
+    (docs/engine.md, "Market risk limits"): OK or the refusal."""
+    if price % mp[m, MP_PRICE_STEP] != 0:
+        return PRICE_NOT_ON_STEP
+    if amount % mp[m, MP_AMOUNT_STEP] != 0:
+        return AMOUNT_NOT_ON_STEP
+    return check_notional(mp, m, price, amount, mp[m, MP_DEAL_SCALE])
+
+
+@inline
+def check_notional(mp, m: int, a: int, b: int, c: int) -> int:
+    """OK if the order's value ``a * b * c`` money units is within the market's
+    min_notional..max_notional, else the refusal (computed without overflow)."""
+    low = mp[m, MP_MIN_NOTIONAL]
+    if low > 0 and mul3_le(a, b, c, low - 1):
+        return NOTIONAL_TOO_SMALL
+    high = mp[m, MP_MAX_NOTIONAL]
+    if high > 0 and not mul3_le(a, b, c, high):
+        return NOTIONAL_TOO_LARGE
+    return OK
 
 
 @inline
@@ -68,6 +100,9 @@ def pre_put_limit(accounts, mp, cmd, acct: int) -> int:
         or cmd["maker_rate"] >= den
     ):
         return INVALID_ARGUMENT
+    code = check_risk(mp, m, price, amount)
+    if code != OK:
+        return code
     if not _funds_for(accounts, mp, m, acct, cmd["side"], price, amount):
         return BALANCE_NOT_ENOUGH
     if amount < mp[m, MP_MIN_AMOUNT]:
@@ -87,6 +122,12 @@ def pre_put_market(accounts, mp, cmd, acct: int) -> int:
         return INVALID_ARGUMENT
     if cmd["taker_rate"] < 0 or cmd["taker_rate"] >= mp[m, MP_FEE_DEN]:
         return INVALID_ARGUMENT
+    if side == ASK and amount % mp[m, MP_AMOUNT_STEP] != 0:
+        return AMOUNT_NOT_ON_STEP
+    if side == BID:  # a market bid's amount is the money it spends: its value
+        code = check_notional(mp, m, amount, 1, 1)
+        if code != OK:
+            return code
     if side == ASK:
         ok = mul_le(amount, mp[m, MP_STOCK_SCALE], available(accounts, acct, mp[m, MP_STOCK]))
     else:
@@ -118,7 +159,7 @@ def pre_replace(mp, cmd, n_markets: int, fee_user: int) -> int:
     new_left = cmd["amount"]
     if price < 1 or price > mp[m, MP_MAX_PRICE] or new_left < 1 or new_left > mp[m, MP_MAX_AMOUNT]:
         return INVALID_ARGUMENT
-    return OK
+    return check_risk(mp, m, price, new_left)
 
 
 @inline

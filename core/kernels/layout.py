@@ -74,7 +74,11 @@ MP_MAX_LEVELS = 9
 MP_OBASE = 10
 MP_LBASE = 11
 MP_SBASE = 12
-MP_LENGTH = 13
+MP_PRICE_STEP = 13  #: ticks a price must be a multiple of (1: any)
+MP_AMOUNT_STEP = 14  #: lots an amount must be a multiple of (1: any)
+MP_MIN_NOTIONAL = 15  #: money units an order's value must reach (0: none)
+MP_MAX_NOTIONAL = 16  #: money units an order's value may not exceed (0: none)
+MP_LENGTH = 17
 
 MS_NLEVELS = 0  #: + side - 1: entries of the ask (0) and bid (1) sorted arrays
 MS_NORDERS = 2  #: + side - 1: resting orders per side

@@ -66,6 +66,7 @@ from tests.support.world import (
     BIG,
     BTC,
     BTC_USDT,
+    RISKY,
     SMALL,
     TIGHT,
     USDT,
@@ -453,6 +454,7 @@ SETUPS = st.sampled_from(
         (TIGHT, DEFAULT_CAPACITY),  # BOOK_FULL, USER_TABLE_FULL, KEY_TABLE_FULL happen
         (Limits(), 1),  # the event buffer grows and batches are cut into chunks
         (TIGHT, 7),
+        (RISKY, DEFAULT_CAPACITY),  # the markets' risk limits refuse about half
     ]
 )
 
@@ -504,8 +506,8 @@ LONG_RUN_COMMANDS = int(os.environ.get("MATCHD_DIFF_COMMANDS", "5000"))
 
 @pytest.mark.parametrize(
     ("limits", "world", "share"),
-    [(Limits(), SMALL, 1.0), (TIGHT, BIG, 0.3)],
-    ids=["roomy-small", "tight-big"],
+    [(Limits(), SMALL, 1.0), (TIGHT, BIG, 0.3), (RISKY, SMALL, 0.3)],
+    ids=["roomy-small", "tight-big", "risky-small"],
 )
 def test_fixed_seed_long_run(
     limits: Limits, world: World, share: float, capsys: pytest.CaptureFixture[str]
@@ -526,6 +528,14 @@ def test_fixed_seed_long_run(
         assert harness.codes[Result.CLIENT_ID_TABLE_FULL] > 0
     else:
         assert harness.codes[Result.REPEAT_ORDER] > 0
+    if limits == RISKY:
+        risk = (
+            Result.PRICE_NOT_ON_STEP,
+            Result.AMOUNT_NOT_ON_STEP,
+            Result.NOTIONAL_TOO_SMALL,
+            Result.NOTIONAL_TOO_LARGE,
+        )
+        assert all(harness.codes[code] > 0 for code in risk), harness.codes
 
 
 # --------------------------------------------------------------------------- properties

@@ -70,7 +70,7 @@ fee_prec = 4
 min_amount = "0.001"
 max_orders = {max_orders}
 max_levels = {max_levels}
-
+{btc_usdt}
 # stock_scale 10**6 ETH units per lot, deal_scale 10 BTC units per tick x lot
 [[markets]]
 name = "ETH_BTC"
@@ -90,10 +90,13 @@ def config_text(
     max_users: int = 100,
     max_update_keys: int = 1000,
     max_matches: int = 10_000,
+    btc_usdt: str = "",
 ) -> str:
-    """TOML of the test config: BTC_USDT (index 0, with the given capacities) and
-    ETH_BTC (index 1); assets BTC, ETH (prec 10) and USDT (prec 8); fee account 0."""
+    """TOML of the test config: BTC_USDT (index 0, with the given capacities and the
+    TOML lines ``btc_usdt``) and ETH_BTC (index 1); assets BTC, ETH (prec 10) and USDT
+    (prec 8); fee account 0."""
     return _CONFIG.format(
+        btc_usdt=btc_usdt,
         max_orders=max_orders,
         max_levels=max_levels,
         max_users=max_users,
@@ -102,9 +105,9 @@ def config_text(
     )
 
 
-def make_config(**limits: int) -> EngineConfig:
+def make_config(btc_usdt: str = "", **limits: int) -> EngineConfig:
     """The parsed test config (keyword arguments as for ``config_text``)."""
-    return parse_config(config_text(**limits))
+    return parse_config(config_text(btc_usdt=btc_usdt, **limits))
 
 
 def _units(text: str, places: int) -> int:
@@ -163,8 +166,9 @@ class Step:
 class Scenario:
     """An engine under test plus the bookkeeping that checks it after every step."""
 
-    def __init__(self, engine_cls: EngineClass, **limits: int) -> None:
-        self.config = make_config(**limits)
+    def __init__(self, engine_cls: EngineClass, btc_usdt: str = "", **limits: int) -> None:
+        """``btc_usdt``: more TOML lines for BTC_USDT (e.g. its risk limits)."""
+        self.config = make_config(btc_usdt, **limits)
         self.engine = engine_cls(self.config)
         self.deposits = [0] * len(self.config.assets)
         self.ts_ns = 1_000_000

@@ -88,7 +88,7 @@ fee_prec = 4
 min_amount = "0.00001"
 max_orders = {max_orders}
 max_levels = {max_levels}
-
+{btc_usdt_risk}
 # 10**6 ETH units per lot, 10 USDT units per tick x lot; explicit caps
 [[markets]]
 name = "ETH_USDT"
@@ -102,7 +102,17 @@ max_amount = "0.1"
 max_price = "2000"
 max_orders = {max_orders}
 max_levels = {max_levels}
-"""
+{eth_usdt_risk}"""
+
+#: Risk limits (docs/engine.md, "Market risk limits") that the SMALL world's orders
+#: meet about half the time each: prices of 2 ticks, amounts of 2 lots, values (price x
+#: amount) between the small and the large orders.
+_RISK = {
+    "btc_usdt_risk": 'price_step = "0.02"\namount_step = "0.000002"\n'
+    'min_notional = "0.00015"\nmax_notional = "0.0005"\n',
+    "eth_usdt_risk": 'price_step = "0.002"\namount_step = "0.0002"\n'
+    'min_notional = "0.01"\nmax_notional = "0.025"\n',
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,8 @@ class Limits:
     #: Small, so that takers are refused as TOO_MANY_MATCHES and CANCEL_ALL stops short.
     max_matches: int = 12
     max_client_ids: int = 256
+    #: The markets have risk limits (``_RISK``; for the SMALL world).
+    risk: bool = False
 
 
 #: Capacities small enough that BOOK_FULL, USER_TABLE_FULL, KEY_TABLE_FULL and
@@ -123,6 +135,10 @@ class Limits:
 TIGHT = Limits(
     max_orders=4, max_levels=2, max_users=4, max_update_keys=24, max_matches=2, max_client_ids=24
 )
+
+
+#: Risk limits on both markets (with the SMALL world).
+RISKY = Limits(risk=True)
 
 
 def stream_config_text(limits: Limits = Limits()) -> str:
@@ -134,6 +150,7 @@ def stream_config_text(limits: Limits = Limits()) -> str:
         max_update_keys=limits.max_update_keys,
         max_matches=limits.max_matches,
         max_client_ids=limits.max_client_ids,
+        **(_RISK if limits.risk else dict.fromkeys(_RISK, "")),
     )
 
 

@@ -1,0 +1,93 @@
+"""The markets' pre-trade risk limits (docs/engine.md, "Market risk limits"): price and
+amount steps, minimum and maximum order value. Each refusal has its own code, comes
+in the documented order (after the range checks, before funds) and changes nothing;
+a replace is held to them at its new price and left. Both engines."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config import ConfigError, parse_config
+from core.schema import Result
+from tests.support.engines import EngineClass
+from tests.support.scenario import ALICE, ASK, BID, BOB, BTC, USDT, Scenario, config_text
+
+#: BTC_USDT (stock_prec 6, money_prec 2, USDT prec 8): prices in steps of 0.05, amounts
+#: in steps of 0.001, values (USDT) from 10 to 1,000.
+RISK = """price_step = "0.05"
+amount_step = "0.001"
+min_notional = "10"
+max_notional = "1000"
+"""
+
+
+def funded(engine_cls: EngineClass) -> Scenario:
+    s = Scenario(engine_cls, btc_usdt=RISK)
+    s.deposit(ALICE, BTC, "10")
+    s.deposit(BOB, USDT, "100000")
+    return s
+
+
+def test_each_limit_refuses_with_its_own_code_and_changes_nothing(
+    engine_cls: EngineClass,
+) -> None:
+    s = funded(engine_cls)
+    assert s.limit(ALICE, ASK, "0.01", "100.01").code == Result.PRICE_NOT_ON_STEP
+    assert s.limit(ALICE, ASK, "0.0105", "100").code == Result.AMOUNT_NOT_ON_STEP
+    assert s.limit(ALICE, ASK, "0.009", "1000").code == Result.NOTIONAL_TOO_SMALL  # 9 USDT
+    assert s.limit(BOB, BID, "0.011", "100000").code == Result.NOTIONAL_TOO_LARGE  # 1,100
+    assert s.engine.counters() == (2, 0, 0)  # the two deposits only
+    # The edges are in: 10 and 1,000 USDT, on the steps.
+    assert s.limit(ALICE, ASK, "0.01", "1000").ok
+    assert s.limit(BOB, BID, "0.01", "100000").ok
+
+
+def test_the_limits_come_after_the_ranges_and_before_funds(engine_cls: EngineClass) -> None:
+    s = funded(engine_cls)
+    poor = 7  # no balance at all
+    assert s.limit(poor, ASK, "0.01", "100.01").code == Result.PRICE_NOT_ON_STEP
+    assert s.limit(poor, ASK, "0.01", "0").code == Result.INVALID_ARGUMENT
+    assert s.limit(poor, ASK, "0.01", "1000").code == Result.BALANCE_NOT_ENOUGH
+
+
+def test_market_orders_meet_the_steps_and_values_they_can(engine_cls: EngineClass) -> None:
+    s = funded(engine_cls)
+    s.limit(ALICE, ASK, "0.5", "1000")  # for the bids to take
+    s.limit(BOB, BID, "0.5", "20")  # for the asks to take
+    # A market ask's amount is held to the step (its value is not known before it runs).
+    assert s.market_order(ALICE, ASK, "0.0105").code == Result.AMOUNT_NOT_ON_STEP
+    assert s.market_order(ALICE, ASK, "0.011").ok  # 0.22 USDT at 20: no value limit
+    # A market bid's amount is what it spends: its value.
+    assert s.market_order(BOB, BID, "9.99").code == Result.NOTIONAL_TOO_SMALL
+    assert s.market_order(BOB, BID, "1000.01").code == Result.NOTIONAL_TOO_LARGE
+    assert s.market_order(BOB, BID, "10").ok
+
+
+def test_a_replace_is_held_to_them_at_its_new_price_and_left(engine_cls: EngineClass) -> None:
+    s = funded(engine_cls)
+    order = s.limit(ALICE, ASK, "0.5", "1000").order_id
+    assert s.replace(ALICE, order, "1000.01", "0.5").code == Result.PRICE_NOT_ON_STEP
+    assert s.replace(ALICE, order, "1000", "0.4005").code == Result.AMOUNT_NOT_ON_STEP
+    # Shrinking in place keeps priority, but not below the minimum value.
+    assert s.replace(ALICE, order, "1000", "0.009").code == Result.NOTIONAL_TOO_SMALL
+    assert s.replace(ALICE, order, "2500", "0.5").code == Result.NOTIONAL_TOO_LARGE
+    # Before the order is looked up: the limits are the account half's.
+    assert s.replace(ALICE, 999, "1000.01", "0.5").code == Result.PRICE_NOT_ON_STEP
+    assert s.replace(ALICE, order, "1000", "0.4").ok
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ('price_step = "0.001"', "price_step '0.001' has more decimal places"),
+        ('price_step = "0"', "price_step '0' must be positive"),
+        ('amount_step = "0.0000001"', "amount_step '0.0000001' has more decimal places"),
+        ('min_notional = "0.000000001"', "min_notional '0.000000001' has more decimal places"),
+        ('min_notional = "10"\nmax_notional = "5"', "min_notional 10 is above max_notional 5"),
+        ('max_notional = "1e20"', "max_notional is above the supply limit"),
+        ('price_step = "1e20"', "price_step 1e20 is above max_price"),
+    ],
+)
+def test_limits_that_cannot_hold_are_refused_at_load(lines: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(config_text(btc_usdt=lines + "\n"))
