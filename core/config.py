@@ -70,6 +70,7 @@ class MarketConfig:
     amount_step: str | None = None
     min_notional: str | None = None
     max_notional: str | None = None
+    max_open_orders: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,8 @@ class Market:
     * ``fee_den`` = 10**fee_prec: fee rates are integers over it;
     * ``min_amount``, ``max_amount`` in lots, ``max_price`` in ticks;
     * risk limits: ``price_step`` in ticks and ``amount_step`` in lots (1: none),
-      ``min_notional`` and ``max_notional`` in money units (0: none).
+      ``min_notional`` and ``max_notional`` in money units, ``max_open_orders``
+      resting orders per user (0: none).
     """
 
     index: int
@@ -125,6 +127,7 @@ class Market:
     amount_step: int = 1
     min_notional: int = 0
     max_notional: int = 0
+    max_open_orders: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +365,10 @@ def _build_market(
     price_step, amount_step, min_notional, max_notional = _risk_limits(
         raw, money, max_price, max_amount
     )
+    max_open_orders = 0
+    if raw.max_open_orders is not None:
+        _check_range(f"market {name}: max_open_orders", raw.max_open_orders, 1, raw.max_orders)
+        max_open_orders = raw.max_open_orders
     return Market(
         index=index,
         name=name,
@@ -382,6 +389,7 @@ def _build_market(
         amount_step=amount_step,
         min_notional=min_notional,
         max_notional=max_notional,
+        max_open_orders=max_open_orders,
     )
 
 

@@ -39,6 +39,7 @@ from core.kernels.layout import (
     MP_MAX_AMOUNT,
     MP_MAX_LEVELS,
     MP_MAX_NOTIONAL,
+    MP_MAX_OPEN_ORDERS,
     MP_MAX_ORDERS,
     MP_MAX_PRICE,
     MP_MIN_AMOUNT,
@@ -336,6 +337,7 @@ class Engine:
             row[MP_AMOUNT_STEP] = m.amount_step
             row[MP_MIN_NOTIONAL] = m.min_notional
             row[MP_MAX_NOTIONAL] = m.max_notional
+            row[MP_MAX_OPEN_ORDERS] = m.max_open_orders
             row[MP_OBASE] = obase
             row[MP_LBASE] = lbase
             row[MP_SBASE] = lbase

@@ -182,6 +182,13 @@ class ReferenceEngine(ReferenceState):
             not book.has_free_slot() or book.lacks_level(cmd.side, price)
         ):
             return Outcome(Result.BOOK_FULL)
+        # SPEC: pessimistic too: a GTC order is refused when its user already has
+        # max_open_orders resting in the market, even if it would fill at once.
+        most = market.max_open_orders
+        if cmd.tif == TimeInForce.GTC and most:
+            resting = sum(1 for o in book.index.values() if o.user == cmd.user)
+            if resting >= most:
+                return Outcome(Result.TOO_MANY_OPEN_ORDERS)
         order = self._new_order(
             cmd,
             OrderType.LIMIT,

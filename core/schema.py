@@ -127,6 +127,7 @@ class Result(IntEnum):
     AMOUNT_NOT_ON_STEP = 2006
     NOTIONAL_TOO_SMALL = 2007
     NOTIONAL_TOO_LARGE = 2008
+    TOO_MANY_OPEN_ORDERS = 2009
     AMOUNT_TOO_SMALL = 3001
     NO_ENOUGH_TRADER = 3002
     ORDER_NOT_FOUND = 3003
@@ -161,6 +162,7 @@ MESSAGES: dict[Result, str] = {
     Result.AMOUNT_NOT_ON_STEP: "invalid argument: amount is not a multiple of amount_step",
     Result.NOTIONAL_TOO_SMALL: "invalid argument: order value below min_notional",
     Result.NOTIONAL_TOO_LARGE: "invalid argument: order value above max_notional",
+    Result.TOO_MANY_OPEN_ORDERS: "too many open orders: the user has max_open_orders resting",
     Result.AMOUNT_TOO_SMALL: "amount too small",
     Result.NO_ENOUGH_TRADER: "no enough trader",
     Result.ORDER_NOT_FOUND: "order not found",

@@ -42,6 +42,7 @@ from core.kernels.codes import (
     REPLACE,
     SELF_TRADE,
     TOO_MANY_MATCHES,
+    TOO_MANY_OPEN_ORDERS,
 )
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import (
@@ -50,6 +51,7 @@ from core.kernels.layout import (
     B_MPARAMS,
     B_ORDERS,
     MP_DEAL_SCALE,
+    MP_MAX_OPEN_ORDERS,
     MP_MIN_AMOUNT,
     MP_STOCK_SCALE,
     NIL,
@@ -134,6 +136,9 @@ def book_put_limit(book, ev, ne, cmd, acct, oid, fee_acct, scratch, max_matches)
             return BOOK_FULL, ne
         if bk.find_level(book, m, side, price) == NIL and not bk.can_add_level(book, m, side):
             return BOOK_FULL, ne
+        most = book[B_MPARAMS][m, MP_MAX_OPEN_ORDERS]
+        if most > 0 and bk.user_orders(book, m, acct)[1] >= most:
+            return TOO_MANY_OPEN_ORDERS, ne
     ts = cmd["ts_ns"]
     # A GTC order may rest: it is matched in the pool slot it will rest in (checked free
     # above), so resting copies nothing; other orders use the scratch slot.

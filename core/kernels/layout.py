@@ -78,7 +78,8 @@ MP_PRICE_STEP = 13  #: ticks a price must be a multiple of (1: any)
 MP_AMOUNT_STEP = 14  #: lots an amount must be a multiple of (1: any)
 MP_MIN_NOTIONAL = 15  #: money units an order's value must reach (0: none)
 MP_MAX_NOTIONAL = 16  #: money units an order's value may not exceed (0: none)
-MP_LENGTH = 17
+MP_MAX_OPEN_ORDERS = 17  #: resting orders per user (0: none)
+MP_LENGTH = 18
 
 MS_NLEVELS = 0  #: + side - 1: entries of the ask (0) and bid (1) sorted arrays
 MS_NORDERS = 2  #: + side - 1: resting orders per side

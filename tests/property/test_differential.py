@@ -534,6 +534,7 @@ def test_fixed_seed_long_run(
             Result.AMOUNT_NOT_ON_STEP,
             Result.NOTIONAL_TOO_SMALL,
             Result.NOTIONAL_TOO_LARGE,
+            Result.TOO_MANY_OPEN_ORDERS,
         )
         assert all(harness.codes[code] > 0 for code in risk), harness.codes
 

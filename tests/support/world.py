@@ -104,14 +104,15 @@ max_orders = {max_orders}
 max_levels = {max_levels}
 {eth_usdt_risk}"""
 
-#: Risk limits (docs/engine.md, "Market risk limits") that the SMALL world's orders
-#: meet about half the time each: prices of 2 ticks, amounts of 2 lots, values (price x
-#: amount) between the small and the large orders.
+#: Risk limits (docs/engine.md, "Market risk limits") for the SMALL world: prices of 2
+#: ticks (BTC_USDT) and amounts of 2 lots (ETH_USDT), each met half the time; values
+#: (price x amount) that cut the smallest and the largest orders; two resting orders
+#: per user in each market.
 _RISK = {
-    "btc_usdt_risk": 'price_step = "0.02"\namount_step = "0.000002"\n'
-    'min_notional = "0.00015"\nmax_notional = "0.0005"\n',
-    "eth_usdt_risk": 'price_step = "0.002"\namount_step = "0.0002"\n'
-    'min_notional = "0.01"\nmax_notional = "0.025"\n',
+    "btc_usdt_risk": 'price_step = "0.02"\nmin_notional = "0.0001"\n'
+    'max_notional = "0.00055"\nmax_open_orders = 2\n',
+    "eth_usdt_risk": 'amount_step = "0.0002"\nmin_notional = "0.007"\n'
+    'max_notional = "0.028"\nmax_open_orders = 2\n',
 }
 
 

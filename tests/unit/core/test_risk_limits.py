@@ -1,14 +1,14 @@
 """The markets' pre-trade risk limits (docs/engine.md, "Market risk limits"): price and
-amount steps, minimum and maximum order value. Each refusal has its own code, comes
-in the documented order (after the range checks, before funds) and changes nothing;
-a replace is held to them at its new price and left. Both engines."""
+amount steps, minimum and maximum order value, resting orders per user. Each refusal
+has its own code, comes in the documented order and changes nothing; a replace is
+held to the first four at its new price and left. Both engines."""
 
 from __future__ import annotations
 
 import pytest
 
 from core.config import ConfigError, parse_config
-from core.schema import Result
+from core.schema import Result, TimeInForce
 from tests.support.engines import EngineClass
 from tests.support.scenario import ALICE, ASK, BID, BOB, BTC, USDT, Scenario, config_text
 
@@ -76,6 +76,25 @@ def test_a_replace_is_held_to_them_at_its_new_price_and_left(engine_cls: EngineC
     assert s.replace(ALICE, order, "1000", "0.4").ok
 
 
+def test_max_open_orders_counts_each_users_resting_orders(engine_cls: EngineClass) -> None:
+    s = Scenario(engine_cls, btc_usdt="max_open_orders = 2\n")
+    s.deposit(ALICE, BTC, "10")
+    s.deposit(BOB, USDT, "100000")
+    first = s.limit(ALICE, ASK, "0.01", "1000").order_id
+    s.limit(ALICE, ASK, "0.01", "1001")
+    assert s.limit(ALICE, ASK, "0.01", "1002").code == Result.TOO_MANY_OPEN_ORDERS
+    # Pessimistic, as BOOK_FULL: even a GTC order that would fill at once.
+    s.limit(BOB, BID, "0.01", "900")
+    assert s.limit(ALICE, ASK, "0.01", "900").code == Result.TOO_MANY_OPEN_ORDERS
+    # Orders that never rest are not counted against it; other users have their own.
+    assert s.limit(ALICE, ASK, "0.01", "900", tif=TimeInForce.IOC).ok
+    assert s.limit(BOB, BID, "0.01", "901").ok
+    # A cancelled order frees its place.
+    assert s.cancel(ALICE, first).ok
+    assert s.limit(ALICE, ASK, "0.01", "1002").ok
+    assert s.limit(ALICE, ASK, "0.01", "1003").code == Result.TOO_MANY_OPEN_ORDERS
+
+
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
@@ -86,6 +105,7 @@ def test_a_replace_is_held_to_them_at_its_new_price_and_left(engine_cls: EngineC
         ('min_notional = "10"\nmax_notional = "5"', "min_notional 10 is above max_notional 5"),
         ('max_notional = "1e20"', "max_notional is above the supply limit"),
         ('price_step = "1e20"', "price_step 1e20 is above max_price"),
+        ("max_open_orders = 0", "max_open_orders = 0 is outside 1..1000"),
     ],
 )
 def test_limits_that_cannot_hold_are_refused_at_load(lines: str, message: str) -> None:
