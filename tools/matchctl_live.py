@@ -220,21 +220,11 @@ def _add_place_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="", help=f"tag, at most {SOURCE_LENGTH} bytes")
     p.add_argument(
         "--client-id",
-        type=_client_id,
+        type=_bounded(1, INT64_MAX),
         default=0,
         metavar="N",
         help="your own id for the order (1..2**63-1): placing it again is refused, naming it",
     )
-
-
-def _client_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= INT64_MAX:
-        raise argparse.ArgumentTypeError(f"{value} is not in 1..{INT64_MAX}")
-    return value
 
 
 # --------------------------------------------------------------------------- running
