@@ -420,7 +420,7 @@ def test_deeply_nested_detail_is_refused() -> None:
 
 
 def _frame(
-    kind: FrameKind,
+    kind: int,
     request_id: int,
     payload: bytes,
     *,
@@ -428,7 +428,11 @@ def _frame(
     flags: int = 0,
     record_length: int = 0,
     event_count: int = 0,
+    reserved: int = 0,
+    length: int | None = None,
 ) -> bytes:
+    """A frame of this version: the header (``length`` the payload's unless given),
+    then ``payload``."""
     head = wire.HEADER.pack(
         b"MDWP",
         wire.WIRE_VERSION,
@@ -436,9 +440,9 @@ def _frame(
         flags,
         count,
         record_length,
-        0,
+        reserved,
         request_id,
-        len(payload),
+        len(payload) if length is None else length,
         event_count,
     )
     return head + payload
@@ -616,19 +620,19 @@ def test_headers_with_random_fields_never_crash_the_decoders(
     length_delta: int,
 ) -> None:
     length = max(0, min(len(payload) + length_delta, 2**32 - 1))
-    head = wire.HEADER.pack(
-        b"MDWP",
-        wire.WIRE_VERSION,
-        kind,
-        flags,
-        count,
-        record_length,
-        reserved,
-        request_id,
-        length,
-        event_count,
+    _never_crash(
+        _frame(
+            kind,
+            request_id,
+            payload,
+            count=count,
+            flags=flags,
+            record_length=record_length,
+            event_count=event_count,
+            reserved=reserved,
+            length=length,
+        )
     )
-    _never_crash(head + payload)
 
 
 _JSONISH = st.recursive(
