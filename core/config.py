@@ -362,13 +362,9 @@ def _build_market(
             f"market {name}: min_amount {raw.min_amount} is above max_amount "
             f"{format_units(max_amount, raw.stock_prec)}"
         )
-    price_step, amount_step, min_notional, max_notional = _risk_limits(
+    price_step, amount_step, min_notional, max_notional, max_open_orders = _risk_limits(
         raw, money, max_price, max_amount
     )
-    max_open_orders = 0
-    if raw.max_open_orders is not None:
-        _check_range(f"market {name}: max_open_orders", raw.max_open_orders, 1, raw.max_orders)
-        max_open_orders = raw.max_open_orders
     return Market(
         index=index,
         name=name,
@@ -395,12 +391,12 @@ def _build_market(
 
 def _risk_limits(
     raw: MarketConfig, money: Asset, max_price: int, max_amount: int
-) -> tuple[int, int, int, int]:
-    """(price_step ticks, amount_step lots, min_notional, max_notional money units) of
-    ``raw``: steps 1 and notional limits 0 where unset."""
+) -> tuple[int, int, int, int, int]:
+    """(price_step ticks, amount_step lots, min_notional, max_notional money units,
+    max_open_orders) of ``raw``: steps 1, the others 0 where unset."""
     name = raw.name
     price_step = amount_step = 1
-    min_notional = max_notional = 0
+    min_notional = max_notional = max_open_orders = 0
     if raw.price_step is not None:
         price_step = _decimal_limit(name, "price_step", raw.price_step, raw.money_prec)
         if price_step > max_price:
@@ -424,7 +420,10 @@ def _risk_limits(
             f"market {name}: min_notional {raw.min_notional} is above max_notional "
             f"{raw.max_notional}"
         )
-    return price_step, amount_step, min_notional, max_notional
+    if raw.max_open_orders is not None:
+        _check_range(f"market {name}: max_open_orders", raw.max_open_orders, 1, raw.max_orders)
+        max_open_orders = raw.max_open_orders
+    return price_step, amount_step, min_notional, max_notional, max_open_orders
 
 
 def decimal_of(units: int, places: int) -> Decimal:

@@ -122,15 +122,14 @@ def pre_put_market(accounts, mp, cmd, acct: int) -> int:
         return INVALID_ARGUMENT
     if cmd["taker_rate"] < 0 or cmd["taker_rate"] >= mp[m, MP_FEE_DEN]:
         return INVALID_ARGUMENT
-    if side == ASK and amount % mp[m, MP_AMOUNT_STEP] != 0:
-        return AMOUNT_NOT_ON_STEP
-    if side == BID:  # a market bid's amount is the money it spends: its value
+    if side == ASK:
+        if amount % mp[m, MP_AMOUNT_STEP] != 0:
+            return AMOUNT_NOT_ON_STEP
+        ok = mul_le(amount, mp[m, MP_STOCK_SCALE], available(accounts, acct, mp[m, MP_STOCK]))
+    else:  # a market bid's amount is the money it spends: its value
         code = check_notional(mp, m, amount, 1, 1)
         if code != OK:
             return code
-    if side == ASK:
-        ok = mul_le(amount, mp[m, MP_STOCK_SCALE], available(accounts, acct, mp[m, MP_STOCK]))
-    else:
         ok = amount <= available(accounts, acct, mp[m, MP_MONEY])
     return OK if ok else BALANCE_NOT_ENOUGH
 
@@ -148,7 +147,8 @@ def pre_cancel_all(cmd, n_markets: int) -> int:
 
 @inline
 def pre_replace(mp, cmd, n_markets: int, fee_user: int) -> int:
-    """The checks of REPLACE before the book: market, user, new price and left."""
+    """The checks of REPLACE before the book: market, user, new price and left, and
+    the risk limits at them."""
     code = check_target(cmd, n_markets)
     if code != OK:
         return code
