@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from core.config import EngineConfig
+from core.schema import MarketStatus, UserStatus
 from core.views import AssetSummary, MarketSummary, OrderView
 
 
@@ -40,6 +41,14 @@ class EngineAPI(Protocol):
 
     def balance(self, user: int, asset: int) -> tuple[int, int]:
         """``(available, frozen)`` in units."""
+        ...
+
+    def market_status(self, market: int) -> MarketStatus:
+        """The market's status (OPEN for a market that is not configured)."""
+        ...
+
+    def user_status(self, user: int) -> UserStatus:
+        """The user's status (ACTIVE for a user without an account)."""
         ...
 
     def order(self, market: int, order_id: int) -> OrderView | None:

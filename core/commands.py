@@ -150,6 +150,28 @@ def cancel_all(user: int, market: int, side: int = 0, *, ts_ns: int = 0) -> np.n
     return cmd
 
 
+def market_status(market: int, status: int, *, ts_ns: int = 0) -> np.ndarray:
+    """Set the market's status (a ``MarketStatus``: open, halted, delisted)."""
+    cmd = _command(CommandKind.MARKET_STATUS, ts_ns, 0, market)
+    cmd["amount"] = status
+    return cmd
+
+
+def user_status(user: int, status: int, *, ts_ns: int = 0) -> np.ndarray:
+    """Set the user's status (a ``UserStatus``: active, blocked)."""
+    cmd = _command(CommandKind.USER_STATUS, ts_ns, user, 0)
+    cmd["amount"] = status
+    return cmd
+
+
+def cancel_market(market: int, side: int = 0, *, ts_ns: int = 0) -> np.ndarray:
+    """Cancel up to max_matches resting orders of the market, any user's (side 0 =
+    both); repeat until its value is 0."""
+    cmd = _command(CommandKind.CANCEL_MARKET, ts_ns, 0, market)
+    cmd["side"] = side
+    return cmd
+
+
 def batch(*commands: np.ndarray) -> np.ndarray:
     """Concatenate one-element command arrays into one batch."""
     if not commands:

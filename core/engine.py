@@ -21,7 +21,9 @@ from core.kernels import match as kmatch
 from core.kernels.layout import (
     A_BALANCES,
     A_CIDS,
+    A_MSTATUS,
     A_USERS,
+    A_USTATUS,
     B_IDX,
     B_INFO,
     B_LEVELS,
@@ -78,13 +80,16 @@ from core.schema import (
     ORDER_INFO_DTYPE,
     RESULT_DTYPE,
     WORK_DTYPE,
+    MarketStatus,
     OrderType,
     Result,
+    UserStatus,
 )
 from core.statehash import (
     CANON_BALANCE_DTYPE,
     CANON_CLIENT_ID_DTYPE,
     CANON_ORDER_DTYPE,
+    CANON_USER_STATUS_DTYPE,
     state_hash,
 )
 from core.views import AssetSummary, MarketSummary, OrderView, update_key_digest
@@ -266,6 +271,8 @@ class Engine:
             self._array(
                 "client_ids", (_pow2_at_least(2 * config.max_client_ids), 3), np.dtype("<i8")
             ),
+            self._array("market_status", (max(1, self._n_markets),), np.dtype("<i8")),
+            self._array("user_status", (config.max_users,), np.dtype("i1")),
         )
         self._counters = self._array("counters", (COUNTERS_LENGTH,), np.dtype("<i8"))
         self._supply = self._array("supply", (n_assets,), np.dtype("<i8"))
@@ -602,6 +609,20 @@ class Engine:
             bid_lots=int(totals[self._side_levels(market, 2)].sum()),
         )
 
+    def market_status(self, market: int) -> MarketStatus:
+        """The market's status (OPEN for a market that is not configured)."""
+        if not self._market_ok(market):
+            return MarketStatus.OPEN
+        return MarketStatus(int(self._accounts[A_MSTATUS][int(market)]))
+
+    def user_status(self, user: int) -> UserStatus:
+        """The user's status (ACTIVE for a user without an account)."""
+        ok = _is_int(user) and 0 <= user <= MAX_USER_ID
+        acct = kbalance.account_of(self._accounts, int(user)) if ok else NIL
+        if acct == NIL:
+            return UserStatus.ACTIVE
+        return UserStatus(int(self._accounts[A_USTATUS][acct]))
+
     def _balances(self) -> np.ndarray:
         return self._accounts[A_BALANCES][: int(self._counters[COUNTER_ACCOUNTS])]
 
@@ -693,6 +714,15 @@ class Engine:
         out["order_id"] = rows[:, kcids.CID_ORDER]
         return out[np.lexsort((out["client_id"], out["user"]))]
 
+    def _canonical_user_status(self) -> np.ndarray:
+        n = int(self._counters[COUNTER_ACCOUNTS])
+        status = self._accounts[A_USTATUS][:n]
+        acct = np.flatnonzero(status != UserStatus.ACTIVE)
+        out = np.zeros(acct.shape[0], dtype=CANON_USER_STATUS_DTYPE)
+        out["user"] = self._accounts[A_USERS][acct]
+        out["status"] = status[acct]
+        return out[np.argsort(out["user"], kind="stable")]
+
     def state_hash(self) -> str:
         """BLAKE2b-128 of the canonical state (core/statehash.py)."""
         return state_hash(
@@ -702,6 +732,8 @@ class Engine:
             self._canonical_keys(),
             self._canonical_orders(),
             self._canonical_client_ids(),
+            self._accounts[A_MSTATUS][: self._n_markets],
+            self._canonical_user_status(),
         )
 
     def check_invariants(self) -> list[str]:
@@ -735,6 +767,18 @@ class Engine:
         if bad_tag != 0:
             problems.append(f"source tag table disagrees with the orders (tag {bad_tag})")
         problems.extend(self._check_client_ids())
+        problems.extend(self._check_status())
+        return problems
+
+    def _check_status(self) -> list[str]:
+        problems = []
+        markets = self._accounts[A_MSTATUS][: self._n_markets]
+        if not np.isin(markets, [int(s) for s in MarketStatus]).all():
+            problems.append(f"a market status is not a MarketStatus: {markets.tolist()}")
+        users = self._accounts[A_USTATUS]
+        n = int(self._counters[COUNTER_ACCOUNTS])
+        if not np.isin(users[:n], [int(s) for s in UserStatus]).all() or users[n:].any():
+            problems.append("a user status is not a UserStatus, or is set beyond the accounts")
         return problems
 
     def _check_client_ids(self) -> list[str]:

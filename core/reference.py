@@ -34,7 +34,7 @@ from core.reference_book import (
     fee_units,
     give_asset,
 )
-from core.reference_command import TRADING, Outcome, RefCommand, as_int, fields_ok
+from core.reference_command import SIDES, TRADING, Outcome, RefCommand, as_int, fields_ok
 from core.reference_state import ReferenceState
 from core.schema import (
     COMMAND_DTYPE,
@@ -45,12 +45,14 @@ from core.schema import (
     CommandKind,
     EventKind,
     FinishReason,
+    MarketStatus,
     OrderFlag,
     OrderType,
     Result,
     Side,
     StpMode,
     TimeInForce,
+    UserStatus,
 )
 from core.views import update_key_digest
 
@@ -114,10 +116,19 @@ class ReferenceEngine(ReferenceState):
             CommandKind.CANCEL,
             CommandKind.REPLACE,
             CommandKind.CANCEL_ALL,
+            CommandKind.MARKET_STATUS,
+            CommandKind.USER_STATUS,
+            CommandKind.CANCEL_MARKET,
         ):
             return Outcome(Result.INVALID_ARGUMENT)
+        if cmd.kind == CommandKind.USER_STATUS:  # names no market
+            return self._set_user_status(cmd)
         if not 0 <= cmd.market < len(self._books):
             return Outcome(Result.UNKNOWN_MARKET)
+        if cmd.kind == CommandKind.MARKET_STATUS:
+            return self._set_market_status(cmd)
+        if cmd.kind == CommandKind.CANCEL_MARKET:
+            return self._cancel_market(self._books[cmd.market], cmd)
         if not 0 <= cmd.user <= MAX_USER_ID or not fields_ok(cmd):
             return Outcome(Result.INVALID_ARGUMENT)
         if cmd.kind in TRADING and cmd.user == self.config.fee_user:
@@ -132,8 +143,8 @@ class ReferenceEngine(ReferenceState):
         return self._replace(book, cmd)
 
     def _put(self, book: MarketBook, cmd: RefCommand) -> Outcome:
-        """Common check 3 (the client order id), the kind's own checks, and the
-        client id recorded if the order was placed."""
+        """Common check 3 (the client order id), the market's and the user's status,
+        the kind's own checks, and the client id recorded if the order was placed."""
         cid = cmd.order_id  # a PUT's client order id; 0 = none
         if cid:
             placed = self._client_ids.get((cmd.user, cid))
@@ -141,6 +152,9 @@ class ReferenceEngine(ReferenceState):
                 return Outcome(Result.REPEAT_ORDER, placed)
             if len(self._client_ids) >= self.config.max_client_ids:
                 return Outcome(Result.CLIENT_ID_TABLE_FULL)
+        refusal = self._status_refusal(cmd)
+        if refusal is not None:
+            return Outcome(refusal)
         if cmd.kind == CommandKind.PUT_LIMIT:
             outcome = self._put_limit(book, cmd)
         else:
@@ -268,8 +282,74 @@ class ReferenceEngine(ReferenceState):
         # SPEC: the result's order_id is 0 (no single order is addressed).
         return Outcome(Result.OK, 0, len(mine))
 
+    def _status_refusal(self, cmd: RefCommand) -> Result | None:
+        """The market's status, then the user's, for a command that would add to a
+        book (docs/engine.md, "Market and user status"); None if both allow it."""
+        status = self._market_status[cmd.market]
+        if status == MarketStatus.HALTED:
+            return Result.MARKET_HALTED
+        if status == MarketStatus.DELISTED:
+            return Result.MARKET_DELISTED
+        if self._user_status.get(cmd.user) == UserStatus.BLOCKED:
+            return Result.USER_BLOCKED
+        return None
+
+    def _set_market_status(self, cmd: RefCommand) -> Outcome:
+        if cmd.amount not in tuple(MarketStatus):
+            return Outcome(Result.INVALID_ARGUMENT)
+        new, old = MarketStatus(cmd.amount), self._market_status[cmd.market]
+        if new == old:  # SPEC: no change is accepted without a seq or an event
+            return Outcome(Result.OK)
+        self._seq += 1
+        self._market_status[cmd.market] = new
+        self._emit(
+            kind=EventKind.MARKET_STATUS, market=cmd.market, reason=int(new), amount=int(old)
+        )
+        return Outcome(Result.OK)
+
+    def _set_user_status(self, cmd: RefCommand) -> Outcome:
+        if not 0 <= cmd.user <= MAX_USER_ID or cmd.amount not in tuple(UserStatus):
+            return Outcome(Result.INVALID_ARGUMENT)
+        if cmd.user == self.config.fee_user:
+            return Outcome(Result.FEE_ACCOUNT_CANNOT_TRADE)
+        new = UserStatus(cmd.amount)
+        old = self._user_status.get(cmd.user, UserStatus.ACTIVE)
+        if new == old:
+            return Outcome(Result.OK)
+        # SPEC: blocking a user without an account creates it (its status lives there).
+        if cmd.user not in self._accounts and len(self._accounts) >= self.config.max_users:
+            return Outcome(Result.USER_TABLE_FULL)
+        self._seq += 1
+        self._accounts.add(cmd.user)
+        if new == UserStatus.ACTIVE:
+            del self._user_status[cmd.user]
+        else:
+            self._user_status[cmd.user] = new
+        self._emit(
+            kind=EventKind.USER_STATUS, market=-1, user=cmd.user, reason=int(new), amount=int(old)
+        )
+        return Outcome(Result.OK)
+
+    def _cancel_market(self, book: MarketBook, cmd: RefCommand) -> Outcome:
+        if cmd.side not in (0, *SIDES):
+            return Outcome(Result.INVALID_ARGUMENT)
+        # SPEC: asks before bids, each side in priority order (best price first, then
+        # oldest), at most max_matches orders; the caller repeats until none is left.
+        sides = [s for s in (book.asks, book.bids) if cmd.side in (0, s.side)]
+        victims = [order for side in sides for order in side.orders()]
+        victims = victims[: self.config.max_matches]
+        if not victims:
+            return Outcome(Result.OK)
+        self._seq += 1
+        for order in victims:
+            self._take_off(book, order, FinishReason.CANCELED)
+        return Outcome(Result.OK, 0, len(victims))
+
     def _replace(self, book: MarketBook, cmd: RefCommand) -> Outcome:
         market, scales = book.market, book.scales
+        refusal = self._status_refusal(cmd)
+        if refusal is not None:
+            return Outcome(refusal)
         if not (1 <= cmd.price <= market.max_price and 1 <= cmd.amount <= market.max_amount):
             return Outcome(Result.INVALID_ARGUMENT)
         # SPEC: a replace is held to the risk limits at its new price and left, before

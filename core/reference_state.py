@@ -34,11 +34,14 @@ from core.schema import (
     Business,
     EventKind,
     FinishReason,
+    MarketStatus,
+    UserStatus,
 )
 from core.statehash import (
     CANON_BALANCE_DTYPE,
     CANON_CLIENT_ID_DTYPE,
     CANON_ORDER_DTYPE,
+    CANON_USER_STATUS_DTYPE,
     state_hash,
 )
 from core.views import AssetSummary, MarketSummary, OrderView
@@ -63,6 +66,9 @@ class ReferenceState:
         #: (user, client id) -> the order placed with it, permanent.
         self._client_ids: dict[tuple[int, int], int] = {}
         self._books = [MarketBook(market) for market in config.markets]
+        self._market_status = [MarketStatus.OPEN for _ in config.markets]
+        #: The users whose status is not ACTIVE.
+        self._user_status: dict[int, UserStatus] = {}
         self._events: list[Event] = []
         self._ts_ns = 0
 
@@ -155,6 +161,16 @@ class ReferenceState:
     def counters(self) -> tuple[int, int, int]:
         """``(seq, last order id, last deal id)``."""
         return self._seq, self._order_id, self._deal_id
+
+    def market_status(self, market: int) -> MarketStatus:
+        """The market's status (OPEN for a market that is not configured)."""
+        if not 0 <= market < len(self._market_status):
+            return MarketStatus.OPEN
+        return self._market_status[market]
+
+    def user_status(self, user: int) -> UserStatus:
+        """The user's status (ACTIVE for a user without one)."""
+        return self._user_status.get(user, UserStatus.ACTIVE)
 
     def balance(self, user: int, asset: int) -> tuple[int, int]:
         """``(available, frozen)`` in units; (0, 0) for an unknown user or asset."""
@@ -273,8 +289,8 @@ class ReferenceState:
             return state_hash(*self.canonical_state())
 
     def canonical_state(self) -> tuple[np.ndarray, ...]:
-        """(counters, supply, balances, key digests, orders, client ids) as
-        ``state_hash`` takes them."""
+        """(counters, supply, balances, key digests, orders, client ids, market
+        status, user status) as ``state_hash`` takes them."""
         with localcontext(EXACT):
             counters = np.array([self._seq, self._order_id, self._deal_id], dtype="<i8")
             precs = [a.prec for a in self.config.assets]
@@ -305,7 +321,12 @@ class ReferenceState:
             canon_ids = np.zeros(len(client_ids), dtype=CANON_CLIENT_ID_DTYPE)
             for j, name in enumerate(("user", "client_id", "order_id")):
                 canon_ids[name] = client_ids[:, j]
-        return counters, supply, balances, keys, orders, canon_ids
+            markets = np.array(self._market_status, dtype="<i8")
+            users = np.array(sorted(self._user_status.items()), dtype="<i8").reshape(-1, 2)
+            canon_users = np.zeros(len(users), dtype=CANON_USER_STATUS_DTYPE)
+            canon_users["user"] = users[:, 0]
+            canon_users["status"] = users[:, 1]
+        return counters, supply, balances, keys, orders, canon_ids, markets, canon_users
 
     def _canon_order(self, out: np.ndarray, i: int, order: RefOrder) -> None:
         ints = order_ints(self._books[order.market].scales, order)
@@ -345,6 +366,8 @@ class ReferenceState:
             problems.append(f"{len(self._keys)} update keys > max_update_keys")
         if len(self._client_ids) > self.config.max_client_ids:
             problems.append(f"{len(self._client_ids)} client order ids > max_client_ids")
+        if any(user not in self._accounts for user in self._user_status):
+            problems.append("a user with a status has no account")
         return problems
 
     def _check_balances(self) -> list[str]:

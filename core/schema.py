@@ -72,6 +72,10 @@ class CommandKind(IntEnum):
     REPLACE = 4
     CANCEL_ALL = 5
     BALANCE_UPDATE = 6  #: handled outside the batch kernel (carries strings)
+    #: Market operations (docs/engine.md, "Market and user status"); an admin key's.
+    MARKET_STATUS = 7  #: set the market's status to ``amount`` (MarketStatus)
+    USER_STATUS = 8  #: set the user's status to ``amount`` (UserStatus): the kill switch
+    CANCEL_MARKET = 9  #: cancel up to max_matches resting orders of the market, any user's
 
 
 class EventKind(IntEnum):
@@ -80,6 +84,23 @@ class EventKind(IntEnum):
     ORDER_FINISH = 3  #: an order left the book or never rested
     DEAL = 4  #: one fill between a taker and a maker
     BALANCE = 5  #: a balance changed
+    MARKET_STATUS = 6  #: a market's status changed (``reason`` new, ``amount`` old)
+    USER_STATUS = 7  #: a user's status changed (``reason`` new, ``amount`` old)
+
+
+class MarketStatus(IntEnum):
+    """What a market takes (MARKET_STATUS; docs/engine.md, "Market and user status")."""
+
+    OPEN = 0  #: everything
+    HALTED = 1  #: cancel-only: new orders and replaces are refused; resting orders stay
+    DELISTED = 2  #: cancel-only, for good unless opened again; its orders are cancelled
+
+
+class UserStatus(IntEnum):
+    """What a user may do (USER_STATUS)."""
+
+    ACTIVE = 0
+    BLOCKED = 1  #: the kill switch: new orders and replaces are refused; cancels go on
 
 
 class FinishReason(IntEnum):
@@ -128,6 +149,10 @@ class Result(IntEnum):
     NOTIONAL_TOO_SMALL = 2007
     NOTIONAL_TOO_LARGE = 2008
     TOO_MANY_OPEN_ORDERS = 2009
+    #: The market's or the user's status (docs/engine.md, "Market and user status").
+    MARKET_HALTED = 2010
+    MARKET_DELISTED = 2011
+    USER_BLOCKED = 2012
     AMOUNT_TOO_SMALL = 3001
     NO_ENOUGH_TRADER = 3002
     ORDER_NOT_FOUND = 3003
@@ -163,6 +188,9 @@ MESSAGES: dict[Result, str] = {
     Result.NOTIONAL_TOO_SMALL: "invalid argument: order value below min_notional",
     Result.NOTIONAL_TOO_LARGE: "invalid argument: order value above max_notional",
     Result.TOO_MANY_OPEN_ORDERS: "too many open orders: the user has max_open_orders resting",
+    Result.MARKET_HALTED: "market halted: only cancels are taken",
+    Result.MARKET_DELISTED: "market delisted: only cancels are taken",
+    Result.USER_BLOCKED: "user blocked: only cancels are taken",
     Result.AMOUNT_TOO_SMALL: "amount too small",
     Result.NO_ENOUGH_TRADER: "no enough trader",
     Result.ORDER_NOT_FOUND: "order not found",
@@ -241,14 +269,15 @@ def viabtc_code(method: str, result: Result) -> int:
 #: 0      ts_ns         i8     command time, Unix ns (from the caller; core has no clock)
 #: 8      user          i8     user id, 0..MAX_USER_ID
 #: 16     price         i8     ticks; limit price (PUT_LIMIT, REPLACE)
-#: 24     amount        i8     lots; market buy: units of money; REPLACE: new ``left``
+#: 24     amount        i8     lots; market buy: units of money; REPLACE: new ``left``;
+#:                              MARKET_STATUS, USER_STATUS: the new status
 #: 32     order_id      i8     CANCEL, REPLACE: the order; PUT_*: the client's id of
 #:                              the new order (``client_id``, 1..2**63-1; 0 = none)
 #: 40     taker_rate    i4     taker fee rate, over 10**fee_prec
 #: 44     maker_rate    i4     maker fee rate, over 10**fee_prec
 #: 48     market        i2     market index (config order)
 #: 50     kind          i1     CommandKind
-#: 51     side          i1     Side; CANCEL_ALL: 0 = both sides
+#: 51     side          i1     Side; CANCEL_ALL, CANCEL_MARKET: 0 = both sides
 #: 52     tif           i1     TimeInForce
 #: 53     stp           i1     StpMode
 #: 54     flags         i1     OrderFlag bits
@@ -280,7 +309,7 @@ COMMAND_DTYPE = np.dtype(
 #: ====== ============ ==== ====================================================
 #: 0      seq          i8   sequence number given to the command; 0 if rejected
 #: 8      order_id     i8   the order created or addressed; 0 if none
-#: 16     value        i8   CANCEL_ALL: orders cancelled
+#: 16     value        i8   CANCEL_ALL, CANCEL_MARKET: orders cancelled
 #: 24     code         i4   Result
 #: 28     event_start  i4   index of the command's first event in the batch's events
 #: 32     event_count  i4   number of events of the command
@@ -335,7 +364,7 @@ WORK_RENAME = 1
 #: ====== ============ ==== ====================================================
 #: 0      dispatch     i8   the work's ``dispatch``
 #: 8      order_id     i8   the order created (its ``new_id``) or addressed; 0 if none
-#: 16     value        i8   CANCEL_ALL: orders cancelled
+#: 16     value        i8   CANCEL_ALL, CANCEL_MARKET: orders cancelled
 #: 24     code         i4   Result
 #: 28     event_count  i4   events written (in the worker's event buffer, in order)
 #: ====== ============ ==== ====================================================
@@ -360,9 +389,11 @@ PROVISIONAL_ID_BASE = 1 << 61
 #: 0      seq          i8     sequence of the command that caused it
 #: 8      ts_ns        i8     that command's time
 #: 16     order_id     i8     ORDER_*: the order; DEAL: taker order; BALANCE: order or 0
-#: 24     user         i8     ORDER_*: owner; DEAL: taker user; BALANCE: account user
+#: 24     user         i8     ORDER_*: owner; DEAL: taker user; BALANCE: account user;
+#:                            USER_STATUS: the user (MARKET_STATUS: 0)
 #: 32     price        i8     ORDER_*: limit price (0 for market); DEAL: deal price
-#: 40     amount       i8     ORDER_*: amount (lots; market buy: money units); DEAL: lots
+#: 40     amount       i8     ORDER_*: amount (lots; market buy: money units); DEAL: lots;
+#:                            *_STATUS: the status before
 #: 48     left         i8     ORDER_*: lots left (market buy: money); BALANCE: available after
 #: 56     deal_stock   i8     ORDER_*: lots filled; BALANCE: frozen after
 #: 64     deal_money   i8     ORDER_*: money units filled; DEAL: deal money; BALANCE: change
@@ -376,10 +407,11 @@ PROVISIONAL_ID_BASE = 1 << 61
 #: 112    maker_fee    i8     DEAL: maker fee (units of the maker's fee asset)
 #: 120    taker_rate   i4     ORDER_*: taker fee rate
 #: 124    maker_rate   i4     ORDER_*: maker fee rate
-#: 128    market       i2     market index; -1 for balance.update
+#: 128    market       i2     market index; -1 for balance.update and USER_STATUS
 #: 130    asset        i2     BALANCE: asset index
 #: 132    kind         i1     EventKind
-#: 133    reason       i1     ORDER_FINISH: FinishReason; BALANCE: Business
+#: 133    reason       i1     ORDER_FINISH: FinishReason; BALANCE: Business; *_STATUS:
+#:                            the new status
 #: 134    side         i1     ORDER_*: side; DEAL: taker side
 #: 135    otype        i1     ORDER_*: OrderType
 #: 136    tif          i1     ORDER_*: TimeInForce

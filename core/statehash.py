@@ -10,13 +10,15 @@ from hashlib import blake2b
 
 import numpy as np
 
-STATE_HASH_VERSION = b"matchd-state-v2"
+STATE_HASH_VERSION = b"matchd-state-v3"
 
 CANON_BALANCE_DTYPE = np.dtype(
     [("user", "<i8"), ("asset", "<i8"), ("available", "<i8"), ("frozen", "<i8")]
 )
 #: Client order ids, sorted by (user, client_id).
 CANON_CLIENT_ID_DTYPE = np.dtype([("user", "<i8"), ("client_id", "<i8"), ("order_id", "<i8")])
+#: Users whose status is not ACTIVE, sorted by user.
+CANON_USER_STATUS_DTYPE = np.dtype([("user", "<i8"), ("status", "<i8")])
 #: Resting orders, market by market, asks then bids, in priority order.
 CANON_ORDER_DTYPE = np.dtype(
     [
@@ -49,6 +51,8 @@ def state_hash(
     key_digests: np.ndarray,
     orders: np.ndarray,
     client_ids: np.ndarray,
+    market_status: np.ndarray,
+    user_status: np.ndarray,
 ) -> str:
     """BLAKE2b-128 (hex) over the canonical sections.
 
@@ -56,7 +60,8 @@ def state_hash(
     ``balances``: CANON_BALANCE_DTYPE sorted by (user, asset), non-zero entries only;
     ``key_digests``: uint8 [n, 16] sorted lexicographically; ``orders``:
     CANON_ORDER_DTYPE in canonical order; ``client_ids``: CANON_CLIENT_ID_DTYPE sorted
-    by (user, client_id).
+    by (user, client_id); ``market_status``: int64 per market (MarketStatus);
+    ``user_status``: CANON_USER_STATUS_DTYPE of the users not ACTIVE, sorted by user.
     """
     h = blake2b(digest_size=16)
     h.update(STATE_HASH_VERSION)
@@ -67,6 +72,8 @@ def state_hash(
         ("keys", np.ascontiguousarray(key_digests, dtype=np.uint8)),
         ("orders", np.ascontiguousarray(orders, dtype=CANON_ORDER_DTYPE)),
         ("client_ids", np.ascontiguousarray(client_ids, dtype=CANON_CLIENT_ID_DTYPE)),
+        ("market_status", np.ascontiguousarray(market_status, dtype="<i8")),
+        ("user_status", np.ascontiguousarray(user_status, dtype=CANON_USER_STATUS_DTYPE)),
     ):
         data = arr.tobytes()
         h.update(name.encode())

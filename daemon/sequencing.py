@@ -35,6 +35,9 @@ rules:
   settlement, when the order gets its real id. A new client id while the new orders
   in flight might fill the table waits as above: the table's count at its place in
   history is known only once they are settled.
+* **Status changes alone.** MARKET_STATUS and USER_STATUS change what the account
+  half refuses, and have no book half: each waits until nothing is out (nothing
+  else is dispatched meanwhile), then runs and settles here, in its place.
 * **Provisional ids.** A new order rests in its worker under ``PROVISIONAL_ID_BASE +
   dispatch``; at settlement it gets its real id, the events are named
   (``ledger.name_orders``), and the worker is sent a rename ahead of its next work.
@@ -53,6 +56,7 @@ import numpy as np
 from core.config import EngineConfig
 from core.engine import KernelState
 from core.kernels.account_side import account_batch
+from core.kernels.admin import status_command
 from core.kernels.client_ids import record_put
 from core.kernels.ledger import name_orders, settle
 from core.schema import (
@@ -71,6 +75,7 @@ from core.schema import (
 ID_WINDOW = 1 << 16
 _NEW_ORDER = (int(CommandKind.PUT_LIMIT), int(CommandKind.PUT_MARKET))
 _NAMES_ORDER = (int(CommandKind.CANCEL), int(CommandKind.REPLACE))
+_STATUS = (int(CommandKind.MARKET_STATUS), int(CommandKind.USER_STATUS))
 _NO_EVENTS = np.zeros(0, dtype=EVENT_DTYPE)
 
 
@@ -95,7 +100,8 @@ class SequencingStats:
     refused: int  #: commands the account half refused
     peak_in_flight: int
     held: int  #: commands that waited behind one of their user's in flight
-    waited_for_ids: int  #: CANCEL/REPLACE that waited for orders in flight
+    waited_for_ids: int  #: CANCEL/REPLACE that waited for orders in flight, and
+    #: status changes that waited for everything out
     replaced_again: int  #: REPLACEs dispatched again after a stale funds refusal
     named: int  #: events that named an order by its provisional id
 
@@ -190,6 +196,10 @@ class Sequencing:
         name_orders(events, 0, 0, self._real, 0)
         settle(state.accounts, events, 0, 0, state.counters)
         record_put(state.accounts, state.counters, 0, 0, 0)  # (client id 0: records nothing)
+        nothing = np.zeros(1, dtype=COMMAND_DTYPE)
+        nothing["kind"] = CommandKind.MARKET_STATUS
+        nothing["market"] = -1  # refused as an unknown market: changes nothing
+        status_command(state.accounts, state.counters, nothing, events, 0, 0)
 
     @property
     def in_flight(self) -> int:
@@ -259,6 +269,11 @@ class Sequencing:
         state = self._state
         cmd = w.cmd
         kind = int(cmd["kind"][0])
+        if kind in _STATUS:
+            if self._wait_alone(w):
+                return False
+            answers.append(self._set_status(w))
+            return True
         if self._must_wait(kind, int(cmd["order_id"][0])):
             # Wait until what is out now is settled, and the second time until
             # nothing is out at all.
@@ -289,6 +304,35 @@ class Sequencing:
             return True
         self._dispatch(w, kind)
         return True
+
+    def _wait_alone(self, w: _Waiting) -> bool:
+        """True if work is out: ``w`` then waits until it is settled, and nothing
+        else is dispatched meanwhile."""
+        if not self.in_flight:
+            return False
+        if self._barrier is None:
+            self._barrier = w
+        self._waited += 1
+        return True
+
+    def _set_status(self, w: _Waiting) -> Answer:
+        """Run a MARKET_STATUS or USER_STATUS with nothing out: it takes its place in
+        history here, and the account half of what follows sees it."""
+        state = self._state
+        events = np.zeros(1, dtype=EVENT_DTYPE)
+        code, n = status_command(
+            state.accounts,
+            state.counters,
+            w.cmd,
+            events,
+            len(self.config.markets),
+            self.config.fee_user,
+        )
+        seq = int(settle(state.accounts, events, 0, n, state.counters))
+        if code != Result.OK:
+            self._refused += 1
+        self.order.append(w.token)
+        return Answer(w.token, int(code), 0, 0, seq, events[:n])
 
     def _must_wait(self, kind: int, order_id: int) -> bool:
         """True if the account half could judge the command otherwise than the

@@ -1,8 +1,9 @@
 """The account half of the order commands (docs/daemon.md, "Sequencer and pair workers").
 
 The checks of docs/engine.md that come before the book: the form of the command, the
-client order id (``client_ids.py``), the market's limits and risk limits, the user's
-funds and the minimum amount. Each returns OK or the refusal and changes nothing; the book half
+client order id (``client_ids.py``), the market's and the user's status
+(``admin.py``), the market's limits and risk limits, the user's funds and the minimum
+amount. Each returns OK or the refusal and changes nothing; the book half
 (``book_side.py``) follows when it is OK. CANCEL's account half is
 ``checks.check_target``.
 """
@@ -10,6 +11,7 @@ funds and the minimum amount. Each returns OK or the refusal and changes nothing
 from __future__ import annotations
 
 from core.kernels import client_ids
+from core.kernels.admin import check_status
 from core.kernels.arith import mul3_le, mul_le
 from core.kernels.balance import account_of, available
 from core.kernels.checks import check_order_common, check_target
@@ -21,6 +23,7 @@ from core.kernels.codes import (
     BID,
     CANCEL,
     CANCEL_ALL,
+    CANCEL_MARKET,
     FEE_ACCOUNT_CANNOT_TRADE,
     INVALID_ARGUMENT,
     NOTIONAL_TOO_LARGE,
@@ -30,6 +33,7 @@ from core.kernels.codes import (
     PUT_LIMIT,
     PUT_MARKET,
     REPLACE,
+    UNKNOWN_MARKET,
 )
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import (
@@ -146,15 +150,30 @@ def pre_cancel_all(cmd, n_markets: int) -> int:
 
 
 @inline
-def pre_replace(mp, cmd, n_markets: int, fee_user: int) -> int:
-    """The checks of REPLACE before the book: market, user, new price and left, and
-    the risk limits at them."""
+def pre_cancel_market(cmd, n_markets: int) -> int:
+    """The checks of CANCEL_MARKET before the book: market and side in range (the
+    ``user`` is not used)."""
+    m = cmd["market"]
+    if m < 0 or m >= n_markets:
+        return UNKNOWN_MARKET
+    if cmd["side"] < 0 or cmd["side"] > BID:
+        return INVALID_ARGUMENT
+    return OK
+
+
+@inline
+def pre_replace(accounts, mp, cmd, acct: int, n_markets: int, fee_user: int) -> int:
+    """The checks of REPLACE before the book: market, user, the market's and the
+    user's status, new price and left, and the risk limits at them."""
     code = check_target(cmd, n_markets)
     if code != OK:
         return code
     if cmd["user"] == fee_user:
         return FEE_ACCOUNT_CANNOT_TRADE
     m = cmd["market"]
+    code = check_status(accounts, m, acct)
+    if code != OK:
+        return code
     price = cmd["price"]
     new_left = cmd["amount"]
     if price < 1 or price > mp[m, MP_MAX_PRICE] or new_left < 1 or new_left > mp[m, MP_MAX_AMOUNT]:
@@ -165,8 +184,8 @@ def pre_replace(mp, cmd, n_markets: int, fee_user: int) -> int:
 @inline
 def pre_put(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids) -> tuple[int, int]:
     """The checks of a PUT_LIMIT or PUT_MARKET before the book, in docs/engine.md's
-    order: the common checks, the client id, then the kind's own; (code, the order a
-    repeated client id names, else 0)."""
+    order: the common checks, the client id, the market's and the user's status,
+    then the kind's own; (code, the order a repeated client id names, else 0)."""
     is_limit = cmd["kind"] == PUT_LIMIT
     code = check_order_common(cmd, n_markets, fee_user, is_limit)
     if code != OK:
@@ -174,6 +193,9 @@ def pre_put(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids) ->
     code, named = client_ids.check(accounts, counters, cmd, max_cids)
     if code != OK:
         return code, named
+    code = check_status(accounts, cmd["market"], acct)
+    if code != OK:
+        return code, 0
     if is_limit:
         return pre_put_limit(accounts, mp, cmd, acct), 0
     return pre_put_market(accounts, mp, cmd, acct), 0
@@ -191,9 +213,11 @@ def pre_one(
     if kind == CANCEL:
         return check_target(cmd, n_markets), 0
     if kind == REPLACE:
-        return pre_replace(mp, cmd, n_markets, fee_user), 0
+        return pre_replace(accounts, mp, cmd, acct, n_markets, fee_user), 0
     if kind == CANCEL_ALL:
         return pre_cancel_all(cmd, n_markets), 0
+    if kind == CANCEL_MARKET:
+        return pre_cancel_market(cmd, n_markets), 0
     return INVALID_ARGUMENT, 0
 
 

@@ -22,9 +22,11 @@ from core.kernels.codes import (
     AMOUNT_TOO_SMALL,
     ASK,
     BALANCE_NOT_ENOUGH,
+    BID,
     BOOK_FULL,
     CANCEL,
     CANCEL_ALL,
+    CANCEL_MARKET,
     CANCELED,
     EXPIRED,
     FILLED,
@@ -222,6 +224,26 @@ def book_cancel_all(book, ev, ne, cmd, acct, max_matches):
 
 
 @inline
+def book_cancel_market(book, ev, ne, cmd, max_matches):
+    """CANCEL_MARKET on the book: up to ``max_matches`` resting orders of the market,
+    any user's, asks before bids (side 0), each side from its best level and each
+    level oldest first; returns (code, cancelled, ne)."""
+    m = cmd["market"]
+    n = 0
+    for side in (ASK, BID):
+        if cmd["side"] != 0 and cmd["side"] != side:
+            continue
+        while n < max_matches:  # at most max_matches: the caller repeats
+            lv = bk.best_level(book, m, side)
+            if lv == NIL:
+                break
+            slot = book[B_LEVELS][lv]["head"]
+            ne = cancel_resting(book, ev, ne, cmd["ts_ns"], m, slot, CANCELED)
+            n += 1
+    return OK, n, ne
+
+
+@inline
 def book_replace(book, ev, ne, cmd, acct, avail_stock, avail_money, fee_acct, max_matches):
     """REPLACE on the book, its account checks passed; returns (code, order_id, ne).
 
@@ -319,5 +341,8 @@ def book_one(book, ev, ne, w, fee_acct, scratch, max_matches):
         return code, oid, 0, ne
     if kind == CANCEL_ALL:
         code, value, ne = book_cancel_all(book, ev, ne, w, acct, max_matches)
+        return code, 0, value, ne
+    if kind == CANCEL_MARKET:
+        code, value, ne = book_cancel_market(book, ev, ne, w, max_matches)
         return code, 0, value, ne
     return INVALID_ARGUMENT, 0, 0, ne

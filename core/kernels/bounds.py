@@ -10,6 +10,7 @@ from core.kernels.codes import (
     BID,
     CANCEL,
     CANCEL_ALL,
+    CANCEL_MARKET,
     PUT_LIMIT,
     PUT_MARKET,
     REPLACE,
@@ -109,6 +110,8 @@ def events_bound(book, acct, cmd, n_markets: int, room: int, max_matches: int) -
     everything = EVENTS_PER_FILL * (ms[m, MS_NORDERS] + ms[m, MS_NORDERS + 1]) + 4
     if everything <= room:  # the whole book fits: no need to look closer
         return everything
+    if kind == CANCEL_MARKET:
+        return 2 * min(ms[m, MS_NORDERS] + ms[m, MS_NORDERS + 1], max_matches) + 1
     if cmd["user"] < 0 or cmd["user"] > MAX_USER_ID:
         return 1
     if kind == CANCEL_ALL:

@@ -9,10 +9,12 @@ from __future__ import annotations
 from core.schema import (
     CommandKind,
     FinishReason,
+    MarketStatus,
     OrderFlag,
     Result,
     StpMode,
     TimeInForce,
+    UserStatus,
 )
 
 ASK = 1
@@ -48,9 +50,22 @@ AMOUNT_NOT_ON_STEP = int(Result.AMOUNT_NOT_ON_STEP)
 NOTIONAL_TOO_SMALL = int(Result.NOTIONAL_TOO_SMALL)
 NOTIONAL_TOO_LARGE = int(Result.NOTIONAL_TOO_LARGE)
 TOO_MANY_OPEN_ORDERS = int(Result.TOO_MANY_OPEN_ORDERS)
+MARKET_HALTED = int(Result.MARKET_HALTED)
+MARKET_DELISTED = int(Result.MARKET_DELISTED)
+USER_BLOCKED = int(Result.USER_BLOCKED)
+USER_TABLE_FULL = int(Result.USER_TABLE_FULL)
 
 PUT_LIMIT = int(CommandKind.PUT_LIMIT)
 PUT_MARKET = int(CommandKind.PUT_MARKET)
 CANCEL = int(CommandKind.CANCEL)
 REPLACE = int(CommandKind.REPLACE)
 CANCEL_ALL = int(CommandKind.CANCEL_ALL)
+MARKET_STATUS = int(CommandKind.MARKET_STATUS)
+USER_STATUS = int(CommandKind.USER_STATUS)
+CANCEL_MARKET = int(CommandKind.CANCEL_MARKET)
+
+MARKET_OPEN = int(MarketStatus.OPEN)
+MARKET_HALTED_STATUS = int(MarketStatus.HALTED)
+MARKET_DELISTED_STATUS = int(MarketStatus.DELISTED)
+USER_ACTIVE = int(UserStatus.ACTIVE)
+USER_BLOCKED_STATUS = int(UserStatus.BLOCKED)

@@ -18,6 +18,8 @@ ORDER_UPDATE = int(EventKind.ORDER_UPDATE)
 ORDER_FINISH = int(EventKind.ORDER_FINISH)
 DEAL = int(EventKind.DEAL)
 BALANCE = int(EventKind.BALANCE)
+MARKET_STATUS = int(EventKind.MARKET_STATUS)
+USER_STATUS = int(EventKind.USER_STATUS)
 LIMIT = int(OrderType.LIMIT)
 MARKET = int(OrderType.MARKET)
 
@@ -186,6 +188,44 @@ def emit_deal(
     e["kind"] = DEAL
     e["reason"] = 0
     e["side"] = taker_side
+    e["otype"] = 0
+    e["tif"] = 0
+    e["stp"] = 0
+    e["flags"] = 0
+    e["source_len"] = 0
+    _clear_source(e)
+    e["mtime_ns"] = 0
+    e["_pad"] = 0
+    return ne + 1
+
+
+@inline
+def emit_status(ev: np.ndarray, ne: int, kind: int, ts: int, m: int, acct: int, new: int, old: int):
+    """A MARKET_STATUS (``m`` the market, ``acct`` 0) or USER_STATUS (``m`` -1, the
+    user's account index in ``user`` until the ledger names the user) event."""
+    e = ev[ne]
+    e["seq"] = 0
+    e["ts_ns"] = ts
+    e["order_id"] = 0
+    e["user"] = acct
+    e["price"] = 0
+    e["amount"] = old
+    e["left"] = 0
+    e["deal_stock"] = 0
+    e["deal_money"] = 0
+    e["deal_fee"] = 0
+    e["ctime_ns"] = 0
+    e["deal_id"] = 0
+    e["maker_order"] = 0
+    e["maker_user"] = 0
+    e["maker_fee"] = 0
+    e["taker_rate"] = 0
+    e["maker_rate"] = 0
+    e["market"] = m
+    e["asset"] = 0
+    e["kind"] = kind
+    e["reason"] = new
+    e["side"] = 0
     e["otype"] = 0
     e["tif"] = 0
     e["stp"] = 0

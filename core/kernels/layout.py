@@ -32,6 +32,8 @@ them in shared memory). Kernels receive them grouped in two tuples:
     A_USERS int64[max_users]          account index -> user id
     A_CIDS int64[c, 3]                client order ids: (user, client id, order id)
                                       rows, zeros free (client_ids.py)
+    A_MSTATUS int64[markets]          each market's MarketStatus (admin.py)
+    A_USTATUS int8[max_users]         account index -> UserStatus (admin.py)
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ A_VALS = 1
 A_BALANCES = 2
 A_USERS = 3
 A_CIDS = 4
+A_MSTATUS = 5
+A_USTATUS = 6
 
 AVAILABLE = 0
 FROZEN = 1

@@ -11,7 +11,11 @@ pass over those events:
 * numbers the deals from the deal counter (a leg takes its deal's number);
 * applies every BALANCE event's change to the balances and writes the balance after
   it (``left`` available, ``deal_stock`` frozen);
-* turns account indexes into user ids (``user``, and a deal's ``maker_user``).
+* turns account indexes into user ids (``user``, and a deal's ``maker_user``; a
+  MARKET_STATUS event names no user).
+
+A MARKET_STATUS or USER_STATUS event (``admin.py``) has changed its state already:
+the ledger only numbers it.
 
 In one process the two halves run one after the other for every command; in the
 daemon the book half runs in the market's pair worker and ``settle`` in the
@@ -46,6 +50,8 @@ def settle(accounts, ev: np.ndarray, first: int, ne: int, counters: np.ndarray) 
         e = ev[i]
         e["seq"] = seq
         kind = e["kind"]
+        if kind == evw.MARKET_STATUS:
+            continue  # names no user
         if kind == evw.BALANCE:
             acct = e["user"]
             asset = e["asset"]

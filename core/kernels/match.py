@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from core.kernels import client_ids
 from core.kernels.account_side import fill_work, pre_one
+from core.kernels.admin import set_status
 from core.kernels.balance import account_of
 from core.kernels.book_side import book_one
 from core.kernels.bounds import events_bound
-from core.kernels.codes import OK, PUT_LIMIT, PUT_MARKET
+from core.kernels.codes import MARKET_STATUS, OK, PUT_LIMIT, PUT_MARKET, USER_STATUS
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import B_MPARAMS, NIL
 from core.kernels.ledger import settle
@@ -34,6 +35,10 @@ def execute_one(
     """Both halves of ``cmd`` for the account ``acct``, through the work record ``w``
     (scratch); returns (code, order_id, value, ne): for REPEAT_ORDER the order the
     client id names. The ledger has not run yet."""
+    kind = cmd["kind"]
+    if kind == MARKET_STATUS or kind == USER_STATUS:  # noqa: SIM109 -- numba
+        code, ne = set_status(accounts, counters, ev, ne, cmd, n_markets, fee_user)
+        return code, 0, 0, ne  # no book half
     mp = book[B_MPARAMS]
     code, named = pre_one(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids)
     if code != OK:
@@ -41,7 +46,7 @@ def execute_one(
     fill_work(accounts, mp, cmd, acct, w)
     w["new_id"] = counters[COUNTER_ORDER_ID] + 1
     code, oid, value, ne = book_one(book, ev, ne, w, fee_acct, scratch, mm)
-    if code == OK and (cmd["kind"] == PUT_LIMIT or cmd["kind"] == PUT_MARKET):
+    if code == OK and (kind == PUT_LIMIT or kind == PUT_MARKET):  # noqa: SIM109 -- numba
         counters[COUNTER_ORDER_ID] = oid  # the book took the new order
         client_ids.record(accounts, counters, cmd["user"], cmd["order_id"], oid)
     return code, oid, value, ne

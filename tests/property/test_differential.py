@@ -35,6 +35,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from core.engine import Engine
+from core.kernels.layout import A_MSTATUS
 from core.reference import ReferenceEngine
 from core.schema import (
     EVENT_DTYPE,
@@ -71,7 +72,6 @@ from tests.support.world import (
     TIGHT,
     USDT,
     Limits,
-    World,
     stream_config,
 )
 
@@ -154,6 +154,8 @@ def _canonical_sections(engine: object) -> tuple[np.ndarray, ...] | None:
             engine._canonical_keys(),  # type: ignore[attr-defined]
             engine._canonical_orders(),  # type: ignore[attr-defined]
             engine._canonical_client_ids(),  # type: ignore[attr-defined]
+            engine._accounts[A_MSTATUS][: len(engine.config.markets)],  # type: ignore[attr-defined]
+            engine._canonical_user_status(),  # type: ignore[attr-defined]
         )
     except AttributeError:
         return None
@@ -164,7 +166,16 @@ def _canonical_diff(fast: object, ref: object) -> list[str]:
     a, b = _canonical_sections(fast), _canonical_sections(ref)
     if a is None or b is None:
         return ["(canonical state not available)"]
-    names = ("counters", "supply", "balances", "update keys", "resting orders", "client ids")
+    names = (
+        "counters",
+        "supply",
+        "balances",
+        "update keys",
+        "resting orders",
+        "client ids",
+        "market status",
+        "user status",
+    )
     out = []
     for name, x, y in zip(names, a, b, strict=True):
         x, y = np.asarray(x), np.asarray(y)
@@ -462,6 +473,7 @@ SETUPS = st.sampled_from(
 STREAMS = st.one_of(
     streams(stream_config(), MAX_STEPS),
     streams(stream_config(), MAX_STEPS, Mix(world=BIG)),  # int64 products, fees, caps
+    streams(stream_config(), MAX_STEPS, Mix(admin=8)),  # halts, delistings, kill switches
 )
 
 
@@ -505,12 +517,17 @@ LONG_RUN_COMMANDS = int(os.environ.get("MATCHD_DIFF_COMMANDS", "5000"))
 
 
 @pytest.mark.parametrize(
-    ("limits", "world", "share"),
-    [(Limits(), SMALL, 1.0), (TIGHT, BIG, 0.3), (RISKY, SMALL, 0.3)],
-    ids=["roomy-small", "tight-big", "risky-small"],
+    ("limits", "mix", "share"),
+    [
+        (Limits(), Mix(world=SMALL), 1.0),
+        (TIGHT, Mix(world=BIG), 0.3),
+        (RISKY, Mix(world=SMALL), 0.3),
+        (Limits(), Mix(world=SMALL, admin=3), 0.3),
+    ],
+    ids=["roomy-small", "tight-big", "risky-small", "admin-small"],
 )
 def test_fixed_seed_long_run(
-    limits: Limits, world: World, share: float, capsys: pytest.CaptureFixture[str]
+    limits: Limits, mix: Mix, share: float, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # TESTING.md: every run prints its seed and commit. MATCHD_SEED and
     # MATCHD_DIFF_COMMANDS (nightly: 1,000,000) change the run.
@@ -521,7 +538,7 @@ def test_fixed_seed_long_run(
     rng = np.random.default_rng(LONG_RUN_SEED)
     harness = Harness(limits, event_capacity=64)
     harness.label = label
-    harness.run(random_stream(rng, harness.config, n, Mix(world=world)))
+    harness.run(random_stream(rng, harness.config, n, mix))
     assert harness.accepted > n // 10
     assert harness.rejected > 0
     if limits == TIGHT:  # 24 client ids fill the table
@@ -537,6 +554,9 @@ def test_fixed_seed_long_run(
             Result.TOO_MANY_OPEN_ORDERS,
         )
         assert all(harness.codes[code] > 0 for code in risk), harness.codes
+    if mix.admin:
+        status = (Result.MARKET_HALTED, Result.MARKET_DELISTED, Result.USER_BLOCKED)
+        assert all(harness.codes[code] > 0 for code in status), harness.codes
 
 
 # --------------------------------------------------------------------------- properties

@@ -75,6 +75,11 @@ def test_the_halves_agree_with_the_engine(
     run_both(Limits(), steps, rename_delay, owner)
 
 
+@given(steps=streams(stream_config(), 40, Mix(admin=8)), owner=st.sampled_from(((0, 1), (0, 0))))
+def test_the_halves_agree_on_market_operations(steps: list[Step], owner: tuple[int, ...]) -> None:
+    run_both(Limits(), steps, 3, owner)
+
+
 @given(steps=streams(stream_config(TIGHT), 40, Mix(world=BIG)))
 def test_the_halves_agree_with_tight_limits_and_big_numbers(steps: list[Step]) -> None:
     run_both(TIGHT, steps)

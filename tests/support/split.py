@@ -4,7 +4,8 @@ and pair workers"), without processes: the data flow of the daemon as a test dou
 ``SplitEngine`` keeps the accounts, counters and idempotency keys in one ``Engine``'s
 arrays (the sequencer's) and every market's book in another ``Engine`` (a pair
 worker's, which never sees a balance): one per market, or one per group of markets. A
-command runs the account half on the sequencer's balances (``account_batch``), then
+command runs the account half on the sequencer's balances (``account_batch``; a
+status change runs there whole, ``status_command``), then
 the book half in its market's worker (``book_batch``) on a WORK_DTYPE record, where a
 new order gets a provisional id; the sequencer then gives accepted orders their real
 id, names the orders in the events (``name_orders``), settles them (``settle``), and
@@ -23,6 +24,7 @@ from core.compose import compose_engine
 from core.config import EngineConfig
 from core.engine import Engine
 from core.kernels.account_side import account_batch
+from core.kernels.admin import status_command
 from core.kernels.client_ids import record_put
 from core.kernels.ledger import name_orders, settle
 from core.schema import (
@@ -41,6 +43,7 @@ from daemon.worker import run_works
 #: Provisional ids the sequencer remembers (a power of two).
 REAL_ID_WINDOW = 1 << 10
 _NEW_ORDER = (CommandKind.PUT_LIMIT, CommandKind.PUT_MARKET)
+_STATUS = (CommandKind.MARKET_STATUS, CommandKind.USER_STATUS)
 
 
 class SplitEngine:
@@ -100,6 +103,13 @@ class SplitEngine:
         codes = np.zeros(1, dtype=np.int32)
         n_markets = len(self.config.markets)
         mparams = seq_engine.kernel_state().mparams
+        if int(cmd["kind"][0]) in _STATUS:  # the sequencer's alone: no book half
+            ev = np.zeros(1, dtype=EVENT_DTYPE)
+            code, n = status_command(
+                self._accounts, self._counters, cmd, ev, n_markets, self.config.fee_user
+            )
+            seq = int(settle(self._accounts, ev, 0, n, self._counters))
+            return int(code), 0, 0, seq, ev[:n]
         account_batch(
             self._accounts, self._counters, mparams, cmd, work, codes, n_markets,
             self.config.fee_user, self.config.max_client_ids,

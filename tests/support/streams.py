@@ -22,7 +22,14 @@ import numpy as np
 from hypothesis import strategies as st
 
 from core.config import EngineConfig, Market
-from core.schema import MAX_SUPPLY_UNITS, CommandKind, StpMode, TimeInForce
+from core.schema import (
+    MAX_SUPPLY_UNITS,
+    CommandKind,
+    MarketStatus,
+    StpMode,
+    TimeInForce,
+    UserStatus,
+)
 from tests.support.steps import Batch, Command, Ref, Step, Update, funding
 from tests.support.world import (
     ASK,
@@ -107,6 +114,9 @@ class Mix:
 
     hostile: int = 1
     world: World = SMALL
+    #: Percent of commands that are market operations (MARKET_STATUS, USER_STATUS,
+    #: CANCEL_MARKET); 0 leaves the stream as it was without them.
+    admin: int = 0
 
 
 def _user(c: Chooser, mix: Mix) -> int:
@@ -185,8 +195,31 @@ def _ref(c: Chooser, mix: Mix) -> int | Ref:
     return Ref(mode, c.integer(0, 7))
 
 
+#: Market statuses as drawn: mostly OPEN, so that markets halted reopen soon.
+_MARKET_STATUSES = (MarketStatus.OPEN,) * 3 + (MarketStatus.HALTED, MarketStatus.DELISTED)
+_USER_STATUSES = (UserStatus.ACTIVE, UserStatus.ACTIVE, UserStatus.BLOCKED)
+
+
+def draw_admin(c: Chooser, mix: Mix) -> Command:
+    """A market operation: a market's or a user's status, or a market's orders
+    cancelled (now and then hostile)."""
+    kind = c.choice((CommandKind.MARKET_STATUS,) * 2 + (CommandKind.USER_STATUS,) * 2 + (
+        CommandKind.CANCEL_MARKET,
+    ))  # fmt: skip
+    if kind == CommandKind.MARKET_STATUS:
+        status = c.choice((3, -1)) if rarely(c, mix.hostile) else int(c.choice(_MARKET_STATUSES))
+        return Command(int(kind), 0, _market(c, mix), amount=status)
+    if kind == CommandKind.USER_STATUS:
+        status = c.choice((2, -1)) if rarely(c, mix.hostile) else int(c.choice(_USER_STATUSES))
+        return Command(int(kind), _user(c, mix), 0, amount=status)
+    side = c.choice((0, ASK, BID)) if not rarely(c, mix.hostile) else c.choice((3, -1))
+    return Command(int(kind), 0, _market(c, mix), side=side)
+
+
 def draw_command(c: Chooser, config: EngineConfig, mix: Mix = Mix()) -> Command:
     """One command of any kind (now and then hostile)."""
+    if mix.admin and rarely(c, mix.admin):
+        return draw_admin(c, mix)
     kind = c.choice(
         (CommandKind.PUT_LIMIT,) * 8
         + (CommandKind.CANCEL,) * 3

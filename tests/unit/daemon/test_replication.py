@@ -16,7 +16,7 @@ import zmq
 from core import commands as C
 from core.engine import Engine
 from core.errors import ConfigError
-from core.schema import Result, Side
+from core.schema import MarketStatus, Result, Side, UserStatus
 from daemon.auth import load_registry
 from daemon.replication import Replication
 from daemon.replication_config import ReplicationConfig
@@ -440,3 +440,44 @@ def test_with_two_standbys_a_sync_failover_takes_writes_within_a_second(
     assert took < 1.0
     done = b.client.put_limit(1, 0, Side.ASK, 1000, 10_000)
     assert c.durable_seq >= done.seq
+
+
+@pytest.mark.parametrize("workers", [False, True], ids=["one-process", "pair-workers"])
+def test_market_operations_reach_the_standby(nodes, workers: bool) -> None:  # type: ignore[no-untyped-def]
+    """Issue 10: a halt, a kill switch and a delisting are commands of the log: the
+    standby holds the same statuses and books, and refuses as the primary does once
+    promoted."""
+    a = nodes("a", "primary", mode="sync", workers=workers)
+    b = nodes("b", "standby", primary=a, mode="sync")
+    wait_for(lambda: a.replication.refusal() is None, what="a fresh standby")
+    fund(a)
+    trade(a, 9)  # some rest
+    ops = C.batch(
+        C.market_status(1, MarketStatus.HALTED),
+        C.user_status(2, UserStatus.BLOCKED),
+        C.cancel_all(2, 0),
+        C.market_status(0, MarketStatus.DELISTED),
+        C.cancel_market(0),
+    )
+    results, _ = results_events(a.client.wait(a.client.send_commands(ops)))
+    assert (results["code"] == Result.OK).all()
+    assert (results["seq"] > 0).all()
+    wait_for(lambda: caught_up(b, a), what="the standby to catch up")
+    same_log(a, b)
+    assert b.journal.engine.state_hash() == a.journal.engine.state_hash()
+    a.stop()
+    b.client.promote()
+    nodes("a2", "standby", primary=b, mode="sync")
+    wait_for(lambda: b.replication.refusal() is None, what="a standby of the new primary")
+    for market, code in ((0, Result.MARKET_DELISTED), (1, Result.MARKET_HALTED)):
+        with pytest.raises(ApiError) as refused:
+            b.client.put_limit(1, market, Side.BID, 1000, 9_000)
+        assert refused.value.code == code
+    reopened, _ = results_events(
+        b.client.wait(b.client.send_commands(C.batch(C.market_status(0, MarketStatus.OPEN))))
+    )
+    assert reopened["code"][0] == Result.OK
+    with pytest.raises(ApiError) as blocked:
+        b.client.put_limit(2, 0, Side.BID, 1000, 9_000)
+    assert blocked.value.code == Result.USER_BLOCKED
+    assert b.client.put_limit(1, 0, Side.BID, 1000, 9_000).order_id > 0

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 
 import daemon.sequencing
+from core import commands
 from core.config import EngineConfig
 from core.engine import Engine
-from core.schema import DONE_DTYPE, EVENT_DTYPE, CommandKind, Result, TimeInForce
+from core.schema import DONE_DTYPE, EVENT_DTYPE, CommandKind, MarketStatus, Result, TimeInForce
 from daemon.sequencing import Answer, Sequencing
 from daemon.worker import run_works
 from tests.support.split import composed_state_hash
 from tests.support.steps import Batch, Update, limit, replace_order, resolve
-from tests.support.streams import random_stream
+from tests.support.streams import Mix, random_stream
 from tests.support.world import ASK, BID, BTC, BTC_USDT, TIGHT, USDT, Limits, stream_config
 
 SEED = int(os.environ.get("MATCHD_SEED", "20251123"))
@@ -180,9 +181,15 @@ class Session:
         assert mine._canonical_keys().tobytes() == theirs._canonical_keys().tobytes()
 
 
-def run_stream(session: Session, rng: np.random.Generator, n: int, books: bool = True) -> None:
+#: Streams without market operations.
+PLAIN = Mix()
+
+
+def run_stream(
+    session: Session, rng: np.random.Generator, n: int, books: bool = True, mix: Mix = PLAIN
+) -> None:
     """A random stream of ``n`` commands through ``session``, then ``check``."""
-    steps = random_stream(rng, session.config, n)
+    steps = random_stream(rng, session.config, n, mix)
     shadow = Engine(session.config)  # arrival order, only to draw plausible order ids
     for step in steps:
         if isinstance(step, Update):
@@ -200,13 +207,15 @@ def run_stream(session: Session, rng: np.random.Generator, n: int, books: bool =
     session.check(books)
 
 
-def run_schedule(limits: Limits, seed: int, n: int, max_in_flight: int, pace: float) -> Daemon:
+def run_schedule(
+    limits: Limits, seed: int, n: int, max_in_flight: int, pace: float, mix: Mix = PLAIN
+) -> Daemon:
     """A random stream through the daemon on a random schedule (``pace``: the chance
     that a worker gets on after each command), checked against the engine."""
     config = stream_config(limits)
     rng = np.random.default_rng(seed)
     session = Session(config, Daemon(config, rng, max_in_flight, pace))
-    run_stream(session, rng, n)
+    run_stream(session, rng, n, mix=mix)
     return session.daemon
 
 
@@ -224,6 +233,16 @@ def test_any_schedule_gives_the_engine_s_results(
         # and later work met orders still under provisional ids (10 to 30 times per
         # seed; TIGHT's four-order books make it a matter of luck: 0 to 6)
         assert stats.named > 0
+
+
+@pytest.mark.parametrize("max_in_flight", [4, 64])
+def test_market_operations_take_their_place_in_any_schedule(max_in_flight: int) -> None:
+    # Halts, delistings and kill switches (3% of the commands) among pipelined work:
+    # a status change waits until nothing is out, so what follows sees it.
+    daemon = run_schedule(Limits(), SEED, 2000, max_in_flight, 0.3, Mix(admin=3))
+    stats = daemon.sequencing.stats()
+    assert stats.peak_in_flight > 1
+    assert stats.waited_for_ids > 0  # status changes really waited for work out
 
 
 def test_a_replace_refused_on_stale_funds_is_dispatched_again_alone() -> None:
@@ -267,6 +286,33 @@ def _client_id_race(fok_second: bool) -> tuple[Session, list[int]]:
     return session, tokens
 
 
+def _halt_race() -> tuple[Session, list[int]]:
+    """A put in flight, a halt of its market, a second put: the halt waits for the
+    first put to settle, and the second is refused after it."""
+    config = stream_config()
+    session = Session(config, Daemon(config, np.random.default_rng(0), 64, pace=0.0))
+    for user in (1, 2):
+        session.update(Update(user, USDT, 10**6, b"deposit", user))
+    engine = Engine(config)
+    first = session.submit(resolve([limit(1, BTC_USDT, BID, 10, 990)], engine, 1)[:1])
+    halt = session.submit(commands.market_status(BTC_USDT, MarketStatus.HALTED, ts_ns=2))
+    second = session.submit(resolve([limit(2, BTC_USDT, BID, 10, 990)], engine, 3)[:1])
+    return session, [first, halt, second]
+
+
+def test_a_status_change_waits_for_the_work_out_and_holds_back_what_follows() -> None:
+    session, (first, halt, second) = _halt_race()
+    sequencing = session.daemon.sequencing
+    assert sequencing.in_flight == 1  # the halt waits, and the second put behind it
+    assert halt not in session.daemon.answers
+    session.check()
+    answers = session.daemon.answers
+    assert answers[first].code == Result.OK
+    assert answers[halt].seq == answers[first].seq + 1
+    assert answers[second].code == Result.MARKET_HALTED
+    assert sequencing.order == [first, halt, second]
+
+
 @pytest.mark.parametrize("fok_second", [False, True], ids=["both-placed", "second-refused"])
 def test_a_new_client_id_waits_while_the_orders_in_flight_may_fill_the_table(
     fok_second: bool,
@@ -299,7 +345,8 @@ def test_a_repeated_client_id_is_answered_with_the_first_order() -> None:
 
 
 @pytest.mark.parametrize(
-    "broken", ["no user hold", "no wait for named ids", "no wait for client ids"]
+    "broken",
+    ["no user hold", "no wait for named ids", "no wait for client ids", "status not alone"],
 )
 def test_the_check_catches_a_broken_rule(monkeypatch: pytest.MonkeyPatch, broken: str) -> None:
     # Negative controls (TESTING.md): each rule matters, and the check sees it go.
@@ -311,6 +358,11 @@ def test_the_check_catches_a_broken_rule(monkeypatch: pytest.MonkeyPatch, broken
             self._busy.discard(int(w.cmd["user"][0]))
 
         monkeypatch.setattr(Sequencing, "_dispatch", no_hold)
+    elif broken == "status not alone":
+        monkeypatch.setattr(Sequencing, "_wait_alone", lambda self, w: False)
+        with pytest.raises(AssertionError):
+            _halt_race()[0].check()
+        return
     elif broken == "no wait for named ids":
         monkeypatch.setattr(daemon.sequencing, "_NAMES_ORDER", ())
     else:

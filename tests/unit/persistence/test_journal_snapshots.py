@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core import commands as C
 from core.engine import Engine
-from core.schema import Result, Side
+from core.schema import MarketStatus, Result, Side, UserStatus
 from persistence.journal import Journal, JournalConfig, journal_log_config
 from persistence.snapshot import list_snapshots
 from persistence.verify import verify
@@ -112,4 +112,32 @@ def test_client_order_ids_survive_a_restart_from_a_snapshot_and_the_log(tmp_path
             results, events = journal.submit(cmd)
             assert (results["code"][0], results["order_id"][0]) == (Result.REPEAT_ORDER, placed)
             assert len(events) == 0
+        assert journal.engine.check_invariants() == []
+
+
+def test_market_and_user_status_survive_a_restart_from_a_snapshot_and_the_log(
+    tmp_path: Path,
+) -> None:
+    # Market operations are journaled (issue 10): a halt before the snapshot, a block
+    # and a delisting after it; the restarted engine refuses as the first did.
+    bid = C.put_limit(1, 0, Side.BID, 1000, 10_000)
+    with Journal.open(engine_config(), jconfig(tmp_path)) as journal:
+        journal.balance_update(1, 2, b"deposit", 1, 10**16, 1, b"{}")  # USDT
+        journal.balance_update(1, 0, b"deposit", 2, 10**16, 1, b"{}")  # BTC, ETH_BTC's money
+        assert journal.submit(C.put_limit(1, 1, Side.BID, 100, 10))[0]["code"][0] == Result.OK
+        assert journal.submit(C.market_status(0, MarketStatus.HALTED))[0]["seq"][0] > 0
+        assert journal.snapshot()
+        assert journal.poll_snapshot(timeout_s=30) is not None
+        assert journal.submit(C.user_status(1, UserStatus.BLOCKED))[0]["seq"][0] > 0
+        assert journal.submit(C.market_status(1, MarketStatus.DELISTED))[0]["seq"][0] > 0
+        assert journal.submit(C.cancel_market(1))[0]["value"][0] == 1
+        want = journal.engine.state_hash()
+    with Journal.open(engine_config(), jconfig(tmp_path)) as journal:
+        assert journal.recovery is not None
+        assert journal.recovery.replay.records == 3
+        assert journal.engine.state_hash() == want
+        assert journal.submit(bid)[0]["code"][0] == Result.MARKET_HALTED
+        assert journal.engine.market_status(1) == MarketStatus.DELISTED
+        assert journal.engine.user_status(1) == UserStatus.BLOCKED
+        assert journal.engine.pending(1, 1, 0, 10)[0] == 0
         assert journal.engine.check_invariants() == []
