@@ -207,8 +207,12 @@ class Exchange:
         return success(self.codec.depth(m, asks, bids))
 
     def market_list(self) -> Reply:
-        """market.list."""
-        return success(self.codec.market_list())
+        """market.list, each market with its ``status`` (matchd's key, as the HTTP
+        gateway's: docs/compat.md)."""
+        markets = self.codec.market_list()
+        for m, row in zip(self.config.markets, markets, strict=True):
+            row["status"] = self.engine.market_status(m.index).name.lower()
+        return success(markets)
 
     def market_summary(self, *markets: object) -> Reply:
         """market.summary: counts and summed ``left`` of both sides."""

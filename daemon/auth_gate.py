@@ -45,9 +45,14 @@ REFUSAL_LOG_INTERVAL_S: Final = 10.0
 _NS_PER_S: Final = 1_000_000_000
 _FIRST_ORDER_KIND: Final = int(CommandKind.PUT_LIMIT)
 _LAST_ORDER_KIND: Final = int(CommandKind.CANCEL_ALL)
-#: Whether a command kind (an int8, so -128..127 index it) is an order command.
+#: Whether a command kind (an int8, so -128..127 index it) is an order command: the
+#: only kinds a trade key may send. The market operations (MARKET_STATUS,
+#: USER_STATUS, CANCEL_MARKET) need an admin key, as their calls do.
 _ORDER_KIND: Final = np.zeros(256, dtype=np.bool_)
 _ORDER_KIND[_FIRST_ORDER_KIND : _LAST_ORDER_KIND + 1] = True
+_ADMIN_KINDS: Final = frozenset(
+    (CommandKind.MARKET_STATUS, CommandKind.USER_STATUS, CommandKind.CANCEL_MARKET)
+)
 
 
 # --------------------------------------------------------------------------- token bucket
@@ -127,6 +132,7 @@ CALL_ACCESS: Final[dict[type[wire.Call], Access]] = {
     wire.AssetSummaryCall: Access.PUBLIC,
     wire.ServerStatus: Access.PUBLIC,
     wire.BalanceUpdate: Access.ADMIN,
+    **dict.fromkeys(wire.ADMIN_CALLS, Access.ADMIN),  # market and user status
     wire.ServerSnapshot: Access.ADMIN,
     wire.ServerPromote: Access.ADMIN,
 }
@@ -281,6 +287,9 @@ def _check_commands(state: _KeyState, commands: np.ndarray) -> str | None:
 def _why_not(commands: np.ndarray, i: int) -> str:
     """The message for command ``i``, which a trade key may not send."""
     kind = int(commands["kind"][i])
+    if kind in _ADMIN_KINDS:
+        name = CommandKind(kind).name
+        return f"may not send command kind {kind} (command {i}, {name}): it needs an admin key"
     if not _FIRST_ORDER_KIND <= kind <= _LAST_ORDER_KIND:
         return f"may not send command kind {kind} (command {i})"
     user = int(commands["user"][i])

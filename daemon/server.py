@@ -654,7 +654,11 @@ class Server:
         return wire.Depth(asks, bids)
 
     def _markets(self, call: wire.MarketList) -> list[wire.MarketInfo]:
-        return [wire.MarketInfo.from_market(m) for m in self.journal.engine.config.markets]
+        engine = self.journal.engine  # it checks puts against each market's status
+        return [
+            wire.MarketInfo.from_market(m, engine.market_status(m.index))
+            for m in engine.config.markets
+        ]
 
     def _assets(self, call: wire.AssetList) -> list[wire.AssetInfo]:
         return [wire.AssetInfo.from_asset(a) for a in self.journal.engine.config.assets]

@@ -1,6 +1,9 @@
 """ViaBTC's 23 JSON-RPC methods (and matchd's order.replace and order.cancel_all) over
 matchd's backends: the engine (ZeroMQ calls), the feed (market.*) and the MySQL
-history (readhistory's methods). The HTTP and WebSocket gateways share it.
+history (readhistory's methods). The HTTP and WebSocket gateways share it. The HTTP
+gateway also serves matchd's market operations (``ADMIN_METHODS``: halt, resume and
+delist a market, block and unblock a user; docs/gateways.md), compositions of the
+engine's admin calls (``ipc.market_ops``).
 
 ``ViabtcMethods.call(method, params)`` checks the parameters as ViaBTC does
 (``core.viabtc_codec``, ``persistence.history_queries``; the feed checks its own),
@@ -17,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 import numpy as np
@@ -35,7 +38,9 @@ from daemon.gateway_links import (
     FeedLink,
 )
 from daemon.gateway_primary import PrimaryLink
+from ipc import market_ops as ops
 from ipc import wire
+from ipc.client_common import ApiError
 from persistence.history_pool import HistoryError
 from persistence.history_queries import HistoryReader
 
@@ -82,6 +87,7 @@ class _FeedReply(msgspec.Struct):
 _decode_feed = msgspec.json.Decoder(_FeedReply)
 
 _Handler = Callable[["ViabtcMethods", list[Any]], Awaitable[Answer]]
+_T = TypeVar("_T")
 
 #: Each method's parameter count: exact (an int) or (least, most); None ignores them.
 _ARITY: Final[dict[str, int | tuple[int, int] | None]] = {
@@ -110,9 +116,21 @@ _ARITY: Final[dict[str, int | tuple[int, int] | None]] = {
     "market.user_deals": 4,
     "market.list": None,
     "market.summary": (0, 1 << 16),
+    # matchd's market operations (ADMIN_METHODS)
+    "market.halt": 1,
+    "market.resume": 1,
+    "market.delist": 1,
+    "user.block": 1,
+    "user.unblock": 1,
 }
+#: matchd's market operations: each changes what a whole market or a user may do
+#: (docs/gateways.md, "Market operations"). Only the HTTP gateway serves them; the
+#: engine takes them from an admin key only.
+ADMIN_METHODS: Final = frozenset(
+    ("market.halt", "market.resume", "market.delist", "user.block", "user.unblock")
+)
 #: ViaBTC's methods (the 23 of accesshttp) and matchd's two additions.
-METHODS: Final = frozenset(_ARITY)
+METHODS: Final = frozenset(_ARITY) - ADMIN_METHODS
 FEED_METHODS: Final = frozenset(
     ("market.last", "market.deals", "market.kline", "market.status", "market.status_today")
 )
@@ -197,6 +215,8 @@ class ViabtcMethods:
         )
         markets = replies[0].result_as(wire.MarketList)
         assets = replies[1].result_as(wire.AssetList)
+        # A market's status is the engine's to change: the config sets the rest.
+        markets = [msgspec.structs.replace(m, status="open") for m in markets]
         ours_m = [wire.MarketInfo.from_market(m) for m in self.config.markets]
         ours_a = [wire.AssetInfo.from_asset(a) for a in self.config.assets]
         if markets != ours_m:
@@ -211,7 +231,7 @@ class ViabtcMethods:
         Raises ``BackendDown`` or ``BackendTimeout`` when a backend cannot answer
         (``BackendBusy`` is answered as code 3).
         """
-        if method not in METHODS:
+        if method not in _ARITY:
             return NOT_FOUND
         bad = arity_error(method, len(params))
         if bad is not None:
@@ -359,7 +379,19 @@ class ViabtcMethods:
         )
 
     async def market_list(self, params: list[Any]) -> Answer:
-        return Answer(None, self.codec.market_list())
+        """ViaBTC's market.list, from the config, with each market's ``status`` from
+        the engine ("open", "halted", "delisted"); an engine that cannot answer
+        leaves ``status`` out, so the list stays available (docs/compat.md)."""
+        markets = self.codec.market_list()
+        call = wire.MarketList()
+        try:
+            reply = await self._engine(call)
+        except BackendError:
+            return Answer(None, markets)
+        if not reply.ok:
+            return Answer(None, markets)
+        status = {m.name: m.status for m in reply.result_as(call)}
+        return Answer(None, [{**m, "status": status.get(m["name"], "open")} for m in markets])
 
     async def market_summary(self, params: list[Any]) -> Answer:
         chosen = [self.codec.market(n) for n in params] or list(self.config.markets)
@@ -421,6 +453,55 @@ class ViabtcMethods:
         depth: wire.Depth = reply.result_as(call)
         return Answer(None, self.codec.depth(m, list(depth.asks), list(depth.bids)))
 
+    # ------------------------------------------------------------ market operations
+
+    async def market_operation(self, method: str, params: list[Any]) -> Answer:
+        """market.halt, market.resume, market.delist ``[market]``: ``{"status":
+        "success"}``, and for delist ``"cancelled"``, the number of orders cancelled."""
+        m = self.codec.market(params[0])
+        if method == "market.delist":
+            return await self._operate(method, ops.delist(m.index), "cancelled")
+        status = "halted" if method == "market.halt" else "open"
+        return await self._operate(method, ops.set_market_status(m.index, status))
+
+    async def user_operation(self, method: str, params: list[Any]) -> Answer:
+        """user.block (the kill switch: also cancels the user's orders in every
+        market; ``"cancelled"`` counts them) and user.unblock ``[user_id]``."""
+        user = self.codec.user(params[0])
+        if method == "user.block":
+            return await self._operate(method, ops.block(user), "cancelled")
+        return await self._operate(method, ops.set_user_status(user, "active"))
+
+    async def _operate(
+        self, method: str, operation: ops.Operation[_T], count: str | None = None
+    ) -> Answer:
+        """Run ``operation`` (each round of its calls in one frame); a refused step
+        ends it with the engine's error (what ran before stays done: running the
+        method again finishes it)."""
+        try:
+            result = await ops.arun(operation, self._engine_calls)
+        except ApiError as exc:
+            return _engine_error(method, wire.Reply(exc.code, exc.message))
+        if count is None:
+            return Answer(None, {"status": "success"})
+        return Answer(None, {"status": "success", count: result})
+
+    async def _engine_calls(self, calls: list[wire.Call]) -> list[wire.Reply]:
+        """The replies to ``calls``, asked in order. The first is queued at once, in
+        this task's step, so that it reaches the engine in its place among the
+        requests of a batch (``market.halt`` then ``order.put_limit``: the put is
+        refused); the others as tasks, in the next loop turn, together."""
+        later = asyncio.gather(*(self._engine(c) for c in calls[1:]))
+        try:
+            first = await self._engine(calls[0])
+        except BaseException:
+            later.cancel()
+            await asyncio.wait([later])
+            if not later.cancelled():
+                later.exception()  # retrieved: asyncio does not log it
+            raise
+        return [first, *await later]
+
     # ------------------------------------------------------------ history methods
 
     async def balance_history(self, params: list[Any]) -> Answer:
@@ -466,6 +547,15 @@ def _order(method: str) -> _Handler:
     return handler
 
 
+def _operation(method: str) -> _Handler:
+    async def handler(self: ViabtcMethods, params: list[Any]) -> Answer:
+        if method.startswith("market."):
+            return await self.market_operation(method, params)
+        return await self.user_operation(method, params)
+
+    return handler
+
+
 _HANDLERS: Final[dict[str, _Handler]] = {
     "balance.query": ViabtcMethods.balance_query,
     "balance.update": ViabtcMethods.balance_update,
@@ -483,10 +573,12 @@ _HANDLERS: Final[dict[str, _Handler]] = {
     "market.user_deals": ViabtcMethods.market_user_deals,
     "market.list": ViabtcMethods.market_list,
     "market.summary": ViabtcMethods.market_summary,
+    **{method: _operation(method) for method in ADMIN_METHODS},
 }
 
 
 __all__ = [
+    "ADMIN_METHODS",
     "FEED_METHODS",
     "METHODS",
     "NOT_FOUND",

@@ -1,7 +1,7 @@
 """The Python client SDK of the ZeroMQ order entry (docs/protocol.md, "Client SDK").
 
 ``Client`` is the blocking client; ``ipc.client_async.AsyncClient`` has the same API
-on asyncio. Both speak wire version 2 over one DEALER socket:
+on asyncio. Both speak wire version 3 over one DEALER socket:
 
 - ``submit(commands)`` sends a numpy batch of ``COMMAND_DTYPE`` records as one
   COMMANDS frame and returns ``(results, events)``; ``call(*calls)`` sends msgpack
@@ -30,12 +30,14 @@ from __future__ import annotations
 import math
 import time
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import zmq
 
 from core.errors import ClosedError
+from core.schema import MarketStatus, UserStatus
+from ipc import market_ops as ops
 from ipc.client_async import AsyncClient
 from ipc.client_common import (
     DEFAULT_ENDPOINT,
@@ -67,6 +69,7 @@ from ipc.wire import (
     CancelAll,
     CommandDone,
     Depth,
+    MarketCancelOrders,
     MarketInfo,
     MarketList,
     Order,
@@ -87,6 +90,8 @@ from ipc.wire import (
     Status,
     WireLimits,
 )
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -298,6 +303,47 @@ class Client:
     def promote(self) -> Promoted:
         """Make this standby the primary of a new epoch (admin)."""
         return cast(Promoted, self._one(ServerPromote()))
+
+    # ---------------------------------------------------------------- market operations
+
+    def set_market_status(self, market: int, status: MarketStatus | int | str) -> CommandDone:
+        """Set ``market``'s status (admin): "open", "halted" or "delisted" (or a
+        ``MarketStatus``); ``seq`` is 0 if it already was."""
+        return self._run(ops.set_market_status(market, status))
+
+    def set_user_status(self, user: int, status: UserStatus | int | str) -> CommandDone:
+        """Set ``user``'s status (admin): "active" or "blocked" (or a ``UserStatus``)."""
+        return self._run(ops.set_user_status(user, status))
+
+    def cancel_market_orders(self, market: int, side: int = 0) -> CommandDone:
+        """Cancel resting orders of every user in ``market`` (admin; side 0 both, 1
+        asks, 2 bids): at most the engine's ``max_matches``, ``.value`` of them."""
+        return cast(CommandDone, self._one(MarketCancelOrders(market, side)))
+
+    def halt_market(self, market: int) -> CommandDone:
+        """Make ``market`` cancel-only (admin); its resting orders stay."""
+        return self.set_market_status(market, MarketStatus.HALTED)
+
+    def resume_market(self, market: int) -> CommandDone:
+        """Open a halted (or delisted) market again (admin)."""
+        return self.set_market_status(market, MarketStatus.OPEN)
+
+    def delist_market(self, market: int) -> int:
+        """Delist ``market`` and cancel all its resting orders (admin; many commands,
+        see ``ipc.market_ops``: run it again after a failure); the number cancelled."""
+        return self._run(ops.delist(market))
+
+    def block_user(self, user: int) -> int:
+        """The kill switch (admin): block ``user`` and cancel the user's orders in
+        every market (run it again after a failure); the number cancelled."""
+        return self._run(ops.block(user, self._requests.limits.max_calls))
+
+    def unblock_user(self, user: int) -> CommandDone:
+        """Let a blocked user trade again (admin)."""
+        return self.set_user_status(user, UserStatus.ACTIVE)
+
+    def _run(self, operation: ops.Operation[T]) -> T:
+        return ops.run(operation, lambda calls: self.call(*calls))
 
     # ---------------------------------------------------------------- lifetime
 

@@ -13,13 +13,15 @@ import asyncio
 import contextlib
 import math
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import zmq
 import zmq.asyncio
 
 from core.errors import BrokenError, ClosedError, MatchdError
+from core.schema import MarketStatus, UserStatus
+from ipc import market_ops as ops
 from ipc.client_common import (
     DEFAULT_ENDPOINT,
     DEFAULT_LIMITS,
@@ -47,6 +49,7 @@ from ipc.wire import (
     CancelAll,
     CommandDone,
     Depth,
+    MarketCancelOrders,
     MarketInfo,
     MarketList,
     Order,
@@ -67,6 +70,8 @@ from ipc.wire import (
     Status,
     WireLimits,
 )
+
+T = TypeVar("T")
 
 __all__ = ["AsyncClient"]
 
@@ -249,6 +254,50 @@ class AsyncClient:
     async def promote(self) -> Promoted:
         """Make this standby the primary of a new epoch (admin)."""
         return cast(Promoted, await self._one(ServerPromote()))
+
+    # ---------------------------------------------------------------- market operations
+
+    async def set_market_status(self, market: int, status: MarketStatus | int | str) -> CommandDone:
+        """Set ``market``'s status (admin): "open", "halted" or "delisted" (or a
+        ``MarketStatus``); ``seq`` is 0 if it already was."""
+        return await self._run(ops.set_market_status(market, status))
+
+    async def set_user_status(self, user: int, status: UserStatus | int | str) -> CommandDone:
+        """Set ``user``'s status (admin): "active" or "blocked" (or a ``UserStatus``)."""
+        return await self._run(ops.set_user_status(user, status))
+
+    async def cancel_market_orders(self, market: int, side: int = 0) -> CommandDone:
+        """Cancel resting orders of every user in ``market`` (admin; side 0 both, 1
+        asks, 2 bids): at most the engine's ``max_matches``, ``.value`` of them."""
+        return cast(CommandDone, await self._one(MarketCancelOrders(market, side)))
+
+    async def halt_market(self, market: int) -> CommandDone:
+        """Make ``market`` cancel-only (admin); its resting orders stay."""
+        return await self.set_market_status(market, MarketStatus.HALTED)
+
+    async def resume_market(self, market: int) -> CommandDone:
+        """Open a halted (or delisted) market again (admin)."""
+        return await self.set_market_status(market, MarketStatus.OPEN)
+
+    async def delist_market(self, market: int) -> int:
+        """Delist ``market`` and cancel all its resting orders (admin; many commands,
+        see ``ipc.market_ops``: run it again after a failure); the number cancelled."""
+        return await self._run(ops.delist(market))
+
+    async def block_user(self, user: int) -> int:
+        """The kill switch (admin): block ``user`` and cancel the user's orders in
+        every market (run it again after a failure); the number cancelled."""
+        return await self._run(ops.block(user, self._requests.limits.max_calls))
+
+    async def unblock_user(self, user: int) -> CommandDone:
+        """Let a blocked user trade again (admin)."""
+        return await self.set_user_status(user, UserStatus.ACTIVE)
+
+    async def _run(self, operation: ops.Operation[T]) -> T:
+        return await ops.arun(operation, self._call_list)
+
+    async def _call_list(self, calls: list[Call]) -> list[Reply]:
+        return await self.call(*calls)
 
     # ---------------------------------------------------------------- lifetime
 

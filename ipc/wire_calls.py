@@ -4,7 +4,7 @@ the result Structs that replies carry."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal, cast
 
 import msgspec
 import numpy as np
@@ -21,7 +21,9 @@ from core.schema import (
     VIABTC_CODES,
     CommandKind,
     EventKind,
+    MarketStatus,
     Result,
+    UserStatus,
     viabtc_code,
 )
 from core.viabtc import MAX_QUERY_LIMIT
@@ -42,6 +44,8 @@ ClientId = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 Offset = Annotated[int, msgspec.Meta(ge=0, le=2**31)]
 Limit = Annotated[int, msgspec.Meta(ge=0, le=MAX_QUERY_LIMIT)]
 Side12 = Annotated[int, msgspec.Meta(ge=1, le=2)]
+#: A side or both: 0 both, 1 asks, 2 bids.
+Side012 = Annotated[int, msgspec.Meta(ge=0, le=2)]
 Business = Annotated[str, msgspec.Meta(max_length=255)]
 _DETAIL_DEPTH = 16
 
@@ -51,8 +55,10 @@ class Call(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="o
 
 
 class OrderCall(Call, frozen=True):
-    """An order command; its fields are the COMMAND_DTYPE fields of the same name
-    (a put's ``client_id`` travels in ``order_id``)."""
+    """A journaled engine command: ``record()`` is its COMMAND_DTYPE record, which the
+    server runs as it runs a binary record. An order call's fields are the record's
+    fields of the same name (a put's ``client_id`` travels in ``order_id``); an
+    ``AdminCall``'s are named in its docstring."""
 
     def record(self) -> np.ndarray:
         """The one-element COMMAND_DTYPE array of this call (``ts_ns`` 0)."""
@@ -141,6 +147,91 @@ class CancelAll(OrderCall, frozen=True, tag="order.cancel_all"):
 
     def record(self) -> np.ndarray:
         return build.cancel_all(self.user, self.market, self.side)
+
+
+# --------------------------------------------------------------------------- admin calls
+
+#: The wire's names of the market statuses (``core.schema.MarketStatus``) and the
+#: user statuses (``UserStatus``), and back.
+MARKET_STATUS_NAMES: Final = {
+    MarketStatus.OPEN: "open",
+    MarketStatus.HALTED: "halted",
+    MarketStatus.DELISTED: "delisted",
+}
+USER_STATUS_NAMES: Final = {UserStatus.ACTIVE: "active", UserStatus.BLOCKED: "blocked"}
+MARKET_STATUSES: Final = {name: status for status, name in MARKET_STATUS_NAMES.items()}
+USER_STATUSES: Final = {name: status for status, name in USER_STATUS_NAMES.items()}
+MarketStatusName = Literal["open", "halted", "delisted"]
+UserStatusName = Literal["active", "blocked"]
+
+
+def market_status_name(status: MarketStatus | int | str) -> MarketStatusName:
+    """The wire's name of a market status given as a ``MarketStatus`` or its name;
+    ``ValueError`` for anything else."""
+    if isinstance(status, str):
+        if status in MARKET_STATUSES:
+            return cast(MarketStatusName, status)
+    elif not isinstance(status, bool) and status in MARKET_STATUS_NAMES:
+        return cast(MarketStatusName, MARKET_STATUS_NAMES[MarketStatus(status)])
+    names = ", ".join(MARKET_STATUSES)
+    raise ValueError(f"market status {status!r} is none of {names}")
+
+
+def user_status_name(status: UserStatus | int | str) -> UserStatusName:
+    """As ``market_status_name``, for a user status."""
+    if isinstance(status, str):
+        if status in USER_STATUSES:
+            return cast(UserStatusName, status)
+    elif not isinstance(status, bool) and status in USER_STATUS_NAMES:
+        return cast(UserStatusName, USER_STATUS_NAMES[UserStatus(status)])
+    raise ValueError(f"user status {status!r} is none of {', '.join(USER_STATUSES)}")
+
+
+class AdminCall(OrderCall, frozen=True):
+    """A market operation: a journaled command that only an admin key may send
+    (docs/protocol.md, "Market operations"). Each is one command; halting, delisting
+    and the kill switch are compositions of them (``ipc.market_ops``)."""
+
+
+class MarketSetStatus(AdminCall, frozen=True, tag="market.set_status"):
+    """Set a market's status (MARKET_STATUS; ``status`` goes in ``amount``): "open",
+    "halted" (cancel-only) or "delisted" (cancel-only; its orders are to be
+    cancelled). Already so: OK with seq 0, nothing changes."""
+
+    market: I16
+    status: MarketStatusName
+
+    def __post_init__(self) -> None:
+        market_status_name(self.status)  # a value built in Python is checked too
+
+    def record(self) -> np.ndarray:
+        return build.market_status(self.market, MARKET_STATUSES[self.status])
+
+
+class UserSetStatus(AdminCall, frozen=True, tag="user.set_status"):
+    """Set a user's status (USER_STATUS; ``status`` goes in ``amount``): "active" or
+    "blocked" (puts and replaces are refused USER_BLOCKED; cancels go on)."""
+
+    user: UserId
+    status: UserStatusName
+
+    def __post_init__(self) -> None:
+        user_status_name(self.status)
+
+    def record(self) -> np.ndarray:
+        return build.user_status(self.user, USER_STATUSES[self.status])
+
+
+class MarketCancelOrders(AdminCall, frozen=True, tag="market.cancel_orders"):
+    """Cancel resting orders of every user in a market (CANCEL_MARKET): at most
+    ``engine.max_matches`` per call, best price first, asks before bids; ``side`` 0
+    both, 1 asks, 2 bids. The result's ``value`` counts them: repeat until it is 0."""
+
+    market: I16
+    side: Side012 = 0
+
+    def record(self) -> np.ndarray:
+        return build.cancel_market(self.market, self.side)
 
 
 def _check_json(value: Any, depth: int = 0) -> None:
@@ -235,10 +326,12 @@ class ServerPromote(Call, frozen=True, tag="server.promote"):
 
 
 ORDER_CALLS: Final = (PutLimit, PutMarket, Cancel, Replace, CancelAll)
+ADMIN_CALLS: Final = (MarketSetStatus, UserSetStatus, MarketCancelOrders)
 AnyCall = (
     PutLimit | PutMarket | Cancel | Replace | CancelAll | BalanceUpdate | BalanceQuery
     | OrderDetail | OrderPending | OrderBook | OrderDepth | MarketList | MarketSummaryCall
     | AssetList | AssetSummaryCall | ServerStatus | ServerSnapshot | ServerPromote
+    | MarketSetStatus | UserSetStatus | MarketCancelOrders
 )  # fmt: skip
 
 # --------------------------------------------------------------------------- results
@@ -281,11 +374,14 @@ class Order(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class CommandDone(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The outcome of an order call or a balance.update that the engine accepted.
+    """The outcome of an order call, an admin call or a balance.update that the
+    engine accepted.
 
-    ``order`` is the order as JSON-RPC returns it (None for cancel_all and
-    balance.update; ``value`` is cancel_all's count); ``events`` holds the command's
-    EVENT_DTYPE records when the CALLS frame had the EVENTS flag.
+    ``order`` is the order as JSON-RPC returns it (None for cancel_all,
+    balance.update and the admin calls); ``value`` is the count of cancel_all and
+    market.cancel_orders; ``seq`` is 0 for a status call that changed nothing (the
+    status was already so); ``events`` holds the command's EVENT_DTYPE records when
+    the CALLS frame had the EVENTS flag.
     """
 
     seq: int
@@ -324,12 +420,15 @@ class MarketInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     min_amount: int  #: lots
     max_amount: int  #: lots
     max_price: int  #: ticks
+    #: "open", "halted" or "delisted" (``MARKET_STATUS_NAMES``; wire version 3).
+    status: str = "open"
 
     @classmethod
-    def from_market(cls, m: Market) -> MarketInfo:
+    def from_market(cls, m: Market, status: MarketStatus | int = MarketStatus.OPEN) -> MarketInfo:
+        """The market ``m`` of a config, in the status given (the engine's)."""
         return cls(
             m.index, m.name, m.stock.index, m.money.index, m.stock_prec, m.money_prec,
-            m.fee_prec, m.min_amount, m.max_amount, m.max_price,
+            m.fee_prec, m.min_amount, m.max_amount, m.max_price, market_status_name(status),
         )  # fmt: skip
 
 
@@ -395,6 +494,7 @@ class SnapshotDone(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 #: The type of a successful reply's ``result`` for each call.
 RESULT_TYPES: Final[dict[type[Call], Any]] = {
     **dict.fromkeys(ORDER_CALLS, CommandDone),
+    **dict.fromkeys(ADMIN_CALLS, CommandDone),
     BalanceUpdate: CommandDone,
     BalanceQuery: list[Balance],
     OrderDetail: Order | None,
@@ -498,6 +598,9 @@ METHODS: Final = {
     CommandKind.CANCEL: "order.cancel",
     CommandKind.REPLACE: "order.replace",
     CommandKind.CANCEL_ALL: "order.cancel_all",
+    CommandKind.MARKET_STATUS: "market.set_status",
+    CommandKind.USER_STATUS: "user.set_status",
+    CommandKind.CANCEL_MARKET: "market.cancel_orders",
 }
 _KIND_OF: Final = {method: kind for kind, method in METHODS.items()}
 

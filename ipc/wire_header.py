@@ -20,9 +20,10 @@ from core.schema import (
 
 # --------------------------------------------------------------------------- header
 
-#: 2: order puts carry ``client_id``, replies ``order_id`` (docs/protocol.md, "Changes in
-#: version 2").
-WIRE_VERSION: Final = 2
+#: 3: the admin calls market.set_status, user.set_status, market.cancel_orders and
+#: MarketInfo's ``status`` (docs/protocol.md, "Changes in version 3"); 2: order puts
+#: carry ``client_id``, replies ``order_id`` ("Changes in version 2").
+WIRE_VERSION: Final = 3
 MAGIC: Final = b"MDWP"
 #: magic, version, kind, flags, count, record_length, reserved, request_id,
 #: payload_length, event_count.

@@ -16,7 +16,7 @@ integer units (``tools.matchctl_live``). MARKET is an index or a name:
 
 * ``matchctl status``: every field of the daemon's Status reply (sequence, last
   order and deal ids, wire and schema versions, and whatever else it reports);
-* ``matchctl markets``: the daemon's markets (indexes, precisions, limits);
+* ``matchctl markets``: the daemon's markets (indexes, precisions, limits, status);
 * ``matchctl balance USER`` (or ``balances``): the user's balances, in units;
 * ``matchctl book MARKET SIDE [--offset N] [--limit N]`` (SIDE 1/sell or 2/buy) and
   ``matchctl depth MARKET [--limit N]``;
@@ -31,6 +31,13 @@ integer units (``tools.matchctl_live``). MARKET is an index or a name:
   (exit 1) with ``repeat order ...: order N``, the order placed the first time;
 * ``matchctl cancel USER MARKET ORDER_ID``; ``matchctl cancel-all USER MARKET
   [--side buy|sell]`` (``value`` counts the orders cancelled);
+* ``matchctl market halt|resume|delist MARKET``: make a market cancel-only, open it
+  again, or delist it and cancel all its orders (admin; docs/operations.md); prints
+  ``{"market", "status", "seq"}`` (seq 0: it already was) or, for delist,
+  ``{"market", "status", "cancelled"}``; ``matchctl markets`` shows each ``status``;
+* ``matchctl user block|unblock USER``: the kill switch (block the user and cancel
+  the user's orders in every market; prints ``{"user", "status", "cancelled"}``) and
+  its undoing (admin);
 * ``matchctl snapshot [now]``: take a snapshot now; prints its sequence and state hash;
 * ``matchctl promote``: make a standby the primary of a new epoch (docs/operations.md);
   prints the epoch and the sequence its log ended at;

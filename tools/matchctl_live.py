@@ -86,7 +86,12 @@ CLIENT_COMMANDS: Final = {
     "place": "place a limit or market order (decimal amount and price)",
     "cancel": "cancel one order",
     "cancel-all": "cancel a user's orders on a market (one side or both)",
+    "market": "halt, resume or delist a market (admin; docs/operations.md)",
+    "user": "block a user (the kill switch: cancels the user's orders) or unblock (admin)",
 }
+#: The actions of ``market`` and ``user``.
+MARKET_ACTIONS: Final = ("halt", "resume", "delist")
+USER_ACTIONS: Final = ("block", "unblock")
 
 
 class UsageError(Exception):
@@ -184,9 +189,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         parsers[name] = p = commands.add_parser(name, help=text, description=text, aliases=aliases)
         p.set_defaults(command=name)
         add_client_options(p)
-        if name in ("balance", "orders", "place", "cancel", "cancel-all"):
+        if name in ("market", "user"):
+            actions = MARKET_ACTIONS if name == "market" else USER_ACTIONS
+            p.add_argument("action", choices=actions, metavar="|".join(actions))
+        if name in ("balance", "orders", "place", "cancel", "cancel-all", "user"):
             p.add_argument("user", type=user, metavar="USER", help="user id")
-        if name not in ("status", "snapshot", "promote", "balance"):
+        if name not in ("status", "snapshot", "promote", "balance", "user"):
             p.add_argument("market", type=market_ref, metavar="MARKET", help="index or name")
         if name in ("order", "cancel"):
             p.add_argument("order_id", type=order_id, metavar="ORDER_ID")
@@ -341,6 +349,31 @@ def _cancel_all(client: Client, args: argparse.Namespace) -> object:
     return client.cancel_all(args.user, _index(client, args.market), side)
 
 
+def _market_action(client: Client, args: argparse.Namespace) -> object:
+    """halt, resume (one command each; ``seq`` 0: it already was so) or delist (the
+    status, then the market's orders cancelled; run it again after a failure)."""
+    market = market_info(client, args.market)
+    if args.action == "delist":
+        cancelled = client.delist_market(market.index)
+        return {"market": market.name, "status": "delisted", "cancelled": cancelled}
+    if args.action == "halt":
+        done = client.halt_market(market.index)
+    else:
+        done = client.resume_market(market.index)
+    status = "halted" if args.action == "halt" else "open"
+    return {"market": market.name, "status": status, "seq": done.seq}
+
+
+def _user_action(client: Client, args: argparse.Namespace) -> object:
+    """block (the kill switch: the status, then the user's orders cancelled in every
+    market) or unblock."""
+    if args.action == "block":
+        cancelled = client.block_user(args.user)
+        return {"user": args.user, "status": "blocked", "cancelled": cancelled}
+    done = client.unblock_user(args.user)
+    return {"user": args.user, "status": "active", "seq": done.seq}
+
+
 # --------------------------------------------------------------------------- place
 
 
@@ -429,6 +462,8 @@ _HANDLERS: Final[dict[str, Callable[[Client, argparse.Namespace], object]]] = {
     "place": _place,
     "cancel": _cancel,
     "cancel-all": _cancel_all,
+    "market": _market_action,
+    "user": _user_action,
 }
 
 

@@ -1,0 +1,397 @@
+"""Halting, delisting and the kill switch against a running server over real ZeroMQ
+sockets, through the SDK (sync and asyncio) and ``matchctl``: what each status
+refuses and takes, the compositions' rounds of cancels (``max_matches`` is 2 here),
+and that a half-done operation survives a restart and is finished by running it
+again (docs/operations.md, "Halting, delisting and the kill switch")."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import commands as C
+from core.config import EngineConfig
+from core.schema import (
+    EVENT_DTYPE,
+    MAX_USER_ID,
+    CommandKind,
+    EventKind,
+    MarketStatus,
+    Result,
+    Side,
+    UserStatus,
+)
+from daemon.pipeline import Pipeline, plan_workers
+from daemon.server import Server, ServerConfig
+from daemon.server_pipeline import PipelinedServer
+from ipc import wire
+from ipc.client import ApiError, AsyncClient, Client
+from persistence.journal import Journal, JournalConfig, journal_log_config
+from tests.support.scenario import make_config
+from tools import matchctl
+
+pytestmark = pytest.mark.integration
+
+TS = 1_700_000_000_000_000_000
+BTC, ETH, USDT = 0, 1, 2
+BTC_USDT, ETH_BTC = 0, 1
+FEE, ALICE, BOB = 0, 1, 2
+#: The first engine call may compile kernels (a cold numba cache).
+SLOW_S = 120.0
+_INSTANCES = itertools.count()
+
+
+def config() -> EngineConfig:
+    """The test config with ``max_matches`` 2: a cancel-all or a cancel of a market's
+    orders cancels at most 2 orders a command, so the compositions take rounds."""
+    return make_config(max_orders=1000, max_levels=200, max_matches=2)
+
+
+class Served:
+    """A server over a journal in ``path`` on its own thread, and an SDK client.
+    ``restart()`` stops both and opens the same data directory again."""
+
+    def __init__(self, path: Path, mode: str = "one-process") -> None:
+        self.path = path
+        self.mode = mode
+        self.endpoint = f"ipc://{path}/orders.sock"
+        self._start()
+
+    def _start(self) -> None:
+        self.journal = Journal.open(
+            config(), JournalConfig(data_dir=self.path / "data", log=journal_log_config())
+        )
+        sconfig = ServerConfig(endpoint=self.endpoint)
+        self.pipeline: Pipeline | None = None
+        self.server: Server
+        if self.mode == "workers":
+            plan = plan_workers(len(config().markets))
+            instance = f"mops{os.getpid()}n{next(_INSTANCES)}"
+            self.pipeline = Pipeline(self.journal.engine, plan, instance)
+            self.server = PipelinedServer(self.journal, self.pipeline, sconfig, clock=lambda: TS)
+        else:
+            self.server = Server(self.journal, sconfig, clock=lambda: TS)
+        self.stop = False
+        self.thread = threading.Thread(target=self.server.serve, args=(lambda: self.stop, 20))
+        self.thread.start()
+        self.client = Client(self.endpoint, timeout_s=SLOW_S)
+
+    def state_hash(self) -> str:
+        return self.client.snapshot().state_hash
+
+    def close(self) -> None:
+        self.client.close()
+        self.stop = True
+        self.thread.join(120)
+        self.server.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
+        self.journal.close()
+
+    def restart(self) -> None:
+        self.close()
+        self._start()
+
+
+@pytest.fixture(params=["one-process", "workers"])
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
+    s = Served(tmp_path, str(request.param))
+    fund(s.client)
+    yield s
+    s.close()
+
+
+def fund(c: Client) -> None:
+    for user in (ALICE, BOB):
+        for asset in (BTC, ETH, USDT):
+            c.balance_update(user, asset, "deposit", user, 10**14)
+
+
+def rest(c: Client, user: int, market: int, side: int, n: int) -> list[int]:
+    """``n`` resting orders of ``user`` that do not cross (asks high, bids low)."""
+    ids = []
+    for i in range(n):
+        if market == BTC_USDT:
+            price = 30_000 + i if side == Side.ASK else 20_000 - i
+            done = c.put_limit(user, market, side, 1000, price)
+        else:
+            price = 200_000 + i if side == Side.ASK else 100_000 - i
+            done = c.put_limit(user, market, side, 100, price)
+        assert done.order is not None
+        ids.append(done.order_id)
+    return ids
+
+
+def status_of(c: Client, market: int) -> str:
+    return next(m.status for m in c.markets() if m.index == market)
+
+
+def refused(code: Result, action: object) -> ApiError:
+    assert callable(action)
+    with pytest.raises(ApiError) as info:
+        action()
+    assert info.value.code == code
+    assert info.value.viabtc in (1, 3)
+    return info.value
+
+
+def frozen(c: Client, user: int) -> dict[int, int]:
+    return {b.asset: b.freeze for b in c.balance_query(user)}
+
+
+# --------------------------------------------------------------------------- halt
+
+
+def test_a_halted_market_takes_cancels_only_until_it_is_resumed(served: Served) -> None:
+    c = served.client
+    (ask,) = rest(c, ALICE, BTC_USDT, Side.ASK, 1)
+    other = rest(c, ALICE, ETH_BTC, Side.BID, 1)
+    assert [m.status for m in c.markets()] == ["open", "open"]
+    done = c.halt_market(BTC_USDT)
+    assert done.seq > 0
+    assert [m.status for m in c.markets()] == ["halted", "open"]
+    assert c.halt_market(BTC_USDT).seq == 0  # already halted: nothing changes
+    error = refused(
+        Result.MARKET_HALTED, lambda: c.put_limit(BOB, BTC_USDT, Side.BID, 1000, 30_000)
+    )
+    assert (error.viabtc, error.message) == (1, "market halted: only cancels are taken")
+    refused(Result.MARKET_HALTED, lambda: c.put_market(BOB, BTC_USDT, Side.BID, 10**8))
+    refused(Result.MARKET_HALTED, lambda: c.replace(ALICE, BTC_USDT, ask, 30_001, 500))
+    results, _ = c.submit(C.put_limit(BOB, BTC_USDT, Side.BID, 1000, 30_000))  # binary too
+    assert results["code"].tolist() == [Result.MARKET_HALTED]
+    assert c.pending(ALICE, BTC_USDT).total == 1  # resting orders stay
+    assert c.put_limit(BOB, ETH_BTC, Side.ASK, 100, 300_000).order is not None  # other market
+    assert c.cancel(ALICE, BTC_USDT, ask).order_id == ask  # cancels go on
+    assert c.resume_market(BTC_USDT).seq > 0
+    assert status_of(c, BTC_USDT) == "open"
+    assert c.put_limit(BOB, BTC_USDT, Side.BID, 1000, 20_000).order is not None
+    assert c.pending_detail(ETH_BTC, other[0]) is not None
+
+
+def test_a_status_change_is_one_event_with_the_new_and_the_old_status(served: Served) -> None:
+    c = served.client
+    call = wire.MarketSetStatus(ETH_BTC, "delisted")
+    (reply,) = c.call(call, events=True)
+    done = reply.result_as(call)
+    events = np.frombuffer(done.events, dtype=EVENT_DTYPE)
+    assert len(events) == 1
+    ev = events[0]
+    assert int(ev["kind"]) == EventKind.MARKET_STATUS
+    assert (int(ev["market"]), int(ev["seq"])) == (ETH_BTC, done.seq)
+    assert (int(ev["reason"]), int(ev["amount"])) == (MarketStatus.DELISTED, MarketStatus.OPEN)
+    block = wire.UserSetStatus(BOB, "blocked")
+    (reply,) = c.call(block, events=True)
+    (ev,) = np.frombuffer(reply.result_as(block).events, dtype=EVENT_DTYPE)
+    assert int(ev["kind"]) == EventKind.USER_STATUS
+    assert (int(ev["user"]), int(ev["reason"]), int(ev["amount"])) == (BOB, 1, 0)
+    (reply,) = c.call(block, events=True)  # again: no change, no event
+    assert (reply.result_as(block).seq, reply.result_as(block).events) == (0, b"")
+
+
+# --------------------------------------------------------------------------- delist
+
+
+def test_delist_cancels_every_order_in_rounds_and_unfreezes_the_funds(served: Served) -> None:
+    c = served.client
+    rest(c, ALICE, BTC_USDT, Side.ASK, 3)
+    rest(c, BOB, BTC_USDT, Side.BID, 2)
+    kept = rest(c, BOB, ETH_BTC, Side.BID, 1)
+    before = c.status().seq
+    assert c.delist_market(BTC_USDT) == 5
+    # the status, then 2 + 2 + 1 + a last cancel that found nothing
+    assert c.status().seq - before >= 4
+    assert status_of(c, BTC_USDT) == "delisted"
+    assert c.book(BTC_USDT, Side.ASK).total == c.book(BTC_USDT, Side.BID).total == 0
+    assert frozen(c, ALICE)[BTC] == 0
+    assert frozen(c, BOB)[USDT] == 0
+    assert c.pending_detail(ETH_BTC, kept[0]) is not None  # another market: untouched
+    error = refused(Result.MARKET_DELISTED, lambda: c.put_limit(BOB, 0, Side.BID, 1000, 10_000))
+    assert error.message == "market delisted: only cancels are taken"
+    # Running it again changes nothing and cancels nothing.
+    state = served.state_hash()
+    assert c.delist_market(BTC_USDT) == 0
+    assert c.set_market_status(BTC_USDT, "delisted").seq == 0
+    assert served.state_hash() == state
+    # A delisted market can be opened again, with an empty book.
+    c.resume_market(BTC_USDT)
+    assert c.put_limit(BOB, BTC_USDT, Side.BID, 1000, 10_000).order is not None
+
+
+def test_one_cancel_market_orders_call_cancels_at_most_max_matches(served: Served) -> None:
+    c = served.client
+    rest(c, ALICE, BTC_USDT, Side.ASK, 3)
+    rest(c, BOB, BTC_USDT, Side.BID, 1)
+    assert c.cancel_market_orders(BTC_USDT, Side.BID).value == 1  # bids only
+    assert c.cancel_market_orders(BTC_USDT, Side.BID).value == 0
+    assert c.cancel_market_orders(BTC_USDT).value == 2  # max_matches
+    assert c.cancel_market_orders(BTC_USDT).value == 1
+    assert c.cancel_market_orders(BTC_USDT).value == 0
+    assert status_of(c, BTC_USDT) == "open"  # cancelling does not delist
+
+
+def test_a_half_done_delist_survives_a_restart_and_running_it_again_finishes_it(
+    served: Served,
+) -> None:
+    c = served.client
+    rest(c, ALICE, BTC_USDT, Side.ASK, 3)
+    rest(c, BOB, BTC_USDT, Side.BID, 2)
+    # The first two steps of a delist, then the operator's tool dies.
+    c.set_market_status(BTC_USDT, MarketStatus.DELISTED)
+    assert c.cancel_market_orders(BTC_USDT).value == 2
+    state = served.state_hash()
+    served.restart()
+    c = served.client
+    assert served.state_hash() == state  # the log holds every step
+    assert status_of(c, BTC_USDT) == "delisted"
+    assert c.book(BTC_USDT, Side.ASK).total + c.book(BTC_USDT, Side.BID).total == 3
+    assert c.delist_market(BTC_USDT) == 3
+    assert c.book(BTC_USDT, Side.ASK).total + c.book(BTC_USDT, Side.BID).total == 0
+
+
+# --------------------------------------------------------------------------- kill switch
+
+
+def test_the_kill_switch_blocks_the_user_and_cancels_in_every_market(served: Served) -> None:
+    c = served.client
+    rest(c, ALICE, BTC_USDT, Side.ASK, 3)
+    rest(c, ALICE, ETH_BTC, Side.BID, 2)
+    bobs = rest(c, BOB, BTC_USDT, Side.BID, 2)
+    assert c.block_user(ALICE) == 5
+    for market in (BTC_USDT, ETH_BTC):
+        assert c.pending(ALICE, market).total == 0
+    assert frozen(c, ALICE) == {BTC: 0, ETH: 0, USDT: 0}
+    assert [o.id for o in c.pending(BOB, BTC_USDT).orders] == sorted(bobs, reverse=True)
+    error = refused(Result.USER_BLOCKED, lambda: c.put_limit(ALICE, 0, Side.ASK, 1000, 30_000))
+    assert error.message == "user blocked: only cancels are taken"
+    refused(Result.USER_BLOCKED, lambda: c.put_market(ALICE, ETH_BTC, Side.ASK, 100))
+    results, _ = c.submit(C.put_limit(ALICE, 0, Side.ASK, 1000, 30_000))
+    assert results["code"].tolist() == [Result.USER_BLOCKED]
+    assert c.put_limit(BOB, BTC_USDT, Side.BID, 1000, 10_000).order is not None  # others trade
+    # Balances still move (a withdrawal of a blocked account is the point of it).
+    assert c.balance_update(ALICE, USDT, "withdraw", 99, -(10**8)).seq > 0
+    assert c.block_user(ALICE) == 0  # again: nothing left, nothing changes
+    assert c.set_user_status(ALICE, UserStatus.BLOCKED).seq == 0
+    assert c.unblock_user(ALICE).seq > 0
+    assert c.unblock_user(ALICE).seq == 0
+    assert c.put_limit(ALICE, BTC_USDT, Side.ASK, 1000, 30_000).order is not None
+
+
+def test_refusals_of_the_admin_commands(served: Served) -> None:
+    c = served.client
+    refused(Result.UNKNOWN_MARKET, lambda: c.halt_market(2))
+    refused(Result.UNKNOWN_MARKET, lambda: c.delist_market(7))
+    refused(Result.UNKNOWN_MARKET, lambda: c.cancel_market_orders(-1))
+    refused(Result.FEE_ACCOUNT_CANNOT_TRADE, lambda: c.block_user(FEE))
+    # What a call's decoder refuses reaches the engine as a binary record: refused too.
+    bad = C.batch(
+        C.market_status(BTC_USDT, 3),
+        C.market_status(BTC_USDT, -1),
+        C.user_status(ALICE, 2),
+        C.user_status(MAX_USER_ID + 1, 1),
+        C.cancel_market(BTC_USDT, 3),
+        C.market_status(9, 1),
+    )
+    results, events = c.submit(bad)
+    assert results["code"].tolist() == [Result.INVALID_ARGUMENT] * 5 + [Result.UNKNOWN_MARKET]
+    assert (results["seq"] == 0).all()
+    assert len(events) == 0
+    assert [m.status for m in c.markets()] == ["open", "open"]
+
+
+def test_binary_admin_records_do_what_the_calls_do(served: Served) -> None:
+    c = served.client
+    rest(c, ALICE, BTC_USDT, Side.ASK, 3)
+    batch = C.batch(
+        C.market_status(ETH_BTC, MarketStatus.HALTED),
+        C.user_status(BOB, UserStatus.BLOCKED),
+        C.cancel_market(BTC_USDT),
+        C.put_limit(BOB, BTC_USDT, Side.BID, 1000, 10_000),
+    )
+    results, events = c.submit(batch, events=True)
+    assert results["code"].tolist() == [0, 0, 0, Result.USER_BLOCKED]
+    assert results["value"].tolist() == [0, 0, 2, 0]
+    kinds = set(events["kind"].tolist())
+    assert {EventKind.MARKET_STATUS, EventKind.USER_STATUS} <= kinds
+    assert int(batch["kind"][0]) == CommandKind.MARKET_STATUS
+    assert status_of(c, ETH_BTC) == "halted"
+
+
+# --------------------------------------------------------------------------- asyncio
+
+
+def test_the_async_client_runs_the_same_operations(served: Served) -> None:
+    rest(served.client, ALICE, BTC_USDT, Side.ASK, 3)
+    rest(served.client, ALICE, ETH_BTC, Side.BID, 1)
+
+    async def main() -> tuple[int, int, list[str]]:
+        async with AsyncClient(served.endpoint, timeout_s=SLOW_S) as c:
+            assert (await c.halt_market(ETH_BTC)).seq > 0
+            blocked = await c.block_user(ALICE)
+            delisted = await c.delist_market(BTC_USDT)
+            statuses = [m.status for m in await c.markets()]
+            await c.resume_market(ETH_BTC)
+            await c.unblock_user(ALICE)
+            assert (await c.set_user_status(ALICE, "active")).seq == 0
+            assert (await c.cancel_market_orders(ETH_BTC)).value == 0
+            with pytest.raises(ApiError) as info:
+                await c.set_market_status(5, "halted")
+            assert info.value.code == Result.UNKNOWN_MARKET
+            return blocked, delisted, statuses
+
+    assert asyncio.run(main()) == (4, 0, ["delisted", "halted"])
+    assert [m.status for m in served.client.markets()] == ["delisted", "open"]
+
+
+# --------------------------------------------------------------------------- matchctl
+
+
+def ctl(served: Served, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = matchctl.main([*argv, "--endpoint", served.endpoint, "--timeout", str(SLOW_S)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_matchctl_halts_delists_and_blocks(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rest(served.client, ALICE, BTC_USDT, Side.ASK, 3)
+    rest(served.client, BOB, ETH_BTC, Side.BID, 1)
+    code, out, _ = ctl(served, capsys, "market", "halt", "BTC_USDT")
+    assert code == 0
+    halted = json.loads(out)
+    assert (halted["market"], halted["status"]) == ("BTC_USDT", "halted")
+    assert halted["seq"] > 0
+    assert json.loads(ctl(served, capsys, "market", "halt", "0")[1])["seq"] == 0
+    code, out, _ = ctl(served, capsys, "markets")
+    assert [(m["name"], m["status"]) for m in json.loads(out)] == [
+        ("BTC_USDT", "halted"),
+        ("ETH_BTC", "open"),
+    ]
+    assert json.loads(ctl(served, capsys, "market", "resume", "BTC_USDT")[1])["status"] == "open"
+    code, out, _ = ctl(served, capsys, "market", "delist", "BTC_USDT")
+    assert json.loads(out) == {"market": "BTC_USDT", "status": "delisted", "cancelled": 3}
+    code, out, _ = ctl(served, capsys, "user", "block", str(BOB))
+    assert json.loads(out) == {"user": BOB, "status": "blocked", "cancelled": 1}
+    code, out, _ = ctl(served, capsys, "user", "unblock", str(BOB))
+    assert json.loads(out)["status"] == "active"
+    # The daemon's refusals are exit 1 with the error; usage errors exit 2.
+    code, out, err = ctl(served, capsys, "market", "halt", "NOPE_USDT")
+    assert (code, out) == (1, "")
+    assert json.loads(err)["code"] == Result.UNKNOWN_MARKET
+    code, out, err = ctl(served, capsys, "user", "block", str(FEE))
+    assert (code, json.loads(err)["code"]) == (1, Result.FEE_ACCOUNT_CANNOT_TRADE)
+    with pytest.raises(SystemExit) as info:
+        ctl(served, capsys, "market", "close", "BTC_USDT")
+    assert info.value.code == 2
+    assert "invalid choice: 'close'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ctl(served, capsys, "user", "block", str(MAX_USER_ID + 1))
+    assert "is not in 0..4294967295" in capsys.readouterr().err

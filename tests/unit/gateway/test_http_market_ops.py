@@ -1,0 +1,204 @@
+"""matchd's market operations over HTTP JSON-RPC (docs/gateways.md, "Market
+operations"): market.halt, market.resume, market.delist, user.block, user.unblock,
+and market.list's ``status``, through an in-process HTTP gateway in front of a real
+server (docs/compat.md). An engine that is not there: market.list still answers,
+without ``status``, and the operations are HTTP 500 as every engine method."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from core.schema import Side
+from tests.unit.daemon.test_market_ops import ALICE, BOB, BTC_USDT, ETH_BTC, Served, fund, rest
+from tests.unit.gateway.test_http_transport import call, gateway, post
+
+#: The keys of a ViaBTC market.list object (shared/reference/viabtc-api.md).
+VIABTC_MARKET_KEYS = {
+    "name",
+    "stock",
+    "money",
+    "fee_prec",
+    "stock_prec",
+    "money_prec",
+    "min_amount",
+}
+
+
+class Rpc:
+    """JSON-RPC over one aiohttp session: ``ok`` is a result, ``error`` an error."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self.session = session
+        self.url = url
+
+    async def answer(self, method: str, *params: Any) -> dict[str, Any]:
+        status, body = await post(self.session, self.url, call(method, *params))
+        assert status == 200, (status, body)
+        answer: dict[str, Any] = json.loads(body)
+        return answer
+
+    async def ok(self, method: str, *params: Any) -> Any:
+        answer = await self.answer(method, *params)
+        assert answer["error"] is None, answer
+        return answer["result"]
+
+    async def error(self, method: str, *params: Any) -> tuple[int, str]:
+        answer = await self.answer(method, *params)
+        assert answer["result"] is None, answer
+        return answer["error"]["code"], answer["error"]["message"]
+
+    async def statuses(self) -> dict[str, str]:
+        return {m["name"]: m["status"] for m in await self.ok("market.list")}
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Any:
+    s = Served(tmp_path)
+    fund(s.client)
+    yield s
+    s.close()
+
+
+def http(served: Served, test: Any) -> None:
+    """Run ``test(rpc)`` against a gateway in front of ``served``."""
+
+    async def main() -> None:
+        async with gateway(served.endpoint) as (url, gw), aiohttp.ClientSession() as s:
+            assert await gw.methods.engine.watch.wait_connected(10)
+            await test(Rpc(s, url))
+
+    asyncio.run(main())
+
+
+@pytest.mark.integration
+def test_halt_and_resume_over_http(served: Served) -> None:
+    rest(served.client, ALICE, BTC_USDT, Side.ASK, 1)
+    put = [BOB, "BTC_USDT", 2, "0.001", "300", "0", "0", "web"]
+
+    async def test(rpc: Rpc) -> None:
+        listed = await rpc.ok("market.list")
+        assert [set(m) for m in listed] == [VIABTC_MARKET_KEYS | {"status"}] * 2
+        assert await rpc.statuses() == {"BTC_USDT": "open", "ETH_BTC": "open"}
+        assert await rpc.ok("market.halt", "BTC_USDT") == {"status": "success"}
+        assert await rpc.ok("market.halt", "BTC_USDT") == {"status": "success"}  # idempotent
+        assert await rpc.statuses() == {"BTC_USDT": "halted", "ETH_BTC": "open"}
+        assert await rpc.error("order.put_limit", *put) == (
+            1, "market halted: only cancels are taken",
+        )  # fmt: skip
+        (order,) = (await rpc.ok("order.pending", ALICE, "BTC_USDT", 0, 10))["records"]
+        assert (await rpc.ok("order.cancel", ALICE, "BTC_USDT", order["id"]))["id"] == order["id"]
+        assert await rpc.ok("market.resume", "BTC_USDT") == {"status": "success"}
+        assert await rpc.statuses() == {"BTC_USDT": "open", "ETH_BTC": "open"}
+        assert (await rpc.ok("order.put_limit", *put))["left"] == "0.001"
+
+    http(served, test)
+
+
+@pytest.mark.integration
+def test_delist_and_the_kill_switch_over_http(served: Served) -> None:
+    rest(served.client, ALICE, BTC_USDT, Side.ASK, 3)
+    rest(served.client, BOB, BTC_USDT, Side.BID, 2)
+    rest(served.client, BOB, ETH_BTC, Side.BID, 3)
+
+    async def test(rpc: Rpc) -> None:
+        assert await rpc.ok("market.delist", "BTC_USDT") == {"status": "success", "cancelled": 5}
+        assert await rpc.ok("market.delist", "BTC_USDT") == {"status": "success", "cancelled": 0}
+        assert (await rpc.statuses())["BTC_USDT"] == "delisted"
+        code, message = await rpc.error(
+            "order.put_limit", ALICE, "BTC_USDT", 1, "0.001", "300", "0", "0", ""
+        )
+        assert (code, message) == (1, "market delisted: only cancels are taken")
+        assert await rpc.ok("user.block", BOB) == {"status": "success", "cancelled": 3}
+        assert await rpc.ok("user.block", BOB) == {"status": "success", "cancelled": 0}
+        code, message = await rpc.error(
+            "order.put_limit", BOB, "ETH_BTC", 2, "0.01", "1", "0", "0", ""
+        )
+        assert (code, message) == (1, "user blocked: only cancels are taken")
+        assert await rpc.ok("user.unblock", BOB) == {"status": "success"}
+        placed = await rpc.ok("order.put_limit", BOB, "ETH_BTC", 2, "0.01", "1", "0", "0", "")
+        assert placed["user"] == BOB
+
+    http(served, test)
+
+
+@pytest.mark.integration
+def test_bad_params_and_engine_refusals_over_http(served: Served) -> None:
+    async def test(rpc: Rpc) -> None:
+        assert await rpc.error("market.halt", "NOPE") == (
+            1, "invalid argument: unknown market 'NOPE'",
+        )  # fmt: skip
+        assert await rpc.error("market.delist", 0) == (
+            1,
+            "invalid argument: market must be a string",
+        )
+        assert await rpc.error("market.resume") == (
+            1, "invalid argument: market.resume takes 1 params, not 0",
+        )  # fmt: skip
+        assert await rpc.error("user.block", "7") == (
+            1, "invalid argument: user_id must be an integer",
+        )  # fmt: skip
+        assert await rpc.error("user.unblock", 2**32) == (
+            1, "invalid argument: user_id must be in 0..4294967295",
+        )  # fmt: skip
+        assert await rpc.error("user.block", 0) == (
+            1, "invalid argument: the fee account cannot trade",
+        )  # fmt: skip
+        assert await rpc.statuses() == {"BTC_USDT": "open", "ETH_BTC": "open"}
+
+    http(served, test)
+
+
+@pytest.mark.integration
+def test_a_batch_runs_its_operations_in_order(served: Served) -> None:
+    put = {"method": "order.put_limit", "id": 2,
+           "params": [BOB, "ETH_BTC", 2, "0.01", "1", "0", "0", ""]}  # fmt: skip
+
+    async def test(rpc: Rpc) -> None:
+        batch = [
+            {"method": "market.halt", "params": ["ETH_BTC"], "id": 1},
+            put,
+            {"method": "market.resume", "params": ["ETH_BTC"], "id": 3},
+            {**put, "id": 4},
+        ]
+        status, body = await post(rpc.session, rpc.url, batch)
+        assert status == 200
+        answers = json.loads(body)
+        assert [a["id"] for a in answers] == [1, 2, 3, 4]
+        assert answers[0]["result"] == answers[2]["result"] == {"status": "success"}
+        assert answers[1]["error"] == {
+            "code": 1, "message": "market halted: only cancels are taken",
+        }  # fmt: skip
+        assert answers[3]["error"] is None
+        # The kill switch's first step, then a put of the user: refused.
+        block = {"method": "user.block", "params": [BOB], "id": 5}
+        status, body = await post(rpc.session, rpc.url, [block, {**put, "id": 6}])
+        first, second = json.loads(body)
+        assert first["result"] == {"status": "success", "cancelled": 1}  # answer 4's order
+        assert second["error"] == {"code": 1, "message": "user blocked: only cancels are taken"}
+
+    http(served, test)
+
+
+def test_without_the_engine_market_list_answers_without_status(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with (
+            gateway(f"ipc://{tmp_path}/nobody.sock") as (url, _),
+            aiohttp.ClientSession() as s,
+        ):
+            status, body = await post(s, url, call("market.list"))
+            assert status == 200
+            listed = json.loads(body)["result"]
+            assert [set(m) for m in listed] == [VIABTC_MARKET_KEYS] * 2
+            for method, param in (("market.halt", "BTC_USDT"), ("user.block", 7)):
+                assert await post(s, url, call(method, param)) == (500, b"")
+            # a bad param is still answered without the engine
+            status, body = await post(s, url, call("market.delist", "NOPE"))
+            assert json.loads(body)["error"]["code"] == 1
+
+    asyncio.run(main())
