@@ -6,8 +6,8 @@ keeps what it has not made durable), turns each batch's deals into market data
 (``feed.market_data.MarketData``) and its order events into depth
 (``feed.depth.DepthBook``), publishes over ZeroMQ (XPUB: deals at once, and the
 order events and balances of the users somebody subscribed to,
-``daemon.ws_user_feed``; klines and tickers every ``kline_interval_s``, depth every
-``depth_interval_s``), writes Redis
+``daemon.ws_user_feed``, and each change of a market's trading status; klines and
+tickers every ``kline_interval_s``, depth every ``depth_interval_s``), writes Redis
 (every ``publish_interval_s``, with the sequence it covers, in one transaction),
 answers the market.* methods on a ZeroMQ ROUTER, and writes its state every
 ``state_interval_s``. It only reads the log: it can fall behind, stop and crash
@@ -34,7 +34,7 @@ import redis
 import zmq
 
 from core.config import EngineConfig
-from core.schema import EventKind, Side
+from core.schema import EventKind, MarketStatus, Side
 from daemon.feed_config import FeedConfig, RedisConfig
 from daemon.ws_user_feed import UserSubscriptions, UserTopics, log_events
 from feed.depth import DepthBook, Level, format_levels
@@ -44,6 +44,7 @@ from feed.state import load_newest, save_state, state_files, state_seq
 from persistence.consumers import confirm, register_consumer
 from persistence.history_batch import BatchDecoder
 from persistence.history_bulk import decimals, integers, seconds
+from persistence.history_rows import status_name
 from persistence.log_reader import LogReader
 
 logger = logging.getLogger("matchd.feed")
@@ -131,6 +132,7 @@ class Feed:
         self._next_depth = 0.0
         self._next_kline = 0.0
         self._rejected = 0
+        self._status_rejected = 0
         now = clock()
         self._next_publish = now
         self._next_state = now + config.state_interval_s
@@ -178,6 +180,8 @@ class Feed:
         if deals.shape[0]:
             self.data.add_events(deals)
             self._publish_deals(deals, batch.last_seq)
+        if (events["kind"] == EventKind.MARKET_STATUS).any():
+            self._publish_statuses(self.data.add_status_events(events))
         if self.users.any:
             mine = log_events(events, batch.balances)
             for message in self._user_topics.messages(mine, batch.last_seq, self.users):
@@ -217,6 +221,27 @@ class Feed:
                 {"market": cfg.name, "log_seq": log_seq},
                 b'"deals":[' + b",".join(rows) + b"]",
             )
+
+    def _publish_statuses(self, statuses: np.ndarray) -> None:
+        """``status.<market>``: each change of a market's trading status, at once, in
+        log order (``log_seq`` is the change's own)."""
+        for e in statuses:
+            m = int(e["market"])
+            name = self.markets[m]
+            self._send(
+                b"status." + name.encode(),
+                {"market": name, "log_seq": int(e["seq"]),
+                 "status": MarketStatus(int(e["reason"])).name.lower(),
+                 "previous": status_name(MarketStatus, int(e["amount"])),
+                 "time": int(e["ts_ns"]) / 1e9},
+            )  # fmt: skip
+        if self.data.status_rejected > self._status_rejected:
+            logger.error(
+                "feed: %d market status events named no market or no status: the "
+                "feed's config does not match the log",
+                self.data.status_rejected - self._status_rejected,
+            )
+            self._status_rejected = self.data.status_rejected
 
     def publish(self, now: int) -> None:
         """Every ``kline_interval_s``: klines and tickers of the markets that traded

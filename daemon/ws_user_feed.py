@@ -10,6 +10,10 @@
   ``{"user", "assets": {"BTC": {"available", "freeze"}}, "log_seq"}``, the balances
   after the batch cut to ``prec_show`` (as ``ViabtcCodec.balance``).
 
+CANCEL_MARKET's events are ordinary ``ORDER_FINISH`` and ``BALANCE`` events, so each
+owner of a cancelled order gets its finish and its balance as after any cancel; the
+``MARKET_STATUS`` and ``USER_STATUS`` events make no message here.
+
 They are built only for the users someone subscribed to: the feed's XPUB hands up
 every new subscription prefix and every one no subscriber holds any longer
 (``UserSubscriptions.update``). Only prefixes that start with ``user.`` count, so a

@@ -18,12 +18,13 @@ tests/unit/feed/test_depth.py holds ``DepthBook`` to ``Engine.depth``):
   level without an event, matches as a taker (its deals and the makers' events come
   first), then rests again at the new ``price`` with the new ``left``.
 * ``ORDER_FINISH``: the order is gone: a maker filled (``left`` 0), cancel, cancel-all,
-  self-trade prevention, a replace that filled completely or was stopped by
-  self-trade prevention. It is also sent for every taker that never rested (filled,
-  expired, stopped): a finish of an id that does not rest is normal and changes
-  nothing. A resting order never expires.
+  CANCEL_MARKET (any owner's orders, many in one record), self-trade prevention, a
+  replace that filled completely or was stopped by self-trade prevention. It is also
+  sent for every taker that never rested (filled, expired, stopped): a finish of an id
+  that does not rest is normal and changes nothing. A resting order never expires.
 * ``DEAL`` and ``BALANCE`` events change no depth: a fill of a maker is also its
-  ``ORDER_UPDATE`` or ``ORDER_FINISH``.
+  ``ORDER_UPDATE`` or ``ORDER_FINISH``. Nor do ``MARKET_STATUS`` and ``USER_STATUS``
+  (a halted market's orders stay; orders leave the book only by ``ORDER_FINISH``).
 
 So the depth is exact at record boundaries (inside a replace's events the order still
 counts at its old price until its final event): ``apply`` whole records. Order ids in

@@ -8,6 +8,12 @@ methods").
 HTTP and WebSocket layers map JSON to them) and are all checked before anything is
 read; ``now`` (Unix seconds) is the caller's clock, so that answers are reproducible.
 
+It also keeps each market's trading status (``core.schema.MarketStatus``: open,
+halted, delisted) from the ``MARKET_STATUS`` events, with the log sequence and time
+of the change that set it (``trading_status``); every other event (orders, balances,
+``USER_STATUS``) is ignored. A status event of an unknown market or with an unknown
+status is counted (``status_rejected``) and skipped, never raised.
+
 Errors are ``MarketDataError`` with ViaBTC's code 1 (invalid argument) and a message
 that says which argument and why.
 
@@ -35,7 +41,7 @@ from core.arguments import ArgumentError, int_arg, str_arg
 from core.config import EngineConfig
 from core.errors import MatchdError
 from core.fixed import format_units
-from core.schema import EVENT_DTYPE, EventKind, Result, Side
+from core.schema import EVENT_DTYPE, EventKind, MarketStatus, Result, Side
 from feed.klines import BASES, Candle, KlineError, KlineStore, Retention, Series, kline_base
 
 #: market.deals keeps this many deals per market; its ``limit`` is 1..this.
@@ -45,6 +51,8 @@ MAX_KLINE_ROWS: Final = 100_000
 #: market.status periods: 1..this (ViaBTC's sec_max).
 MAX_PERIOD_S: Final = 7 * 86400
 _DEAL = int(EventKind.DEAL)
+_MARKET_STATUS = int(EventKind.MARKET_STATUS)
+_STATUSES = np.array(sorted(int(s) for s in MarketStatus), dtype=np.int64)
 _ASK = int(Side.ASK)
 _MAX_TIME: Final = 2**40  #: about the year 36812: beyond, a time is refused
 
@@ -142,6 +150,14 @@ class MarketData:
         )
         self._deals = [_Deals() for _ in config.markets]
         self._last = [0] * len(config.markets)  #: ticks; 0 before the first deal
+        n = len(config.markets)
+        #: per market: MarketStatus, and the log seq and time (ns) of the event that
+        #: set it (0, 0: open since the log began)
+        self._status = np.zeros(n, dtype=np.int64)
+        self._status_seq = np.zeros(n, dtype=np.int64)
+        self._status_ts_ns = np.zeros(n, dtype=np.int64)
+        self._status_touched: set[int] = set()
+        self.status_rejected = 0  #: MARKET_STATUS events skipped (unknown market or status)
 
     # ------------------------------------------------------------------ state
 
@@ -150,6 +166,9 @@ class MarketData:
         out: dict[str, np.ndarray] = {
             "last": np.array(self._last, dtype=np.int64),
             "newest_s": np.array([self.klines.newest_s], dtype=np.int64),
+            "status": self._status.copy(),
+            "status_seq": self._status_seq.copy(),
+            "status_ts_ns": self._status_ts_ns.copy(),
         }
         for m in range(len(self._deals)):
             out.update(self._deals[m].to_arrays(f"deals.{m}."))
@@ -164,6 +183,15 @@ class MarketData:
         if last.shape[0] > len(self._last):
             raise ValueError(f"the state holds {last.shape[0]} markets, the config fewer")
         self._last[: last.shape[0]] = [int(x) for x in last.tolist()]
+        for name in ("status", "status_seq", "status_ts_ns"):
+            got = arrays.get(name)  # absent from states written before market status
+            if got is None:
+                continue
+            if got.shape != last.shape or got.dtype != np.int64:
+                raise ValueError(f"state field {name} is {got.dtype}{got.shape}")
+            if name == "status" and not np.isin(got, _STATUSES).all():
+                raise ValueError(f"state field status holds unknown statuses: {got}")
+            getattr(self, f"_{name}")[: got.shape[0]] = got
         self.klines.newest_s = int(arrays["newest_s"][0])
         for m in range(last.shape[0]):
             self._deals[m].load(arrays, f"deals.{m}.")
@@ -175,11 +203,14 @@ class MarketData:
     # ------------------------------------------------------------------ deals in
 
     def add_events(self, events: np.ndarray) -> int:
-        """Take the ``DEAL`` events of ``events`` (``EVENT_DTYPE``, log order);
-        returns how many."""
+        """Take the ``DEAL`` and ``MARKET_STATUS`` events of ``events``
+        (``EVENT_DTYPE``, log order); returns how many deals."""
         if events.dtype != EVENT_DTYPE:
             raise TypeError(f"events must be EVENT_DTYPE, not {events.dtype}")
-        deals = events[events["kind"] == _DEAL]
+        kinds = events["kind"]
+        if (kinds == _MARKET_STATUS).any():
+            self.add_status_events(events)
+        deals = events[kinds == _DEAL]
         n = int(deals.shape[0])
         if not n:
             return 0
@@ -193,6 +224,40 @@ class MarketData:
             self._deals[m].add(mine)
             self._last[m] = int(mine["price"][-1])
         return n
+
+    def add_status_events(self, events: np.ndarray) -> np.ndarray:
+        """Take the ``MARKET_STATUS`` events of ``events`` (log order); returns those
+        taken (the others are counted in ``status_rejected``)."""
+        statuses: np.ndarray = events[events["kind"] == _MARKET_STATUS]
+        if not statuses.shape[0]:
+            return statuses
+        market = statuses["market"].astype(np.int64)
+        good = (market >= 0) & (market < self._status.shape[0])
+        good &= np.isin(statuses["reason"].astype(np.int64), _STATUSES)
+        self.status_rejected += int(np.count_nonzero(~good))
+        taken: np.ndarray = statuses[good]
+        for e in taken:  # a few a day: one at a time, in log order
+            m = int(e["market"])
+            self._status[m] = int(e["reason"])
+            self._status_seq[m] = int(e["seq"])
+            self._status_ts_ns[m] = int(e["ts_ns"])
+            self._status_touched.add(m)
+        return taken
+
+    def take_status_touched(self) -> set[int]:
+        """The markets whose status changed since the last call (for Redis)."""
+        touched, self._status_touched = self._status_touched, set()
+        return touched
+
+    def trading_status(self, m: int) -> dict[str, Any]:
+        """Market index ``m``'s status: ``{"status": "open"|"halted"|"delisted",
+        "log_seq", "time"}``, the sequence and time (Unix seconds) of the change that
+        set it (0 and 0: open since the log began)."""
+        return {
+            "status": MarketStatus(int(self._status[m])).name.lower(),
+            "log_seq": int(self._status_seq[m]),
+            "time": int(self._status_ts_ns[m]) / 1e9,
+        }
 
     # ------------------------------------------------------------------ methods
 

@@ -1,7 +1,8 @@
 """Market data written into Redis (docs/redis.md lists every key).
 
 ``RedisOut.flush(seq, now)`` writes what changed since the last flush (the kline
-buckets touched, each traded market's last price, ticker and new deals) and the log
+buckets touched, each traded market's last price, ticker and new deals, the trading
+status of the markets whose status changed) and the log
 sequence it covers, in one ``MULTI``/``EXEC``: a reader that sees ``md:feed:seq`` = N
 sees everything up to N. Kline values are ViaBTC's (``k:<market>:1s`` .. ``1d``
 hashes, field = bucket start, value = JSON ``[open, close, high, low, volume,
@@ -76,6 +77,13 @@ def ticker_key(market: str) -> str:
     return f"md:{market}:ticker"
 
 
+def status_key(market: str) -> str:
+    """``md:<market>:status``: a hash of the market's trading status (``status``:
+    ``open``, ``halted`` or ``delisted``; ``log_seq`` and ``time`` of the change that
+    set it, 0 if none). Not ViaBTC's market.status (a price summary)."""
+    return f"md:{market}:status"
+
+
 class RedisOut:
     """Writes ``data`` into Redis through ``client`` (see the module docstring)."""
 
@@ -118,11 +126,14 @@ class RedisOut:
         touched = self.data.klines.take_touched()
         dropped = self.data.klines.take_dropped()
         pending, self._pending = self._pending, {}
+        statuses = self.data.take_status_touched()
         try:
             if self.resync:
                 self._rewrite(seq, now)
             else:
-                self._write_changes(touched, dropped, seq, now, depth_changed or set(), pending)
+                self._write_changes(
+                    touched, dropped, seq, now, depth_changed or set(), pending, statuses
+                )
         except redis.RedisError as exc:
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -145,6 +156,7 @@ class RedisOut:
         now: int,
         depth_changed: set[int],
         pending: dict[int, tuple[list[bytes], int]],
+        statuses: set[int],
     ) -> None:
         pipe = self.client.pipeline(transaction=True)
         pipe.get(EPOCH_KEY)  # ours unless Redis lost what we wrote (restarted, flushed)
@@ -160,6 +172,8 @@ class RedisOut:
             self._market_keys(pipe, m, now, pending.get(m))
         for m in sorted(depth_changed):
             self._depth_keys(pipe, m)
+        for m in sorted(statuses):
+            self._status_key(pipe, m)
         pipe.eval(_SET_SEQ_IF_OURS, 2, EPOCH_KEY, SEQ_KEY, self._epoch, seq)
         held = pipe.execute()[0]
         if held != self._epoch.encode():
@@ -177,7 +191,7 @@ class RedisOut:
             pipe = self.client.pipeline(transaction=False)
             keys = [kline_key(market.name, b) for b in SUFFIXES]
             pipe.delete(*keys, last_key(market.name), deals_key(market.name))
-            pipe.delete(ticker_key(market.name))
+            pipe.delete(ticker_key(market.name), status_key(market.name))
             for base in SUFFIXES:
                 candles = self.data.klines.series(m, base).candles()
                 for k in range(0, len(candles), CHUNK):
@@ -188,6 +202,7 @@ class RedisOut:
             self._deal_written[m] = 0
             self._market_keys(pipe, m, now)
             self._depth_keys(pipe, m)
+            self._status_key(pipe, m)
             pipe.execute()
         self.client.set(EPOCH_KEY, self._epoch)
         self.client.set(SEQ_KEY, seq)
@@ -231,6 +246,12 @@ class RedisOut:
                 texts = format_levels(levels, cfg.money_prec, cfg.stock_prec)
                 pipe.zadd(key, {f"{price}:{amount}": p for (price, amount), (p, _) in
                                 zip(texts, levels, strict=True)})  # fmt: skip
+
+    def _status_key(self, pipe: Any, m: int) -> None:
+        """``md:<market>:status``: the market's trading status (every market has it)."""
+        status = self.data.trading_status(m)
+        name = self.data.config.markets[m].name
+        pipe.hset(status_key(name), mapping={k: str(v) for k, v in status.items()})
 
     def _value(self, m: int, candle: Any) -> bytes:
         return _json.encode(list(self.data.candle_fields(m, candle)))

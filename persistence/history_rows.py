@@ -19,8 +19,13 @@ What each event gives:
   ``trade``, ViaBTC's detail ``{"a", "i", "m", "p"}`` and ``"f"`` for fees) and the fee
   account's income (business ``trade_fee``); freezing and unfreezing change no total
   and make no row. So the changes of a user's asset add up to its balance.
+* MARKET_STATUS and USER_STATUS: no row but the record's ``operation_log`` row
+  (they change no order, deal or balance). CANCEL_MARKET's events are ordinary
+  ORDER_FINISH (an ``order_history`` row each, whoever the owner) and UNFREEZE
+  BALANCE events (no row).
 * every record: one ``operation_log`` row, its payload byte for byte and a JSON
-  description (ViaBTC's operlog ``{"method", "params"}``).
+  description (ViaBTC's operlog ``{"method", "params"}``; matchd's own commands have
+  names and params of their own, see ``_operation_row``).
 
 Values are decimal strings at their natural scale (prices at the market's money_prec,
 amounts at stock_prec, money and fees at their asset's prec, rates at fee_prec),
@@ -43,7 +48,9 @@ from core.schema import (
     Business,
     CommandKind,
     EventKind,
+    MarketStatus,
     Side,
+    UserStatus,
 )
 from persistence.frames import COMMAND_WORDS, EVENT_WORDS, RT_BALANCE, RT_ORDER, decode_order
 from persistence.log_format import FRAME_HEADER_LENGTH
@@ -60,6 +67,9 @@ _METHODS = {
     CommandKind.CANCEL: "cancel_order",
     CommandKind.REPLACE: "replace_order",
     CommandKind.CANCEL_ALL: "cancel_all",
+    CommandKind.MARKET_STATUS: "market_status",
+    CommandKind.USER_STATUS: "user_status",
+    CommandKind.CANCEL_MARKET: "cancel_market",
 }
 _ORDER_KINDS = (int(EventKind.ORDER_PUT), int(EventKind.ORDER_UPDATE), int(EventKind.ORDER_FINISH))
 _TOTAL_CHANGES = (
@@ -328,12 +338,17 @@ class HistoryRows:
     # ------------------------------------------------------------------ operations
 
     def _operation_row(self, record: DecodedRecord, time_s: float) -> tuple[Any, ...]:
+        """The ``operation_log`` row of an order record. ``params`` are ViaBTC's for
+        its methods; matchd's own: ``replace_order`` [user, market, order id, amount,
+        price], ``cancel_all`` [user, market], ``market_status`` [market, status name],
+        ``user_status`` [user, status name], ``cancel_market`` [market, side (0: both)]."""
         c = record.command
         assert c is not None  # noqa: S101 -- RT_ORDER
         kind = int(c["kind"])
-        method = _METHODS.get(CommandKind(kind), CommandKind(kind).name.lower())
+        method = method_name(kind)
         m = self._markets[int(c["market"])] if 0 <= int(c["market"]) < len(self._markets) else None
-        params: list[Any] = [int(c["user"]), m.name if m else int(c["market"])]
+        market = m.name if m else int(c["market"])
+        params: list[Any] = [int(c["user"]), market]
         if kind in (CommandKind.PUT_LIMIT, CommandKind.PUT_MARKET) and m is not None:
             side = int(c["side"])
             market_bid = kind == CommandKind.PUT_MARKET and side == Side.BID
@@ -357,11 +372,36 @@ class HistoryRows:
             ]
         elif kind == CommandKind.CANCEL:
             params.append(int(c["order_id"]))
+        elif kind == CommandKind.MARKET_STATUS:
+            params = [market, status_name(MarketStatus, int(c["amount"]))]
+        elif kind == CommandKind.USER_STATUS:
+            params = [int(c["user"]), status_name(UserStatus, int(c["amount"]))]
+        elif kind == CommandKind.CANCEL_MARKET:
+            params = [market, int(c["side"])]
         detail = _json({"method": method, "params": params, "order_id": record.order_id})
         return (
             record.seq, time_s, RT_ORDER, method, int(c["user"]), detail,
             record.payload,
         )  # fmt: skip
+
+
+def method_name(kind: int) -> str:
+    """The ``operation_log`` method of a command kind (``kind_<n>`` for a kind this
+    build does not know: the row is still written, never a crash)."""
+    try:
+        known = CommandKind(kind)
+    except ValueError:
+        return f"kind_{kind}"
+    return _METHODS.get(known, known.name.lower())
+
+
+def status_name(statuses: type[MarketStatus] | type[UserStatus], value: int) -> str | int:
+    """``value``'s lower-case name in ``statuses`` (``"halted"``), or the number
+    itself if it is none of them."""
+    try:
+        return statuses(value).name.lower()
+    except ValueError:
+        return value
 
 
 def _json(value: Any) -> str:

@@ -7,7 +7,6 @@ sequences; the market.* methods answer over the ROUTER socket."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +26,12 @@ from persistence.consumers import consumer_positions
 from persistence.history_batch import BatchDecoder
 from persistence.journal import LOG_DIR
 from persistence.log_reader import LogReader
+from tests.unit.daemon.conftest import REDIS_DB
 from tests.unit.persistence.test_drainer import write_log
 
 pytestmark = pytest.mark.integration
 
-REDIS_DB = 15
 NOW = 1_700_000_100  # after every deal of write_log
-
-
-@pytest.fixture
-def rdb() -> Iterator[redis.Redis]:
-    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 class Clock:
