@@ -22,6 +22,8 @@ from core.schema import (
     MAX_PREC,
     MAX_SUPPLY_UNITS,
     MAX_USER_ID,
+    PRICE_BAND_DEN,
+    PRICE_BAND_PLACES,
 )
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -71,6 +73,9 @@ class MarketConfig:
     min_notional: str | None = None
     max_notional: str | None = None
     max_open_orders: int | None = None
+    #: A fraction, e.g. "0.1": a limit price more than that away from the last trade
+    #: price is refused (exact at 6 places, 0 < band < 1).
+    price_band: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +110,8 @@ class Market:
     * ``min_amount``, ``max_amount`` in lots, ``max_price`` in ticks;
     * risk limits: ``price_step`` in ticks and ``amount_step`` in lots (1: none),
       ``min_notional`` and ``max_notional`` in money units, ``max_open_orders``
-      resting orders per user (0: none).
+      resting orders per user, ``price_band`` in millionths of the last price (0:
+      none).
     """
 
     index: int
@@ -128,6 +134,7 @@ class Market:
     min_notional: int = 0
     max_notional: int = 0
     max_open_orders: int = 0
+    price_band: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +372,7 @@ def _build_market(
     price_step, amount_step, min_notional, max_notional, max_open_orders = _risk_limits(
         raw, money, max_price, max_amount
     )
+
     return Market(
         index=index,
         name=name,
@@ -386,6 +394,7 @@ def _build_market(
         min_notional=min_notional,
         max_notional=max_notional,
         max_open_orders=max_open_orders,
+        price_band=_price_band(raw),
     )
 
 
@@ -424,6 +433,19 @@ def _risk_limits(
         _check_range(f"market {name}: max_open_orders", raw.max_open_orders, 1, raw.max_orders)
         max_open_orders = raw.max_open_orders
     return price_step, amount_step, min_notional, max_notional, max_open_orders
+
+
+def _price_band(raw: MarketConfig) -> int:
+    """``raw.price_band`` in millionths (0: none); a fraction in (0, 1)."""
+    if raw.price_band is None:
+        return 0
+    band = _decimal_limit(raw.name, "price_band", raw.price_band, PRICE_BAND_PLACES)
+    if band >= PRICE_BAND_DEN:
+        raise ConfigError(
+            f"market {raw.name}: price_band {raw.price_band} must be below 1 (a fraction "
+            "of the last price)"
+        )
+    return band
 
 
 def decimal_of(units: int, places: int) -> Decimal:

@@ -48,10 +48,12 @@ from core.kernels.layout import (
     MP_MIN_NOTIONAL,
     MP_MONEY,
     MP_OBASE,
+    MP_PRICE_BAND,
     MP_PRICE_STEP,
     MP_SBASE,
     MP_STOCK,
     MP_STOCK_SCALE,
+    MS_LAST_PRICE,
     MS_LENGTH,
     MS_NLEVELS,
     MS_NORDERS,
@@ -345,6 +347,7 @@ class Engine:
             row[MP_MIN_NOTIONAL] = m.min_notional
             row[MP_MAX_NOTIONAL] = m.max_notional
             row[MP_MAX_OPEN_ORDERS] = m.max_open_orders
+            row[MP_PRICE_BAND] = m.price_band
             row[MP_OBASE] = obase
             row[MP_LBASE] = lbase
             row[MP_SBASE] = lbase
@@ -734,6 +737,7 @@ class Engine:
             self._canonical_client_ids(),
             self._accounts[A_MSTATUS][: self._n_markets],
             self._canonical_user_status(),
+            self._book[B_MSTATE][: self._n_markets, MS_LAST_PRICE],
         )
 
     def check_invariants(self) -> list[str]:

@@ -40,6 +40,7 @@ from core.schema import (
     COMMAND_DTYPE,
     MAX_SUPPLY_UNITS,
     MAX_USER_ID,
+    PRICE_BAND_DEN,
     RESULT_DTYPE,
     Business,
     CommandKind,
@@ -181,6 +182,8 @@ class ReferenceEngine(ReferenceState):
             return Outcome(Result.BALANCE_NOT_ENOUGH)
         if amount < scales.min_amount:
             return Outcome(Result.AMOUNT_TOO_SMALL)
+        if _outside_band(book, price):
+            return Outcome(Result.PRICE_OUTSIDE_BAND)
         opposite = book.opposite(cmd.side)
         if cmd.flags & OrderFlag.POST_ONLY and opposite.crosses_best(price):
             return Outcome(Result.POST_ONLY_WOULD_TAKE)
@@ -366,20 +369,11 @@ class ReferenceEngine(ReferenceState):
         if price == order.price and left <= order.left:
             self._shrink(book, order, left)
             return Outcome(Result.OK, order.id)
-        asset = give_asset(market, order.side)
-        new_reserve = left if order.side == Side.ASK else price * left
-        if new_reserve > self._available(order.user, asset) + order.reserve():
-            return Outcome(Result.BALANCE_NOT_ENOUGH)
-        if left > order.left and left < scales.min_amount:
-            return Outcome(Result.AMOUNT_TOO_SMALL)
-        if order.flags & OrderFlag.POST_ONLY and book.opposite(order.side).crosses_best(price):
-            return Outcome(Result.POST_ONLY_WOULD_TAKE)
-        cap = self.config.max_matches
-        if book.opposite(order.side).reach(order.user, order.stp, price, left, False, cap) > cap:
-            return Outcome(Result.TOO_MANY_MATCHES)
-        if book.lacks_level(order.side, price, moving=order):
-            return Outcome(Result.BOOK_FULL)
+        refusal = self._move_refusal(book, order, price, left)
+        if refusal is not None:
+            return Outcome(refusal)
         self._seq += 1
+        asset = give_asset(market, order.side)
         reserve = order.reserve()
         self._change(order.user, asset, reserve, -reserve, order, Business.UNFREEZE)
         book.remove(order)
@@ -391,6 +385,28 @@ class ReferenceEngine(ReferenceState):
         stopped = self._match(book, order, price)
         self._conclude(book, order, stopped, replaced=True)
         return Outcome(Result.OK, order.id)
+
+    def _move_refusal(
+        self, book: MarketBook, order: RefOrder, price: Decimal, left: Decimal
+    ) -> Result | None:
+        """The checks of a replace that moves ``order`` (it loses priority), in
+        docs/engine.md's order; None if it may move."""
+        if price != order.price and _outside_band(book, price):
+            return Result.PRICE_OUTSIDE_BAND
+        asset = give_asset(book.market, order.side)
+        new_reserve = left if order.side == Side.ASK else price * left
+        if new_reserve > self._available(order.user, asset) + order.reserve():
+            return Result.BALANCE_NOT_ENOUGH
+        if left > order.left and left < book.scales.min_amount:
+            return Result.AMOUNT_TOO_SMALL
+        if order.flags & OrderFlag.POST_ONLY and book.opposite(order.side).crosses_best(price):
+            return Result.POST_ONLY_WOULD_TAKE
+        cap = self.config.max_matches
+        if book.opposite(order.side).reach(order.user, order.stp, price, left, False, cap) > cap:
+            return Result.TOO_MANY_MATCHES
+        if book.lacks_level(order.side, price, moving=order):
+            return Result.BOOK_FULL
+        return None
 
     def _shrink(self, book: MarketBook, order: RefOrder, left: Decimal) -> None:
         """Replace at the same price with no more left: keeps time priority."""
@@ -523,6 +539,7 @@ class ReferenceEngine(ReferenceState):
         self._deal_id += 1
         deal_id = self._deal_id
         price = maker.price
+        book.last_price = price
         deal = price * quantity
         taker_fee = fee_of(market, taker.side, taker.taker_rate, quantity, deal)
         maker_fee = fee_of(market, maker.side, maker.maker_rate, quantity, deal)
@@ -622,6 +639,15 @@ def _risk_refusal(book: MarketBook, price: Decimal, amount: Decimal) -> Result |
     if amount % scales.lots(market.amount_step) != 0:
         return Result.AMOUNT_NOT_ON_STEP
     return _notional_refusal(book, price * amount)
+
+
+def _outside_band(book: MarketBook, price: Decimal) -> bool:
+    """True if ``price`` is further from the last deal's price than the market's
+    price band (a fraction of it) allows; never before the first deal."""
+    band, last = book.market.price_band, book.last_price
+    if not band or last is None:
+        return False
+    return bool(abs(price - last) > last * Decimal(band) / PRICE_BAND_DEN)
 
 
 def _notional_refusal(book: MarketBook, value: Decimal) -> Result | None:

@@ -294,6 +294,8 @@ class MarketBook:
         self.asks = BookSide(Side.ASK)
         self.bids = BookSide(Side.BID)
         self.index: dict[int, RefOrder] = {}
+        #: The price of the market's last deal (the price band's reference).
+        self.last_price: Decimal | None = None
 
     def side(self, side: int) -> BookSide:
         return self.asks if side == Side.ASK else self.bids

@@ -290,7 +290,7 @@ class ReferenceState:
 
     def canonical_state(self) -> tuple[np.ndarray, ...]:
         """(counters, supply, balances, key digests, orders, client ids, market
-        status, user status) as ``state_hash`` takes them."""
+        status, user status, last prices) as ``state_hash`` takes them."""
         with localcontext(EXACT):
             counters = np.array([self._seq, self._order_id, self._deal_id], dtype="<i8")
             precs = [a.prec for a in self.config.assets]
@@ -326,7 +326,14 @@ class ReferenceState:
             canon_users = np.zeros(len(users), dtype=CANON_USER_STATUS_DTYPE)
             canon_users["user"] = users[:, 0]
             canon_users["status"] = users[:, 1]
-        return counters, supply, balances, keys, orders, canon_ids, markets, canon_users
+            last = np.array(
+                [
+                    0 if book.last_price is None else book.scales.ticks_of(book.last_price)
+                    for book in self._books
+                ],
+                dtype="<i8",
+            )
+        return counters, supply, balances, keys, orders, canon_ids, markets, canon_users, last
 
     def _canon_order(self, out: np.ndarray, i: int, order: RefOrder) -> None:
         ints = order_ints(self._books[order.market].scales, order)

@@ -33,6 +33,9 @@ ASSET_NAME_LENGTH = 15
 #: Fee rates are integers over 10**fee_prec; fee_prec <= 9 keeps rate*rate < 2**63,
 #: which the exact multiply-divide in kernels relies on.
 MAX_FEE_PREC = 9
+#: A market's price band is a fraction in millionths (exact at 6 places).
+PRICE_BAND_PLACES = 6
+PRICE_BAND_DEN = 10**PRICE_BAND_PLACES
 MAX_PREC = 18
 
 
@@ -153,6 +156,8 @@ class Result(IntEnum):
     MARKET_HALTED = 2010
     MARKET_DELISTED = 2011
     USER_BLOCKED = 2012
+    #: A limit price too far from the market's last price (its ``price_band``).
+    PRICE_OUTSIDE_BAND = 2013
     AMOUNT_TOO_SMALL = 3001
     NO_ENOUGH_TRADER = 3002
     ORDER_NOT_FOUND = 3003
@@ -191,6 +196,8 @@ MESSAGES: dict[Result, str] = {
     Result.MARKET_HALTED: "market halted: only cancels are taken",
     Result.MARKET_DELISTED: "market delisted: only cancels are taken",
     Result.USER_BLOCKED: "user blocked: only cancels are taken",
+    Result.PRICE_OUTSIDE_BAND: "invalid argument: price outside the price band around the "
+    "last price",
     Result.AMOUNT_TOO_SMALL: "amount too small",
     Result.NO_ENOUGH_TRADER: "no enough trader",
     Result.ORDER_NOT_FOUND: "order not found",

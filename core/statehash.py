@@ -53,6 +53,7 @@ def state_hash(
     client_ids: np.ndarray,
     market_status: np.ndarray,
     user_status: np.ndarray,
+    last_price: np.ndarray,
 ) -> str:
     """BLAKE2b-128 (hex) over the canonical sections.
 
@@ -61,7 +62,8 @@ def state_hash(
     ``key_digests``: uint8 [n, 16] sorted lexicographically; ``orders``:
     CANON_ORDER_DTYPE in canonical order; ``client_ids``: CANON_CLIENT_ID_DTYPE sorted
     by (user, client_id); ``market_status``: int64 per market (MarketStatus);
-    ``user_status``: CANON_USER_STATUS_DTYPE of the users not ACTIVE, sorted by user.
+    ``user_status``: CANON_USER_STATUS_DTYPE of the users not ACTIVE, sorted by user;
+    ``last_price``: int64 per market, the ticks of its last deal (0: none).
     """
     h = blake2b(digest_size=16)
     h.update(STATE_HASH_VERSION)
@@ -74,6 +76,7 @@ def state_hash(
         ("client_ids", np.ascontiguousarray(client_ids, dtype=CANON_CLIENT_ID_DTYPE)),
         ("market_status", np.ascontiguousarray(market_status, dtype="<i8")),
         ("user_status", np.ascontiguousarray(user_status, dtype=CANON_USER_STATUS_DTYPE)),
+        ("last_price", np.ascontiguousarray(last_price, dtype="<i8")),
     ):
         data = arr.tobytes()
         h.update(name.encode())

@@ -422,6 +422,13 @@ class MarketInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_price: int  #: ticks
     #: "open", "halted" or "delisted" (``MARKET_STATUS_NAMES``; wire version 3).
     status: str = "open"
+    #: The market's risk limits (docs/engine.md, "Market risk limits"; version 3).
+    price_step: int = 1  #: ticks (1: any price)
+    amount_step: int = 1  #: lots (1: any amount)
+    min_notional: int = 0  #: money units (0: none)
+    max_notional: int = 0  #: money units (0: none)
+    max_open_orders: int = 0  #: resting orders per user (0: none)
+    price_band: int = 0  #: millionths of the last deal price (0: none)
 
     @classmethod
     def from_market(cls, m: Market, status: MarketStatus | int = MarketStatus.OPEN) -> MarketInfo:
@@ -429,6 +436,8 @@ class MarketInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return cls(
             m.index, m.name, m.stock.index, m.money.index, m.stock_prec, m.money_prec,
             m.fee_prec, m.min_amount, m.max_amount, m.max_price, market_status_name(status),
+            m.price_step, m.amount_step, m.min_notional, m.max_notional, m.max_open_orders,
+            m.price_band,
         )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from core.kernels import events as evw
 from core.kernels import tags
 from core.kernels.arith import mul3_le, mul_le
 from core.kernels.bounds import reach
-from core.kernels.checks import crosses, fok_fillable, lookup
+from core.kernels.checks import crosses, fok_fillable, lookup, outside_band
 from core.kernels.codes import (
     AMOUNT_TOO_SMALL,
     ASK,
@@ -39,6 +39,7 @@ from core.kernels.codes import (
     OK,
     POST_ONLY,
     POST_ONLY_WOULD_TAKE,
+    PRICE_OUTSIDE_BAND,
     PUT_LIMIT,
     PUT_MARKET,
     REPLACE,
@@ -127,6 +128,8 @@ def book_put_limit(book, ev, ne, cmd, acct, oid, fee_acct, scratch, max_matches)
     side = cmd["side"]
     amount = cmd["amount"]
     price = cmd["price"]
+    if outside_band(book, m, price):
+        return PRICE_OUTSIDE_BAND, ne
     if (cmd["flags"] & POST_ONLY) != 0 and crosses(book, m, side, price):
         return POST_ONLY_WOULD_TAKE, ne
     if reach(book, m, side, price, amount, False, acct, cmd["stp"], max_matches) > max_matches:
@@ -275,6 +278,8 @@ def book_replace(book, ev, ne, cmd, acct, avail_stock, avail_money, fee_acct, ma
         deal_stock = c["amount"] - o["left"]
         ne = evw.emit_order(ev, ne, evw.ORDER_UPDATE, 0, ts, book, slot, m, deal_stock)
         return OK, o["id"], ne
+    if price != o["price"] and outside_band(book, m, price):
+        return PRICE_OUTSIDE_BAND, 0, ne
     avail = (avail_stock if side == ASK else avail_money) + old_reserve
     if side == ASK:
         ok = mul_le(new_left, mp[m, MP_STOCK_SCALE], avail)

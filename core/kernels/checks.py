@@ -9,6 +9,7 @@ lists the checks.
 from __future__ import annotations
 
 from core.kernels import book as bk
+from core.kernels.arith import fee_of
 from core.kernels.codes import (
     ASK,
     BID,
@@ -26,8 +27,18 @@ from core.kernels.codes import (
     USER_NOT_MATCH,
 )
 from core.kernels.jit import inline, kernel
-from core.kernels.layout import B_LEVELS, B_MPARAMS, B_ORDERS, MP_MAX_ORDERS, MP_OBASE, NIL
-from core.schema import MAX_USER_ID, PROVISIONAL_ID_BASE, SOURCE_LENGTH
+from core.kernels.layout import (
+    B_LEVELS,
+    B_MPARAMS,
+    B_MSTATE,
+    B_ORDERS,
+    MP_MAX_ORDERS,
+    MP_OBASE,
+    MP_PRICE_BAND,
+    MS_LAST_PRICE,
+    NIL,
+)
+from core.schema import MAX_USER_ID, PRICE_BAND_DEN, PROVISIONAL_ID_BASE, SOURCE_LENGTH
 
 
 @inline
@@ -99,6 +110,20 @@ def check_order_common(cmd, n_markets: int, fee_user: int, is_limit: bool) -> in
     if cmd["user"] == fee_user:
         return FEE_ACCOUNT_CANNOT_TRADE
     return OK
+
+
+@inline
+def outside_band(book, m: int, price: int) -> bool:
+    """True if ``price`` is further from market ``m``'s last deal price than its price
+    band allows (docs/engine.md, "Market risk limits"); never before the first deal.
+    The band is ``floor(last * band / 10**6)`` ticks either way, exact: a price
+    ``p`` is out when ``|p - last| * 10**6 > last * band``."""
+    band = book[B_MPARAMS][m, MP_PRICE_BAND]
+    last = book[B_MSTATE][m, MS_LAST_PRICE]
+    if band == 0 or last == 0:
+        return False
+    room = fee_of(last, band, PRICE_BAND_DEN)
+    return price > last + room or price < last - room
 
 
 @inline

@@ -43,6 +43,7 @@ from core.kernels.layout import (
     MP_SBASE,
     MS_FREE_LEVEL,
     MS_FREE_ORDER,
+    MS_LAST_PRICE,
     MS_LENGTH,
     MS_LEVEL_BUMP,
     MS_NDEAD,
@@ -100,6 +101,7 @@ def _is_fresh(book, m: int) -> bool:
         and ms[m, MS_NORDERS + 1] == 0
         and ms[m, MS_NDEAD] == 0
         and ms[m, MS_NDEAD + 1] == 0
+        and ms[m, MS_LAST_PRICE] == 0
     )
 
 

@@ -83,7 +83,8 @@ MP_AMOUNT_STEP = 14  #: lots an amount must be a multiple of (1: any)
 MP_MIN_NOTIONAL = 15  #: money units an order's value must reach (0: none)
 MP_MAX_NOTIONAL = 16  #: money units an order's value may not exceed (0: none)
 MP_MAX_OPEN_ORDERS = 17  #: resting orders per user (0: none)
-MP_LENGTH = 18
+MP_PRICE_BAND = 18  #: millionths of the last price a limit price may be away (0: none)
+MP_LENGTH = 19
 
 MS_NLEVELS = 0  #: + side - 1: entries of the ask (0) and bid (1) sorted arrays
 MS_NORDERS = 2  #: + side - 1: resting orders per side
@@ -92,7 +93,8 @@ MS_FREE_LEVEL = 5  #: head of the list of freed levels (NIL = none)
 MS_ORDER_BUMP = 6  #: next never-used order slot (pools are handed out lazily, so an
 MS_LEVEL_BUMP = 7  #: untouched pool costs no memory); next never-used level
 MS_NDEAD = 8  #: + side - 1: emptied levels kept in the sorted arrays (book.py)
-MS_LENGTH = 10
+MS_LAST_PRICE = 10  #: ticks: the price of the market's last deal (0: none yet)
+MS_LENGTH = 11
 
 SS_BUMP = 0  #: next never-used tag id
 SS_FREE = 1  #: head of the list of freed tag ids (NIL = none)

@@ -35,12 +35,14 @@ from core.kernels.layout import (
     B_INFO,
     B_LEVELS,
     B_MPARAMS,
+    B_MSTATE,
     B_ORDERS,
     MP_DEAL_SCALE,
     MP_FEE_DEN,
     MP_MONEY,
     MP_STOCK,
     MP_STOCK_SCALE,
+    MS_LAST_PRICE,
     NIL,
 )
 
@@ -117,6 +119,7 @@ def _fill(book, ev, ne, ts, fee_acct, m, t, k, q, market_bid):
     tk = orders[t]
     mk = orders[k]
     p = mk["price"]
+    book[B_MSTATE][m, MS_LAST_PRICE] = p  # the price band's reference (checks.py)
     stock = mp[m, MP_STOCK]
     money = mp[m, MP_MONEY]
     den = mp[m, MP_FEE_DEN]

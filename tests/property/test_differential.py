@@ -35,7 +35,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from core.engine import Engine
-from core.kernels.layout import A_MSTATUS
+from core.kernels.layout import A_MSTATUS, B_MSTATE, MS_LAST_PRICE
 from core.reference import ReferenceEngine
 from core.schema import (
     EVENT_DTYPE,
@@ -156,6 +156,7 @@ def _canonical_sections(engine: object) -> tuple[np.ndarray, ...] | None:
             engine._canonical_client_ids(),  # type: ignore[attr-defined]
             engine._accounts[A_MSTATUS][: len(engine.config.markets)],  # type: ignore[attr-defined]
             engine._canonical_user_status(),  # type: ignore[attr-defined]
+            engine._book[B_MSTATE][: len(engine.config.markets), MS_LAST_PRICE],  # type: ignore[attr-defined]
         )
     except AttributeError:
         return None
@@ -175,6 +176,7 @@ def _canonical_diff(fast: object, ref: object) -> list[str]:
         "client ids",
         "market status",
         "user status",
+        "last prices",
     )
     out = []
     for name, x, y in zip(names, a, b, strict=True):
@@ -552,6 +554,7 @@ def test_fixed_seed_long_run(
             Result.NOTIONAL_TOO_SMALL,
             Result.NOTIONAL_TOO_LARGE,
             Result.TOO_MANY_OPEN_ORDERS,
+            Result.PRICE_OUTSIDE_BAND,
         )
         assert all(harness.codes[code] > 0 for code in risk), harness.codes
     if mix.admin:

@@ -19,7 +19,7 @@ from core.schema import PROVISIONAL_ID_BASE, CommandKind, Result
 from tests.support.split import SplitEngine
 from tests.support.steps import Step, Update, cancel, funding, limit, resolve, run
 from tests.support.streams import Mix, random_stream, streams
-from tests.support.world import BIG, BTC_USDT, TIGHT, Limits, stream_config
+from tests.support.world import BIG, BTC_USDT, RISKY, TIGHT, Limits, stream_config
 
 pytestmark = pytest.mark.kernel
 
@@ -78,6 +78,12 @@ def test_the_halves_agree_with_the_engine(
 @given(steps=streams(stream_config(), 40, Mix(admin=8)), owner=st.sampled_from(((0, 1), (0, 0))))
 def test_the_halves_agree_on_market_operations(steps: list[Step], owner: tuple[int, ...]) -> None:
     run_both(Limits(), steps, 3, owner)
+
+
+@given(steps=streams(stream_config(RISKY), 40))
+def test_the_halves_agree_under_risk_limits(steps: list[Step]) -> None:
+    # max_open_orders and the price band are the book half's: the worker judges them.
+    run_both(RISKY, steps, 3)
 
 
 @given(steps=streams(stream_config(TIGHT), 40, Mix(world=BIG)))

@@ -107,12 +107,13 @@ max_levels = {max_levels}
 #: Risk limits (docs/engine.md, "Market risk limits") for the SMALL world: prices of 2
 #: ticks (BTC_USDT) and amounts of 2 lots (ETH_USDT), each met half the time; values
 #: (price x amount) that cut the smallest and the largest orders; two resting orders
-#: per user in each market.
+#: per user in each market; price bands of 3 ticks either way of the last price (the
+#: prices drawn spread 5).
 _RISK = {
     "btc_usdt_risk": 'price_step = "0.02"\nmin_notional = "0.0001"\n'
-    'max_notional = "0.00055"\nmax_open_orders = 2\n',
+    'max_notional = "0.00055"\nmax_open_orders = 2\nprice_band = "0.003"\n',
     "eth_usdt_risk": 'amount_step = "0.0002"\nmin_notional = "0.007"\n'
-    'max_notional = "0.028"\nmax_open_orders = 2\n',
+    'max_notional = "0.028"\nmax_open_orders = 2\nprice_band = "0.0006"\n',
 }
 
 

@@ -95,6 +95,42 @@ def test_max_open_orders_counts_each_users_resting_orders(engine_cls: EngineClas
     assert s.limit(ALICE, ASK, "0.01", "1003").code == Result.TOO_MANY_OPEN_ORDERS
 
 
+def test_the_price_band_holds_limit_prices_near_the_last_price(engine_cls: EngineClass) -> None:
+    s = Scenario(engine_cls, btc_usdt='price_band = "0.1"\n')  # 10 % either way
+    s.deposit(ALICE, BTC, "10")
+    s.deposit(BOB, USDT, "100000")
+    # No deal yet: no reference, no band.
+    assert s.limit(ALICE, ASK, "0.1", "1000").ok
+    assert s.limit(BOB, BID, "0.01", "1").ok
+    assert s.limit(BOB, BID, "0.01", "1000").ok  # a deal at 1000: the band is 900..1100
+    before = s.engine.state_hash()
+    assert s.limit(BOB, BID, "0.01", "1100.01").code == Result.PRICE_OUTSIDE_BAND
+    assert s.limit(ALICE, ASK, "0.01", "899.99").code == Result.PRICE_OUTSIDE_BAND
+    assert s.engine.state_hash() == before
+    # The edges are in, on both sides.
+    assert s.limit(ALICE, ASK, "0.01", "1100").ok
+    assert s.limit(BOB, BID, "0.01", "900").ok
+    # A deal moves the reference: the ask at 1000 fills at 1000, then the one at 1100.
+    assert s.limit(BOB, BID, "0.1", "1100").ok  # deals at 1000 and 1100: now 990..1210
+    assert s.limit(BOB, BID, "0.01", "1210").ok
+    assert s.limit(BOB, BID, "0.01", "1210.01").code == Result.PRICE_OUTSIDE_BAND
+    # Market orders have no price: they are not held to it.
+    assert s.market_order(BOB, BID, "5000").code != Result.PRICE_OUTSIDE_BAND
+
+
+def test_a_replace_to_a_new_price_is_held_to_the_band(engine_cls: EngineClass) -> None:
+    s = Scenario(engine_cls, btc_usdt='price_band = "0.1"\n')
+    s.deposit(ALICE, BTC, "10")
+    s.deposit(BOB, USDT, "100000")
+    s.limit(ALICE, ASK, "0.01", "1000")
+    s.limit(BOB, BID, "0.01", "1000")  # the last price: 1000
+    order = s.limit(ALICE, ASK, "0.5", "1050").order_id
+    assert s.replace(ALICE, order, "1100.01", "0.5").code == Result.PRICE_OUTSIDE_BAND
+    assert s.replace(ALICE, 999, "1100.01", "0.5").code == Result.ORDER_NOT_FOUND  # after
+    assert s.replace(ALICE, order, "1050", "0.4").ok  # in place: the price is its own
+    assert s.replace(ALICE, order, "1100", "0.4").ok
+
+
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
@@ -106,6 +142,9 @@ def test_max_open_orders_counts_each_users_resting_orders(engine_cls: EngineClas
         ('max_notional = "1e20"', "max_notional is above the supply limit"),
         ('price_step = "1e20"', "price_step 1e20 is above max_price"),
         ("max_open_orders = 0", "max_open_orders = 0 is outside 1..1000"),
+        ('price_band = "1"', "price_band 1 must be below 1"),
+        ('price_band = "0"', "price_band '0' must be positive"),
+        ('price_band = "0.0000001"', "price_band '0.0000001' has more decimal places"),
     ],
 )
 def test_limits_that_cannot_hold_are_refused_at_load(lines: str, message: str) -> None:

@@ -22,7 +22,7 @@ from daemon.worker import run_works
 from tests.support.split import composed_state_hash
 from tests.support.steps import Batch, Update, limit, replace_order, resolve
 from tests.support.streams import Mix, random_stream
-from tests.support.world import ASK, BID, BTC, BTC_USDT, TIGHT, USDT, Limits, stream_config
+from tests.support.world import ASK, BID, BTC, BTC_USDT, RISKY, TIGHT, USDT, Limits, stream_config
 
 SEED = int(os.environ.get("MATCHD_SEED", "20251123"))
 
@@ -233,6 +233,13 @@ def test_any_schedule_gives_the_engine_s_results(
         # and later work met orders still under provisional ids (10 to 30 times per
         # seed; TIGHT's four-order books make it a matter of luck: 0 to 6)
         assert stats.named > 0
+
+
+def test_risk_limits_give_the_engines_results_in_any_schedule() -> None:
+    # The book half's limits (max_open_orders, the price band around the last deal)
+    # are judged by the worker at the command's place in history.
+    stats = run_schedule(RISKY, SEED, 2000, 64, 0.3).sequencing.stats()
+    assert stats.peak_in_flight > 1
 
 
 @pytest.mark.parametrize("max_in_flight", [4, 64])

@@ -238,3 +238,19 @@ def test_the_admin_kinds_have_their_methods() -> None:
     assert wire.METHODS[CommandKind.MARKET_STATUS] == "market.set_status"
     assert wire.METHODS[CommandKind.USER_STATUS] == "user.set_status"
     assert wire.METHODS[CommandKind.CANCEL_MARKET] == "market.cancel_orders"
+
+
+def test_market_info_carries_the_risk_limits() -> None:
+    config = make_config(
+        btc_usdt='price_step = "0.05"\namount_step = "0.001"\nmin_notional = "10"\n'
+        'max_notional = "1000"\nmax_open_orders = 7\nprice_band = "0.1"\n'
+    )
+    risky, plain = (wire.MarketInfo.from_market(m) for m in config.markets)
+    limits = ("price_step", "amount_step", "min_notional", "max_notional")
+    assert [getattr(risky, f) for f in limits] == [5, 1000, 10 * 10**8, 1000 * 10**8]
+    assert (risky.max_open_orders, risky.price_band) == (7, 100_000)
+    assert [getattr(plain, f) for f in (*limits, "max_open_orders", "price_band")] == [
+        1, 1, 0, 0, 0, 0,
+    ]  # fmt: skip
+    raw = msgspec.msgpack.encode(risky)
+    assert msgspec.msgpack.decode(raw, type=wire.MarketInfo) == risky
