@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.config import EngineConfig
+from core.config import EngineConfig, Market
 from core.schema import MarketStatus, UserStatus
 from core.views import AssetSummary, MarketSummary, OrderView
 
@@ -45,6 +45,11 @@ class EngineAPI(Protocol):
 
     def market_status(self, market: int) -> MarketStatus:
         """The market's status (OPEN for a market that is not configured)."""
+        ...
+
+    def current_market(self, market: int) -> Market | None:
+        """The configured market with the risk limits it has now (MARKET_LIMIT changes
+        them); None for a market that is not configured."""
         ...
 
     def user_status(self, user: int) -> UserStatus:

@@ -164,6 +164,15 @@ def user_status(user: int, status: int, *, ts_ns: int = 0) -> np.ndarray:
     return cmd
 
 
+def market_limit(market: int, limit: int, value: int, *, ts_ns: int = 0) -> np.ndarray:
+    """Set the market's risk limit ``limit`` (a ``RiskLimit``) to ``value``, in engine
+    units (ticks, lots, money units, orders, millionths)."""
+    cmd = _command(CommandKind.MARKET_LIMIT, ts_ns, 0, market)
+    cmd["side"] = limit
+    cmd["amount"] = value
+    return cmd
+
+
 def cancel_market(market: int, side: int = 0, *, ts_ns: int = 0) -> np.ndarray:
     """Cancel up to max_matches resting orders of the market, any user's (side 0 =
     both); repeat until its value is 0."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import MISSING, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, fields, replace
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar, get_type_hints
 
@@ -135,6 +136,31 @@ class Market:
     max_notional: int = 0
     max_open_orders: int = 0
     price_band: int = 0
+
+
+#: The risk limit fields of ``Market``, in ``RiskLimit`` order (core/schema.py).
+LIMIT_NAMES = (
+    "price_step",
+    "amount_step",
+    "min_notional",
+    "max_notional",
+    "max_open_orders",
+    "price_band",
+)
+
+
+def with_limits(market: Market, limits: Sequence[int]) -> Market:
+    """``market`` with the risk limits ``limits`` (six values, in LIMIT_NAMES order)."""
+    step, lot_step, low, high, most, band = (int(v) for v in limits)
+    return replace(
+        market,
+        price_step=step,
+        amount_step=lot_step,
+        min_notional=low,
+        max_notional=high,
+        max_open_orders=most,
+        price_band=band,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.config import EngineConfig
+from core.config import LIMIT_NAMES, EngineConfig, Market, with_limits
 from core.kernels import balance as kbalance
 from core.kernels import book as kbook
 from core.kernels import client_ids as kcids
@@ -162,6 +162,13 @@ def copy_nonzero(dst: np.ndarray, src: np.ndarray) -> None:
     d[tail:] = s[tail:]
 
 
+def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two market parameter tables agree on everything but the risk limits
+    (the columns from MP_PRICE_STEP on), which are state: MARKET_LIMIT changes them,
+    and the config only sets them when the state is new."""
+    return bool(np.array_equal(a[:, :MP_PRICE_STEP], b[:, :MP_PRICE_STEP]))
+
+
 class KernelState(NamedTuple):
     """An engine's arrays as its kernels take them, for running the engine's halves
     apart (docs/daemon.md, "Sequencer and pair workers"): the sequencer's account
@@ -304,7 +311,7 @@ class Engine:
             raise ValueError(f"unexpected arrays {extra}")
         want = np.zeros_like(engine._book[B_MPARAMS])
         engine._fill_mparams(want)
-        if not np.array_equal(want, engine._book[B_MPARAMS]):
+        if not _same_layout(want, engine._book[B_MPARAMS]):
             raise ValueError("arrays were made with different market parameters")
         engine._fee_acct = engine._find_fee_acct("arrays")
         return engine
@@ -367,7 +374,7 @@ class Engine:
                     f"state array {name!r} is {src.dtype} {src.shape}, this config needs "
                     f"{dst.dtype} {dst.shape}"
                 )
-            if name == "mparams" and not np.array_equal(src, dst):
+            if name == "mparams" and not _same_layout(src, dst):
                 raise ValueError("state was made with different market parameters")
             copy_nonzero(dst, src)
 
@@ -618,6 +625,26 @@ class Engine:
             return MarketStatus.OPEN
         return MarketStatus(int(self._accounts[A_MSTATUS][int(market)]))
 
+    def current_market(self, market: int) -> Market | None:
+        """The configured market with the risk limits it has now (MARKET_LIMIT changes
+        them); None for a market that is not configured."""
+        if not self._market_ok(market):
+            return None
+        row = self._book[B_MPARAMS][int(market)]
+        return with_limits(self.config.markets[int(market)], row[MP_PRICE_STEP:].tolist())
+
+    def limit_drift(self) -> list[str]:
+        """The risk limits in which the state differs from the config (the state's
+        hold: the config sets them only for a new state), one line each."""
+        now = [self.current_market(m.index) for m in self.config.markets]
+        return [
+            f"market {m.name}: {name} is {getattr(n, name)} in the state, "
+            f"{getattr(m, name)} in the config"
+            for m, n in zip(self.config.markets, now, strict=True)
+            for name in LIMIT_NAMES
+            if getattr(n, name) != getattr(m, name)
+        ]
+
     def user_status(self, user: int) -> UserStatus:
         """The user's status (ACTIVE for a user without an account)."""
         ok = _is_int(user) and 0 <= user <= MAX_USER_ID
@@ -738,6 +765,7 @@ class Engine:
             self._accounts[A_MSTATUS][: self._n_markets],
             self._canonical_user_status(),
             self._book[B_MSTATE][: self._n_markets, MS_LAST_PRICE],
+            self._book[B_MPARAMS][: self._n_markets, MP_PRICE_STEP:],
         )
 
     def check_invariants(self) -> list[str]:

@@ -21,7 +21,7 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 
-from core.config import Market
+from core.config import LIMIT_NAMES, Market, with_limits
 from core.errors import InternalError
 from core.reference_book import (
     EXACT,
@@ -50,6 +50,7 @@ from core.schema import (
     OrderFlag,
     OrderType,
     Result,
+    RiskLimit,
     Side,
     StpMode,
     TimeInForce,
@@ -120,6 +121,7 @@ class ReferenceEngine(ReferenceState):
             CommandKind.MARKET_STATUS,
             CommandKind.USER_STATUS,
             CommandKind.CANCEL_MARKET,
+            CommandKind.MARKET_LIMIT,
         ):
             return Outcome(Result.INVALID_ARGUMENT)
         if cmd.kind == CommandKind.USER_STATUS:  # names no market
@@ -128,6 +130,8 @@ class ReferenceEngine(ReferenceState):
             return Outcome(Result.UNKNOWN_MARKET)
         if cmd.kind == CommandKind.MARKET_STATUS:
             return self._set_market_status(cmd)
+        if cmd.kind == CommandKind.MARKET_LIMIT:
+            return self._set_limit(self._books[cmd.market], cmd)
         if cmd.kind == CommandKind.CANCEL_MARKET:
             return self._cancel_market(self._books[cmd.market], cmd)
         if not 0 <= cmd.user <= MAX_USER_ID or not fields_ok(cmd):
@@ -307,6 +311,40 @@ class ReferenceEngine(ReferenceState):
         self._market_status[cmd.market] = new
         self._emit(
             kind=EventKind.MARKET_STATUS, market=cmd.market, reason=int(new), amount=int(old)
+        )
+        return Outcome(Result.OK)
+
+    def _set_limit(self, book: MarketBook, cmd: RefCommand) -> Outcome:
+        market = book.market
+        limits = [getattr(market, name) for name in LIMIT_NAMES]
+        if cmd.side not in tuple(RiskLimit):
+            return Outcome(Result.INVALID_ARGUMENT)
+        which, value = RiskLimit(cmd.side), cmd.amount
+        # SPEC: the ranges config load enforces, the other limits as they are.
+        ok = {
+            RiskLimit.PRICE_STEP: 1 <= value <= market.max_price,
+            RiskLimit.AMOUNT_STEP: 1 <= value <= market.max_amount,
+            RiskLimit.MIN_NOTIONAL: 0 <= value <= MAX_SUPPLY_UNITS
+            and (not market.max_notional or value <= market.max_notional),
+            RiskLimit.MAX_NOTIONAL: 0 <= value <= MAX_SUPPLY_UNITS
+            and (not value or market.min_notional <= value),
+            RiskLimit.MAX_OPEN_ORDERS: 0 <= value <= market.max_orders,
+            RiskLimit.PRICE_BAND: 0 <= value < PRICE_BAND_DEN,
+        }[which]
+        if not ok:
+            return Outcome(Result.INVALID_ARGUMENT)
+        old = limits[which - 1]
+        if value == old:
+            return Outcome(Result.OK)
+        self._seq += 1
+        limits[which - 1] = value
+        book.market = with_limits(market, limits)
+        self._emit(
+            kind=EventKind.MARKET_LIMIT,
+            market=cmd.market,
+            reason=int(which),
+            amount=old,
+            left=value,
         )
         return Outcome(Result.OK)
 

@@ -14,7 +14,7 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 
-from core.config import EngineConfig
+from core.config import LIMIT_NAMES, EngineConfig, Market
 from core.errors import InternalError
 from core.reference_book import (
     EXACT,
@@ -168,6 +168,12 @@ class ReferenceState:
             return MarketStatus.OPEN
         return self._market_status[market]
 
+    def current_market(self, market: int) -> Market | None:
+        """The configured market with the risk limits it has now; None if unknown."""
+        if not 0 <= market < len(self._books):
+            return None
+        return self._books[market].market
+
     def user_status(self, user: int) -> UserStatus:
         """The user's status (ACTIVE for a user without one)."""
         return self._user_status.get(user, UserStatus.ACTIVE)
@@ -290,7 +296,7 @@ class ReferenceState:
 
     def canonical_state(self) -> tuple[np.ndarray, ...]:
         """(counters, supply, balances, key digests, orders, client ids, market
-        status, user status, last prices) as ``state_hash`` takes them."""
+        status, user status, last prices, market limits) as ``state_hash`` takes them."""
         with localcontext(EXACT):
             counters = np.array([self._seq, self._order_id, self._deal_id], dtype="<i8")
             precs = [a.prec for a in self.config.assets]
@@ -333,7 +339,14 @@ class ReferenceState:
                 ],
                 dtype="<i8",
             )
-        return counters, supply, balances, keys, orders, canon_ids, markets, canon_users, last
+            limits = np.array(
+                [[getattr(book.market, name) for name in LIMIT_NAMES] for book in self._books],
+                dtype="<i8",
+            ).reshape(-1, len(LIMIT_NAMES))
+        return (
+            counters, supply, balances, keys, orders, canon_ids, markets, canon_users, last,
+            limits,
+        )  # fmt: skip
 
     def _canon_order(self, out: np.ndarray, i: int, order: RefOrder) -> None:
         ints = order_ints(self._books[order.market].scales, order)

@@ -79,6 +79,7 @@ class CommandKind(IntEnum):
     MARKET_STATUS = 7  #: set the market's status to ``amount`` (MarketStatus)
     USER_STATUS = 8  #: set the user's status to ``amount`` (UserStatus): the kill switch
     CANCEL_MARKET = 9  #: cancel up to max_matches resting orders of the market, any user's
+    MARKET_LIMIT = 10  #: set the market's risk limit ``side`` (RiskLimit) to ``amount``
 
 
 class EventKind(IntEnum):
@@ -89,6 +90,8 @@ class EventKind(IntEnum):
     BALANCE = 5  #: a balance changed
     MARKET_STATUS = 6  #: a market's status changed (``reason`` new, ``amount`` old)
     USER_STATUS = 7  #: a user's status changed (``reason`` new, ``amount`` old)
+    MARKET_LIMIT = 8  #: a market's risk limit changed (``reason`` which, ``amount`` old,
+    #: ``left`` new)
 
 
 class MarketStatus(IntEnum):
@@ -97,6 +100,19 @@ class MarketStatus(IntEnum):
     OPEN = 0  #: everything
     HALTED = 1  #: cancel-only: new orders and replaces are refused; resting orders stay
     DELISTED = 2  #: cancel-only, for good unless opened again; its orders are cancelled
+
+
+class RiskLimit(IntEnum):
+    """A market's risk limits, as MARKET_LIMIT names them (docs/engine.md, "Market risk
+    limits"), each in engine units: the value that means "none" is 1 for the steps and
+    0 for the others."""
+
+    PRICE_STEP = 1  #: ticks
+    AMOUNT_STEP = 2  #: lots
+    MIN_NOTIONAL = 3  #: money units
+    MAX_NOTIONAL = 4  #: money units
+    MAX_OPEN_ORDERS = 5  #: resting orders per user
+    PRICE_BAND = 6  #: millionths of the last deal price
 
 
 class UserStatus(IntEnum):
@@ -277,14 +293,16 @@ def viabtc_code(method: str, result: Result) -> int:
 #: 8      user          i8     user id, 0..MAX_USER_ID
 #: 16     price         i8     ticks; limit price (PUT_LIMIT, REPLACE)
 #: 24     amount        i8     lots; market buy: units of money; REPLACE: new ``left``;
-#:                              MARKET_STATUS, USER_STATUS: the new status
+#:                              MARKET_STATUS, USER_STATUS, MARKET_LIMIT: the new
+#:                              status or value
 #: 32     order_id      i8     CANCEL, REPLACE: the order; PUT_*: the client's id of
 #:                              the new order (``client_id``, 1..2**63-1; 0 = none)
 #: 40     taker_rate    i4     taker fee rate, over 10**fee_prec
 #: 44     maker_rate    i4     maker fee rate, over 10**fee_prec
 #: 48     market        i2     market index (config order)
 #: 50     kind          i1     CommandKind
-#: 51     side          i1     Side; CANCEL_ALL, CANCEL_MARKET: 0 = both sides
+#: 51     side          i1     Side; CANCEL_ALL, CANCEL_MARKET: 0 = both sides;
+#:                              MARKET_LIMIT: the RiskLimit
 #: 52     tif           i1     TimeInForce
 #: 53     stp           i1     StpMode
 #: 54     flags         i1     OrderFlag bits
@@ -348,7 +366,7 @@ RESULT_DTYPE = np.dtype(
 #: 104    avail_stock   i8     REPLACE: the user's available stock units
 #: 112    avail_money   i8     REPLACE: the user's available money units
 #: 120    acct          i4     the user's account index (-1: the user has none)
-#: 124    op            i1     WORK_COMMAND or WORK_RENAME
+#: 124    op            i1     WORK_COMMAND, WORK_RENAME or WORK_LIMIT
 #: 125    _pad          u1[3]
 #: ====== ============= ====== =================================================
 WORK_DTYPE = np.dtype(
@@ -365,6 +383,9 @@ WORK_DTYPE = np.dtype(
 )
 WORK_COMMAND = 0
 WORK_RENAME = 1
+#: A market's risk limit changed (MARKET_LIMIT, run by the sequencer): ``market``,
+#: ``side`` the RiskLimit, ``amount`` the value; answered with a DONE of dispatch 0.
+WORK_LIMIT = 2
 
 #: What the book half made of one WORK_DTYPE record. 32 bytes.
 #:
@@ -400,8 +421,9 @@ PROVISIONAL_ID_BASE = 1 << 61
 #:                            USER_STATUS: the user (MARKET_STATUS: 0)
 #: 32     price        i8     ORDER_*: limit price (0 for market); DEAL: deal price
 #: 40     amount       i8     ORDER_*: amount (lots; market buy: money units); DEAL: lots;
-#:                            *_STATUS: the status before
-#: 48     left         i8     ORDER_*: lots left (market buy: money); BALANCE: available after
+#:                            *_STATUS, MARKET_LIMIT: the status or value before
+#: 48     left         i8     ORDER_*: lots left (market buy: money); BALANCE: available after;
+#:                            MARKET_LIMIT: the value after
 #: 56     deal_stock   i8     ORDER_*: lots filled; BALANCE: frozen after
 #: 64     deal_money   i8     ORDER_*: money units filled; DEAL: deal money; BALANCE: change
 #:                            of available
@@ -418,7 +440,7 @@ PROVISIONAL_ID_BASE = 1 << 61
 #: 130    asset        i2     BALANCE: asset index
 #: 132    kind         i1     EventKind
 #: 133    reason       i1     ORDER_FINISH: FinishReason; BALANCE: Business; *_STATUS:
-#:                            the new status
+#:                            the new status; MARKET_LIMIT: the RiskLimit
 #: 134    side         i1     ORDER_*: side; DEAL: taker side
 #: 135    otype        i1     ORDER_*: OrderType
 #: 136    tif          i1     ORDER_*: TimeInForce

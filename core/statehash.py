@@ -54,6 +54,7 @@ def state_hash(
     market_status: np.ndarray,
     user_status: np.ndarray,
     last_price: np.ndarray,
+    market_limits: np.ndarray,
 ) -> str:
     """BLAKE2b-128 (hex) over the canonical sections.
 
@@ -63,7 +64,8 @@ def state_hash(
     CANON_ORDER_DTYPE in canonical order; ``client_ids``: CANON_CLIENT_ID_DTYPE sorted
     by (user, client_id); ``market_status``: int64 per market (MarketStatus);
     ``user_status``: CANON_USER_STATUS_DTYPE of the users not ACTIVE, sorted by user;
-    ``last_price``: int64 per market, the ticks of its last deal (0: none).
+    ``last_price``: int64 per market, the ticks of its last deal (0: none);
+    ``market_limits``: int64 [markets, 6], each market's risk limits in RiskLimit order.
     """
     h = blake2b(digest_size=16)
     h.update(STATE_HASH_VERSION)
@@ -77,6 +79,7 @@ def state_hash(
         ("market_status", np.ascontiguousarray(market_status, dtype="<i8")),
         ("user_status", np.ascontiguousarray(user_status, dtype=CANON_USER_STATUS_DTYPE)),
         ("last_price", np.ascontiguousarray(last_price, dtype="<i8")),
+        ("market_limits", np.ascontiguousarray(market_limits, dtype="<i8")),
     ):
         data = arr.tobytes()
         h.update(name.encode())

@@ -35,9 +35,11 @@ rules:
   settlement, when the order gets its real id. A new client id while the new orders
   in flight might fill the table waits as above: the table's count at its place in
   history is known only once they are settled.
-* **Status changes alone.** MARKET_STATUS and USER_STATUS change what the account
-  half refuses, and have no book half: each waits until nothing is out (nothing
-  else is dispatched meanwhile), then runs and settles here, in its place.
+* **Status and limit changes alone.** MARKET_STATUS, USER_STATUS and MARKET_LIMIT
+  change what the halves refuse, and have no book half: each waits until nothing is
+  out (nothing else is dispatched meanwhile), then runs and settles here, in its
+  place; a limit change is handed to the market's worker too (WORK_LIMIT), ahead of
+  its next work.
 * **Provisional ids.** A new order rests in its worker under ``PROVISIONAL_ID_BASE +
   dispatch``; at settlement it gets its real id, the events are named
   (``ledger.name_orders``), and the worker is sent a rename ahead of its next work.
@@ -59,6 +61,7 @@ from core.kernels.account_side import account_batch
 from core.kernels.admin import status_command
 from core.kernels.client_ids import record_put
 from core.kernels.ledger import name_orders, settle
+from core.kernels.limits import limit_command
 from core.schema import (
     COMMAND_DTYPE,
     COUNTER_CLIENT_IDS,
@@ -66,6 +69,7 @@ from core.schema import (
     EVENT_DTYPE,
     PROVISIONAL_ID_BASE,
     WORK_DTYPE,
+    WORK_LIMIT,
     WORK_RENAME,
     CommandKind,
     Result,
@@ -76,6 +80,7 @@ ID_WINDOW = 1 << 16
 _NEW_ORDER = (int(CommandKind.PUT_LIMIT), int(CommandKind.PUT_MARKET))
 _NAMES_ORDER = (int(CommandKind.CANCEL), int(CommandKind.REPLACE))
 _STATUS = (int(CommandKind.MARKET_STATUS), int(CommandKind.USER_STATUS))
+_LIMIT = int(CommandKind.MARKET_LIMIT)
 _NO_EVENTS = np.zeros(0, dtype=EVENT_DTYPE)
 
 
@@ -200,6 +205,8 @@ class Sequencing:
         nothing["kind"] = CommandKind.MARKET_STATUS
         nothing["market"] = -1  # refused as an unknown market: changes nothing
         status_command(state.accounts, state.counters, nothing, events, 0, 0)
+        nothing["kind"] = CommandKind.MARKET_LIMIT
+        limit_command(state.mparams, nothing, events, 0)
 
     @property
     def in_flight(self) -> int:
@@ -269,10 +276,10 @@ class Sequencing:
         state = self._state
         cmd = w.cmd
         kind = int(cmd["kind"][0])
-        if kind in _STATUS:
+        if kind in _STATUS or kind == _LIMIT:
             if self._wait_alone(w):
                 return False
-            answers.append(self._set_status(w))
+            answers.append(self._set_limit(w) if kind == _LIMIT else self._set_status(w))
             return True
         if self._must_wait(kind, int(cmd["order_id"][0])):
             # Wait until what is out now is settled, and the second time until
@@ -331,6 +338,27 @@ class Sequencing:
         seq = int(settle(state.accounts, events, 0, n, state.counters))
         if code != Result.OK:
             self._refused += 1
+        self.order.append(w.token)
+        return Answer(w.token, int(code), 0, 0, seq, events[:n])
+
+    def _set_limit(self, w: _Waiting) -> Answer:
+        """Run a MARKET_LIMIT with nothing out, on the sequencer's market parameters,
+        and hand the change to the market's worker, which applies it before its next
+        work."""
+        state = self._state
+        events = np.zeros(1, dtype=EVENT_DTYPE)
+        code, n = limit_command(state.mparams, w.cmd, events, len(self.config.markets))
+        seq = int(settle(state.accounts, events, 0, n, state.counters))
+        if code != Result.OK:
+            self._refused += 1
+        elif n:
+            m = int(w.cmd["market"][0])
+            change = np.zeros(1, dtype=WORK_DTYPE)
+            change["op"] = WORK_LIMIT
+            change["market"] = m
+            change["side"] = w.cmd["side"][0]
+            change["amount"] = w.cmd["amount"][0]
+            self._send(m, np.concatenate([self.pending_renames(m), change]))
         self.order.append(w.token)
         return Answer(w.token, int(code), 0, 0, seq, events[:n])
 

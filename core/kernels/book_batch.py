@@ -1,9 +1,10 @@
 """The book half's batch loop: what a pair worker runs (docs/daemon.md).
 
 ``book_batch`` takes WORK_DTYPE records in dispatch order: commands whose account
-checks the sequencer made, and renames (the real id of an order that rests under a
-provisional id). It writes one DONE_DTYPE record per work and the commands' events,
-which the sequencer completes with ``ledger.settle``. It reads no balance.
+checks the sequencer made, renames (the real id of an order that rests under a
+provisional id) and changes of a market's risk limits (``limits.py``). It writes one
+DONE_DTYPE record per work and the commands' events, which the sequencer completes
+with ``ledger.settle``. It reads no balance.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from core.kernels.book_side import book_one
 from core.kernels.bounds import events_bound
 from core.kernels.codes import OK
 from core.kernels.jit import inline, kernel
-from core.kernels.layout import B_ORDERS, NIL
-from core.schema import WORK_RENAME
+from core.kernels.layout import B_MPARAMS, B_ORDERS, NIL
+from core.kernels.limits import apply_limit
+from core.schema import WORK_LIMIT, WORK_RENAME
 
 
 @inline
@@ -50,6 +52,14 @@ def book_batch(
         if w["op"] == WORK_RENAME:
             d["order_id"] = w["new_id"]
             d["value"] = 1 if rename(book, w["order_id"], w["new_id"]) else 0
+            d["code"] = OK
+            d["event_count"] = 0
+            i += 1
+            continue
+        if w["op"] == WORK_LIMIT:  # the sequencer checked it and wrote the event
+            apply_limit(book[B_MPARAMS], w["market"], w["side"], w["amount"])
+            d["order_id"] = 0
+            d["value"] = 0
             d["code"] = OK
             d["event_count"] = 0
             i += 1

@@ -64,6 +64,7 @@ CANCEL_ALL = int(CommandKind.CANCEL_ALL)
 MARKET_STATUS = int(CommandKind.MARKET_STATUS)
 USER_STATUS = int(CommandKind.USER_STATUS)
 CANCEL_MARKET = int(CommandKind.CANCEL_MARKET)
+MARKET_LIMIT = int(CommandKind.MARKET_LIMIT)
 
 MARKET_OPEN = int(MarketStatus.OPEN)
 MARKET_HALTED_STATUS = int(MarketStatus.HALTED)

@@ -20,6 +20,7 @@ DEAL = int(EventKind.DEAL)
 BALANCE = int(EventKind.BALANCE)
 MARKET_STATUS = int(EventKind.MARKET_STATUS)
 USER_STATUS = int(EventKind.USER_STATUS)
+MARKET_LIMIT = int(EventKind.MARKET_LIMIT)
 LIMIT = int(OrderType.LIMIT)
 MARKET = int(OrderType.MARKET)
 

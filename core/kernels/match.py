@@ -20,10 +20,11 @@ from core.kernels.admin import set_status
 from core.kernels.balance import account_of
 from core.kernels.book_side import book_one
 from core.kernels.bounds import events_bound
-from core.kernels.codes import MARKET_STATUS, OK, PUT_LIMIT, PUT_MARKET, USER_STATUS
+from core.kernels.codes import MARKET_LIMIT, MARKET_STATUS, OK, PUT_LIMIT, PUT_MARKET, USER_STATUS
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import B_MPARAMS, NIL
 from core.kernels.ledger import settle
+from core.kernels.limits import set_limit
 from core.schema import COUNTER_ORDER_ID, MAX_USER_ID
 
 
@@ -40,6 +41,9 @@ def execute_one(
         code, ne = set_status(accounts, counters, ev, ne, cmd, n_markets, fee_user)
         return code, 0, 0, ne  # no book half
     mp = book[B_MPARAMS]
+    if kind == MARKET_LIMIT:  # the parameters both halves read: here, one array
+        code, ne = set_limit(mp, ev, ne, cmd, n_markets)
+        return code, 0, 0, ne
     code, named = pre_one(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids)
     if code != OK:
         return code, named, 0, ne

@@ -35,7 +35,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from core.engine import Engine
-from core.kernels.layout import A_MSTATUS, B_MSTATE, MS_LAST_PRICE
+from core.kernels.layout import A_MSTATUS, B_MPARAMS, B_MSTATE, MP_PRICE_STEP, MS_LAST_PRICE
 from core.reference import ReferenceEngine
 from core.schema import (
     EVENT_DTYPE,
@@ -50,6 +50,7 @@ from core.schema import (
 )
 from tests.support.steps import (
     Batch,
+    Command,
     Step,
     Update,
     cancel,
@@ -157,6 +158,7 @@ def _canonical_sections(engine: object) -> tuple[np.ndarray, ...] | None:
             engine._accounts[A_MSTATUS][: len(engine.config.markets)],  # type: ignore[attr-defined]
             engine._canonical_user_status(),  # type: ignore[attr-defined]
             engine._book[B_MSTATE][: len(engine.config.markets), MS_LAST_PRICE],  # type: ignore[attr-defined]
+            engine._book[B_MPARAMS][: len(engine.config.markets), MP_PRICE_STEP:],  # type: ignore[attr-defined]
         )
     except AttributeError:
         return None
@@ -177,6 +179,7 @@ def _canonical_diff(fast: object, ref: object) -> list[str]:
         "market status",
         "user status",
         "last prices",
+        "market limits",
     )
     out = []
     for name, x, y in zip(names, a, b, strict=True):
@@ -270,6 +273,8 @@ class Harness:
         seq, code = int(result["seq"]), int(result["code"])
         if record is not None:
             self.check_client_id(result, record)
+            if int(record["kind"][0]) == CommandKind.USER_STATUS and seq:
+                self.accounts.add(int(record["user"][0]))  # blocking makes the account
         if code != Result.OK:
             assert seq == 0, self.explain(f"rejected ({Result(code).name}) but got seq {seq}")
             assert int(result["order_id"]) == 0 or code == Result.REPEAT_ORDER, self.explain(
@@ -495,6 +500,17 @@ STREAMS = st.one_of(
         *funding(),
         run(limit(1, BTC_USDT, ASK, 20, 1005)),
         run(cancel(1, BTC_USDT, INT64_MAX), replace_order(1, BTC_USDT, INT64_MAX, 1000, 5)),
+    ],
+)
+@example(
+    # Found: blocking a user without an account makes one (docs/engine.md, "Market and
+    # user status"); the harness's model of the account table did not know it.
+    setup=(TIGHT, DEFAULT_CAPACITY),
+    steps=[
+        run(Command(int(CommandKind.USER_STATUS), 5, 0, amount=1)),
+        Update(2, BTC, 100_000, b"deposit", 1),
+        Update(4, BTC, 100_000, b"deposit", 1),
+        Update(1, BTC, 100_000, b"deposit", 1),
     ],
 )
 def test_engines_agree_on_random_streams(setup: tuple[Limits, int], steps: list[Step]) -> None:

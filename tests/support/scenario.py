@@ -30,6 +30,7 @@ from core.schema import (
     FinishReason,
     MarketStatus,
     Result,
+    RiskLimit,
     StpMode,
     TimeInForce,
     UserStatus,
@@ -268,6 +269,9 @@ class Scenario:
     def user_status(self, user: int, status: int) -> Step:
         return self.run1(commands.user_status(user, status, ts_ns=self.next_ts()))
 
+    def market_limit(self, limit: int, value: int, *, market: int = BTC_USDT) -> Step:
+        return self.run1(commands.market_limit(market, limit, value, ts_ns=self.next_ts()))
+
     def cancel_market(self, side: int = 0, *, market: int = BTC_USDT) -> Step:
         return self.run1(commands.cancel_market(market, side, ts_ns=self.next_ts()))
 
@@ -426,6 +430,9 @@ class Scenario:
         if kind == EventKind.MARKET_STATUS:
             status = MarketStatus(int(event["reason"])).name
             return ("MARKET", int(event["market"]), MarketStatus(int(event["amount"])).name, status)
+        if kind == EventKind.MARKET_LIMIT:
+            limit = RiskLimit(int(event["reason"])).name
+            return ("LIMIT", int(event["market"]), limit, int(event["amount"]), int(event["left"]))
         if kind == EventKind.USER_STATUS:
             status = UserStatus(int(event["reason"])).name
             return ("USER", int(event["user"]), UserStatus(int(event["amount"])).name, status)

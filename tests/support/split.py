@@ -5,7 +5,8 @@ and pair workers"), without processes: the data flow of the daemon as a test dou
 arrays (the sequencer's) and every market's book in another ``Engine`` (a pair
 worker's, which never sees a balance): one per market, or one per group of markets. A
 command runs the account half on the sequencer's balances (``account_batch``; a
-status change runs there whole, ``status_command``), then
+status change runs there whole, ``status_command``, and a limit change too, then goes
+to the worker as a WORK_LIMIT), then
 the book half in its market's worker (``book_batch``) on a WORK_DTYPE record, where a
 new order gets a provisional id; the sequencer then gives accepted orders their real
 id, names the orders in the events (``name_orders``), settles them (``settle``), and
@@ -27,6 +28,7 @@ from core.kernels.account_side import account_batch
 from core.kernels.admin import status_command
 from core.kernels.client_ids import record_put
 from core.kernels.ledger import name_orders, settle
+from core.kernels.limits import limit_command
 from core.schema import (
     COUNTER_ORDER_ID,
     DONE_DTYPE,
@@ -34,6 +36,7 @@ from core.schema import (
     PROVISIONAL_ID_BASE,
     RESULT_DTYPE,
     WORK_DTYPE,
+    WORK_LIMIT,
     WORK_RENAME,
     CommandKind,
     Result,
@@ -108,6 +111,16 @@ class SplitEngine:
             code, n = status_command(
                 self._accounts, self._counters, cmd, ev, n_markets, self.config.fee_user
             )
+            seq = int(settle(self._accounts, ev, 0, n, self._counters))
+            return int(code), 0, 0, seq, ev[:n]
+        if int(cmd["kind"][0]) == CommandKind.MARKET_LIMIT:  # the sequencer's, then the worker
+            ev = np.zeros(1, dtype=EVENT_DTYPE)
+            code, n = limit_command(mparams, cmd, ev, n_markets)
+            if n:
+                change = np.zeros(1, dtype=WORK_DTYPE)
+                change["op"], change["market"] = WORK_LIMIT, cmd["market"][0]
+                change["side"], change["amount"] = cmd["side"][0], cmd["amount"][0]
+                self._work(int(cmd["market"][0]), change)
             seq = int(settle(self._accounts, ev, 0, n, self._counters))
             return int(code), 0, 0, seq, ev[:n]
         account_batch(

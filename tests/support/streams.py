@@ -26,6 +26,7 @@ from core.schema import (
     MAX_SUPPLY_UNITS,
     CommandKind,
     MarketStatus,
+    RiskLimit,
     StpMode,
     TimeInForce,
     UserStatus,
@@ -196,15 +197,28 @@ def _ref(c: Chooser, mix: Mix) -> int | Ref:
 
 
 #: Market statuses as drawn: mostly OPEN, so that markets halted reopen soon.
-_MARKET_STATUSES = (MarketStatus.OPEN,) * 3 + (MarketStatus.HALTED, MarketStatus.DELISTED)
-_USER_STATUSES = (UserStatus.ACTIVE, UserStatus.ACTIVE, UserStatus.BLOCKED)
+_MARKET_STATUSES = (MarketStatus.OPEN,) * 5 + (MarketStatus.HALTED, MarketStatus.DELISTED)
+_USER_STATUSES = (UserStatus.ACTIVE,) * 3 + (UserStatus.BLOCKED,)
+
+
+#: Risk limit values as drawn (engine units), the first of each "none" (the steps' 1):
+#: mostly ones the SMALL world's orders meet or miss now and then, and some that the
+#: other limits make invalid (a min_notional above the max_notional).
+_LIMIT_VALUES = {
+    RiskLimit.PRICE_STEP: (1, 2, 5),
+    RiskLimit.AMOUNT_STEP: (1, 2, 3),
+    RiskLimit.MIN_NOTIONAL: (0, 10_000, 700_000, 10**9),
+    RiskLimit.MAX_NOTIONAL: (0, 55_000, 2_800_000, 5_000),
+    RiskLimit.MAX_OPEN_ORDERS: (0, 1, 2, 5),
+    RiskLimit.PRICE_BAND: (0, 3_000, 600, 999_999),
+}
 
 
 def draw_admin(c: Chooser, mix: Mix) -> Command:
-    """A market operation: a market's or a user's status, or a market's orders
-    cancelled (now and then hostile)."""
+    """A market operation: a market's or a user's status, a market's orders
+    cancelled, or one of its risk limits changed (now and then hostile)."""
     kind = c.choice((CommandKind.MARKET_STATUS,) * 2 + (CommandKind.USER_STATUS,) * 2 + (
-        CommandKind.CANCEL_MARKET,
+        CommandKind.CANCEL_MARKET, CommandKind.MARKET_LIMIT, CommandKind.MARKET_LIMIT,
     ))  # fmt: skip
     if kind == CommandKind.MARKET_STATUS:
         status = c.choice((3, -1)) if rarely(c, mix.hostile) else int(c.choice(_MARKET_STATUSES))
@@ -212,6 +226,14 @@ def draw_admin(c: Chooser, mix: Mix) -> Command:
     if kind == CommandKind.USER_STATUS:
         status = c.choice((2, -1)) if rarely(c, mix.hostile) else int(c.choice(_USER_STATUSES))
         return Command(int(kind), _user(c, mix), 0, amount=status)
+    if kind == CommandKind.MARKET_LIMIT:
+        which = c.choice(tuple(RiskLimit)) if not rarely(c, mix.hostile) else c.choice((0, 7))
+        values = _LIMIT_VALUES.get(which, (0,))
+        # "none" half the time, so that trading goes on between the limits set
+        value = values[0] if c.choice((True, False)) else c.choice(values)
+        if rarely(c, mix.hostile):
+            value = c.choice((-1, INT64_MAX, INT64_MIN, MAX_SUPPLY_UNITS + 1))
+        return Command(int(kind), 0, _market(c, mix), side=int(which), amount=value)
     side = c.choice((0, ASK, BID)) if not rarely(c, mix.hostile) else c.choice((3, -1))
     return Command(int(kind), 0, _market(c, mix), side=side)
 

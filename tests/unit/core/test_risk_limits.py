@@ -8,9 +8,20 @@ from __future__ import annotations
 import pytest
 
 from core.config import ConfigError, parse_config
-from core.schema import Result, TimeInForce
+from core.schema import Result, RiskLimit, TimeInForce
 from tests.support.engines import EngineClass
-from tests.support.scenario import ALICE, ASK, BID, BOB, BTC, USDT, Scenario, config_text
+from tests.support.scenario import (
+    ALICE,
+    ASK,
+    BID,
+    BOB,
+    BTC,
+    BTC_USDT,
+    ETH_BTC,
+    USDT,
+    Scenario,
+    config_text,
+)
 
 #: BTC_USDT (stock_prec 6, money_prec 2, USDT prec 8): prices in steps of 0.05, amounts
 #: in steps of 0.001, values (USDT) from 10 to 1,000.
@@ -129,6 +140,50 @@ def test_a_replace_to_a_new_price_is_held_to_the_band(engine_cls: EngineClass) -
     assert s.replace(ALICE, 999, "1100.01", "0.5").code == Result.ORDER_NOT_FOUND  # after
     assert s.replace(ALICE, order, "1050", "0.4").ok  # in place: the price is its own
     assert s.replace(ALICE, order, "1100", "0.4").ok
+
+
+def test_a_limit_changed_at_run_time_holds_from_its_seq_on(engine_cls: EngineClass) -> None:
+    s = funded(engine_cls)  # RISK: price_step 5 ticks, min_notional 10 USDT
+    assert s.limit(ALICE, ASK, "0.01", "1000.01").code == Result.PRICE_NOT_ON_STEP
+    step = s.market_limit(RiskLimit.PRICE_STEP, 1)
+    assert step.seq > 0
+    assert step.brief() == [("LIMIT", BTC_USDT, "PRICE_STEP", 5, 1)]
+    assert s.limit(ALICE, ASK, "0.01", "1000.01").ok
+    assert s.engine.current_market(BTC_USDT).price_step == 1
+    assert s.engine.config.markets[BTC_USDT].price_step == 5  # the config is as it was
+    # A band and an open-order limit, set where the config had none.
+    assert s.market_limit(RiskLimit.MAX_OPEN_ORDERS, 1).ok
+    assert s.limit(ALICE, ASK, "0.01", "1001").code == Result.TOO_MANY_OPEN_ORDERS
+    assert s.market_limit(RiskLimit.MAX_OPEN_ORDERS, 0).ok  # none again
+    assert s.limit(BOB, BID, "0.01", "1000.01").ok  # a deal at 1000.01
+    assert s.market_limit(RiskLimit.PRICE_BAND, 1000).ok  # 0.1 %: 999.01..1001.01
+    assert s.limit(BOB, BID, "0.01", "1001.02").code == Result.PRICE_OUTSIDE_BAND
+    # Off by default on the other market, and set there alone.
+    assert s.engine.current_market(ETH_BTC).price_band == 0
+
+
+def test_a_limit_that_cannot_hold_is_refused_and_changes_nothing(engine_cls: EngineClass) -> None:
+    s = funded(engine_cls)  # RISK: min_notional 10, max_notional 1,000 USDT
+    before = s.engine.state_hash()
+    usdt = 10**8
+    for limit, value in [
+        (RiskLimit.PRICE_STEP, 0),
+        (RiskLimit.AMOUNT_STEP, -1),
+        (RiskLimit.MIN_NOTIONAL, 1001 * usdt),  # above max_notional
+        (RiskLimit.MAX_NOTIONAL, 9 * usdt),  # below min_notional
+        (RiskLimit.MAX_OPEN_ORDERS, 1001),  # above max_orders
+        (RiskLimit.PRICE_BAND, 10**6),
+        (0, 1),
+        (7, 1),
+    ]:
+        assert s.market_limit(limit, value).code == Result.INVALID_ARGUMENT, (limit, value)
+    assert s.market_limit(RiskLimit.PRICE_STEP, 1, market=9).code == Result.UNKNOWN_MARKET
+    same = s.market_limit(RiskLimit.MIN_NOTIONAL, 10 * usdt)  # as it is
+    assert (same.code, same.seq) == (Result.OK, 0)
+    assert s.engine.state_hash() == before
+    # Both notionals off, then any order of them holds.
+    assert s.market_limit(RiskLimit.MAX_NOTIONAL, 0).ok
+    assert s.market_limit(RiskLimit.MIN_NOTIONAL, 2000 * usdt).ok
 
 
 @pytest.mark.parametrize(

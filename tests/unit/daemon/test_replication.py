@@ -16,7 +16,7 @@ import zmq
 from core import commands as C
 from core.engine import Engine
 from core.errors import ConfigError
-from core.schema import MarketStatus, Result, Side, UserStatus
+from core.schema import MarketStatus, Result, RiskLimit, Side, UserStatus
 from daemon.auth import load_registry
 from daemon.replication import Replication
 from daemon.replication_config import ReplicationConfig
@@ -444,9 +444,9 @@ def test_with_two_standbys_a_sync_failover_takes_writes_within_a_second(
 
 @pytest.mark.parametrize("workers", [False, True], ids=["one-process", "pair-workers"])
 def test_market_operations_reach_the_standby(nodes, workers: bool) -> None:  # type: ignore[no-untyped-def]
-    """Issue 10: a halt, a kill switch and a delisting are commands of the log: the
-    standby holds the same statuses and books, and refuses as the primary does once
-    promoted."""
+    """Issue 10: a halt, a kill switch, a delisting and a risk limit are commands of
+    the log: the standby holds the same statuses, limits and books, and refuses as the
+    primary does once promoted."""
     a = nodes("a", "primary", mode="sync", workers=workers)
     b = nodes("b", "standby", primary=a, mode="sync")
     wait_for(lambda: a.replication.refusal() is None, what="a fresh standby")
@@ -458,13 +458,17 @@ def test_market_operations_reach_the_standby(nodes, workers: bool) -> None:  # t
         C.cancel_all(2, 0),
         C.market_status(0, MarketStatus.DELISTED),
         C.cancel_market(0),
+        C.market_limit(0, RiskLimit.PRICE_STEP, 1000),
     )
     results, _ = results_events(a.client.wait(a.client.send_commands(ops)))
     assert (results["code"] == Result.OK).all()
     assert (results["seq"] > 0).all()
     wait_for(lambda: caught_up(b, a), what="the standby to catch up")
     same_log(a, b)
-    assert b.journal.engine.state_hash() == a.journal.engine.state_hash()
+    # The primary's state (with pair workers, its books are its workers'): its log.
+    replayed = Engine(engine_config())
+    replay(replayed, a.path / "data" / "log", 1)
+    assert replayed.state_hash() == b.journal.engine.state_hash()
     a.stop()
     b.client.promote()
     nodes("a2", "standby", primary=b, mode="sync")
@@ -480,4 +484,7 @@ def test_market_operations_reach_the_standby(nodes, workers: bool) -> None:  # t
     with pytest.raises(ApiError) as blocked:
         b.client.put_limit(2, 0, Side.BID, 1000, 9_000)
     assert blocked.value.code == Result.USER_BLOCKED
+    with pytest.raises(ApiError) as off_step:
+        b.client.put_limit(1, 0, Side.BID, 1000, 9_001)  # the limit came with the log
+    assert off_step.value.code == Result.PRICE_NOT_ON_STEP
     assert b.client.put_limit(1, 0, Side.BID, 1000, 9_000).order_id > 0

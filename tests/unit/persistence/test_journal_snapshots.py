@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core import commands as C
 from core.engine import Engine
-from core.schema import MarketStatus, Result, Side, UserStatus
+from core.schema import MarketStatus, Result, RiskLimit, Side, UserStatus
 from persistence.journal import Journal, JournalConfig, journal_log_config
 from persistence.snapshot import list_snapshots
 from persistence.verify import verify
@@ -115,11 +115,12 @@ def test_client_order_ids_survive_a_restart_from_a_snapshot_and_the_log(tmp_path
         assert journal.engine.check_invariants() == []
 
 
-def test_market_and_user_status_survive_a_restart_from_a_snapshot_and_the_log(
+def test_statuses_and_limits_survive_a_restart_from_a_snapshot_and_the_log(
     tmp_path: Path,
 ) -> None:
-    # Market operations are journaled (issue 10): a halt before the snapshot, a block
-    # and a delisting after it; the restarted engine refuses as the first did.
+    # Market operations are journaled (issue 10): a halt before the snapshot, a block,
+    # a delisting and a risk limit after it; the restarted engine refuses as the first
+    # did.
     bid = C.put_limit(1, 0, Side.BID, 1000, 10_000)
     with Journal.open(engine_config(), jconfig(tmp_path)) as journal:
         journal.balance_update(1, 2, b"deposit", 1, 10**16, 1, b"{}")  # USDT
@@ -131,11 +132,14 @@ def test_market_and_user_status_survive_a_restart_from_a_snapshot_and_the_log(
         assert journal.submit(C.user_status(1, UserStatus.BLOCKED))[0]["seq"][0] > 0
         assert journal.submit(C.market_status(1, MarketStatus.DELISTED))[0]["seq"][0] > 0
         assert journal.submit(C.cancel_market(1))[0]["value"][0] == 1
+        step = C.market_limit(0, RiskLimit.PRICE_STEP, 100)
+        assert journal.submit(step)[0]["seq"][0] > 0
         want = journal.engine.state_hash()
     with Journal.open(engine_config(), jconfig(tmp_path)) as journal:
         assert journal.recovery is not None
-        assert journal.recovery.replay.records == 3
+        assert journal.recovery.replay.records == 4
         assert journal.engine.state_hash() == want
+        assert journal.engine.current_market(0).price_step == 100  # the state's, not 1
         assert journal.submit(bid)[0]["code"][0] == Result.MARKET_HALTED
         assert journal.engine.market_status(1) == MarketStatus.DELISTED
         assert journal.engine.user_status(1) == UserStatus.BLOCKED
