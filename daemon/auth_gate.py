@@ -47,11 +47,16 @@ _FIRST_ORDER_KIND: Final = int(CommandKind.PUT_LIMIT)
 _LAST_ORDER_KIND: Final = int(CommandKind.CANCEL_ALL)
 #: Whether a command kind (an int8, so -128..127 index it) is an order command: the
 #: only kinds a trade key may send. The market operations (MARKET_STATUS,
-#: USER_STATUS, CANCEL_MARKET) need an admin key, as their calls do.
+#: USER_STATUS, CANCEL_MARKET, MARKET_LIMIT) need an admin key, as their calls do.
 _ORDER_KIND: Final = np.zeros(256, dtype=np.bool_)
 _ORDER_KIND[_FIRST_ORDER_KIND : _LAST_ORDER_KIND + 1] = True
 _ADMIN_KINDS: Final = frozenset(
-    (CommandKind.MARKET_STATUS, CommandKind.USER_STATUS, CommandKind.CANCEL_MARKET)
+    (
+        CommandKind.MARKET_STATUS,
+        CommandKind.USER_STATUS,
+        CommandKind.CANCEL_MARKET,
+        CommandKind.MARKET_LIMIT,
+    )
 )
 
 
@@ -132,7 +137,7 @@ CALL_ACCESS: Final[dict[type[wire.Call], Access]] = {
     wire.AssetSummaryCall: Access.PUBLIC,
     wire.ServerStatus: Access.PUBLIC,
     wire.BalanceUpdate: Access.ADMIN,
-    **dict.fromkeys(wire.ADMIN_CALLS, Access.ADMIN),  # market and user status
+    **dict.fromkeys(wire.ADMIN_CALLS, Access.ADMIN),  # market and user status, limits
     wire.ServerSnapshot: Access.ADMIN,
     wire.ServerPromote: Access.ADMIN,
 }

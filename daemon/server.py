@@ -654,11 +654,14 @@ class Server:
         return wire.Depth(asks, bids)
 
     def _markets(self, call: wire.MarketList) -> list[wire.MarketInfo]:
-        engine = self.journal.engine  # it checks puts against each market's status
-        return [
-            wire.MarketInfo.from_market(m, engine.market_status(m.index))
-            for m in engine.config.markets
-        ]
+        """Each market with its status and its risk limits as they are now (the
+        account half checks puts against both: this process's engine has them)."""
+        engine = self.journal.engine
+        out = []
+        for m in engine.config.markets:
+            now = engine.current_market(m.index)
+            out.append(wire.MarketInfo.from_market(now or m, engine.market_status(m.index)))
+        return out
 
     def _assets(self, call: wire.AssetList) -> list[wire.AssetInfo]:
         return [wire.AssetInfo.from_asset(a) for a in self.journal.engine.config.assets]

@@ -2,8 +2,8 @@
 matchd's backends: the engine (ZeroMQ calls), the feed (market.*) and the MySQL
 history (readhistory's methods). The HTTP and WebSocket gateways share it. The HTTP
 gateway also serves matchd's market operations (``ADMIN_METHODS``: halt, resume and
-delist a market, block and unblock a user; docs/gateways.md), compositions of the
-engine's admin calls (``ipc.market_ops``).
+delist a market, block and unblock a user, set a market's risk limit;
+docs/gateways.md), compositions of the engine's admin calls (``ipc.market_ops``).
 
 ``ViabtcMethods.call(method, params)`` checks the parameters as ViaBTC does
 (``core.viabtc_codec``, ``persistence.history_queries``; the feed checks its own),
@@ -25,9 +25,10 @@ from typing import Any, Final, TypeVar
 import msgspec
 import numpy as np
 
-from core.arguments import ArgumentError
+from core.arguments import ArgumentError, str_arg
 from core.config import EngineConfig
-from core.schema import COMMAND_DTYPE, MESSAGES, CommandKind, Result
+from core.errors import ParseError
+from core.schema import COMMAND_DTYPE, MESSAGES, CommandKind, Result, RiskLimit
 from core.viabtc_codec import ViabtcCodec, argument_failure, fail
 from core.views import AssetSummary, MarketSummary, OrderView
 from daemon.gateway_links import (
@@ -41,6 +42,14 @@ from daemon.gateway_primary import PrimaryLink
 from ipc import market_ops as ops
 from ipc import wire
 from ipc.client_common import ApiError
+from ipc.market_limits import (
+    LIMIT_NAMES,
+    NONE_VALUES,
+    RISK_LIMITS,
+    check_notionals,
+    limit_value,
+    risk_limit,
+)
 from persistence.history_pool import HistoryError
 from persistence.history_queries import HistoryReader
 
@@ -122,12 +131,20 @@ _ARITY: Final[dict[str, int | tuple[int, int] | None]] = {
     "market.delist": 1,
     "user.block": 1,
     "user.unblock": 1,
+    "market.set_limit": 3,
 }
 #: matchd's market operations: each changes what a whole market or a user may do
 #: (docs/gateways.md, "Market operations"). Only the HTTP gateway serves them; the
 #: engine takes them from an admin key only.
 ADMIN_METHODS: Final = frozenset(
-    ("market.halt", "market.resume", "market.delist", "user.block", "user.unblock")
+    (
+        "market.halt",
+        "market.resume",
+        "market.delist",
+        "user.block",
+        "user.unblock",
+        "market.set_limit",
+    )
 )
 #: ViaBTC's methods (the 23 of accesshttp) and matchd's two additions.
 METHODS: Final = frozenset(_ARITY) - ADMIN_METHODS
@@ -141,6 +158,7 @@ _ORDER_METHODS: Final = {
     "order.replace": CommandKind.REPLACE,
     "order.cancel_all": CommandKind.CANCEL_ALL,
 }
+_NOTIONALS: Final = (RiskLimit.MIN_NOTIONAL, RiskLimit.MAX_NOTIONAL)
 #: The order commands (``ViabtcMethods.order_batch`` takes batches of them).
 ORDER_METHODS: Final = frozenset(_ORDER_METHODS)
 
@@ -215,9 +233,10 @@ class ViabtcMethods:
         )
         markets = replies[0].result_as(wire.MarketList)
         assets = replies[1].result_as(wire.AssetList)
-        # A market's status is the engine's to change: the config sets the rest.
-        markets = [msgspec.structs.replace(m, status="open") for m in markets]
-        ours_m = [wire.MarketInfo.from_market(m) for m in self.config.markets]
+        # A market's status and risk limits are the engine's to change (the config
+        # sets the limits of a new state only): the config sets the rest.
+        markets = [_configured(m) for m in markets]
+        ours_m = [_configured(wire.MarketInfo.from_market(m)) for m in self.config.markets]
         ours_a = [wire.AssetInfo.from_asset(a) for a in self.config.assets]
         if markets != ours_m:
             return f"the engine's markets {[m.name for m in markets]} differ from the config's"
@@ -472,6 +491,55 @@ class ViabtcMethods:
             return await self._operate(method, ops.block(user), "cancelled")
         return await self._operate(method, ops.set_user_status(user, "active"))
 
+    async def market_set_limit(self, params: list[Any]) -> Answer:
+        """market.set_limit ``[market, limit, value]``: set one of the market's risk
+        limits (``limit`` a name of ``ipc.market_limits.LIMIT_NAMES``) to ``value``,
+        decimal text as in the config (a price, an amount, money, a whole number or a
+        fraction) or "none"; ``{"status": "success"}``. The text is converted exactly
+        at the market's precisions before anything is sent; the command is the first
+        engine call (a batch keeps its order). A notional the engine refuses is
+        explained from the other one the market has (``market.list``)."""
+        m = self.codec.market(params[0])
+        name = str_arg(params[1], "limit")
+        text = str_arg(params[2], "value")
+        try:
+            which = risk_limit(name)
+            info = wire.MarketInfo.from_market(m)  # its precisions and ranges
+            units = limit_value(
+                info, which, text, notional_prec=m.money.prec, max_orders=m.max_orders
+            )
+        except ParseError as exc:
+            raise ArgumentError(str(exc)) from None
+        try:
+            await ops.arun(ops.set_market_limit(m.index, which, units), self._engine_calls)
+        except ApiError as exc:
+            if exc.code == Result.INVALID_ARGUMENT and which in _NOTIONALS:
+                why = await self._notional_conflict(m.index, which, units, m.money.prec)
+                if why is not None:
+                    return error_answer(CODE_INVALID_ARGUMENT, f"invalid argument: {why}")
+            return _engine_error("market.set_limit", wire.Reply(exc.code, exc.message))
+        return Answer(None, {"status": "success"})
+
+    async def _notional_conflict(
+        self, market: int, which: RiskLimit, units: int, prec: int
+    ) -> str | None:
+        """Why the engine refused ``units`` as ``market``'s notional ``which``: the
+        other notional it has now (None if that does not explain it)."""
+        listing = wire.MarketList()
+        try:
+            reply = await self._engine(listing)
+        except BackendError:
+            return None
+        if not reply.ok:
+            return None
+        for now in reply.result_as(listing):
+            if now.index == market:
+                try:
+                    check_notionals(now, which, units, notional_prec=prec)
+                except ParseError as exc:
+                    return str(exc)
+        return None
+
     async def _operate(
         self, method: str, operation: ops.Operation[_T], count: str | None = None
     ) -> Answer:
@@ -524,6 +592,13 @@ def _reply(reply: Any) -> Answer:
     return Answer(reply.error(), reply.result)
 
 
+def _configured(m: wire.MarketInfo) -> wire.MarketInfo:
+    """``m`` without what the engine changes at run time: open, with no risk limits."""
+    return msgspec.structs.replace(
+        m, status="open", **{name: NONE_VALUES[RISK_LIMITS[name]] for name in LIMIT_NAMES}
+    )
+
+
 def _engine_error(method: str, reply: wire.Reply) -> Answer:
     """ViaBTC's error for an engine's refusal: the engine's precise message where it
     gives one (a 1xxx check), else ViaBTC's text for the code."""
@@ -573,7 +648,8 @@ _HANDLERS: Final[dict[str, _Handler]] = {
     "market.user_deals": ViabtcMethods.market_user_deals,
     "market.list": ViabtcMethods.market_list,
     "market.summary": ViabtcMethods.market_summary,
-    **{method: _operation(method) for method in ADMIN_METHODS},
+    **{method: _operation(method) for method in ADMIN_METHODS - {"market.set_limit"}},
+    "market.set_limit": ViabtcMethods.market_set_limit,
 }
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import zmq
 
 from core.errors import ClosedError
-from core.schema import MarketStatus, UserStatus
+from core.schema import MarketStatus, RiskLimit, UserStatus
 from ipc import market_ops as ops
 from ipc.client_async import AsyncClient
 from ipc.client_common import (
@@ -314,6 +314,16 @@ class Client:
     def set_user_status(self, user: int, status: UserStatus | int | str) -> CommandDone:
         """Set ``user``'s status (admin): "active" or "blocked" (or a ``UserStatus``)."""
         return self._run(ops.set_user_status(user, status))
+
+    def set_market_limit(
+        self, market: int, limit: RiskLimit | int | str, value: int
+    ) -> CommandDone:
+        """Set ``market``'s risk limit ``limit`` (admin; a ``RiskLimit`` or its name,
+        e.g. "price_step") to ``value`` in engine units: ticks, lots, money units,
+        orders, or millionths of the last price (1 for the steps, 0 for the others: no
+        limit); ``seq`` is 0 if it already was. ``ipc.market_limits.limit_value``
+        converts decimal text."""
+        return self._run(ops.set_market_limit(market, limit, value))
 
     def cancel_market_orders(self, market: int, side: int = 0) -> CommandDone:
         """Cancel resting orders of every user in ``market`` (admin; side 0 both, 1

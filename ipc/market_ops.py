@@ -1,9 +1,10 @@
 """Halting, delisting and the kill switch: compositions of journaled commands, done by
 the client (docs/protocol.md, "Market operations"; docs/operations.md).
 
-The engine has three admin commands (``ipc.wire_calls.AdminCall``): set a market's
-status, set a user's status, and cancel some of a market's resting orders. The
-operations an operator wants are sequences of them and of ``order.cancel_all``:
+The engine has four admin commands (``ipc.wire_calls.AdminCall``): set a market's
+status, set a user's status, cancel some of a market's resting orders, and set one
+of a market's risk limits (one command: ``set_market_limit``). The operations an
+operator wants are sequences of them and of ``order.cancel_all``:
 
 * halt: the market's status to "halted"; resume: back to "open";
 * delist: the status to "delisted", then ``market.cancel_orders`` until it cancels
@@ -28,8 +29,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator
 from typing import Final, TypeVar
 
-from core.schema import MarketStatus, UserStatus
+from core.schema import MarketStatus, RiskLimit, UserStatus
 from ipc.client_common import ApiError
+from ipc.market_limits import limit_name
 from ipc.wire import (
     DEFAULT_LIMITS,
     Call,
@@ -38,6 +40,7 @@ from ipc.wire import (
     MarketCancelOrders,
     MarketInfo,
     MarketList,
+    MarketSetLimit,
     MarketSetStatus,
     Reply,
     UserSetStatus,
@@ -74,6 +77,18 @@ def set_market_status(market: int, status: MarketStatus | int | str) -> Operatio
 def set_user_status(user: int, status: UserStatus | int | str) -> Operation[CommandDone]:
     """One ``user.set_status`` (unblock: "active"); as ``set_market_status``."""
     call = UserSetStatus(user, user_status_name(status))
+    (reply,) = yield [call]
+    return done(call, reply)
+
+
+def set_market_limit(
+    market: int, limit: RiskLimit | int | str, value: int
+) -> Operation[CommandDone]:
+    """One ``market.set_limit``: ``market``'s risk limit ``limit`` (a ``RiskLimit`` or
+    its name, e.g. "price_step") to ``value`` in engine units (``seq`` 0: it already
+    was); an unknown limit or a negative value raises ``ValueError`` before anything
+    is sent (``ipc.market_limits.limit_value`` converts decimal text)."""
+    call = MarketSetLimit(market, limit_name(limit), value)
     (reply,) = yield [call]
     return done(call, reply)
 
@@ -147,6 +162,7 @@ __all__ = [
     "delist",
     "done",
     "run",
+    "set_market_limit",
     "set_market_status",
     "set_user_status",
 ]

@@ -28,6 +28,7 @@ from core.schema import (
 )
 from core.viabtc import MAX_QUERY_LIMIT
 from core.views import OrderView
+from ipc.market_limits import RISK_LIMITS, LimitName, limit_name
 from ipc.wire_header import WIRE_VERSION, WireError
 
 # --------------------------------------------------------------------------- calls
@@ -39,6 +40,8 @@ I8 = Annotated[int, msgspec.Meta(ge=-128, le=127)]
 UserId = Annotated[int, msgspec.Meta(ge=0, le=MAX_USER_ID)]
 Index = Annotated[int, msgspec.Meta(ge=0, le=2**15 - 1)]
 OrderId = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+#: A risk limit's value in engine units (docs/engine.md, "Market risk limits").
+LimitValue = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 #: A client's own id for a new order: 1..2**63-1, 0 = none (docs/protocol.md).
 ClientId = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 Offset = Annotated[int, msgspec.Meta(ge=0, le=2**31)]
@@ -190,7 +193,8 @@ def user_status_name(status: UserStatus | int | str) -> UserStatusName:
 class AdminCall(OrderCall, frozen=True):
     """A market operation: a journaled command that only an admin key may send
     (docs/protocol.md, "Market operations"). Each is one command; halting, delisting
-    and the kill switch are compositions of them (``ipc.market_ops``)."""
+    and the kill switch are compositions of them (``ipc.market_ops``); a risk limit
+    is changed by one (``MarketSetLimit``)."""
 
 
 class MarketSetStatus(AdminCall, frozen=True, tag="market.set_status"):
@@ -232,6 +236,28 @@ class MarketCancelOrders(AdminCall, frozen=True, tag="market.cancel_orders"):
 
     def record(self) -> np.ndarray:
         return build.cancel_market(self.market, self.side)
+
+
+class MarketSetLimit(AdminCall, frozen=True, tag="market.set_limit"):
+    """Set one of a market's risk limits (MARKET_LIMIT; ``limit`` goes in ``side`` as
+    its ``RiskLimit``, ``value`` in ``amount``): ``limit`` is a name of
+    ``ipc.market_limits.LIMIT_NAMES``, ``value`` engine units (ticks, lots, money
+    units, orders, millionths of the last price; no limit: 1 for the steps, 0 for the
+    others). The engine refuses a value out of range INVALID_ARGUMENT; the value it
+    has: OK with seq 0, nothing changes. ``ipc.market_limits.limit_value`` converts
+    decimal text."""
+
+    market: I16
+    limit: LimitName
+    value: LimitValue
+
+    def __post_init__(self) -> None:
+        limit_name(self.limit)  # a value built in Python is checked too
+        if isinstance(self.value, bool) or not isinstance(self.value, int) or self.value < 0:
+            raise ValueError(f"value {self.value!r} must be an int >= 0 (engine units)")
+
+    def record(self) -> np.ndarray:
+        return build.market_limit(self.market, RISK_LIMITS[self.limit], self.value)
 
 
 def _check_json(value: Any, depth: int = 0) -> None:
@@ -326,12 +352,12 @@ class ServerPromote(Call, frozen=True, tag="server.promote"):
 
 
 ORDER_CALLS: Final = (PutLimit, PutMarket, Cancel, Replace, CancelAll)
-ADMIN_CALLS: Final = (MarketSetStatus, UserSetStatus, MarketCancelOrders)
+ADMIN_CALLS: Final = (MarketSetStatus, UserSetStatus, MarketCancelOrders, MarketSetLimit)
 AnyCall = (
     PutLimit | PutMarket | Cancel | Replace | CancelAll | BalanceUpdate | BalanceQuery
     | OrderDetail | OrderPending | OrderBook | OrderDepth | MarketList | MarketSummaryCall
     | AssetList | AssetSummaryCall | ServerStatus | ServerSnapshot | ServerPromote
-    | MarketSetStatus | UserSetStatus | MarketCancelOrders
+    | MarketSetStatus | UserSetStatus | MarketCancelOrders | MarketSetLimit
 )  # fmt: skip
 
 # --------------------------------------------------------------------------- results
@@ -379,9 +405,9 @@ class CommandDone(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     ``order`` is the order as JSON-RPC returns it (None for cancel_all,
     balance.update and the admin calls); ``value`` is the count of cancel_all and
-    market.cancel_orders; ``seq`` is 0 for a status call that changed nothing (the
-    status was already so); ``events`` holds the command's EVENT_DTYPE records when
-    the CALLS frame had the EVENTS flag.
+    market.cancel_orders; ``seq`` is 0 for a status or limit call that changed
+    nothing (the status or value was already so); ``events`` holds the command's
+    EVENT_DTYPE records when the CALLS frame had the EVENTS flag.
     """
 
     seq: int
@@ -422,7 +448,8 @@ class MarketInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_price: int  #: ticks
     #: "open", "halted" or "delisted" (``MARKET_STATUS_NAMES``; wire version 3).
     status: str = "open"
-    #: The market's risk limits (docs/engine.md, "Market risk limits"; version 3).
+    #: The market's risk limits as they are now (docs/engine.md, "Market risk limits";
+    #: version 3): the config sets them, ``market.set_limit`` changes them.
     price_step: int = 1  #: ticks (1: any price)
     amount_step: int = 1  #: lots (1: any amount)
     min_notional: int = 0  #: money units (0: none)
@@ -432,7 +459,8 @@ class MarketInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     @classmethod
     def from_market(cls, m: Market, status: MarketStatus | int = MarketStatus.OPEN) -> MarketInfo:
-        """The market ``m`` of a config, in the status given (the engine's)."""
+        """The market ``m`` (a config's, or ``Engine.current_market``'s with the limits
+        it has now), in the status given (the engine's)."""
         return cls(
             m.index, m.name, m.stock.index, m.money.index, m.stock_prec, m.money_prec,
             m.fee_prec, m.min_amount, m.max_amount, m.max_price, market_status_name(status),
@@ -610,6 +638,7 @@ METHODS: Final = {
     CommandKind.MARKET_STATUS: "market.set_status",
     CommandKind.USER_STATUS: "user.set_status",
     CommandKind.CANCEL_MARKET: "market.cancel_orders",
+    CommandKind.MARKET_LIMIT: "market.set_limit",
 }
 _KIND_OF: Final = {method: kind for kind, method in METHODS.items()}
 

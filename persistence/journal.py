@@ -24,12 +24,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from core.config import EngineConfig
+from core.config import EngineConfig, Market, with_limits
 from core.engine import Engine
 from core.schema import COMMAND_DTYPE, EVENT_DTYPE, RESULT_DTYPE, Result
 from persistence.consumers import consumer_positions
@@ -119,9 +119,35 @@ class Recovery:
 
 
 def config_digest(config: EngineConfig) -> str:
-    """A digest of everything in the config that shapes the state (a snapshot taken
-    under another config is not loaded)."""
+    """A digest of the whole config (a standby must run its primary's: replication
+    compares them)."""
     return hashlib.blake2b(repr(config).encode(), digest_size=16).hexdigest()
+
+
+def layout_digest(config: EngineConfig) -> str:
+    """A digest of everything in the config that shapes the state but the markets'
+    risk limits: the config sets those for a new state only, then they are state
+    (MARKET_LIMIT changes them, a snapshot keeps its own). A snapshot taken under
+    another layout is not loaded."""
+    markets = tuple(_without_limits(m) for m in config.markets)
+    return config_digest(replace(config, markets=markets))
+
+
+#: No risk limits, in ``core.config.LIMIT_NAMES`` order: the steps 1, the others 0.
+_NO_LIMITS = (1, 1, 0, 0, 0, 0)
+
+
+def _without_limits(market: Market) -> Market:
+    return with_limits(market, _NO_LIMITS)
+
+
+def _taken_under(config: EngineConfig, meta: dict[str, str]) -> bool:
+    """Whether a snapshot's ``meta`` says it was taken under ``config``'s layout (a
+    snapshot written before the risk limits were state: under the same config)."""
+    layout = meta.get("layout_digest")
+    if layout is not None:
+        return layout == layout_digest(config)
+    return meta.get("config_digest") == config_digest(config)
 
 
 class Journal:
@@ -479,7 +505,10 @@ class Journal:
             seq,
             engine.state_hash,
             engine.state_arrays(),
-            {"config_digest": config_digest(self.config)},
+            {
+                "config_digest": config_digest(self.config),
+                "layout_digest": layout_digest(self.config),
+            },
         )
 
     @property
@@ -592,15 +621,24 @@ def _load_snapshot(config: EngineConfig, directory: Path) -> tuple[Engine, int]:
     if found is None:
         return Engine(config), 0
     info, arrays, meta = found
-    return engine_from_snapshot(config, info, arrays, meta), info.seq
+    engine = engine_from_snapshot(config, info, arrays, meta)
+    for drift in engine.limit_drift():
+        logger.warning(
+            "journal limit drift: snapshot_seq=%d drift=%r; the state's value holds (the "
+            "config sets limits for a new state only: change one with matchctl market limit)",
+            info.seq,
+            drift,
+        )
+    return engine, info.seq
 
 
 def engine_from_snapshot(
     config: EngineConfig, info: SnapshotInfo, arrays: dict[str, np.ndarray], meta: dict[str, str]
 ) -> Engine:
-    """The engine a snapshot holds, after checking it was taken under ``config`` and
-    that the rebuilt state has the hash the snapshot records (``LogError`` if not)."""
-    if meta.get("config_digest") != config_digest(config):
+    """The engine a snapshot holds, after checking it was taken under ``config`` (but
+    for the risk limits, which are the state's) and that the rebuilt state has the
+    hash the snapshot records (``LogError`` if not)."""
+    if not _taken_under(config, meta):
         raise LogError(
             f"snapshot {info.path} was taken under a different engine config; restore that "
             "config, or move the data directory aside"

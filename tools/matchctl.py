@@ -16,7 +16,9 @@ integer units (``tools.matchctl_live``). MARKET is an index or a name:
 
 * ``matchctl status``: every field of the daemon's Status reply (sequence, last
   order and deal ids, wire and schema versions, and whatever else it reports);
-* ``matchctl markets``: the daemon's markets (indexes, precisions, limits, status);
+* ``matchctl markets``: the daemon's markets (indexes, precisions, limits, status),
+  and each market's risk limits as they are now in decimal text (``limits``, e.g.
+  ``{"price_step": "0.05", "max_notional": "none", ...}``);
 * ``matchctl balance USER`` (or ``balances``): the user's balances, in units;
 * ``matchctl book MARKET SIDE [--offset N] [--limit N]`` (SIDE 1/sell or 2/buy) and
   ``matchctl depth MARKET [--limit N]``;
@@ -35,6 +37,12 @@ integer units (``tools.matchctl_live``). MARKET is an index or a name:
   again, or delist it and cancel all its orders (admin; docs/operations.md); prints
   ``{"market", "status", "seq"}`` (seq 0: it already was) or, for delist,
   ``{"market", "status", "cancelled"}``; ``matchctl markets`` shows each ``status``;
+* ``matchctl market limit MARKET LIMIT VALUE``: set one of a market's risk limits
+  (admin; LIMIT ``price_step``, ``amount_step``, ``min_notional``, ``max_notional``,
+  ``max_open_orders`` or ``price_band``; VALUE decimal text as in the config, or
+  ``none``), converted exactly at the market's precisions (else exit 2, nothing
+  sent); prints ``{"market", "limit", "value", "units", "seq"}`` (seq 0: it already
+  was);
 * ``matchctl user block|unblock USER``: the kill switch (block the user and cancel
   the user's orders in every market; prints ``{"user", "status", "cancelled"}``) and
   its undoing (admin);

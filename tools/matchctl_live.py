@@ -13,7 +13,9 @@ units the wire carries (docs/protocol.md), and exits:
 ``place`` takes its AMOUNT, PRICE and fee rates as decimal strings in the market's
 terms and converts them exactly, with the precisions of the daemon's own market list:
 a value with more decimal places than the market allows, or out of its range, is
-refused (exit 2) and no order is sent. No float ever touches them.
+refused (exit 2) and no order is sent. No float ever touches them. So does ``market
+limit`` its VALUE (``ipc.market_limits``), and ``markets`` shows each market's risk
+limits as that text too (``limits``), beside the integer fields.
 
 ``metrics`` reads the daemon's Prometheus endpoint over HTTP and prints its samples.
 """
@@ -50,6 +52,7 @@ from core.schema import (
 from core.viabtc import MAX_QUERY_LIMIT
 from ipc.client import ApiError, Client, RequestRefused, RequestTimeout
 from ipc.client_common import CurveKeys, unwrap
+from ipc.market_limits import LIMIT_NAMES, check_notionals, limit_text, limit_texts, limit_value
 from ipc.wire import AssetInfo, AssetList, MarketInfo
 
 EXIT_OK: Final = 0
@@ -86,11 +89,11 @@ CLIENT_COMMANDS: Final = {
     "place": "place a limit or market order (decimal amount and price)",
     "cancel": "cancel one order",
     "cancel-all": "cancel a user's orders on a market (one side or both)",
-    "market": "halt, resume or delist a market (admin; docs/operations.md)",
+    "market": "halt, resume or delist a market, or set a risk limit (admin; docs/operations.md)",
     "user": "block a user (the kill switch: cancels the user's orders) or unblock (admin)",
 }
 #: The actions of ``market`` and ``user``.
-MARKET_ACTIONS: Final = ("halt", "resume", "delist")
+MARKET_ACTIONS: Final = ("halt", "resume", "delist", "limit")
 USER_ACTIONS: Final = ("block", "unblock")
 
 
@@ -202,6 +205,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             p.add_argument("--limit", type=limit, default=20, help="0..101 (20)")
         if name in ("book", "orders"):
             p.add_argument("--offset", type=_bounded(0, 2**31), default=0)
+    parsers["market"].add_argument(
+        "limit", nargs="?", choices=LIMIT_NAMES, metavar="LIMIT", help="limit: which one"
+    )
+    parsers["market"].add_argument(
+        "value",
+        nargs="?",
+        metavar="VALUE",
+        help="limit: decimal text as in the config (a price, an amount, money, a whole "
+        "number or a fraction), or none",
+    )
     parsers["book"].add_argument(
         "side", choices=("1", "2", "sell", "buy"), metavar="SIDE", help="1/sell asks, 2/buy bids"
     )
@@ -244,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if command == "place":
             _check_place(args)
+        if command == "market":
+            _check_market(args)
         curve = _curve(args)
         with Client(args.endpoint, timeout_s=args.timeout, curve=curve) as client:
             result = _HANDLERS[command](client, args)
@@ -323,7 +338,13 @@ def _promote(client: Client, args: argparse.Namespace) -> object:
 
 
 def _markets(client: Client, args: argparse.Namespace) -> object:
-    return client.markets()
+    """The daemon's markets in the wire's integer units, and their risk limits as
+    they are now in decimal text (``limits``: what ``market limit`` takes)."""
+    precs = _asset_precs(client)
+    return [
+        {**msgspec.structs.asdict(m), "limits": limit_texts(m, notional_prec=precs[m.money])}
+        for m in client.markets()
+    ]
 
 
 def _orders(client: Client, args: argparse.Namespace) -> object:
@@ -349,10 +370,22 @@ def _cancel_all(client: Client, args: argparse.Namespace) -> object:
     return client.cancel_all(args.user, _index(client, args.market), side)
 
 
+def _check_market(args: argparse.Namespace) -> None:
+    """``market limit`` takes LIMIT and VALUE, the other actions neither."""
+    given = args.limit is not None or args.value is not None
+    if args.action == "limit" and (args.limit is None or args.value is None):
+        raise UsageError(f"limit needs LIMIT ({', '.join(LIMIT_NAMES)}) and VALUE")
+    if args.action != "limit" and given:
+        raise UsageError(f"{args.action} takes only MARKET")
+
+
 def _market_action(client: Client, args: argparse.Namespace) -> object:
-    """halt, resume (one command each; ``seq`` 0: it already was so) or delist (the
-    status, then the market's orders cancelled; run it again after a failure)."""
+    """halt, resume (one command each; ``seq`` 0: it already was so), delist (the
+    status, then the market's orders cancelled; run it again after a failure) or
+    limit (one command)."""
     market = market_info(client, args.market)
+    if args.action == "limit":
+        return _market_limit(client, market, args.limit, args.value)
     if args.action == "delist":
         cancelled = client.delist_market(market.index)
         return {"market": market.name, "status": "delisted", "cancelled": cancelled}
@@ -362,6 +395,21 @@ def _market_action(client: Client, args: argparse.Namespace) -> object:
         done = client.resume_market(market.index)
     status = "halted" if args.action == "halt" else "open"
     return {"market": market.name, "status": status, "seq": done.seq}
+
+
+def _market_limit(client: Client, market: MarketInfo, limit: str, text: str) -> object:
+    """Set ``market``'s risk limit ``limit`` to decimal ``text`` (or none), converted
+    exactly at the market's precisions; ``UsageError`` (nothing sent) if it cannot be.
+    Prints the value as the engine now holds it, as text and in engine units."""
+    prec = _asset_precs(client)[market.money]
+    try:
+        value = limit_value(market, limit, text, notional_prec=prec)
+        check_notionals(market, limit, value, notional_prec=prec)
+    except ParseError as exc:
+        raise UsageError(str(exc)) from None
+    done = client.set_market_limit(market.index, limit, value)
+    shown = limit_text(market, limit, value, notional_prec=prec)
+    return {"market": market.name, "limit": limit, "value": shown, "units": value, "seq": done.seq}
 
 
 def _user_action(client: Client, args: argparse.Namespace) -> object:
@@ -415,11 +463,12 @@ def units_of(text: str, places: int, what: str, low: int, high: int) -> int:
     return units
 
 
-def _money_prec(client: Client, market: MarketInfo) -> int:
+def _asset_precs(client: Client) -> dict[int, int]:
+    """Each asset's prec, by index (``asset.list``)."""
     call = AssetList()
     (reply,) = client.call(call)
     assets: list[AssetInfo] = unwrap(call, reply)
-    return next(a.prec for a in assets if a.index == market.money)
+    return {a.index: a.prec for a in assets}
 
 
 def _place(client: Client, args: argparse.Namespace) -> object:
@@ -432,7 +481,7 @@ def _place(client: Client, args: argparse.Namespace) -> object:
         if side == Side.ASK:
             amount = units_of(args.amount, market.stock_prec, "AMOUNT", 1, market.max_amount)
         else:  # a market buy spends AMOUNT of money, in units of the money asset
-            prec = _money_prec(client, market)
+            prec = _asset_precs(client)[market.money]
             amount = units_of(args.amount, prec, "AMOUNT (money)", 1, MAX_SUPPLY_UNITS)
         return client.put_market(
             args.user, market.index, side, amount, taker_rate=taker, stp=stp, source=args.source,

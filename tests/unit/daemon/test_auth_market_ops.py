@@ -1,5 +1,6 @@
 """The market operations with a key registry, over real CURVE on loopback TCP: only
-an admin key halts, delists or blocks, by call or by binary record (kinds 7, 8, 9);
+an admin key halts, delists, blocks or sets a risk limit, by call or by binary record
+(kinds 7, 8, 9, 10);
 every other key is refused FORBIDDEN, the whole frame, and the state hash does not
 move (docs/protocol.md, "Authentication and limits")."""
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from core import commands as C
-from core.schema import MarketStatus, Result, Side, UserStatus
+from core.schema import MarketStatus, Result, RiskLimit, Side, UserStatus
 from ipc import wire
 from ipc.client import ApiError, Client
 from tests.unit.daemon.test_auth import ALICE, BOB, Secured, fund, refused
@@ -43,6 +44,8 @@ def attacks(k: Client) -> list[Callable[[], object]]:
         lambda: k.set_user_status(BOB, UserStatus.BLOCKED),
         # hidden behind a call the key may make: the frame is refused whole
         lambda: k.call(wire.MarketList(), wire.MarketSetStatus(0, "halted")),
+        lambda: k.set_market_limit(0, "price_step", 100),
+        lambda: k.call(wire.MarketList(), wire.MarketSetLimit(0, "max_open_orders", 1)),
     ]
 
 
@@ -61,11 +64,17 @@ def test_only_an_admin_key_may_call_the_market_operations(secured: Secured) -> N
         assert "may not call market.cancel_orders (call 0)" in messages[3]
         assert "may not call user.set_status (call 0)" in messages[5]
         assert "may not call market.set_status (call 1)" in messages[8]
+        assert messages[9] == (
+            f"forbidden: key '{name}' ({role}) may not call market.set_limit (call 0): "
+            "it needs an admin key"
+        )
+        assert "may not call market.set_limit (call 1)" in messages[10]
     assert secured.state_hash() == before
     assert alice.pending_detail(0, mine) is not None
     stats = secured.server.auth_statistics()
     assert stats is not None
-    assert stats.keys["gateway"].forbidden == 9
+    assert stats.keys["gateway"].forbidden == 11
+    assert [m.price_step for m in secured.client("viewer").markets()] == [1, 1]
 
 
 @pytest.mark.parametrize(
@@ -74,6 +83,7 @@ def test_only_an_admin_key_may_call_the_market_operations(secured: Secured) -> N
         (C.market_status(0, MarketStatus.HALTED), "7 (command 1, MARKET_STATUS)"),
         (C.user_status(ALICE, UserStatus.BLOCKED), "8 (command 1, USER_STATUS)"),
         (C.cancel_market(0), "9 (command 1, CANCEL_MARKET)"),
+        (C.market_limit(0, RiskLimit.PRICE_STEP, 100), "10 (command 1, MARKET_LIMIT)"),
     ],
 )
 def test_a_trade_key_may_not_send_admin_records(
@@ -124,6 +134,14 @@ def test_an_admin_key_runs_them_by_call_and_by_record(secured: Secured) -> None:
     assert ops.unblock_user(ALICE).seq > 0
     assert ops.unblock_user(BOB).seq > 0
     assert alice.put_limit(ALICE, 1, Side.BID, 100, 100_000).order is not None
+    # A risk limit, by call and by record.
+    assert ops.set_market_limit(1, "amount_step", 100).seq > 0
+    (result,), _ = ops.submit(C.batch(C.market_limit(1, RiskLimit.PRICE_STEP, 10)))
+    assert (int(result["code"]), int(result["seq"]) > 0) == (Result.OK, True)
+    assert [(m.amount_step, m.price_step) for m in alice.markets()] == [(1, 1), (100, 10)]
+    with pytest.raises(ApiError) as info:
+        alice.put_limit(ALICE, 1, Side.BID, 150, 100_000)
+    assert info.value.code == Result.AMOUNT_NOT_ON_STEP
 
 
 def test_matchctl_needs_an_admin_key_for_them(

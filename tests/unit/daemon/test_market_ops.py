@@ -12,6 +12,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from core.schema import (
     EventKind,
     MarketStatus,
     Result,
+    RiskLimit,
     Side,
     UserStatus,
 )
@@ -324,6 +326,93 @@ def test_binary_admin_records_do_what_the_calls_do(served: Served) -> None:
     assert status_of(c, ETH_BTC) == "halted"
 
 
+# --------------------------------------------------------------------------- risk limits
+
+
+def limits_of(c: Client, market: int) -> dict[str, int]:
+    info = c.markets()[market]
+    names = ("price_step", "amount_step", "min_notional", "max_notional")
+    return {name: getattr(info, name) for name in (*names, "max_open_orders", "price_band")}
+
+
+def test_a_risk_limit_set_at_run_time_holds_and_shows_in_market_list(served: Served) -> None:
+    c = served.client
+    assert limits_of(c, BTC_USDT)["price_step"] == 1
+    done = c.set_market_limit(BTC_USDT, "price_step", 100)  # 1.00 USDT
+    assert done.seq > 0
+    assert limits_of(c, BTC_USDT)["price_step"] == 100
+    assert limits_of(c, ETH_BTC)["price_step"] == 1  # another market: untouched
+    assert c.set_market_limit(BTC_USDT, RiskLimit.PRICE_STEP, 100).seq == 0  # already so
+    error = refused(
+        Result.PRICE_NOT_ON_STEP, lambda: c.put_limit(BOB, BTC_USDT, Side.BID, 1000, 20_001)
+    )
+    assert error.message == "invalid argument: price is not a multiple of price_step"
+    results, _ = c.submit(C.put_limit(BOB, BTC_USDT, Side.BID, 1000, 20_001))  # binary too
+    assert results["code"].tolist() == [Result.PRICE_NOT_ON_STEP]
+    assert c.put_limit(BOB, BTC_USDT, Side.BID, 1000, 20_000).order is not None
+    # One event: the limit, the old value and the new one.
+    call = wire.MarketSetLimit(BTC_USDT, "price_step", 1)
+    (reply,) = c.call(call, events=True)
+    done = reply.result_as(call)
+    (ev,) = np.frombuffer(done.events, dtype=EVENT_DTYPE)
+    assert int(ev["kind"]) == EventKind.MARKET_LIMIT
+    assert (int(ev["market"]), int(ev["seq"])) == (BTC_USDT, done.seq)
+    assert (int(ev["reason"]), int(ev["amount"]), int(ev["left"])) == (RiskLimit.PRICE_STEP, 100, 1)
+    assert c.put_limit(BOB, BTC_USDT, Side.BID, 1000, 20_001).order is not None  # none again
+
+
+def test_risk_limits_survive_a_restart(served: Served) -> None:
+    c = served.client
+    rest(c, ALICE, BTC_USDT, Side.ASK, 1)
+    c.set_market_limit(BTC_USDT, "max_open_orders", 1)
+    c.set_market_limit(BTC_USDT, "price_band", 100_000)
+    c.set_market_limit(ETH_BTC, "amount_step", 10)
+    state, before = served.state_hash(), c.markets()
+    served.restart()
+    c = served.client
+    assert served.state_hash() == state
+    assert c.markets() == before
+    assert (before[BTC_USDT].max_open_orders, before[ETH_BTC].amount_step) == (1, 10)
+    refused(
+        Result.TOO_MANY_OPEN_ORDERS, lambda: c.put_limit(ALICE, BTC_USDT, Side.ASK, 1000, 30_100)
+    )
+    refused(Result.AMOUNT_NOT_ON_STEP, lambda: c.put_limit(BOB, ETH_BTC, Side.BID, 105, 100_000))
+
+
+def test_refusals_of_a_risk_limit(served: Served) -> None:
+    c = served.client
+    refused(Result.UNKNOWN_MARKET, lambda: c.set_market_limit(2, "price_step", 5))
+    refused(Result.UNKNOWN_MARKET, lambda: c.set_market_limit(-1, "price_band", 5))
+    for limit, value in (
+        ("price_step", 0),
+        ("amount_step", 0),
+        ("price_step", c.markets()[BTC_USDT].max_price + 1),
+        ("max_open_orders", 1001),  # max_orders is 1000
+        ("price_band", 10**6),
+        ("min_notional", 2**62 + 1),
+    ):
+        refused(Result.INVALID_ARGUMENT, partial(c.set_market_limit, BTC_USDT, limit, value))
+    assert c.set_market_limit(BTC_USDT, "max_notional", 1000).seq > 0
+    refused(Result.INVALID_ARGUMENT, lambda: c.set_market_limit(BTC_USDT, "min_notional", 1001))
+    assert c.set_market_limit(BTC_USDT, "min_notional", 1000).seq > 0  # equal: fine
+    refused(Result.INVALID_ARGUMENT, lambda: c.set_market_limit(BTC_USDT, "max_notional", 999))
+    # What a call's decoder refuses reaches the engine as a binary record: refused too.
+    bad = C.batch(
+        C.market_limit(BTC_USDT, 0, 5),
+        C.market_limit(BTC_USDT, 7, 5),
+        C.market_limit(BTC_USDT, RiskLimit.PRICE_STEP, -1),
+        C.market_limit(BTC_USDT, RiskLimit.MAX_OPEN_ORDERS, -1),
+        C.market_limit(9, RiskLimit.PRICE_STEP, 5),
+    )
+    state = served.state_hash()
+    results, events = c.submit(bad)
+    assert results["code"].tolist() == [Result.INVALID_ARGUMENT] * 4 + [Result.UNKNOWN_MARKET]
+    assert (results["seq"] == 0).all()
+    assert len(events) == 0
+    assert served.state_hash() == state
+    assert limits_of(c, BTC_USDT)["min_notional"] == limits_of(c, BTC_USDT)["max_notional"] == 1000
+
+
 # --------------------------------------------------------------------------- asyncio
 
 
@@ -344,10 +433,16 @@ def test_the_async_client_runs_the_same_operations(served: Served) -> None:
             with pytest.raises(ApiError) as info:
                 await c.set_market_status(5, "halted")
             assert info.value.code == Result.UNKNOWN_MARKET
+            assert (await c.set_market_limit(ETH_BTC, "min_notional", 500)).seq > 0
+            assert (await c.set_market_limit(ETH_BTC, RiskLimit.MIN_NOTIONAL, 500)).seq == 0
+            with pytest.raises(ApiError) as info:
+                await c.set_market_limit(ETH_BTC, "price_band", 10**6)
+            assert info.value.code == Result.INVALID_ARGUMENT
             return blocked, delisted, statuses
 
     assert asyncio.run(main()) == (4, 0, ["delisted", "halted"])
     assert [m.status for m in served.client.markets()] == ["delisted", "open"]
+    assert served.client.markets()[ETH_BTC].min_notional == 500
 
 
 # --------------------------------------------------------------------------- matchctl
@@ -395,3 +490,86 @@ def test_matchctl_halts_delists_and_blocks(
     with pytest.raises(SystemExit):
         ctl(served, capsys, "user", "block", str(MAX_USER_ID + 1))
     assert "is not in 0..4294967295" in capsys.readouterr().err
+
+
+def test_matchctl_sets_risk_limits_from_decimal_text(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = ctl(served, capsys, "market", "limit", "BTC_USDT", "price_step", "0.050")
+    assert code == 0
+    done = json.loads(out)
+    assert done.pop("seq") > 0
+    assert done == {"market": "BTC_USDT", "limit": "price_step", "value": "0.05", "units": 5}
+    again = json.loads(ctl(served, capsys, "market", "limit", "0", "price_step", "0.05")[1])
+    assert again["seq"] == 0  # it already was
+    for argv, units in (
+        (("ETH_BTC", "amount_step", "0.05"), 500),  # stock_prec 4: lots
+        (("BTC_USDT", "max_notional", "1000"), 1000 * 10**8),  # USDT prec 8: units
+        (("BTC_USDT", "min_notional", "10.5"), 1_050_000_000),
+        (("BTC_USDT", "max_open_orders", "3"), 3),
+        (("BTC_USDT", "price_band", "0.1"), 100_000),
+    ):
+        code, out, err = ctl(served, capsys, "market", "limit", *argv)
+        assert (code, err) == (0, "")
+        assert json.loads(out)["units"] == units
+    code, out, _ = ctl(served, capsys, "markets")
+    btc, eth = json.loads(out)
+    assert btc["limits"] == {
+        "price_step": "0.05",
+        "amount_step": "none",
+        "min_notional": "10.5",
+        "max_notional": "1000",
+        "max_open_orders": "3",
+        "price_band": "0.1",
+    }
+    assert (btc["price_step"], btc["min_notional"], btc["status"]) == (5, 1_050_000_000, "open")
+    assert eth["limits"]["amount_step"] == "0.05"
+    code, out, _ = ctl(served, capsys, "market", "limit", "BTC_USDT", "price_band", "none")
+    assert json.loads(out)["value"] == "none"
+    assert json.loads(out)["units"] == 0
+    assert served.client.markets()[BTC_USDT].price_band == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("price_step", "0.001"), "price_step '0.001' has more decimal places than the 2 of "
+         "market BTC_USDT's prices (money_prec), so it cannot be represented exactly"),
+        (("amount_step", "-1"), "amount_step '-1' is negative"),
+        (("max_open_orders", "1.5"), "max_open_orders '1.5' is not a whole number"),
+        (("price_band", "1"), "price_band '1' is out of range: 0..0.999999, or none"),
+        (("price_step", "0"), "price_step '0' is out of range: 0.01.."),
+        (("min_notional", "ten"), "min_notional 'ten': not a decimal number: 'ten'"),
+        (("min_notional", "2000"),
+         "min_notional 2000 is above market BTC_USDT's max_notional 1000"),
+    ],
+)  # fmt: skip
+def test_matchctl_refuses_a_limit_it_cannot_convert_before_sending_it(
+    served: Served, capsys: pytest.CaptureFixture[str], argv: tuple[str, str], message: str
+) -> None:
+    served.client.set_market_limit(BTC_USDT, "max_notional", 1000 * 10**8)
+    state = served.state_hash()
+    code, out, err = ctl(served, capsys, "market", "limit", "BTC_USDT", *argv)
+    assert (code, out) == (2, "")
+    assert err.startswith("matchctl: market: ")
+    assert message in err
+    assert served.state_hash() == state  # nothing was sent
+
+
+def test_matchctl_market_limit_usage(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in (
+        (("limit", "BTC_USDT"), "limit needs LIMIT (price_step, amount_step, min_notional"),
+        (("limit", "BTC_USDT", "price_step"), "limit needs LIMIT"),
+        (("halt", "BTC_USDT", "price_step"), "halt takes only MARKET"),
+        (("delist", "BTC_USDT", "price_step", "1"), "delist takes only MARKET"),
+    ):
+        code, out, err = ctl(served, capsys, "market", *argv)
+        assert (code, out) == (2, "")
+        assert message in err
+    with pytest.raises(SystemExit) as info:
+        ctl(served, capsys, "market", "limit", "BTC_USDT", "tick", "1")
+    assert info.value.code == 2
+    assert "invalid choice: 'tick'" in capsys.readouterr().err
+    code, out, err = ctl(served, capsys, "market", "limit", "NOPE", "price_step", "1")
+    assert (code, json.loads(err)["code"]) == (1, Result.UNKNOWN_MARKET)
+    assert [m.price_step for m in served.client.markets()] == [1, 1]

@@ -1,21 +1,36 @@
 """matchd's market operations over HTTP JSON-RPC (docs/gateways.md, "Market
 operations"): market.halt, market.resume, market.delist, user.block, user.unblock,
-and market.list's ``status``, through an in-process HTTP gateway in front of a real
-server (docs/compat.md). An engine that is not there: market.list still answers,
+market.set_limit, and market.list's ``status``, through an in-process HTTP gateway in
+front of a real server (docs/compat.md). An engine that is not there: market.list still answers,
 without ``status``, and the operations are HTTP 500 as every engine method."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from core.config import parse_config
 from core.schema import Side
-from tests.unit.daemon.test_market_ops import ALICE, BOB, BTC_USDT, ETH_BTC, Served, fund, rest
+from daemon.gateway_links import EngineLink
+from daemon.viabtc_methods import ViabtcMethods
+from persistence.history_queries import HistoryNotConfigured
+from tests.support.scenario import config_text
+from tests.unit.daemon.test_market_ops import (
+    ALICE,
+    BOB,
+    BTC_USDT,
+    ETH_BTC,
+    Served,
+    config,
+    fund,
+    rest,
+)
 from tests.unit.gateway.test_http_transport import call, gateway, post
 
 #: The keys of a ViaBTC market.list object (shared/reference/viabtc-api.md).
@@ -185,6 +200,106 @@ def test_a_batch_runs_its_operations_in_order(served: Served) -> None:
     http(served, test)
 
 
+@pytest.mark.integration
+def test_set_limit_over_http(served: Served) -> None:
+    c = served.client
+    put = [BOB, "BTC_USDT", 2, "0.001", "300.01", "0", "0", ""]
+
+    async def test(rpc: Rpc) -> None:
+        done = {"status": "success"}
+        assert await rpc.ok("market.set_limit", "BTC_USDT", "price_step", "0.05") == done
+        assert c.markets()[BTC_USDT].price_step == 5
+        assert await rpc.ok("market.set_limit", "BTC_USDT", "price_step", "0.05") == done  # again
+        assert await rpc.error("order.put_limit", *put) == (
+            1, "invalid argument: price is not a multiple of price_step",
+        )  # fmt: skip
+        assert await rpc.ok("market.set_limit", "BTC_USDT", "price_step", "none") == done
+        assert (await rpc.ok("order.put_limit", *put))["price"] == "300.01"
+        assert await rpc.ok("market.set_limit", "ETH_BTC", "max_notional", "2.5") == done
+        assert await rpc.ok("market.set_limit", "ETH_BTC", "min_notional", "0.1") == done
+        assert await rpc.ok("market.set_limit", "ETH_BTC", "max_open_orders", "4") == done
+        assert await rpc.ok("market.set_limit", "ETH_BTC", "price_band", "0.25") == done
+        eth = c.markets()[ETH_BTC]
+        assert (eth.min_notional, eth.max_notional) == (10**9, 25 * 10**9)  # BTC prec 10
+        assert (eth.max_open_orders, eth.price_band) == (4, 250_000)
+        # In a batch the limit is set in its place: the put after it is held to it.
+        batch = [
+            {"method": "market.set_limit", "params": ["BTC_USDT", "min_notional", "1"], "id": 1},
+            {"method": "order.put_limit", "params": put, "id": 2},  # 0.30001 USDT
+        ]
+        status, body = await post(rpc.session, rpc.url, batch)
+        first, second = json.loads(body)
+        assert (status, first["result"]) == (200, {"status": "success"})
+        assert second["error"] == {
+            "code": 1, "message": "invalid argument: order value below min_notional",
+        }  # fmt: skip
+
+    http(served, test)
+
+
+@pytest.mark.integration
+def test_set_limit_refusals_over_http(served: Served) -> None:
+    async def test(rpc: Rpc) -> None:
+        assert await rpc.ok("market.set_limit", "BTC_USDT", "max_notional", "1000") == {
+            "status": "success"
+        }
+        for params, message in (
+            (("BTC_USDT", "price_step", "0.001"),
+             "price_step '0.001' has more decimal places than the 2 of market BTC_USDT's "
+             "prices (money_prec), so it cannot be represented exactly"),
+            (("BTC_USDT", "amount_step", "-0.1"), "amount_step '-0.1' is negative"),
+            (("BTC_USDT", "max_open_orders", "1001"),
+             "max_open_orders '1001' is out of range: 0..1000, or none"),
+            (("BTC_USDT", "price_band", "1"), "price_band '1' is out of range: 0..0.999999"),
+            (("BTC_USDT", "min_notional", "1000.00000001"),
+             "min_notional 1000.00000001 is above market BTC_USDT's max_notional 1000"),
+            (("BTC_USDT", "tick", "1"), "risk limit 'tick' is none of price_step, amount_step"),
+            (("BTC_USDT", "price_step", 5), "value must be a string"),
+            (("BTC_USDT", 1, "5"), "limit must be a string"),
+            (("NOPE", "price_step", "1"), "unknown market 'NOPE'"),
+            (("BTC_USDT", "price_step"), "market.set_limit takes 3 params, not 2"),
+        ):  # fmt: skip
+            code, text = await rpc.error("market.set_limit", *params)
+            assert code == 1
+            assert text.startswith(f"invalid argument: {message}"), text
+        # The engine had the last word before: the min may now equal the max.
+        assert await rpc.ok("market.set_limit", "BTC_USDT", "min_notional", "1000") == {
+            "status": "success"
+        }
+        code, text = await rpc.error("market.set_limit", "BTC_USDT", "max_notional", "999")
+        assert (code, text) == (
+            1, "invalid argument: max_notional 999 is below market BTC_USDT's min_notional 1000",
+        )  # fmt: skip
+
+    http(served, test)
+    info = served.client.markets()[BTC_USDT]
+    assert (info.min_notional, info.max_notional, info.price_step) == (10**11, 10**11, 1)
+
+
+@pytest.mark.integration
+def test_the_gateway_accepts_an_engine_whose_limits_and_status_changed(served: Served) -> None:
+    # The gateway checks at start that the engine runs its config; a risk limit (and
+    # a status) are the engine's to change: they make no difference.
+    async def main() -> None:
+        executor = ThreadPoolExecutor(1)
+        for text, same in ((None, True), (config_text(btc_usdt='max_amount = "100"\n'), False)):
+            engine_config = config() if text is None else parse_config(text)
+            link = EngineLink(served.endpoint, timeout_s=30)
+            methods = ViabtcMethods(engine_config, link, None, HistoryNotConfigured(), executor)
+            await link.start()
+            try:
+                assert await link.watch.wait_connected(10)
+                assert (await methods.check_engine() is None) is same
+            finally:
+                await link.aclose()
+        executor.shutdown()
+
+    asyncio.run(main())
+    served.client.set_market_limit(BTC_USDT, "price_band", 50_000)
+    served.client.halt_market(ETH_BTC)
+    asyncio.run(main())
+
+
 def test_without_the_engine_market_list_answers_without_status(tmp_path: Path) -> None:
     async def main() -> None:
         async with (
@@ -197,6 +312,11 @@ def test_without_the_engine_market_list_answers_without_status(tmp_path: Path) -
             assert [set(m) for m in listed] == [VIABTC_MARKET_KEYS] * 2
             for method, param in (("market.halt", "BTC_USDT"), ("user.block", 7)):
                 assert await post(s, url, call(method, param)) == (500, b"")
+            limit = call("market.set_limit", "BTC_USDT", "max_notional", "10")
+            assert await post(s, url, limit) == (500, b"")
+            # a bad value is answered without the engine
+            status, body = await post(s, url, call("market.set_limit", "BTC_USDT", "x", "1"))
+            assert json.loads(body)["error"]["code"] == 1
             # a bad param is still answered without the engine
             status, body = await post(s, url, call("market.delist", "NOPE"))
             assert json.loads(body)["error"]["code"] == 1

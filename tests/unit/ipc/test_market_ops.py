@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from core.schema import MarketStatus, Result, UserStatus
+from core.schema import MarketStatus, Result, RiskLimit, UserStatus
 from ipc import market_ops as ops
 from ipc import wire
 from ipc.client import ApiError
@@ -91,6 +91,20 @@ def test_the_kill_switch_splits_a_round_into_frames_of_max_calls() -> None:
     assert markets == [[0], [1], [0], [1]]
 
 
+def test_a_risk_limit_is_one_call_by_name_or_risk_limit() -> None:
+    script = Script({})
+    assert ops.run(ops.set_market_limit(1, "price_step", 5), script).seq == 1
+    ops.run(ops.set_market_limit(0, RiskLimit.PRICE_BAND, 0), script)
+    assert script.frames == [
+        [wire.MarketSetLimit(1, "price_step", 5)],
+        [wire.MarketSetLimit(0, "price_band", 0)],
+    ]
+    script.refuse[wire.MarketSetLimit] = Result.INVALID_ARGUMENT
+    with pytest.raises(ApiError) as info:
+        ops.run(ops.set_market_limit(0, "amount_step", 10**18), script)
+    assert (info.value.op, info.value.code, info.value.viabtc) == ("market.set_limit", 1001, 1)
+
+
 def test_unblock_is_one_call() -> None:
     script = Script({})
     ops.run(ops.set_user_status(7, UserStatus.ACTIVE), script)
@@ -124,6 +138,12 @@ def test_a_bad_status_raises_before_any_call() -> None:
         ops.run(ops.set_market_status(0, "closed"), script)
     with pytest.raises(ValueError, match="none of active, blocked"):
         ops.run(ops.set_user_status(0, 3), script)
+    with pytest.raises(ValueError, match="risk limit 'tick' is none of price_step"):
+        ops.run(ops.set_market_limit(0, "tick", 5), script)
+    with pytest.raises(ValueError, match="risk limit 7 is none of"):
+        ops.run(ops.set_market_limit(0, 7, 5), script)
+    with pytest.raises(ValueError, match="value -5 must be an int >= 0"):
+        ops.run(ops.set_market_limit(0, "price_step", -5), script)
     assert script.frames == []
 
 

@@ -107,6 +107,7 @@ ALL_CALLS: list[wire.Call] = [
     wire.MarketSetStatus(1, "halted"),
     wire.UserSetStatus(7, "blocked"),
     wire.MarketCancelOrders(0, 2),
+    wire.MarketSetLimit(1, "min_notional", 10**9),
 ]
 
 ORDER = wire.Order(

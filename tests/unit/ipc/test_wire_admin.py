@@ -1,7 +1,8 @@
 """The admin calls of wire version 3 (docs/protocol.md, "Market operations"):
-market.set_status, user.set_status and market.cancel_orders round trip, build the
-records ``core.commands`` builds, and refuse bad statuses, sides, users and unknown
-fields with a message naming the field; MarketInfo carries the market's status."""
+market.set_status, user.set_status, market.cancel_orders and market.set_limit round
+trip, build the records ``core.commands`` builds, and refuse bad statuses, sides,
+users, limits, values and unknown fields with a message naming the field; MarketInfo
+carries the market's status and risk limits."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from core.schema import (
     CommandKind,
     MarketStatus,
     Result,
+    RiskLimit,
     UserStatus,
     viabtc_code,
 )
 from ipc import wire
+from ipc.market_limits import LIMIT_NAMES
 from ipc.wire import FrameKind
 from tests.support.scenario import make_config
 
@@ -52,6 +55,9 @@ ADMIN: list[wire.Call] = [
     wire.MarketCancelOrders(0),
     wire.MarketCancelOrders(1, 1),
     wire.MarketCancelOrders(1, 2),
+    wire.MarketSetLimit(0, "price_step", 5),
+    wire.MarketSetLimit(1, "price_band", 0),
+    wire.MarketSetLimit(1, "max_notional", 2**62),
 ]
 
 
@@ -76,7 +82,9 @@ def test_admin_calls_are_commands_the_server_runs_like_order_calls() -> None:
     assert set(wire.ADMIN_CALLS) == {type(c) for c in ADMIN}
     assert all(wire.RESULT_TYPES[t] is wire.CommandDone for t in wire.ADMIN_CALLS)
     ops = [wire.op_of(t) for t in wire.ADMIN_CALLS]
-    assert ops == ["market.set_status", "user.set_status", "market.cancel_orders"]
+    assert ops == [
+        "market.set_status", "user.set_status", "market.cancel_orders", "market.set_limit",
+    ]  # fmt: skip
 
 
 def test_admin_calls_build_the_records_of_core_commands() -> None:
@@ -90,10 +98,14 @@ def test_admin_calls_build_the_records_of_core_commands() -> None:
         commands.cancel_market(0, 0),
         commands.cancel_market(1, 1),
         commands.cancel_market(1, 2),
+        commands.market_limit(0, RiskLimit.PRICE_STEP, 5),
+        commands.market_limit(1, RiskLimit.PRICE_BAND, 0),
+        commands.market_limit(1, RiskLimit.MAX_NOTIONAL, 2**62),
     )
     assert built.tobytes() == expected.tobytes()
     kinds = [CommandKind.MARKET_STATUS] * 3 + [CommandKind.USER_STATUS] * 2
-    assert built["kind"].tolist() == kinds + [CommandKind.CANCEL_MARKET] * 3
+    kinds += [CommandKind.CANCEL_MARKET] * 3 + [CommandKind.MARKET_LIMIT] * 3
+    assert built["kind"].tolist() == kinds
     assert built["amount"][:5].tolist() == [0, 1, 2, 0, 1]  # the status, in amount
     assert (built["ts_ns"] == 0).all()  # the server stamps it
     assert built["user"][:3].tolist() == [0, 0, 0]
@@ -129,6 +141,24 @@ def test_admin_calls_build_the_records_of_core_commands() -> None:
         ({"op": "market.set_status", "market": 0, "status": "open", "why": "x"},
          "Object contains unknown field `why`"),
         ({"op": "market.halt", "market": 0}, "Invalid value 'market.halt' - at `$.op`"),
+        ({"op": "market.set_limit", "market": 0, "limit": "tick", "value": 5},
+         "Invalid enum value 'tick' - at `$.limit`"),
+        ({"op": "market.set_limit", "market": 0, "limit": 1, "value": 5},
+         "Expected `str`, got `int` - at `$.limit`"),
+        ({"op": "market.set_limit", "market": 0, "limit": "price_step", "value": -1},
+         "Expected `int` >= 0 - at `$.value`"),
+        ({"op": "market.set_limit", "market": 0, "limit": "price_step", "value": 2**63},
+         "Expected `int` <= 9223372036854775807 - at `$.value`"),
+        ({"op": "market.set_limit", "market": 0, "limit": "price_step", "value": "0.05"},
+         "Expected `int`, got `str` - at `$.value`"),
+        ({"op": "market.set_limit", "market": 0, "limit": "price_band", "value": 0.5},
+         "Expected `int`, got `float` - at `$.value`"),
+        ({"op": "market.set_limit", "market": 0, "limit": "price_step"},
+         "Object missing required field `value`"),
+        ({"op": "market.set_limit", "market": -2**15 - 1, "limit": "price_step", "value": 1},
+         "Expected `int` >= -32768 - at `$.market`"),
+        ({"op": "market.set_limit", "market": 0, "limit": "price_step", "value": 1, "user": 1},
+         "Object contains unknown field `user`"),
     ],
 )  # fmt: skip
 def test_bad_admin_calls_fail_alone_with_the_field_named(
@@ -147,6 +177,27 @@ def test_a_status_built_in_python_is_checked_before_anything_is_sent() -> None:
         wire.MarketSetStatus(0, "closed")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="user status 'halted' is none of active, blocked"):
         wire.UserSetStatus(0, "halted")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="risk limit 'tick' is none of price_step, amount"):
+        wire.MarketSetLimit(0, "tick", 5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="value -1 must be an int >= 0"):
+        wire.MarketSetLimit(0, "price_step", -1)
+    with pytest.raises(ValueError, match="value True must be an int >= 0"):
+        wire.MarketSetLimit(0, "price_step", True)
+    with pytest.raises(ValueError, match="value '5' must be an int >= 0"):
+        wire.MarketSetLimit(0, "price_step", "5")  # type: ignore[arg-type]
+
+
+def test_a_limit_call_is_a_market_limit_record() -> None:
+    # the limit travels in ``side`` as its RiskLimit, the value in ``amount``
+    for name, limit in zip(LIMIT_NAMES, RiskLimit, strict=True):
+        (record,) = wire.MarketSetLimit(3, name, 12_345).record()
+        assert int(record["kind"]) == CommandKind.MARKET_LIMIT
+        assert (int(record["market"]), int(record["side"])) == (3, limit)
+        assert (int(record["amount"]), int(record["user"]), int(record["ts_ns"])) == (12_345, 0, 0)
+    raw = msgspec.msgpack.decode(
+        wire.encode_calls([wire.MarketSetLimit(0, "price_band", 7)], 1)[32:]
+    )
+    assert raw == [{"op": "market.set_limit", "market": 0, "limit": "price_band", "value": 7}]
 
 
 def test_status_names_from_enums_and_names() -> None:
@@ -238,6 +289,13 @@ def test_the_admin_kinds_have_their_methods() -> None:
     assert wire.METHODS[CommandKind.MARKET_STATUS] == "market.set_status"
     assert wire.METHODS[CommandKind.USER_STATUS] == "user.set_status"
     assert wire.METHODS[CommandKind.CANCEL_MARKET] == "market.cancel_orders"
+    assert wire.METHODS[CommandKind.MARKET_LIMIT] == "market.set_limit"
+    # an engine refusal of a limit record is ViaBTC's 1, as a call's
+    cmds = commands.batch(commands.market_limit(0, RiskLimit.PRICE_STEP, 0))
+    results = np.zeros(1, dtype=RESULT_DTYPE)
+    results["code"] = Result.INVALID_ARGUMENT
+    assert wire.viabtc_codes(cmds, results).tolist() == [1]
+    assert viabtc_code("market.set_limit", Result.UNKNOWN_MARKET) == 1
 
 
 def test_market_info_carries_the_risk_limits() -> None:

@@ -1,0 +1,124 @@
+"""Risk limits are state (docs/operations.md, "Changing risk limits at run time"): a
+restart from a snapshot under a config whose limits differ keeps the snapshot's, and
+the journal logs each difference once at WARNING; a config that differs in anything
+else still refuses the snapshot."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from core import commands as C
+from core.config import EngineConfig
+from core.schema import Result, RiskLimit, Side
+from persistence.journal import (
+    Journal,
+    JournalConfig,
+    config_digest,
+    engine_from_snapshot,
+    journal_log_config,
+    layout_digest,
+)
+from persistence.log_errors import LogError
+from persistence.snapshot import load_newest_valid
+from tests.support.scenario import make_config
+
+STEPPED = 'price_step = "0.10"\nmax_open_orders = 3\n'
+
+
+def jconfig(path: Path) -> JournalConfig:
+    return JournalConfig(data_dir=path, log=journal_log_config(segment_bytes=16 << 10))
+
+
+def snapshot_with_a_limit_changed(path: Path, config: EngineConfig) -> int:
+    """A journal under ``config`` whose BTC_USDT price_step was set to 5 ticks and then
+    snapshotted, and one more command in the log after it; the snapshot's seq."""
+    with Journal.open(config, jconfig(path)) as journal:
+        journal.balance_update(1, 2, b"deposit", 1, 10**16, 1, b"{}")  # USDT
+        assert journal.submit(C.market_limit(0, RiskLimit.PRICE_STEP, 5))[0]["seq"][0] > 0
+        assert journal.snapshot()
+        info = journal.poll_snapshot(timeout_s=30)
+        assert info is not None
+        assert journal.submit(C.put_limit(1, 0, Side.BID, 1000, 10_000))[0]["code"][0] == 0
+        return info.seq
+
+
+def drift_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "persistence.journal" and r.levelno == logging.WARNING
+    ]
+
+
+def test_a_restart_under_other_limits_keeps_the_states_and_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    seq = snapshot_with_a_limit_changed(tmp_path, make_config())
+    edited = make_config(btc_usdt=STEPPED)  # the operator edits the config
+    with caplog.at_level(logging.WARNING, logger="persistence.journal"):
+        journal = Journal.open(edited, jconfig(tmp_path))
+    with journal:
+        assert journal.recovery is not None
+        assert journal.recovery.snapshot_seq == seq
+        market = journal.engine.current_market(0)
+        assert market is not None
+        assert (market.price_step, market.max_open_orders) == (5, 0)  # the state's
+        assert edited.markets[0].price_step == 10  # the config's, unused
+        # The state's step holds: 10_005 is on a 5-tick step, not on a 10-tick one.
+        bid = C.put_limit(1, 0, Side.BID, 1000, 10_005)
+        assert journal.submit(bid)[0]["code"][0] == Result.OK
+    tail = "; the state's value holds (the config sets limits for a new state only: "
+    tail += "change one with matchctl market limit)"
+    assert drift_lines(caplog) == [
+        f"journal limit drift: snapshot_seq={seq} drift='market BTC_USDT: price_step is 5 "
+        f"in the state, 10 in the config'{tail}",
+        f"journal limit drift: snapshot_seq={seq} drift='market BTC_USDT: max_open_orders "
+        f"is 0 in the state, 3 in the config'{tail}",
+    ]
+
+
+def test_no_warning_when_the_config_has_the_states_limits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    snapshot_with_a_limit_changed(tmp_path, make_config())
+    same = make_config(btc_usdt='price_step = "0.05"\n')  # what the state has now
+    with caplog.at_level(logging.WARNING, logger="persistence.journal"):
+        Journal.open(same, jconfig(tmp_path)).close()
+        Journal.open(make_config(), jconfig(tmp_path)).close()  # warns: 5 vs 1
+    (line,) = drift_lines(caplog)
+    assert "price_step is 5 in the state, 1 in the config" in line
+
+
+def test_a_config_that_differs_in_more_than_the_limits_still_refuses_the_snapshot(
+    tmp_path: Path,
+) -> None:
+    snapshot_with_a_limit_changed(tmp_path, make_config())
+    other = make_config(max_orders=2000, btc_usdt=STEPPED)
+    with pytest.raises(LogError, match="taken under a different engine config"):
+        Journal.open(other, jconfig(tmp_path))
+
+
+def test_the_layout_digest_leaves_out_the_limits_only() -> None:
+    plain, stepped = make_config(), make_config(btc_usdt=STEPPED)
+    assert config_digest(plain) != config_digest(stepped)  # replication: the whole config
+    assert layout_digest(plain) == layout_digest(stepped) == config_digest(plain)
+    assert layout_digest(make_config(max_orders=2000)) != layout_digest(plain)
+
+
+def test_a_snapshot_written_before_limits_were_state_loads_under_its_own_config(
+    tmp_path: Path,
+) -> None:
+    config = make_config(btc_usdt=STEPPED)
+    snapshot_with_a_limit_changed(tmp_path, config)
+    found = load_newest_valid(tmp_path / "snapshots")
+    assert found is not None
+    info, arrays, meta = found
+    assert meta["layout_digest"] == layout_digest(config)
+    assert meta["config_digest"] == config_digest(config)
+    old = {"config_digest": config_digest(config)}  # no layout digest: the exact config
+    assert engine_from_snapshot(config, info, arrays, old).state_hash() == info.state_hash
+    with pytest.raises(LogError, match="taken under a different engine config"):
+        engine_from_snapshot(make_config(), info, arrays, old)
