@@ -149,6 +149,12 @@ LIMIT_NAMES = (
 )
 
 
+#: The value of each risk limit that means "no limit" (``Market``'s defaults), in
+#: LIMIT_NAMES order: 1 for the steps, 0 for the others.
+_DEFAULTS = {f.name: f.default for f in fields(Market) if isinstance(f.default, int)}
+NO_LIMITS: tuple[int, ...] = tuple(_DEFAULTS[name] for name in LIMIT_NAMES)
+
+
 def with_limits(market: Market, limits: Sequence[int]) -> Market:
     """``market`` with the risk limits ``limits`` (six values, in LIMIT_NAMES order)."""
     step, lot_step, low, high, most, band = (int(v) for v in limits)

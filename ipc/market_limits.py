@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final, Literal, cast
 
 from core.config import LIMIT_NAMES as _CONFIG_NAMES
-from core.config import MAX_ORDERS_PER_MARKET
+from core.config import MAX_ORDERS_PER_MARKET, NO_LIMITS
 from core.errors import ParseError
 from core.fixed import format_units, is_exact, parse_decimal, to_units
 from core.schema import MAX_SUPPLY_UNITS, PRICE_BAND_DEN, PRICE_BAND_PLACES, RiskLimit
@@ -50,7 +50,7 @@ RISK_LIMIT_NAMES: Final[dict[RiskLimit, LimitName]] = {
 }
 #: The value of each limit that means "no limit", in engine units.
 NONE_VALUES: Final[dict[RiskLimit, int]] = {
-    limit: 1 if limit in (RiskLimit.PRICE_STEP, RiskLimit.AMOUNT_STEP) else 0 for limit in RiskLimit
+    limit: NO_LIMITS[limit - RiskLimit.PRICE_STEP] for limit in RiskLimit
 }
 #: The texts that mean "no limit".
 NONE_TEXTS: Final = ("none", "off")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import EngineConfig, Market, with_limits
+from core.config import NO_LIMITS, EngineConfig, Market, with_limits
 from core.engine import Engine
 from core.schema import COMMAND_DTYPE, EVENT_DTYPE, RESULT_DTYPE, Result
 from persistence.consumers import consumer_positions
@@ -133,12 +133,8 @@ def layout_digest(config: EngineConfig) -> str:
     return config_digest(replace(config, markets=markets))
 
 
-#: No risk limits, in ``core.config.LIMIT_NAMES`` order: the steps 1, the others 0.
-_NO_LIMITS = (1, 1, 0, 0, 0, 0)
-
-
 def _without_limits(market: Market) -> Market:
-    return with_limits(market, _NO_LIMITS)
+    return with_limits(market, NO_LIMITS)
 
 
 def _taken_under(config: EngineConfig, meta: dict[str, str]) -> bool:
