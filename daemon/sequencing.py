@@ -335,11 +335,17 @@ class Sequencing:
             len(self.config.markets),
             self.config.fee_user,
         )
-        seq = int(settle(state.accounts, events, 0, n, state.counters))
+        return self._took_place(w, int(code), events[:n])
+
+    def _took_place(self, w: _Waiting, code: int, events: np.ndarray) -> Answer:
+        """Settle a command run here (its ``events``, if any, get the next seq), in
+        its place in history."""
+        state = self._state
+        seq = int(settle(state.accounts, events, 0, len(events), state.counters))
         if code != Result.OK:
             self._refused += 1
         self.order.append(w.token)
-        return Answer(w.token, int(code), 0, 0, seq, events[:n])
+        return Answer(w.token, code, 0, 0, seq, events)
 
     def _set_limit(self, w: _Waiting) -> Answer:
         """Run a MARKET_LIMIT with nothing out, on the sequencer's market parameters,
@@ -348,10 +354,7 @@ class Sequencing:
         state = self._state
         events = np.zeros(1, dtype=EVENT_DTYPE)
         code, n = limit_command(state.mparams, w.cmd, events, len(self.config.markets))
-        seq = int(settle(state.accounts, events, 0, n, state.counters))
-        if code != Result.OK:
-            self._refused += 1
-        elif n:
+        if n:
             m = int(w.cmd["market"][0])
             change = np.zeros(1, dtype=WORK_DTYPE)
             change["op"] = WORK_LIMIT
@@ -359,8 +362,7 @@ class Sequencing:
             change["side"] = w.cmd["side"][0]
             change["amount"] = w.cmd["amount"][0]
             self._send(m, np.concatenate([self.pending_renames(m), change]))
-        self.order.append(w.token)
-        return Answer(w.token, int(code), 0, 0, seq, events[:n])
+        return self._took_place(w, int(code), events[:n])
 
     def _must_wait(self, kind: int, order_id: int) -> bool:
         """True if the account half could judge the command otherwise than the
