@@ -69,8 +69,19 @@ def test_an_open_loop_run_over_http_passes_the_soak_and_writes_json_and_png(
     assert summary["sent"] == pytest.approx(800, abs=2)
     assert latency["count"] + latency["error_count"] == summary["sent"]
     assert latency["count"] > 700
-    # cancels of orders that filled meanwhile are the only errors: 10 "order not found"
-    assert set(latency["errors"]) <= {"10"}
+    # Only the market's answers, never a generic error (1 invalid argument, 2 internal,
+    # 3 unavailable): the two generators share the users and each walks its own mid, so
+    # a cancel can find its order filled (10), a put or a withdrawal can find the funds
+    # frozen by the other generator (10, 11), and a market buy sized at one generator's
+    # far level can be too small at the other's best price (11) or find no asks (12).
+    expected = {
+        "order.cancel": {"10"},
+        "order.put_limit": {"10"},
+        "order.put_market": {"10", "11", "12"},
+        "balance.update": {"11"},
+    }
+    for method, stats in latency["per_method"].items():
+        assert set(stats["errors"]) <= expected[method], method
     assert {"order.put_limit", "order.cancel", "balance.update"} <= set(latency["per_method"])
     assert latency["p50_us"] <= latency["p99_us"] <= latency["max_us"]
     assert summary["soak"]["ok"]
