@@ -1,6 +1,7 @@
 """Builders for ``COMMAND_DTYPE`` records, in integer units.
 
-Each builder returns a one-element array; ``batch`` concatenates them. Values are
+Each builder returns a one-element array (``quote``: its k + 1 records); ``batch``
+concatenates them. Values are
 stored as given: the engines validate them (a builder never raises on a bad value,
 so tests can feed hostile input through the same path).
 """
@@ -8,6 +9,7 @@ so tests can feed hostile input through the same path).
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
@@ -179,6 +181,35 @@ def cancel_market(market: int, side: int = 0, *, ts_ns: int = 0) -> np.ndarray:
     cmd = _command(CommandKind.CANCEL_MARKET, ts_ns, 0, market)
     cmd["side"] = side
     return cmd
+
+
+def quote(
+    user: int,
+    market: int,
+    levels: Sequence[tuple[int, int, int]],
+    taker_rate: int = 0,
+    maker_rate: int = 0,
+    *,
+    ts_ns: int = 0,
+    source: bytes = b"",
+    k: int | None = None,
+) -> np.ndarray:
+    """A mass quote (docs/engine.md, "QUOTE"): the header and one QUOTE_LEVEL record
+    per ``(side, price ticks, amount lots)`` of ``levels``, in order; no level removes
+    the quote. ``k`` overrides the header's level count (for tests of bad input)."""
+    head = _command(CommandKind.QUOTE, ts_ns, user, market)
+    head["amount"] = len(levels) if k is None else k
+    head["taker_rate"] = taker_rate
+    head["maker_rate"] = maker_rate
+    _set_source(head, source)
+    records = [head]
+    for side, price, amount in levels:
+        level = _command(CommandKind.QUOTE_LEVEL, ts_ns, user, market)
+        level["side"] = side
+        level["price"] = price
+        level["amount"] = amount
+        records.append(level)
+    return np.concatenate(records)
 
 
 def batch(*commands: np.ndarray) -> np.ndarray:

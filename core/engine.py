@@ -64,6 +64,7 @@ from core.kernels.layout import (
     SS_LENGTH,
     SS_LIVE,
 )
+from core.kernels.quote import MAX_GROUP_LEVELS
 from core.memory import Allocator, HeapAllocator
 from core.schema import (
     COMMAND_DTYPE,
@@ -288,7 +289,7 @@ class Engine:
         key_size = _pow2_at_least(2 * config.max_update_keys)
         self._keys = self._array("update_keys", (key_size, 2), np.dtype("<i8"))
         self._results = np.zeros(1024, dtype=RESULT_DTYPE)
-        self._work = np.zeros(1, dtype=WORK_DTYPE)
+        self._work = np.zeros(1 + MAX_GROUP_LEVELS, dtype=WORK_DTYPE)  # a QUOTE and its levels
         self._slots = np.zeros(256, dtype=np.int64)
 
     @classmethod

@@ -33,9 +33,12 @@ from core.reference_book import (
     fee_of,
     fee_units,
     give_asset,
+    notional_refusal,
+    outside_band,
+    risk_refusal,
 )
 from core.reference_command import SIDES, TRADING, Outcome, RefCommand, as_int, fields_ok
-from core.reference_state import ReferenceState
+from core.reference_quote import QuoteCommands, quote_group
 from core.schema import (
     COMMAND_DTYPE,
     MAX_SUPPLY_UNITS,
@@ -61,7 +64,7 @@ from core.views import update_key_digest
 INT64_MAX = 2**63 - 1
 
 
-class ReferenceEngine(ReferenceState):
+class ReferenceEngine(QuoteCommands):
     """Slow pure-Python matching engine with the exact semantics of docs/engine.md."""
 
     # ------------------------------------------------------------------ commands
@@ -73,14 +76,34 @@ class ReferenceEngine(ReferenceState):
         results = np.zeros(len(commands), dtype=RESULT_DTYPE)
         self._events = []
         with localcontext(EXACT):
-            for i in range(len(commands)):
+            i = 0
+            while i < len(commands):
                 cmd = RefCommand.of(commands[i])
                 start = len(self._events)
                 seq_before = self._seq
                 self._ts_ns = cmd.ts_ns
+                if cmd.kind == CommandKind.QUOTE:
+                    i = self._quote_records(commands, i, results, seq_before, start)
+                    continue
                 outcome = self._dispatch(cmd)
                 self._record(results, i, outcome, seq_before, start)
+                i += 1
         return results, self._event_array()
+
+    def _quote_records(
+        self, commands: np.ndarray, i: int, results: np.ndarray, seq_before: int, start: int
+    ) -> int:
+        """Run the QUOTE at ``commands[i]`` with its levels and write their results;
+        returns the index after its group (after the header alone if the levels do
+        not follow it)."""
+        group = quote_group(commands, i)
+        outcome, levels = self._quote(RefCommand.of(commands[i]), group)
+        self._record(results, i, outcome, seq_before, start)
+        end = len(self._events)
+        for j, (order_id, action) in enumerate(levels, start=i + 1):
+            # SPEC: a level's result has its quote's code, no seq and no events.
+            self._record(results, j, Outcome(outcome.code, order_id, action), self._seq, end)
+        return i + 1 + len(levels)
 
     def balance_update(
         self, user: int, asset: int, business: bytes, business_id: int, change: int, ts_ns: int
@@ -178,7 +201,7 @@ class ReferenceEngine(ReferenceState):
         ):
             return Outcome(Result.INVALID_ARGUMENT)
         amount, price = scales.lots(cmd.amount), scales.price(cmd.price)
-        refusal = _risk_refusal(book, price, amount)
+        refusal = risk_refusal(book, price, amount)
         if refusal is not None:
             return Outcome(refusal)
         cost = amount if cmd.side == Side.ASK else price * amount
@@ -186,7 +209,7 @@ class ReferenceEngine(ReferenceState):
             return Outcome(Result.BALANCE_NOT_ENOUGH)
         if amount < scales.min_amount:
             return Outcome(Result.AMOUNT_TOO_SMALL)
-        if _outside_band(book, price):
+        if outside_band(book, price):
             return Outcome(Result.PRICE_OUTSIDE_BAND)
         opposite = book.opposite(cmd.side)
         if cmd.flags & OrderFlag.POST_ONLY and opposite.crosses_best(price):
@@ -235,7 +258,7 @@ class ReferenceEngine(ReferenceState):
         if cmd.side == Side.ASK and amount % scales.lots(market.amount_step) != 0:
             return Outcome(Result.AMOUNT_NOT_ON_STEP)
         if cmd.side == Side.BID:
-            refusal = _notional_refusal(book, amount)
+            refusal = notional_refusal(book, amount)
             if refusal is not None:
                 return Outcome(refusal)
         if amount > self._available(cmd.user, give_asset(market, cmd.side)):
@@ -288,18 +311,6 @@ class ReferenceEngine(ReferenceState):
             self._take_off(book, order, FinishReason.CANCELED)
         # SPEC: the result's order_id is 0 (no single order is addressed).
         return Outcome(Result.OK, 0, len(mine))
-
-    def _status_refusal(self, cmd: RefCommand) -> Result | None:
-        """The market's status, then the user's, for a command that would add to a
-        book (docs/engine.md, "Market and user status"); None if both allow it."""
-        status = self._market_status[cmd.market]
-        if status == MarketStatus.HALTED:
-            return Result.MARKET_HALTED
-        if status == MarketStatus.DELISTED:
-            return Result.MARKET_DELISTED
-        if self._user_status.get(cmd.user) == UserStatus.BLOCKED:
-            return Result.USER_BLOCKED
-        return None
 
     def _set_market_status(self, cmd: RefCommand) -> Outcome:
         if cmd.amount not in tuple(MarketStatus):
@@ -395,7 +406,7 @@ class ReferenceEngine(ReferenceState):
             return Outcome(Result.INVALID_ARGUMENT)
         # SPEC: a replace is held to the risk limits at its new price and left, before
         # the order is looked up.
-        refusal = _risk_refusal(book, scales.price(cmd.price), scales.lots(cmd.amount))
+        refusal = risk_refusal(book, scales.price(cmd.price), scales.lots(cmd.amount))
         if refusal is not None:
             return Outcome(refusal)
         order = book.index.get(cmd.order_id)
@@ -429,7 +440,7 @@ class ReferenceEngine(ReferenceState):
     ) -> Result | None:
         """The checks of a replace that moves ``order`` (it loses priority), in
         docs/engine.md's order; None if it may move."""
-        if price != order.price and _outside_band(book, price):
+        if price != order.price and outside_band(book, price):
             return Result.PRICE_OUTSIDE_BAND
         asset = give_asset(book.market, order.side)
         new_reserve = left if order.side == Side.ASK else price * left
@@ -522,25 +533,8 @@ class ReferenceEngine(ReferenceState):
     ) -> RefOrder:
         """Accept the command: next seq and order id; a new order with left = amount."""
         self._seq += 1
-        self._order_id += 1
-        scales = self._books[cmd.market].scales
-        return RefOrder(
-            id=self._order_id,
-            market=cmd.market,
-            user=cmd.user,
-            side=cmd.side,
-            otype=otype,
-            price=price,
-            amount=amount,
-            left=amount,
-            taker_rate=scales.rate(cmd.taker_rate),
-            maker_rate=maker_rate,
-            ctime_ns=cmd.ts_ns,
-            mtime_ns=cmd.ts_ns,
-            tif=tif,
-            stp=cmd.stp,
-            flags=flags,
-            source=cmd.used_source(),
+        return self._order(
+            cmd, otype, price=price, amount=amount, maker_rate=maker_rate, tif=tif, flags=flags
         )
 
     def _match(self, book: MarketBook, taker: RefOrder, limit: Decimal | None) -> bool:
@@ -657,42 +651,3 @@ class ReferenceEngine(ReferenceState):
             book.add(order)
             kind = EventKind.ORDER_UPDATE if replaced else EventKind.ORDER_PUT
             self._order_event(kind, order)
-
-    def _take_off(self, book: MarketBook, order: RefOrder, reason: FinishReason) -> None:
-        """Cancel a resting order: unfreeze its reserve, remove it, report it as it
-        stood (mtime unchanged)."""
-        reserve = order.reserve()
-        asset = give_asset(book.market, order.side)
-        self._change(order.user, asset, reserve, -reserve, order, Business.UNFREEZE)
-        book.remove(order)
-        self._order_event(EventKind.ORDER_FINISH, order, reason)
-
-
-def _risk_refusal(book: MarketBook, price: Decimal, amount: Decimal) -> Result | None:
-    """The market's risk limits for ``amount`` stock at ``price`` (docs/engine.md,
-    "Market risk limits"), in the documented order; None if it is within them."""
-    market, scales = book.market, book.scales
-    if price % scales.price(market.price_step) != 0:
-        return Result.PRICE_NOT_ON_STEP
-    if amount % scales.lots(market.amount_step) != 0:
-        return Result.AMOUNT_NOT_ON_STEP
-    return _notional_refusal(book, price * amount)
-
-
-def _outside_band(book: MarketBook, price: Decimal) -> bool:
-    """True if ``price`` is further from the last deal's price than the market's
-    price band (a fraction of it) allows; never before the first deal."""
-    band, last = book.market.price_band, book.last_price
-    if not band or last is None:
-        return False
-    return bool(abs(price - last) > last * Decimal(band) / PRICE_BAND_DEN)
-
-
-def _notional_refusal(book: MarketBook, value: Decimal) -> Result | None:
-    """``value`` (money) against the market's min_notional and max_notional."""
-    market, scales = book.market, book.scales
-    if market.min_notional and value < scales.money(market.min_notional):
-        return Result.NOTIONAL_TOO_SMALL
-    if market.max_notional and value > scales.money(market.max_notional):
-        return Result.NOTIONAL_TOO_LARGE
-    return None

@@ -8,6 +8,7 @@ builds the engine on top. Nothing here knows about events.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import (
@@ -23,7 +24,16 @@ from decimal import (
 
 from core.config import Market
 from core.errors import InternalError
-from core.schema import OrderType, Side, StpMode, TimeInForce
+from core.schema import (
+    MAX_QUOTE_LEVELS,
+    PRICE_BAND_DEN,
+    OrderFlag,
+    OrderType,
+    Result,
+    Side,
+    StpMode,
+    TimeInForce,
+)
 
 #: Arithmetic context of the reference engine. Precision is far beyond any int64
 #: product, and every inexact or rounded result raises: an operation that is meant to
@@ -417,10 +427,20 @@ def check_book(book: MarketBook) -> list[str]:
         problems.append(f"{name}: {seen} orders on levels, {len(book.index)} in the index")
     if len(book.index) > book.market.max_orders:
         problems.append(f"{name}: more than max_orders resting orders")
+    problems += _check_quotes(book)
     best_ask, best_bid = book.asks.best(), book.bids.best()
     if best_ask is not None and best_bid is not None and best_bid.price >= best_ask.price:
         problems.append(f"{name}: book crossed (bid {best_bid.price} >= ask {best_ask.price})")
     return problems
+
+
+def _check_quotes(book: MarketBook) -> list[str]:
+    """A user has at most the quote orders one quote makes (the event bound of QUOTE
+    relies on it)."""
+    quoting = Counter(o.user for o in book.index.values() if o.flags & OrderFlag.QUOTE)
+    if any(n > 2 * MAX_QUOTE_LEVELS for n in quoting.values()):
+        return [f"{book.market.name}: a user has more quote orders than a quote has levels"]
+    return []
 
 
 def _check_order(book: MarketBook, side: BookSide, price: Decimal, order: RefOrder) -> list[str]:
@@ -436,4 +456,36 @@ def _check_order(book: MarketBook, side: BookSide, price: Decimal, order: RefOrd
         problems.append(f"{what}: deal_stock is not amount - left")
     if order.otype != OrderType.LIMIT or order.tif != TimeInForce.GTC:
         problems.append(f"{what}: only GTC limit orders may rest")
+    if order.flags & OrderFlag.QUOTE and not order.flags & OrderFlag.POST_ONLY:
+        problems.append(f"{what}: a quote order that is not post-only")
     return problems
+
+
+def risk_refusal(book: MarketBook, price: Decimal, amount: Decimal) -> Result | None:
+    """The market's risk limits for ``amount`` stock at ``price`` (docs/engine.md,
+    "Market risk limits"), in the documented order; None if it is within them."""
+    market, scales = book.market, book.scales
+    if price % scales.price(market.price_step) != 0:
+        return Result.PRICE_NOT_ON_STEP
+    if amount % scales.lots(market.amount_step) != 0:
+        return Result.AMOUNT_NOT_ON_STEP
+    return notional_refusal(book, price * amount)
+
+
+def outside_band(book: MarketBook, price: Decimal) -> bool:
+    """True if ``price`` is further from the last deal's price than the market's
+    price band (a fraction of it) allows; never before the first deal."""
+    band, last = book.market.price_band, book.last_price
+    if not band or last is None:
+        return False
+    return bool(abs(price - last) > last * Decimal(band) / PRICE_BAND_DEN)
+
+
+def notional_refusal(book: MarketBook, value: Decimal) -> Result | None:
+    """``value`` (money) against the market's min_notional and max_notional."""
+    market, scales = book.market, book.scales
+    if market.min_notional and value < scales.money(market.min_notional):
+        return Result.NOTIONAL_TOO_SMALL
+    if market.max_notional and value > scales.money(market.max_notional):
+        return Result.NOTIONAL_TOO_LARGE
+    return None

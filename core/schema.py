@@ -66,6 +66,20 @@ class StpMode(IntEnum):
 
 class OrderFlag(IntEnum):
     POST_ONLY = 1  #: rejected if it would take on entry or on replace
+    QUOTE = 2  #: a level of its user's mass quote (only QUOTE sets it; always POST_ONLY)
+
+
+#: Levels a side of a mass quote may have (QUOTE's ``amount`` is at most twice this).
+MAX_QUOTE_LEVELS = 32
+
+
+class QuoteAction(IntEnum):
+    """What a QUOTE did to one of its levels (the level's result ``value``)."""
+
+    KEPT = 0  #: its order rests as it was
+    SHRUNK = 1  #: its order has less left at the same price and kept its priority
+    GROWN = 2  #: its order has more left at the same price and went to the tail
+    NEW = 3  #: a new order
 
 
 class CommandKind(IntEnum):
@@ -80,6 +94,10 @@ class CommandKind(IntEnum):
     USER_STATUS = 8  #: set the user's status to ``amount`` (UserStatus): the kill switch
     CANCEL_MARKET = 9  #: cancel up to max_matches resting orders of the market, any user's
     MARKET_LIMIT = 10  #: set the market's risk limit ``side`` (RiskLimit) to ``amount``
+    #: A mass quote (docs/engine.md, "QUOTE"): ``amount`` = k, the QUOTE_LEVEL records
+    #: that follow it in the batch; together they are one command.
+    QUOTE = 11
+    QUOTE_LEVEL = 12  #: one level of the QUOTE before it: ``side``, ``price``, ``amount``
 
 
 class EventKind(IntEnum):

@@ -20,9 +20,12 @@ How:
    or the benchmark fails; the reference's hash, results and events are compared on
    its prefix and the outcome is reported.
 
+The report's ``quotes`` section (``tools.bench_quote``) measures what a 20-level
+two-sided mass quote costs against one REPLACE.
+
 ``main(args)`` takes an ``argparse.Namespace`` with ``json``, ``commands``, ``seed`` and
 ``out`` (``tools.bench`` builds it); smaller runs (tests) may also set ``warmup``,
-``single_prefix``, ``reference_prefix`` and ``repeats``.
+``single_prefix``, ``reference_prefix``, ``repeats`` and ``quote_rounds``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import numpy as np
 
 from core.api import EngineAPI
 from core.engine import Engine
+from tools.bench_quote import measure_quotes
 from tools.bench_stream import (
     MAKER_RATE,
     TAKER_RATE,
@@ -61,6 +65,7 @@ DEFAULT_WARMUP = 20_000
 DEFAULT_SINGLE_PREFIX = 200_000
 DEFAULT_REFERENCE_PREFIX = 20_000
 DEFAULT_REPEATS = 3
+DEFAULT_QUOTE_ROUNDS = 2_000
 
 #: Commands per ``execute()`` call of the headline figure, and the other sizes tried.
 MAIN_BATCH = 4096
@@ -308,9 +313,11 @@ def run_benchmark(
     reference_prefix: int = DEFAULT_REFERENCE_PREFIX,
     repeats: int = DEFAULT_REPEATS,
     client_ids: bool = False,
+    quote_rounds: int = DEFAULT_QUOTE_ROUNDS,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Generate, measure and verify; returns the report and the main run's call times.
-    ``client_ids``: every new order carries a client order id (docs/engine.md)."""
+    ``client_ids``: every new order carries a client order id (docs/engine.md);
+    ``quote_rounds``: requotes of the mass-quote section (``tools.bench_quote``)."""
     single_prefix = min(single_prefix, n_commands)
     reference_prefix = min(reference_prefix, n_commands)
     stream = generate(
@@ -336,7 +343,10 @@ def run_benchmark(
     copying.pop("_calls")
     single = measure_one_at_a_time(stream, single_prefix)
     reference = measure_reference(stream, reference_prefix, float(main_run["commands_per_s"]))
+    quotes = measure_quotes(quote_rounds, seed, repeats)
     notes: list[str] = []
+    if not quotes["reference_agrees"]:
+        notes.append("reference engine disagrees with numba on the mass quotes")
     if "skipped" in reference:
         notes.append(f"reference skipped: {reference['skipped']}")
     else:
@@ -360,6 +370,7 @@ def run_benchmark(
         "one_at_a_time": single,
         "reference": reference,
         "batch_sizes": batch_sizes,
+        "quotes": quotes,
         "fees": {"maker_rate": MAKER_RATE, "taker_rate": TAKER_RATE, "fee_prec": 4},
         "state_hash": stream.final_hash,
         "verified": "every numba run ended in the generator's state hash, invariants clean",
@@ -411,6 +422,18 @@ def _table(report: dict[str, Any]) -> str:
             f"{ref['commands']:,}); numba batched is {ref['ratio']}x; hash match "
             f"{ref['state_hash_match']}, events match {ref['events_match']}"
         )
+    q = report["quotes"]
+    for name in ("shift", "resize", "replace"):
+        run = q[name]
+        lines.append(
+            f"  quote {name:<7} {run['ns_per_command_batch_1']:>7} ns/command one per call, "
+            f"{run['ns_per_command_batch_64']:>7} in batches of 64"
+        )
+    lines.append(
+        f"  quote/replace  shift {q['ratios']['shift_per_replace_batch_1']}x, resize "
+        f"{q['ratios']['resize_per_replace_batch_1']}x (one per call); reference agrees "
+        f"{q['reference_agrees']}"
+    )
     lines.append(f"  peak RSS    {report['peak_rss_bytes'] / 2**20:.0f} MiB")
     lines.append(f"  state hash  {report['state_hash']}")
     lines.extend(f"  note: {note}" for note in report["notes"])
@@ -428,6 +451,7 @@ def main(args: argparse.Namespace) -> int:
             reference_prefix=int(getattr(args, "reference_prefix", DEFAULT_REFERENCE_PREFIX)),
             repeats=int(getattr(args, "repeats", DEFAULT_REPEATS)),
             client_ids=bool(getattr(args, "client_ids", False)),
+            quote_rounds=int(getattr(args, "quote_rounds", DEFAULT_QUOTE_ROUNDS)),
         )
     except BenchError as exc:
         print(f"matchd-bench core: {exc}", file=sys.stderr)
@@ -462,6 +486,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, metavar="N")
     parser.add_argument("--client-ids", action="store_true")
+    parser.add_argument("--quote-rounds", type=int, default=DEFAULT_QUOTE_ROUNDS, metavar="N")
     return parser
 
 

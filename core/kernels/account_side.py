@@ -14,7 +14,7 @@ from core.kernels import client_ids
 from core.kernels.admin import check_status
 from core.kernels.arith import mul3_le, mul_le
 from core.kernels.balance import account_of, available
-from core.kernels.checks import check_order_common, check_target
+from core.kernels.checks import check_notional, check_order_common, check_risk, check_target
 from core.kernels.codes import (
     AMOUNT_NOT_ON_STEP,
     AMOUNT_TOO_SMALL,
@@ -26,12 +26,10 @@ from core.kernels.codes import (
     CANCEL_MARKET,
     FEE_ACCOUNT_CANNOT_TRADE,
     INVALID_ARGUMENT,
-    NOTIONAL_TOO_LARGE,
-    NOTIONAL_TOO_SMALL,
     OK,
-    PRICE_NOT_ON_STEP,
     PUT_LIMIT,
     PUT_MARKET,
+    QUOTE,
     REPLACE,
     UNKNOWN_MARKET,
 )
@@ -41,16 +39,14 @@ from core.kernels.layout import (
     MP_DEAL_SCALE,
     MP_FEE_DEN,
     MP_MAX_AMOUNT,
-    MP_MAX_NOTIONAL,
     MP_MAX_PRICE,
     MP_MIN_AMOUNT,
-    MP_MIN_NOTIONAL,
     MP_MONEY,
-    MP_PRICE_STEP,
     MP_STOCK,
     MP_STOCK_SCALE,
     NIL,
 )
+from core.kernels.quote import group_levels, pre_quote
 from core.schema import MAX_SUPPLY_UNITS, MAX_USER_ID, WORK_COMMAND
 
 
@@ -61,30 +57,6 @@ def _funds_for(accounts, mp, m: int, acct: int, side: int, price: int, amount: i
         return mul_le(amount, mp[m, MP_STOCK_SCALE], available(accounts, acct, mp[m, MP_STOCK]))
     avail = available(accounts, acct, mp[m, MP_MONEY])
     return mul3_le(price, amount, mp[m, MP_DEAL_SCALE], avail)
-
-
-@inline
-def check_risk(mp, m: int, price: int, amount: int) -> int:
-    """The market's risk limits for an order of ``amount`` lots at ``price`` ticks
-    (docs/engine.md, "Market risk limits"): OK or the refusal."""
-    if price % mp[m, MP_PRICE_STEP] != 0:
-        return PRICE_NOT_ON_STEP
-    if amount % mp[m, MP_AMOUNT_STEP] != 0:
-        return AMOUNT_NOT_ON_STEP
-    return check_notional(mp, m, price, amount, mp[m, MP_DEAL_SCALE])
-
-
-@inline
-def check_notional(mp, m: int, a: int, b: int, c: int) -> int:
-    """OK if the order's value ``a * b * c`` money units is within the market's
-    min_notional..max_notional, else the refusal (computed without overflow)."""
-    low = mp[m, MP_MIN_NOTIONAL]
-    if low > 0 and mul3_le(a, b, c, low - 1):
-        return NOTIONAL_TOO_SMALL
-    high = mp[m, MP_MAX_NOTIONAL]
-    if high > 0 and not mul3_le(a, b, c, high):
-        return NOTIONAL_TOO_LARGE
-    return OK
 
 
 @inline
@@ -242,21 +214,35 @@ def account_batch(
 ) -> None:
     """The account half of every command of ``cmds`` against the state as it is:
     ``codes[i]`` OK or the refusal, and for OK ``work[i]`` (``fill_work``); for
-    REPEAT_ORDER, ``work[i]["new_id"]`` is the order the client id names.
+    REPEAT_ORDER, ``work[i]["new_id"]`` is the order the client id names. A QUOTE
+    and its k levels are one command: ``codes[i : i + k + 1]`` all get its code, and
+    when it is OK ``work[i : i + k + 1]`` the header and the levels (``fill_work``).
 
     The commands are checked independently: the caller decides which may be checked
     before the ones ahead of them are settled (docs/daemon.md).
     """
-    for i in range(cmds.shape[0]):
+    i = 0
+    while i < cmds.shape[0]:
         cmd = cmds[i]
         user = cmd["user"]
         acct = account_of(accounts, user) if 0 <= user <= MAX_USER_ID else NIL
+        if cmd["kind"] == QUOTE:
+            k = group_levels(cmds, i)
+            code = pre_quote(accounts, mp, cmds, i, k, acct, n_markets, fee_user)
+            k = max(k, 0)
+            for j in range(i, i + k + 1):
+                codes[j] = code
+                if code == OK:
+                    fill_work(accounts, mp, cmds[j], acct, work[j])
+            i += k + 1
+            continue
         code, named = pre_one(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids)
         codes[i] = code
         if code == OK:
             fill_work(accounts, mp, cmd, acct, work[i])
         elif code == client_ids.REPEAT_ORDER:
             work[i]["new_id"] = named
+        i += 1
 
 
 @inline

@@ -12,10 +12,11 @@ from __future__ import annotations
 from core.kernels import book as bk
 from core.kernels.book_side import book_one
 from core.kernels.bounds import events_bound
-from core.kernels.codes import OK
+from core.kernels.codes import OK, QUOTE
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import B_MPARAMS, B_ORDERS, NIL
 from core.kernels.limits import apply_limit
+from core.kernels.quote import book_quote
 from core.schema import WORK_LIMIT, WORK_RENAME
 
 
@@ -40,7 +41,9 @@ def book_batch(
     or the event buffer might overflow; returns (next work index, events in the buffer).
 
     ``done[i]`` is written for every work run; a rename's has code OK, value 1 if the
-    order was renamed and 0 if it no longer rests.
+    order was renamed and 0 if it no longer rests. A QUOTE's k levels follow it: its
+    DONE has the group's events, each level's its order id and action (value) and no
+    events; a group that ``work`` does not hold whole is left for the next call.
     """
     ne = ne0
     cap = ev.shape[0]
@@ -66,6 +69,22 @@ def book_batch(
             continue
         if ne + events_bound(book, w["acct"], w, n_markets, cap - ne, max_matches) > cap:
             break
+        if w["kind"] == QUOTE:  # the account half passed it: its k levels follow
+            k = w["amount"]
+            if i + k >= work.shape[0]:
+                break  # the rest of the group is not here yet: the caller brings it
+            first = ne
+            code, value, ne = book_quote(book, ev, ne, work, i, k, done, i)
+            d["order_id"] = 0
+            d["value"] = value
+            d["code"] = code
+            d["event_count"] = ne - first
+            for j in range(i + 1, i + k + 1):
+                done[j]["dispatch"] = work[j]["dispatch"]
+                done[j]["code"] = code
+                done[j]["event_count"] = 0
+            i += k + 1
+            continue
         first = ne
         code, oid, value, ne = book_one(book, ev, ne, w, fee_acct, scratch, max_matches)
         d["order_id"] = oid

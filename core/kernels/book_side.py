@@ -70,12 +70,13 @@ from core.schema import ORDER_FLAG_MARKET
 
 
 @inline
-def _load_taker(book, cmd, slot, oid, acct, price, maker_rate, tif, flags):
-    """Write a new order from ``cmd`` into ``slot``; it holds its source tag from now on."""
+def init_order(book, slot, oid, acct, side, price, amount, maker_rate, stp, flags, tif, src):
+    """Write a new order into ``slot``: ``src`` (a command) gives its time, taker rate
+    and source tag, which it holds from now on."""
     o = book[B_ORDERS][slot]
     o["id"] = oid
     o["price"] = price
-    o["left"] = cmd["amount"]
+    o["left"] = amount
     o["deal_money"] = 0
     o["deal_fee"] = 0
     o["next"] = NIL
@@ -83,18 +84,27 @@ def _load_taker(book, cmd, slot, oid, acct, price, maker_rate, tif, flags):
     o["level"] = NIL
     o["acct"] = acct
     o["maker_rate"] = maker_rate
-    o["side"] = cmd["side"]
-    o["stp"] = cmd["stp"]
+    o["side"] = side
+    o["stp"] = stp
     o["flags"] = flags
     o["tif"] = tif
     c = book[B_INFO][slot]
-    c["amount"] = cmd["amount"]
-    c["ctime_ns"] = cmd["ts_ns"]
-    c["mtime_ns"] = cmd["ts_ns"]
-    c["taker_rate"] = cmd["taker_rate"]
+    c["amount"] = amount
+    c["ctime_ns"] = src["ts_ns"]
+    c["mtime_ns"] = src["ts_ns"]
+    c["taker_rate"] = src["taker_rate"]
     c["unext"] = NIL
     c["uprev"] = NIL
-    c["source"] = tags.acquire(book, cmd["source"], cmd["source_len"])
+    c["source"] = tags.acquire(book, src["source"], src["source_len"])
+
+
+@inline
+def _load_taker(book, cmd, slot, oid, acct, price, maker_rate, tif, flags):
+    """Write a new order from ``cmd`` into ``slot``."""
+    init_order(
+        book, slot, oid, acct, cmd["side"], price, cmd["amount"], maker_rate, cmd["stp"], flags,
+        tif, cmd,
+    )  # fmt: skip
 
 
 @inline
@@ -106,7 +116,7 @@ def _finish_taker(book, ev, ne, ts, m, slot, reason, deal_stock) -> int:
 
 
 @inline
-def _rest(book, ev, ne, ts, m, slot, kind) -> int:
+def rest_order(book, ev, ne, ts, m, slot, kind) -> int:
     """Freeze the reserve of the order at ``slot`` and put it on its level."""
     orders = book[B_ORDERS]
     mp = book[B_MPARAMS]
@@ -154,7 +164,7 @@ def book_put_limit(book, ev, ne, cmd, acct, oid, fee_acct, scratch, max_matches)
     if o["left"] > 0 and not stopped and cmd["tif"] == GTC:
         bk.user_link(book, m, t)
         bk.index_put(book, oid, t)
-        return OK, _rest(book, ev, ne, ts, m, t, evw.ORDER_PUT)
+        return OK, rest_order(book, ev, ne, ts, m, t, evw.ORDER_PUT)
     reason = FILLED if o["left"] == 0 else SELF_TRADE if stopped else EXPIRED
     ne = _finish_taker(book, ev, ne, ts, m, t, reason, book[B_INFO][t]["amount"] - o["left"])
     if t != scratch:
@@ -311,7 +321,7 @@ def book_replace(book, ev, ne, cmd, acct, avail_stock, avail_money, fee_acct, ma
         ne = evw.emit_order(ev, ne, evw.ORDER_FINISH, reason, ts, book, slot, m, deal_stock)
         remove_resting(book, m, slot)
     else:
-        ne = _rest(book, ev, ne, ts, m, slot, evw.ORDER_UPDATE)
+        ne = rest_order(book, ev, ne, ts, m, slot, evw.ORDER_UPDATE)
     return OK, oid, ne
 
 

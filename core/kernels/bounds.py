@@ -13,6 +13,7 @@ from core.kernels.codes import (
     CANCEL_MARKET,
     PUT_LIMIT,
     PUT_MARKET,
+    QUOTE,
     REPLACE,
     STP_NONE,
 )
@@ -26,7 +27,7 @@ from core.kernels.layout import (
     MS_NORDERS,
     NIL,
 )
-from core.schema import MAX_USER_ID
+from core.schema import MAX_QUOTE_LEVELS, MAX_USER_ID
 
 #: Events a single fill can write (deal, 6 trade/fee legs, 2 fee incomes, maker).
 EVENTS_PER_FILL = 10
@@ -92,6 +93,16 @@ def _taker_bound(book, m, side, price, amount, is_market, acct, stp, max_matches
 
 
 @inline
+def _quote_bound(book, m: int, acct: int, k: int) -> int:
+    """Most events a QUOTE of ``k`` levels can write: two per stale quote order (at
+    most 2 x MAX_QUOTE_LEVELS of them rest), three per level (one that grows)."""
+    if k < 0 or k > 2 * MAX_QUOTE_LEVELS:
+        return 1
+    _, count = bk.user_orders(book, m, acct)
+    return 2 * min(count, 2 * MAX_QUOTE_LEVELS) + 3 * k + 1
+
+
+@inline
 def events_bound(book, acct, cmd, n_markets: int, room: int, max_matches: int) -> int:
     """Most events ``cmd`` can write, so the batch loop never overruns its buffer.
 
@@ -106,6 +117,8 @@ def events_bound(book, acct, cmd, n_markets: int, room: int, max_matches: int) -
     kind = cmd["kind"]
     if kind == CANCEL:
         return 2
+    if kind == QUOTE:  # not bounded by the book: its new orders are not in it yet
+        return _quote_bound(book, m, acct, cmd["amount"])
     ms = book[B_MSTATE]
     everything = EVENTS_PER_FILL * (ms[m, MS_NORDERS] + ms[m, MS_NORDERS + 1]) + 4
     if everything <= room:  # the whole book fits: no need to look closer

@@ -9,17 +9,21 @@ lists the checks.
 from __future__ import annotations
 
 from core.kernels import book as bk
-from core.kernels.arith import fee_of
+from core.kernels.arith import fee_of, mul3_le
 from core.kernels.codes import (
+    AMOUNT_NOT_ON_STEP,
     ASK,
     BID,
     FEE_ACCOUNT_CANNOT_TRADE,
     FOK,
     GTC,
     INVALID_ARGUMENT,
+    NOTIONAL_TOO_LARGE,
+    NOTIONAL_TOO_SMALL,
     OK,
     ORDER_NOT_FOUND,
     POST_ONLY,
+    PRICE_NOT_ON_STEP,
     STP_CANCEL_BOTH,
     STP_CANCEL_TAKER,
     STP_NONE,
@@ -32,9 +36,14 @@ from core.kernels.layout import (
     B_MPARAMS,
     B_MSTATE,
     B_ORDERS,
+    MP_AMOUNT_STEP,
+    MP_DEAL_SCALE,
+    MP_MAX_NOTIONAL,
     MP_MAX_ORDERS,
+    MP_MIN_NOTIONAL,
     MP_OBASE,
     MP_PRICE_BAND,
+    MP_PRICE_STEP,
     MS_LAST_PRICE,
     NIL,
 )
@@ -194,3 +203,27 @@ def lookup(book, m: int, order_id: int, acct: int) -> tuple[int, int]:
     if book[B_ORDERS][slot]["acct"] != acct:
         return USER_NOT_MATCH, NIL
     return OK, slot
+
+
+@inline
+def check_risk(mp, m: int, price: int, amount: int) -> int:
+    """The market's risk limits for an order of ``amount`` lots at ``price`` ticks
+    (docs/engine.md, "Market risk limits"): OK or the refusal."""
+    if price % mp[m, MP_PRICE_STEP] != 0:
+        return PRICE_NOT_ON_STEP
+    if amount % mp[m, MP_AMOUNT_STEP] != 0:
+        return AMOUNT_NOT_ON_STEP
+    return check_notional(mp, m, price, amount, mp[m, MP_DEAL_SCALE])
+
+
+@inline
+def check_notional(mp, m: int, a: int, b: int, c: int) -> int:
+    """OK if the order's value ``a * b * c`` money units is within the market's
+    min_notional..max_notional, else the refusal (computed without overflow)."""
+    low = mp[m, MP_MIN_NOTIONAL]
+    if low > 0 and mul3_le(a, b, c, low - 1):
+        return NOTIONAL_TOO_SMALL
+    high = mp[m, MP_MAX_NOTIONAL]
+    if high > 0 and not mul3_le(a, b, c, high):
+        return NOTIONAL_TOO_LARGE
+    return OK

@@ -11,6 +11,7 @@ from core.schema import (
     FinishReason,
     MarketStatus,
     OrderFlag,
+    QuoteAction,
     Result,
     StpMode,
     TimeInForce,
@@ -27,6 +28,7 @@ STP_CANCEL_TAKER = int(StpMode.CANCEL_TAKER)
 STP_CANCEL_MAKER = int(StpMode.CANCEL_MAKER)
 STP_CANCEL_BOTH = int(StpMode.CANCEL_BOTH)
 POST_ONLY = int(OrderFlag.POST_ONLY)
+QUOTE_FLAG = int(OrderFlag.QUOTE)
 FILLED = int(FinishReason.FILLED)
 CANCELED = int(FinishReason.CANCELED)
 EXPIRED = int(FinishReason.EXPIRED)
@@ -65,6 +67,13 @@ MARKET_STATUS = int(CommandKind.MARKET_STATUS)
 USER_STATUS = int(CommandKind.USER_STATUS)
 CANCEL_MARKET = int(CommandKind.CANCEL_MARKET)
 MARKET_LIMIT = int(CommandKind.MARKET_LIMIT)
+QUOTE = int(CommandKind.QUOTE)
+QUOTE_LEVEL = int(CommandKind.QUOTE_LEVEL)
+
+QUOTE_KEPT = int(QuoteAction.KEPT)
+QUOTE_SHRUNK = int(QuoteAction.SHRUNK)
+QUOTE_GROWN = int(QuoteAction.GROWN)
+QUOTE_NEW = int(QuoteAction.NEW)
 
 MARKET_OPEN = int(MarketStatus.OPEN)
 MARKET_HALTED_STATUS = int(MarketStatus.HALTED)

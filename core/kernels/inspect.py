@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.kernels import book as bk
+from core.kernels.codes import POST_ONLY, QUOTE_FLAG
 from core.kernels.jit import kernel
 from core.kernels.layout import (
     B_INFO,
@@ -179,6 +180,8 @@ def _validate_side(book, m: int, side: int) -> int:
                 return BAD_LINKS
             if o["left"] <= 0 or o["left"] > book[B_INFO][slot]["amount"] or o["id"] <= 0:
                 return BAD_ORDER
+            if (o["flags"] & QUOTE_FLAG) != 0 and (o["flags"] & POST_ONLY) == 0:
+                return BAD_ORDER  # a quote order never takes
             if bk.index_find(book, o["id"]) != slot:
                 return BAD_INDEX
             total += o["left"]

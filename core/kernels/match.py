@@ -20,11 +20,20 @@ from core.kernels.admin import set_status
 from core.kernels.balance import account_of
 from core.kernels.book_side import book_one
 from core.kernels.bounds import events_bound
-from core.kernels.codes import MARKET_LIMIT, MARKET_STATUS, OK, PUT_LIMIT, PUT_MARKET, USER_STATUS
+from core.kernels.codes import (
+    MARKET_LIMIT,
+    MARKET_STATUS,
+    OK,
+    PUT_LIMIT,
+    PUT_MARKET,
+    QUOTE,
+    USER_STATUS,
+)
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import B_MPARAMS, NIL
 from core.kernels.ledger import settle
 from core.kernels.limits import set_limit
+from core.kernels.quote import book_quote, group_levels, pre_quote, quote_new_orders
 from core.schema import COUNTER_ORDER_ID, MAX_USER_ID
 
 
@@ -56,6 +65,44 @@ def execute_one(
     return code, oid, value, ne
 
 
+@inline
+def execute_quote(
+    book, accounts, ev, ne, cmds, i, work, results, acct, counters, n_markets, fee_user
+):  # fmt: skip
+    """Both halves of the QUOTE at ``cmds[i]`` with its levels, through the work records
+    ``work[0 : k + 1]`` (scratch); returns (code, value, k, ne), k the level records
+    it took (0 when they do not follow it). Each level's ``results`` row gets its
+    order id and action. The ledger has not run yet."""
+    mp = book[B_MPARAMS]
+    k = group_levels(cmds, i)
+    code = pre_quote(accounts, mp, cmds, i, k, acct, n_markets, fee_user)
+    k = max(k, 0)
+    if code != OK:
+        for j in range(1, k + 1):
+            results[i + j]["order_id"] = 0
+            results[i + j]["value"] = 0
+        return code, 0, k, ne
+    fill_work(accounts, mp, cmds[i], acct, work[0])
+    work[0]["new_id"] = counters[COUNTER_ORDER_ID] + 1
+    for j in range(1, k + 1):
+        fill_work(accounts, mp, cmds[i + j], acct, work[j])
+    code, value, ne = book_quote(book, ev, ne, work, 0, k, results, i)
+    if code == OK:
+        counters[COUNTER_ORDER_ID] += quote_new_orders(results, i, k)
+    return code, value, k, ne
+
+
+@inline
+def _write_result(results, i, code, oid, value, seq, first, ne) -> None:
+    r = results[i]
+    r["code"] = code
+    r["order_id"] = oid
+    r["value"] = value
+    r["seq"] = seq
+    r["event_start"] = first
+    r["event_count"] = ne - first
+
+
 @kernel
 def execute_batch(
     book,
@@ -78,9 +125,10 @@ def execute_batch(
     event buffer might overflow.
 
     Returns (next command index, events in the buffer). Results are written per command.
-    ``work`` is one WORK_DTYPE record of scratch: the book half takes its command as
-    a pair worker does. A command that wrote events changed the state: it gets the
-    next sequence number, and the ledger settles its events. ``max_cids`` bounds the
+    ``work`` is WORK_DTYPE scratch, at least 1 + MAX_GROUP_LEVELS records: the book
+    half takes its command as a pair worker does (a QUOTE with its levels). A
+    command that wrote events changed the state: it gets the next sequence number,
+    and the ledger settles its events. ``max_cids`` bounds the
     client order id table (``client_ids.py``).
     """
     ne = ne0
@@ -94,6 +142,18 @@ def execute_batch(
         if ne + events_bound(book, acct, cmd, n_markets, cap - ne, max_matches) > cap:
             break  # the caller hands these events on (or grows the buffer) and resumes
         first = ne
+        if cmd["kind"] == QUOTE:  # one command of 1 + k records
+            code, value, k, ne = execute_quote(
+                book, accounts, ev, ne, cmds, i, work, results, acct, counters, n_markets,
+                fee_user,
+            )  # fmt: skip
+            seq = settle(accounts, ev, first, ne, counters)
+            _write_result(results, i, code, 0, value, seq, first, ne)
+            for j in range(i + 1, i + k + 1):
+                oid, value = results[j]["order_id"], results[j]["value"]
+                _write_result(results, j, code, oid, value, 0, ne, ne)
+            i += k + 1
+            continue
         code, oid, value, ne = execute_one(
             book,
             accounts,
@@ -111,12 +171,6 @@ def execute_batch(
             max_cids,
         )
         seq = settle(accounts, ev, first, ne, counters)
-        r = results[i]
-        r["code"] = code
-        r["order_id"] = oid
-        r["value"] = value
-        r["seq"] = seq
-        r["event_start"] = first
-        r["event_count"] = ne - first
+        _write_result(results, i, code, oid, value, seq, first, ne)
         i += 1
     return i, ne

@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from core.engine import Engine
 from core.kernels.layout import A_MSTATUS, B_MPARAMS, B_MSTATE, MP_PRICE_STEP, MS_LAST_PRICE
 from core.reference import ReferenceEngine
+from core.reference_quote import quote_group
 from core.schema import (
     EVENT_DTYPE,
     INT64_MAX,
@@ -46,6 +47,7 @@ from core.schema import (
     CommandKind,
     EventKind,
     FinishReason,
+    QuoteAction,
     Result,
 )
 from tests.support.steps import (
@@ -216,6 +218,8 @@ class Harness:
         self.accepted = 0
         #: How often each result code came (of order commands).
         self.codes: Counter[int] = Counter()
+        #: How often a quote level came to each QuoteAction.
+        self.quote_actions: Counter[int] = Counter()
 
     # ---------------------------------------------------------------- running
 
@@ -239,25 +243,37 @@ class Harness:
         ref_results, ref_events = self.ref.execute(records.copy())
         self.same("results", results, ref_results)
         self.same("events", events, ref_events)
-        for i in range(len(records)):
-            self.one_by_one(records[i : i + 1], results[i], events)
+        i = 0
+        while i < len(records):  # a QUOTE and its levels are one command
+            group = quote_group(records, i) if records[i]["kind"] == CommandKind.QUOTE else None
+            n = 1 + len(group or ())
+            self.one_by_one(records[i : i + n], results[i : i + n], events)
+            i += n
         self.accepted += int(np.count_nonzero(results["seq"]))
         self.rejected += int(np.count_nonzero(results["code"]))
         self.codes.update(results["code"].tolist())
 
-    def one_by_one(self, record: np.ndarray, expected: np.void, events: np.ndarray) -> None:
-        """The batch's result and events for ``record``, alone; and a command without
-        a seq changed nothing."""
+    def one_by_one(self, record: np.ndarray, expected: np.ndarray, events: np.ndarray) -> None:
+        """The batch's results and events for ``record`` (one command: a record, or a
+        QUOTE and its levels), alone; and a command without a seq changed nothing."""
         counters_before = self.solo.counters()
         results, mine = self.solo.execute(record)
-        start, count = int(expected["event_start"]), int(expected["event_count"])
+        start, count = int(expected[0]["event_start"]), int(expected[0]["event_count"])
         want = expected.copy()
-        want["event_start"] = 0
-        assert results[0].tobytes() == want.tobytes(), self.explain(
-            f"alone {record_text(results[0])}, in the batch {record_text(expected)}"
-        )
+        want["event_start"] -= start  # a level's: where its quote's events end
+        for got, wanted in zip(results, want, strict=True):
+            assert got.tobytes() == wanted.tobytes(), self.explain(
+                f"alone {record_text(got)}, in the batch {record_text(wanted)}"
+            )
         self.same("events", mine, events[start : start + count], ("alone", "in the batch"))
         self.check_outcome(results[0], mine, record, counters_before)
+        for level in results[1:]:
+            assert level["seq"] == 0, self.explain("a quote level with a seq")
+            assert level["event_count"] == 0, self.explain("a quote level with events")
+            ok = level["code"] == Result.OK
+            assert ok == (level["order_id"] > 0), self.explain("a quote level's order id")
+            if ok:
+                self.quote_actions[int(level["value"])] += 1
 
     def check_outcome(
         self,
@@ -481,6 +497,7 @@ STREAMS = st.one_of(
     streams(stream_config(), MAX_STEPS),
     streams(stream_config(), MAX_STEPS, Mix(world=BIG)),  # int64 products, fees, caps
     streams(stream_config(), MAX_STEPS, Mix(admin=8)),  # halts, delistings, kill switches
+    streams(stream_config(), MAX_STEPS, Mix(quote=15)),  # mass quotes among the orders
 )
 
 
@@ -541,8 +558,9 @@ LONG_RUN_COMMANDS = int(os.environ.get("MATCHD_DIFF_COMMANDS", "5000"))
         (TIGHT, Mix(world=BIG), 0.3),
         (RISKY, Mix(world=SMALL), 0.3),
         (Limits(), Mix(world=SMALL, admin=3), 0.3),
+        (Limits(), Mix(world=SMALL, quote=20), 0.4),
     ],
-    ids=["roomy-small", "tight-big", "risky-small", "admin-small"],
+    ids=["roomy-small", "tight-big", "risky-small", "admin-small", "quote-small"],
 )
 def test_fixed_seed_long_run(
     limits: Limits, mix: Mix, share: float, capsys: pytest.CaptureFixture[str]
@@ -576,6 +594,9 @@ def test_fixed_seed_long_run(
     if mix.admin:
         status = (Result.MARKET_HALTED, Result.MARKET_DELISTED, Result.USER_BLOCKED)
         assert all(harness.codes[code] > 0 for code in status), harness.codes
+    if mix.quote:  # every action, and the quote's own refusals
+        assert all(harness.quote_actions[a] > 0 for a in QuoteAction), harness.quote_actions
+        assert harness.codes[Result.POST_ONLY_WOULD_TAKE] > 0, harness.codes
 
 
 # --------------------------------------------------------------------------- properties

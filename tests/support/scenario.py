@@ -289,6 +289,37 @@ class Scenario:
             )
         )
 
+    def quote(
+        self,
+        user: int,
+        bids: list[tuple[str, str]],
+        asks: list[tuple[str, str]],
+        *,
+        market: int = BTC_USDT,
+        taker: str = "0",
+        maker: str = "0",
+        source: bytes = b"",
+        asks_first: bool = False,
+    ) -> list[Step]:
+        """A mass quote of (price, amount) levels, bids then asks (``asks_first``: the
+        other way round); the header's step first, then one per level."""
+        sides = [(ASK, asks), (BID, bids)] if asks_first else [(BID, bids), (ASK, asks)]
+        levels = [
+            (side, self.ticks(price, market), self.lots(amount, market))
+            for side, ladder in sides
+            for price, amount in ladder
+        ]
+        cmd = commands.quote(
+            user,
+            market,
+            levels,
+            self.rate(taker, market),
+            self.rate(maker, market),
+            ts_ns=self.next_ts(),
+            source=source,
+        )
+        return self.run(cmd)
+
     def update(
         self,
         user: int,

@@ -118,6 +118,8 @@ class Mix:
     #: Percent of commands that are market operations (MARKET_STATUS, USER_STATUS,
     #: CANCEL_MARKET); 0 leaves the stream as it was without them.
     admin: int = 0
+    #: Percent of commands that are mass quotes (a QUOTE and its levels); 0: none.
+    quote: int = 0
 
 
 def _user(c: Chooser, mix: Mix) -> int:
@@ -238,6 +240,56 @@ def draw_admin(c: Chooser, mix: Mix) -> Command:
     return Command(int(kind), 0, _market(c, mix), side=side)
 
 
+def _quote_size(c: Chooser, mix: Mix, m: Market | None) -> int:
+    shape = mix.world.shapes[m.index if m is not None else BTC_USDT]
+    low = shape.lots or (m.min_amount if m is not None else 10)
+    return low + c.choice((0, 4, 4, 12, 30))
+
+
+def _ladder_side(c: Chooser, mix: Mix, m: Market | None, side: int) -> list[Command]:
+    """Levels of one side of a quote: 0..4 prices walking away from the center (now
+    and then one too close, repeated or too many), each a drawn amount."""
+    shape = mix.world.shapes[m.index if m is not None else BTC_USDT]
+    n = c.integer(0, 4) if not rarely(c, mix.hostile) else c.choice((0, 33))
+    offset = c.integer(0, shape.spread)
+    levels = []
+    for _ in range(n):
+        price = shape.center + (offset if side == ASK else -offset)
+        if m is not None and rarely(c, mix.hostile):
+            price = c.choice((0, -1, m.max_price + 1, INT64_MAX))
+        # few sizes, so that a level often meets its last size (kept) or a near one
+        amount = _amount(c, mix, m) if rarely(c, 10) else _quote_size(c, mix, m)
+        levels.append(Command(int(CommandKind.QUOTE_LEVEL), side=side, price=price, amount=amount))
+        offset += c.integer(1, 2) if not rarely(c, 3) else 0
+    return levels
+
+
+def draw_quote(c: Chooser, config: EngineConfig, mix: Mix) -> list[Command]:
+    """A QUOTE and its levels: a ladder about the market's center that mostly meets
+    the maker's previous one (kept, shrunk and grown levels), now and then crosses the
+    book, itself or the limits; now and then its count does not match its levels."""
+    user = _user(c, mix)
+    market = _market(c, mix)
+    m = config.markets[market] if 0 <= market < len(config.markets) else None
+    levels = _ladder_side(c, mix, m, BID) + _ladder_side(c, mix, m, ASK)
+    if c.choice((False, False, True)):  # asks first, or mixed: the record order is free
+        levels = levels[::-1]
+    levels = [replace(level, user=user, market=market) for level in levels]
+    source, source_len = _source(c, mix)
+    k = len(levels) if not rarely(c, mix.hostile) else c.choice((len(levels) + 1, -1, 65))
+    head = Command(
+        int(CommandKind.QUOTE),
+        user,
+        market,
+        amount=k,
+        taker_rate=_rate(c, mix, m),
+        maker_rate=_rate(c, mix, m),
+        source=source,
+        source_len=source_len,
+    )
+    return [head, *levels]
+
+
 def draw_command(c: Chooser, config: EngineConfig, mix: Mix = Mix()) -> Command:
     """One command of any kind (now and then hostile)."""
     if mix.admin and rarely(c, mix.admin):
@@ -347,7 +399,13 @@ def draw_step(c: Chooser, config: EngineConfig, mix: Mix = Mix()) -> Step:
     if rarely(c, 20):
         return draw_update(c, mix)
     n = 1 + (c.integer(1, 4) if rarely(c, 25) else 0)
-    return Batch(tuple(draw_command(c, config, mix) for _ in range(n)))
+    commands: list[Command] = []
+    for _ in range(n):
+        if mix.quote and rarely(c, mix.quote):
+            commands += draw_quote(c, config, mix)
+        else:
+            commands.append(draw_command(c, config, mix))
+    return Batch(tuple(commands))
 
 
 @st.composite

@@ -34,6 +34,7 @@ KEYS = {
     "machine",
     "date",
     "seed",
+    "quotes",
 }
 
 
@@ -49,6 +50,7 @@ def _args(out: Path) -> argparse.Namespace:
         single_prefix=300,
         reference_prefix=200,
         repeats=1,
+        quote_rounds=50,
     )
 
 
@@ -95,6 +97,10 @@ def test_tiny_run_reports_a_verified_benchmark(
     assert set(report["rejections"]) <= {"ORDER_NOT_FOUND"}
     assert report["machine"]["cores"] >= 1
     assert report["seed"] == 7
+    quotes = report["quotes"]
+    assert quotes["reference_agrees"]
+    assert quotes["shift"]["commands"] == quotes["replace"]["commands"] == 50
+    assert all(ratio > 0 for ratio in quotes["ratios"].values())
     table = bench_core._table(report)
     assert "M commands/s" in table
     assert report["state_hash"] in table
