@@ -9,13 +9,22 @@ log costs what the disk costs, not what Python costs per record.
 A command record (``RT_ORDER``) holds, after the frame header::
 
     0   u32 n_events     events the command caused
-    4   i32 code         Result (always OK: rejected commands change nothing, so they
+    4   u16 code         Result (always OK: rejected commands change nothing, so they
                          are not logged)
+    6   u16 n_extra      command records of the command after its first: a QUOTE's
+                         k QUOTE_LEVEL records (its ``amount``); 0 for every other kind
     8   i64 order_id     the result's order id
     16  i64 value        the result's value (CANCEL_ALL: orders cancelled)
-    24  u32 masks[1 + n_events]  which 8-byte words of the command, then of each
-                         event, are non-zero; zero-padded to a multiple of 8 bytes
-    ..  the non-zero words of the command, then of each event, in order
+    24  u32 masks[1 + n_extra + n_events]  which 8-byte words of the command, then of
+                         each extra command record, then of each event, are non-zero;
+                         zero-padded to a multiple of 8 bytes
+    ..  the non-zero words of the command, of each extra record, of each event, in order
+
+The head word (bytes 0..8) is ``n_events | code << 32 | n_extra << 48``. Before mass
+quotes it was ``n_events | code << 32`` with ``code`` always 0, so every record written
+before reads as ``n_extra`` 0, unchanged. A QUOTE is one command made of k + 1
+consecutive records of its batch (docs/engine.md, "QUOTE"): one result, one seq, one
+record; its level records' own results have seq 0 and are not framed on their own.
 
 An event's ``seq`` and ``ts_ns`` words are left out (they are the frame's sequence
 and the command's time). Most words of a command or an event are zero, so a record
@@ -28,11 +37,11 @@ from __future__ import annotations
 import numpy as np
 
 from core.kernels.jit import inline, kernel
-from core.schema import COMMAND_DTYPE, EVENT_DTYPE
+from core.schema import COMMAND_DTYPE, EVENT_DTYPE, MAX_QUOTE_LEVELS, CommandKind
 from persistence.log_format import FRAME_HEADER_LENGTH
 
 #: Record types of the engine (frame ``rtype``).
-RT_ORDER = 1  #: an order command (COMMAND_DTYPE), its result and its events
+RT_ORDER = 1  #: an order command (COMMAND_DTYPE records), its result and its events
 RT_BALANCE = 2  #: a balance.update, its result and its event
 
 COMMAND_WORDS = COMMAND_DTYPE.itemsize // 8
@@ -42,8 +51,28 @@ if COMMAND_DTYPE.itemsize % 8 or EVENT_DTYPE.itemsize % 8 or max(COMMAND_WORDS, 
 #: Words of an event implied by its frame (seq, ts_ns): never stored.
 EVENT_IMPLIED_WORDS = 2
 ORDER_HEAD_BYTES = 24
+#: Most extra command records a record may hold (a QUOTE's levels, both sides full);
+#: a record that says more does not add up.
+MAX_EXTRA_COMMANDS = 2 * MAX_QUOTE_LEVELS
+
+
+def _command_offset(name: str) -> int:
+    fields = COMMAND_DTYPE.fields
+    if fields is None:  # pragma: no cover -- a structured dtype
+        raise ImportError("COMMAND_DTYPE has no fields")
+    return int(fields[name][1])
+
+
+#: Where a command's kind (i1) and amount (i8) lie in its int64 words.
+KIND_WORD = _command_offset("kind") // 8
+KIND_SHIFT = _command_offset("kind") % 8 * 8
+AMOUNT_WORD = _command_offset("amount") // 8
+if _command_offset("amount") % 8:
+    raise ImportError("a command's amount must be a whole word")
+_QUOTE = int(CommandKind.QUOTE)
 _WORD = 8
 _MASK32 = 0xFFFFFFFF
+_MASK16 = 0xFFFF
 
 
 def _crc_tables() -> np.ndarray:
@@ -90,8 +119,8 @@ def crc32c(buf: np.ndarray, start: int, end: int, value: int) -> int:
             ^ t[0, buf[i + 7]]
         )
         i += 8
-    while i < end:
-        c = t[0, (c ^ buf[i]) & 0xFF] ^ (c >> 8)
+    while i < end:  # np.int64: under NUMBA_DISABLE_JIT, c ^ a uint8 would be a uint8
+        c = t[0, (c ^ np.int64(buf[i])) & 0xFF] ^ (c >> 8)
         i += 1
     return int((c ^ _MASK32) & _MASK32)
 
@@ -107,6 +136,21 @@ def _pack(out64: np.ndarray, w: int, row: np.ndarray, first: int, n: int) -> tup
             out64[w] = v
             w += 1
     return mask, w
+
+
+@inline
+def _set_mask(out64: np.ndarray, masks: int, k: int, mask: int) -> None:
+    """Set the u32 mask ``k`` of the masks that start at word ``masks`` (zeroed)."""
+    out64[masks + k // 2] |= np.int64(mask) << (32 * (k % 2))
+
+
+@inline
+def _extra_commands(row: np.ndarray) -> int:
+    """The command records that follow the command ``row`` (int64 words) as part of
+    it: a QUOTE's ``amount`` (k, its levels); 0 for every other kind."""
+    if (row[KIND_WORD] >> KIND_SHIFT) & 0xFF == _QUOTE:
+        return int(row[AMOUNT_WORD])
+    return 0
 
 
 @inline
@@ -143,31 +187,41 @@ def frame_batch(
     ``out`` (uint8) and ``out64`` (int64) view the same buffer, with room from byte
     ``pos`` (a multiple of 8) for the worst case (``frame_bound``). ``batch_index`` is
     the writer's next index within its commit batch; ``per_record`` (fsync=always)
-    gives every record index 0. Writes each frame's end offset and sequence into
-    ``ends`` and ``seqs``; returns (next pos, frames written).
+    gives every record index 0. A QUOTE's record holds its k level records too (the
+    rows after it, whose results have seq 0). Writes each frame's end offset and
+    sequence into ``ends`` and ``seqs``; returns (next pos, frames written), or
+    (pos, -1 - i) if command i is a QUOTE whose k levels are not in the batch (or
+    more than ``MAX_EXTRA_COMMANDS``): an engine cannot have accepted that, and
+    nothing of the batch may be logged.
     """
     n = 0
+    rows = cmds64.shape[0]
     for i in range(results.shape[0]):
         r = results[i]
         seq = r["seq"]
         if seq == 0:
             continue
+        extra = _extra_commands(cmds64[i])
+        if extra < 0 or extra > MAX_EXTRA_COMMANDS or i + extra >= rows:
+            return pos, -1 - i
         count = r["event_count"]
         first = r["event_start"]
         w = pos // _WORD + FRAME_HEADER_LENGTH // _WORD
-        out64[w] = count | (np.int64(r["code"]) << 32)
+        code = np.int64(r["code"]) & _MASK16
+        out64[w] = np.int64(count) | (code << 32) | (np.int64(extra) << 48)
         out64[w + 1] = r["order_id"]
         out64[w + 2] = r["value"]
         masks = w + 3  # u32 masks, two per word
-        words = masks + (count + 2) // 2
+        words = masks + (1 + extra + count + 1) // 2
         for k in range(masks, words):
             out64[k] = 0
-        mask, wn = _pack(out64, words, cmds64[i], 0, COMMAND_WORDS)
-        out64[masks] = mask
+        wn = words
+        for j in range(1 + extra):
+            mask, wn = _pack(out64, wn, cmds64[i + j], 0, COMMAND_WORDS)
+            _set_mask(out64, masks, j, mask)
         for j in range(count):
             mask, wn = _pack(out64, wn, ev64[first + j], EVENT_IMPLIED_WORDS, EVENT_WORDS)
-            k = j + 1
-            out64[masks + k // 2] |= np.int64(mask) << (32 * (k % 2))
+            _set_mask(out64, masks, 1 + extra + j, mask)
         end = wn * _WORD
         _seal(out, out64, pos, end, seq, RT_ORDER, 0 if per_record else batch_index + n)
         ends[n] = end
@@ -203,7 +257,9 @@ def rebatch_frames(
 
 
 def frame_bound(commands: int, events: int) -> int:
-    """Bytes ``frame_batch`` may need for this many commands and events."""
+    """Bytes ``frame_batch`` may need for this many command records and events. Each
+    record of a batch counts, a QUOTE's levels too: a level framed within its QUOTE's
+    record costs a mask and its words, less than a record of its own."""
     per_command = FRAME_HEADER_LENGTH + ORDER_HEAD_BYTES + _WORD + COMMAND_WORDS * _WORD
     return commands * per_command + events * (4 + EVENT_WORDS * _WORD) + _WORD
 
@@ -222,6 +278,52 @@ def _unpack(src64: np.ndarray, w: int, mask: int, row: np.ndarray, n: int) -> in
     return w
 
 
+@inline
+def _mask_at(src64: np.ndarray, masks: int, k: int) -> int:
+    """The u32 mask ``k`` of the masks that start at word ``masks``."""
+    return int((src64[masks + k // 2] >> (32 * (k % 2))) & _MASK32)
+
+
+@inline
+def _take(
+    src64: np.ndarray, w: int, last: int, mask: int, row: np.ndarray, keep: bool, n: int
+) -> int:
+    """Read the words of ``mask`` at word ``w`` into ``row`` (``n`` words) if ``keep``,
+    else skip them; the next w, or -1 if they run past word ``last``."""
+    m = mask - ((mask >> 1) & 0x55555555)  # the set bits of a u32 (SWAR popcount)
+    m = (m & 0x33333333) + ((m >> 2) & 0x33333333)
+    bits = ((((m + (m >> 4)) & 0x0F0F0F0F) * 0x01010101) >> 24) & 0xFF
+    if w + bits > last:
+        return -1
+    if keep:
+        _unpack(src64, w, mask, row, n)
+    return w + bits
+
+
+@inline
+def _take_rows(
+    src64: np.ndarray,
+    w: int,
+    last: int,
+    masks: int,
+    k0: int,
+    count: int,
+    rows: np.ndarray,
+    n: int,
+    spare: np.ndarray,
+) -> int:
+    """``_take`` of ``count`` records (``n`` words each) with masks ``k0``.. into the
+    rows of ``rows`` while it has some (the rest are skipped; ``spare`` is a row of
+    the same type, never written); the next w, or -1."""
+    for j in range(count):
+        keep = j < rows.shape[0]
+        row = rows[j] if keep else spare
+        w = _take(src64, w, last, _mask_at(src64, masks, k0 + j), row, keep, n)
+        if w < 0:
+            return -1
+    return w
+
+
 @kernel
 def decode_order(
     buf: np.ndarray,
@@ -229,42 +331,37 @@ def decode_order(
     pos: int,
     end: int,
     cmd_row: np.ndarray,
+    extra_rows: np.ndarray,
     ev_rows: np.ndarray,
-) -> tuple[int, int, int, int, int]:
+) -> tuple[int, int, int, int, int, int]:
     """Decode the RT_ORDER frame [pos, end) (checked already): fills ``cmd_row``
-    (int64[COMMAND_WORDS]) and, if ``ev_rows`` has room, the events (int64 rows,
-    seq and ts_ns left 0); returns (n_events, code, order_id, value, problem), where
-    problem is 0, or 1 if the payload does not add up."""
+    (int64[COMMAND_WORDS]), the extra command records (a QUOTE's levels) into the rows
+    of ``extra_rows`` (int64, COMMAND_WORDS columns) and the events into the rows of
+    ``ev_rows`` (int64, EVENT_WORDS columns; seq and ts_ns left 0), each as far as it
+    has rows; returns (n_events, code, order_id, value, n_extra, problem), where
+    problem is 0, or 1 if the payload does not add up (also: more than
+    ``MAX_EXTRA_COMMANDS`` extra records, or not as many as the command says)."""
     w = pos // _WORD + FRAME_HEADER_LENGTH // _WORD
     last = end // _WORD
     if w + 3 > last:
-        return 0, 0, 0, 0, 1
+        return 0, 0, 0, 0, 0, 1
     head = buf64[w]
     count = head & _MASK32
-    code = head >> 32
-    order_id = buf64[w + 1]
-    value = buf64[w + 2]
+    code = (head >> 32) & _MASK16
+    extra = (head >> 48) & _MASK16
     masks = w + 3
-    words = masks + (count + 2) // 2
-    if words > last:
-        return 0, 0, 0, 0, 1
-    wn = _unpack(buf64, words, buf64[masks] & _MASK32, cmd_row, COMMAND_WORDS)
-    for j in range(count):
-        k = j + 1
-        mask = (buf64[masks + k // 2] >> (32 * (k % 2))) & _MASK32
-        if j < ev_rows.shape[0]:
-            wn = _unpack(buf64, wn, mask, ev_rows[j], EVENT_WORDS)
-        else:
-            bits = 0
-            while mask:
-                bits += mask & 1
-                mask >>= 1
-            wn += bits
-        if wn > last:
-            return 0, 0, 0, 0, 1
+    wn = masks + (1 + extra + count + 1) // 2
+    if extra > MAX_EXTRA_COMMANDS or wn > last:
+        return 0, 0, 0, 0, 0, 1
+    wn = _take(buf64, wn, last, _mask_at(buf64, masks, 0), cmd_row, True, COMMAND_WORDS)
+    if wn < 0 or _extra_commands(cmd_row) != extra:
+        return 0, 0, 0, 0, 0, 1
+    wn = _take_rows(buf64, wn, last, masks, 1, extra, extra_rows, COMMAND_WORDS, cmd_row)
+    if wn >= 0:
+        wn = _take_rows(buf64, wn, last, masks, 1 + extra, count, ev_rows, EVENT_WORDS, cmd_row)
     if wn != last:
-        return 0, 0, 0, 0, 1
-    return count, code, order_id, value, 0
+        return 0, 0, 0, 0, 0, 1
+    return count, code, buf64[w + 1], buf64[w + 2], extra, 0
 
 
 # Problems ``scan_frames`` reports (0 = none).
@@ -352,24 +449,37 @@ def decode_orders(
     starts: np.ndarray,
     stops: np.ndarray,
     cmds64: np.ndarray,
+    heads: np.ndarray,
     expect: np.ndarray,
     none: np.ndarray,
-) -> int:
-    """Decode the RT_ORDER frames [starts[i], stops[i]) into ``cmds64`` rows and
-    ``expect`` rows (n_events, code, order_id, value); returns the index of the first
-    frame whose payload does not add up, or -1. ``none`` is an empty int64
-    (0, EVENT_WORDS) array (the events are not decoded)."""
+) -> tuple[int, int, int]:
+    """Decode the RT_ORDER frames [starts[i], stops[i]) one after the other into the
+    rows of ``cmds64``, each frame's command followed by its extra records (a QUOTE
+    and its levels: the batch it was logged from), while they fit: ``heads[i]`` is the
+    row of frame i's command, ``expect[i]`` its (n_events, code, order_id, value).
+    Returns (frames decoded, rows filled, index of the first frame whose payload does
+    not add up or -1). ``cmds64`` must have 1 + ``MAX_EXTRA_COMMANDS`` rows at least, so
+    that any frame fits in an empty one; ``none`` is an empty int64 (0, EVENT_WORDS)
+    array (the events are not decoded)."""
+    row = 0
+    cap = cmds64.shape[0]
     for i in range(starts.shape[0]):
-        count, code, order_id, value, problem = decode_order(
-            buf, buf64, starts[i], stops[i], cmds64[i], none
+        if row >= cap:
+            return i, row, -1
+        count, code, order_id, value, extra, problem = decode_order(
+            buf, buf64, starts[i], stops[i], cmds64[row], cmds64[row + 1 :], none
         )
         if problem:
-            return i
+            return i, row, i
+        if row + 1 + extra > cap:  # not whole: the next call takes it
+            return i, row, -1
+        heads[i] = row
         expect[i, 0] = count
         expect[i, 1] = code
         expect[i, 2] = order_id
         expect[i, 3] = value
-    return -1
+        row += 1 + extra
+    return starts.shape[0], row, -1
 
 
 @inline

@@ -40,29 +40,36 @@ def decode_frames(
     starts: np.ndarray,
     stops: np.ndarray,
     cmds64: np.ndarray,
+    extra64: np.ndarray,
     events64: np.ndarray,
     results: np.ndarray,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """Decode the RT_ORDER frames [starts[i], stops[i]) into ``cmds64[i]`` and
-    ``results[i]`` (n_events, code, order_id, value), their events one after the other
-    into ``events64`` while it has room; returns (index of the first frame that does
-    not add up or -1, events in all). With more events than rows the caller grows
-    ``events64`` and calls again."""
+    ``results[i]`` (n_events, code, order_id, value, n_extra), their extra command
+    records (a QUOTE's levels) one after the other into ``extra64`` and their events
+    into ``events64``, each while it has room; returns (index of the first frame that
+    does not add up or -1, events in all, extra records in all). With more than fit,
+    the caller grows the arrays and calls again."""
     total = 0
+    extras = 0
     rows = events64.shape[0]
+    extra_rows = extra64.shape[0]
     for i in range(starts.shape[0]):
         room = events64[min(total, rows) :]
-        count, code, order_id, value, problem = decode_order(
-            buf, buf64, starts[i], stops[i], cmds64[i], room
+        extra_room = extra64[min(extras, extra_rows) :]
+        count, code, order_id, value, extra, problem = decode_order(
+            buf, buf64, starts[i], stops[i], cmds64[i], extra_room, room
         )
         if problem:
-            return i, total
+            return i, total, extras
         results[i, 0] = count
         results[i, 1] = code
         results[i, 2] = order_id
         results[i, 3] = value
+        results[i, 4] = extra
         total += count
-    return -1, total
+        extras += extra
+    return -1, total, extras
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +87,10 @@ class DecodedBatch:
     values: np.ndarray  #: int64, the result's value, per order record
     counts: np.ndarray  #: int64, events per order record
     events: np.ndarray  #: EVENT_DTYPE, every order record's events in order
+    #: int64, per order record: the command records it holds after its command (a
+    #: QUOTE's k levels; 0 for every other kind)
+    extra_counts: np.ndarray
+    extras: np.ndarray  #: COMMAND_DTYPE, every order record's extra records in order
     balances: list[DecodedRecord]  #: the balance.update records
     _runs: list[RecordRun]
     _run_of: np.ndarray  #: int64, per order record: its run
@@ -106,10 +117,12 @@ class DecodedBatch:
         """Order record ``i`` as a ``DecodedRecord``."""
         stop = int(self.counts[: i + 1].sum())
         start = stop - int(self.counts[i])
+        extra_stop = int(self.extra_counts[: i + 1].sum())
+        extra_start = extra_stop - int(self.extra_counts[i])
         return DecodedRecord(
             int(self.seqs[i]), RT_ORDER, int(self.ts_ns[i]), self.events[start:stop],
             self.commands[i], int(self.order_ids[i]), int(self.values[i]), None,
-            self.payload(i),
+            self.payload(i), self.extras[extra_start:extra_stop],
         )  # fmt: skip
 
 
@@ -117,8 +130,10 @@ class BatchDecoder:
     """Decodes batches of records, reusing its buffers (grown when a batch needs more)."""
 
     def __init__(self, events: int = 1 << 16) -> None:
-        """Room for ``events`` events per batch at first."""
+        """Room for ``events`` events per batch at first (and a quarter as many extra
+        command records: QUOTE levels)."""
         self._events = np.zeros((events, EVENT_WORDS), dtype=np.int64)
+        self._extras = np.zeros((max(events // 4, 1), COMMAND_WORDS), dtype=np.int64)
         self._single = RecordDecoder()
 
     def decode(self, records: Sequence[Record]) -> DecodedBatch:
@@ -169,8 +184,8 @@ class BatchDecoder:
                 record = Record(run.first_seq + i, rtype, run.payload(i))
                 balances.append(self._single.decode(record))
         cmds64 = np.zeros((n, COMMAND_WORDS), dtype=np.int64)
-        results = np.zeros((n, 4), dtype=np.int64)
-        total = self._decode_all(runs, picks, cmds64, results)
+        results = np.zeros((n, 5), dtype=np.int64)
+        total, extra_total = self._decode_all(runs, picks, cmds64, results)
         commands = cmds64.view(COMMAND_DTYPE).reshape(n)
         counts = results[:, 0].copy()
         seqs = np.concatenate(
@@ -180,10 +195,12 @@ class BatchDecoder:
         events = self._events[:total].copy().view(EVENT_DTYPE).reshape(total)
         events["seq"] = np.repeat(seqs, counts)
         events["ts_ns"] = np.repeat(ts_ns, counts)
+        extras = self._extras[:extra_total].copy().view(COMMAND_DTYPE).reshape(extra_total)
         return DecodedBatch(
             first_seq=runs[0].first_seq, last_seq=runs[-1].last_seq, seqs=seqs, ts_ns=ts_ns,
             commands=commands, order_ids=results[:, 2].copy(), values=results[:, 3].copy(),
-            counts=counts, events=events, balances=balances, _runs=list(runs),
+            counts=counts, events=events, extra_counts=results[:, 4].copy(), extras=extras,
+            balances=balances, _runs=list(runs),
             _run_of=np.concatenate(
                 [np.full(p.shape[0], r, dtype=np.int64) for r, p in enumerate(picks)]
             ),
@@ -196,37 +213,55 @@ class BatchDecoder:
         picks: list[np.ndarray],
         cmds64: np.ndarray,
         results: np.ndarray,
-    ) -> int:
+    ) -> tuple[int, int]:
         """Decode every run's order frames into ``cmds64``/``results`` and the events
-        buffer (grown and done again when too small); returns the events in all."""
+        and extra records buffers (grown and done again when too small); returns the
+        events and the extra records in all."""
         while True:
-            total = k = 0
-            fits = True
+            total = extras = k = 0
             for run, pick in zip(runs, picks, strict=True):
                 m = int(pick.shape[0])
                 if not m:
                     continue
-                usable = len(run.data) // _WORD * _WORD
-                buf = np.frombuffer(run.data, dtype=np.uint8, count=usable)
-                starts = run.starts[pick]
-                lengths = run.lengths[pick]
-                stops = starts + FRAME_HEADER_LENGTH + lengths
-                stops += -stops % _WORD
-                room = self._events[min(total, self._events.shape[0]) :]
-                bad, got = decode_frames(
-                    buf, buf.view(np.int64), starts, stops, cmds64[k : k + m], room,
-                    results[k : k + m],
-                )  # fmt: skip
-                if bad >= 0:
-                    seq = run.first_seq + int(pick[bad])
-                    raise HistoryRecordError(f"seq {seq}: order record does not add up")
-                refused = np.flatnonzero(results[k : k + m, 1])
-                if refused.shape[0]:
-                    seq = run.first_seq + int(pick[int(refused[0])])
-                    raise HistoryRecordError(f"seq {seq}: order record does not add up")
-                fits = fits and total + got <= self._events.shape[0]
+                got, got_extra = self._decode_run(
+                    run, pick, cmds64[k : k + m], results[k : k + m], total, extras
+                )
                 total += got
+                extras += got_extra
                 k += m
-            if fits:
-                return total
-            self._events = np.zeros((2 * total, EVENT_WORDS), dtype=np.int64)
+            if total <= self._events.shape[0] and extras <= self._extras.shape[0]:
+                return total, extras
+            if total > self._events.shape[0]:
+                self._events = np.zeros((2 * total, EVENT_WORDS), dtype=np.int64)
+            if extras > self._extras.shape[0]:
+                self._extras = np.zeros((2 * extras, COMMAND_WORDS), dtype=np.int64)
+
+    def _decode_run(
+        self,
+        run: RecordRun,
+        pick: np.ndarray,
+        cmds64: np.ndarray,
+        results: np.ndarray,
+        total: int,
+        extras: int,
+    ) -> tuple[int, int]:
+        """Decode the order frames ``pick`` of ``run`` into ``cmds64``/``results``,
+        their events from row ``total`` and their extra records from row ``extras`` of
+        the buffers (as far as they have rows); returns (events, extra records)."""
+        usable = len(run.data) // _WORD * _WORD
+        buf = np.frombuffer(run.data, dtype=np.uint8, count=usable)
+        starts = run.starts[pick]
+        stops = starts + FRAME_HEADER_LENGTH + run.lengths[pick]
+        stops += -stops % _WORD
+        room = self._events[min(total, self._events.shape[0]) :]
+        extra_room = self._extras[min(extras, self._extras.shape[0]) :]
+        bad, got, got_extra = decode_frames(
+            buf, buf.view(np.int64), starts, stops, cmds64, extra_room, room, results
+        )
+        refused = np.flatnonzero(results[:, 1])
+        if bad < 0 and refused.shape[0]:
+            bad = int(refused[0])
+        if bad >= 0:
+            seq = run.first_seq + int(pick[bad])
+            raise HistoryRecordError(f"seq {seq}: order record does not add up")
+        return got, got_extra

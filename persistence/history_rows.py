@@ -23,6 +23,10 @@ What each event gives:
   (they change no order, deal or balance). CANCEL_MARKET's events are ordinary
   ORDER_FINISH (an ``order_history`` row each, whoever the owner) and UNFREEZE
   BALANCE events (no row).
+* A QUOTE's events are ordinary order events: its quote orders get their
+  ``order_history`` row when they finish (a stale one cancelled by the next QUOTE, a
+  fill, a cancel), and their freezes and unfreezes make no row; its record (the QUOTE
+  and its levels) gives one ``operation_log`` row, ``mass_quote``, with the ladder.
 * every record: one ``operation_log`` row, its payload byte for byte and a JSON
   description (ViaBTC's operlog ``{"method", "params"}``; matchd's own commands have
   names and params of their own, see ``_operation_row``).
@@ -52,7 +56,14 @@ from core.schema import (
     Side,
     UserStatus,
 )
-from persistence.frames import COMMAND_WORDS, EVENT_WORDS, RT_BALANCE, RT_ORDER, decode_order
+from persistence.frames import (
+    COMMAND_WORDS,
+    EVENT_WORDS,
+    MAX_EXTRA_COMMANDS,
+    RT_BALANCE,
+    RT_ORDER,
+    decode_order,
+)
 from persistence.log_format import FRAME_HEADER_LENGTH
 from persistence.log_reader import Record
 from persistence.replay import decode_balance
@@ -70,6 +81,7 @@ _METHODS = {
     CommandKind.MARKET_STATUS: "market_status",
     CommandKind.USER_STATUS: "user_status",
     CommandKind.CANCEL_MARKET: "cancel_market",
+    CommandKind.QUOTE: "mass_quote",
 }
 _ORDER_KINDS = (int(EventKind.ORDER_PUT), int(EventKind.ORDER_UPDATE), int(EventKind.ORDER_FINISH))
 _TOTAL_CHANGES = (
@@ -98,6 +110,9 @@ class DecodedRecord:
     #: (user, asset, business, business_id, change, ts_ns, detail) (RT_BALANCE)
     balance: tuple[int, int, bytes, int, int, int, bytes] | None = None
     payload: bytes = b""  #: the record's payload, byte for byte
+    #: COMMAND_DTYPE: the records the command holds after ``command`` (a QUOTE's k
+    #: QUOTE_LEVEL records); empty or None for every other command
+    extra: np.ndarray | None = None
 
 
 class RecordDecoder:
@@ -107,6 +122,7 @@ class RecordDecoder:
     def __init__(self, events: int = 1024) -> None:
         """Room for ``events`` events at first; grown when a record has more."""
         self._row = np.zeros(COMMAND_WORDS, dtype=np.int64)
+        self._extra = np.zeros((MAX_EXTRA_COMMANDS, COMMAND_WORDS), dtype=np.int64)
         self._events = np.zeros((events, EVENT_WORDS), dtype=np.int64)
         self._buf = np.zeros(4096, dtype=np.uint8)
 
@@ -130,24 +146,25 @@ class RecordDecoder:
         buf = self._buf[:padded]
         buf[FRAME_HEADER_LENGTH:size] = np.frombuffer(record.payload, dtype=np.uint8)
         buf[size:] = 0
-        count, code, order_id, value, problem = decode_order(
-            buf, buf.view(np.int64), 0, padded, self._row, self._events
+        count, code, order_id, value, extra, problem = decode_order(
+            buf, buf.view(np.int64), 0, padded, self._row, self._extra, self._events
         )
         if not problem and count > self._events.shape[0]:  # sized now: read it again
             self._events = np.zeros((count, EVENT_WORDS), dtype=np.int64)
-            count, code, order_id, value, problem = decode_order(
-                buf, buf.view(np.int64), 0, padded, self._row, self._events
+            count, code, order_id, value, extra, problem = decode_order(
+                buf, buf.view(np.int64), 0, padded, self._row, self._extra, self._events
             )
         if problem or code != 0:
             raise HistoryRecordError(f"seq {record.seq}: order record does not add up")
         command = self._row.copy().view(COMMAND_DTYPE)[0]
+        levels = self._extra[:extra].copy().view(COMMAND_DTYPE).reshape(extra)
         events = self._events[:count].copy().view(EVENT_DTYPE).reshape(count)
         ts_ns = int(command["ts_ns"])
         events["seq"] = record.seq
         events["ts_ns"] = ts_ns
         return DecodedRecord(
             record.seq, RT_ORDER, ts_ns, events, command, int(order_id), int(value), None,
-            record.payload,
+            record.payload, levels,
         )  # fmt: skip
 
 
@@ -341,29 +358,29 @@ class HistoryRows:
         """The ``operation_log`` row of an order record. ``params`` are ViaBTC's for
         its methods; matchd's own: ``replace_order`` [user, market, order id, amount,
         price], ``cancel_all`` [user, market], ``market_status`` [market, status name],
-        ``user_status`` [user, status name], ``cancel_market`` [market, side (0: both)]."""
+        ``user_status`` [user, status name], ``cancel_market`` [market, side (0: both)],
+        ``mass_quote`` [user, market, levels, taker fee, maker fee, source] with levels
+        [[side, amount, price], ...] in record order."""
         c = record.command
         assert c is not None  # noqa: S101 -- RT_ORDER
+        method = method_name(int(c["kind"]))
+        params = self._params(c, record.extra)
+        detail = _json({"method": method, "params": params, "order_id": record.order_id})
+        return (
+            record.seq, time_s, RT_ORDER, method, int(c["user"]), detail,
+            record.payload,
+        )  # fmt: skip
+
+    def _params(self, c: np.void, extra: np.ndarray | None) -> list[Any]:
+        """The ``params`` of the command ``c`` (``extra``: its levels, for a QUOTE)."""
         kind = int(c["kind"])
-        method = method_name(kind)
         m = self._markets[int(c["market"])] if 0 <= int(c["market"]) < len(self._markets) else None
         market = m.name if m else int(c["market"])
         params: list[Any] = [int(c["user"]), market]
         if kind in (CommandKind.PUT_LIMIT, CommandKind.PUT_MARKET) and m is not None:
-            side = int(c["side"])
-            market_bid = kind == CommandKind.PUT_MARKET and side == Side.BID
-            params += [
-                side,
-                format_units(int(c["amount"]), m.money_places if market_bid else m.stock_prec),
-            ]
-            if kind == CommandKind.PUT_LIMIT:
-                params.append(format_units(int(c["price"]), m.money_prec))
-            params.append(format_units(int(c["taker_rate"]), m.fee_prec))
-            if kind == CommandKind.PUT_LIMIT:
-                params.append(format_units(int(c["maker_rate"]), m.fee_prec))
-            params.append(bytes(c["source"][: int(c["source_len"])]).decode(errors="replace"))
-            if int(c["order_id"]):  # the client order id, the optional last param
-                params.append(int(c["order_id"]))
+            params += self._put_params(c, kind, m)
+        elif kind == CommandKind.QUOTE and m is not None:
+            params += self._quote_params(c, extra, m)
         elif kind == CommandKind.REPLACE and m is not None:
             params += [
                 int(c["order_id"]),
@@ -378,11 +395,43 @@ class HistoryRows:
             params = [int(c["user"]), status_name(UserStatus, int(c["amount"]))]
         elif kind == CommandKind.CANCEL_MARKET:
             params = [market, int(c["side"])]
-        detail = _json({"method": method, "params": params, "order_id": record.order_id})
-        return (
-            record.seq, time_s, RT_ORDER, method, int(c["user"]), detail,
-            record.payload,
-        )  # fmt: skip
+        return params
+
+    @staticmethod
+    def _put_params(c: np.void, kind: int, m: _Market) -> list[Any]:
+        """A put's params after user and market (ViaBTC's order)."""
+        side = int(c["side"])
+        market_bid = kind == CommandKind.PUT_MARKET and side == Side.BID
+        params: list[Any] = [
+            side,
+            format_units(int(c["amount"]), m.money_places if market_bid else m.stock_prec),
+        ]
+        if kind == CommandKind.PUT_LIMIT:
+            params.append(format_units(int(c["price"]), m.money_prec))
+        params.append(format_units(int(c["taker_rate"]), m.fee_prec))
+        if kind == CommandKind.PUT_LIMIT:
+            params.append(format_units(int(c["maker_rate"]), m.fee_prec))
+        params.append(_source(c))
+        if int(c["order_id"]):  # the client order id, the optional last param
+            params.append(int(c["order_id"]))
+        return params
+
+    @staticmethod
+    def _quote_params(c: np.void, extra: np.ndarray | None, m: _Market) -> list[Any]:
+        """A QUOTE's params after user and market: its ladder (each level's side,
+        amount and price, in record order), the rates and source of the orders it
+        adds."""
+        levels = [
+            [int(e["side"]), format_units(int(e["amount"]), m.stock_prec),
+             format_units(int(e["price"]), m.money_prec)]
+            for e in (extra if extra is not None else ())
+        ]  # fmt: skip
+        return [
+            levels,
+            format_units(int(c["taker_rate"]), m.fee_prec),
+            format_units(int(c["maker_rate"]), m.fee_prec),
+            _source(c),
+        ]
 
 
 def method_name(kind: int) -> str:
@@ -402,6 +451,11 @@ def status_name(statuses: type[MarketStatus] | type[UserStatus], value: int) -> 
         return statuses(value).name.lower()
     except ValueError:
         return value
+
+
+def _source(c: np.void) -> str:
+    """A command's source tag as text."""
+    return bytes(c["source"][: int(c["source_len"])]).decode(errors="replace")
 
 
 def _json(value: Any) -> str:

@@ -455,6 +455,11 @@ class Journal:
             self._ends,
             self._seqs,
         )
+        if count < 0:
+            self._fail(
+                f"command {-1 - count} of a batch is a QUOTE that got a seq without its "
+                "levels in the batch: it cannot be logged"
+            )
         if count == 0:
             return
         try:

@@ -2,8 +2,9 @@
 
 Segments are mapped read-only and checked frame by frame in numba (``scan_frames``);
 runs of order records are decoded into command batches and executed through
-``Engine.execute_view``; balance updates are applied one by one. Every command must
-give exactly the outcome its record holds (sequence, code, order id, value and
+``Engine.execute_view`` (a QUOTE's record gives back its k + 1 records, which always
+go to the engine in one call); balance updates are applied one by one. Every command
+must give exactly the outcome its record holds (sequence, code, order id, value and
 number of events; with ``check_events`` the events themselves): the state after a
 replay is then the state that was acknowledged, and a mismatch is an error, never
 skipped.
@@ -25,6 +26,7 @@ from persistence.frames import (
     COMMAND_WORDS,
     EVENT_IMPLIED_WORDS,
     EVENT_WORDS,
+    MAX_EXTRA_COMMANDS,
     RT_BALANCE,
     RT_ORDER,
     SCAN_OK,
@@ -40,7 +42,8 @@ from persistence.log_format import (
     decode_segment_header,
 )
 
-#: Frames checked per numba call, and commands per ``execute_view`` call.
+#: Frames checked per numba call, and commands per ``execute_view`` call (a QUOTE's
+#: levels come with it: up to ``MAX_EXTRA_COMMANDS`` records more).
 CHUNK = 4096
 
 #: RT_BALANCE payload head: user, asset, business_id, change, ts_ns, business length,
@@ -127,7 +130,8 @@ class _Replayer:
         self.starts = np.zeros(CHUNK, dtype=np.int64)
         self.seqs = np.zeros(CHUNK, dtype=np.int64)
         self.types = np.zeros(CHUNK, dtype=np.int64)
-        self.cmds = np.zeros(CHUNK, dtype=COMMAND_DTYPE)
+        self.cmds = np.zeros(CHUNK + MAX_EXTRA_COMMANDS, dtype=COMMAND_DTYPE)
+        self.heads = np.zeros(CHUNK, dtype=np.int64)
         self.expect = np.zeros((CHUNK, 4), dtype=np.int64)
         self.none = np.zeros((0, EVENT_WORDS), dtype=np.int64)
 
@@ -207,37 +211,84 @@ class _Replayer:
         stops: np.ndarray,
         seqs: np.ndarray,
     ) -> None:
+        """Decode and execute the order frames [starts, stops), as many a call as
+        ``cmds`` holds (a QUOTE's frame gives its k + 1 records, never split)."""
         n = starts.shape[0]
-        cmds64 = self.cmds[:n].view(np.int64).reshape(n, COMMAND_WORDS)
-        bad = decode_orders(buf, buf64, starts, stops, cmds64, self.expect[:n], self.none)
-        if bad >= 0:
-            raise LogCorrupt(
-                path,
-                int(starts[bad]),
-                f"replay: order record of seq {seqs[bad]} does not add up",
-            )
-        results, events = self.engine.execute_view(self.cmds[:n])
+        cmds64 = self.cmds.view(np.int64).reshape(-1, COMMAND_WORDS)
+        done = 0
+        while done < n:
+            m, rows, bad = decode_orders(
+                buf, buf64, starts[done:], stops[done:], cmds64, self.heads, self.expect,
+                self.none,
+            )  # fmt: skip
+            if bad >= 0:
+                raise LogCorrupt(
+                    path,
+                    int(starts[done + bad]),
+                    f"replay: order record of seq {seqs[done + bad]} does not add up",
+                )
+            at = slice(done, done + m)
+            self._execute(path, buf, buf64, starts[at], stops[at], seqs[at], rows)
+            done += m
+
+    def _execute(
+        self,
+        path: Path,
+        buf: np.ndarray,
+        buf64: np.ndarray,
+        starts: np.ndarray,
+        stops: np.ndarray,
+        seqs: np.ndarray,
+        rows: int,
+    ) -> None:
+        """Execute the ``rows`` records ``decode_orders`` put in ``cmds`` for the frames
+        [starts, stops) and check each frame's outcome against its command's result."""
+        n = starts.shape[0]
+        results, events = self.engine.execute_view(self.cmds[:rows])
+        heads = self.heads[:n]
+        got = results
+        if rows != n:  # QUOTE groups: the results of their first records
+            got = results[heads]
+            self._check_extra_results(path, results, heads, seqs)
         expect = self.expect[:n]
         problems = (
-            (results["seq"] != seqs)
-            | (results["code"] != expect[:, 1])
-            | (results["order_id"] != expect[:, 2])
-            | (results["value"] != expect[:, 3])
-            | (results["event_count"] != expect[:, 0])
+            (got["seq"] != seqs)
+            | (got["code"] != expect[:, 1])
+            | (got["order_id"] != expect[:, 2])
+            | (got["value"] != expect[:, 3])
+            | (got["event_count"] != expect[:, 0])
         )
         if problems.any():
             k = int(np.flatnonzero(problems)[0])
             raise ReplayMismatch(
-                f"replay: seq {seqs[k]} in {path.name} gave seq {results['seq'][k]} "
-                f"code {results['code'][k]} order {results['order_id'][k]} value "
-                f"{results['value'][k]} events {results['event_count'][k]}; the log holds "
+                f"replay: seq {seqs[k]} in {path.name} gave seq {got['seq'][k]} "
+                f"code {got['code'][k]} order {got['order_id'][k]} value "
+                f"{got['value'][k]} events {got['event_count'][k]}; the log holds "
                 f"code {expect[k, 1]} order {expect[k, 2]} value {expect[k, 3]} events "
                 f"{expect[k, 0]}"
             )
         if self.check_events:
-            self._compare_events(path, buf, buf64, starts, stops, seqs, results, events)
+            self._compare_events(path, buf, buf64, starts, stops, seqs, got, events)
         self.records += n
         self.last_seq = int(seqs[-1])
+
+    @staticmethod
+    def _check_extra_results(
+        path: Path, results: np.ndarray, heads: np.ndarray, seqs: np.ndarray
+    ) -> None:
+        """The records a frame holds after its first (a QUOTE's levels) must give no
+        seq and no event of their own: they are part of their frame's command."""
+        extra = np.ones(results.shape[0], dtype=bool)
+        extra[heads] = False
+        wrong = extra & ((results["seq"] != 0) | (results["event_count"] != 0))
+        if wrong.any():
+            row = int(np.flatnonzero(wrong)[0])
+            k = int(np.searchsorted(heads, row, side="right")) - 1
+            raise ReplayMismatch(
+                f"replay: seq {seqs[k]} in {path.name}: its record {row - int(heads[k])} "
+                f"gave seq {results['seq'][row]} and {results['event_count'][row]} events "
+                "of its own, where the log holds one command"
+            )
 
     def _compare_events(
         self,
@@ -253,11 +304,12 @@ class _Replayer:
         got = events.view(np.int64).reshape(-1, EVENT_WORDS).copy()
         got[:, :EVENT_IMPLIED_WORDS] = 0
         row = np.zeros(COMMAND_WORDS, dtype=np.int64)
+        skipped = np.zeros((0, COMMAND_WORDS), dtype=np.int64)
         for k in range(starts.shape[0]):
             count = int(results["event_count"][k])
             first = int(results["event_start"][k])
             logged = np.zeros((count, EVENT_WORDS), dtype=np.int64)
-            decode_order(buf, buf64, int(starts[k]), int(stops[k]), row, logged)
+            decode_order(buf, buf64, int(starts[k]), int(stops[k]), row, skipped, logged)
             if not np.array_equal(logged, got[first : first + count]):
                 raise ReplayMismatch(
                     f"replay: the events of seq {seqs[k]} in {path.name} differ "

@@ -31,6 +31,8 @@ from persistence.replay import ReplayMismatch
 from tests.unit.persistence.helpers import FaultyIO
 from tests.unit.persistence.journal_support import apply, engine_at, engine_config, work
 
+NO_EXTRA = np.zeros((0, COMMAND_WORDS), dtype=np.int64)
+
 
 def jconfig(path: Path, fsync: FsyncPolicy = FsyncPolicy.BATCH) -> JournalConfig:
     return JournalConfig(
@@ -105,10 +107,10 @@ def test_frames_hold_every_command_result_and_event() -> None:
             cmd = np.zeros(COMMAND_WORDS, dtype=np.int64)
             r = results[i]
             rows = np.zeros((r["event_count"], EVENT_WORDS), dtype=np.int64)
-            n_ev, code, oid, value, bad = decode_order(
-                buf, buf.view(np.int64), starts[k], stops[k], cmd, rows
+            n_ev, code, oid, value, extra, bad = decode_order(
+                buf, buf.view(np.int64), starts[k], stops[k], cmd, NO_EXTRA, rows
             )
-            assert bad == 0
+            assert (bad, extra) == (0, 0)
             assert (n_ev, code, oid, value) == (
                 r["event_count"],
                 r["code"],
