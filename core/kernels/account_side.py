@@ -216,7 +216,8 @@ def account_batch(
     ``codes[i]`` OK or the refusal, and for OK ``work[i]`` (``fill_work``); for
     REPEAT_ORDER, ``work[i]["new_id"]`` is the order the client id names. A QUOTE
     and its k levels are one command: ``codes[i : i + k + 1]`` all get its code, and
-    when it is OK ``work[i : i + k + 1]`` the header and the levels (``fill_work``).
+    when it is OK ``work[i : i + k + 1]`` the header (``fill_work``) and the levels
+    (``fill_level``).
 
     The commands are checked independently: the caller decides which may be checked
     before the ones ahead of them are settled (docs/daemon.md).
@@ -230,10 +231,13 @@ def account_batch(
             k = group_levels(cmds, i)
             code = pre_quote(accounts, mp, cmds, i, k, acct, n_markets, fee_user)
             k = max(k, 0)
-            for j in range(i, i + k + 1):
+            codes[i] = code
+            if code == OK:
+                fill_work(accounts, mp, cmd, acct, work[i])
+            for j in range(i + 1, i + k + 1):
                 codes[j] = code
                 if code == OK:
-                    fill_work(accounts, mp, cmds[j], acct, work[j])
+                    fill_level(cmds[j], work[j])
             i += k + 1
             continue
         code, named = pre_one(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids)
@@ -243,6 +247,22 @@ def account_batch(
         elif code == client_ids.REPEAT_ORDER:
             work[i]["new_id"] = named
         i += 1
+
+
+@inline
+def fill_level(cmd, w) -> None:
+    """Work record ``w`` for a QUOTE_LEVEL record of a quote whose account half passed:
+    what the book half reads of a level (``side``, ``price``, ``amount``) and what
+    names the record; the rest is the book half's scratch. ``dispatch`` is 0."""
+    w["ts_ns"] = cmd["ts_ns"]
+    w["user"] = cmd["user"]
+    w["market"] = cmd["market"]
+    w["kind"] = cmd["kind"]
+    w["side"] = cmd["side"]
+    w["price"] = cmd["price"]
+    w["amount"] = cmd["amount"]
+    w["op"] = WORK_COMMAND
+    w["dispatch"] = 0
 
 
 @inline

@@ -19,9 +19,15 @@ def fee_of(base: int, rate: int, den: int) -> int:
     return q * rate + (r * rate) // den
 
 
+#: Below this, the product of two non-negative values fits in int64.
+_HALF = 1 << 31
+
+
 @inline
 def mul_le(a: int, b: int, limit: int) -> bool:
     """a * b <= limit, for non-negative a, b, limit, without overflowing."""
+    if 0 <= a < _HALF and 0 <= b < _HALF:  # the product fits: no division (the usual case)
+        return a * b <= limit
     if a == 0 or b == 0:
         return limit >= 0
     return a <= limit // b

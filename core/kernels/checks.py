@@ -209,9 +209,11 @@ def lookup(book, m: int, order_id: int, acct: int) -> tuple[int, int]:
 def check_risk(mp, m: int, price: int, amount: int) -> int:
     """The market's risk limits for an order of ``amount`` lots at ``price`` ticks
     (docs/engine.md, "Market risk limits"): OK or the refusal."""
-    if price % mp[m, MP_PRICE_STEP] != 0:
+    step = mp[m, MP_PRICE_STEP]
+    if step != 1 and price % step != 0:  # a step of 1 (none) costs no division
         return PRICE_NOT_ON_STEP
-    if amount % mp[m, MP_AMOUNT_STEP] != 0:
+    step = mp[m, MP_AMOUNT_STEP]
+    if step != 1 and amount % step != 0:
         return AMOUNT_NOT_ON_STEP
     return check_notional(mp, m, price, amount, mp[m, MP_DEAL_SCALE])
 

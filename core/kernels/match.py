@@ -15,7 +15,7 @@ the ledger, the market's pair worker the book half.
 from __future__ import annotations
 
 from core.kernels import client_ids
-from core.kernels.account_side import fill_work, pre_one
+from core.kernels.account_side import fill_level, fill_work, pre_one
 from core.kernels.admin import set_status
 from core.kernels.balance import account_of
 from core.kernels.book_side import book_one
@@ -65,14 +65,15 @@ def execute_one(
     return code, oid, value, ne
 
 
-@inline
+@kernel
 def execute_quote(
     book, accounts, ev, ne, cmds, i, work, results, acct, counters, n_markets, fee_user
 ):  # fmt: skip
     """Both halves of the QUOTE at ``cmds[i]`` with its levels, through the work records
     ``work[0 : k + 1]`` (scratch); returns (code, value, k, ne), k the level records
     it took (0 when they do not follow it). Each level's ``results`` row gets its
-    order id and action. The ledger has not run yet."""
+    order id and action. The ledger has not run yet. A kernel of its own: inlined,
+    this rare branch made the batch loop around every other command slower."""
     mp = book[B_MPARAMS]
     k = group_levels(cmds, i)
     code = pre_quote(accounts, mp, cmds, i, k, acct, n_markets, fee_user)
@@ -85,7 +86,7 @@ def execute_quote(
     fill_work(accounts, mp, cmds[i], acct, work[0])
     work[0]["new_id"] = counters[COUNTER_ORDER_ID] + 1
     for j in range(1, k + 1):
-        fill_work(accounts, mp, cmds[i + j], acct, work[j])
+        fill_level(cmds[i + j], work[j])
     code, value, ne = book_quote(book, ev, ne, work, 0, k, results, i)
     if code == OK:
         counters[COUNTER_ORDER_ID] += quote_new_orders(results, i, k)

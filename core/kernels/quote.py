@@ -12,10 +12,12 @@ then applies the ladder: the stale quote orders are cancelled, then the levels t
 shrink, then those that grow or are new, so funds are released before they are
 taken. A refused quote changes nothing.
 
-The book half marks each level's order in the level's work record: ``new_id`` is
-the slot of its quote order, or NIL for a new one (the field is otherwise unused in
-a level record). A user has at most ``2 * MAX_QUOTE_LEVELS`` quote orders in a
-market: only QUOTE makes them, and each QUOTE leaves exactly its levels.
+The book half keeps its scratch in the level records, whose fields beyond side, price
+and amount are unused: ``new_id`` is the slot of the level's quote order (NIL for a
+new one), and ``avail_stock`` and ``avail_money`` hold a hash table of the levels by
+(side, price), so that matching the maker's quote orders to levels is linear. A user
+has at most ``2 * MAX_QUOTE_LEVELS`` quote orders in a market: only QUOTE makes them,
+and each QUOTE leaves exactly its levels.
 
 ``pre_quote`` and ``book_quote`` are kernels of their own, not inlined into the batch
 loops: a quote is one call among up to 65 records, and inlining them into every loop
@@ -99,13 +101,28 @@ def group_levels(cmds, i: int) -> int:
 
 
 @inline
+def _has_twice(cmds, i: int, k: int) -> bool:
+    """True if two levels of a side have one price (quadratic: the slow path)."""
+    for j in range(i + 2, i + k + 1):
+        for j2 in range(i + 1, j):
+            if cmds[j2]["side"] == cmds[j]["side"] and cmds[j2]["price"] == cmds[j]["price"]:
+                return True
+    return False
+
+
+@inline
 def _levels_ok(mp, m: int, cmds, i: int, k: int) -> bool:
     """The form of the levels: sides, ranges, at most MAX_QUOTE_LEVELS a side, no
-    price twice on a side, every bid below every ask."""
+    price twice on a side, every bid below every ask. A side whose prices rise or
+    fall strictly in record order (a ladder as clients write it) has no price twice;
+    only otherwise are the pairs compared."""
     asks = 0
     bids = 0
     top_bid = 0
     low_ask = 0
+    last_ask = 0
+    last_bid = 0
+    ask_up = ask_down = bid_up = bid_down = True
     for j in range(i + 1, i + k + 1):
         side = cmds[j]["side"]
         price = cmds[j]["price"]
@@ -114,19 +131,27 @@ def _levels_ok(mp, m: int, cmds, i: int, k: int) -> bool:
             return False
         if price < 1 or price > mp[m, MP_MAX_PRICE] or amount < 1 or amount > mp[m, MP_MAX_AMOUNT]:
             return False
-        for j2 in range(i + 1, j):
-            if cmds[j2]["side"] == side and cmds[j2]["price"] == price:
-                return False
         if side == ASK:
+            if asks > 0:
+                ask_up = ask_up and price > last_ask
+                ask_down = ask_down and price < last_ask
             asks += 1
+            last_ask = price
             if low_ask == 0 or price < low_ask:
                 low_ask = price
         else:
+            if bids > 0:
+                bid_up = bid_up and price > last_bid
+                bid_down = bid_down and price < last_bid
             bids += 1
+            last_bid = price
             top_bid = max(top_bid, price)
     if asks > MAX_QUOTE_LEVELS or bids > MAX_QUOTE_LEVELS:
         return False
-    return low_ask == 0 or top_bid < low_ask
+    if low_ask != 0 and top_bid >= low_ask:
+        return False
+    monotonic = (ask_up or ask_down) and (bid_up or bid_down)
+    return monotonic or not _has_twice(cmds, i, k)
 
 
 @kernel
@@ -178,27 +203,74 @@ def _oldest(book, m: int, acct: int) -> int:
 
 
 @inline
-def _level_of(work, i: int, k: int, side: int, price: int) -> int:
-    """The index of the level at (side, price) whose order is not found yet, or -1."""
-    for j in range(i + 1, i + k + 1):
-        w = work[j]
-        if w["side"] == side and w["price"] == price and w["new_id"] == NIL:
+def _table_size(k: int) -> int:
+    """Slots of the level table: the largest power of two <= 2k (more than k)."""
+    size = 1
+    while size * 2 <= 2 * k:
+        size *= 2
+    return size
+
+
+@inline
+def _slot_of(size: int, side: int, price: int) -> int:
+    """A ladder's prices are mostly consecutive ticks: their low bits spread them.
+    (No multiplication: it could overflow, which NUMBA_DISABLE_JIT reports.)"""
+    return (price ^ (price >> 16) ^ (side << 3)) & (size - 1)
+
+
+@inline
+def _table_at(work, i: int, t: int) -> int:
+    """Entry ``t`` of the level table: the level records' ``avail_stock`` and
+    ``avail_money`` (unused in a level), two a record."""
+    w = work[i + 1 + t // 2]
+    return w["avail_stock"] if t % 2 == 0 else w["avail_money"]
+
+
+@inline
+def _table_set(work, i: int, t: int, j: int) -> None:
+    if t % 2 == 0:
+        work[i + 1 + t // 2]["avail_stock"] = j
+    else:
+        work[i + 1 + t // 2]["avail_money"] = j
+
+
+@inline
+def _build_table(work, i: int, k: int) -> int:
+    """Index the k levels by (side, price) in an open-addressing table kept in their
+    own records (no allocation: a kernel has no scratch of its own); returns its size.
+    Entries are level indexes j (1..k), 0 for none; prices are distinct per side."""
+    size = _table_size(k)
+    for t in range(size):
+        _table_set(work, i, t, 0)
+    for j in range(1, k + 1):
+        t = _slot_of(size, work[i + j]["side"], work[i + j]["price"])
+        while _table_at(work, i, t) != 0:
+            t = (t + 1) & (size - 1)
+        _table_set(work, i, t, j)
+    return size
+
+
+@inline
+def _level_of(work, i: int, size: int, side: int, price: int) -> int:
+    """The index j (1..k) of the level at (side, price), or 0."""
+    if size == 0:
+        return 0
+    t = _slot_of(size, side, price)
+    while True:
+        j = _table_at(work, i, t)
+        if j == 0:
+            return 0
+        if work[i + j]["side"] == side and work[i + j]["price"] == price:
             return j
-    return -1
+        t = (t + 1) & (size - 1)
 
 
 @inline
-def _is_level_order(work, i: int, k: int, slot: int) -> bool:
-    for j in range(i + 1, i + k + 1):  # noqa: SIM110 (numba compiles no generator into any())
-        if work[j]["new_id"] == slot:
-            return True
-    return False
-
-
-@inline
-def _match_levels(book, m: int, acct: int, work, i: int, k: int) -> tuple[int, int, int]:
-    """Mark each level's quote order (oldest first wins a price); returns (stale quote
-    orders, reserve of all quote orders on the ask side, and on the bid side)."""
+def _match_levels(book, m: int, acct: int, work, i: int, k: int) -> tuple[int, int, int, int]:
+    """Mark each level's quote order (oldest first wins a price); returns (the level
+    table's size, stale quote orders, reserve of all quote orders on the ask side, and
+    on the bid side)."""
+    size = _build_table(work, i, k) if k > 0 else 0
     for j in range(i + 1, i + k + 1):
         work[j]["new_id"] = NIL
     orders = book[B_ORDERS]
@@ -216,13 +288,13 @@ def _match_levels(book, m: int, acct: int, work, i: int, k: int) -> tuple[int, i
                 held_ask += r
             else:
                 held_bid += r
-            j = _level_of(work, i, k, o["side"], o["price"])
-            if j < 0:
+            j = _level_of(work, i, size, o["side"], o["price"])
+            if j == 0 or work[i + j]["new_id"] != NIL:
                 stale += 1
             else:
-                work[j]["new_id"] = slot
+                work[i + j]["new_id"] = slot
         slot = info[slot]["uprev"]
-    return stale, held_ask, held_bid
+    return size, stale, held_ask, held_bid
 
 
 @inline
@@ -316,32 +388,35 @@ def _room_refusal(book, m: int, acct: int, work, i: int, k: int, stale: int) -> 
 
 
 @inline
-def _book_refusal(book, m: int, acct: int, h, work, i: int, k: int) -> tuple[int, int]:
+def _book_refusal(book, m: int, acct: int, h, work, i: int, k: int) -> tuple[int, int, int]:
     """Checks 5 to 9 of the quote, marking each level's order; (OK or the refusal,
-    the stale quote orders)."""
-    stale, held_ask, held_bid = _match_levels(book, m, acct, work, i, k)
+    the stale quote orders, the level table's size)."""
+    size, stale, held_ask, held_bid = _match_levels(book, m, acct, work, i, k)
     for j in range(i + 1, i + k + 1):
         if work[j]["new_id"] == NIL and outside_band(book, m, work[j]["price"]):
-            return PRICE_OUTSIDE_BAND, stale
+            return PRICE_OUTSIDE_BAND, stale, size
     if not _funds_ok(
         book[B_MPARAMS], m, work, i, k, h["avail_stock"] + held_ask, h["avail_money"] + held_bid
     ):
-        return BALANCE_NOT_ENOUGH, stale
+        return BALANCE_NOT_ENOUGH, stale, size
     if _crosses(book, m, acct, work, i, k):
-        return POST_ONLY_WOULD_TAKE, stale
-    return _room_refusal(book, m, acct, work, i, k, stale), stale
+        return POST_ONLY_WOULD_TAKE, stale, size
+    return _room_refusal(book, m, acct, work, i, k, stale), stale, size
 
 
 @inline
-def _cancel_stale(book, ev, ne: int, m: int, acct: int, ts: int, work, i: int, k: int) -> int:
+def _cancel_stale(book, ev, ne: int, m: int, acct: int, ts: int, work, i: int, size: int) -> int:
     """Cancel the quote orders that are no level, oldest first."""
     orders = book[B_ORDERS]
     info = book[B_INFO]
     slot = _oldest(book, m, acct)
     while slot != NIL:
         newer = info[slot]["uprev"]
-        if _is_quote_of(orders[slot], acct) and not _is_level_order(work, i, k, slot):
-            ne = cancel_resting(book, ev, ne, ts, m, slot, CANCELED)
+        o = orders[slot]
+        if _is_quote_of(o, acct):
+            j = _level_of(work, i, size, o["side"], o["price"])
+            if j == 0 or work[i + j]["new_id"] != slot:
+                ne = cancel_resting(book, ev, ne, ts, m, slot, CANCELED)
         slot = newer
     return ne
 
@@ -391,12 +466,12 @@ def _place(book, ev, ne: int, m: int, acct: int, h, lvl, oid: int) -> int:
 
 
 @inline
-def _apply(book, ev, ne: int, m: int, acct: int, h, work, i: int, k: int, out, o0: int) -> int:
+def _apply(book, ev, ne, m, acct, h, work, i, k, size, out, o0) -> int:
     """Apply the checked ladder; writes each level's order id and action to
     ``out[o0 + j]`` (j = 1..k)."""
     orders = book[B_ORDERS]
     ts = h["ts_ns"]
-    ne = _cancel_stale(book, ev, ne, m, acct, ts, work, i, k)
+    ne = _cancel_stale(book, ev, ne, m, acct, ts, work, i, size)
     for j in range(1, k + 1):  # kept and shrunk: priority stays, funds come back
         slot = work[i + j]["new_id"]
         if slot == NIL or work[i + j]["amount"] > orders[slot]["left"]:
@@ -438,10 +513,10 @@ def book_quote(book, ev, ne: int, work, i: int, k: int, out, o0: int) -> tuple[i
     for j in range(1, k + 1):
         out[o0 + j]["order_id"] = 0
         out[o0 + j]["value"] = 0
-    code, stale = _book_refusal(book, m, acct, h, work, i, k)
+    code, stale, size = _book_refusal(book, m, acct, h, work, i, k)
     if code != OK:
         return code, 0, ne
-    return OK, stale, _apply(book, ev, ne, m, acct, h, work, i, k, out, o0)
+    return OK, stale, _apply(book, ev, ne, m, acct, h, work, i, k, size, out, o0)
 
 
 @inline

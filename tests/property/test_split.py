@@ -80,6 +80,17 @@ def test_the_halves_agree_on_market_operations(steps: list[Step], owner: tuple[i
     run_both(Limits(), steps, 3, owner)
 
 
+@given(
+    steps=streams(stream_config(), 40, Mix(quote=15)),
+    rename_delay=st.sampled_from((0, 3, 1000)),
+    owner=st.sampled_from(((0, 1), (0, 0))),
+)
+def test_the_halves_agree_on_mass_quotes(
+    steps: list[Step], rename_delay: int, owner: tuple[int, ...]
+) -> None:
+    run_both(Limits(), steps, rename_delay, owner)
+
+
 @given(steps=streams(stream_config(RISKY), 40))
 def test_the_halves_agree_under_risk_limits(steps: list[Step]) -> None:
     # max_open_orders and the price band are the book half's: the worker judges them.
