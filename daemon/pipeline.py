@@ -8,10 +8,11 @@ worker's three rings, starts the workers (``python -m daemon.worker``, pinned to
 their CPUs; the kernel kills them if this process dies) and waits until every one is
 ready. Then, from the server's one thread:
 
-- ``submit`` hands a command to the ordering rules; ``step`` pushes the WORK records
-  they released to the rings, pops the workers' DONE records and events, settles
-  them and collects the answers (``take_answers``), which the server logs as one
-  batch and acknowledges once durable.
+- ``submit`` hands a command to the ordering rules (``submit_many`` a request's
+  records, where a QUOTE and its levels are one command); ``step`` pushes the WORK
+  records they released to the rings, pops the workers' DONE records and events,
+  settles them and collects the answers (``take_answers``), which the server logs
+  as one batch and acknowledges once durable.
 - ``quiesce`` drives everything out (every work settled, every rename run): only
   then are the workers' books a consistent state, read through ``market_engine``
   (queries) and ``composed`` (snapshots, the state hash).
@@ -252,10 +253,10 @@ class Pipeline:
         self._answers.extend(self.sequencing.submit(token, cmd))
 
     def submit_many(self, tokens: range, commands: np.ndarray) -> None:
-        """Hand ``commands`` (COMMAND_DTYPE) to the rules, ``tokens`` in order, and
-        dispatch what they allow once."""
-        for token, k in zip(tokens, range(len(commands)), strict=True):
-            self.sequencing.enqueue(token, commands[k : k + 1])
+        """Hand ``commands`` (COMMAND_DTYPE, one request's: a QUOTE takes its levels
+        from them and never from another call's) to the rules, ``tokens`` in order,
+        and dispatch what they allow once."""
+        self.sequencing.enqueue_batch(tokens, commands)
         self._answers.extend(self.sequencing.pump())
 
     def take_answers(self) -> list[Answer]:

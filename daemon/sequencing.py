@@ -43,14 +43,27 @@ rules:
 * **Provisional ids.** A new order rests in its worker under ``PROVISIONAL_ID_BASE +
   dispatch``; at settlement it gets its real id, the events are named
   (``ledger.name_orders``), and the worker is sent a rename ahead of its next work.
+* **Mass quotes alone.** A QUOTE and its k QUOTE_LEVEL records are one command of
+  the header's user (``enqueue_batch`` finds the groups of a batch as the engine
+  does, ``group_spans``). It waits until nothing is out, then its account half runs
+  on the settled balances and its k + 1 works go out together (after the market's
+  pending renames); nothing else is dispatched until it is settled. So its funds
+  check sees exact balances, and the header's ``new_id`` is the next real order id
+  (the new levels take it and the ids after it, in record order): no provisional
+  ids, and a quote order always rests under its real id. At settlement the
+  header's DONE brings the group's events (one seq), each level's DONE its order
+  and action, and the order id counter advances by the NEW levels. The cost: a
+  quote drains the pipeline, a round trip through the worker with nothing else in
+  flight.
 * **Bounded.** At most ``max_in_flight`` works are out (less than half the id
-  window); more commands wait in the intake, whose bound is the caller's.
+  window; a quote, alone, may take its k + 1 above it); more commands wait in the
+  intake, whose bound is the caller's.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,11 +80,13 @@ from core.schema import (
     COUNTER_CLIENT_IDS,
     COUNTER_ORDER_ID,
     EVENT_DTYPE,
+    MAX_QUOTE_LEVELS,
     PROVISIONAL_ID_BASE,
     WORK_DTYPE,
     WORK_LIMIT,
     WORK_RENAME,
     CommandKind,
+    QuoteAction,
     Result,
 )
 
@@ -81,7 +96,35 @@ _NEW_ORDER = (int(CommandKind.PUT_LIMIT), int(CommandKind.PUT_MARKET))
 _NAMES_ORDER = (int(CommandKind.CANCEL), int(CommandKind.REPLACE))
 _STATUS = (int(CommandKind.MARKET_STATUS), int(CommandKind.USER_STATUS))
 _LIMIT = int(CommandKind.MARKET_LIMIT)
+_QUOTE = int(CommandKind.QUOTE)
+_QUOTE_LEVEL = int(CommandKind.QUOTE_LEVEL)
+#: Most QUOTE_LEVEL records a QUOTE's group holds.
+MAX_GROUP_LEVELS = 2 * MAX_QUOTE_LEVELS
 _NO_EVENTS = np.zeros(0, dtype=EVENT_DTYPE)
+
+
+def group_levels(cmds: np.ndarray, i: int) -> int:
+    """k if ``cmds[i]`` is a QUOTE whose k (0..MAX_GROUP_LEVELS) QUOTE_LEVEL records
+    follow it in ``cmds``, else -1: the engine's rule (``core.kernels.quote``), so a
+    batch splits into the same commands here and in ``Engine.execute``."""
+    if int(cmds["kind"][i]) != _QUOTE:
+        return -1
+    k = int(cmds["amount"][i])
+    if not 0 <= k <= MAX_GROUP_LEVELS or k >= len(cmds) - i:
+        return -1
+    return k if bool((cmds["kind"][i + 1 : i + 1 + k] == _QUOTE_LEVEL).all()) else -1
+
+
+def group_spans(cmds: np.ndarray) -> Iterator[tuple[int, int]]:
+    """The commands of a batch (COMMAND_DTYPE) as ``(start, stop)`` record ranges: a
+    QUOTE with its levels is one; a QUOTE whose levels do not follow, and a
+    QUOTE_LEVEL outside a group, are one record each (the engine refuses them)."""
+    i = 0
+    n = len(cmds)
+    while i < n:
+        stop = i + 1 + max(group_levels(cmds, i), 0)
+        yield i, stop
+        i = stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,20 +149,24 @@ class SequencingStats:
     peak_in_flight: int
     held: int  #: commands that waited behind one of their user's in flight
     waited_for_ids: int  #: CANCEL/REPLACE that waited for orders in flight, and
-    #: status changes that waited for everything out
+    #: status changes and quotes that waited for everything out
     replaced_again: int  #: REPLACEs dispatched again after a stale funds refusal
     named: int  #: events that named an order by its provisional id
+    quotes: int = 0  #: QUOTE groups dispatched (each alone)
 
 
 @dataclass(slots=True)
 class _Waiting:
     token: int
-    cmd: np.ndarray  # one COMMAND_DTYPE record (a 1-element array)
+    #: One COMMAND_DTYPE record (a 1-element array), or a QUOTE and its levels.
+    cmd: np.ndarray
     #: Dispatch only once everything dispatched up to this number is settled.
     after: int = 0
     #: Already waited once for the work ahead (a CANCEL or REPLACE naming an id
     #: that a new order in flight may get).
     waited: bool = False
+    #: A QUOTE's levels' tokens (``cmd[1:]``'s), in record order.
+    levels: Sequence[int] = ()
 
 
 @dataclass(slots=True)
@@ -134,6 +181,9 @@ class _Out:
     behind: bool
     done: np.void | None = None
     events: np.ndarray | None = None
+    #: Works of the command: a QUOTE's k + 1 (its levels are out under the next
+    #: dispatch numbers), else 1.
+    size: int = 1
 
 
 class Sequencing:
@@ -162,6 +212,8 @@ class Sequencing:
         #: A command to dispatch alone (a REPLACE to check again): nothing else goes
         #: out until it has.
         self._barrier: _Waiting | None = None
+        #: A QUOTE is out: nothing else goes out until it is settled.
+        self._quote_out = False
         self._out: dict[int, _Out] = {}
         self._dispatched = 0
         self._settled = 0
@@ -171,6 +223,9 @@ class Sequencing:
         self._renames: list[list[tuple[int, int]]] = [[] for _ in config.markets]
         self._work = np.zeros(1, dtype=WORK_DTYPE)
         self._codes = np.zeros(1, dtype=np.int32)
+        self._group_work = np.zeros(1 + MAX_GROUP_LEVELS, dtype=WORK_DTYPE)
+        self._group_codes = np.zeros(1 + MAX_GROUP_LEVELS, dtype=np.int32)
+        self._quotes = 0
         self._refused = 0
         self._peak = 0
         self._held = 0
@@ -224,12 +279,18 @@ class Sequencing:
             self._waited,
             self._again,
             self._named,
+            self._quotes,
         )
 
     def submit(self, token: int, cmd: np.ndarray) -> list[Answer]:
         """Take one command (a 1-element COMMAND_DTYPE array, copied); answers of
         commands it refused at once."""
         self.enqueue(token, cmd.copy())
+        return self.pump()
+
+    def submit_batch(self, tokens: Sequence[int], cmds: np.ndarray) -> list[Answer]:
+        """``enqueue_batch`` of a copy of ``cmds``, then ``pump``."""
+        self.enqueue_batch(tokens, cmds.copy())
         return self.pump()
 
     def enqueue(self, token: int, cmd: np.ndarray) -> None:
@@ -240,6 +301,24 @@ class Sequencing:
         if cmd.dtype != COMMAND_DTYPE or cmd.shape != (1,):
             raise TypeError("enqueue() takes a 1-element COMMAND_DTYPE array")
         self._intake.append(_Waiting(token, cmd))
+
+    def enqueue_batch(self, tokens: Sequence[int], cmds: np.ndarray) -> None:
+        """Take a batch of records (COMMAND_DTYPE, e.g. a request frame's; not copied,
+        as ``enqueue``), record ``i`` answered under ``tokens[i]``. Each record is a
+        command, except that a QUOTE whose levels follow it takes them along
+        (``group_spans``): one command, each of whose records is answered. A group
+        never spans two batches: a QUOTE at the end of one, short of its levels, is
+        refused, and so are the levels that open the next."""
+        if cmds.dtype != COMMAND_DTYPE or cmds.ndim != 1 or len(tokens) != len(cmds):
+            raise TypeError("enqueue_batch() takes COMMAND_DTYPE records, one token each")
+        intake = self._intake
+        if not (cmds["kind"] == _QUOTE).any():
+            intake.extend(_Waiting(tokens[k], cmds[k : k + 1]) for k in range(len(cmds)))
+            return
+        for start, stop in group_spans(cmds):
+            intake.append(
+                _Waiting(tokens[start], cmds[start:stop], levels=tokens[start + 1 : stop])
+            )
 
     def pump(self) -> list[Answer]:
         """Dispatch what the rules allow, in arrival order per user."""
@@ -267,7 +346,7 @@ class Sequencing:
 
     def _try(self, w: _Waiting, answers: list[Answer]) -> bool:
         """Dispatch or refuse ``w`` now; False if it must wait."""
-        if w.after > self._settled or self.in_flight >= self.max_in_flight:
+        if self._quote_out or w.after > self._settled or self.in_flight >= self.max_in_flight:
             return False
         if self._barrier is not None:
             if w is not self._barrier or self.in_flight:
@@ -280,6 +359,11 @@ class Sequencing:
             if self._wait_alone(w):
                 return False
             answers.append(self._set_limit(w) if kind == _LIMIT else self._set_status(w))
+            return True
+        if kind == _QUOTE and len(w.levels) == int(cmd["amount"][0]):  # a whole group
+            if self._wait_alone(w):
+                return False
+            self._quote(w, answers)
             return True
         if self._must_wait(kind, int(cmd["order_id"][0])):
             # Wait until what is out now is settled, and the second time until
@@ -364,6 +448,48 @@ class Sequencing:
             self._send(m, np.concatenate([self.pending_renames(m), change]))
         return self._took_place(w, int(code), events[:n])
 
+    def _quote(self, w: _Waiting, answers: list[Answer]) -> None:
+        """The account half of a QUOTE group, with nothing out; dispatch it if it
+        passes, else answer each of its records with the refusal."""
+        state = self._state
+        n = len(w.cmd)
+        work, codes = self._group_work[:n], self._group_codes[:n]
+        account_batch(
+            state.accounts,
+            state.counters,
+            state.mparams,
+            w.cmd,
+            work,
+            codes,
+            len(self.config.markets),
+            self.config.fee_user,
+            self.config.max_client_ids,
+        )
+        code = int(codes[0])
+        if code != Result.OK:
+            self._refused += 1
+            self.order.append(w.token)
+            self.order.extend(w.levels)
+            answers.append(Answer(w.token, code))
+            answers.extend(Answer(token, code) for token in w.levels)
+            return
+        self._quotes += 1
+        d = self._dispatched + 1
+        self._dispatched += n
+        self._peak = max(self._peak, self.in_flight)
+        works = work.view(np.uint8).copy().view(WORK_DTYPE)  # as bytes: see _dispatch
+        works["dispatch"] = np.arange(d, d + n)
+        # Nothing is out: the next real id is known, and the new levels take it and
+        # the ids after it (the worker ignores the levels' new_id).
+        works["new_id"][0] = state.counters[COUNTER_ORDER_ID] + 1
+        m = int(works["market"][0])
+        self._busy.add(int(w.cmd["user"][0]))
+        self._quote_out = True
+        self._out[d] = _Out(w.token, w.cmd, m, _QUOTE, False, size=n)
+        for j, token in enumerate(w.levels, 1):
+            self._out[d + j] = _Out(token, w.cmd[j : j + 1], m, _QUOTE_LEVEL, False)
+        self._send(m, np.concatenate([self.pending_renames(m), works]))  # renames first
+
     def _must_wait(self, kind: int, order_id: int) -> bool:
         """True if the account half could judge the command otherwise than the
         in-process engine will at its place in history, because of the work in
@@ -416,13 +542,42 @@ class Sequencing:
             start += n
         answers: list[Answer] = []
         while True:
-            out = self._out.get(self._settled + 1)
+            d = self._settled + 1
+            out = self._out.get(d)
             if out is None or out.done is None or out.events is None:
                 break
-            del self._out[self._settled + 1]
-            self._settled += 1
-            answers.extend(self._settle(self._settled, out, out.done, out.events))
+            levels = [self._out[d + j] for j in range(1, out.size)]
+            if any(level.done is None for level in levels):
+                break  # a QUOTE settles with all its records
+            for j in range(out.size):
+                del self._out[d + j]
+            self._settled += out.size
+            if out.kind == _QUOTE:
+                answers.extend(self._settle_quote(out, out.done, out.events, levels))
+            else:
+                answers.extend(self._settle(d, out, out.done, out.events))
         answers.extend(self.pump())
+        return answers
+
+    def _settle_quote(
+        self, out: _Out, done: np.void, ev: np.ndarray, levels: list[_Out]
+    ) -> list[Answer]:
+        """Settle a QUOTE: its events (naming only quote orders, which rest under real
+        ids) get one seq; the order id counter passes the ids of its new levels."""
+        state = self._state
+        code = int(done["code"])
+        self._busy.discard(int(out.cmd["user"][0]))
+        self._quote_out = False
+        seq = int(settle(state.accounts, ev, 0, len(ev), state.counters)) if len(ev) else 0
+        answers = [Answer(out.token, code, int(done["order_id"]), int(done["value"]), seq, ev)]
+        new = 0
+        for level in levels:
+            assert level.done is not None  # noqa: S101 -- checked by complete()
+            value = int(level.done["value"])
+            new += code == Result.OK and value == QuoteAction.NEW
+            answers.append(Answer(level.token, code, int(level.done["order_id"]), value))
+        state.counters[COUNTER_ORDER_ID] += new
+        self.order.extend(a.token for a in answers)
         return answers
 
     def _settle(self, d: int, out: _Out, done: np.void, ev: np.ndarray) -> list[Answer]:

@@ -308,16 +308,17 @@ class PipelinedServer(Server):
             return results, np.zeros(0, dtype=EVENT_DTYPE)
         if not self.journal.available:  # not run: the books are ahead of a failing log
             return unavailable_results(1), np.zeros(0, dtype=EVENT_DTYPE)
-        cmd = call.record()
+        cmd = call.record()  # one record, or a mass quote's k + 1: one command
         cmd["ts_ns"] = self._clock()
-        self.pipeline.submit(0, cmd)
+        self.pipeline.submit_many(range(len(cmd)), cmd)
         self.pipeline.quiesce()
-        (answer,) = self.pipeline.take_answers()
-        results = _results([answer])
-        self.journal.record(cmd, results, answer.events, commit=False)
+        answers = self.pipeline.take_answers()
+        results = _results(answers)
+        events = join_records([a.events for a in answers if len(a.events)], EVENT_DTYPE)
+        self.journal.record(cmd, results, events, commit=False)
         if self.metrics is not None:
             self.metrics.count(cmd, results)
-        return results, answer.events
+        return results, events
 
     def _book_engine(self, market: int) -> Engine:
         if not 0 <= market < len(self.journal.config.markets):

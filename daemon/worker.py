@@ -11,7 +11,9 @@ events to its event ring and then their DONE records to its done ring, so that a
 DONE record the sequencer pops has its events ahead of it. The sequencer creates the
 three rings (``worker_rings``) before it starts the worker, which attaches to them.
 When there is no work it spins, yields, then sleeps on the work ring's semaphore
-(``ipc.idle.BackoffIdle``): an idle worker uses no CPU.
+(``ipc.idle.BackoffIdle``): an idle worker uses no CPU. A QUOTE's works (the header
+and its k levels) run together: when the works popped end inside one, the worker
+pops the rest (the sequencer pushes the whole group) before it runs them.
 
 A full event or done ring makes the worker wait for the sequencer (which never
 waits for a worker), so nothing is dropped and nothing grows: the rings are the
@@ -35,7 +37,14 @@ import numpy as np
 
 from core.engine import BOOK_ARRAYS, KernelState
 from core.kernels.book_batch import book_batch
-from core.schema import DONE_DTYPE, EVENT_DTYPE, WORK_DTYPE
+from core.schema import (
+    DONE_DTYPE,
+    EVENT_DTYPE,
+    MAX_QUOTE_LEVELS,
+    WORK_COMMAND,
+    WORK_DTYPE,
+    CommandKind,
+)
 from daemon.stopping import stop_on_signals
 from ipc.idle import BackoffIdle
 from ipc.ring import SpscRing
@@ -44,8 +53,13 @@ from ipc.shm_index import read_index
 
 logger = logging.getLogger(__name__)
 
-#: Works popped per loop.
+#: Works popped per loop (and the rest of a QUOTE group the last ones open).
 BATCH = 256
+#: Room for the works of a loop: a QUOTE opened by the last of BATCH brings at most
+#: its 2 x MAX_QUOTE_LEVELS levels more.
+WORK_ROOM = BATCH + 2 * MAX_QUOTE_LEVELS
+_QUOTE = int(CommandKind.QUOTE)
+_QUOTE_LEVEL = int(CommandKind.QUOTE_LEVEL)
 #: Empty polls before the worker yields, then parks: one poll costs about 5-10 µs of
 #: Python, a wake from the semaphore about 45 µs, so a worker spins for about as
 #: long as a wake costs. More spinning starves the other processes on a small
@@ -78,6 +92,22 @@ def worker_rings(
     )
 
 
+def group_shortfall(work: np.ndarray) -> int:
+    """How many works ``work`` lacks at its end to hold its last QUOTE group whole (0
+    when it ends on a whole command). Groups are pushed whole and in one piece, so
+    only the last QUOTE can be short."""
+    if not len(work):
+        return 0
+    last = work[-1]
+    if last["op"] != WORK_COMMAND or int(last["kind"]) not in (_QUOTE, _QUOTE_LEVEL):
+        return 0
+    heads = np.flatnonzero((work["op"] == WORK_COMMAND) & (work["kind"] == _QUOTE))
+    if not len(heads):
+        return 0
+    i = int(heads[-1])
+    return max(0, i + 1 + int(work["amount"][i]) - len(work))
+
+
 def run_works(
     state: KernelState,
     n_markets: int,
@@ -89,7 +119,10 @@ def run_works(
 ) -> tuple[np.ndarray, int]:
     """Run every record of ``work`` on ``state``'s book (``book_batch``), writing
     ``done`` and the events into ``events``, which doubles whenever a command might
-    not fit; returns (the event buffer, maybe a new one, and the events written)."""
+    not fit; returns (the event buffer, maybe a new one, and the events written).
+    ``work`` holds every QUOTE group whole (``group_shortfall``: 0)."""
+    if group_shortfall(work):
+        raise ValueError("run_works() got a QUOTE group without all its levels")
     start = ne = 0
     while start < len(work):
         start, ne = book_batch(
@@ -142,8 +175,8 @@ class PairWorker:
         self.work_ring = SpscRing.attach(instance, names[0], WORK_DTYPE)
         self.done_ring = SpscRing.attach(instance, names[1], DONE_DTYPE)
         self.event_ring = SpscRing.attach(instance, names[2], EVENT_DTYPE)
-        self._work = np.zeros(BATCH, dtype=WORK_DTYPE)
-        self._done = np.zeros(BATCH, dtype=DONE_DTYPE)
+        self._work = np.zeros(WORK_ROOM, dtype=WORK_DTYPE)
+        self._done = np.zeros(WORK_ROOM, dtype=DONE_DTYPE)
         self._events = np.zeros(4096, dtype=EVENT_DTYPE)
         self.works = 0
         self._warm_up()
@@ -167,10 +200,12 @@ class PairWorker:
             ring.warm_up()
 
     def do_work(self) -> int:
-        """Run what the work ring holds (up to ``BATCH``); returns the works run."""
-        n = self.work_ring.pop_nowait(self._work)
+        """Run what the work ring holds (up to ``BATCH``, and the rest of a QUOTE group
+        the last ones open); returns the works run."""
+        n = self.work_ring.pop_nowait(self._work[:BATCH])
         if n == 0:
             return 0
+        n += self._pop_exactly(self._work[n : n + group_shortfall(self._work[:n])])
         done = self._done[:n]
         self._events, ne = run_works(
             self._state,
@@ -185,6 +220,17 @@ class PairWorker:
         self._push_all(self.done_ring, done)
         self.works += n
         return n
+
+    def _pop_exactly(self, out: np.ndarray) -> int:
+        """Pop exactly ``len(out)`` works into ``out`` (the rest of a group that the
+        sequencer is pushing), waiting for them; returns how many."""
+        at = 0
+        while at < len(out):
+            got = self.work_ring.pop_nowait(out[at:])
+            at += got
+            if at < len(out) and got == 0:
+                os.sched_yield()
+        return at
 
     @staticmethod
     def _push_all(ring: SpscRing, records: np.ndarray) -> None:

@@ -10,9 +10,12 @@ to the worker as a WORK_LIMIT), then
 the book half in its market's worker (``book_batch``) on a WORK_DTYPE record, where a
 new order gets a provisional id; the sequencer then gives accepted orders their real
 id, names the orders in the events (``name_orders``), settles them (``settle``), and
-sends the worker a rename before its next command. Results, events and the state
-hash (of the one engine ``compose_engine`` makes of the halves) must equal the
-in-process engine's.
+sends the worker a rename before its next command. A mass quote (a QUOTE and its
+levels, one command) runs as the daemon runs it: its account half on the whole
+group, then, every pending rename of its market delivered first, its k + 1 works in
+one batch with the next real order id as the header's ``new_id``; the counter then
+passes its NEW levels. Results, events and the state hash (of the one engine
+``compose_engine`` makes of the halves) must equal the in-process engine's.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from core.kernels.client_ids import record_put
 from core.kernels.ledger import name_orders, settle
 from core.kernels.limits import limit_command
 from core.schema import (
+    COMMAND_DTYPE,
     COUNTER_ORDER_ID,
     DONE_DTYPE,
     EVENT_DTYPE,
@@ -39,8 +43,10 @@ from core.schema import (
     WORK_LIMIT,
     WORK_RENAME,
     CommandKind,
+    QuoteAction,
     Result,
 )
+from daemon.sequencing import group_spans
 from daemon.worker import run_works
 
 #: Provisional ids the sequencer remembers (a power of two).
@@ -87,18 +93,55 @@ class SplitEngine:
         return self.sequencer.balance_update(user, asset, business, business_id, change, ts_ns)
 
     def execute(self, commands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run ``commands`` one after the other; results and events as ``Engine``'s."""
+        """Run ``commands`` one after the other (a QUOTE with its levels is one);
+        results and events as ``Engine``'s."""
+        commands = np.ascontiguousarray(commands, dtype=COMMAND_DTYPE)
         results = np.zeros(len(commands), dtype=RESULT_DTYPE)
         events: list[np.ndarray] = []
         start = 0
-        for i in range(len(commands)):
-            code, oid, value, seq, ev = self._one(commands[i : i + 1])
-            r = results[i]
-            r["code"], r["order_id"], r["value"], r["seq"] = code, oid, value, seq
-            r["event_start"], r["event_count"] = start, len(ev)
+        for i, stop in group_spans(commands):
+            if int(commands["kind"][i]) == CommandKind.QUOTE:
+                ev = self._quote(commands[i:stop], results[i:stop])
+            else:
+                code, oid, value, seq, ev = self._one(commands[i:stop])
+                r = results[i]
+                r["code"], r["order_id"], r["value"], r["seq"] = code, oid, value, seq
+            results["event_start"][i:stop] = start
+            results["event_count"][i] = len(ev)
+            results["event_start"][i + 1 : stop] = start + len(ev)
             start += len(ev)
             events.append(ev)
         return results, np.concatenate([np.zeros(0, dtype=EVENT_DTYPE), *events])
+
+    def _quote(self, cmds: np.ndarray, results: np.ndarray) -> np.ndarray:
+        """A QUOTE (and its levels, if ``cmds`` holds them): writes ``results``'
+        code, order id, value and seq; returns its events."""
+        n = len(cmds)
+        work = np.zeros(n, dtype=WORK_DTYPE)
+        codes = np.zeros(n, dtype=np.int32)
+        mparams = self.sequencer.kernel_state().mparams
+        account_batch(
+            self._accounts, self._counters, mparams, cmds, work, codes, len(self.config.markets),
+            self.config.fee_user, self.config.max_client_ids,
+        )  # fmt: skip
+        results["code"] = codes
+        if codes[0] != Result.OK:
+            return np.zeros(0, dtype=EVENT_DTYPE)
+        self.dispatched += n
+        work["dispatch"] = np.arange(self.dispatched - n + 1, self.dispatched + 1)
+        work["new_id"][0] = self._counters[COUNTER_ORDER_ID] + 1
+        m = int(work["market"][0])
+        # Every order it meets under its real id: the market's renames go first.
+        done, ev = self._work(m, np.concatenate([*self.renames[m], work]))
+        self.renamed += int(done["value"][: len(done) - n].sum())
+        self.renames[m] = []
+        done = done[len(done) - n :]
+        for name in ("code", "order_id", "value"):
+            results[name] = done[name]
+        if done["code"][0] == Result.OK:
+            self._counters[COUNTER_ORDER_ID] += int((done["value"][1:] == QuoteAction.NEW).sum())
+        results["seq"][0] = settle(self._accounts, ev, 0, len(ev), self._counters)
+        return ev
 
     def _one(self, cmd: np.ndarray) -> tuple[int, int, int, int, np.ndarray]:
         seq_engine = self.sequencer
