@@ -43,13 +43,26 @@ ZAP_DOMAIN: Final = "matchd"
 #: every 100 ms or so), with the count since the last line.
 REFUSAL_LOG_INTERVAL_S: Final = 10.0
 _NS_PER_S: Final = 1_000_000_000
-_FIRST_ORDER_KIND: Final = int(CommandKind.PUT_LIMIT)
-_LAST_ORDER_KIND: Final = int(CommandKind.CANCEL_ALL)
-#: Whether a command kind (an int8, so -128..127 index it) is an order command: the
-#: only kinds a trade key may send. The market operations (MARKET_STATUS,
-#: USER_STATUS, CANCEL_MARKET, MARKET_LIMIT) need an admin key, as their calls do.
+#: The order commands: the only kinds a trade key may send (a mass quote's two kinds
+#: are a trading command of its user, like a put). The market operations
+#: (MARKET_STATUS, USER_STATUS, CANCEL_MARKET, MARKET_LIMIT) need an admin key, as
+#: their calls do.
+_ORDER_KINDS: Final = frozenset(
+    (
+        CommandKind.PUT_LIMIT,
+        CommandKind.PUT_MARKET,
+        CommandKind.CANCEL,
+        CommandKind.REPLACE,
+        CommandKind.CANCEL_ALL,
+        CommandKind.QUOTE,
+        CommandKind.QUOTE_LEVEL,
+    )
+)
+#: Whether a command kind (an int8, so -128..127 index it) is in ``_ORDER_KINDS``.
 _ORDER_KIND: Final = np.zeros(256, dtype=np.bool_)
-_ORDER_KIND[_FIRST_ORDER_KIND : _LAST_ORDER_KIND + 1] = True
+_ORDER_KIND[sorted(_ORDER_KINDS)] = True
+_QUOTE: Final = int(CommandKind.QUOTE)
+_QUOTE_LEVEL: Final = int(CommandKind.QUOTE_LEVEL)
 _ADMIN_KINDS: Final = frozenset(
     (
         CommandKind.MARKET_STATUS,
@@ -142,9 +155,17 @@ CALL_ACCESS: Final[dict[type[wire.Call], Access]] = {
     wire.ServerPromote: Access.ADMIN,
 }
 _USER_CALLS: Final = (
-    wire.PutLimit, wire.PutMarket, wire.Cancel, wire.Replace, wire.CancelAll,
+    wire.PutLimit, wire.PutMarket, wire.Cancel, wire.Replace, wire.CancelAll, wire.Quote,
     wire.BalanceQuery, wire.OrderPending,
 )  # fmt: skip
+
+
+def call_cost(call: wire.Call | wire.WireError) -> int:
+    """Tokens a call costs: one, and a mass quote one per record it makes (1 + its
+    levels), as the same quote sent as binary records costs."""
+    if isinstance(call, wire.Quote):
+        return 1 + len(call.bids) + len(call.asks)
+    return 1
 
 
 class Refusal(NamedTuple):
@@ -215,7 +236,7 @@ class Gate:
         if isinstance(request, wire.CommandsFrame):
             cost = len(request.commands)
         else:
-            cost = len(request.calls)
+            cost = sum(map(call_cost, request.calls))
         refusal = self._charge(state, cost)
         if refusal is not None:
             return refusal
@@ -274,19 +295,35 @@ def _check_commands(state: _KeyState, commands: np.ndarray) -> str | None:
         return "may not send order commands"
     kinds = commands["kind"]
     if len(commands) == 1:
-        ok = _FIRST_ORDER_KIND <= int(kinds[0]) <= _LAST_ORDER_KIND and state.key.may_act_for(
-            int(commands["user"][0])
-        )
+        ok = bool(_ORDER_KIND[kinds[0]]) and state.key.may_act_for(int(commands["user"][0]))
         return None if ok else _why_not(commands, 0)
     allowed = _ORDER_KIND[kinds]  # int8 kinds; a negative one indexes a False slot
     users = state.users
+    given = commands["user"]
     if users is not None:
-        given = commands["user"]
         # ``users`` ends with a -1 sentinel, so an id past the last one finds no match.
         allowed &= users[np.searchsorted(users[:-1], given)] == given
+    if _QUOTE in kinds:
+        allowed &= _level_user_is_its_quotes(kinds, given)
     if allowed.all():
         return None
     return _why_not(commands, int(np.argmin(allowed)))
+
+
+def _quote_of(kinds: np.ndarray) -> np.ndarray:
+    """For each record, the index of the last QUOTE record at or before it (-1: none)."""
+    index = np.where(kinds == _QUOTE, np.arange(len(kinds)), -1)
+    return np.maximum.accumulate(index)
+
+
+def _level_user_is_its_quotes(kinds: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """False for a QUOTE_LEVEL record whose ``user`` is not that of the QUOTE record
+    before it (a level acts for its quote's user); True for every other record (a
+    level with no QUOTE before it is the engine's to refuse)."""
+    quote = _quote_of(kinds)
+    theirs = users[np.maximum(quote, 0)]
+    ok: np.ndarray = (kinds != _QUOTE_LEVEL) | (quote < 0) | (users == theirs)
+    return ok
 
 
 def _why_not(commands: np.ndarray, i: int) -> str:
@@ -295,9 +332,17 @@ def _why_not(commands: np.ndarray, i: int) -> str:
     if kind in _ADMIN_KINDS:
         name = CommandKind(kind).name
         return f"may not send command kind {kind} (command {i}, {name}): it needs an admin key"
-    if not _FIRST_ORDER_KIND <= kind <= _LAST_ORDER_KIND:
+    if kind not in _ORDER_KINDS:
         return f"may not send command kind {kind} (command {i})"
     user = int(commands["user"][i])
+    if kind == _QUOTE_LEVEL:
+        quote = int(_quote_of(commands["kind"][: i + 1])[-1])
+        if quote >= 0 and int(commands["user"][quote]) != user:
+            theirs = int(commands["user"][quote])
+            return (
+                f"may not send a QUOTE_LEVEL for user {user} in the QUOTE of user {theirs} "
+                f"(command {i}, of the QUOTE at command {quote})"
+            )
     return f"may not act for user {user} (command {i}, {CommandKind(kind).name})"
 
 

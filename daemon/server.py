@@ -41,7 +41,7 @@ import zmq
 
 from core.engine import Engine
 from core.memory import join_records
-from core.schema import COMMAND_DTYPE, EVENT_DTYPE, RESULT_DTYPE, Result
+from core.schema import COMMAND_DTYPE, EVENT_DTYPE, RESULT_DTYPE, CommandKind, Result
 from daemon.auth import KeyRegistry, check_exposure, check_libzmq
 from daemon.auth_gate import ZAP_DOMAIN, AuthStats, Gate, ZapHandler
 from daemon.metrics import ServerMetrics
@@ -53,6 +53,15 @@ from persistence.log_errors import LogUnavailable
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:7316"
+_QUOTE = int(CommandKind.QUOTE)
+
+
+def _short_quote(cmds: np.ndarray) -> bool:
+    """True if a QUOTE among ``cmds`` (one request's records) claims more levels than
+    follow it there. The engine batch must then end with this request: the QUOTE is
+    refused, short of its levels, and must not take the next request's records."""
+    heads = np.flatnonzero(cmds["kind"] == _QUOTE)
+    return len(heads) > 0 and bool((heads + cmds["amount"][heads] >= len(cmds)).any())
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,13 +285,17 @@ class Server:
         """Run the requests received, in order: runs of one-command frames are read
         and answered many at a time (``ipc.wire_batch``; only without a key
         registry, whose checks are per frame), every other frame one by one; calls
-        run with the commands before them done."""
+        run with the commands before them done. A mass quote never takes records of
+        another frame: a frame whose QUOTE is short of its levels ends the engine
+        batch (``_short_quote``)."""
         n = len(payloads)
         singles: wire_batch.Singles | None = None
         others = list(range(n))
         if key_names is None and n:
             singles = wire_batch.decode_singles(payloads)
-            others = np.flatnonzero(~singles.ok).tolist()
+            one = singles.commands  # a one-command QUOTE with levels to come is short
+            short = (one["kind"] == _QUOTE) & (one["amount"] > 0)
+            others = np.flatnonzero(~singles.ok | short).tolist()
         batch: list[np.ndarray] = []
         entries: list[_Frame | _Run] = []
         size = 0
@@ -322,6 +335,9 @@ class Server:
                 )
                 batch.append(cmds)
                 size += len(cmds)
+                if _short_quote(cmds):
+                    self._run_batch(batch, entries)
+                    batch, entries, size = [], [], 0
                 continue
             # Calls run in order with the writes around them: finish the batch first.
             self._count_frame("calls")
@@ -504,7 +520,7 @@ class Server:
             entry = self._held.popleft()
             if isinstance(entry, _HeldCall):
                 want = entry.frame.request.want_events
-                reply = self._command_reply(entry.call, results[0], events, want)
+                reply = self._command_reply(entry.call, results, events, want)
                 self._finish_call(entry.frame, entry.index, reply)
             else:
                 self.commands += len(results)
@@ -528,7 +544,7 @@ class Server:
                     group.append((i, call, results, events))
                 else:  # refused before reaching the log: nothing to wait for
                     frame.replies[i] = self._command_reply(
-                        call, results[0], events, request.want_events
+                        call, results, events, request.want_events
                     )
             elif isinstance(call, wire.ServerSnapshot):
                 self._commit_calls(frame, group)  # a snapshot is of durable state only
@@ -591,7 +607,7 @@ class Server:
             return
         want = frame.request.want_events
         for i, call, results, events in group:
-            frame.replies[i] = self._command_reply(call, results[0], events, want)
+            frame.replies[i] = self._command_reply(call, results, events, want)
 
     def _finish_call(self, frame: _Calls, index: int, reply: wire.Reply) -> None:
         frame.replies[index] = reply
@@ -721,14 +737,15 @@ class Server:
         return wire.make_reply(call, Result.OK, wire.Promoted(epoch, self.journal.durable_seq))
 
     def _command_reply(
-        self, call: wire.Call, result: np.void, events: np.ndarray, want_events: bool
+        self, call: wire.Call, results: np.ndarray, events: np.ndarray, want_events: bool
     ) -> wire.Reply:
+        """The reply to a write call from the RESULT records of its command (one; a
+        quote's k + 1, the header's first) and the batch's events."""
+        result = results[0]
         code = Result(int(result["code"]))
         if code != Result.OK:  # REPEAT_ORDER: the reply names the order already placed
             return wire.make_reply(call, code, order_id=int(result["order_id"]))
-        first = int(result["event_start"])
-        ev = events[first : first + int(result["event_count"])]
-        done = wire.command_done(result, ev, with_events=want_events)
+        done = wire.write_done(call, results, events, with_events=want_events)
         return wire.make_reply(call, Result.OK, done)
 
     def _reap_snapshot(self) -> None:

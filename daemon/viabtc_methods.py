@@ -1,6 +1,7 @@
-"""ViaBTC's 23 JSON-RPC methods (and matchd's order.replace and order.cancel_all) over
-matchd's backends: the engine (ZeroMQ calls), the feed (market.*) and the MySQL
-history (readhistory's methods). The HTTP and WebSocket gateways share it. The HTTP
+"""ViaBTC's 23 JSON-RPC methods (and matchd's order.replace, order.cancel_all and
+order.quote, the mass quote of ``daemon.viabtc_quote``) over matchd's backends: the
+engine (ZeroMQ calls), the feed (market.*) and the MySQL history (readhistory's
+methods). The HTTP and WebSocket gateways share it. The HTTP
 gateway also serves matchd's market operations (``ADMIN_METHODS``: halt, resume and
 delist a market, block and unblock a user, set a market's risk limit;
 docs/gateways.md), compositions of the engine's admin calls (``ipc.market_ops``).
@@ -31,6 +32,7 @@ from core.errors import ParseError
 from core.schema import COMMAND_DTYPE, MESSAGES, CommandKind, Result, RiskLimit
 from core.viabtc_codec import ViabtcCodec, argument_failure, fail
 from core.views import AssetSummary, MarketSummary, OrderView
+from daemon import viabtc_quote as quote
 from daemon.gateway_links import (
     BackendBusy,
     BackendError,
@@ -110,6 +112,7 @@ _ARITY: Final[dict[str, int | tuple[int, int] | None]] = {
     "order.cancel": 3,
     "order.replace": 5,
     "order.cancel_all": (2, 3),
+    "order.quote": quote.PARAMS,  # matchd's mass quote (daemon.viabtc_quote)
     "order.book": 4,
     "order.depth": 3,
     "order.pending": 4,
@@ -146,7 +149,8 @@ ADMIN_METHODS: Final = frozenset(
         "market.set_limit",
     )
 )
-#: ViaBTC's methods (the 23 of accesshttp) and matchd's two additions.
+#: ViaBTC's methods (the 23 of accesshttp) and matchd's additions (order.replace,
+#: order.cancel_all, order.quote).
 METHODS: Final = frozenset(_ARITY) - ADMIN_METHODS
 FEED_METHODS: Final = frozenset(
     ("market.last", "market.deals", "market.kline", "market.status", "market.status_today")
@@ -341,6 +345,13 @@ class ViabtcMethods:
         record = self._builders[method](tuple(params), 0)  # the server sets ts_ns
         outcome = await self.engine.command(record)
         return _reply(self.codec.outcome_reply(method, outcome))
+
+    async def order_quote(self, params: list[Any]) -> Answer:
+        """matchd's order.quote (``daemon.viabtc_quote``): a mass quote, its k + 1
+        records sent as binary records like the other order commands."""
+        request = quote.quote_request(self.codec, params)
+        outcomes = await self.engine.commands(request.records)
+        return _reply(quote.quote_reply(request.market, request.records, outcomes))
 
     async def balance_update(self, params: list[Any]) -> Answer:
         c = self.codec.balance_change(tuple(params))
@@ -638,6 +649,7 @@ _HANDLERS: Final[dict[str, _Handler]] = {
     "asset.list": ViabtcMethods.asset_list,
     "asset.summary": ViabtcMethods.asset_summary,
     **{method: _order(method) for method in _ORDER_METHODS},
+    "order.quote": ViabtcMethods.order_quote,
     "order.book": ViabtcMethods.order_book,
     "order.depth": ViabtcMethods.order_depth,
     "order.pending": ViabtcMethods.order_pending,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -61,6 +62,7 @@ from ipc.wire import (
     Promoted,
     PutLimit,
     PutMarket,
+    QuoteDone,
     Replace,
     Reply,
     ServerPromote,
@@ -69,6 +71,7 @@ from ipc.wire import (
     SnapshotDone,
     Status,
     WireLimits,
+    quote_call,
 )
 
 T = TypeVar("T")
@@ -216,6 +219,28 @@ class AsyncClient:
         self, user: int, market: int, order_id: int, price: int, left: int
     ) -> CommandDone:
         return cast(CommandDone, await self._one(Replace(user, market, order_id, price, left)))
+
+    async def quote(
+        self, user: int, market: int, bids: Iterable[Sequence[int]] = (),
+        asks: Iterable[Sequence[int]] = (), *, taker_rate: int = 0, maker_rate: int = 0,
+        source: str = "",
+    ) -> QuoteDone:  # fmt: skip
+        """A mass quote (docs/protocol.md, "Mass quotes"): make ``user``'s quote orders
+        on ``market`` exactly the ladder ``bids`` and ``asks``, ``(price ticks, amount
+        lots)`` pairs, at most 32 a side, all or nothing; no level removes the quote.
+        The rates and ``source`` are those of the orders it adds. ``.levels`` says what
+        became of each level (bids first, then asks): its order and its ``action``
+        (``QuoteAction``: KEPT, SHRUNK, GROWN, NEW); ``.cancelled`` counts the stale
+        quote orders cancelled; ``.seq`` is 0 if nothing changed. A refusal raises
+        ``ApiError`` (nothing changed); malformed levels ``ValueError`` (nothing sent).
+        """
+        call = quote_call(user, market, bids, asks, taker_rate, maker_rate, source)
+        return cast(QuoteDone, await self._one(call))
+
+    async def cancel_quote(self, user: int, market: int) -> QuoteDone:
+        """Remove ``user``'s quote on ``market`` (a quote of no level; also when the
+        market is halted or the user blocked): ``.cancelled`` counts its orders."""
+        return await self.quote(user, market)
 
     async def cancel_all(self, user: int, market: int, side: int = 0) -> CommandDone:
         return cast(CommandDone, await self._one(CancelAll(user, market, side)))

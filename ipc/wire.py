@@ -29,7 +29,7 @@ from core.schema import (
     Result,
 )
 from ipc.wire_calls import *  # noqa: F403 -- ipc.wire is the public surface
-from ipc.wire_calls import AnyCall, Call, ErrorBody, RawReply, Reply
+from ipc.wire_calls import Call
 from ipc.wire_header import *  # noqa: F403
 from ipc.wire_header import (
     ALLOWED_FLAGS,
@@ -50,6 +50,9 @@ from ipc.wire_header import (
     WireError,
     WireLimits,
 )
+from ipc.wire_quote import *  # noqa: F403
+from ipc.wire_replies import *  # noqa: F403
+from ipc.wire_replies import AnyCall, ErrorBody, RawReply, Reply
 
 # --------------------------------------------------------------------------- frames
 

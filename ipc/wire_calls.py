@@ -1,6 +1,8 @@
-"""The msgpack calls and replies of the wire format (docs/protocol.md): one typed
-msgspec Struct per operation, tagged by its ``op`` (the JSON-RPC method name), and
-the result Structs that replies carry."""
+"""The msgpack calls of the wire format (docs/protocol.md): one typed msgspec Struct
+per operation, tagged by its ``op`` (the JSON-RPC method name), and the result
+Structs that replies carry. The mass quote's call and result are in
+``ipc.wire_quote``; the reply envelope, and which result each call gets, in
+``ipc.wire_replies``."""
 
 from __future__ import annotations
 
@@ -14,22 +16,15 @@ from core.config import Asset, Market
 from core.schema import (
     INT64_MAX,
     MAX_USER_ID,
-    MESSAGES,
     SCHEMA_VERSION,
     SOURCE_LENGTH,
-    UNAVAILABLE,
-    VIABTC_CODES,
-    CommandKind,
-    EventKind,
     MarketStatus,
-    Result,
     UserStatus,
-    viabtc_code,
 )
 from core.viabtc import MAX_QUERY_LIMIT
 from core.views import OrderView
 from ipc.market_limits import RISK_LIMITS, LimitName, limit_name
-from ipc.wire_header import WIRE_VERSION, WireError
+from ipc.wire_header import WIRE_VERSION
 
 # --------------------------------------------------------------------------- calls
 
@@ -58,13 +53,15 @@ class Call(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="o
 
 
 class OrderCall(Call, frozen=True):
-    """A journaled engine command: ``record()`` is its COMMAND_DTYPE record, which the
-    server runs as it runs a binary record. An order call's fields are the record's
-    fields of the same name (a put's ``client_id`` travels in ``order_id``); an
-    ``AdminCall``'s are named in its docstring."""
+    """A journaled engine command: ``record()`` is its COMMAND_DTYPE record (a mass
+    quote's: its k + 1 records, one command), which the server runs as it runs binary
+    records. An order call's fields are the record's fields of the same name (a put's
+    ``client_id`` travels in ``order_id``); an ``AdminCall``'s are named in its
+    docstring."""
 
     def record(self) -> np.ndarray:
-        """The one-element COMMAND_DTYPE array of this call (``ts_ns`` 0)."""
+        """The COMMAND_DTYPE records of this call (``ts_ns`` 0): one element, or a
+        mass quote's k + 1."""
         raise NotImplementedError
 
     def _check_source(self, source: str) -> None:
@@ -351,15 +348,6 @@ class ServerPromote(Call, frozen=True, tag="server.promote"):
     """Make a standby the primary of a new epoch (docs/operations.md)."""
 
 
-ORDER_CALLS: Final = (PutLimit, PutMarket, Cancel, Replace, CancelAll)
-ADMIN_CALLS: Final = (MarketSetStatus, UserSetStatus, MarketCancelOrders, MarketSetLimit)
-AnyCall = (
-    PutLimit | PutMarket | Cancel | Replace | CancelAll | BalanceUpdate | BalanceQuery
-    | OrderDetail | OrderPending | OrderBook | OrderDepth | MarketList | MarketSummaryCall
-    | AssetList | AssetSummaryCall | ServerStatus | ServerSnapshot | ServerPromote
-    | MarketSetStatus | UserSetStatus | MarketCancelOrders | MarketSetLimit
-)  # fmt: skip
-
 # --------------------------------------------------------------------------- results
 
 
@@ -526,132 +514,3 @@ class Promoted(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class SnapshotDone(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     seq: int  #: the snapshot holds the state after this sequence
     state_hash: str
-
-
-#: The type of a successful reply's ``result`` for each call.
-RESULT_TYPES: Final[dict[type[Call], Any]] = {
-    **dict.fromkeys(ORDER_CALLS, CommandDone),
-    **dict.fromkeys(ADMIN_CALLS, CommandDone),
-    BalanceUpdate: CommandDone,
-    BalanceQuery: list[Balance],
-    OrderDetail: Order | None,
-    OrderPending: Page,
-    OrderBook: Page,
-    OrderDepth: Depth,
-    MarketList: list[MarketInfo],
-    MarketSummaryCall: list[MarketSummary],
-    AssetList: list[AssetInfo],
-    AssetSummaryCall: list[AssetSummary],
-    ServerStatus: Status,
-    ServerSnapshot: SnapshotDone,
-    ServerPromote: Promoted,
-}
-
-
-class Reply(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The answer to one call: engine ``code`` (0 = ok), ViaBTC's code and the result.
-
-    ``result`` is the ``RESULT_TYPES`` value of the call on success, else None. A
-    decoded reply holds it as ``msgspec.Raw``: ``result_as`` gives it its type.
-    ``order_id`` is, for a REPEAT_ORDER refusal of a put, the order that the put's
-    client id already names (placed by an earlier put); 0 for any other reply.
-    """
-
-    code: int
-    message: str = ""
-    viabtc: int = 0
-    result: Any = None
-    order_id: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.code == 0
-
-    def result_as(self, call: Call | type[Call]) -> Any:
-        """The result decoded as the type ``RESULT_TYPES`` gives for ``call``; None for
-        an error reply."""
-        tp = RESULT_TYPES[call if isinstance(call, type) else type(call)]
-        if not self.ok:
-            return None
-        if not isinstance(self.result, msgspec.Raw):
-            return msgspec.convert(self.result, tp)
-        try:
-            return msgspec.msgpack.decode(self.result, type=tp)
-        except (msgspec.MsgspecError, RecursionError) as exc:
-            raise WireError(f"reply result: {exc}") from exc
-
-
-class RawReply(Reply, frozen=True):
-    result: msgspec.Raw = msgspec.Raw()
-
-
-class ErrorBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    code: int
-    message: str
-
-
-def op_of(call: Call | type[Call]) -> str:
-    """The ``op`` tag (JSON-RPC method name) of a call."""
-    cls = call if isinstance(call, type) else type(call)
-    return str(cls.__struct_config__.tag)
-
-
-def make_reply(
-    call: Call | None, code: Result, result: Any = None, message: str = "", *, order_id: int = 0
-) -> Reply:
-    """The reply to ``call`` (None: a call that did not decode) with ViaBTC's code.
-
-    ``order_id`` is the refused command's RESULT ``order_id``; the reply keeps it only
-    for REPEAT_ORDER (the order the client id names), so a caller may pass it for any
-    refusal.
-    """
-    op = "" if call is None else op_of(call)
-    text = message or MESSAGES[code]
-    original = order_id if code == Result.REPEAT_ORDER else 0
-    return Reply(
-        int(code), "" if code == Result.OK else text, viabtc_code(op, code), result, original
-    )
-
-
-def command_done(result: np.void, events: np.ndarray, *, with_events: bool = False) -> CommandDone:
-    """The CommandDone of an accepted command from its RESULT record and the batch events.
-
-    ``order`` is the command's own order as its last ORDER_* event reports it (as
-    JSON-RPC's order object).
-    """
-    start, count = int(result["event_start"]), int(result["event_count"])
-    own = events[start : start + count]
-    order_id = int(result["order_id"])
-    mine = own[(own["kind"] <= EventKind.ORDER_FINISH) & (own["order_id"] == order_id)]
-    order = Order.from_event(mine[-1]) if order_id and len(mine) else None
-    raw = own.tobytes() if with_events else None
-    return CommandDone(int(result["seq"]), order_id, int(result["value"]), order, raw)
-
-
-#: The JSON-RPC method of each order command kind, for ViaBTC's codes.
-METHODS: Final = {
-    CommandKind.PUT_LIMIT: "order.put_limit",
-    CommandKind.PUT_MARKET: "order.put_market",
-    CommandKind.CANCEL: "order.cancel",
-    CommandKind.REPLACE: "order.replace",
-    CommandKind.CANCEL_ALL: "order.cancel_all",
-    CommandKind.MARKET_STATUS: "market.set_status",
-    CommandKind.USER_STATUS: "user.set_status",
-    CommandKind.CANCEL_MARKET: "market.cancel_orders",
-    CommandKind.MARKET_LIMIT: "market.set_limit",
-}
-_KIND_OF: Final = {method: kind for kind, method in METHODS.items()}
-
-
-def viabtc_codes(commands: np.ndarray, results: np.ndarray) -> np.ndarray:
-    """ViaBTC's code for each result (as ``core.schema.viabtc_code``), vectorized."""
-    codes = results["code"]
-    out = np.full(len(codes), 1, dtype=np.int32)
-    out[codes == Result.OK] = 0
-    out[codes >= 9000] = 2  # the 9xxx system class
-    out[np.isin(codes, UNAVAILABLE)] = 3
-    for (method, result), code in VIABTC_CODES.items():
-        kind = _KIND_OF.get(method)
-        if kind is not None:
-            out[(commands["kind"] == kind) & (codes == result)] = code
-    return out

@@ -122,6 +122,7 @@ WRITES = frozenset(
         "order.cancel",
         "order.replace",
         "order.cancel_all",
+        "order.quote",
     )
 )
 MAX_BODY_BYTES = 1024 * 1024  #: gateway_config.HttpConfig's defaults (the fixture's)
@@ -294,6 +295,18 @@ def _check_kline(result: Any) -> None:
         assert isinstance(row[7], str)
 
 
+def _check_quote(result: Any) -> None:
+    assert set(result) == {"cancelled", "levels"}, result
+    assert _is_int(result["cancelled"])
+    for level in result["levels"]:
+        assert set(level) == {"side", "price", "amount", "id", "action"}, level
+        assert level["side"] in (1, 2)
+        assert _is_dec(level["price"])
+        assert _is_dec(level["amount"])
+        assert _is_int(level["id"])
+        assert level["action"] in ("kept", "shrunk", "grown", "new")
+
+
 def _check_status(result: Any, keys: str) -> None:
     assert isinstance(result, dict), result
     assert result.keys() >= set(keys.split()), result
@@ -309,6 +322,8 @@ def _check_result(method: str, result: Any) -> None:  # noqa: C901 -- one branch
     elif method == "order.cancel_all":
         assert set(result) == {"count"}
         assert _is_int(result["count"])
+    elif method == "order.quote":
+        _check_quote(result)
     elif method == "balance.update":
         assert result == {"status": "success"}
     elif method == "balance.query":
@@ -531,6 +546,7 @@ VALID: dict[str, list[Any]] = {
     "order.cancel": [1, "BTC_USDT", 1],
     "order.replace": [1, "BTC_USDT", 1, "100", "0.01"],
     "order.cancel_all": [1, "BTC_USDT", 0],
+    "order.quote": [1, "BTC_USDT", [["99", "0.01"]], [["101", "0.01"]], "0.001", "0", "fuzz"],
     "order.book": ["BTC_USDT", 1, 0, 10],
     "order.depth": ["BTC_USDT", 10, "0"],
     "order.pending": [1, "BTC_USDT", 0, 10],
@@ -925,6 +941,19 @@ class Trading(RuleBasedStateMachine):
             for market in MARKETS:
                 self.t.ok("order.cancel_all", user, market)
         assert self.totals() == self.expected
+
+
+@pytest.mark.parametrize("method", sorted(METHODS - {"asset.list", "market.list"}))
+def test_each_method_refuses_a_wrong_type_with_an_error_and_no_change(
+    target: Target, method: str
+) -> None:
+    # Beside the fuzz, which draws each method a dozen times or so (whether it hits a
+    # refusal is the luck of the draw): its first parameter as an object.
+    params = [json.dumps(p) for p in VALID[method]]
+    params[0] = "{}"
+    raw = f'{{"method": "{method}", "params": [{", ".join(params)}], "id": 7}}'.encode()
+    (answer,) = post_and_check(target, raw)
+    assert answer["error"]["code"] == 1, answer
 
 
 def test_valid_trading_conserves_funds(target: Target) -> None:

@@ -149,6 +149,16 @@ class FakeGateway:
                 return wire.make_reply(
                     call, Result.OK, wire.Page(call.offset, call.limit, total, orders)
                 )
+            case wire.OrderPending():
+                total, views = e.pending(call.user, call.market, call.offset, call.limit)
+                orders = [wire.Order.from_view(v) for v in views]
+                return wire.make_reply(
+                    call, Result.OK, wire.Page(call.offset, call.limit, total, orders)
+                )
+            case wire.OrderDetail():
+                view = e.order(call.market, call.order_id)
+                order = None if view is None else wire.Order.from_view(view)
+                return wire.make_reply(call, Result.OK, order)
             case wire.OrderDepth():
                 asks, bids = e.depth(call.market, call.limit, call.interval)
                 return wire.make_reply(call, Result.OK, wire.Depth(asks, bids))
@@ -159,7 +169,7 @@ class FakeGateway:
         code = Result(int(results[0]["code"]))
         if code != Result.OK:  # as the server: REPEAT_ORDER names the order placed
             return wire.make_reply(call, code, order_id=int(results[0]["order_id"]))
-        done = wire.command_done(results[0], events, with_events=want_events)
+        done = wire.write_done(call, results, events, with_events=want_events)
         return wire.make_reply(call, Result.OK, done)
 
 
