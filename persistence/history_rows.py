@@ -53,6 +53,7 @@ from core.schema import (
     CommandKind,
     EventKind,
     MarketStatus,
+    RiskLimit,
     Side,
     UserStatus,
 )
@@ -357,7 +358,8 @@ class HistoryRows:
     def _operation_row(self, record: DecodedRecord, time_s: float) -> tuple[Any, ...]:
         """The ``operation_log`` row of an order record. ``params`` are ViaBTC's for
         its methods; matchd's own: ``replace_order`` [user, market, order id, amount,
-        price], ``cancel_all`` [user, market], ``market_status`` [market, status name],
+        price], ``cancel_all`` [user, market, side (0: both)], ``market_status`` [market,
+        status name], ``market_limit`` [market, limit name, value in engine units],
         ``user_status`` [user, status name], ``cancel_market`` [market, side (0: both)],
         ``mass_quote`` [user, market, levels, taker fee, maker fee, source] with levels
         [[side, amount, price], ...] in record order."""
@@ -389,6 +391,10 @@ class HistoryRows:
             ]
         elif kind == CommandKind.CANCEL:
             params.append(int(c["order_id"]))
+        elif kind == CommandKind.CANCEL_ALL:
+            params.append(int(c["side"]))
+        elif kind == CommandKind.MARKET_LIMIT:
+            params = [market, status_name(RiskLimit, int(c["side"])), int(c["amount"])]
         elif kind == CommandKind.MARKET_STATUS:
             params = [market, status_name(MarketStatus, int(c["amount"]))]
         elif kind == CommandKind.USER_STATUS:
@@ -444,7 +450,9 @@ def method_name(kind: int) -> str:
     return _METHODS.get(known, known.name.lower())
 
 
-def status_name(statuses: type[MarketStatus] | type[UserStatus], value: int) -> str | int:
+def status_name(
+    statuses: type[MarketStatus] | type[UserStatus] | type[RiskLimit], value: int
+) -> str | int:
     """``value``'s lower-case name in ``statuses`` (``"halted"``), or the number
     itself if it is none of them."""
     try:

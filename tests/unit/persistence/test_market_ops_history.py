@@ -133,6 +133,8 @@ def test_unknown_kinds_and_statuses_are_written_as_numbers() -> None:
         (CommandKind.MARKET_STATUS, 0, 7, [7, "open"]),  # a market the config lacks
         (CommandKind.USER_STATUS, -1, 0, [5, -1]),
         (CommandKind.CANCEL_MARKET, 0, 1, ["ETH_USDT", 2]),
+        (CommandKind.CANCEL_ALL, 0, 1, [5, "ETH_USDT", 2]),  # the side, too
+        (CommandKind.MARKET_LIMIT, 700, 0, ["BTC_USDT", "amount_step", 700]),  # side 2
     ):
         cmd = ops.command(kind, ops.T0_NS, user=5, market=market, amount=amount, side=2)
         record = DecodedRecord(9, RT_ORDER, ops.T0_NS, np.zeros(0, dtype=ops.EVENT_DTYPE), cmd[0])
