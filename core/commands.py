@@ -197,19 +197,23 @@ def quote(
     """A mass quote (docs/engine.md, "QUOTE"): the header and one QUOTE_LEVEL record
     per ``(side, price ticks, amount lots)`` of ``levels``, in order; no level removes
     the quote. ``k`` overrides the header's level count (for tests of bad input)."""
-    head = _command(CommandKind.QUOTE, ts_ns, user, market)
-    head["amount"] = len(levels) if k is None else k
+    n = len(levels)
+    out = np.zeros(n + 1, dtype=COMMAND_DTYPE)
+    out["ts_ns"] = ts_ns
+    out["user"] = user
+    out["market"] = market
+    out["kind"] = CommandKind.QUOTE_LEVEL
+    head = out[:1]
+    head["kind"] = CommandKind.QUOTE
+    head["amount"] = n if k is None else k
     head["taker_rate"] = taker_rate
     head["maker_rate"] = maker_rate
     _set_source(head, source)
-    records = [head]
-    for side, price, amount in levels:
-        level = _command(CommandKind.QUOTE_LEVEL, ts_ns, user, market)
-        level["side"] = side
-        level["price"] = price
-        level["amount"] = amount
-        records.append(level)
-    return np.concatenate(records)
+    if n:
+        out[["side", "price", "amount"]][1:] = np.array(
+            [tuple(level) for level in levels], dtype=out[["side", "price", "amount"]].dtype
+        )
+    return out
 
 
 def batch(*commands: np.ndarray) -> np.ndarray:

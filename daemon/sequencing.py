@@ -75,12 +75,12 @@ from core.kernels.admin import status_command
 from core.kernels.client_ids import record_put
 from core.kernels.ledger import name_orders, settle
 from core.kernels.limits import limit_command
+from core.kernels.quote import MAX_GROUP_LEVELS, group_levels
 from core.schema import (
     COMMAND_DTYPE,
     COUNTER_CLIENT_IDS,
     COUNTER_ORDER_ID,
     EVENT_DTYPE,
-    MAX_QUOTE_LEVELS,
     PROVISIONAL_ID_BASE,
     WORK_DTYPE,
     WORK_LIMIT,
@@ -98,27 +98,15 @@ _STATUS = (int(CommandKind.MARKET_STATUS), int(CommandKind.USER_STATUS))
 _LIMIT = int(CommandKind.MARKET_LIMIT)
 _QUOTE = int(CommandKind.QUOTE)
 _QUOTE_LEVEL = int(CommandKind.QUOTE_LEVEL)
-#: Most QUOTE_LEVEL records a QUOTE's group holds.
-MAX_GROUP_LEVELS = 2 * MAX_QUOTE_LEVELS
 _NO_EVENTS = np.zeros(0, dtype=EVENT_DTYPE)
-
-
-def group_levels(cmds: np.ndarray, i: int) -> int:
-    """k if ``cmds[i]`` is a QUOTE whose k (0..MAX_GROUP_LEVELS) QUOTE_LEVEL records
-    follow it in ``cmds``, else -1: the engine's rule (``core.kernels.quote``), so a
-    batch splits into the same commands here and in ``Engine.execute``."""
-    if int(cmds["kind"][i]) != _QUOTE:
-        return -1
-    k = int(cmds["amount"][i])
-    if not 0 <= k <= MAX_GROUP_LEVELS or k >= len(cmds) - i:
-        return -1
-    return k if bool((cmds["kind"][i + 1 : i + 1 + k] == _QUOTE_LEVEL).all()) else -1
 
 
 def group_spans(cmds: np.ndarray) -> Iterator[tuple[int, int]]:
     """The commands of a batch (COMMAND_DTYPE) as ``(start, stop)`` record ranges: a
     QUOTE with its levels is one; a QUOTE whose levels do not follow, and a
-    QUOTE_LEVEL outside a group, are one record each (the engine refuses them)."""
+    QUOTE_LEVEL outside a group, are one record each (the engine refuses them). The
+    groups are the engine's own (``core.kernels.quote.group_levels``), so a batch
+    splits into the same commands here and in ``Engine.execute``."""
     i = 0
     n = len(cmds)
     while i < n:
@@ -262,6 +250,7 @@ class Sequencing:
         status_command(state.accounts, state.counters, nothing, events, 0, 0)
         nothing["kind"] = CommandKind.MARKET_LIMIT
         limit_command(state.mparams, nothing, events, 0)
+        group_levels(nothing, 0)  # not a QUOTE: -1
 
     @property
     def in_flight(self) -> int:

@@ -28,6 +28,7 @@ from typing import Annotated, Final
 import msgspec
 import numpy as np
 
+from core import commands
 from core.errors import ParseError
 from core.fixed import format_units, is_exact, parse_decimal, to_units
 from core.schema import (
@@ -35,7 +36,6 @@ from core.schema import (
     INT64_MAX,
     MAX_QUOTE_LEVELS,
     RESULT_DTYPE,
-    CommandKind,
     QuoteAction,
     Side,
 )
@@ -138,26 +138,8 @@ def quote_records(
     ``SOURCE_LENGTH``); the values are the engine's to check."""
     if len(source) > 32:
         raise ValueError(f"source is {len(source)} bytes, a record holds at most 32")
-    k = len(bids) + len(asks)
-    out = np.zeros(k + 1, dtype=COMMAND_DTYPE)
-    out["ts_ns"] = ts_ns
-    out["user"] = user
-    out["market"] = market
-    out["kind"] = CommandKind.QUOTE_LEVEL
-    head = out[:1]
-    head["kind"] = CommandKind.QUOTE
-    head["amount"] = k
-    head["taker_rate"] = taker_rate
-    head["maker_rate"] = maker_rate
-    head["source_len"] = len(source)
-    head["source"][0, : len(source)] = np.frombuffer(source, dtype=np.uint8)
-    if k:
-        sides = [int(Side.BID)] * len(bids) + [int(Side.ASK)] * len(asks)
-        pairs = np.array([*bids, *asks], dtype=np.int64).reshape(k, 2)
-        out["side"][1:] = sides
-        out["price"][1:] = pairs[:, 0]
-        out["amount"][1:] = pairs[:, 1]
-    return out
+    levels = [(int(Side.BID), p, a) for p, a in bids] + [(int(Side.ASK), p, a) for p, a in asks]
+    return commands.quote(user, market, levels, taker_rate, maker_rate, ts_ns=ts_ns, source=source)
 
 
 # --------------------------------------------------------------------------- results

@@ -37,7 +37,8 @@ from __future__ import annotations
 import numpy as np
 
 from core.kernels.jit import inline, kernel
-from core.schema import COMMAND_DTYPE, EVENT_DTYPE, MAX_QUOTE_LEVELS, CommandKind
+from core.kernels.quote import MAX_GROUP_LEVELS
+from core.schema import COMMAND_DTYPE, EVENT_DTYPE, CommandKind
 from persistence.log_format import FRAME_HEADER_LENGTH
 
 #: Record types of the engine (frame ``rtype``).
@@ -53,7 +54,7 @@ EVENT_IMPLIED_WORDS = 2
 ORDER_HEAD_BYTES = 24
 #: Most extra command records a record may hold (a QUOTE's levels, both sides full);
 #: a record that says more does not add up.
-MAX_EXTRA_COMMANDS = 2 * MAX_QUOTE_LEVELS
+MAX_EXTRA_COMMANDS = MAX_GROUP_LEVELS
 
 
 def _command_offset(name: str) -> int:
