@@ -56,6 +56,12 @@ class EngineAPI(Protocol):
         """The user's status (ACTIVE for a user without an account)."""
         ...
 
+    def user_limits(self, user: int, market: int) -> tuple[int, int]:
+        """``(max_order_amount lots, max_notional money units)``: the user's own risk
+        limits in the market (USER_LIMIT sets them; 0: none); (0, 0) for a user or
+        market out of range."""
+        ...
+
     def order(self, market: int, order_id: int) -> OrderView | None:
         """The resting order, or None."""
         ...

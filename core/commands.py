@@ -168,8 +168,17 @@ def user_status(user: int, status: int, *, ts_ns: int = 0) -> np.ndarray:
 
 def market_limit(market: int, limit: int, value: int, *, ts_ns: int = 0) -> np.ndarray:
     """Set the market's risk limit ``limit`` (a ``RiskLimit``) to ``value``, in engine
-    units (ticks, lots, money units, orders, millionths)."""
+    units (ticks, lots, money units, orders, millionths, lots)."""
     cmd = _command(CommandKind.MARKET_LIMIT, ts_ns, 0, market)
+    cmd["side"] = limit
+    cmd["amount"] = value
+    return cmd
+
+
+def user_limit(user: int, market: int, limit: int, value: int, *, ts_ns: int = 0) -> np.ndarray:
+    """Set the user's own risk limit ``limit`` (``RiskLimit.MAX_NOTIONAL``, money units,
+    or ``RiskLimit.MAX_ORDER_AMOUNT``, lots) in the market to ``value`` (0: none)."""
+    cmd = _command(CommandKind.USER_LIMIT, ts_ns, user, market)
     cmd["side"] = limit
     cmd["amount"] = value
     return cmd

@@ -37,6 +37,10 @@ MAX_CLIENT_IDS = 1 << 28
 #: Client order ids the table holds by default: 4M x 48 bytes (24-byte rows, at most
 #: half full) = 192 MiB of address space, paid as it fills.
 DEFAULT_MAX_CLIENT_IDS = 4_000_000
+MAX_USER_LIMITS = 1 << 24
+#: (user, market) pairs with risk limits of their own: 65,536 x 64 bytes (32-byte
+#: rows, at most half full) = 4 MiB of address space, paid as it fills.
+DEFAULT_MAX_USER_LIMITS = 65_536
 #: Most resting orders one command may reach. A command's log record must fit 64 MiB:
 #: a maker reached costs at most ten events of at most 188 bytes each.
 DEFAULT_MAX_MATCHES = 10_000
@@ -77,6 +81,7 @@ class MarketConfig:
     #: A fraction, e.g. "0.1": a limit price more than that away from the last trade
     #: price is refused (exact at 6 places, 0 < band < 1).
     price_band: str | None = None
+    max_order_amount: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,7 @@ class LimitsConfig:
     max_update_keys: int = 4_000_000
     max_matches: int = DEFAULT_MAX_MATCHES
     max_client_ids: int = DEFAULT_MAX_CLIENT_IDS
+    max_user_limits: int = DEFAULT_MAX_USER_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +117,8 @@ class Market:
     * ``min_amount``, ``max_amount`` in lots, ``max_price`` in ticks;
     * risk limits: ``price_step`` in ticks and ``amount_step`` in lots (1: none),
       ``min_notional`` and ``max_notional`` in money units, ``max_open_orders``
-      resting orders per user, ``price_band`` in millionths of the last price (0:
-      none).
+      resting orders per user, ``price_band`` in millionths of the last price,
+      ``max_order_amount`` in lots (0: none).
     """
 
     index: int
@@ -136,6 +142,7 @@ class Market:
     max_notional: int = 0
     max_open_orders: int = 0
     price_band: int = 0
+    max_order_amount: int = 0
 
 
 #: The risk limit fields of ``Market``, in ``RiskLimit`` order (core/schema.py).
@@ -146,6 +153,7 @@ LIMIT_NAMES = (
     "max_notional",
     "max_open_orders",
     "price_band",
+    "max_order_amount",
 )
 
 
@@ -156,8 +164,8 @@ NO_LIMITS: tuple[int, ...] = tuple(_DEFAULTS[name] for name in LIMIT_NAMES)
 
 
 def with_limits(market: Market, limits: Sequence[int]) -> Market:
-    """``market`` with the risk limits ``limits`` (six values, in LIMIT_NAMES order)."""
-    step, lot_step, low, high, most, band = (int(v) for v in limits)
+    """``market`` with the risk limits ``limits`` (seven values, in LIMIT_NAMES order)."""
+    step, lot_step, low, high, most, band, biggest = (int(v) for v in limits)
     return replace(
         market,
         price_step=step,
@@ -166,6 +174,7 @@ def with_limits(market: Market, limits: Sequence[int]) -> Market:
         max_notional=high,
         max_open_orders=most,
         price_band=band,
+        max_order_amount=biggest,
     )
 
 
@@ -182,6 +191,9 @@ class EngineConfig:
     max_matches: int = DEFAULT_MAX_MATCHES
     #: Most client order ids ever recorded (docs/engine.md, "Client order ids").
     max_client_ids: int = DEFAULT_MAX_CLIENT_IDS
+    #: Most (user, market) pairs with risk limits of their own (docs/engine.md, "User
+    #: risk limits").
+    max_user_limits: int = DEFAULT_MAX_USER_LIMITS
 
     def asset(self, name: str) -> Asset | None:
         """The asset called ``name``, or None."""
@@ -277,6 +289,7 @@ def build_config(
     _check_range("engine.max_update_keys", limits.max_update_keys, 1, MAX_UPDATE_KEYS)
     _check_range("engine.max_matches", limits.max_matches, 1, MAX_MATCHES)
     _check_range("engine.max_client_ids", limits.max_client_ids, 1, MAX_CLIENT_IDS)
+    _check_range("engine.max_user_limits", limits.max_user_limits, 1, MAX_USER_LIMITS)
     if not assets:
         raise ConfigError("config has no [[assets]]")
     built_assets: list[Asset] = []
@@ -295,6 +308,7 @@ def build_config(
         max_update_keys=limits.max_update_keys,
         max_matches=limits.max_matches,
         max_client_ids=limits.max_client_ids,
+        max_user_limits=limits.max_user_limits,
     )
 
 
@@ -427,6 +441,7 @@ def _build_market(
         max_notional=max_notional,
         max_open_orders=max_open_orders,
         price_band=_price_band(raw),
+        max_order_amount=_max_order_amount(raw, max_amount),
     )
 
 
@@ -465,6 +480,18 @@ def _risk_limits(
         _check_range(f"market {name}: max_open_orders", raw.max_open_orders, 1, raw.max_orders)
         max_open_orders = raw.max_open_orders
     return price_step, amount_step, min_notional, max_notional, max_open_orders
+
+
+def _max_order_amount(raw: MarketConfig, max_amount: int) -> int:
+    """``raw.max_order_amount`` in lots (0: none), at most ``max_amount``."""
+    if raw.max_order_amount is None:
+        return 0
+    lots = _decimal_limit(raw.name, "max_order_amount", raw.max_order_amount, raw.stock_prec)
+    if lots > max_amount:
+        raise ConfigError(
+            f"market {raw.name}: max_order_amount {raw.max_order_amount} is above max_amount"
+        )
+    return lots
 
 
 def _price_band(raw: MarketConfig) -> int:

@@ -13,15 +13,16 @@ from typing import NamedTuple
 import numpy as np
 
 from core.config import LIMIT_NAMES, EngineConfig, Market, with_limits
+from core.engine_integrity import StateIntegrity
 from core.kernels import balance as kbalance
 from core.kernels import book as kbook
-from core.kernels import client_ids as kcids
 from core.kernels import inspect as kinspect
 from core.kernels import match as kmatch
+from core.kernels import user_limits as kulimits
 from core.kernels.layout import (
     A_BALANCES,
-    A_CIDS,
     A_MSTATUS,
+    A_ULIMITS,
     A_USERS,
     A_USTATUS,
     B_IDX,
@@ -42,6 +43,7 @@ from core.kernels.layout import (
     MP_MAX_LEVELS,
     MP_MAX_NOTIONAL,
     MP_MAX_OPEN_ORDERS,
+    MP_MAX_ORDER_AMOUNT,
     MP_MAX_ORDERS,
     MP_MAX_PRICE,
     MP_MIN_AMOUNT,
@@ -53,7 +55,6 @@ from core.kernels.layout import (
     MP_SBASE,
     MP_STOCK,
     MP_STOCK_SCALE,
-    MS_LAST_PRICE,
     MS_LENGTH,
     MS_NLEVELS,
     MS_NORDERS,
@@ -68,8 +69,6 @@ from core.kernels.quote import MAX_GROUP_LEVELS
 from core.memory import Allocator, HeapAllocator
 from core.schema import (
     COMMAND_DTYPE,
-    COUNTER_ACCOUNTS,
-    COUNTER_CLIENT_IDS,
     COUNTER_DEAL_ID,
     COUNTER_ORDER_ID,
     COUNTER_SEQ,
@@ -87,13 +86,6 @@ from core.schema import (
     OrderType,
     Result,
     UserStatus,
-)
-from core.statehash import (
-    CANON_BALANCE_DTYPE,
-    CANON_CLIENT_ID_DTYPE,
-    CANON_ORDER_DTYPE,
-    CANON_USER_STATUS_DTYPE,
-    state_hash,
 )
 from core.views import AssetSummary, MarketSummary, OrderView, update_key_digest
 
@@ -120,18 +112,6 @@ BOOK_ARRAYS: tuple[str, ...] = (
     "source_index",
     "source_state",
 )
-
-_BOOK_PROBLEMS = {
-    kinspect.BAD_LEVEL_ORDER: "price levels out of order",
-    kinspect.BAD_LEVEL_TOTAL: "a level's total or count differs from its orders",
-    kinspect.BAD_LINKS: "broken order links in a level",
-    kinspect.BAD_ORDER: "an order with left <= 0 or left > amount",
-    kinspect.BAD_COUNT: "order count of a side is wrong",
-    kinspect.BAD_INDEX: "order id index does not match the book",
-    kinspect.CROSSED: "book crossed (best bid >= best ask)",
-    kinspect.BAD_DEAD_LEVEL: "an emptied level kept in the price array is not empty, is "
-    "the best, or is miscounted",
-}
 
 
 def _is_int(value: object) -> bool:
@@ -214,8 +194,9 @@ class _GivenArrays:
         return arr
 
 
-class Engine:
-    """In-process matching engine over numpy arrays (see ``core.api.EngineAPI``)."""
+class Engine(StateIntegrity):
+    """In-process matching engine over numpy arrays (see ``core.api.EngineAPI``); its
+    whole-state readers (state hash, invariants) are ``StateIntegrity``'s."""
 
     def __init__(
         self,
@@ -283,6 +264,9 @@ class Engine:
             ),
             self._array("market_status", (max(1, self._n_markets),), np.dtype("<i8")),
             self._array("user_status", (config.max_users,), np.dtype("i1")),
+            self._array(
+                "user_limits", (_pow2_at_least(2 * config.max_user_limits), 4), np.dtype("<i8")
+            ),
         )
         self._counters = self._array("counters", (COUNTERS_LENGTH,), np.dtype("<i8"))
         self._supply = self._array("supply", (n_assets,), np.dtype("<i8"))
@@ -356,6 +340,7 @@ class Engine:
             row[MP_MAX_NOTIONAL] = m.max_notional
             row[MP_MAX_OPEN_ORDERS] = m.max_open_orders
             row[MP_PRICE_BAND] = m.price_band
+            row[MP_MAX_ORDER_AMOUNT] = m.max_order_amount
             row[MP_OBASE] = obase
             row[MP_LBASE] = lbase
             row[MP_SBASE] = lbase
@@ -438,6 +423,7 @@ class Engine:
                 self._scratch,
                 self.config.max_matches,
                 self.config.max_client_ids,
+                self.config.max_user_limits,
             )
             if start < n:  # the next command may need more room than is left
                 grown = np.zeros(2 * self._events.shape[0], dtype=EVENT_DTYPE)
@@ -654,8 +640,16 @@ class Engine:
             return UserStatus.ACTIVE
         return UserStatus(int(self._accounts[A_USTATUS][acct]))
 
-    def _balances(self) -> np.ndarray:
-        return self._accounts[A_BALANCES][: int(self._counters[COUNTER_ACCOUNTS])]
+    def user_limits(self, user: int, market: int) -> tuple[int, int]:
+        """``(max_order_amount lots, max_notional money units)``: the user's own risk
+        limits in the market (0: none)."""
+        if not (_is_int(user) and 0 <= user <= MAX_USER_ID and self._market_ok(market)):
+            return 0, 0
+        table = self._accounts[A_ULIMITS]
+        row = int(kulimits.find_row(table, int(user), int(market)))
+        if row < 0:
+            return 0, 0
+        return int(table[row, kulimits.UL_AMOUNT]), int(table[row, kulimits.UL_NOTIONAL])
 
     def asset_summary(self, asset: int) -> AssetSummary:
         """Totals and counts of non-zero entries over all accounts."""
@@ -687,147 +681,3 @@ class Engine:
     def live_tags(self) -> int:
         """Distinct non-empty source tags held by live orders (interned once each)."""
         return int(self._book[B_SRC_STATE][SS_LIVE])
-
-    # ------------------------------------------------------------ integrity
-
-    def _canonical_orders(self) -> np.ndarray:
-        parts = []
-        for m in self.config.markets:
-            for side in (1, 2):
-                total = int(self._book[B_MSTATE][m.index, MS_NORDERS + side - 1])
-                slots = np.zeros(total, dtype=np.int64)
-                n = kinspect.side_slots(self._book, m.index, side, 0, total, slots)
-                o = self._book[B_ORDERS][slots[:n]]
-                c = self._book[B_INFO][slots[:n]]
-                part = np.zeros(n, dtype=CANON_ORDER_DTYPE)
-                part["market"] = m.index
-                part["user"] = self._accounts[A_USERS][o["acct"]]
-                for name in CANON_ORDER_DTYPE.names or ():
-                    if name in (o.dtype.names or ()) and name != "acct":
-                        part[name] = o[name]
-                    elif name in (c.dtype.names or ()) and name != "source":
-                        part[name] = c[name]
-                tags = self._book[B_SRC_DATA][c["source"]]
-                part["source_len"] = np.where(c["source"] != 0, tags[:, SRC_LEN], 0)
-                part["source"][:, :SRC_LEN] = np.where(
-                    c["source"][:, None] != 0, tags[:, :SRC_LEN], 0
-                )
-                parts.append(part)
-        if not parts:
-            return np.zeros(0, dtype=CANON_ORDER_DTYPE)
-        return np.concatenate(parts)
-
-    def _canonical_balances(self) -> np.ndarray:
-        bal = self._balances()
-        users = self._accounts[A_USERS][: bal.shape[0]]
-        acct, asset = np.nonzero((bal[:, :, 0] != 0) | (bal[:, :, 1] != 0))
-        out = np.zeros(acct.shape[0], dtype=CANON_BALANCE_DTYPE)
-        out["user"] = users[acct]
-        out["asset"] = asset
-        out["available"] = bal[acct, asset, 0]
-        out["frozen"] = bal[acct, asset, 1]
-        return out[np.lexsort((out["asset"], out["user"]))]
-
-    def _canonical_keys(self) -> np.ndarray:
-        used = self._keys[(self._keys[:, 0] != 0) | (self._keys[:, 1] != 0)]
-        digests = np.ascontiguousarray(used, dtype="<i8").view(np.uint8).reshape(-1, 16)
-        order = np.lexsort(tuple(digests[:, j] for j in range(15, -1, -1)))
-        return digests[order]
-
-    def _canonical_client_ids(self) -> np.ndarray:
-        if self._counters[COUNTER_CLIENT_IDS] == 0:  # (the table is large and mostly empty)
-            return np.zeros(0, dtype=CANON_CLIENT_ID_DTYPE)
-        table = self._accounts[A_CIDS]
-        rows = table[table[:, kcids.CID_ID] != 0]
-        out = np.zeros(rows.shape[0], dtype=CANON_CLIENT_ID_DTYPE)
-        out["user"] = rows[:, kcids.CID_USER]
-        out["client_id"] = rows[:, kcids.CID_ID]
-        out["order_id"] = rows[:, kcids.CID_ORDER]
-        return out[np.lexsort((out["client_id"], out["user"]))]
-
-    def _canonical_user_status(self) -> np.ndarray:
-        n = int(self._counters[COUNTER_ACCOUNTS])
-        status = self._accounts[A_USTATUS][:n]
-        acct = np.flatnonzero(status != UserStatus.ACTIVE)
-        out = np.zeros(acct.shape[0], dtype=CANON_USER_STATUS_DTYPE)
-        out["user"] = self._accounts[A_USERS][acct]
-        out["status"] = status[acct]
-        return out[np.argsort(out["user"], kind="stable")]
-
-    def state_hash(self) -> str:
-        """BLAKE2b-128 of the canonical state (core/statehash.py)."""
-        return state_hash(
-            self._counters[:3],
-            self._supply,
-            self._canonical_balances(),
-            self._canonical_keys(),
-            self._canonical_orders(),
-            self._canonical_client_ids(),
-            self._accounts[A_MSTATUS][: self._n_markets],
-            self._canonical_user_status(),
-            self._book[B_MSTATE][: self._n_markets, MS_LAST_PRICE],
-            self._book[B_MPARAMS][: self._n_markets, MP_PRICE_STEP:],
-        )
-
-    def check_invariants(self) -> list[str]:
-        """Violations of the engine's invariants; empty when sound."""
-        problems: list[str] = []
-        bal = self._balances()
-        for a in self.config.assets:
-            held = int(bal[:, a.index, 0].sum() + bal[:, a.index, 1].sum())
-            if held != int(self._supply[a.index]):
-                problems.append(
-                    f"{a.name}: accounts hold {held}, supply is {self._supply[a.index]}"
-                )
-        if (bal < 0).any():
-            problems.append("a negative balance")
-        reserved = np.zeros(bal.shape[:2], dtype=np.int64)
-        kinspect.reserves(self._book, self._n_markets, reserved)
-        for acct, asset in zip(*np.nonzero(reserved != bal[:, :, 1]), strict=True):
-            user = int(self._accounts[A_USERS][acct])
-            problems.append(
-                f"user {user} asset {self.config.assets[asset].name}: frozen "
-                f"{bal[acct, asset, 1]} but resting orders reserve {reserved[acct, asset]}"
-            )
-        for m in self.config.markets:
-            code = kinspect.validate_book(self._book, m.index)
-            if code != kinspect.BOOK_OK:
-                problems.append(f"market {m.name}: {_BOOK_PROBLEMS.get(code, code)}")
-        bump = int(self._book[B_SRC_STATE][SS_BUMP])
-        bad_tag = kinspect.validate_tags(
-            self._book, self._n_markets, np.zeros(bump, np.int64), np.zeros(bump, np.bool_)
-        )
-        if bad_tag != 0:
-            problems.append(f"source tag table disagrees with the orders (tag {bad_tag})")
-        problems.extend(self._check_client_ids())
-        problems.extend(self._check_status())
-        return problems
-
-    def _check_status(self) -> list[str]:
-        problems = []
-        markets = self._accounts[A_MSTATUS][: self._n_markets]
-        if not np.isin(markets, [int(s) for s in MarketStatus]).all():
-            problems.append(f"a market status is not a MarketStatus: {markets.tolist()}")
-        users = self._accounts[A_USTATUS]
-        n = int(self._counters[COUNTER_ACCOUNTS])
-        if not np.isin(users[:n], [int(s) for s in UserStatus]).all() or users[n:].any():
-            problems.append("a user status is not a UserStatus, or is set beyond the accounts")
-        return problems
-
-    def _check_client_ids(self) -> list[str]:
-        table = self._accounts[A_CIDS]
-        used = table[:, kcids.CID_ID] != 0
-        count = int(np.count_nonzero(used))
-        counted = int(self._counters[COUNTER_CLIENT_IDS])
-        problems = []
-        if count != counted or count > self.config.max_client_ids:
-            problems.append(
-                f"{count} client order ids in the table, {counted} counted, at most "
-                f"{self.config.max_client_ids} allowed"
-            )
-        rows = table[used]
-        if (rows[:, kcids.CID_ID] < 0).any() or (rows[:, kcids.CID_ORDER] < 1).any():
-            problems.append("a client order id row with a negative id or no order")
-        if (rows[:, kcids.CID_ORDER] > self._counters[COUNTER_ORDER_ID]).any():
-            problems.append("a client order id names an order id not given yet")
-        return problems

@@ -28,6 +28,7 @@ from core.reference_book import (
     ZERO,
     MarketBook,
     RefOrder,
+    amount_refusal,
     dec,
     fee_asset,
     fee_of,
@@ -35,7 +36,6 @@ from core.reference_book import (
     give_asset,
     notional_refusal,
     outside_band,
-    risk_refusal,
 )
 from core.reference_command import SIDES, TRADING, Outcome, RefCommand, as_int, fields_ok
 from core.reference_quote import QuoteCommands, quote_group
@@ -141,22 +141,10 @@ class ReferenceEngine(QuoteCommands):
             CommandKind.CANCEL,
             CommandKind.REPLACE,
             CommandKind.CANCEL_ALL,
-            CommandKind.MARKET_STATUS,
-            CommandKind.USER_STATUS,
-            CommandKind.CANCEL_MARKET,
-            CommandKind.MARKET_LIMIT,
         ):
-            return Outcome(Result.INVALID_ARGUMENT)
-        if cmd.kind == CommandKind.USER_STATUS:  # names no market
-            return self._set_user_status(cmd)
+            return self._operation(cmd)
         if not 0 <= cmd.market < len(self._books):
             return Outcome(Result.UNKNOWN_MARKET)
-        if cmd.kind == CommandKind.MARKET_STATUS:
-            return self._set_market_status(cmd)
-        if cmd.kind == CommandKind.MARKET_LIMIT:
-            return self._set_limit(self._books[cmd.market], cmd)
-        if cmd.kind == CommandKind.CANCEL_MARKET:
-            return self._cancel_market(self._books[cmd.market], cmd)
         if not 0 <= cmd.user <= MAX_USER_ID or not fields_ok(cmd):
             return Outcome(Result.INVALID_ARGUMENT)
         if cmd.kind in TRADING and cmd.user == self.config.fee_user:
@@ -169,6 +157,27 @@ class ReferenceEngine(QuoteCommands):
         if cmd.kind == CommandKind.CANCEL_ALL:
             return self._cancel_all(book, cmd)
         return self._replace(book, cmd)
+
+    def _operation(self, cmd: RefCommand) -> Outcome:
+        """A market operation (docs/engine.md, "Market and user status", "Market risk
+        limits", "User risk limits"), or INVALID_ARGUMENT for an undefined kind."""
+        if cmd.kind == CommandKind.USER_STATUS:  # names no market
+            return self._set_user_status(cmd)
+        if cmd.kind == CommandKind.USER_LIMIT:  # the user is checked before the market
+            return self._set_user_limit(cmd)
+        if cmd.kind not in (
+            CommandKind.MARKET_STATUS,
+            CommandKind.CANCEL_MARKET,
+            CommandKind.MARKET_LIMIT,
+        ):
+            return Outcome(Result.INVALID_ARGUMENT)
+        if not 0 <= cmd.market < len(self._books):
+            return Outcome(Result.UNKNOWN_MARKET)
+        if cmd.kind == CommandKind.MARKET_STATUS:
+            return self._set_market_status(cmd)
+        if cmd.kind == CommandKind.MARKET_LIMIT:
+            return self._set_limit(self._books[cmd.market], cmd)
+        return self._cancel_market(self._books[cmd.market], cmd)
 
     def _put(self, book: MarketBook, cmd: RefCommand) -> Outcome:
         """Common check 3 (the client order id), the market's and the user's status,
@@ -201,7 +210,7 @@ class ReferenceEngine(QuoteCommands):
         ):
             return Outcome(Result.INVALID_ARGUMENT)
         amount, price = scales.lots(cmd.amount), scales.price(cmd.price)
-        refusal = risk_refusal(book, price, amount)
+        refusal = self._order_refusal(book, cmd.user, price, amount)
         if refusal is not None:
             return Outcome(refusal)
         cost = amount if cmd.side == Side.ASK else price * amount
@@ -254,13 +263,18 @@ class ReferenceEngine(QuoteCommands):
         # An ask sells stock (lots); a bid spends money (units of the money asset).
         amount = scales.lots(cmd.amount) if cmd.side == Side.ASK else scales.money(cmd.amount)
         # SPEC: the risk limits a market order can be held to before it matches: an
-        # ask's amount step; a bid's spend (its value) against the notional limits.
-        if cmd.side == Side.ASK and amount % scales.lots(market.amount_step) != 0:
-            return Outcome(Result.AMOUNT_NOT_ON_STEP)
-        if cmd.side == Side.BID:
-            refusal = notional_refusal(book, amount)
-            if refusal is not None:
-                return Outcome(refusal)
+        # ask's amount (step, max_order_amount); a bid's spend (its value) against the
+        # notional limits. Then the user's own, the same way.
+        if cmd.side == Side.ASK:
+            refusal = amount_refusal(book, amount) or self._user_refusal(
+                book, cmd.user, amount, None
+            )
+        else:
+            refusal = notional_refusal(book, amount) or self._user_refusal(
+                book, cmd.user, None, amount
+            )
+        if refusal is not None:
+            return Outcome(refusal)
         if amount > self._available(cmd.user, give_asset(market, cmd.side)):
             return Outcome(Result.BALANCE_NOT_ENOUGH)
         best = book.opposite(cmd.side).best()
@@ -341,6 +355,7 @@ class ReferenceEngine(QuoteCommands):
             and (not value or market.min_notional <= value),
             RiskLimit.MAX_OPEN_ORDERS: 0 <= value <= market.max_orders,
             RiskLimit.PRICE_BAND: 0 <= value < PRICE_BAND_DEN,
+            RiskLimit.MAX_ORDER_AMOUNT: 0 <= value <= market.max_amount,
         }[which]
         if not ok:
             return Outcome(Result.INVALID_ARGUMENT)
@@ -356,6 +371,43 @@ class ReferenceEngine(QuoteCommands):
             reason=int(which),
             amount=old,
             left=value,
+        )
+        return Outcome(Result.OK)
+
+    def _set_user_limit(self, cmd: RefCommand) -> Outcome:
+        """USER_LIMIT (docs/engine.md, "User risk limits")."""
+        if not 0 <= cmd.user <= MAX_USER_ID:
+            return Outcome(Result.INVALID_ARGUMENT)
+        if not 0 <= cmd.market < len(self._books):
+            return Outcome(Result.UNKNOWN_MARKET)
+        if cmd.user == self.config.fee_user:
+            return Outcome(Result.FEE_ACCOUNT_CANNOT_TRADE)
+        # column in the table's row, and the largest value the limit may take
+        ranges = {
+            RiskLimit.MAX_ORDER_AMOUNT: (0, self._books[cmd.market].market.max_amount),
+            RiskLimit.MAX_NOTIONAL: (1, MAX_SUPPLY_UNITS),
+        }
+        if cmd.side not in ranges:
+            return Outcome(Result.INVALID_ARGUMENT)
+        column, top = ranges[RiskLimit(cmd.side)]
+        if not 0 <= cmd.amount <= top:
+            return Outcome(Result.INVALID_ARGUMENT)
+        key = (cmd.user, cmd.market)
+        row = self._user_limits.get(key)
+        old = 0 if row is None else row[column]
+        if cmd.amount == old:  # SPEC: no change: OK without a seq, no pair is added
+            return Outcome(Result.OK)
+        if row is None and len(self._user_limits) >= self.config.max_user_limits:
+            return Outcome(Result.USER_LIMIT_TABLE_FULL)
+        self._seq += 1
+        self._user_limits.setdefault(key, [0, 0])[column] = cmd.amount
+        self._emit(
+            kind=EventKind.USER_LIMIT,
+            user=cmd.user,
+            market=cmd.market,
+            reason=cmd.side,
+            amount=old,
+            left=cmd.amount,
         )
         return Outcome(Result.OK)
 
@@ -404,9 +456,11 @@ class ReferenceEngine(QuoteCommands):
             return Outcome(refusal)
         if not (1 <= cmd.price <= market.max_price and 1 <= cmd.amount <= market.max_amount):
             return Outcome(Result.INVALID_ARGUMENT)
-        # SPEC: a replace is held to the risk limits at its new price and left, before
-        # the order is looked up.
-        refusal = risk_refusal(book, scales.price(cmd.price), scales.lots(cmd.amount))
+        # SPEC: a replace is held to the risk limits (the market's, then its user's) at
+        # its new price and left, before the order is looked up.
+        refusal = self._order_refusal(
+            book, cmd.user, scales.price(cmd.price), scales.lots(cmd.amount)
+        )
         if refusal is not None:
             return Outcome(refusal)
         order = book.index.get(cmd.order_id)

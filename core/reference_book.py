@@ -467,9 +467,21 @@ def risk_refusal(book: MarketBook, price: Decimal, amount: Decimal) -> Result | 
     market, scales = book.market, book.scales
     if price % scales.price(market.price_step) != 0:
         return Result.PRICE_NOT_ON_STEP
+    refusal = amount_refusal(book, amount)
+    if refusal is not None:
+        return refusal
+    return notional_refusal(book, price * amount)
+
+
+def amount_refusal(book: MarketBook, amount: Decimal) -> Result | None:
+    """``amount`` (stock) against the market's amount_step, then its max_order_amount
+    (the limits a market ask is held to as well)."""
+    market, scales = book.market, book.scales
     if amount % scales.lots(market.amount_step) != 0:
         return Result.AMOUNT_NOT_ON_STEP
-    return notional_refusal(book, price * amount)
+    if market.max_order_amount and amount > scales.lots(market.max_order_amount):
+        return Result.AMOUNT_TOO_LARGE
+    return None
 
 
 def outside_band(book: MarketBook, price: Decimal) -> bool:

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from core.reference_book import MarketBook, RefOrder, give_asset, outside_band, risk_refusal
+from core.reference_book import MarketBook, RefOrder, give_asset, outside_band
 from core.reference_command import SIDES, Outcome, RefCommand, _source_ok
 from core.reference_state import ReferenceState
 from core.schema import (
@@ -141,11 +141,12 @@ class QuoteCommands(ReferenceState):
         return None
 
     def _level_limits(self, head: RefCommand, levels: list[QuoteLevel]) -> Result | None:
-        """Check 4: each level's risk limits, then its minimum amount."""
+        """Check 4: each level's risk limits (the market's, then the user's), then its
+        minimum amount."""
         book = self._books[head.market]
         for level in levels:
             price, amount = book.scales.price(level.price), book.scales.lots(level.amount)
-            refusal = risk_refusal(book, price, amount)
+            refusal = self._order_refusal(book, head.user, price, amount)
             if refusal is not None:
                 return refusal
             if amount < book.scales.min_amount:

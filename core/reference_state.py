@@ -26,6 +26,7 @@ from core.reference_book import (
     exact_units,
     give_asset,
     order_ints,
+    risk_refusal,
 )
 from core.reference_command import SIDES
 from core.schema import (
@@ -35,12 +36,14 @@ from core.schema import (
     EventKind,
     FinishReason,
     MarketStatus,
+    Result,
     UserStatus,
 )
 from core.statehash import (
     CANON_BALANCE_DTYPE,
     CANON_CLIENT_ID_DTYPE,
     CANON_ORDER_DTYPE,
+    CANON_USER_LIMIT_DTYPE,
     CANON_USER_STATUS_DTYPE,
     state_hash,
 )
@@ -69,6 +72,10 @@ class ReferenceState:
         self._market_status = [MarketStatus.OPEN for _ in config.markets]
         #: The users whose status is not ACTIVE.
         self._user_status: dict[int, UserStatus] = {}
+        #: (user, market) -> [max_order_amount lots, max_notional money units], 0: none.
+        #: A pair stays once set, also when both are set back to 0 (docs/engine.md,
+        #: "User risk limits").
+        self._user_limits: dict[tuple[int, int], list[int]] = {}
         self._events: list[Event] = []
         self._ts_ns = 0
 
@@ -111,6 +118,32 @@ class ReferenceState:
             deal_fee=exact_units(d_frozen, prec),
             ctime_ns=ctime_ns,
         )
+
+    def _user_refusal(
+        self, book: MarketBook, user: int, amount: Decimal | None, value: Decimal | None
+    ) -> Result | None:
+        """The user's own limits in ``book``'s market: ``amount`` (stock; None for a
+        market bid) against max_order_amount, then ``value`` (money; None for a market
+        ask) against max_notional; None if within them (or none is set)."""
+        limits = self._user_limits.get((user, book.market.index))
+        if limits is None:
+            return None
+        most, high = limits
+        if amount is not None and most and amount > book.scales.lots(most):
+            return Result.USER_AMOUNT_TOO_LARGE
+        if value is not None and high and value > book.scales.money(high):
+            return Result.USER_NOTIONAL_TOO_LARGE
+        return None
+
+    def _order_refusal(
+        self, book: MarketBook, user: int, price: Decimal, amount: Decimal
+    ) -> Result | None:
+        """The market's risk limits, then the user's own, for ``amount`` stock at
+        ``price`` (a limit order, a replace's new price and left, a quote level)."""
+        refusal = risk_refusal(book, price, amount)
+        if refusal is not None:
+            return refusal
+        return self._user_refusal(book, user, amount, price * amount)
 
     def _emit(self, **fields: int | bytes) -> None:
         fields["seq"] = self._seq
@@ -177,6 +210,12 @@ class ReferenceState:
     def user_status(self, user: int) -> UserStatus:
         """The user's status (ACTIVE for a user without one)."""
         return self._user_status.get(user, UserStatus.ACTIVE)
+
+    def user_limits(self, user: int, market: int) -> tuple[int, int]:
+        """``(max_order_amount lots, max_notional money units)`` of the user in the
+        market (0: none); (0, 0) for a pair without limits or out of range."""
+        limits = self._user_limits.get((user, market))
+        return (0, 0) if limits is None else (limits[0], limits[1])
 
     def balance(self, user: int, asset: int) -> tuple[int, int]:
         """``(available, frozen)`` in units; (0, 0) for an unknown user or asset."""
@@ -296,7 +335,8 @@ class ReferenceState:
 
     def canonical_state(self) -> tuple[np.ndarray, ...]:
         """(counters, supply, balances, key digests, orders, client ids, market
-        status, user status, last prices, market limits) as ``state_hash`` takes them."""
+        status, user status, last prices, market limits, user limits) as
+        ``state_hash`` takes them."""
         with localcontext(EXACT):
             counters = np.array([self._seq, self._order_id, self._deal_id], dtype="<i8")
             precs = [a.prec for a in self.config.assets]
@@ -343,9 +383,19 @@ class ReferenceState:
                 [[getattr(book.market, name) for name in LIMIT_NAMES] for book in self._books],
                 dtype="<i8",
             ).reshape(-1, len(LIMIT_NAMES))
+            # SPEC: every pair in the table, also one whose limits are both 0 again.
+            user_limits = np.array(
+                sorted(
+                    (user, market, *values) for (user, market), values in self._user_limits.items()
+                ),
+                dtype="<i8",
+            ).reshape(-1, 4)
+            canon_limits = np.zeros(len(user_limits), dtype=CANON_USER_LIMIT_DTYPE)
+            for j, name in enumerate(CANON_USER_LIMIT_DTYPE.names or ()):
+                canon_limits[name] = user_limits[:, j]
         return (
             counters, supply, balances, keys, orders, canon_ids, markets, canon_users, last,
-            limits,
+            limits, canon_limits,
         )  # fmt: skip
 
     def _canon_order(self, out: np.ndarray, i: int, order: RefOrder) -> None:
@@ -388,6 +438,20 @@ class ReferenceState:
             problems.append(f"{len(self._client_ids)} client order ids > max_client_ids")
         if any(user not in self._accounts for user in self._user_status):
             problems.append("a user with a status has no account")
+        return problems + self._check_user_limits()
+
+    def _check_user_limits(self) -> list[str]:
+        problems = []
+        if len(self._user_limits) > self.config.max_user_limits:
+            problems.append(f"{len(self._user_limits)} user limit pairs > max_user_limits")
+        for (user, market), (most, high) in self._user_limits.items():
+            if (
+                user == self.config.fee_user
+                or not 0 <= market < len(self._books)
+                or not 0 <= most <= self._books[market].market.max_amount
+                or not 0 <= high <= MAX_SUPPLY_UNITS
+            ):
+                problems.append(f"user {user} market {market}: user limits out of range")
         return problems
 
     def _check_balances(self) -> list[str]:

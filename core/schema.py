@@ -98,6 +98,9 @@ class CommandKind(IntEnum):
     #: that follow it in the batch; together they are one command.
     QUOTE = 11
     QUOTE_LEVEL = 12  #: one level of the QUOTE before it: ``side``, ``price``, ``amount``
+    #: Set the user's risk limit ``side`` (RiskLimit MAX_NOTIONAL or MAX_ORDER_AMOUNT)
+    #: in ``market`` to ``amount`` (docs/engine.md, "User risk limits"); an admin key's.
+    USER_LIMIT = 13
 
 
 class EventKind(IntEnum):
@@ -110,6 +113,8 @@ class EventKind(IntEnum):
     USER_STATUS = 7  #: a user's status changed (``reason`` new, ``amount`` old)
     MARKET_LIMIT = 8  #: a market's risk limit changed (``reason`` which, ``amount`` old,
     #: ``left`` new)
+    USER_LIMIT = 9  #: a user's risk limit in a market changed (``user``, ``market``,
+    #: ``reason`` which, ``amount`` old, ``left`` new)
 
 
 class MarketStatus(IntEnum):
@@ -131,6 +136,7 @@ class RiskLimit(IntEnum):
     MAX_NOTIONAL = 4  #: money units
     MAX_OPEN_ORDERS = 5  #: resting orders per user
     PRICE_BAND = 6  #: millionths of the last deal price
+    MAX_ORDER_AMOUNT = 7  #: lots
 
 
 class UserStatus(IntEnum):
@@ -192,6 +198,11 @@ class Result(IntEnum):
     USER_BLOCKED = 2012
     #: A limit price too far from the market's last price (its ``price_band``).
     PRICE_OUTSIDE_BAND = 2013
+    #: An order of more lots than the market's ``max_order_amount``.
+    AMOUNT_TOO_LARGE = 2014
+    #: The user's own risk limits in the market (docs/engine.md, "User risk limits").
+    USER_AMOUNT_TOO_LARGE = 2015
+    USER_NOTIONAL_TOO_LARGE = 2016
     AMOUNT_TOO_SMALL = 3001
     NO_ENOUGH_TRADER = 3002
     ORDER_NOT_FOUND = 3003
@@ -208,6 +219,8 @@ class Result(IntEnum):
     NOT_PRIMARY = 9005  #: this engine is a standby (or a deposed primary): it takes no writes
     TOO_FEW_REPLICAS = 9006  #: sync replication: fewer replicas than it needs are following
     CLIENT_ID_TABLE_FULL = 9007  #: the table of client order ids holds ``max_client_ids``
+    #: USER_LIMIT: the user risk limit table holds ``max_user_limits`` (user, market) pairs
+    USER_LIMIT_TABLE_FULL = 9008
 
 
 MESSAGES: dict[Result, str] = {
@@ -232,6 +245,9 @@ MESSAGES: dict[Result, str] = {
     Result.USER_BLOCKED: "user blocked: only cancels are taken",
     Result.PRICE_OUTSIDE_BAND: "invalid argument: price outside the price band around the "
     "last price",
+    Result.AMOUNT_TOO_LARGE: "invalid argument: amount above max_order_amount",
+    Result.USER_AMOUNT_TOO_LARGE: "invalid argument: amount above the user's max_order_amount",
+    Result.USER_NOTIONAL_TOO_LARGE: "invalid argument: order value above the user's max_notional",
     Result.AMOUNT_TOO_SMALL: "amount too small",
     Result.NO_ENOUGH_TRADER: "no enough trader",
     Result.ORDER_NOT_FOUND: "order not found",
@@ -248,6 +264,7 @@ MESSAGES: dict[Result, str] = {
     Result.NOT_PRIMARY: "service unavailable: this engine is not the primary",
     Result.TOO_FEW_REPLICAS: "service unavailable: too few replicas are following",
     Result.CLIENT_ID_TABLE_FULL: "service unavailable: client order id table full",
+    Result.USER_LIMIT_TABLE_FULL: "service unavailable: user risk limit table full",
 }
 
 #: ViaBTC's generic codes.
@@ -263,6 +280,7 @@ UNAVAILABLE: tuple[Result, ...] = (
     Result.NOT_PRIMARY,
     Result.TOO_FEW_REPLICAS,
     Result.CLIENT_ID_TABLE_FULL,
+    Result.USER_LIMIT_TABLE_FULL,
 )
 
 #: (ViaBTC method, Result) -> ViaBTC error code, where ViaBTC has the case.
@@ -286,7 +304,7 @@ def viabtc_code(method: str, result: Result) -> int:
     """Map an engine result to the code a ViaBTC client expects for ``method``.
 
     Codes ViaBTC does not have map to the generic class: 1xxx/2xxx/3xxx to 1
-    (invalid argument) unless listed, 9002-9007 to 3, anything else in 9xxx to 2.
+    (invalid argument) unless listed, 9002-9008 to 3, anything else in 9xxx to 2.
     """
     if result == Result.OK:
         return 0
@@ -311,7 +329,7 @@ def viabtc_code(method: str, result: Result) -> int:
 #: 8      user          i8     user id, 0..MAX_USER_ID
 #: 16     price         i8     ticks; limit price (PUT_LIMIT, REPLACE)
 #: 24     amount        i8     lots; market buy: units of money; REPLACE: new ``left``;
-#:                              MARKET_STATUS, USER_STATUS, MARKET_LIMIT: the new
+#:                              MARKET_STATUS, USER_STATUS, *_LIMIT: the new
 #:                              status or value
 #: 32     order_id      i8     CANCEL, REPLACE: the order; PUT_*: the client's id of
 #:                              the new order (``client_id``, 1..2**63-1; 0 = none)
@@ -320,7 +338,7 @@ def viabtc_code(method: str, result: Result) -> int:
 #: 48     market        i2     market index (config order)
 #: 50     kind          i1     CommandKind
 #: 51     side          i1     Side; CANCEL_ALL, CANCEL_MARKET: 0 = both sides;
-#:                              MARKET_LIMIT: the RiskLimit
+#:                              *_LIMIT: the RiskLimit
 #: 52     tif           i1     TimeInForce
 #: 53     stp           i1     StpMode
 #: 54     flags         i1     OrderFlag bits
@@ -436,12 +454,12 @@ PROVISIONAL_ID_BASE = 1 << 61
 #: 8      ts_ns        i8     that command's time
 #: 16     order_id     i8     ORDER_*: the order; DEAL: taker order; BALANCE: order or 0
 #: 24     user         i8     ORDER_*: owner; DEAL: taker user; BALANCE: account user;
-#:                            USER_STATUS: the user (MARKET_STATUS: 0)
+#:                            USER_STATUS, USER_LIMIT: the user (MARKET_*: 0)
 #: 32     price        i8     ORDER_*: limit price (0 for market); DEAL: deal price
 #: 40     amount       i8     ORDER_*: amount (lots; market buy: money units); DEAL: lots;
-#:                            *_STATUS, MARKET_LIMIT: the status or value before
+#:                            *_STATUS, *_LIMIT: the status or value before
 #: 48     left         i8     ORDER_*: lots left (market buy: money); BALANCE: available after;
-#:                            MARKET_LIMIT: the value after
+#:                            *_LIMIT: the value after
 #: 56     deal_stock   i8     ORDER_*: lots filled; BALANCE: frozen after
 #: 64     deal_money   i8     ORDER_*: money units filled; DEAL: deal money; BALANCE: change
 #:                            of available
@@ -458,7 +476,7 @@ PROVISIONAL_ID_BASE = 1 << 61
 #: 130    asset        i2     BALANCE: asset index
 #: 132    kind         i1     EventKind
 #: 133    reason       i1     ORDER_FINISH: FinishReason; BALANCE: Business; *_STATUS:
-#:                            the new status; MARKET_LIMIT: the RiskLimit
+#:                            the new status; *_LIMIT: the RiskLimit
 #: 134    side         i1     ORDER_*: side; DEAL: taker side
 #: 135    otype        i1     ORDER_*: OrderType
 #: 136    tif          i1     ORDER_*: TimeInForce
@@ -634,4 +652,5 @@ COUNTER_DEAL_ID = 2
 COUNTER_ACCOUNTS = 3  #: accounts in use (numba engine)
 COUNTER_KEYS = 4  #: update keys in use (numba engine)
 COUNTER_CLIENT_IDS = 5  #: client order ids in use (numba engine)
+COUNTER_USER_LIMITS = 6  #: (user, market) pairs in the user risk limit table (numba engine)
 COUNTERS_LENGTH = 8

@@ -10,7 +10,7 @@ from hashlib import blake2b
 
 import numpy as np
 
-STATE_HASH_VERSION = b"matchd-state-v3"
+STATE_HASH_VERSION = b"matchd-state-v4"
 
 CANON_BALANCE_DTYPE = np.dtype(
     [("user", "<i8"), ("asset", "<i8"), ("available", "<i8"), ("frozen", "<i8")]
@@ -19,6 +19,10 @@ CANON_BALANCE_DTYPE = np.dtype(
 CANON_CLIENT_ID_DTYPE = np.dtype([("user", "<i8"), ("client_id", "<i8"), ("order_id", "<i8")])
 #: Users whose status is not ACTIVE, sorted by user.
 CANON_USER_STATUS_DTYPE = np.dtype([("user", "<i8"), ("status", "<i8")])
+#: Every (user, market) pair in the user risk limit table, sorted by (user, market).
+CANON_USER_LIMIT_DTYPE = np.dtype(
+    [("user", "<i8"), ("market", "<i8"), ("max_order_amount", "<i8"), ("max_notional", "<i8")]
+)
 #: Resting orders, market by market, asks then bids, in priority order.
 CANON_ORDER_DTYPE = np.dtype(
     [
@@ -55,6 +59,7 @@ def state_hash(
     user_status: np.ndarray,
     last_price: np.ndarray,
     market_limits: np.ndarray,
+    user_limits: np.ndarray,
 ) -> str:
     """BLAKE2b-128 (hex) over the canonical sections.
 
@@ -65,7 +70,9 @@ def state_hash(
     by (user, client_id); ``market_status``: int64 per market (MarketStatus);
     ``user_status``: CANON_USER_STATUS_DTYPE of the users not ACTIVE, sorted by user;
     ``last_price``: int64 per market, the ticks of its last deal (0: none);
-    ``market_limits``: int64 [markets, 6], each market's risk limits in RiskLimit order.
+    ``market_limits``: int64 [markets, 7], each market's risk limits in RiskLimit order;
+    ``user_limits``: CANON_USER_LIMIT_DTYPE, every pair of the user risk limit table,
+    sorted by (user, market).
     """
     h = blake2b(digest_size=16)
     h.update(STATE_HASH_VERSION)
@@ -80,6 +87,7 @@ def state_hash(
         ("user_status", np.ascontiguousarray(user_status, dtype=CANON_USER_STATUS_DTYPE)),
         ("last_price", np.ascontiguousarray(last_price, dtype="<i8")),
         ("market_limits", np.ascontiguousarray(market_limits, dtype="<i8")),
+        ("user_limits", np.ascontiguousarray(user_limits, dtype=CANON_USER_LIMIT_DTYPE)),
     ):
         data = arr.tobytes()
         h.update(name.encode())

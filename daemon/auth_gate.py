@@ -45,8 +45,8 @@ REFUSAL_LOG_INTERVAL_S: Final = 10.0
 _NS_PER_S: Final = 1_000_000_000
 #: The order commands: the only kinds a trade key may send (a mass quote's two kinds
 #: are a trading command of its user, like a put). The market operations
-#: (MARKET_STATUS, USER_STATUS, CANCEL_MARKET, MARKET_LIMIT) need an admin key, as
-#: their calls do.
+#: (MARKET_STATUS, USER_STATUS, CANCEL_MARKET, MARKET_LIMIT, USER_LIMIT) need an
+#: admin key, as their calls do.
 _ORDER_KINDS: Final = frozenset(
     (
         CommandKind.PUT_LIMIT,
@@ -69,6 +69,7 @@ _ADMIN_KINDS: Final = frozenset(
         CommandKind.USER_STATUS,
         CommandKind.CANCEL_MARKET,
         CommandKind.MARKET_LIMIT,
+        CommandKind.USER_LIMIT,
     )
 )
 
@@ -141,6 +142,7 @@ CALL_ACCESS: Final[dict[type[wire.Call], Access]] = {
     **dict.fromkeys(wire.ORDER_CALLS, Access.ORDER),
     wire.BalanceQuery: Access.USER,
     wire.OrderPending: Access.USER,
+    wire.UserLimitsCall: Access.USER,  # a user may know the limits it is held to
     wire.OrderDetail: Access.PUBLIC,  # a resting order, as order.book shows it
     wire.OrderBook: Access.PUBLIC,
     wire.OrderDepth: Access.PUBLIC,
@@ -150,13 +152,13 @@ CALL_ACCESS: Final[dict[type[wire.Call], Access]] = {
     wire.AssetSummaryCall: Access.PUBLIC,
     wire.ServerStatus: Access.PUBLIC,
     wire.BalanceUpdate: Access.ADMIN,
-    **dict.fromkeys(wire.ADMIN_CALLS, Access.ADMIN),  # market and user status, limits
+    **dict.fromkeys(wire.ADMIN_CALLS, Access.ADMIN),  # market and user status and limits
     wire.ServerSnapshot: Access.ADMIN,
     wire.ServerPromote: Access.ADMIN,
 }
 _USER_CALLS: Final = (
     wire.PutLimit, wire.PutMarket, wire.Cancel, wire.Replace, wire.CancelAll, wire.Quote,
-    wire.BalanceQuery, wire.OrderPending,
+    wire.BalanceQuery, wire.OrderPending, wire.UserLimitsCall,
 )  # fmt: skip
 
 

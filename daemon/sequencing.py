@@ -35,11 +35,12 @@ rules:
   settlement, when the order gets its real id. A new client id while the new orders
   in flight might fill the table waits as above: the table's count at its place in
   history is known only once they are settled.
-* **Status and limit changes alone.** MARKET_STATUS, USER_STATUS and MARKET_LIMIT
-  change what the halves refuse, and have no book half: each waits until nothing is
-  out (nothing else is dispatched meanwhile), then runs and settles here, in its
-  place; a limit change is handed to the market's worker too (WORK_LIMIT), ahead of
-  its next work.
+* **Status and limit changes alone.** MARKET_STATUS, USER_STATUS, MARKET_LIMIT and
+  USER_LIMIT change what the halves refuse, and have no book half: each waits until
+  nothing is out (nothing else is dispatched meanwhile), then runs and settles here,
+  in its place; a market's limit change is handed to the market's worker too
+  (WORK_LIMIT), ahead of its next work (a user's limits are the account half's
+  alone).
 * **Provisional ids.** A new order rests in its worker under ``PROVISIONAL_ID_BASE +
   dispatch``; at settlement it gets its real id, the events are named
   (``ledger.name_orders``), and the worker is sent a rename ahead of its next work.
@@ -76,6 +77,7 @@ from core.kernels.client_ids import record_put
 from core.kernels.ledger import name_orders, settle
 from core.kernels.limits import limit_command
 from core.kernels.quote import MAX_GROUP_LEVELS, group_levels
+from core.kernels.user_limits import user_limit_command
 from core.schema import (
     COMMAND_DTYPE,
     COUNTER_CLIENT_IDS,
@@ -96,6 +98,9 @@ _NEW_ORDER = (int(CommandKind.PUT_LIMIT), int(CommandKind.PUT_MARKET))
 _NAMES_ORDER = (int(CommandKind.CANCEL), int(CommandKind.REPLACE))
 _STATUS = (int(CommandKind.MARKET_STATUS), int(CommandKind.USER_STATUS))
 _LIMIT = int(CommandKind.MARKET_LIMIT)
+_USER_LIMIT = int(CommandKind.USER_LIMIT)
+#: Run here alone, with nothing out (``_change``).
+_ALONE = (*_STATUS, _LIMIT, _USER_LIMIT)
 _QUOTE = int(CommandKind.QUOTE)
 _QUOTE_LEVEL = int(CommandKind.QUOTE_LEVEL)
 _NO_EVENTS = np.zeros(0, dtype=EVENT_DTYPE)
@@ -250,6 +255,8 @@ class Sequencing:
         status_command(state.accounts, state.counters, nothing, events, 0, 0)
         nothing["kind"] = CommandKind.MARKET_LIMIT
         limit_command(state.mparams, nothing, events, 0)
+        nothing["kind"] = CommandKind.USER_LIMIT
+        user_limit_command(state.accounts, state.counters, state.mparams, nothing, events, 0, 0, 0)
         group_levels(nothing, 0)  # not a QUOTE: -1
 
     @property
@@ -344,10 +351,10 @@ class Sequencing:
         state = self._state
         cmd = w.cmd
         kind = int(cmd["kind"][0])
-        if kind in _STATUS or kind == _LIMIT:
+        if kind in _ALONE:
             if self._wait_alone(w):
                 return False
-            answers.append(self._set_limit(w) if kind == _LIMIT else self._set_status(w))
+            answers.append(self._change(w, kind))
             return True
         if kind == _QUOTE and len(w.levels) == int(cmd["amount"][0]):  # a whole group
             if self._wait_alone(w):
@@ -394,6 +401,31 @@ class Sequencing:
             self._barrier = w
         self._waited += 1
         return True
+
+    def _change(self, w: _Waiting, kind: int) -> Answer:
+        """Run a status or limit change with nothing out."""
+        if kind == _LIMIT:
+            return self._set_limit(w)
+        if kind == _USER_LIMIT:
+            return self._set_user_limit(w)
+        return self._set_status(w)
+
+    def _set_user_limit(self, w: _Waiting) -> Answer:
+        """Run a USER_LIMIT with nothing out: the account half of what follows sees
+        it, and no worker needs it."""
+        state = self._state
+        events = np.zeros(1, dtype=EVENT_DTYPE)
+        code, n = user_limit_command(
+            state.accounts,
+            state.counters,
+            state.mparams,
+            w.cmd,
+            events,
+            len(self.config.markets),
+            self.config.fee_user,
+            self.config.max_user_limits,
+        )
+        return self._took_place(w, int(code), events[:n])
 
     def _set_status(self, w: _Waiting) -> Answer:
         """Run a MARKET_STATUS or USER_STATUS with nothing out: it takes its place in

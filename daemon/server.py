@@ -679,6 +679,12 @@ class Server:
             out.append(wire.MarketInfo.from_market(now or m, engine.market_status(m.index)))
         return out
 
+    def _user_limits(self, call: wire.UserLimitsCall) -> wire.UserLimits:
+        """The user's own risk limits in the market (the account half checks puts
+        against them: this process's engine has them)."""
+        most, notional = self.journal.engine.user_limits(call.user, call.market)
+        return wire.UserLimits(call.user, call.market, most, notional)
+
     def _assets(self, call: wire.AssetList) -> list[wire.AssetInfo]:
         return [wire.AssetInfo.from_asset(a) for a in self.journal.engine.config.assets]
 
@@ -881,6 +887,7 @@ _QUERIES: dict[type[wire.Call], Callable[[Server, Any], Any]] = {
     wire.OrderBook: Server._book,
     wire.OrderDepth: Server._depth,
     wire.MarketList: Server._markets,
+    wire.UserLimitsCall: Server._user_limits,
     wire.AssetList: Server._assets,
     wire.MarketSummaryCall: Server._market_summaries,
     wire.AssetSummaryCall: Server._asset_summaries,

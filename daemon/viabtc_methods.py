@@ -3,8 +3,9 @@ order.quote, the mass quote of ``daemon.viabtc_quote``) over matchd's backends: 
 engine (ZeroMQ calls), the feed (market.*) and the MySQL history (readhistory's
 methods). The HTTP and WebSocket gateways share it. The HTTP
 gateway also serves matchd's market operations (``ADMIN_METHODS``: halt, resume and
-delist a market, block and unblock a user, set a market's risk limit;
-docs/gateways.md), compositions of the engine's admin calls (``ipc.market_ops``).
+delist a market, block and unblock a user, set a market's risk limit or a user's own,
+the latter in ``daemon.viabtc_user_limit``; docs/gateways.md), compositions of the
+engine's admin calls (``ipc.market_ops``).
 
 ``ViabtcMethods.call(method, params)`` checks the parameters as ViaBTC does
 (``core.viabtc_codec``, ``persistence.history_queries``; the feed checks its own),
@@ -33,6 +34,7 @@ from core.schema import COMMAND_DTYPE, MESSAGES, CommandKind, Result, RiskLimit
 from core.viabtc_codec import ViabtcCodec, argument_failure, fail
 from core.views import AssetSummary, MarketSummary, OrderView
 from daemon import viabtc_quote as quote
+from daemon import viabtc_user_limit as user_limit
 from daemon.gateway_links import (
     BackendBusy,
     BackendError,
@@ -135,6 +137,7 @@ _ARITY: Final[dict[str, int | tuple[int, int] | None]] = {
     "user.block": 1,
     "user.unblock": 1,
     "market.set_limit": 3,
+    "user.set_limit": user_limit.PARAMS,  # daemon.viabtc_user_limit
 }
 #: matchd's market operations: each changes what a whole market or a user may do
 #: (docs/gateways.md, "Market operations"). Only the HTTP gateway serves them; the
@@ -147,6 +150,7 @@ ADMIN_METHODS: Final = frozenset(
         "user.block",
         "user.unblock",
         "market.set_limit",
+        "user.set_limit",
     )
 )
 #: ViaBTC's methods (the 23 of accesshttp) and matchd's additions (order.replace,
@@ -531,6 +535,11 @@ class ViabtcMethods:
             return _engine_error("market.set_limit", wire.Reply(exc.code, exc.message))
         return Answer(None, {"status": "success"})
 
+    async def user_set_limit(self, params: list[Any]) -> Answer:
+        """user.set_limit ``[user_id, market, limit, value]`` (``daemon.viabtc_user_limit``):
+        set one of the user's own risk limits in the market; ``{"status": "success"}``."""
+        return await self._operate(user_limit.METHOD, user_limit.set_user_limit(self.codec, params))
+
     async def _notional_conflict(
         self, market: int, which: RiskLimit, units: int, prec: int
     ) -> str | None:
@@ -642,6 +651,8 @@ def _operation(method: str) -> _Handler:
     return handler
 
 
+#: The admin methods with handlers of their own (the others are ``_operation``'s).
+_LIMIT_METHODS: Final = frozenset(("market.set_limit", "user.set_limit"))
 _HANDLERS: Final[dict[str, _Handler]] = {
     "balance.query": ViabtcMethods.balance_query,
     "balance.update": ViabtcMethods.balance_update,
@@ -660,8 +671,9 @@ _HANDLERS: Final[dict[str, _Handler]] = {
     "market.user_deals": ViabtcMethods.market_user_deals,
     "market.list": ViabtcMethods.market_list,
     "market.summary": ViabtcMethods.market_summary,
-    **{method: _operation(method) for method in ADMIN_METHODS - {"market.set_limit"}},
+    **{method: _operation(method) for method in ADMIN_METHODS - _LIMIT_METHODS},
     "market.set_limit": ViabtcMethods.market_set_limit,
+    "user.set_limit": ViabtcMethods.user_set_limit,
 }
 
 

@@ -12,7 +12,8 @@
 
 CANCEL_MARKET's events are ordinary ``ORDER_FINISH`` and ``BALANCE`` events, so each
 owner of a cancelled order gets its finish and its balance as after any cancel; the
-``MARKET_STATUS`` and ``USER_STATUS`` events make no message here.
+``MARKET_STATUS``, ``USER_STATUS``, ``MARKET_LIMIT`` and ``USER_LIMIT`` events make no
+message here.
 
 They are built only for the users someone subscribed to: the feed's XPUB hands up
 every new subscription prefix and every one no subscriber holds any longer

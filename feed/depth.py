@@ -24,7 +24,8 @@ tests/unit/feed/test_depth.py holds ``DepthBook`` to ``Engine.depth``):
   that does not rest is normal and changes nothing. A resting order never expires.
 * ``DEAL`` and ``BALANCE`` events change no depth: a fill of a maker is also its
   ``ORDER_UPDATE`` or ``ORDER_FINISH``. Nor do ``MARKET_STATUS`` and ``USER_STATUS``
-  (a halted market's orders stay; orders leave the book only by ``ORDER_FINISH``).
+  (a halted market's orders stay; orders leave the book only by ``ORDER_FINISH``),
+  nor ``MARKET_LIMIT`` and ``USER_LIMIT`` (a new limit holds for later orders only).
 
 So the depth is exact at record boundaries (inside a replace's events the order still
 counts at its old price until its final event): ``apply`` whole records. Order ids in

@@ -11,8 +11,9 @@ read; ``now`` (Unix seconds) is the caller's clock, so that answers are reproduc
 It also keeps each market's trading status (``core.schema.MarketStatus``: open,
 halted, delisted) from the ``MARKET_STATUS`` events, with the log sequence and time
 of the change that set it (``trading_status``); every other event (orders, balances,
-``USER_STATUS``) is ignored. A status event of an unknown market or with an unknown
-status is counted (``status_rejected``) and skipped, never raised.
+``USER_STATUS``, ``MARKET_LIMIT``, ``USER_LIMIT``) is ignored. A status event of an
+unknown market or with an unknown status is counted (``status_rejected``) and
+skipped, never raised.
 
 Errors are ``MarketDataError`` with ViaBTC's code 1 (invalid argument) and a message
 that says which argument and why.

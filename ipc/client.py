@@ -1,7 +1,7 @@
 """The Python client SDK of the ZeroMQ order entry (docs/protocol.md, "Client SDK").
 
 ``Client`` is the blocking client; ``ipc.client_async.AsyncClient`` has the same API
-on asyncio. Both speak wire version 3 over one DEALER socket:
+on asyncio. Both speak wire version 4 over one DEALER socket:
 
 - ``submit(commands)`` sends a numpy batch of ``COMMAND_DTYPE`` records as one
   COMMANDS frame and returns ``(results, events)``; ``call(*calls)`` sends msgpack
@@ -90,6 +90,8 @@ from ipc.wire import (
     ServerStatus,
     SnapshotDone,
     Status,
+    UserLimits,
+    UserLimitsCall,
     WireLimits,
     quote_call,
 )
@@ -349,6 +351,19 @@ class Client:
         limit); ``seq`` is 0 if it already was. ``ipc.market_limits.limit_value``
         converts decimal text."""
         return self._run(ops.set_market_limit(market, limit, value))
+
+    def set_user_limit(
+        self, user: int, market: int, limit: RiskLimit | int | str, value: int
+    ) -> CommandDone:
+        """Set ``user``'s own risk limit ``limit`` in ``market`` (admin;
+        "max_order_amount" in lots or "max_notional" in money units, or their
+        ``RiskLimit``) to ``value``, 0 for none; ``seq`` is 0 if it already was. The
+        user's limits tighten the market's (docs/engine.md, "User risk limits")."""
+        return self._run(ops.set_user_limit(user, market, limit, value))
+
+    def user_limits(self, user: int, market: int) -> UserLimits:
+        """``user``'s own risk limits in ``market`` as they are now (all 0: none)."""
+        return cast(UserLimits, self._one(UserLimitsCall(user, market)))
 
     def cancel_market_orders(self, market: int, side: int = 0) -> CommandDone:
         """Cancel resting orders of every user in ``market`` (admin; side 0 both, 1

@@ -70,6 +70,8 @@ from ipc.wire import (
     ServerStatus,
     SnapshotDone,
     Status,
+    UserLimits,
+    UserLimitsCall,
     WireLimits,
     quote_call,
 )
@@ -300,6 +302,19 @@ class AsyncClient:
         limit); ``seq`` is 0 if it already was. ``ipc.market_limits.limit_value``
         converts decimal text."""
         return await self._run(ops.set_market_limit(market, limit, value))
+
+    async def set_user_limit(
+        self, user: int, market: int, limit: RiskLimit | int | str, value: int
+    ) -> CommandDone:
+        """Set ``user``'s own risk limit ``limit`` in ``market`` (admin;
+        "max_order_amount" in lots or "max_notional" in money units, or their
+        ``RiskLimit``) to ``value``, 0 for none; ``seq`` is 0 if it already was. The
+        user's limits tighten the market's (docs/engine.md, "User risk limits")."""
+        return await self._run(ops.set_user_limit(user, market, limit, value))
+
+    async def user_limits(self, user: int, market: int) -> UserLimits:
+        """``user``'s own risk limits in ``market`` as they are now (all 0: none)."""
+        return cast(UserLimits, await self._one(UserLimitsCall(user, market)))
 
     async def cancel_market_orders(self, market: int, side: int = 0) -> CommandDone:
         """Cancel resting orders of every user in ``market`` (admin; side 0 both, 1

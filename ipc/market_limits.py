@@ -1,28 +1,35 @@
-"""A market's risk limits by name, and their decimal text <-> engine units
-(docs/protocol.md, "Market operations"; docs/engine.md, "Market risk limits").
+"""A market's risk limits, and a user's own, by name, and their decimal text <->
+engine units (docs/protocol.md, "Market operations"; docs/engine.md, "Market risk
+limits" and "User risk limits").
 
 The engine names a limit by ``core.schema.RiskLimit`` and takes its value in engine
-units; the wire (``market.set_limit``), the SDK, ``matchctl`` and the HTTP gateway
-name it as the config does (``LIMIT_NAMES``: "price_step", ...). People write a value
-as in the config's ``[[markets]]`` table, and ``limit_value`` converts it exactly,
-with the market's precisions, before anything is sent:
+units; the wire (``market.set_limit``, ``user.set_limit``), the SDK, ``matchctl`` and
+the HTTP gateway name it as the config does (``LIMIT_NAMES``: "price_step", ...).
+People write a value as in the config's ``[[markets]]`` table, and ``limit_value``
+converts it exactly, with the market's precisions, before anything is sent:
 
-=================== ========================================== =====================
-limit               text                                        engine units
-=================== ========================================== =====================
-``price_step``      a price, exact at the market's money_prec   ticks, 1..max_price
-``amount_step``     an amount, exact at its stock_prec          lots, 1..max_amount
-``min_notional``    money, exact at the money asset's prec      units, 0..2**62
-``max_notional``    the same; not below a set min_notional      units, 0..2**62
-``max_open_orders`` a whole number                              orders, 0..max_orders
-``price_band``      a fraction, exact at 6 places (0.1: 10 %)   millionths, 0..999999
-=================== ========================================== =====================
+==================== ========================================== =====================
+limit                text                                        engine units
+==================== ========================================== =====================
+``price_step``       a price, exact at the market's money_prec   ticks, 1..max_price
+``amount_step``      an amount, exact at its stock_prec          lots, 1..max_amount
+``min_notional``     money, exact at the money asset's prec      units, 0..2**62
+``max_notional``     the same; not below a set min_notional      units, 0..2**62
+``max_open_orders``  a whole number                              orders, 0..max_orders
+``price_band``       a fraction, exact at 6 places (0.1: 10 %)   millionths, 0..999999
+``max_order_amount`` an amount, exact at its stock_prec          lots, 0..max_amount
+==================== ========================================== =====================
 
 "none" (or "off") is no limit: 1 for the steps, 0 for the others. Text that is not a
 decimal, negative, not exact at those places or out of range raises ``ParseError``
 with a message naming the limit, the text and why (no rounding, ever);
 ``check_notionals`` refuses a min_notional above the max_notional the market has now,
 or the reverse. The engine checks every value again.
+
+A user's own limits in a market (``USER_LIMIT_NAMES``: "max_order_amount",
+"max_notional") are written and converted as the market's limits of the same names;
+they only tighten the market's, so no check against the market's other limits
+applies (0 or "none": the user has none).
 """
 
 from __future__ import annotations
@@ -39,8 +46,16 @@ if TYPE_CHECKING:
     from ipc.wire_calls import MarketInfo
 
 LimitName = Literal[
-    "price_step", "amount_step", "min_notional", "max_notional", "max_open_orders", "price_band"
+    "price_step",
+    "amount_step",
+    "min_notional",
+    "max_notional",
+    "max_open_orders",
+    "price_band",
+    "max_order_amount",
 ]
+#: The limits a user may have of their own in a market (``user.set_limit``).
+UserLimitName = Literal["max_order_amount", "max_notional"]
 #: The limits' names, in ``RiskLimit`` order (``core.config.LIMIT_NAMES``).
 LIMIT_NAMES: Final = cast(tuple[LimitName, ...], _CONFIG_NAMES)
 #: Each name's ``RiskLimit``, and back.
@@ -54,6 +69,9 @@ NONE_VALUES: Final[dict[RiskLimit, int]] = {
 }
 #: The texts that mean "no limit".
 NONE_TEXTS: Final = ("none", "off")
+#: A user's own limits, in the order ``user.limits`` gives them (docs/engine.md,
+#: "User risk limits"); "none" is 0 for both.
+USER_LIMIT_NAMES: Final[tuple[UserLimitName, ...]] = ("max_order_amount", "max_notional")
 
 
 def limit_name(limit: RiskLimit | int | str) -> LimitName:
@@ -72,11 +90,26 @@ def risk_limit(limit: RiskLimit | int | str) -> RiskLimit:
     return RISK_LIMITS[limit_name(limit)]
 
 
+def user_limit_name(limit: RiskLimit | int | str) -> UserLimitName:
+    """The name of a limit a user may have of their own (``USER_LIMIT_NAMES``), given
+    as a ``RiskLimit`` or its name; ``ParseError`` (a ``ValueError``) for anything
+    else."""
+    try:
+        name: LimitName | None = limit_name(limit)
+    except ParseError:
+        name = None
+    for known in USER_LIMIT_NAMES:
+        if name == known:
+            return known
+    shown = limit if name is None else name  # a market's limit by its name
+    raise ParseError(f"user risk limit {shown!r} is none of {', '.join(USER_LIMIT_NAMES)}")
+
+
 def _places(market: MarketInfo, limit: RiskLimit, notional_prec: int) -> tuple[int, str]:
     """The decimal places a limit's text is exact at, and what keeps them."""
     if limit == RiskLimit.PRICE_STEP:
         return market.money_prec, f"of market {market.name}'s prices (money_prec)"
-    if limit == RiskLimit.AMOUNT_STEP:
+    if limit in (RiskLimit.AMOUNT_STEP, RiskLimit.MAX_ORDER_AMOUNT):
         return market.stock_prec, f"of market {market.name}'s amounts (stock_prec)"
     if limit in (RiskLimit.MIN_NOTIONAL, RiskLimit.MAX_NOTIONAL):
         return notional_prec, f"of market {market.name}'s money asset (prec)"
@@ -95,6 +128,8 @@ def _range(market: MarketInfo, limit: RiskLimit, max_orders: int) -> tuple[int, 
         return 0, MAX_SUPPLY_UNITS
     if limit == RiskLimit.PRICE_BAND:
         return 0, PRICE_BAND_DEN - 1
+    if limit == RiskLimit.MAX_ORDER_AMOUNT:
+        return 0, market.max_amount
     return 0, max_orders
 
 
@@ -188,11 +223,14 @@ __all__ = [
     "NONE_VALUES",
     "RISK_LIMITS",
     "RISK_LIMIT_NAMES",
+    "USER_LIMIT_NAMES",
     "LimitName",
+    "UserLimitName",
     "check_notionals",
     "limit_name",
     "limit_text",
     "limit_texts",
     "limit_value",
     "risk_limit",
+    "user_limit_name",
 ]

@@ -1,10 +1,11 @@
 """Halting, delisting and the kill switch: compositions of journaled commands, done by
 the client (docs/protocol.md, "Market operations"; docs/operations.md).
 
-The engine has four admin commands (``ipc.wire_calls.AdminCall``): set a market's
-status, set a user's status, cancel some of a market's resting orders, and set one
-of a market's risk limits (one command: ``set_market_limit``). The operations an
-operator wants are sequences of them and of ``order.cancel_all``:
+The engine has five admin commands (``ipc.wire_calls.AdminCall``): set a market's
+status, set a user's status, cancel some of a market's resting orders, set one of a
+market's risk limits and set one of a user's own in a market (one command each:
+``set_market_limit``, ``set_user_limit``). The operations an operator wants are
+sequences of them and of ``order.cancel_all``:
 
 * halt: the market's status to "halted"; resume: back to "open";
 * delist: the status to "delisted", then ``market.cancel_orders`` until it cancels
@@ -31,7 +32,7 @@ from typing import Final, TypeVar
 
 from core.schema import MarketStatus, RiskLimit, UserStatus
 from ipc.client_common import ApiError
-from ipc.market_limits import limit_name
+from ipc.market_limits import limit_name, user_limit_name
 from ipc.wire import (
     DEFAULT_LIMITS,
     Call,
@@ -43,6 +44,7 @@ from ipc.wire import (
     MarketSetLimit,
     MarketSetStatus,
     Reply,
+    UserSetLimit,
     UserSetStatus,
     market_status_name,
     op_of,
@@ -89,6 +91,19 @@ def set_market_limit(
     was); an unknown limit or a negative value raises ``ValueError`` before anything
     is sent (``ipc.market_limits.limit_value`` converts decimal text)."""
     call = MarketSetLimit(market, limit_name(limit), value)
+    (reply,) = yield [call]
+    return done(call, reply)
+
+
+def set_user_limit(
+    user: int, market: int, limit: RiskLimit | int | str, value: int
+) -> Operation[CommandDone]:
+    """One ``user.set_limit``: ``user``'s own risk limit ``limit`` in ``market``
+    ("max_order_amount", lots, or "max_notional", money units; or their
+    ``RiskLimit``) to ``value`` in engine units, 0 for none (``seq`` 0: it already
+    was); another limit or a negative value raises ``ValueError`` before anything is
+    sent (``ipc.market_limits.limit_value`` converts decimal text)."""
+    call = UserSetLimit(user, market, user_limit_name(limit), value)
     (reply,) = yield [call]
     return done(call, reply)
 
@@ -164,5 +179,6 @@ __all__ = [
     "run",
     "set_market_limit",
     "set_market_status",
+    "set_user_limit",
     "set_user_status",
 ]

@@ -1,4 +1,4 @@
-"""The ZeroMQ order-entry wire format, version 3: frames in and out (docs/protocol.md).
+"""The ZeroMQ order-entry wire format, version 4: frames in and out (docs/protocol.md).
 
 A frame is a 32-byte little-endian header and a payload. Order commands travel as
 ``COMMAND_DTYPE`` records and come back as ``RESULT_DTYPE`` records (and, on request,

@@ -23,7 +23,7 @@ from core.schema import (
 )
 from core.viabtc import MAX_QUERY_LIMIT
 from core.views import OrderView
-from ipc.market_limits import RISK_LIMITS, LimitName, limit_name
+from ipc.market_limits import RISK_LIMITS, LimitName, UserLimitName, limit_name, user_limit_name
 from ipc.wire_header import WIRE_VERSION
 
 # --------------------------------------------------------------------------- calls
@@ -191,7 +191,7 @@ class AdminCall(OrderCall, frozen=True):
     """A market operation: a journaled command that only an admin key may send
     (docs/protocol.md, "Market operations"). Each is one command; halting, delisting
     and the kill switch are compositions of them (``ipc.market_ops``); a risk limit
-    is changed by one (``MarketSetLimit``)."""
+    is changed by one (``MarketSetLimit``, and a user's own ``UserSetLimit``)."""
 
 
 class MarketSetStatus(AdminCall, frozen=True, tag="market.set_status"):
@@ -255,6 +255,30 @@ class MarketSetLimit(AdminCall, frozen=True, tag="market.set_limit"):
 
     def record(self) -> np.ndarray:
         return build.market_limit(self.market, RISK_LIMITS[self.limit], self.value)
+
+
+class UserSetLimit(AdminCall, frozen=True, tag="user.set_limit"):
+    """Set one of a user's own risk limits in a market (USER_LIMIT; ``limit`` goes in
+    ``side`` as its ``RiskLimit``, ``value`` in ``amount``; docs/engine.md, "User risk
+    limits"): ``limit`` is "max_order_amount" (lots) or "max_notional" (money units),
+    ``value`` engine units, 0 for none. They tighten the market's limits, never
+    loosen them. The engine refuses a value out of range INVALID_ARGUMENT, the fee
+    account FEE_ACCOUNT_CANNOT_TRADE, a new (user, market) pair when its table is
+    full USER_LIMIT_TABLE_FULL; the value it has: OK with seq 0, nothing changes.
+    ``ipc.market_limits.limit_value`` converts decimal text."""
+
+    user: UserId
+    market: I16
+    limit: UserLimitName
+    value: LimitValue
+
+    def __post_init__(self) -> None:
+        user_limit_name(self.limit)  # a value built in Python is checked too
+        if isinstance(self.value, bool) or not isinstance(self.value, int) or self.value < 0:
+            raise ValueError(f"value {self.value!r} must be an int >= 0 (engine units)")
+
+    def record(self) -> np.ndarray:
+        return build.user_limit(self.user, self.market, RISK_LIMITS[self.limit], self.value)
 
 
 def _check_json(value: Any, depth: int = 0) -> None:
@@ -322,6 +346,14 @@ class OrderDepth(Call, frozen=True, tag="order.depth"):
 
 class MarketList(Call, frozen=True, tag="market.list"):
     pass
+
+
+class UserLimitsCall(Call, frozen=True, tag="user.limits"):
+    """A user's own risk limits in a market (``UserLimits``; all 0 when none is set,
+    or for a market the engine does not have)."""
+
+    user: UserId
+    market: I16
 
 
 class MarketSummaryCall(Call, frozen=True, tag="market.summary"):
@@ -444,6 +476,7 @@ class MarketInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_notional: int = 0  #: money units (0: none)
     max_open_orders: int = 0  #: resting orders per user (0: none)
     price_band: int = 0  #: millionths of the last deal price (0: none)
+    max_order_amount: int = 0  #: lots (0: none; wire version 4)
 
     @classmethod
     def from_market(cls, m: Market, status: MarketStatus | int = MarketStatus.OPEN) -> MarketInfo:
@@ -453,8 +486,18 @@ class MarketInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             m.index, m.name, m.stock.index, m.money.index, m.stock_prec, m.money_prec,
             m.fee_prec, m.min_amount, m.max_amount, m.max_price, market_status_name(status),
             m.price_step, m.amount_step, m.min_notional, m.max_notional, m.max_open_orders,
-            m.price_band,
+            m.price_band, m.max_order_amount,
         )  # fmt: skip
+
+
+class UserLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A user's own risk limits in a market as they are now (``user.set_limit`` sets
+    them; docs/engine.md, "User risk limits"; wire version 4)."""
+
+    user: int
+    market: int
+    max_order_amount: int = 0  #: lots (0: none)
+    max_notional: int = 0  #: money units (0: none)
 
 
 class AssetInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -20,10 +20,12 @@ from core.schema import (
 
 # --------------------------------------------------------------------------- header
 
-#: 3: the admin calls market.set_status, user.set_status, market.cancel_orders and
-#: MarketInfo's ``status`` (docs/protocol.md, "Changes in version 3"); 2: order puts
+#: 4: MarketInfo's ``max_order_amount``, the admin call user.set_limit and the read
+#: user.limits (docs/protocol.md, "Changes in version 4"); 3: the admin calls
+#: market.set_status, user.set_status, market.cancel_orders, market.set_limit and
+#: MarketInfo's ``status`` and risk limits ("Changes in version 3"); 2: order puts
 #: carry ``client_id``, replies ``order_id`` ("Changes in version 2").
-WIRE_VERSION: Final = 3
+WIRE_VERSION: Final = 4
 MAGIC: Final = b"MDWP"
 #: magic, version, kind, flags, count, record_length, reserved, request_id,
 #: payload_length, event_count.

@@ -53,6 +53,9 @@ from ipc.wire_calls import (
     ServerStatus,
     SnapshotDone,
     Status,
+    UserLimits,
+    UserLimitsCall,
+    UserSetLimit,
     UserSetStatus,
 )
 from ipc.wire_header import WireError
@@ -60,12 +63,15 @@ from ipc.wire_quote import Quote, QuoteDone, quote_done
 
 #: The order calls (a trade key's, for its users) and the admin calls (an admin key's).
 ORDER_CALLS: Final = (PutLimit, PutMarket, Cancel, Replace, CancelAll, Quote)
-ADMIN_CALLS: Final = (MarketSetStatus, UserSetStatus, MarketCancelOrders, MarketSetLimit)
+ADMIN_CALLS: Final = (
+    MarketSetStatus, UserSetStatus, MarketCancelOrders, MarketSetLimit, UserSetLimit,
+)  # fmt: skip
 AnyCall = (
     PutLimit | PutMarket | Cancel | Replace | CancelAll | BalanceUpdate | BalanceQuery
     | OrderDetail | OrderPending | OrderBook | OrderDepth | MarketList | MarketSummaryCall
     | AssetList | AssetSummaryCall | ServerStatus | ServerSnapshot | ServerPromote
     | MarketSetStatus | UserSetStatus | MarketCancelOrders | MarketSetLimit | Quote
+    | UserSetLimit | UserLimitsCall
 )  # fmt: skip
 
 #: The type of a successful reply's ``result`` for each call.
@@ -79,6 +85,7 @@ RESULT_TYPES: Final[dict[type[Call], Any]] = {
     OrderBook: Page,
     OrderDepth: Depth,
     MarketList: list[MarketInfo],
+    UserLimitsCall: UserLimits,
     MarketSummaryCall: list[MarketSummary],
     AssetList: list[AssetInfo],
     AssetSummaryCall: list[AssetSummary],
@@ -192,6 +199,7 @@ METHODS: Final = {
     CommandKind.USER_STATUS: "user.set_status",
     CommandKind.CANCEL_MARKET: "market.cancel_orders",
     CommandKind.MARKET_LIMIT: "market.set_limit",
+    CommandKind.USER_LIMIT: "user.set_limit",
     CommandKind.QUOTE: "order.quote",
     CommandKind.QUOTE_LEVEL: "order.quote",
 }

@@ -9,9 +9,9 @@ the ``format_decimals`` kernel, integers and times by numpy, and each table's ro
 tab-separated text of ``LOAD DATA`` (``TableText``). The ``operation_log`` rows of
 records that are rare (balance.update, and commands other than put, cancel and
 replace: cancel-all, QUOTE with its ladder, and the market operations MARKET_STATUS,
-USER_STATUS and CANCEL_MARKET) come from ``HistoryRows`` and are converted with
-``tsv_row``; their events go through the masks like any other (the status events
-match none of them).
+USER_STATUS, CANCEL_MARKET, MARKET_LIMIT and USER_LIMIT) come from ``HistoryRows``
+and are converted with ``tsv_row``; their events go through the masks like any other
+(the status and limit events match none of them).
 
 Text columns are escaped for ``LOAD DATA``'s defaults (``FIELDS TERMINATED BY '\\t'
 ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'``); the ``record`` of ``operation_log``

@@ -19,10 +19,10 @@ What each event gives:
   ``trade``, ViaBTC's detail ``{"a", "i", "m", "p"}`` and ``"f"`` for fees) and the fee
   account's income (business ``trade_fee``); freezing and unfreezing change no total
   and make no row. So the changes of a user's asset add up to its balance.
-* MARKET_STATUS and USER_STATUS: no row but the record's ``operation_log`` row
-  (they change no order, deal or balance). CANCEL_MARKET's events are ordinary
-  ORDER_FINISH (an ``order_history`` row each, whoever the owner) and UNFREEZE
-  BALANCE events (no row).
+* MARKET_STATUS, USER_STATUS, MARKET_LIMIT and USER_LIMIT: no row but the record's
+  ``operation_log`` row (they change no order, deal or balance). CANCEL_MARKET's
+  events are ordinary ORDER_FINISH (an ``order_history`` row each, whoever the
+  owner) and UNFREEZE BALANCE events (no row).
 * A QUOTE's events are ordinary order events: its quote orders get their
   ``order_history`` row when they finish (a stale one cancelled by the next QUOTE, a
   fill, a cancel), and their freezes and unfreezes make no row; its record (the QUOTE
@@ -360,6 +360,7 @@ class HistoryRows:
         its methods; matchd's own: ``replace_order`` [user, market, order id, amount,
         price], ``cancel_all`` [user, market, side (0: both)], ``market_status`` [market,
         status name], ``market_limit`` [market, limit name, value in engine units],
+        ``user_limit`` [user, market, limit name, value in engine units],
         ``user_status`` [user, status name], ``cancel_market`` [market, side (0: both)],
         ``mass_quote`` [user, market, levels, taker fee, maker fee, source] with levels
         [[side, amount, price], ...] in record order."""
@@ -393,14 +394,8 @@ class HistoryRows:
             params.append(int(c["order_id"]))
         elif kind == CommandKind.CANCEL_ALL:
             params.append(int(c["side"]))
-        elif kind == CommandKind.MARKET_LIMIT:
-            params = [market, status_name(RiskLimit, int(c["side"])), int(c["amount"])]
-        elif kind == CommandKind.MARKET_STATUS:
-            params = [market, status_name(MarketStatus, int(c["amount"]))]
-        elif kind == CommandKind.USER_STATUS:
-            params = [int(c["user"]), status_name(UserStatus, int(c["amount"]))]
-        elif kind == CommandKind.CANCEL_MARKET:
-            params = [market, int(c["side"])]
+        else:
+            params = _admin_params(c, kind, market, params)
         return params
 
     @staticmethod
@@ -438,6 +433,21 @@ class HistoryRows:
             format_units(int(c["maker_rate"]), m.fee_prec),
             _source(c),
         ]
+
+
+def _admin_params(c: np.void, kind: int, market: str | int, params: list[Any]) -> list[Any]:
+    """The ``params`` of a market operation ``c`` (``params`` for any other kind)."""
+    if kind == CommandKind.MARKET_LIMIT:
+        return [market, status_name(RiskLimit, int(c["side"])), int(c["amount"])]
+    if kind == CommandKind.USER_LIMIT:
+        return [int(c["user"]), market, status_name(RiskLimit, int(c["side"])), int(c["amount"])]
+    if kind == CommandKind.MARKET_STATUS:
+        return [market, status_name(MarketStatus, int(c["amount"]))]
+    if kind == CommandKind.USER_STATUS:
+        return [int(c["user"]), status_name(UserStatus, int(c["amount"]))]
+    if kind == CommandKind.CANCEL_MARKET:
+        return [market, int(c["side"])]
+    return params
 
 
 def method_name(kind: int) -> str:

@@ -46,6 +46,12 @@ integer units (``tools.matchctl_live``). MARKET is an index or a name:
 * ``matchctl user block|unblock USER``: the kill switch (block the user and cancel
   the user's orders in every market; prints ``{"user", "status", "cancelled"}``) and
   its undoing (admin);
+* ``matchctl user limit USER MARKET LIMIT VALUE``: set one of a user's own risk
+  limits in a market (admin; LIMIT ``max_order_amount`` or ``max_notional``; VALUE
+  decimal text as in the config, or ``none``), converted exactly at the market's
+  precisions (else exit 2, nothing sent); prints ``{"user", "market", "limit",
+  "value", "units", "seq"}`` (seq 0: it already was); ``matchctl user limits USER
+  MARKET``: the user's own limits there, in engine units and as text (``limits``);
 * ``matchctl snapshot [now]``: take a snapshot now; prints its sequence and state hash;
 * ``matchctl promote``: make a standby the primary of a new epoch (docs/operations.md);
   prints the epoch and the sequence its log ended at;

@@ -13,9 +13,10 @@ units the wire carries (docs/protocol.md), and exits:
 ``place`` takes its AMOUNT, PRICE and fee rates as decimal strings in the market's
 terms and converts them exactly, with the precisions of the daemon's own market list:
 a value with more decimal places than the market allows, or out of its range, is
-refused (exit 2) and no order is sent. No float ever touches them. So does ``market
-limit`` its VALUE (``ipc.market_limits``), and ``markets`` shows each market's risk
-limits as that text too (``limits``), beside the integer fields.
+refused (exit 2) and no order is sent. No float ever touches them. So do ``market
+limit`` and ``user limit`` their VALUE (``ipc.market_limits``), and ``markets`` and
+``user limits`` show the risk limits as that text too (``limits``), beside the
+integer fields.
 
 ``metrics`` reads the daemon's Prometheus endpoint over HTTP and prints its samples.
 """
@@ -52,7 +53,14 @@ from core.schema import (
 from core.viabtc import MAX_QUERY_LIMIT
 from ipc.client import ApiError, Client, RequestRefused, RequestTimeout
 from ipc.client_common import CurveKeys, unwrap
-from ipc.market_limits import LIMIT_NAMES, check_notionals, limit_text, limit_texts, limit_value
+from ipc.market_limits import (
+    LIMIT_NAMES,
+    USER_LIMIT_NAMES,
+    check_notionals,
+    limit_text,
+    limit_texts,
+    limit_value,
+)
 from ipc.wire import AssetInfo, AssetList, MarketInfo
 
 EXIT_OK: Final = 0
@@ -90,11 +98,12 @@ CLIENT_COMMANDS: Final = {
     "cancel": "cancel one order",
     "cancel-all": "cancel a user's orders on a market (one side or both)",
     "market": "halt, resume or delist a market, or set a risk limit (admin; docs/operations.md)",
-    "user": "block a user (the kill switch: cancels the user's orders) or unblock (admin)",
+    "user": "block a user (the kill switch: cancels the user's orders) or unblock, or set or "
+    "show the user's own risk limits in a market (admin)",
 }
 #: The actions of ``market`` and ``user``.
 MARKET_ACTIONS: Final = ("halt", "resume", "delist", "limit")
-USER_ACTIONS: Final = ("block", "unblock")
+USER_ACTIONS: Final = ("block", "unblock", "limit", "limits")
 
 
 class UsageError(Exception):
@@ -215,6 +224,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="limit: decimal text as in the config (a price, an amount, money, a whole "
         "number or a fraction), or none",
     )
+    _add_user_limit_options(parsers["user"])
     parsers["book"].add_argument(
         "side", choices=("1", "2", "sell", "buy"), metavar="SIDE", help="1/sell asks, 2/buy bids"
     )
@@ -226,6 +236,26 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     metrics.add_argument("--url", default=DEFAULT_METRICS_URL, help=DEFAULT_METRICS_URL)
     metrics.add_argument("--grep", metavar="PREFIX", default="", help="only names with it")
     metrics.add_argument("--timeout", type=seconds, default=10.0, help="seconds (10)")
+
+
+def _add_user_limit_options(p: argparse.ArgumentParser) -> None:
+    """``user limit USER MARKET LIMIT VALUE`` and ``user limits USER MARKET``."""
+    p.add_argument(
+        "market", nargs="?", type=market_ref, metavar="MARKET", help="limit(s): index or name"
+    )
+    p.add_argument(
+        "limit",
+        nargs="?",
+        choices=USER_LIMIT_NAMES,
+        metavar="LIMIT",
+        help=f"limit: which one ({', '.join(USER_LIMIT_NAMES)})",
+    )
+    p.add_argument(
+        "value",
+        nargs="?",
+        metavar="VALUE",
+        help="limit: decimal text as in the config (an amount, or money), or none",
+    )
 
 
 def _add_place_options(p: argparse.ArgumentParser) -> None:
@@ -259,6 +289,8 @@ def run(args: argparse.Namespace) -> int:
             _check_place(args)
         if command == "market":
             _check_market(args)
+        if command == "user":
+            _check_user(args)
         curve = _curve(args)
         with Client(args.endpoint, timeout_s=args.timeout, curve=curve) as client:
             result = _HANDLERS[command](client, args)
@@ -412,14 +444,62 @@ def _market_limit(client: Client, market: MarketInfo, limit: str, text: str) -> 
     return {"market": market.name, "limit": limit, "value": shown, "units": value, "seq": done.seq}
 
 
+def _check_user(args: argparse.Namespace) -> None:
+    """``user limit`` takes MARKET, LIMIT and VALUE, ``user limits`` MARKET, the other
+    actions none of them."""
+    given = [v is not None for v in (args.market, args.limit, args.value)]
+    if args.action == "limit" and not all(given):
+        names = ", ".join(USER_LIMIT_NAMES)
+        raise UsageError(f"limit needs MARKET, LIMIT ({names}) and VALUE")
+    if args.action == "limits" and given != [True, False, False]:
+        raise UsageError("limits takes USER and MARKET")
+    if args.action in ("block", "unblock") and any(given):
+        raise UsageError(f"{args.action} takes only USER")
+
+
 def _user_action(client: Client, args: argparse.Namespace) -> object:
     """block (the kill switch: the status, then the user's orders cancelled in every
-    market) or unblock."""
+    market), unblock, limit (one command) or limits (a query)."""
+    if args.action in ("limit", "limits"):
+        market = market_info(client, args.market)
+        if args.action == "limits":
+            return _user_limits(client, args.user, market)
+        return _user_limit(client, args.user, market, args.limit, args.value)
     if args.action == "block":
         cancelled = client.block_user(args.user)
         return {"user": args.user, "status": "blocked", "cancelled": cancelled}
     done = client.unblock_user(args.user)
     return {"user": args.user, "status": "active", "seq": done.seq}
+
+
+def _user_limit(client: Client, user: int, market: MarketInfo, limit: str, text: str) -> object:
+    """Set ``user``'s own risk limit ``limit`` in ``market`` to decimal ``text`` (or
+    none), converted exactly at the market's precisions; ``UsageError`` (nothing
+    sent) if it cannot be. Prints the value as text and in engine units."""
+    prec = _asset_precs(client)[market.money]
+    try:
+        value = limit_value(market, limit, text, notional_prec=prec)
+    except ParseError as exc:
+        raise UsageError(str(exc)) from None
+    done = client.set_user_limit(user, market.index, limit, value)
+    shown = limit_text(market, limit, value, notional_prec=prec)
+    return {
+        "user": user, "market": market.name, "limit": limit, "value": shown, "units": value,
+        "seq": done.seq,
+    }  # fmt: skip
+
+
+def _user_limits(client: Client, user: int, market: MarketInfo) -> object:
+    """``user``'s own risk limits in ``market``: in engine units, and as text
+    (``limits``: what ``user limit`` takes)."""
+    prec = _asset_precs(client)[market.money]
+    got = client.user_limits(user, market.index)
+    units: dict[str, int] = {name: getattr(got, name) for name in USER_LIMIT_NAMES}
+    texts = {
+        name: limit_text(market, name, value, notional_prec=prec) for name, value in units.items()
+    }
+    out: dict[str, object] = {"user": user, "market": market.name, **units, "limits": texts}
+    return out
 
 
 # --------------------------------------------------------------------------- place

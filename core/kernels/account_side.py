@@ -14,9 +14,8 @@ from core.kernels import client_ids
 from core.kernels.admin import check_status
 from core.kernels.arith import mul3_le, mul_le
 from core.kernels.balance import account_of, available
-from core.kernels.checks import check_notional, check_order_common, check_risk, check_target
+from core.kernels.checks import check_lots, check_notional, check_order_common, check_target
 from core.kernels.codes import (
-    AMOUNT_NOT_ON_STEP,
     AMOUNT_TOO_SMALL,
     ASK,
     BALANCE_NOT_ENOUGH,
@@ -35,7 +34,6 @@ from core.kernels.codes import (
 )
 from core.kernels.jit import inline, kernel
 from core.kernels.layout import (
-    MP_AMOUNT_STEP,
     MP_DEAL_SCALE,
     MP_FEE_DEN,
     MP_MAX_AMOUNT,
@@ -47,6 +45,7 @@ from core.kernels.layout import (
     NIL,
 )
 from core.kernels.quote import group_levels, pre_quote
+from core.kernels.user_limits import check_order_risk, check_user
 from core.schema import MAX_SUPPLY_UNITS, MAX_USER_ID, WORK_COMMAND
 
 
@@ -60,7 +59,7 @@ def _funds_for(accounts, mp, m: int, acct: int, side: int, price: int, amount: i
 
 
 @inline
-def pre_put_limit(accounts, mp, cmd, acct: int) -> int:
+def pre_put_limit(accounts, counters, mp, cmd, acct: int) -> int:
     """The checks of PUT_LIMIT before the book that follow the client id check:
     limits, funds, minimum amount."""
     m = cmd["market"]
@@ -76,7 +75,7 @@ def pre_put_limit(accounts, mp, cmd, acct: int) -> int:
         or cmd["maker_rate"] >= den
     ):
         return INVALID_ARGUMENT
-    code = check_risk(mp, m, price, amount)
+    code = check_order_risk(accounts, counters, mp, m, cmd["user"], price, amount)
     if code != OK:
         return code
     if not _funds_for(accounts, mp, m, acct, cmd["side"], price, amount):
@@ -87,7 +86,7 @@ def pre_put_limit(accounts, mp, cmd, acct: int) -> int:
 
 
 @inline
-def pre_put_market(accounts, mp, cmd, acct: int) -> int:
+def pre_put_market(accounts, counters, mp, cmd, acct: int) -> int:
     """The checks of PUT_MARKET before the book that follow the client id check:
     limits, funds."""
     m = cmd["market"]
@@ -98,12 +97,17 @@ def pre_put_market(accounts, mp, cmd, acct: int) -> int:
         return INVALID_ARGUMENT
     if cmd["taker_rate"] < 0 or cmd["taker_rate"] >= mp[m, MP_FEE_DEN]:
         return INVALID_ARGUMENT
-    if side == ASK:
-        if amount % mp[m, MP_AMOUNT_STEP] != 0:
-            return AMOUNT_NOT_ON_STEP
+    if side == ASK:  # held to the limits on lots (its value is not known yet)
+        code = check_lots(mp, m, amount)
+        if code == OK:
+            code = check_user(accounts, counters, cmd["user"], m, amount, 0, 0, 0)
+        if code != OK:
+            return code
         ok = mul_le(amount, mp[m, MP_STOCK_SCALE], available(accounts, acct, mp[m, MP_STOCK]))
     else:  # a market bid's amount is the money it spends: its value
         code = check_notional(mp, m, amount, 1, 1)
+        if code == OK:
+            code = check_user(accounts, counters, cmd["user"], m, 0, amount, 1, 1)
         if code != OK:
             return code
         ok = amount <= available(accounts, acct, mp[m, MP_MONEY])
@@ -134,7 +138,7 @@ def pre_cancel_market(cmd, n_markets: int) -> int:
 
 
 @inline
-def pre_replace(accounts, mp, cmd, acct: int, n_markets: int, fee_user: int) -> int:
+def pre_replace(accounts, counters, mp, cmd, acct: int, n_markets: int, fee_user: int) -> int:
     """The checks of REPLACE before the book: market, user, the market's and the
     user's status, new price and left, and the risk limits at them."""
     code = check_target(cmd, n_markets)
@@ -150,7 +154,7 @@ def pre_replace(accounts, mp, cmd, acct: int, n_markets: int, fee_user: int) -> 
     new_left = cmd["amount"]
     if price < 1 or price > mp[m, MP_MAX_PRICE] or new_left < 1 or new_left > mp[m, MP_MAX_AMOUNT]:
         return INVALID_ARGUMENT
-    return check_risk(mp, m, price, new_left)
+    return check_order_risk(accounts, counters, mp, m, cmd["user"], price, new_left)
 
 
 @inline
@@ -169,8 +173,8 @@ def pre_put(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids) ->
     if code != OK:
         return code, 0
     if is_limit:
-        return pre_put_limit(accounts, mp, cmd, acct), 0
-    return pre_put_market(accounts, mp, cmd, acct), 0
+        return pre_put_limit(accounts, counters, mp, cmd, acct), 0
+    return pre_put_market(accounts, counters, mp, cmd, acct), 0
 
 
 @inline
@@ -185,7 +189,7 @@ def pre_one(
     if kind == CANCEL:
         return check_target(cmd, n_markets), 0
     if kind == REPLACE:
-        return pre_replace(accounts, mp, cmd, acct, n_markets, fee_user), 0
+        return pre_replace(accounts, counters, mp, cmd, acct, n_markets, fee_user), 0
     if kind == CANCEL_ALL:
         return pre_cancel_all(cmd, n_markets), 0
     if kind == CANCEL_MARKET:
@@ -229,7 +233,7 @@ def account_batch(
         acct = account_of(accounts, user) if 0 <= user <= MAX_USER_ID else NIL
         if cmd["kind"] == QUOTE:
             k = group_levels(cmds, i)
-            code = pre_quote(accounts, mp, cmds, i, k, acct, n_markets, fee_user)
+            code = pre_quote(accounts, counters, mp, cmds, i, k, acct, n_markets, fee_user)
             k = max(k, 0)
             codes[i] = code
             if code == OK:

@@ -12,6 +12,7 @@ from core.kernels import book as bk
 from core.kernels.arith import fee_of, mul3_le
 from core.kernels.codes import (
     AMOUNT_NOT_ON_STEP,
+    AMOUNT_TOO_LARGE,
     ASK,
     BID,
     FEE_ACCOUNT_CANNOT_TRADE,
@@ -39,6 +40,7 @@ from core.kernels.layout import (
     MP_AMOUNT_STEP,
     MP_DEAL_SCALE,
     MP_MAX_NOTIONAL,
+    MP_MAX_ORDER_AMOUNT,
     MP_MAX_ORDERS,
     MP_MIN_NOTIONAL,
     MP_OBASE,
@@ -212,10 +214,22 @@ def check_risk(mp, m: int, price: int, amount: int) -> int:
     step = mp[m, MP_PRICE_STEP]
     if step != 1 and price % step != 0:  # a step of 1 (none) costs no division
         return PRICE_NOT_ON_STEP
+    code = check_lots(mp, m, amount)
+    if code != OK:
+        return code
+    return check_notional(mp, m, price, amount, mp[m, MP_DEAL_SCALE])
+
+
+@inline
+def check_lots(mp, m: int, amount: int) -> int:
+    """The market's limits on an order's lots: amount_step, then max_order_amount."""
     step = mp[m, MP_AMOUNT_STEP]
     if step != 1 and amount % step != 0:
         return AMOUNT_NOT_ON_STEP
-    return check_notional(mp, m, price, amount, mp[m, MP_DEAL_SCALE])
+    most = mp[m, MP_MAX_ORDER_AMOUNT]
+    if most > 0 and amount > most:
+        return AMOUNT_TOO_LARGE
+    return OK
 
 
 @inline

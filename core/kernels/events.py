@@ -21,6 +21,7 @@ BALANCE = int(EventKind.BALANCE)
 MARKET_STATUS = int(EventKind.MARKET_STATUS)
 USER_STATUS = int(EventKind.USER_STATUS)
 MARKET_LIMIT = int(EventKind.MARKET_LIMIT)
+USER_LIMIT = int(EventKind.USER_LIMIT)
 LIMIT = int(OrderType.LIMIT)
 MARKET = int(OrderType.MARKET)
 

@@ -34,6 +34,9 @@ them in shared memory). Kernels receive them grouped in two tuples:
                                       rows, zeros free (client_ids.py)
     A_MSTATUS int64[markets]          each market's MarketStatus (admin.py)
     A_USTATUS int8[max_users]         account index -> UserStatus (admin.py)
+    A_ULIMITS int64[c, 4]             user risk limits: (user, market + 1,
+                                      max_order_amount, max_notional) rows, zeros
+                                      free (user_limits.py)
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ A_USERS = 3
 A_CIDS = 4
 A_MSTATUS = 5
 A_USTATUS = 6
+A_ULIMITS = 7
 
 AVAILABLE = 0
 FROZEN = 1
@@ -84,7 +88,8 @@ MP_MIN_NOTIONAL = 15  #: money units an order's value must reach (0: none)
 MP_MAX_NOTIONAL = 16  #: money units an order's value may not exceed (0: none)
 MP_MAX_OPEN_ORDERS = 17  #: resting orders per user (0: none)
 MP_PRICE_BAND = 18  #: millionths of the last price a limit price may be away (0: none)
-MP_LENGTH = 19
+MP_MAX_ORDER_AMOUNT = 19  #: lots an order may not exceed (0: none)
+MP_LENGTH = 20
 
 MS_NLEVELS = 0  #: + side - 1: entries of the ask (0) and bid (1) sorted arrays
 MS_NORDERS = 2  #: + side - 1: resting orders per side

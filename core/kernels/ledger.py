@@ -12,10 +12,12 @@ pass over those events:
 * applies every BALANCE event's change to the balances and writes the balance after
   it (``left`` available, ``deal_stock`` frozen);
 * turns account indexes into user ids (``user``, and a deal's ``maker_user``; a
-  MARKET_STATUS or MARKET_LIMIT event names no user).
+  MARKET_STATUS or MARKET_LIMIT event names no user, and a USER_LIMIT event names
+  its user already).
 
-A MARKET_STATUS, USER_STATUS or MARKET_LIMIT event (``admin.py``, ``limits.py``) has
-changed its state already: the ledger only numbers it.
+A MARKET_STATUS, USER_STATUS, MARKET_LIMIT or USER_LIMIT event (``admin.py``,
+``limits.py``, ``user_limits.py``) has changed its state already: the ledger only
+numbers it.
 
 In one process the two halves run one after the other for every command; in the
 daemon the book half runs in the market's pair worker and ``settle`` in the
@@ -50,8 +52,8 @@ def settle(accounts, ev: np.ndarray, first: int, ne: int, counters: np.ndarray) 
         e = ev[i]
         e["seq"] = seq
         kind = e["kind"]
-        if kind == evw.MARKET_STATUS or kind == evw.MARKET_LIMIT:
-            continue  # names no user
+        if kind == evw.MARKET_STATUS or kind == evw.MARKET_LIMIT or kind == evw.USER_LIMIT:
+            continue  # names no user, or its user id
         if kind == evw.BALANCE:
             acct = e["user"]
             asset = e["asset"]

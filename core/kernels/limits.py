@@ -1,7 +1,7 @@
 """A market's risk limits changed at run time (MARKET_LIMIT; docs/engine.md, "Market risk
 limits").
 
-The limits are the columns ``MP_PRICE_STEP .. MP_PRICE_BAND`` of the market parameters
+The limits are the columns ``MP_PRICE_STEP .. MP_MAX_ORDER_AMOUNT`` of the market parameters
 (``layout.py``), in the order of ``RiskLimit``: both halves read them, so a change is
 written to the sequencer's parameters and to the market's worker's (a WORK_LIMIT
 record, ``apply_limit``), with nothing in flight (docs/daemon.md). ``set_limit`` is the
@@ -29,6 +29,7 @@ MIN_NOTIONAL = int(RiskLimit.MIN_NOTIONAL)
 MAX_NOTIONAL = int(RiskLimit.MAX_NOTIONAL)
 MAX_OPEN_ORDERS = int(RiskLimit.MAX_OPEN_ORDERS)
 PRICE_BAND = int(RiskLimit.PRICE_BAND)
+MAX_ORDER_AMOUNT = int(RiskLimit.MAX_ORDER_AMOUNT)
 
 
 @inline
@@ -49,6 +50,8 @@ def limit_ok(mp, m: int, which: int, value: int) -> bool:
         return 0 <= value <= mp[m, MP_MAX_ORDERS]
     if which == PRICE_BAND:
         return 0 <= value < PRICE_BAND_DEN
+    if which == MAX_ORDER_AMOUNT:
+        return 0 <= value <= mp[m, MP_MAX_AMOUNT]
     return False
 
 

@@ -27,6 +27,7 @@ from core.kernels.codes import (
     PUT_LIMIT,
     PUT_MARKET,
     QUOTE,
+    USER_LIMIT,
     USER_STATUS,
 )
 from core.kernels.jit import inline, kernel
@@ -34,13 +35,14 @@ from core.kernels.layout import B_MPARAMS, NIL
 from core.kernels.ledger import settle
 from core.kernels.limits import set_limit
 from core.kernels.quote import book_quote, group_levels, pre_quote, quote_new_orders
+from core.kernels.user_limits import set_user_limit
 from core.schema import COUNTER_ORDER_ID, MAX_USER_ID
 
 
 @inline
 def execute_one(
     book, accounts, ev, ne, cmd, w, acct, counters, n_markets, fee_user, fee_acct, scratch, mm,
-    max_cids,
+    max_cids, max_uls,
 ):  # fmt: skip
     """Both halves of ``cmd`` for the account ``acct``, through the work record ``w``
     (scratch); returns (code, order_id, value, ne): for REPEAT_ORDER the order the
@@ -52,6 +54,11 @@ def execute_one(
     mp = book[B_MPARAMS]
     if kind == MARKET_LIMIT:  # the parameters both halves read: here, one array
         code, ne = set_limit(mp, ev, ne, cmd, n_markets)
+        return code, 0, 0, ne
+    if kind == USER_LIMIT:  # the account half's alone
+        code, ne = set_user_limit(
+            accounts, counters, mp, ev, ne, cmd, n_markets, fee_user, max_uls
+        )  # fmt: skip
         return code, 0, 0, ne
     code, named = pre_one(accounts, counters, mp, cmd, acct, n_markets, fee_user, max_cids)
     if code != OK:
@@ -76,7 +83,7 @@ def execute_quote(
     this rare branch made the batch loop around every other command slower."""
     mp = book[B_MPARAMS]
     k = group_levels(cmds, i)
-    code = pre_quote(accounts, mp, cmds, i, k, acct, n_markets, fee_user)
+    code = pre_quote(accounts, counters, mp, cmds, i, k, acct, n_markets, fee_user)
     k = max(k, 0)
     if code != OK:
         for j in range(1, k + 1):
@@ -121,6 +128,7 @@ def execute_batch(
     scratch,
     max_matches,
     max_cids,
+    max_uls,
 ) -> tuple[int, int]:
     """Apply ``cmds[start:]``, writing events from ``ev[ne0]`` on, until done or the
     event buffer might overflow.
@@ -130,7 +138,8 @@ def execute_batch(
     half takes its command as a pair worker does (a QUOTE with its levels). A
     command that wrote events changed the state: it gets the next sequence number,
     and the ledger settles its events. ``max_cids`` bounds the
-    client order id table (``client_ids.py``).
+    client order id table (``client_ids.py``), ``max_uls`` the user risk limit table
+    (``user_limits.py``).
     """
     ne = ne0
     cap = ev.shape[0]
@@ -170,6 +179,7 @@ def execute_batch(
             scratch,
             max_matches,
             max_cids,
+            max_uls,
         )
         seq = settle(accounts, ev, first, ne, counters)
         _write_result(results, i, code, oid, value, seq, first, ne)

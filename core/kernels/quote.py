@@ -31,7 +31,7 @@ from core.kernels import events as evw
 from core.kernels.admin import check_status
 from core.kernels.arith import mul3_le, mul_le
 from core.kernels.book_side import init_order, rest_order
-from core.kernels.checks import check_risk, outside_band, valid_source
+from core.kernels.checks import outside_band, valid_source
 from core.kernels.codes import (
     AMOUNT_TOO_SMALL,
     ASK,
@@ -79,6 +79,7 @@ from core.kernels.layout import (
     NIL,
 )
 from core.kernels.settlement import cancel_resting, reserve_move, reserve_of
+from core.kernels.user_limits import check_order_risk
 from core.schema import MAX_QUOTE_LEVELS, MAX_USER_ID
 
 #: Most records a QUOTE's group holds after its header.
@@ -155,7 +156,9 @@ def _levels_ok(mp, m: int, cmds, i: int, k: int) -> bool:
 
 
 @kernel
-def pre_quote(accounts, mp, cmds, i: int, k: int, acct: int, n_markets: int, fee_user: int) -> int:
+def pre_quote(
+    accounts, counters, mp, cmds, i: int, k: int, acct: int, n_markets: int, fee_user: int
+) -> int:  # fmt: skip
     """The account half of the QUOTE at ``cmds[i]`` with ``k`` levels (-1: its levels
     do not follow): checks 1 to 4 of docs/engine.md; OK or the refusal."""
     h = cmds[i]
@@ -177,7 +180,9 @@ def pre_quote(accounts, mp, cmds, i: int, k: int, acct: int, n_markets: int, fee
     if code != OK:
         return code
     for j in range(i + 1, i + k + 1):
-        code = check_risk(mp, m, cmds[j]["price"], cmds[j]["amount"])
+        code = check_order_risk(
+            accounts, counters, mp, m, h["user"], cmds[j]["price"], cmds[j]["amount"]
+        )
         if code != OK:
             return code
         if cmds[j]["amount"] < mp[m, MP_MIN_AMOUNT]:

@@ -35,7 +35,6 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from core.engine import Engine
-from core.kernels.layout import A_MSTATUS, B_MPARAMS, B_MSTATE, MP_PRICE_STEP, MS_LAST_PRICE
 from core.reference import ReferenceEngine
 from core.reference_quote import quote_group
 from core.schema import (
@@ -145,25 +144,11 @@ def first_difference(
 
 
 def _canonical_sections(engine: object) -> tuple[np.ndarray, ...] | None:
-    """The sections of core/statehash.py, from ``canonical_state()`` (the reference)
-    or the numba engine's private builders; None if neither is there."""
+    """The sections of core/statehash.py, from ``canonical_state()`` (both engines
+    have it); None for an object without it."""
     if hasattr(engine, "canonical_state"):
         return tuple(engine.canonical_state())
-    try:
-        return (
-            engine._counters[:3],  # type: ignore[attr-defined]
-            engine._supply,  # type: ignore[attr-defined]
-            engine._canonical_balances(),  # type: ignore[attr-defined]
-            engine._canonical_keys(),  # type: ignore[attr-defined]
-            engine._canonical_orders(),  # type: ignore[attr-defined]
-            engine._canonical_client_ids(),  # type: ignore[attr-defined]
-            engine._accounts[A_MSTATUS][: len(engine.config.markets)],  # type: ignore[attr-defined]
-            engine._canonical_user_status(),  # type: ignore[attr-defined]
-            engine._book[B_MSTATE][: len(engine.config.markets), MS_LAST_PRICE],  # type: ignore[attr-defined]
-            engine._book[B_MPARAMS][: len(engine.config.markets), MP_PRICE_STEP:],  # type: ignore[attr-defined]
-        )
-    except AttributeError:
-        return None
+    return None
 
 
 def _canonical_diff(fast: object, ref: object) -> list[str]:
@@ -182,6 +167,7 @@ def _canonical_diff(fast: object, ref: object) -> list[str]:
         "user status",
         "last prices",
         "market limits",
+        "user limits",
     )
     out = []
     for name, x, y in zip(names, a, b, strict=True):
@@ -559,8 +545,18 @@ LONG_RUN_COMMANDS = int(os.environ.get("MATCHD_DIFF_COMMANDS", "5000"))
         (RISKY, Mix(world=SMALL), 0.3),
         (Limits(), Mix(world=SMALL, admin=3), 0.3),
         (Limits(), Mix(world=SMALL, quote=20), 0.4),
+        (RISKY, Mix(world=SMALL, user_limit=5), 0.4),
+        (TIGHT, Mix(world=BIG, user_limit=5), 0.2),
     ],
-    ids=["roomy-small", "tight-big", "risky-small", "admin-small", "quote-small"],
+    ids=[
+        "roomy-small",
+        "tight-big",
+        "risky-small",
+        "admin-small",
+        "quote-small",
+        "user-limits-risky",
+        "user-limits-tight",
+    ],
 )
 def test_fixed_seed_long_run(
     limits: Limits, mix: Mix, share: float, capsys: pytest.CaptureFixture[str]
@@ -594,6 +590,10 @@ def test_fixed_seed_long_run(
     if mix.admin:
         status = (Result.MARKET_HALTED, Result.MARKET_DELISTED, Result.USER_BLOCKED)
         assert all(harness.codes[code] > 0 for code in status), harness.codes
+    if mix.user_limit:  # the users' own limits bite, and a full table refuses more
+        code = Result.USER_LIMIT_TABLE_FULL if limits == TIGHT else Result.AMOUNT_TOO_LARGE
+        user = (Result.USER_AMOUNT_TOO_LARGE, Result.USER_NOTIONAL_TOO_LARGE, code)
+        assert all(harness.codes[code] > 0 for code in user), harness.codes
     if mix.quote:  # every action, and the quote's own refusals
         assert all(harness.quote_actions[a] > 0 for a in QuoteAction), harness.quote_actions
         assert harness.codes[Result.POST_ONLY_WOULD_TAKE] > 0, harness.codes

@@ -11,6 +11,7 @@ rejected command changes nothing (state hash and counters).
     ("BAL", user, "USDT", "FEE", "-16", "0")  # change of available, change of frozen
     ("DEAL", taker_order, maker_order, "8000", "1")
     ("PUT", 1), ("UPDATE", 1), ("FINISH", 1, "FILLED")
+    ("ULIMIT", user, market, "MAX_NOTIONAL", 0, 100)  # a user's limit: old, new
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ fee_user = 0
 max_users = {max_users}
 max_update_keys = {max_update_keys}
 max_matches = {max_matches}
+max_user_limits = {max_user_limits}
 
 [[assets]]
 name = "BTC"
@@ -93,6 +95,7 @@ def config_text(
     max_users: int = 100,
     max_update_keys: int = 1000,
     max_matches: int = 10_000,
+    max_user_limits: int = 65_536,
     btc_usdt: str = "",
 ) -> str:
     """TOML of the test config: BTC_USDT (index 0, with the given capacities and the
@@ -105,6 +108,7 @@ def config_text(
         max_users=max_users,
         max_update_keys=max_update_keys,
         max_matches=max_matches,
+        max_user_limits=max_user_limits,
     )
 
 
@@ -271,6 +275,11 @@ class Scenario:
 
     def market_limit(self, limit: int, value: int, *, market: int = BTC_USDT) -> Step:
         return self.run1(commands.market_limit(market, limit, value, ts_ns=self.next_ts()))
+
+    def user_limit(self, user: int, limit: int, value: int, *, market: int = BTC_USDT) -> Step:
+        """USER_LIMIT: the user's own ``limit`` (a ``RiskLimit``) in the market, in
+        engine units (lots, money units)."""
+        return self.run1(commands.user_limit(user, market, limit, value, ts_ns=self.next_ts()))
 
     def cancel_market(self, side: int = 0, *, market: int = BTC_USDT) -> Step:
         return self.run1(commands.cancel_market(market, side, ts_ns=self.next_ts()))
@@ -464,6 +473,16 @@ class Scenario:
         if kind == EventKind.MARKET_LIMIT:
             limit = RiskLimit(int(event["reason"])).name
             return ("LIMIT", int(event["market"]), limit, int(event["amount"]), int(event["left"]))
+        if kind == EventKind.USER_LIMIT:
+            limit = RiskLimit(int(event["reason"])).name
+            return (
+                "ULIMIT",
+                int(event["user"]),
+                int(event["market"]),
+                limit,
+                int(event["amount"]),
+                int(event["left"]),
+            )
         if kind == EventKind.USER_STATUS:
             status = UserStatus(int(event["reason"])).name
             return ("USER", int(event["user"]), UserStatus(int(event["amount"])).name, status)

@@ -5,8 +5,9 @@ and pair workers"), without processes: the data flow of the daemon as a test dou
 arrays (the sequencer's) and every market's book in another ``Engine`` (a pair
 worker's, which never sees a balance): one per market, or one per group of markets. A
 command runs the account half on the sequencer's balances (``account_batch``; a
-status change runs there whole, ``status_command``, and a limit change too, then goes
-to the worker as a WORK_LIMIT), then
+status change runs there whole, ``status_command``, and a user's limit change,
+``user_limit_command``, and a market's limit change too, then goes to the worker as
+a WORK_LIMIT), then
 the book half in its market's worker (``book_batch``) on a WORK_DTYPE record, where a
 new order gets a provisional id; the sequencer then gives accepted orders their real
 id, names the orders in the events (``name_orders``), settles them (``settle``), and
@@ -32,6 +33,7 @@ from core.kernels.admin import status_command
 from core.kernels.client_ids import record_put
 from core.kernels.ledger import name_orders, settle
 from core.kernels.limits import limit_command
+from core.kernels.user_limits import user_limit_command
 from core.schema import (
     COMMAND_DTYPE,
     COUNTER_ORDER_ID,
@@ -154,6 +156,14 @@ class SplitEngine:
             code, n = status_command(
                 self._accounts, self._counters, cmd, ev, n_markets, self.config.fee_user
             )
+            seq = int(settle(self._accounts, ev, 0, n, self._counters))
+            return int(code), 0, 0, seq, ev[:n]
+        if int(cmd["kind"][0]) == CommandKind.USER_LIMIT:  # the sequencer's alone
+            ev = np.zeros(1, dtype=EVENT_DTYPE)
+            code, n = user_limit_command(
+                self._accounts, self._counters, mparams, cmd, ev, n_markets,
+                self.config.fee_user, self.config.max_user_limits,
+            )  # fmt: skip
             seq = int(settle(self._accounts, ev, 0, n, self._counters))
             return int(code), 0, 0, seq, ev[:n]
         if int(cmd["kind"][0]) == CommandKind.MARKET_LIMIT:  # the sequencer's, then the worker

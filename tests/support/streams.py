@@ -120,6 +120,10 @@ class Mix:
     admin: int = 0
     #: Percent of commands that are mass quotes (a QUOTE and its levels); 0: none.
     quote: int = 0
+    #: Percent of commands that set a user's own risk limits (USER_LIMIT); 0: none.
+    #: Set, it also lets MARKET_LIMIT (``admin``) draw the market's max_order_amount,
+    #: which streams without it never do (so that their draws stay as they were).
+    user_limit: int = 0
 
 
 def _user(c: Chooser, mix: Mix) -> int:
@@ -213,6 +217,21 @@ _LIMIT_VALUES = {
     RiskLimit.MAX_NOTIONAL: (0, 55_000, 2_800_000, 5_000),
     RiskLimit.MAX_OPEN_ORDERS: (0, 1, 2, 5),
     RiskLimit.PRICE_BAND: (0, 3_000, 600, 999_999),
+    # the SMALL world's orders are of 7..60 lots, its quote levels of 10..40
+    RiskLimit.MAX_ORDER_AMOUNT: (0, 40, 25, 12),
+}
+#: The market limits MARKET_LIMIT draws without ``Mix.user_limit``: those there were
+#: before max_order_amount, so that the draws of such streams stay as they were.
+_OLD_LIMITS = tuple(limit for limit in RiskLimit if limit != RiskLimit.MAX_ORDER_AMOUNT)
+#: A limit that is no RiskLimit.
+_NO_LIMIT = max(RiskLimit) + 1
+#: A user's own limit values as drawn (lots, money units): none a third of the time;
+#: else ones that cut the larger orders of the SMALL world (BTC_USDT values of 7,000
+#: to 60,000 units, ETH_USDT 350,000 to 3,000,000; market bids spend up to 80,000 and
+#: 4,000,000) or few of them.
+_USER_LIMIT_VALUES: dict[int, tuple[int, ...]] = {
+    RiskLimit.MAX_ORDER_AMOUNT: (0, 0, 0, 40, 25, 12, 55),
+    RiskLimit.MAX_NOTIONAL: (0, 0, 0, 30_000, 55_000, 1_500_000, 2_800_000),
 }
 
 
@@ -229,7 +248,8 @@ def draw_admin(c: Chooser, mix: Mix) -> Command:
         status = c.choice((2, -1)) if rarely(c, mix.hostile) else int(c.choice(_USER_STATUSES))
         return Command(int(kind), _user(c, mix), 0, amount=status)
     if kind == CommandKind.MARKET_LIMIT:
-        which = c.choice(tuple(RiskLimit)) if not rarely(c, mix.hostile) else c.choice((0, 7))
+        limits = tuple(RiskLimit) if mix.user_limit else _OLD_LIMITS
+        which = c.choice(limits) if not rarely(c, mix.hostile) else c.choice((0, _NO_LIMIT))
         values = _LIMIT_VALUES.get(which, (0,))
         # "none" half the time, so that trading goes on between the limits set
         value = values[0] if c.choice((True, False)) else c.choice(values)
@@ -238,6 +258,20 @@ def draw_admin(c: Chooser, mix: Mix) -> Command:
         return Command(int(kind), 0, _market(c, mix), side=int(which), amount=value)
     side = c.choice((0, ASK, BID)) if not rarely(c, mix.hostile) else c.choice((3, -1))
     return Command(int(kind), 0, _market(c, mix), side=side)
+
+
+def draw_user_limit(c: Chooser, mix: Mix) -> Command:
+    """A USER_LIMIT: one of a user's two limits in a market, now and then hostile (a
+    limit a user may not have, a value out of range, the fee account, ...)."""
+    user, market = _user(c, mix), _market(c, mix)
+    if rarely(c, mix.hostile):
+        which = c.choice((0, int(RiskLimit.PRICE_STEP), int(RiskLimit.PRICE_BAND), _NO_LIMIT, -1))
+    else:
+        which = int(c.choice((RiskLimit.MAX_ORDER_AMOUNT, RiskLimit.MAX_NOTIONAL)))
+    value = c.choice(_USER_LIMIT_VALUES.get(which, (0, 1)))
+    if rarely(c, mix.hostile):
+        value = c.choice((-1, INT64_MAX, INT64_MIN, MAX_SUPPLY_UNITS, MAX_SUPPLY_UNITS + 1))
+    return Command(int(CommandKind.USER_LIMIT), user, market, side=which, amount=value)
 
 
 def _quote_size(c: Chooser, mix: Mix, m: Market | None) -> int:
@@ -294,6 +328,8 @@ def draw_command(c: Chooser, config: EngineConfig, mix: Mix = Mix()) -> Command:
     """One command of any kind (now and then hostile)."""
     if mix.admin and rarely(c, mix.admin):
         return draw_admin(c, mix)
+    if mix.user_limit and rarely(c, mix.user_limit):
+        return draw_user_limit(c, mix)
     kind = c.choice(
         (CommandKind.PUT_LIMIT,) * 8
         + (CommandKind.CANCEL,) * 3

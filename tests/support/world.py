@@ -64,6 +64,7 @@ max_users = {max_users}
 max_update_keys = {max_update_keys}
 max_matches = {max_matches}
 max_client_ids = {max_client_ids}
+max_user_limits = {max_user_limits}
 
 [[assets]]
 name = "BTC"
@@ -113,7 +114,8 @@ _RISK = {
     "btc_usdt_risk": 'price_step = "0.02"\nmin_notional = "0.0001"\n'
     'max_notional = "0.00055"\nmax_open_orders = 2\nprice_band = "0.003"\n',
     "eth_usdt_risk": 'amount_step = "0.0002"\nmin_notional = "0.007"\n'
-    'max_notional = "0.028"\nmax_open_orders = 2\nprice_band = "0.0006"\n',
+    'max_notional = "0.028"\nmax_open_orders = 2\nprice_band = "0.0006"\n'
+    'max_order_amount = "0.0056"\n',
 }
 
 
@@ -128,14 +130,21 @@ class Limits:
     #: Small, so that takers are refused as TOO_MANY_MATCHES and CANCEL_ALL stops short.
     max_matches: int = 12
     max_client_ids: int = 256
+    max_user_limits: int = 64
     #: The markets have risk limits (``_RISK``; for the SMALL world).
     risk: bool = False
 
 
-#: Capacities small enough that BOOK_FULL, USER_TABLE_FULL, KEY_TABLE_FULL and
-#: CLIENT_ID_TABLE_FULL happen.
+#: Capacities small enough that BOOK_FULL, USER_TABLE_FULL, KEY_TABLE_FULL,
+#: CLIENT_ID_TABLE_FULL and (with user limits drawn) USER_LIMIT_TABLE_FULL happen.
 TIGHT = Limits(
-    max_orders=4, max_levels=2, max_users=4, max_update_keys=24, max_matches=2, max_client_ids=24
+    max_orders=4,
+    max_levels=2,
+    max_users=4,
+    max_update_keys=24,
+    max_matches=2,
+    max_client_ids=24,
+    max_user_limits=3,
 )
 
 
@@ -152,6 +161,7 @@ def stream_config_text(limits: Limits = Limits()) -> str:
         max_update_keys=limits.max_update_keys,
         max_matches=limits.max_matches,
         max_client_ids=limits.max_client_ids,
+        max_user_limits=limits.max_user_limits,
         **(_RISK if limits.risk else dict.fromkeys(_RISK, "")),
     )
 

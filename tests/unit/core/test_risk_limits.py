@@ -1,7 +1,7 @@
 """The markets' pre-trade risk limits (docs/engine.md, "Market risk limits"): price and
-amount steps, minimum and maximum order value, resting orders per user. Each refusal
-has its own code, comes in the documented order and changes nothing; a replace is
-held to the first four at its new price and left. Both engines."""
+amount steps, the largest order, minimum and maximum order value, resting orders per
+user. Each refusal has its own code, comes in the documented order and changes nothing;
+a replace is held to the first five at its new price and left. Both engines."""
 
 from __future__ import annotations
 
@@ -173,8 +173,10 @@ def test_a_limit_that_cannot_hold_is_refused_and_changes_nothing(engine_cls: Eng
         (RiskLimit.MAX_NOTIONAL, 9 * usdt),  # below min_notional
         (RiskLimit.MAX_OPEN_ORDERS, 1001),  # above max_orders
         (RiskLimit.PRICE_BAND, 10**6),
+        (RiskLimit.MAX_ORDER_AMOUNT, -1),
+        (RiskLimit.MAX_ORDER_AMOUNT, s.market(BTC_USDT).max_amount + 1),
         (0, 1),
-        (7, 1),
+        (8, 1),
     ]:
         assert s.market_limit(limit, value).code == Result.INVALID_ARGUMENT, (limit, value)
     assert s.market_limit(RiskLimit.PRICE_STEP, 1, market=9).code == Result.UNKNOWN_MARKET
@@ -184,6 +186,75 @@ def test_a_limit_that_cannot_hold_is_refused_and_changes_nothing(engine_cls: Eng
     # Both notionals off, then any order of them holds.
     assert s.market_limit(RiskLimit.MAX_NOTIONAL, 0).ok
     assert s.market_limit(RiskLimit.MIN_NOTIONAL, 2000 * usdt).ok
+
+
+#: RISK with orders of at most 0.5 BTC.
+BIGGEST = RISK + 'max_order_amount = "0.5"\n'
+
+
+def test_max_order_amount_comes_after_the_step_and_before_the_values(
+    engine_cls: EngineClass,
+) -> None:
+    s = Scenario(engine_cls, btc_usdt=BIGGEST)
+    s.deposit(ALICE, BTC, "10")
+    s.deposit(BOB, USDT, "100000")
+    assert s.limit(ALICE, ASK, "0.500001", "100").code == Result.AMOUNT_NOT_ON_STEP
+    assert s.limit(ALICE, ASK, "0.501", "100").code == Result.AMOUNT_TOO_LARGE  # 50.1 USDT
+    assert s.limit(ALICE, ASK, "0.6", "0.05").code == Result.AMOUNT_TOO_LARGE  # 0.03 USDT
+    assert s.limit(BOB, BID, "0.6", "5000").code == Result.AMOUNT_TOO_LARGE  # 3,000 USDT
+    assert s.limit(ALICE, ASK, "0.6", "100.01").code == Result.PRICE_NOT_ON_STEP
+    assert s.limit(7, ASK, "0.6", "100").code == Result.AMOUNT_TOO_LARGE  # before funds
+    assert s.engine.counters() == (2, 0, 0)
+    # The edge is in, for every time in force.
+    assert s.limit(ALICE, ASK, "0.5", "100").ok
+    assert s.limit(BOB, BID, "0.5", "100", tif=TimeInForce.IOC).ok  # fills the ask
+    assert s.limit(BOB, BID, "0.501", "100", tif=TimeInForce.FOK).code == (Result.AMOUNT_TOO_LARGE)
+
+
+def test_max_order_amount_holds_market_asks_not_the_money_of_market_bids(
+    engine_cls: EngineClass,
+) -> None:
+    s = Scenario(engine_cls, btc_usdt=BIGGEST)
+    s.deposit(ALICE, BTC, "10")
+    s.deposit(BOB, USDT, "100000")
+    s.limit(ALICE, ASK, "0.5", "1000")  # for the bids to take
+    s.limit(BOB, BID, "0.5", "900")  # for the asks to take
+    assert s.market_order(ALICE, ASK, "0.5005").code == Result.AMOUNT_NOT_ON_STEP  # first
+    assert s.market_order(ALICE, ASK, "0.501").code == Result.AMOUNT_TOO_LARGE
+    assert s.market_order(ALICE, ASK, "0.5").ok
+    # A bid's amount is money: 600 USDT is far more units than 0.5 BTC is lots.
+    assert s.market_order(BOB, BID, "600").ok
+
+
+def test_max_order_amount_holds_a_replace_and_a_quote_level(engine_cls: EngineClass) -> None:
+    s = Scenario(engine_cls)
+    s.deposit(ALICE, BTC, "10")
+    s.deposit(ALICE, USDT, "100000")
+    big = s.limit(ALICE, ASK, "2", "1000").order_id
+    limit = s.market_limit(RiskLimit.MAX_ORDER_AMOUNT, s.lots("1"))
+    assert limit.brief() == [("LIMIT", BTC_USDT, "MAX_ORDER_AMOUNT", 0, 10**6)]
+    current = s.engine.current_market(BTC_USDT)
+    assert current is not None
+    assert current.max_order_amount == 10**6
+    # The order above it rests on (the limit is pre-trade), but any replace of it,
+    # a shrink in place too, is held to it; before the order is looked up.
+    assert s.engine.order(BTC_USDT, big) is not None
+    assert s.replace(ALICE, big, "1000", "1.5").code == Result.AMOUNT_TOO_LARGE
+    assert s.replace(ALICE, 999, "1000", "1.5").code == Result.AMOUNT_TOO_LARGE
+    assert s.replace(ALICE, big, "1000", "1").ok
+    assert s.replace(ALICE, big, "1001", "1.000001").code == Result.AMOUNT_TOO_LARGE
+    # A quote is refused whole for one level above it.
+    steps = s.quote(ALICE, [("900", "1"), ("899", "1.1")], [("1100", "0.2")])
+    assert [step.code for step in steps] == [Result.AMOUNT_TOO_LARGE] * 4
+    assert all(step.seq == 0 for step in steps)
+    assert s.quote(ALICE, [("900", "1"), ("899", "1")], [("1100", "0.2")])[0].ok
+    # None again: any amount up to max_amount.
+    assert s.market_limit(RiskLimit.MAX_ORDER_AMOUNT, 0).ok
+    assert s.replace(ALICE, big, "1000", "3").ok
+    top = s.market(BTC_USDT).max_amount
+    assert s.market_limit(RiskLimit.MAX_ORDER_AMOUNT, top).ok
+    same = s.market_limit(RiskLimit.MAX_ORDER_AMOUNT, top)
+    assert (same.code, same.seq) == (Result.OK, 0)
 
 
 @pytest.mark.parametrize(
@@ -200,6 +271,12 @@ def test_a_limit_that_cannot_hold_is_refused_and_changes_nothing(engine_cls: Eng
         ('price_band = "1"', "price_band 1 must be below 1"),
         ('price_band = "0"', "price_band '0' must be positive"),
         ('price_band = "0.0000001"', "price_band '0.0000001' has more decimal places"),
+        ('max_order_amount = "0"', "max_order_amount '0' must be positive"),
+        (
+            'max_order_amount = "0.0000001"',
+            "max_order_amount '0.0000001' has more decimal places",
+        ),
+        ('max_order_amount = "1e20"', "max_order_amount 1e20 is above max_amount"),
     ],
 )
 def test_limits_that_cannot_hold_are_refused_at_load(lines: str, message: str) -> None:

@@ -1,8 +1,8 @@
 """The market operations with a key registry, over real CURVE on loopback TCP: only
-an admin key halts, delists, blocks or sets a risk limit, by call or by binary record
-(kinds 7, 8, 9, 10);
-every other key is refused FORBIDDEN, the whole frame, and the state hash does not
-move (docs/protocol.md, "Authentication and limits")."""
+an admin key halts, delists, blocks or sets a risk limit (a market's or a user's
+own), by call or by binary record (kinds 7, 8, 9, 10, 13); every other key is
+refused FORBIDDEN, the whole frame, and the state hash does not move; a key of a
+user reads the user's own limits (docs/protocol.md, "Authentication and limits")."""
 
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ def attacks(k: Client) -> list[Callable[[], object]]:
         lambda: k.call(wire.MarketList(), wire.MarketSetStatus(0, "halted")),
         lambda: k.set_market_limit(0, "price_step", 100),
         lambda: k.call(wire.MarketList(), wire.MarketSetLimit(0, "max_open_orders", 1)),
+        lambda: k.set_user_limit(ALICE, 0, "max_notional", 100),
+        lambda: k.call(wire.MarketList(), wire.UserSetLimit(BOB, 0, "max_order_amount", 1)),
     ]
 
 
@@ -69,11 +71,16 @@ def test_only_an_admin_key_may_call_the_market_operations(secured: Secured) -> N
             "it needs an admin key"
         )
         assert "may not call market.set_limit (call 1)" in messages[10]
+        assert messages[11] == (
+            f"forbidden: key '{name}' ({role}) may not call user.set_limit (call 0): "
+            "it needs an admin key"
+        )
+        assert "may not call user.set_limit (call 1)" in messages[12]
     assert secured.state_hash() == before
     assert alice.pending_detail(0, mine) is not None
     stats = secured.server.auth_statistics()
     assert stats is not None
-    assert stats.keys["gateway"].forbidden == 11
+    assert stats.keys["gateway"].forbidden == 13
     assert [m.price_step for m in secured.client("viewer").markets()] == [1, 1]
 
 
@@ -84,6 +91,7 @@ def test_only_an_admin_key_may_call_the_market_operations(secured: Secured) -> N
         (C.user_status(ALICE, UserStatus.BLOCKED), "8 (command 1, USER_STATUS)"),
         (C.cancel_market(0), "9 (command 1, CANCEL_MARKET)"),
         (C.market_limit(0, RiskLimit.PRICE_STEP, 100), "10 (command 1, MARKET_LIMIT)"),
+        (C.user_limit(ALICE, 0, RiskLimit.MAX_NOTIONAL, 100), "13 (command 1, USER_LIMIT)"),
     ],
 )
 def test_a_trade_key_may_not_send_admin_records(
@@ -142,6 +150,19 @@ def test_an_admin_key_runs_them_by_call_and_by_record(secured: Secured) -> None:
     with pytest.raises(ApiError) as info:
         alice.put_limit(ALICE, 1, Side.BID, 150, 100_000)
     assert info.value.code == Result.AMOUNT_NOT_ON_STEP
+    # A user's own limit, by call and by record; a key of the user reads it.
+    assert ops.set_user_limit(ALICE, 1, "max_order_amount", 100).seq > 0
+    (result,), _ = ops.submit(C.batch(C.user_limit(BOB, 1, RiskLimit.MAX_NOTIONAL, 10**6)))
+    assert (int(result["code"]), int(result["seq"]) > 0) == (Result.OK, True)
+    assert alice.user_limits(ALICE, 1) == wire.UserLimits(ALICE, 1, 100, 0)
+    assert secured.client("viewer").user_limits(ALICE, 1).max_order_amount == 100
+    assert bob.user_limits(BOB, 1) == wire.UserLimits(BOB, 1, 0, 10**6)
+    assert ops.user_limits(BOB, 1).max_notional == 10**6
+    message = refused(Result.FORBIDDEN, lambda: bob.user_limits(ALICE, 1))
+    assert message == "forbidden: key 'bob' (trade) may not act for user 1 (call 0, user.limits)"
+    with pytest.raises(ApiError) as info:
+        alice.put_limit(ALICE, 1, Side.BID, 200, 100_000)
+    assert info.value.code == Result.USER_AMOUNT_TOO_LARGE
 
 
 def test_matchctl_needs_an_admin_key_for_them(
@@ -161,3 +182,11 @@ def test_matchctl_needs_an_admin_key_for_them(
     assert json.loads(capsys.readouterr().out)["status"] == "halted"
     assert matchctl.main(["markets", *base, *key("viewer")]) == 0  # a read key sees it
     assert json.loads(capsys.readouterr().out)[0]["status"] == "halted"
+    limit = ["user", "limit", str(ALICE), "BTC_USDT", "max_notional", "10"]
+    assert matchctl.main([*limit, *base, *key("alice")]) == 1
+    assert json.loads(capsys.readouterr().err)["code"] == Result.FORBIDDEN
+    assert matchctl.main([*limit, *base, *key("ops")]) == 0
+    assert json.loads(capsys.readouterr().out)["units"] == 10 * 10**8
+    shown = ["user", "limits", str(ALICE), "BTC_USDT", *base]
+    assert matchctl.main([*shown, *key("viewer")]) == 0  # a read key of the user
+    assert json.loads(capsys.readouterr().out)["limits"]["max_notional"] == "10"

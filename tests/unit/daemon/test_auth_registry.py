@@ -14,7 +14,7 @@ import pytest
 
 from core import commands as C
 from core.errors import ConfigError
-from core.schema import Result, Side
+from core.schema import Result, RiskLimit, Side
 from daemon.auth import (
     SERVER_KEY_NAME,
     KeyRegistry,
@@ -386,6 +386,15 @@ def test_the_command_check_agrees_with_the_rule_at_every_size(
         ("ops", wire.ServerPromote(), True),
         ("server", wire.ServerStatus(), True),
         ("server", wire.BalanceQuery(1), False),
+        # a user's own risk limits: set by an admin key, read by a key of the user
+        ("alice", wire.UserSetLimit(1, 0, "max_notional", 10), False),
+        ("gateway", wire.UserSetLimit(1, 0, "max_order_amount", 10), False),
+        ("ops", wire.UserSetLimit(1, 0, "max_order_amount", 10), True),
+        ("alice", wire.UserLimitsCall(1, 0), True),
+        ("alice", wire.UserLimitsCall(2, 0), False),
+        ("gateway", wire.UserLimitsCall(2, 0), True),
+        ("monitor", wire.UserLimitsCall(1, 0), False),
+        ("ops", wire.UserLimitsCall(1, 0), True),
     ],
 )
 def test_the_gate_checks_every_call(keys: Keys, who: str, call: wire.Call, allowed: bool) -> None:
@@ -402,6 +411,21 @@ def test_the_gate_checks_every_call(keys: Keys, who: str, call: wire.Call, allow
 def test_every_call_type_has_an_access_rule() -> None:
     assert set(CALL_ACCESS) == set(typing.get_args(wire.AnyCall))
     assert CALL_ACCESS[wire.BalanceUpdate] == Access.ADMIN
+    assert CALL_ACCESS[wire.UserSetLimit] == Access.ADMIN
+    assert CALL_ACCESS[wire.UserLimitsCall] == Access.USER
+
+
+def test_a_user_limit_record_needs_an_admin_key(keys: Keys) -> None:
+    gate, _ = gate_for(keys, FakeClock())
+    cmds = C.batch(C.cancel(1, 0, 7), C.user_limit(1, 0, RiskLimit.MAX_NOTIONAL, 10))
+    for who in ("alice", "gateway"):
+        refusal = gate.admit(who, commands_frame(cmds))
+        assert refusal is not None
+        assert refusal.message == (
+            f"forbidden: key '{who}' (trade) may not send command kind 13 (command 1, "
+            "USER_LIMIT): it needs an admin key"
+        )
+    assert gate.admit("ops", commands_frame(cmds)) is None
 
 
 def test_a_call_that_did_not_decode_needs_no_permission(keys: Keys) -> None:

@@ -1,8 +1,9 @@
-"""Halting, delisting and the kill switch against a running server over real ZeroMQ
-sockets, through the SDK (sync and asyncio) and ``matchctl``: what each status
-refuses and takes, the compositions' rounds of cancels (``max_matches`` is 2 here),
-and that a half-done operation survives a restart and is finished by running it
-again (docs/operations.md, "Halting, delisting and the kill switch")."""
+"""Halting, delisting, the kill switch and risk limits (a market's and a user's own)
+against a running server over real ZeroMQ sockets, through the SDK (sync and
+asyncio) and ``matchctl``: what each status refuses and takes, the compositions'
+rounds of cancels (``max_matches`` is 2 here), and that a half-done operation
+survives a restart and is finished by running it again (docs/operations.md,
+"Halting, delisting and the kill switch")."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from daemon.server import Server, ServerConfig
 from daemon.server_pipeline import PipelinedServer
 from ipc import wire
 from ipc.client import ApiError, AsyncClient, Client
+from ipc.market_limits import LIMIT_NAMES
 from persistence.journal import Journal, JournalConfig, journal_log_config
 from tests.support.scenario import make_config
 from tools import matchctl
@@ -331,8 +333,7 @@ def test_binary_admin_records_do_what_the_calls_do(served: Served) -> None:
 
 def limits_of(c: Client, market: int) -> dict[str, int]:
     info = c.markets()[market]
-    names = ("price_step", "amount_step", "min_notional", "max_notional")
-    return {name: getattr(info, name) for name in (*names, "max_open_orders", "price_band")}
+    return {name: getattr(info, name) for name in LIMIT_NAMES}
 
 
 def test_a_risk_limit_set_at_run_time_holds_and_shows_in_market_list(served: Served) -> None:
@@ -359,6 +360,23 @@ def test_a_risk_limit_set_at_run_time_holds_and_shows_in_market_list(served: Ser
     assert (int(ev["market"]), int(ev["seq"])) == (BTC_USDT, done.seq)
     assert (int(ev["reason"]), int(ev["amount"]), int(ev["left"])) == (RiskLimit.PRICE_STEP, 100, 1)
     assert c.put_limit(BOB, BTC_USDT, Side.BID, 1000, 20_001).order is not None  # none again
+
+
+def test_max_order_amount_refuses_larger_orders_of_every_kind(served: Served) -> None:
+    c = served.client
+    (ask,) = rest(c, ALICE, BTC_USDT, Side.ASK, 1)
+    assert c.set_market_limit(BTC_USDT, "max_order_amount", 2000).seq > 0  # 0.002 BTC
+    assert limits_of(c, BTC_USDT)["max_order_amount"] == 2000
+    error = refused(
+        Result.AMOUNT_TOO_LARGE, lambda: c.put_limit(BOB, BTC_USDT, Side.BID, 2001, 20_000)
+    )
+    assert error.message == "invalid argument: amount above max_order_amount"
+    refused(Result.AMOUNT_TOO_LARGE, lambda: c.put_market(ALICE, BTC_USDT, Side.ASK, 2001))
+    refused(Result.AMOUNT_TOO_LARGE, lambda: c.replace(ALICE, BTC_USDT, ask, 30_000, 2001))
+    assert c.put_limit(BOB, BTC_USDT, Side.BID, 2000, 20_000).order is not None
+    assert c.put_limit(BOB, ETH_BTC, Side.BID, 5000, 100_000).order is not None  # other market
+    assert c.set_market_limit(BTC_USDT, "max_order_amount", 0).seq > 0  # none
+    assert c.put_limit(BOB, BTC_USDT, Side.BID, 2001, 20_000).order is not None
 
 
 def test_risk_limits_survive_a_restart(served: Served) -> None:
@@ -390,6 +408,7 @@ def test_refusals_of_a_risk_limit(served: Served) -> None:
         ("max_open_orders", 1001),  # max_orders is 1000
         ("price_band", 10**6),
         ("min_notional", 2**62 + 1),
+        ("max_order_amount", c.markets()[BTC_USDT].max_amount + 1),
     ):
         refused(Result.INVALID_ARGUMENT, partial(c.set_market_limit, BTC_USDT, limit, value))
     assert c.set_market_limit(BTC_USDT, "max_notional", 1000).seq > 0
@@ -399,7 +418,7 @@ def test_refusals_of_a_risk_limit(served: Served) -> None:
     # What a call's decoder refuses reaches the engine as a binary record: refused too.
     bad = C.batch(
         C.market_limit(BTC_USDT, 0, 5),
-        C.market_limit(BTC_USDT, 7, 5),
+        C.market_limit(BTC_USDT, 8, 5),
         C.market_limit(BTC_USDT, RiskLimit.PRICE_STEP, -1),
         C.market_limit(BTC_USDT, RiskLimit.MAX_OPEN_ORDERS, -1),
         C.market_limit(9, RiskLimit.PRICE_STEP, 5),
@@ -411,6 +430,91 @@ def test_refusals_of_a_risk_limit(served: Served) -> None:
     assert len(events) == 0
     assert served.state_hash() == state
     assert limits_of(c, BTC_USDT)["min_notional"] == limits_of(c, BTC_USDT)["max_notional"] == 1000
+
+
+# --------------------------------------------------------------------------- user risk limits
+
+
+def test_a_users_own_limits_hold_for_that_user_in_that_market(served: Served) -> None:
+    c = served.client
+    assert c.user_limits(BOB, BTC_USDT) == wire.UserLimits(BOB, BTC_USDT, 0, 0)
+    assert c.set_user_limit(BOB, BTC_USDT, "max_order_amount", 2000).seq > 0
+    assert c.set_user_limit(BOB, BTC_USDT, RiskLimit.MAX_ORDER_AMOUNT, 2000).seq == 0
+    # 2000 lots at 20_000 ticks: 4 * 10**7 USDT units (deal_scale 1)
+    assert c.set_user_limit(BOB, BTC_USDT, "max_notional", 4 * 10**7).seq > 0
+    assert c.user_limits(BOB, BTC_USDT) == wire.UserLimits(BOB, BTC_USDT, 2000, 4 * 10**7)
+    assert c.user_limits(BOB, ETH_BTC) == wire.UserLimits(BOB, ETH_BTC, 0, 0)
+    assert c.user_limits(ALICE, BTC_USDT) == wire.UserLimits(ALICE, BTC_USDT, 0, 0)
+    error = refused(
+        Result.USER_AMOUNT_TOO_LARGE, lambda: c.put_limit(BOB, BTC_USDT, Side.BID, 2001, 10_000)
+    )
+    assert error.message == "invalid argument: amount above the user's max_order_amount"
+    error = refused(
+        Result.USER_NOTIONAL_TOO_LARGE, lambda: c.put_limit(BOB, BTC_USDT, Side.BID, 2000, 20_001)
+    )
+    assert error.message == "invalid argument: order value above the user's max_notional"
+    # a market bid's amount is money: held to the notional
+    refused(
+        Result.USER_NOTIONAL_TOO_LARGE, lambda: c.put_market(BOB, BTC_USDT, Side.BID, 4 * 10**7 + 1)
+    )
+    results, _ = c.submit(C.put_limit(BOB, BTC_USDT, Side.BID, 2001, 10_000))  # binary too
+    assert results["code"].tolist() == [Result.USER_AMOUNT_TOO_LARGE]
+    assert c.put_limit(BOB, BTC_USDT, Side.BID, 2000, 20_000).order is not None
+    assert c.put_limit(ALICE, BTC_USDT, Side.ASK, 5000, 30_000).order is not None  # others
+    assert c.put_limit(BOB, ETH_BTC, Side.BID, 5000, 100_000).order is not None  # elsewhere
+    # One event: the user, the market, the limit, the old value and the new one.
+    call = wire.UserSetLimit(BOB, BTC_USDT, "max_notional", 0)
+    (reply,) = c.call(call, events=True)
+    done = reply.result_as(call)
+    (ev,) = np.frombuffer(done.events, dtype=EVENT_DTYPE)
+    assert int(ev["kind"]) == EventKind.USER_LIMIT
+    assert (int(ev["user"]), int(ev["market"]), int(ev["seq"])) == (BOB, BTC_USDT, done.seq)
+    assert (int(ev["reason"]), int(ev["amount"]), int(ev["left"])) == (
+        RiskLimit.MAX_NOTIONAL, 4 * 10**7, 0,
+    )  # fmt: skip
+    assert c.put_limit(BOB, BTC_USDT, Side.BID, 2000, 20_001).order is not None  # none again
+
+
+def test_user_limits_survive_a_restart(served: Served) -> None:
+    c = served.client
+    c.set_user_limit(ALICE, BTC_USDT, "max_order_amount", 3000)
+    c.set_user_limit(BOB, ETH_BTC, "max_notional", 10**9)
+    c.set_user_limit(BOB, ETH_BTC, "max_notional", 10**10)
+    state = served.state_hash()
+    served.restart()
+    c = served.client
+    assert served.state_hash() == state
+    assert c.user_limits(ALICE, BTC_USDT) == wire.UserLimits(ALICE, BTC_USDT, 3000, 0)
+    assert c.user_limits(BOB, ETH_BTC) == wire.UserLimits(BOB, ETH_BTC, 0, 10**10)
+    refused(
+        Result.USER_AMOUNT_TOO_LARGE, lambda: c.put_limit(ALICE, BTC_USDT, Side.ASK, 3001, 30_000)
+    )
+
+
+def test_refusals_of_a_user_limit(served: Served) -> None:
+    c = served.client
+    state = served.state_hash()
+    refused(Result.UNKNOWN_MARKET, lambda: c.set_user_limit(BOB, 2, "max_notional", 5))
+    refused(Result.UNKNOWN_MARKET, lambda: c.set_user_limit(BOB, -1, "max_notional", 5))
+    refused(Result.FEE_ACCOUNT_CANNOT_TRADE, lambda: c.set_user_limit(FEE, 0, "max_notional", 5))
+    max_amount = c.markets()[BTC_USDT].max_amount
+    for limit, value in (("max_order_amount", max_amount + 1), ("max_notional", 2**62 + 1)):
+        refused(Result.INVALID_ARGUMENT, partial(c.set_user_limit, BOB, BTC_USDT, limit, value))
+    # What a call's decoder refuses reaches the engine as a binary record: refused too.
+    bad = C.batch(
+        C.user_limit(BOB, BTC_USDT, RiskLimit.PRICE_STEP, 5),
+        C.user_limit(BOB, BTC_USDT, 0, 5),
+        C.user_limit(BOB, BTC_USDT, 8, 5),
+        C.user_limit(BOB, BTC_USDT, RiskLimit.MAX_NOTIONAL, -1),
+        C.user_limit(MAX_USER_ID + 1, BTC_USDT, RiskLimit.MAX_NOTIONAL, 5),
+        C.user_limit(BOB, 9, RiskLimit.MAX_NOTIONAL, 5),
+    )
+    results, events = c.submit(bad)
+    assert results["code"].tolist() == [Result.INVALID_ARGUMENT] * 5 + [Result.UNKNOWN_MARKET]
+    assert (results["seq"] == 0).all()
+    assert len(events) == 0
+    assert served.state_hash() == state
+    assert c.user_limits(BOB, BTC_USDT) == wire.UserLimits(BOB, BTC_USDT, 0, 0)
 
 
 # --------------------------------------------------------------------------- asyncio
@@ -438,6 +542,12 @@ def test_the_async_client_runs_the_same_operations(served: Served) -> None:
             with pytest.raises(ApiError) as info:
                 await c.set_market_limit(ETH_BTC, "price_band", 10**6)
             assert info.value.code == Result.INVALID_ARGUMENT
+            assert (await c.set_user_limit(BOB, ETH_BTC, "max_notional", 700)).seq > 0
+            assert (await c.set_user_limit(BOB, ETH_BTC, RiskLimit.MAX_NOTIONAL, 700)).seq == 0
+            assert (await c.user_limits(BOB, ETH_BTC)).max_notional == 700
+            with pytest.raises(ApiError) as info:
+                await c.set_user_limit(FEE, ETH_BTC, "max_order_amount", 1)
+            assert info.value.code == Result.FEE_ACCOUNT_CANNOT_TRADE
             return blocked, delisted, statuses
 
     assert asyncio.run(main()) == (4, 0, ["delisted", "halted"])
@@ -508,6 +618,7 @@ def test_matchctl_sets_risk_limits_from_decimal_text(
         (("BTC_USDT", "min_notional", "10.5"), 1_050_000_000),
         (("BTC_USDT", "max_open_orders", "3"), 3),
         (("BTC_USDT", "price_band", "0.1"), 100_000),
+        (("BTC_USDT", "max_order_amount", "2.5"), 2_500_000),  # stock_prec 6: lots
     ):
         code, out, err = ctl(served, capsys, "market", "limit", *argv)
         assert (code, err) == (0, "")
@@ -521,8 +632,10 @@ def test_matchctl_sets_risk_limits_from_decimal_text(
         "max_notional": "1000",
         "max_open_orders": "3",
         "price_band": "0.1",
+        "max_order_amount": "2.5",
     }
     assert (btc["price_step"], btc["min_notional"], btc["status"]) == (5, 1_050_000_000, "open")
+    assert btc["max_order_amount"] == 2_500_000
     assert eth["limits"]["amount_step"] == "0.05"
     code, out, _ = ctl(served, capsys, "market", "limit", "BTC_USDT", "price_band", "none")
     assert json.loads(out)["value"] == "none"
@@ -542,6 +655,8 @@ def test_matchctl_sets_risk_limits_from_decimal_text(
         (("min_notional", "ten"), "min_notional 'ten': not a decimal number: 'ten'"),
         (("min_notional", "2000"),
          "min_notional 2000 is above market BTC_USDT's max_notional 1000"),
+        (("max_order_amount", "0.0000001"), "max_order_amount '0.0000001' has more decimal "
+         "places than the 6 of market BTC_USDT's amounts (stock_prec)"),
     ],
 )  # fmt: skip
 def test_matchctl_refuses_a_limit_it_cannot_convert_before_sending_it(
@@ -573,3 +688,81 @@ def test_matchctl_market_limit_usage(served: Served, capsys: pytest.CaptureFixtu
     code, out, err = ctl(served, capsys, "market", "limit", "NOPE", "price_step", "1")
     assert (code, json.loads(err)["code"]) == (1, Result.UNKNOWN_MARKET)
     assert [m.price_step for m in served.client.markets()] == [1, 1]
+
+
+def test_matchctl_sets_and_shows_a_users_own_limits(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = ctl(served, capsys, "user", "limit", str(BOB), "BTC_USDT", "max_order_amount",
+                       "0.0020")  # fmt: skip
+    assert code == 0
+    done = json.loads(out)
+    assert done.pop("seq") > 0
+    assert done == {
+        "user": BOB, "market": "BTC_USDT", "limit": "max_order_amount", "value": "0.002",
+        "units": 2000,
+    }  # fmt: skip
+    again = ctl(served, capsys, "user", "limit", str(BOB), "0", "max_order_amount", "0.002")
+    assert json.loads(again[1])["seq"] == 0  # it already was
+    code, out, err = ctl(served, capsys, "user", "limit", str(BOB), "BTC_USDT", "max_notional",
+                         "400.5")  # fmt: skip
+    assert (code, err) == (0, "")
+    assert json.loads(out)["units"] == 40_050_000_000  # USDT prec 8
+    code, out, _ = ctl(served, capsys, "user", "limits", str(BOB), "BTC_USDT")
+    assert code == 0
+    assert json.loads(out) == {
+        "user": BOB, "market": "BTC_USDT", "max_order_amount": 2000,
+        "max_notional": 40_050_000_000,
+        "limits": {"max_order_amount": "0.002", "max_notional": "400.5"},
+    }  # fmt: skip
+    shown = json.loads(ctl(served, capsys, "user", "limits", str(BOB), "ETH_BTC")[1])
+    assert shown["limits"] == {"max_order_amount": "none", "max_notional": "none"}
+    refused(
+        Result.USER_AMOUNT_TOO_LARGE, lambda: served.client.put_limit(BOB, 0, Side.BID, 2001, 10)
+    )
+    code, out, _ = ctl(served, capsys, "user", "limit", str(BOB), "BTC_USDT", "max_order_amount",
+                       "none")  # fmt: skip
+    assert (json.loads(out)["value"], json.loads(out)["units"]) == ("none", 0)
+    assert served.client.user_limits(BOB, BTC_USDT).max_order_amount == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (("limit", "BTC_USDT", "max_order_amount", "0.0000001"), 2,
+         "max_order_amount '0.0000001' has more decimal places than the 6 of market "
+         "BTC_USDT's amounts (stock_prec), so it cannot be represented exactly"),
+        (("limit", "BTC_USDT", "max_notional", "-1"), 2, "max_notional '-1' is negative"),
+        (("limit", "BTC_USDT", "max_notional", "ten"), 2,
+         "max_notional 'ten': not a decimal number: 'ten'"),
+        (("limit", "BTC_USDT", "max_order_amount"), 2,
+         "limit needs MARKET, LIMIT (max_order_amount, max_notional) and VALUE"),
+        (("limit",), 2, "limit needs MARKET, LIMIT"),
+        (("limits",), 2, "limits takes USER and MARKET"),
+        (("limits", "BTC_USDT", "max_notional"), 2, "limits takes USER and MARKET"),
+        (("block", "BTC_USDT"), 2, "block takes only USER"),
+        (("limit", "NOPE", "max_notional", "1"), 1, "unknown market 'NOPE'"),
+    ],
+)  # fmt: skip
+def test_matchctl_user_limit_usage_and_refusals(
+    served: Served, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], code: int,
+    message: str,
+) -> None:  # fmt: skip
+    state = served.state_hash()
+    action, *rest_of = argv
+    got, out, err = ctl(served, capsys, "user", action, str(BOB), *rest_of)
+    assert (got, out) == (code, "")
+    assert message in err
+    assert served.state_hash() == state  # nothing was sent, or nothing changed
+
+
+def test_matchctl_user_limit_choices_and_engine_refusals(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        ctl(served, capsys, "user", "limit", str(BOB), "BTC_USDT", "price_step", "1")
+    assert info.value.code == 2
+    assert "invalid choice: 'price_step'" in capsys.readouterr().err
+    code, out, err = ctl(served, capsys, "user", "limit", str(FEE), "BTC_USDT", "max_notional", "1")
+    assert (code, out) == (1, "")
+    assert json.loads(err)["code"] == Result.FEE_ACCOUNT_CANNOT_TRADE

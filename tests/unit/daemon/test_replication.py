@@ -444,9 +444,9 @@ def test_with_two_standbys_a_sync_failover_takes_writes_within_a_second(
 
 @pytest.mark.parametrize("workers", [False, True], ids=["one-process", "pair-workers"])
 def test_market_operations_reach_the_standby(nodes, workers: bool) -> None:  # type: ignore[no-untyped-def]
-    """Issue 10: a halt, a kill switch, a delisting and a risk limit are commands of
-    the log: the standby holds the same statuses, limits and books, and refuses as the
-    primary does once promoted."""
+    """Issue 10: a halt, a kill switch, a delisting, a market's and a user's risk limit
+    are commands of the log: the standby holds the same statuses, limits and books, and
+    refuses as the primary does once promoted."""
     a = nodes("a", "primary", mode="sync", workers=workers)
     b = nodes("b", "standby", primary=a, mode="sync")
     wait_for(lambda: a.replication.refusal() is None, what="a fresh standby")
@@ -459,6 +459,7 @@ def test_market_operations_reach_the_standby(nodes, workers: bool) -> None:  # t
         C.market_status(0, MarketStatus.DELISTED),
         C.cancel_market(0),
         C.market_limit(0, RiskLimit.PRICE_STEP, 1000),
+        C.user_limit(1, 1, RiskLimit.MAX_ORDER_AMOUNT, 999),
     )
     results, _ = results_events(a.client.wait(a.client.send_commands(ops)))
     assert (results["code"] == Result.OK).all()
@@ -488,3 +489,10 @@ def test_market_operations_reach_the_standby(nodes, workers: bool) -> None:  # t
         b.client.put_limit(1, 0, Side.BID, 1000, 9_001)  # the limit came with the log
     assert off_step.value.code == Result.PRICE_NOT_ON_STEP
     assert b.client.put_limit(1, 0, Side.BID, 1000, 9_000).order_id > 0
+    assert b.journal.engine.user_limits(1, 1) == (999, 0)
+    reopened, _ = results_events(
+        b.client.wait(b.client.send_commands(C.batch(C.market_status(1, MarketStatus.OPEN))))
+    )
+    with pytest.raises(ApiError) as too_large:
+        b.client.put_limit(1, 1, Side.BID, 1000, 9_000)
+    assert too_large.value.code == Result.USER_AMOUNT_TOO_LARGE

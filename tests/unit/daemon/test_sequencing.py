@@ -8,6 +8,7 @@ levels, one command) go through the same schedules."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -276,6 +277,16 @@ def test_market_operations_take_their_place_in_any_schedule(max_in_flight: int) 
     stats = daemon.sequencing.stats()
     assert stats.peak_in_flight > 1
     assert stats.waited_for_ids > 0  # status changes really waited for work out
+
+
+def test_user_risk_limits_take_their_place_in_any_schedule() -> None:
+    # USER_LIMIT (5% of the commands, on RISKY markets) runs in the sequencer alone:
+    # the account half of every command after it, and of none before, sees it.
+    daemon = run_schedule(RISKY, SEED, 2000, 64, 0.3, Mix(user_limit=5))
+    assert daemon.sequencing.stats().peak_in_flight > 1
+    codes = Counter(answer.code for answer in daemon.answers.values())
+    assert codes[Result.USER_AMOUNT_TOO_LARGE] > 0, codes
+    assert codes[Result.USER_NOTIONAL_TOO_LARGE] > 0, codes
 
 
 def test_a_replace_refused_on_stale_funds_is_dispatched_again_alone() -> None:

@@ -155,3 +155,36 @@ def test_feed_applies_status_events_from_a_mixed_batch(tmp_path: Path) -> None:
     assert taken["seq"].tolist() == [ops.SEQ_HALT, ops.SEQ_DELIST]
     assert taken["reason"].tolist() == [HALTED, DELISTED]
     assert md.trading_status(0)["status"] == "delisted"
+
+
+def test_the_limit_events_are_ignored_by_every_consumer(tmp_path: Path) -> None:
+    """MARKET_LIMIT and USER_LIMIT events (``write_limits_log``) change no status,
+    depth or deal, count as nothing bad, and make no user message."""
+    log_dir = tmp_path / "limits"
+    ops.write_limits_log(log_dir)
+    with LogReader(log_dir) as reader:
+        records = list(reader.read(1))
+    decoder = BatchDecoder()
+    batches = [decoder.decode([r]) for r in records]
+    limits = np.concatenate([b.events for b in batches[1:]])
+    assert sorted(set(limits["kind"].tolist())) == [EventKind.MARKET_LIMIT, EventKind.USER_LIMIT]
+    config = stream_config(Limits())
+    md = MarketData(config)
+    for batch in batches:
+        md.add_events(batch.events)
+    assert md.add_status_events(limits).shape[0] == 0
+    assert (md.status_rejected, md.take_status_touched()) == (0, set())
+    assert [md.trading_status(m)["status"] for m in (0, 1)] == ["open", "open"]
+    assert md.deal_count(0) == 0
+    book = DepthBook(2)
+    assert book.apply(limits) == 0
+    stats = book.statistics()
+    assert (stats.orders, stats.order_events, stats.rejected, stats.malformed) == (0, 0, 0, 0)
+    topics = UserTopics(config)
+    wanted = UserSubscriptions()
+    wanted.update(b"\x01user.")  # everybody
+    got = []
+    for batch in batches:
+        events = log_events(batch.events, batch.balances)
+        got += [m.topic for m in topics.messages(events, batch.last_seq, wanted)]
+    assert got == [b"user.1.asset"]  # the deposit only

@@ -1,8 +1,9 @@
 """matchd's market operations over HTTP JSON-RPC (docs/gateways.md, "Market
 operations"): market.halt, market.resume, market.delist, user.block, user.unblock,
-market.set_limit, and market.list's ``status``, through an in-process HTTP gateway in
-front of a real server (docs/compat.md). An engine that is not there: market.list still answers,
-without ``status``, and the operations are HTTP 500 as every engine method."""
+market.set_limit, user.set_limit, and market.list's ``status``, through an in-process
+HTTP gateway in front of a real server (docs/compat.md). An engine that is not there:
+market.list still answers, without ``status``, and the operations are HTTP 500 as every
+engine method."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from core.config import parse_config
 from core.schema import Side
 from daemon.gateway_links import EngineLink
 from daemon.viabtc_methods import ViabtcMethods
+from ipc import wire
 from persistence.history_queries import HistoryNotConfigured
 from tests.support.scenario import config_text
 from tests.unit.daemon.test_market_ops import (
@@ -219,9 +221,11 @@ def test_set_limit_over_http(served: Served) -> None:
         assert await rpc.ok("market.set_limit", "ETH_BTC", "min_notional", "0.1") == done
         assert await rpc.ok("market.set_limit", "ETH_BTC", "max_open_orders", "4") == done
         assert await rpc.ok("market.set_limit", "ETH_BTC", "price_band", "0.25") == done
+        assert await rpc.ok("market.set_limit", "ETH_BTC", "max_order_amount", "1.5") == done
         eth = c.markets()[ETH_BTC]
         assert (eth.min_notional, eth.max_notional) == (10**9, 25 * 10**9)  # BTC prec 10
         assert (eth.max_open_orders, eth.price_band) == (4, 250_000)
+        assert eth.max_order_amount == 15_000  # stock_prec 4
         # In a batch the limit is set in its place: the put after it is held to it.
         batch = [
             {"method": "market.set_limit", "params": ["BTC_USDT", "min_notional", "1"], "id": 1},
@@ -277,6 +281,71 @@ def test_set_limit_refusals_over_http(served: Served) -> None:
 
 
 @pytest.mark.integration
+def test_set_user_limit_over_http(served: Served) -> None:
+    c = served.client
+    big = [BOB, "BTC_USDT", 2, "0.5", "300", "0", "0", ""]  # 150 USDT
+    small = [BOB, "BTC_USDT", 2, "0.001", "300", "0", "0", ""]
+
+    async def test(rpc: Rpc) -> None:
+        done = {"status": "success"}
+        assert await rpc.ok("user.set_limit", BOB, "BTC_USDT", "max_notional", "100") == done
+        assert c.user_limits(BOB, BTC_USDT).max_notional == 100 * 10**8  # USDT prec 8
+        assert await rpc.ok("user.set_limit", BOB, "BTC_USDT", "max_notional", "100") == done
+        assert await rpc.error("order.put_limit", *big) == (
+            1, "invalid argument: order value above the user's max_notional",
+        )  # fmt: skip
+        assert (await rpc.ok("order.put_limit", *small))["left"] == "0.001"
+        # another user, another market: not held to it
+        assert (await rpc.ok("order.put_limit", ALICE, *big[1:]))["left"] == "0.5"
+        assert await rpc.ok("user.set_limit", BOB, "BTC_USDT", "max_notional", "none") == done
+        assert await rpc.ok("user.set_limit", BOB, "BTC_USDT", "max_order_amount", "0.1") == done
+        assert c.user_limits(BOB, BTC_USDT).max_order_amount == 100_000  # stock_prec 6
+        assert await rpc.error("order.put_limit", *big) == (
+            1, "invalid argument: amount above the user's max_order_amount",
+        )  # fmt: skip
+        assert await rpc.ok("user.set_limit", BOB, "BTC_USDT", "max_order_amount", "0") == done
+        assert (await rpc.ok("order.put_limit", *big))["amount"] == "0.5"
+        assert c.user_limits(BOB, BTC_USDT) == wire.UserLimits(BOB, BTC_USDT, 0, 0)  # none
+
+    http(served, test)
+
+
+@pytest.mark.integration
+def test_set_user_limit_refusals_over_http(served: Served) -> None:
+    async def test(rpc: Rpc) -> None:
+        for params, message in (
+            ((BOB, "BTC_USDT", "max_order_amount", "0.0000001"),
+             "max_order_amount '0.0000001' has more decimal places than the 6 of market "
+             "BTC_USDT's amounts (stock_prec), so it cannot be represented exactly"),
+            ((BOB, "BTC_USDT", "max_notional", "0.000000001"),
+             "max_notional '0.000000001' has more decimal places than the 8 of market "
+             "BTC_USDT's money asset (prec)"),
+            ((BOB, "BTC_USDT", "max_notional", "-1"), "max_notional '-1' is negative"),
+            ((BOB, "BTC_USDT", "max_order_amount", "1e30"),
+             "max_order_amount '1e30' is out of range: 0.."),
+            ((BOB, "BTC_USDT", "price_step", "1"),
+             "user risk limit 'price_step' is none of max_order_amount, max_notional"),
+            ((BOB, "BTC_USDT", "tick", "1"),
+             "user risk limit 'tick' is none of max_order_amount, max_notional"),
+            ((BOB, "BTC_USDT", "max_notional", 5), "value must be a string"),
+            ((BOB, "BTC_USDT", 4, "5"), "limit must be a string"),
+            ((BOB, "NOPE", "max_notional", "1"), "unknown market 'NOPE'"),
+            (("2", "BTC_USDT", "max_notional", "1"), "user_id must be an integer"),
+            ((2**32, "BTC_USDT", "max_notional", "1"), "user_id must be in 0..4294967295"),
+            ((0, "BTC_USDT", "max_notional", "1"), "the fee account cannot trade"),
+            ((BOB, "BTC_USDT", "max_notional"), "user.set_limit takes 4 params, not 3"),
+        ):  # fmt: skip
+            code, text = await rpc.error("user.set_limit", *params)
+            assert code == 1
+            assert text.startswith(f"invalid argument: {message}"), text
+
+    state = served.state_hash()
+    http(served, test)
+    assert served.state_hash() == state
+    assert served.client.user_limits(BOB, BTC_USDT) == wire.UserLimits(BOB, BTC_USDT, 0, 0)
+
+
+@pytest.mark.integration
 def test_the_gateway_accepts_an_engine_whose_limits_and_status_changed(served: Served) -> None:
     # The gateway checks at start that the engine runs its config; a risk limit (and
     # a status) are the engine's to change: they make no difference.
@@ -314,9 +383,19 @@ def test_without_the_engine_market_list_answers_without_status(tmp_path: Path) -
                 assert await post(s, url, call(method, param)) == (500, b"")
             limit = call("market.set_limit", "BTC_USDT", "max_notional", "10")
             assert await post(s, url, limit) == (500, b"")
+            mine = call("user.set_limit", 7, "BTC_USDT", "max_order_amount", "0.5")
+            assert await post(s, url, mine) == (500, b"")
             # a bad value is answered without the engine
             status, body = await post(s, url, call("market.set_limit", "BTC_USDT", "x", "1"))
             assert json.loads(body)["error"]["code"] == 1
+            bad = call("user.set_limit", 7, "BTC_USDT", "max_order_amount", "0.0000001")
+            status, body = await post(s, url, bad)
+            assert json.loads(body)["error"] == {
+                "code": 1,
+                "message": "invalid argument: max_order_amount '0.0000001' has more decimal "
+                "places than the 6 of market BTC_USDT's amounts (stock_prec), so it cannot be "
+                "represented exactly",
+            }
             # a bad param is still answered without the engine
             status, body = await post(s, url, call("market.delist", "NOPE"))
             assert json.loads(body)["error"]["code"] == 1

@@ -2,7 +2,7 @@
 the names and ``RiskLimit``s, exact conversion at the market's precisions, "none",
 and a precise ``ParseError`` for text that is not exact, negative or out of range
 (docs/protocol.md, "Market operations"; docs/operations.md, "Changing risk limits
-at run time")."""
+at run time"); the two a user may have of their own (``user_limit_name``)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ from ipc.market_limits import (
     LIMIT_NAMES,
     NONE_VALUES,
     RISK_LIMITS,
+    USER_LIMIT_NAMES,
     check_notionals,
     limit_name,
     limit_text,
     limit_texts,
     limit_value,
     risk_limit,
+    user_limit_name,
 )
 from tests.support.scenario import make_config
 
@@ -41,8 +43,9 @@ def value(limit: str, text: str, market: wire.MarketInfo = BTC_USDT) -> int:
 def test_the_names_are_the_configs_in_risk_limit_order() -> None:
     assert LIMIT_NAMES == CONFIG_LIMIT_NAMES
     assert [RISK_LIMITS[name] for name in LIMIT_NAMES] == list(RiskLimit)
-    assert [int(limit) for limit in RiskLimit] == [1, 2, 3, 4, 5, 6]
-    assert NONE_VALUES == {1: 1, 2: 1, 3: 0, 4: 0, 5: 0, 6: 0}
+    assert [int(limit) for limit in RiskLimit] == [1, 2, 3, 4, 5, 6, 7]
+    assert LIMIT_NAMES[-1] == "max_order_amount"
+    assert NONE_VALUES == {1: 1, 2: 1, 3: 0, 4: 0, 5: 0, 6: 0, 7: 0}
     # what MarketInfo and the config say when a market has none
     plain = wire.MarketInfo.from_market(CONFIG.markets[1])
     assert [getattr(plain, name) for name in LIMIT_NAMES] == list(NONE_VALUES.values())
@@ -54,7 +57,9 @@ def test_a_limit_by_name_or_risk_limit() -> None:
     assert limit_name("price_band") == "price_band"
     assert risk_limit("min_notional") is RiskLimit.MIN_NOTIONAL
     assert risk_limit(RiskLimit.PRICE_STEP) is RiskLimit.PRICE_STEP
-    for bad in (0, 7, -1, True, "PRICE_STEP", "step", "", None, 1.0):
+    assert limit_name(7) == "max_order_amount"
+    assert risk_limit("max_order_amount") is RiskLimit.MAX_ORDER_AMOUNT
+    for bad in (0, 8, -1, True, "PRICE_STEP", "step", "", None, 1.0):
         with pytest.raises(ParseError, match="is none of price_step, amount_step, min_notional"):
             limit_name(bad)  # type: ignore[arg-type]
 
@@ -81,6 +86,10 @@ def test_a_limit_by_name_or_risk_limit() -> None:
         ("price_band", "0.000001", 1),
         ("price_band", "0.999999", 999_999),
         ("price_band", "0", 0),
+        ("max_order_amount", "0.5", 500_000),  # lots of 0.000001, as amount_step
+        ("max_order_amount", "0.000001", 1),
+        ("max_order_amount", "2.50", 2_500_000),
+        ("max_order_amount", "0", 0),  # 0 is none too
     ],
 )
 def test_decimal_text_to_engine_units(limit: str, text: str, units: int) -> None:
@@ -97,6 +106,8 @@ def test_the_ranges_reach_the_markets_maxima() -> None:
     max_price, max_amount = BTC_USDT.max_price, BTC_USDT.max_amount
     assert value("price_step", f"{max_price // 100}.{max_price % 100:02d}") == max_price
     assert value("amount_step", f"{max_amount // 10**6}.{max_amount % 10**6:06d}") == max_amount
+    most = f"{max_amount // 10**6}.{max_amount % 10**6:06d}"
+    assert value("max_order_amount", most) == max_amount
     assert (
         value("max_notional", str(MAX_SUPPLY_UNITS // 10**8)) == MAX_SUPPLY_UNITS // 10**8 * 10**8
     )
@@ -138,6 +149,12 @@ def test_the_ranges_reach_the_markets_maxima() -> None:
         ("price_step", "None", "not a decimal number"),  # "none" is lower case only
         ("price_band", "1e999", "decimal out of range"),
         ("price_band", "0x1", "not a decimal number"),
+        ("max_order_amount", "0.0000001", "max_order_amount '0.0000001' has more decimal "
+         "places than the 6 of market BTC_USDT's amounts (stock_prec), so it cannot be "
+         "represented exactly"),
+        ("max_order_amount", "-0.5", "max_order_amount '-0.5' is negative"),
+        ("max_order_amount", "1e20", "max_order_amount '1e20' is out of range: 0.."),
+        ("max_order_amount", "lots", "max_order_amount 'lots': not a decimal number"),
     ],
 )  # fmt: skip
 def test_text_that_cannot_be_a_limit_is_a_precise_error(
@@ -175,9 +192,10 @@ def test_a_notional_may_not_cross_the_other_one_the_market_has() -> None:
 def test_engine_units_back_to_text() -> None:
     config = make_config(
         btc_usdt='price_step = "0.05"\namount_step = "0.001"\nmin_notional = "10"\n'
-        'max_open_orders = 7\nprice_band = "0.1"\n'
+        'max_open_orders = 7\nprice_band = "0.1"\nmax_order_amount = "2.5"\n'
     )
     risky = wire.MarketInfo.from_market(config.markets[0])
+    assert risky.max_order_amount == 2_500_000
     texts = limit_texts(risky, notional_prec=8)
     assert texts == {
         "price_step": "0.05",
@@ -186,6 +204,7 @@ def test_engine_units_back_to_text() -> None:
         "max_notional": "none",
         "max_open_orders": "7",
         "price_band": "0.1",
+        "max_order_amount": "2.5",
     }
     # and they read back as the same units
     for name, text in texts.items():
@@ -195,3 +214,20 @@ def test_engine_units_back_to_text() -> None:
         "1000.5"
     )
     assert limit_text(BTC_USDT, "price_step", 1, notional_prec=8) == "none"  # one tick
+
+
+def test_the_limits_a_user_may_have_of_their_own() -> None:
+    assert USER_LIMIT_NAMES == ("max_order_amount", "max_notional")
+    assert user_limit_name("max_notional") == "max_notional"
+    assert user_limit_name(RiskLimit.MAX_ORDER_AMOUNT) == "max_order_amount"
+    assert user_limit_name(4) == "max_notional"
+    for bad in ("price_step", "min_notional", RiskLimit.PRICE_BAND, 0, 8, True, "", None):
+        with pytest.raises(ParseError, match="is none of max_order_amount, max_notional"):
+            user_limit_name(bad)  # type: ignore[arg-type]
+    # converted as the market's limits of the same names; none is 0 for both
+    assert value("max_order_amount", "0.25") == 250_000
+    assert value("max_notional", "1000") == 1000 * 10**8
+    assert [value(name, "none") for name in USER_LIMIT_NAMES] == [0, 0]
+    assert [limit_text(BTC_USDT, name, 0, notional_prec=8) for name in USER_LIMIT_NAMES] == [
+        "none", "none",
+    ]  # fmt: skip

@@ -105,6 +105,20 @@ def test_a_risk_limit_is_one_call_by_name_or_risk_limit() -> None:
     assert (info.value.op, info.value.code, info.value.viabtc) == ("market.set_limit", 1001, 1)
 
 
+def test_a_user_limit_is_one_call_by_name_or_risk_limit() -> None:
+    script = Script({})
+    assert ops.run(ops.set_user_limit(7, 1, "max_order_amount", 5), script).seq == 1
+    ops.run(ops.set_user_limit(7, 0, RiskLimit.MAX_NOTIONAL, 0), script)
+    assert script.frames == [
+        [wire.UserSetLimit(7, 1, "max_order_amount", 5)],
+        [wire.UserSetLimit(7, 0, "max_notional", 0)],
+    ]
+    script.refuse[wire.UserSetLimit] = Result.USER_LIMIT_TABLE_FULL
+    with pytest.raises(ApiError) as info:
+        ops.run(ops.set_user_limit(8, 0, "max_notional", 10), script)
+    assert (info.value.op, info.value.code, info.value.viabtc) == ("user.set_limit", 9008, 3)
+
+
 def test_unblock_is_one_call() -> None:
     script = Script({})
     ops.run(ops.set_user_status(7, UserStatus.ACTIVE), script)
@@ -140,8 +154,14 @@ def test_a_bad_status_raises_before_any_call() -> None:
         ops.run(ops.set_user_status(0, 3), script)
     with pytest.raises(ValueError, match="risk limit 'tick' is none of price_step"):
         ops.run(ops.set_market_limit(0, "tick", 5), script)
-    with pytest.raises(ValueError, match="risk limit 7 is none of"):
-        ops.run(ops.set_market_limit(0, 7, 5), script)
+    with pytest.raises(ValueError, match="risk limit 8 is none of"):
+        ops.run(ops.set_market_limit(0, 8, 5), script)
+    with pytest.raises(ValueError, match="user risk limit 'price_step' is none of max_order"):
+        ops.run(ops.set_user_limit(7, 0, "price_step", 5), script)
+    with pytest.raises(ValueError, match="user risk limit 'min_notional' is none of"):
+        ops.run(ops.set_user_limit(7, 0, RiskLimit.MIN_NOTIONAL, 5), script)
+    with pytest.raises(ValueError, match="value -5 must be an int >= 0"):
+        ops.run(ops.set_user_limit(7, 0, "max_notional", -5), script)
     with pytest.raises(ValueError, match="value -5 must be an int >= 0"):
         ops.run(ops.set_market_limit(0, "price_step", -5), script)
     assert script.frames == []

@@ -109,6 +109,8 @@ ALL_CALLS: list[wire.Call] = [
     wire.UserSetStatus(7, "blocked"),
     wire.MarketCancelOrders(0, 2),
     wire.MarketSetLimit(1, "min_notional", 10**9),
+    wire.UserSetLimit(7, 1, "max_order_amount", 10**6),
+    wire.UserLimitsCall(7, 1),
     wire.Quote(7, 0, [(99, 5), (98, 6)], [(101, 7)], 20, 10, "mm"),
 ]
 
@@ -129,6 +131,7 @@ RESULT_SAMPLES: dict[type[wire.Call], Any] = {
         wire.MarketInfo(0, "BTC_USDT", 0, 2, 6, 2, 4, 10, 2**62, 2**40),
         wire.MarketInfo(1, "ETH_BTC", 1, 0, 4, 6, 4, 10, 2**62, 2**40, "halted"),
     ],
+    wire.UserLimitsCall: wire.UserLimits(7, 1, 10**6, 0),
     wire.MarketSummaryCall: [wire.MarketSummary(1, 2, 30, 0, 0)],
     wire.AssetList: [wire.AssetInfo(0, "BTC", 10, 8)],
     wire.AssetSummaryCall: [wire.AssetSummary(0, 100, 1, 60, 1, 40)],
@@ -149,7 +152,7 @@ def test_header_layout_is_pinned() -> None:
     assert (wire.COMMAND_LENGTH, wire.RESULT_LENGTH, wire.EVENT_LENGTH) == (88, 40, 184)
     frame = wire.encode_commands(sample_commands(3), RID, events=True)
     assert frame[wire.MAGIC_OFFSET : wire.MAGIC_OFFSET + 4] == b"MDWP"
-    assert frame[wire.VERSION_OFFSET] == wire.WIRE_VERSION == 3
+    assert frame[wire.VERSION_OFFSET] == wire.WIRE_VERSION == 4
     assert frame[wire.KIND_OFFSET] == FrameKind.COMMANDS
     assert struct.unpack_from("<H", frame, wire.FLAGS_OFFSET) == (FrameFlag.EVENTS,)
     assert struct.unpack_from("<I", frame, wire.COUNT_OFFSET) == (3,)
@@ -360,7 +363,7 @@ def test_error_frame_round_trip_echoes_the_request_id() -> None:
     frame = wire.decode_reply(wire.encode_error(RID, Result.SERVICE_UNAVAILABLE))
     assert frame == wire.ErrorFrame(RID, 9002, "service unavailable")
     bad = patch(wire.encode_commands(sample_commands(1), RID), "B", wire.VERSION_OFFSET, 9)
-    err = refused(bad, "unsupported wire version 9; this side speaks 3")
+    err = refused(bad, "unsupported wire version 9; this side speaks 4")
     assert err.request_id == RID
     frame = wire.decode_reply(wire.error_reply(err))
     assert isinstance(frame, wire.ErrorFrame)
@@ -472,8 +475,9 @@ GOOD = wire.encode_commands(sample_commands(3), RID)
         (GOOD[:31], "frame of 31 bytes is shorter than the 32-byte header"),
         (b"XDWP" + GOOD[4:], r"bad magic b'XDWP', expected b'MDWP'"),
         (patch(GOOD, "B", 4, 0), "unsupported wire version 0"),
-        (patch(GOOD, "B", 4, 1), "unsupported wire version 1; this side speaks 3"),
-        (patch(GOOD, "B", 4, 2), "unsupported wire version 2; this side speaks 3"),
+        (patch(GOOD, "B", 4, 1), "unsupported wire version 1; this side speaks 4"),
+        (patch(GOOD, "B", 4, 2), "unsupported wire version 2; this side speaks 4"),
+        (patch(GOOD, "B", 4, 3), "unsupported wire version 3; this side speaks 4"),
         (patch(GOOD, "B", 5, 0), "frame kind 0 is not accepted here"),
         (patch(GOOD, "B", 5, 77), "frame kind 77 is not accepted here"),
         (patch(GOOD, "B", 5, FrameKind.RESULTS), "frame kind 2 is not accepted here"),

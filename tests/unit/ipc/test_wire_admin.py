@@ -1,8 +1,9 @@
-"""The admin calls of wire version 3 (docs/protocol.md, "Market operations"):
-market.set_status, user.set_status, market.cancel_orders and market.set_limit round
-trip, build the records ``core.commands`` builds, and refuse bad statuses, sides,
-users, limits, values and unknown fields with a message naming the field; MarketInfo
-carries the market's status and risk limits."""
+"""The admin calls of wire versions 3 and 4 (docs/protocol.md, "Market operations"):
+market.set_status, user.set_status, market.cancel_orders, market.set_limit and
+user.set_limit round trip, build the records ``core.commands`` builds, and refuse bad
+statuses, sides, users, limits, values and unknown fields with a message naming the
+field; MarketInfo carries the market's status and risk limits; user.limits reads a
+user's own."""
 
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ ADMIN: list[wire.Call] = [
     wire.MarketSetLimit(0, "price_step", 5),
     wire.MarketSetLimit(1, "price_band", 0),
     wire.MarketSetLimit(1, "max_notional", 2**62),
+    wire.MarketSetLimit(0, "max_order_amount", 500_000),
+    wire.UserSetLimit(7, 0, "max_order_amount", 1000),
+    wire.UserSetLimit(MAX_USER_ID, 1, "max_notional", 0),
 ]
 
 
@@ -84,6 +88,7 @@ def test_admin_calls_are_commands_the_server_runs_like_order_calls() -> None:
     ops = [wire.op_of(t) for t in wire.ADMIN_CALLS]
     assert ops == [
         "market.set_status", "user.set_status", "market.cancel_orders", "market.set_limit",
+        "user.set_limit",
     ]  # fmt: skip
 
 
@@ -101,10 +106,14 @@ def test_admin_calls_build_the_records_of_core_commands() -> None:
         commands.market_limit(0, RiskLimit.PRICE_STEP, 5),
         commands.market_limit(1, RiskLimit.PRICE_BAND, 0),
         commands.market_limit(1, RiskLimit.MAX_NOTIONAL, 2**62),
+        commands.market_limit(0, RiskLimit.MAX_ORDER_AMOUNT, 500_000),
+        commands.user_limit(7, 0, RiskLimit.MAX_ORDER_AMOUNT, 1000),
+        commands.user_limit(MAX_USER_ID, 1, RiskLimit.MAX_NOTIONAL, 0),
     )
     assert built.tobytes() == expected.tobytes()
     kinds = [CommandKind.MARKET_STATUS] * 3 + [CommandKind.USER_STATUS] * 2
-    kinds += [CommandKind.CANCEL_MARKET] * 3 + [CommandKind.MARKET_LIMIT] * 3
+    kinds += [CommandKind.CANCEL_MARKET] * 3 + [CommandKind.MARKET_LIMIT] * 4
+    kinds += [CommandKind.USER_LIMIT] * 2
     assert built["kind"].tolist() == kinds
     assert built["amount"][:5].tolist() == [0, 1, 2, 0, 1]  # the status, in amount
     assert (built["ts_ns"] == 0).all()  # the server stamps it
@@ -159,6 +168,24 @@ def test_admin_calls_build_the_records_of_core_commands() -> None:
          "Expected `int` >= -32768 - at `$.market`"),
         ({"op": "market.set_limit", "market": 0, "limit": "price_step", "value": 1, "user": 1},
          "Object contains unknown field `user`"),
+        ({"op": "user.set_limit", "user": 7, "market": 0, "limit": "price_step", "value": 5},
+         "Invalid enum value 'price_step' - at `$.limit`"),
+        ({"op": "user.set_limit", "user": 7, "market": 0, "limit": 7, "value": 5},
+         "Expected `str`, got `int` - at `$.limit`"),
+        ({"op": "user.set_limit", "user": 7, "market": 0, "limit": "max_notional", "value": -1},
+         "Expected `int` >= 0 - at `$.value`"),
+        ({"op": "user.set_limit", "user": 7, "market": 0, "limit": "max_notional",
+          "value": "10"}, "Expected `int`, got `str` - at `$.value`"),
+        ({"op": "user.set_limit", "user": -1, "market": 0, "limit": "max_notional", "value": 1},
+         "Expected `int` >= 0 - at `$.user`"),
+        ({"op": "user.set_limit", "user": MAX_USER_ID + 1, "market": 0,
+          "limit": "max_notional", "value": 1}, f"Expected `int` <= {MAX_USER_ID} - at `$.user`"),
+        ({"op": "user.set_limit", "user": 7, "limit": "max_notional", "value": 1},
+         "Object missing required field `market`"),
+        ({"op": "user.set_limit", "user": 7, "market": 0, "limit": "max_notional", "value": 1,
+          "side": 1}, "Object contains unknown field `side`"),
+        ({"op": "user.limits", "user": 7}, "Object missing required field `market`"),
+        ({"op": "user.limits", "user": -7, "market": 0}, "Expected `int` >= 0 - at `$.user`"),
     ],
 )  # fmt: skip
 def test_bad_admin_calls_fail_alone_with_the_field_named(
@@ -185,6 +212,12 @@ def test_a_status_built_in_python_is_checked_before_anything_is_sent() -> None:
         wire.MarketSetLimit(0, "price_step", True)
     with pytest.raises(ValueError, match="value '5' must be an int >= 0"):
         wire.MarketSetLimit(0, "price_step", "5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="user risk limit 'price_step' is none of max_order"):
+        wire.UserSetLimit(7, 0, "price_step", 5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="value -1 must be an int >= 0"):
+        wire.UserSetLimit(7, 0, "max_notional", -1)
+    with pytest.raises(ValueError, match="value False must be an int >= 0"):
+        wire.UserSetLimit(7, 0, "max_notional", False)
 
 
 def test_a_limit_call_is_a_market_limit_record() -> None:
@@ -198,6 +231,38 @@ def test_a_limit_call_is_a_market_limit_record() -> None:
         wire.encode_calls([wire.MarketSetLimit(0, "price_band", 7)], 1)[32:]
     )
     assert raw == [{"op": "market.set_limit", "market": 0, "limit": "price_band", "value": 7}]
+
+
+def test_a_user_limit_call_is_a_user_limit_record() -> None:
+    # the user and market as given, the limit in ``side``, the value in ``amount``
+    for name, limit in (("max_order_amount", 7), ("max_notional", 4)):
+        (record,) = wire.UserSetLimit(9, 1, name, 12_345).record()  # type: ignore[arg-type]
+        assert int(record["kind"]) == CommandKind.USER_LIMIT
+        assert (int(record["user"]), int(record["market"]), int(record["side"])) == (9, 1, limit)
+        assert (int(record["amount"]), int(record["ts_ns"])) == (12_345, 0)
+    raw = msgspec.msgpack.decode(
+        wire.encode_calls([wire.UserSetLimit(9, 0, "max_notional", 7)], 1)[32:]
+    )
+    assert raw == [
+        {"op": "user.set_limit", "user": 9, "market": 0, "limit": "max_notional", "value": 7}
+    ]
+
+
+def test_user_limits_is_a_query_with_its_own_result() -> None:
+    call = wire.UserLimitsCall(9, 1)
+    assert not isinstance(call, wire.OrderCall)
+    assert wire.op_of(call) == "user.limits"
+    (got,) = decoded({"op": "user.limits", "user": 9, "market": 1})
+    assert got == call
+    assert wire.RESULT_TYPES[wire.UserLimitsCall] is wire.UserLimits
+    limits = wire.UserLimits(9, 1, 500_000, 10**11)
+    frame = wire.decode_reply(wire.encode_replies(RID, [wire.make_reply(call, Result.OK, limits)]))
+    assert isinstance(frame, wire.RepliesFrame)
+    assert frame.replies[0].result_as(call) == limits
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(limits)) == {
+        "user": 9, "market": 1, "max_order_amount": 500_000, "max_notional": 10**11,
+    }  # fmt: skip
+    assert wire.UserLimits(9, 1) == wire.UserLimits(9, 1, 0, 0)  # none
 
 
 def test_status_names_from_enums_and_names() -> None:
@@ -262,6 +327,15 @@ def test_admin_command_results_round_trip_with_their_counts() -> None:
 @pytest.mark.parametrize(
     ("code", "message"),
     [
+        (Result.AMOUNT_TOO_LARGE, "invalid argument: amount above max_order_amount"),
+        (
+            Result.USER_AMOUNT_TOO_LARGE,
+            "invalid argument: amount above the user's max_order_amount",
+        ),
+        (
+            Result.USER_NOTIONAL_TOO_LARGE,
+            "invalid argument: order value above the user's max_notional",
+        ),
         (Result.MARKET_HALTED, "market halted: only cancels are taken"),
         (Result.MARKET_DELISTED, "market delisted: only cancels are taken"),
         (Result.USER_BLOCKED, "user blocked: only cancels are taken"),
@@ -270,7 +344,7 @@ def test_admin_command_results_round_trip_with_their_counts() -> None:
 def test_the_status_refusals_are_viabtc_code_1_with_their_message(
     code: Result, message: str
 ) -> None:
-    assert int(code) in (2010, 2011, 2012)
+    assert int(code) in (2010, 2011, 2012, 2014, 2015, 2016)
     for op in ("order.put_limit", "order.put_market", "order.replace", "market.halt"):
         assert viabtc_code(op, code) == 1
     reply = wire.make_reply(wire.PutLimit(1, 0, 1, 1, 1), code)
@@ -290,25 +364,44 @@ def test_the_admin_kinds_have_their_methods() -> None:
     assert wire.METHODS[CommandKind.USER_STATUS] == "user.set_status"
     assert wire.METHODS[CommandKind.CANCEL_MARKET] == "market.cancel_orders"
     assert wire.METHODS[CommandKind.MARKET_LIMIT] == "market.set_limit"
-    # an engine refusal of a limit record is ViaBTC's 1, as a call's
-    cmds = commands.batch(commands.market_limit(0, RiskLimit.PRICE_STEP, 0))
-    results = np.zeros(1, dtype=RESULT_DTYPE)
-    results["code"] = Result.INVALID_ARGUMENT
-    assert wire.viabtc_codes(cmds, results).tolist() == [1]
+    assert wire.METHODS[CommandKind.USER_LIMIT] == "user.set_limit"
+    # an engine refusal of a limit record is ViaBTC's 1, as a call's; a full user limit
+    # table is 3 (service unavailable)
+    cmds = commands.batch(
+        commands.market_limit(0, RiskLimit.PRICE_STEP, 0),
+        commands.user_limit(7, 0, RiskLimit.MAX_NOTIONAL, -1),
+        commands.user_limit(8, 0, RiskLimit.MAX_NOTIONAL, 1),
+    )
+    results = np.zeros(3, dtype=RESULT_DTYPE)
+    results["code"] = [Result.INVALID_ARGUMENT] * 2 + [Result.USER_LIMIT_TABLE_FULL]
+    assert wire.viabtc_codes(cmds, results).tolist() == [1, 1, 3]
     assert viabtc_code("market.set_limit", Result.UNKNOWN_MARKET) == 1
+    assert viabtc_code("user.set_limit", Result.USER_LIMIT_TABLE_FULL) == 3
+    assert viabtc_code("user.set_limit", Result.FEE_ACCOUNT_CANNOT_TRADE) == 1
 
 
 def test_market_info_carries_the_risk_limits() -> None:
     config = make_config(
         btc_usdt='price_step = "0.05"\namount_step = "0.001"\nmin_notional = "10"\n'
         'max_notional = "1000"\nmax_open_orders = 7\nprice_band = "0.1"\n'
+        'max_order_amount = "0.5"\n'
     )
     risky, plain = (wire.MarketInfo.from_market(m) for m in config.markets)
     limits = ("price_step", "amount_step", "min_notional", "max_notional")
     assert [getattr(risky, f) for f in limits] == [5, 1000, 10 * 10**8, 1000 * 10**8]
     assert (risky.max_open_orders, risky.price_band) == (7, 100_000)
-    assert [getattr(plain, f) for f in (*limits, "max_open_orders", "price_band")] == [
-        1, 1, 0, 0, 0, 0,
-    ]  # fmt: skip
+    assert risky.max_order_amount == 500_000
+    assert [getattr(plain, f) for f in LIMIT_NAMES] == [1, 1, 0, 0, 0, 0, 0]
     raw = msgspec.msgpack.encode(risky)
     assert msgspec.msgpack.decode(raw, type=wire.MarketInfo) == risky
+    # A version-3 decoder (MarketInfo without max_order_amount) refuses the new key:
+    # hence version 4.
+    assert wire.WIRE_VERSION == 4
+    fields = [
+        (f, str if f in ("name", "status") else int)
+        for f in wire.MarketInfo.__struct_fields__
+        if f != "max_order_amount"
+    ]
+    v3 = msgspec.defstruct("MarketInfoV3", fields, forbid_unknown_fields=True)
+    with pytest.raises(msgspec.ValidationError, match="unknown field `max_order_amount`"):
+        msgspec.msgpack.decode(raw, type=v3)

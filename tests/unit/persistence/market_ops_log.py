@@ -19,6 +19,18 @@ seq  command        events
 
 The values are consistent (balances after each event, the frozen reserves of
 docs/engine.md), as the engine would write them.
+
+``write_limits_log(log_dir)`` writes the risk limit commands, in BTC_USDT too:
+
+==== ============== =========================================================
+seq  command        events
+==== ============== =========================================================
+1    balance.update user 1 deposits 1 BTC
+2    USER_LIMIT     user 2's max_notional none -> 1000 USDT: USER_LIMIT
+3    USER_LIMIT     user 2's max_order_amount none -> 0.5 BTC: USER_LIMIT
+4    MARKET_LIMIT   BTC_USDT's max_order_amount none -> 0.6 BTC: MARKET_LIMIT
+5    USER_LIMIT     user 2's max_notional 1000 USDT -> none: USER_LIMIT
+==== ============== =========================================================
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ from core.schema import (
     FinishReason,
     MarketStatus,
     OrderType,
+    RiskLimit,
     Side,
     UserStatus,
 )
@@ -61,6 +74,12 @@ BID_FROZEN = BID_LOTS * BID_PRICE  # USDT units
 ORDER_ASK, ORDER_BID = 1, 2
 SEQ_HALT, SEQ_BLOCK, SEQ_CANCEL, SEQ_DELIST = 5, 6, 7, 8
 LAST_SEQ = 8
+#: ``write_limits_log``: user 2's limits, and BTC_USDT's max_order_amount.
+LIMITS_USER = 2
+USER_NOTIONAL = 1000 * 10**8  # USDT units
+USER_LOTS, MARKET_LOTS = 500_000, 600_000  # 0.5 and 0.6 BTC
+SEQ_USER_NOTIONAL, SEQ_USER_LOTS, SEQ_MARKET_LOTS, SEQ_USER_NONE = 2, 3, 4, 5
+LIMITS_LAST_SEQ = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +119,17 @@ def market_status_event(market: int, new: int, old: int) -> np.ndarray:
 def user_status_event(user: int, new: int, old: int) -> np.ndarray:
     """A USER_STATUS event as the engine writes it."""
     return event(EventKind.USER_STATUS, user=user, market=-1, reason=new, amount=old)
+
+
+def user_limit_event(user: int, market: int, limit: int, old: int, new: int) -> np.ndarray:
+    """A USER_LIMIT event as the engine writes it."""
+    return event(EventKind.USER_LIMIT, user=user, market=market, reason=limit, amount=old,
+                 left=new)  # fmt: skip
+
+
+def market_limit_event(market: int, limit: int, old: int, new: int) -> np.ndarray:
+    """A MARKET_LIMIT event as the engine writes it."""
+    return event(EventKind.MARKET_LIMIT, market=market, reason=limit, amount=old, left=new)
 
 
 def _order(kind: EventKind, order_id: int, user: int, side: int, price: int, lots: int,
@@ -176,6 +206,31 @@ def market_ops_commands() -> list[LoggedCommand]:
     ]  # fmt: skip
 
 
+def limit_commands() -> list[LoggedCommand]:
+    """The order records of seq 2..5 of ``write_limits_log``."""
+    ts = [T0_NS + k * 1_000_000 for k in range(LIMITS_LAST_SEQ + 1)]
+    notional, lots = int(RiskLimit.MAX_NOTIONAL), int(RiskLimit.MAX_ORDER_AMOUNT)
+    user = LIMITS_USER
+
+    def user_limit(seq: int, limit: int, old: int, new: int) -> LoggedCommand:
+        return LoggedCommand(
+            command(CommandKind.USER_LIMIT, ts[seq], user=user, market=BTC_USDT, side=limit,
+                    amount=new),
+            user_limit_event(user, BTC_USDT, limit, old, new),
+        )  # fmt: skip
+
+    market_cmd = command(
+        CommandKind.MARKET_LIMIT, ts[SEQ_MARKET_LOTS], market=BTC_USDT, side=lots,
+        amount=MARKET_LOTS,
+    )  # fmt: skip
+    return [
+        user_limit(SEQ_USER_NOTIONAL, notional, 0, USER_NOTIONAL),
+        user_limit(SEQ_USER_LOTS, lots, 0, USER_LOTS),
+        LoggedCommand(market_cmd, market_limit_event(BTC_USDT, lots, 0, MARKET_LOTS)),
+        user_limit(SEQ_USER_NONE, notional, USER_NOTIONAL, 0),
+    ]
+
+
 def append_commands(writer: LogWriter, logged: list[LoggedCommand]) -> None:
     """Frame ``logged`` after the writer's last record, as the journal frames a batch,
     and commit them."""
@@ -231,6 +286,17 @@ def write_market_ops_log(log_dir: Path) -> None:
         writer.close()
 
 
+def write_limits_log(log_dir: Path) -> None:
+    """The risk limits' log of the module docstring in ``log_dir`` (a new directory)."""
+    writer = LogWriter.open(log_dir, journal_log_config())
+    try:
+        append_deposit(writer, 1, BTC, ONE_BTC, T0_NS + 1_000_000)
+        append_commands(writer, limit_commands())
+        assert writer.last_seq == LIMITS_LAST_SEQ
+    finally:
+        writer.close()
+
+
 # ------------------------------------------------------------------ with the engine
 
 
@@ -262,9 +328,13 @@ def _operations(
     from core import commands as c
 
     halted, delisted = int(MarketStatus.HALTED), int(MarketStatus.DELISTED)
+    notional = int(RiskLimit.MAX_NOTIONAL)
     if stage == 0:  # halt BTC_USDT (twice: the second changes nothing), block user 3
+        # and give user 4 a max_notional in ETH_USDT (twice: the same)
         cmds = [c.market_status(0, halted, ts_ns=ts), c.user_status(3, int(UserStatus.BLOCKED),
-                ts_ns=ts), c.market_status(0, halted, ts_ns=ts)]  # fmt: skip
+                ts_ns=ts), c.market_status(0, halted, ts_ns=ts),
+                c.user_limit(4, 1, notional, 10**12, ts_ns=ts),
+                c.user_limit(4, 1, notional, 10**12, ts_ns=ts)]  # fmt: skip
         return [_submit(journal, c.batch(*cmds), out)]
     if stage == 1:  # empty BTC_USDT and ETH_USDT's asks, max_matches at a time; delist ETH
         events = []
@@ -278,16 +348,18 @@ def _operations(
         return events
     cmds = [c.market_status(0, int(MarketStatus.OPEN), ts_ns=ts),
             c.market_status(1, int(MarketStatus.OPEN), ts_ns=ts),
-            c.user_status(3, int(UserStatus.ACTIVE), ts_ns=ts)]  # fmt: skip
+            c.user_status(3, int(UserStatus.ACTIVE), ts_ns=ts),
+            c.user_limit(4, 1, notional, 0, ts_ns=ts)]  # fmt: skip
     return [_submit(journal, c.batch(*cmds), out)]
 
 
 def write_engine_log(data_dir: Path, n_commands: int, seed: int = 20261210) -> EngineLog:
     """A journal of a random stream (``tests.unit.persistence.test_drainer.write_log``'s)
-    with the market operations at a third, a half and two thirds of it: BTC_USDT halted
-    and user 3 blocked, then both markets' books cancelled (BTC_USDT whole, ETH_USDT's
-    asks) and ETH_USDT delisted, then everything open and active again. Needs an
-    engine that executes them."""
+    with the market operations at a third, a half and two thirds of it: BTC_USDT halted,
+    user 3 blocked and user 4 held to a max_notional in ETH_USDT, then both markets'
+    books cancelled (BTC_USDT whole, ETH_USDT's asks) and ETH_USDT delisted, then
+    everything open and active again and user 4's limit removed. Needs an engine that
+    executes them."""
     from tests.support.streams import random_stream
     from tests.support.world import Limits, stream_config
     from tests.unit.persistence.test_drainer import apply_step

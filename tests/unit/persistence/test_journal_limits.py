@@ -122,3 +122,27 @@ def test_a_snapshot_written_before_limits_were_state_loads_under_its_own_config(
     assert engine_from_snapshot(config, info, arrays, old).state_hash() == info.state_hash
     with pytest.raises(LogError, match="taken under a different engine config"):
         engine_from_snapshot(make_config(), info, arrays, old)
+
+
+@pytest.mark.parametrize("snapshot", [False, True], ids=["log-only", "snapshot-and-log"])
+def test_user_limits_survive_a_restart(tmp_path: Path, snapshot: bool) -> None:
+    # docs/engine.md, "User risk limits": the table is state, rebuilt by a replay of
+    # the log alone or from a snapshot and the log after it.
+    config = make_config()
+    with Journal.open(config, jconfig(tmp_path)) as journal:
+        journal.balance_update(1, 2, b"deposit", 1, 10**16, 1, b"{}")  # USDT
+        assert journal.submit(C.user_limit(1, 0, RiskLimit.MAX_ORDER_AMOUNT, 500))[0]["seq"][0]
+        if snapshot:
+            assert journal.snapshot()
+            assert journal.poll_snapshot(timeout_s=30) is not None
+        assert journal.submit(C.user_limit(1, 0, RiskLimit.MAX_NOTIONAL, 10**12))[0]["seq"][0]
+        refused = journal.submit(C.put_limit(1, 0, Side.BID, 501, 10_000))[0]
+        assert refused["code"][0] == Result.USER_AMOUNT_TOO_LARGE
+        live = journal.engine.state_hash()
+    with Journal.open(config, jconfig(tmp_path)) as journal:
+        assert journal.recovery is not None
+        assert journal.recovery.snapshot_seq == (2 if snapshot else 0)
+        assert journal.engine.user_limits(1, 0) == (500, 10**12)
+        assert journal.engine.state_hash() == live
+        again = journal.submit(C.put_limit(1, 0, Side.BID, 501, 10_000))[0]
+        assert again["code"][0] == Result.USER_AMOUNT_TOO_LARGE

@@ -1,7 +1,8 @@
 """The MySQL history of the market operations (MARKET_STATUS, USER_STATUS,
-CANCEL_MARKET): their operation_log rows name them with their params, their status
-events give no other row, CANCEL_MARKET's finishes give an order_history row each;
-the bulk path writes the per-record path's rows; the drainer stores them once.
+CANCEL_MARKET, MARKET_LIMIT, USER_LIMIT): their operation_log rows name them with
+their params, their status and limit events give no other row, CANCEL_MARKET's
+finishes give an order_history row each; the bulk path writes the per-record path's
+rows; the drainer stores them once.
 
 The tests marked ``engine`` need an engine that executes the market operations; the
 others read a log framed by hand (``market_ops_log``)."""
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.schema import CommandKind, FinishReason, MarketStatus, UserStatus
+from core.schema import CommandKind, FinishReason, MarketStatus, RiskLimit, UserStatus
 from persistence.consumers import unregister_consumer
 from persistence.drainer import Drainer
 from persistence.frames import RT_ORDER
@@ -47,6 +48,13 @@ def _records(log_dir: Path) -> list[Record]:
 def hand_log(tmp_path: Path) -> Path:
     log_dir = tmp_path / "log"
     ops.write_market_ops_log(log_dir)
+    return log_dir
+
+
+@pytest.fixture
+def limits_log(tmp_path: Path) -> Path:
+    log_dir = tmp_path / "limits"
+    ops.write_limits_log(log_dir)
     return log_dir
 
 
@@ -85,6 +93,47 @@ def test_the_market_operations_have_names_and_params(hand_log: Path) -> None:
     ]  # fmt: skip
     # Every operation_log row carries its record byte for byte, with its rtype.
     assert all(row[2] == (RT_ORDER if row[0] > 2 else 2) for row in batch.operations)
+
+
+def test_the_limit_commands_have_names_and_params_and_give_no_other_row(
+    limits_log: Path,
+) -> None:
+    batch = _rows(_records(limits_log))
+    got = _operations(batch)
+    assert sorted(got) == list(range(1, ops.LIMITS_LAST_SEQ + 1))
+    user = ops.LIMITS_USER
+    assert got[ops.SEQ_USER_NOTIONAL] == (
+        "user_limit", user, {"method": "user_limit", "order_id": 0,
+                             "params": [user, "BTC_USDT", "max_notional", ops.USER_NOTIONAL]},
+    )  # fmt: skip
+    assert got[ops.SEQ_USER_LOTS][2]["params"] == [
+        user, "BTC_USDT", "max_order_amount", ops.USER_LOTS,
+    ]  # fmt: skip
+    assert got[ops.SEQ_MARKET_LOTS] == (
+        "market_limit", 0, {"method": "market_limit", "order_id": 0,
+                            "params": ["BTC_USDT", "max_order_amount", ops.MARKET_LOTS]},
+    )  # fmt: skip
+    assert got[ops.SEQ_USER_NONE][2]["params"] == [user, "BTC_USDT", "max_notional", 0]
+    # The limit events change no order, deal or balance: the deposit's row only.
+    assert (batch.orders, batch.deals) == ([], [])
+    assert [(row[0], row[5]) for row in batch.balances] == [(1, "deposit")]
+
+
+@pytest.mark.parametrize("size", [1, 2, ops.LIMITS_LAST_SEQ])
+def test_bulk_rows_of_the_limit_commands_equal_the_per_record_rows(
+    limits_log: Path, size: int
+) -> None:
+    records = _records(limits_log)
+    bulk = BulkRows(stream_config(Limits()))
+    decoder = BatchDecoder()
+    for start in range(0, len(records), size):
+        part = records[start : start + size]
+        want = _rows(part)
+        text = bulk.build(decoder.decode(part))
+        for table in COLUMNS:
+            assert Counter(text.lines[table]) == Counter(
+                tsv_row(row) for row in getattr(want, table)
+            ), (table, start)
 
 
 def test_status_events_give_no_rows_and_cancel_market_finishes_give_one_each(
@@ -127,6 +176,10 @@ def test_unknown_kinds_and_statuses_are_written_as_numbers() -> None:
     assert status_name(MarketStatus, 1) == "halted"
     assert status_name(UserStatus, 0) == "active"
     assert status_name(MarketStatus, 9) == 9
+    assert method_name(int(CommandKind.USER_LIMIT)) == "user_limit"
+    assert method_name(int(CommandKind.MARKET_LIMIT)) == "market_limit"
+    assert status_name(RiskLimit, 7) == "max_order_amount"
+    assert status_name(RiskLimit, 9) == 9
     rows = HistoryRows(stream_config(Limits()))
     for kind, amount, market, params in (
         (CommandKind.MARKET_STATUS, 9, 1, ["ETH_USDT", 9]),
@@ -135,6 +188,8 @@ def test_unknown_kinds_and_statuses_are_written_as_numbers() -> None:
         (CommandKind.CANCEL_MARKET, 0, 1, ["ETH_USDT", 2]),
         (CommandKind.CANCEL_ALL, 0, 1, [5, "ETH_USDT", 2]),  # the side, too
         (CommandKind.MARKET_LIMIT, 700, 0, ["BTC_USDT", "amount_step", 700]),  # side 2
+        (CommandKind.USER_LIMIT, 900, 1, [5, "ETH_USDT", "amount_step", 900]),  # as recorded
+        (CommandKind.USER_LIMIT, 0, 7, [5, 7, "amount_step", 0]),  # a market the config lacks
     ):
         cmd = ops.command(kind, ops.T0_NS, user=5, market=market, amount=amount, side=2)
         record = DecodedRecord(9, RT_ORDER, ops.T0_NS, np.zeros(0, dtype=ops.EVENT_DTYPE), cmd[0])
@@ -215,6 +270,8 @@ def test_the_engines_market_operations_are_all_logged(
     assert kinds[CommandKind.MARKET_STATUS] == len(log.logged[CommandKind.MARKET_STATUS]) == 4
     assert kinds[CommandKind.USER_STATUS] == len(log.logged[CommandKind.USER_STATUS]) == 2
     assert kinds[CommandKind.CANCEL_MARKET] == len(log.logged[CommandKind.CANCEL_MARKET]) >= 1
+    # set, the same again (not logged), removed
+    assert kinds[CommandKind.USER_LIMIT] == len(log.logged[CommandKind.USER_LIMIT]) == 2
     assert log.refused > 0  # the halted market and the blocked user refused orders
 
 
