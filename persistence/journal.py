@@ -14,6 +14,12 @@ batches are refused without being executed (every result ``SERVICE_UNAVAILABLE``
 and queries go on; ``flush`` retries the log and returns the held batches once they
 are durable.
 
+A new data directory (no snapshot, an empty log) gets a snapshot at seq 0 at once,
+the **genesis snapshot**: the state the log starts from, with the risk limits the
+config gave it. So a restart replays the log over that state, not over the config as
+it is then, and an edited config's limits are drift (logged; the state's hold), not
+a replay that disagrees with the log.
+
 A command whose record would exceed the log's record limit cannot be made durable
 after it was executed: the journal then stops (``JournalFailed``) and the process
 must restart; recovery rebuilds the state without it (it was never acknowledged).
@@ -59,6 +65,7 @@ from persistence.snapshot import (
     list_snapshots,
     load_newest_valid,
     prune_snapshots,
+    write_snapshot,
 )
 
 logger = logging.getLogger(__name__)
@@ -506,10 +513,7 @@ class Journal:
             seq,
             engine.state_hash,
             engine.state_arrays(),
-            {
-                "config_digest": config_digest(self.config),
-                "layout_digest": layout_digest(self.config),
-            },
+            _meta(self.config),
         )
 
     @property
@@ -571,6 +575,7 @@ def _recover(config: EngineConfig, jconfig: JournalConfig) -> tuple[Engine, LogW
     t0 = time.perf_counter()
     data_dir = Path(jconfig.data_dir)
     engine, snapshot_seq = _load_snapshot(config, data_dir / SNAPSHOT_DIR)
+    genesis = snapshot_seq == 0 and not _any_snapshot(data_dir / SNAPSHOT_DIR)
     writer = LogWriter.open(
         data_dir / LOG_DIR,
         jconfig.log,
@@ -586,6 +591,8 @@ def _recover(config: EngineConfig, jconfig: JournalConfig) -> tuple[Engine, LogW
         stats = replay(engine, data_dir / LOG_DIR, snapshot_seq + 1)
         if stats.last_seq != writer.last_seq:
             raise LogError(f"replay ended at seq {stats.last_seq}, the log at {writer.last_seq}")
+        if genesis and writer.last_seq == 0:
+            _write_genesis(config, engine, data_dir / SNAPSHOT_DIR)
     except BaseException:
         writer.close()
         raise
@@ -599,6 +606,22 @@ def _recover(config: EngineConfig, jconfig: JournalConfig) -> tuple[Engine, LogW
         recovery.seconds,
     )
     return engine, writer, recovery
+
+
+def _any_snapshot(directory: Path) -> bool:
+    return directory.is_dir() and bool(list_snapshots(directory))
+
+
+def _write_genesis(config: EngineConfig, engine: Engine, directory: Path) -> None:
+    """The genesis snapshot of a new data directory (seq 0; the module's docstring)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    info = write_snapshot(directory, 0, engine.state_hash, engine.state_arrays(), _meta(config))
+    logger.info("journal genesis snapshot: path=%s bytes=%d", info.path, info.bytes)
+
+
+def _meta(config: EngineConfig) -> dict[str, str]:
+    """A snapshot's ``meta``: the config it was taken under."""
+    return {"config_digest": config_digest(config), "layout_digest": layout_digest(config)}
 
 
 def unavailable_results(n: int) -> np.ndarray:

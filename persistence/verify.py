@@ -2,10 +2,11 @@
 
 Two roads to the same state must meet: the way the journal recovers (newest valid
 snapshot, then the log after it) and a replay of the whole log from its start (from
-an empty engine, or from the oldest snapshot the log still reaches when old segments
-were pruned). Both replays compare every command's outcome and events with what the
-log holds, and the engine's invariants must hold at the end. Nothing is written: run
-it on a stopped daemon's directory, or on a copy.
+the genesis snapshot of seq 0, or an empty engine without one, or from the oldest
+snapshot the log still reaches when old segments were pruned). Both replays compare
+every command's outcome and events with what the log holds, and the engine's
+invariants must hold at the end. Nothing is written: run it on a stopped daemon's
+directory, or on a copy.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Verification:
     recovered_hash: str
     recovered_from: int  #: snapshot sequence of the recovery road (0: empty engine)
     full_hash: str
-    full_from: int  #: where the full replay started (0: empty engine)
+    full_from: int  #: where the full replay started (0: the genesis snapshot, or empty)
     full: ReplayStats
     last_seq: int
     problems: list[str]
@@ -62,13 +63,16 @@ def verify(config: EngineConfig, data_dir: Path) -> Verification:
         info, arrays, meta = found
         recovered, recovered_from = engine_from_snapshot(config, info, arrays, meta), info.seq
     tail = replay(recovered, log_dir, recovered_from + 1, check_events=True)
-    # The whole-log road.
-    if first == 1:
+    # The whole-log road: from the genesis snapshot (seq 0, the state the log began
+    # with) or an empty engine, or from the oldest snapshot a pruned log still reaches.
+    snapshots = list_snapshots(snap_dir) if snap_dir.is_dir() else []
+    genesis = [s for s in snapshots if s.seq == 0]
+    if first == 1 and genesis:
+        full_engine, full_from = _engine_from(config, genesis[0]), 0
+    elif first == 1:
         full_engine, full_from = Engine(config), 0
     else:
-        reachable = [
-            s for s in (list_snapshots(snap_dir) if snap_dir.is_dir() else []) if s.seq >= first - 1
-        ]
+        reachable = [s for s in snapshots if s.seq >= first - 1]
         if not reachable:
             raise LogError(
                 f"the log starts at seq {first} and no snapshot reaches it: the whole log "

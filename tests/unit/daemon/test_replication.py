@@ -148,11 +148,15 @@ def test_a_late_standby_catches_up_from_a_snapshot(nodes) -> None:  # type: igno
     trade(primary, 300)
     primary.client.snapshot()
     trade(primary, 300, start=300)
-    primary.client.snapshot()  # the log before it is pruned (whole segments)
+    primary.client.snapshot()
+    trade(primary, 300, start=600)
+    # The genesis snapshot (seq 0) goes, and the log before the oldest snapshot kept
+    # with it (whole segments).
+    primary.client.snapshot()
     with LogReader(primary.path / "data" / "log") as reader:
         assert (reader.first_seq() or 0) > 1
     standby = nodes("b", "standby", primary=primary)
-    trade(primary, 10, start=600)
+    trade(primary, 10, start=900)
     wait_for(lambda: caught_up(standby, primary), what="catch-up from the snapshot")
     assert standby.journal.engine.state_hash() == primary.journal.engine.state_hash()
     assert standby.journal.recovery is not None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import persistence.journal
 from core import commands as C
 from core.config import EngineConfig
 from core.schema import Result, RiskLimit, Side
@@ -22,7 +23,9 @@ from persistence.journal import (
     layout_digest,
 )
 from persistence.log_errors import LogError
-from persistence.snapshot import load_newest_valid
+from persistence.replay import ReplayMismatch
+from persistence.snapshot import list_snapshots, load_newest_valid
+from persistence.verify import verify
 from tests.support.scenario import make_config
 
 STEPPED = 'price_step = "0.10"\nmax_open_orders = 3\n'
@@ -146,3 +149,41 @@ def test_user_limits_survive_a_restart(tmp_path: Path, snapshot: bool) -> None:
         assert journal.engine.state_hash() == live
         again = journal.submit(C.put_limit(1, 0, Side.BID, 501, 10_000))[0]
         assert again["code"][0] == Result.USER_AMOUNT_TOO_LARGE
+
+
+def _log_under_a_step_then_edit(tmp_path: Path) -> str:
+    """A new data directory under price_step 0.10, one order logged at 100.10 and no
+    snapshot but the genesis one; the live state hash."""
+    with Journal.open(make_config(btc_usdt=STEPPED), jconfig(tmp_path)) as journal:
+        journal.balance_update(1, 2, b"deposit", 1, 10**16, 1, b"{}")  # USDT
+        assert journal.submit(C.put_limit(1, 0, Side.BID, 1000, 10_010))[0]["code"][0] == 0
+        return journal.engine.state_hash()
+
+
+def test_limits_edited_before_the_first_snapshot_are_drift_not_a_failed_replay(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The genesis snapshot holds the limits the state began with: a restart under a
+    # config whose price_step (0.50) would refuse the logged order replays over them.
+    live = _log_under_a_step_then_edit(tmp_path)
+    assert [s.seq for s in list_snapshots(tmp_path / "snapshots")] == [0]
+    edited = make_config(btc_usdt='price_step = "0.50"\n')
+    with caplog.at_level(logging.WARNING), Journal.open(edited, jconfig(tmp_path)) as journal:
+        assert journal.engine.state_hash() == live
+        assert journal.engine.current_market(0).price_step == 10  # type: ignore[union-attr]
+    assert any("price_step" in line for line in drift_lines(caplog))
+    # and matchctl verify's whole-log road starts from the genesis snapshot too
+    checked = verify(edited, tmp_path)
+    assert checked.ok, checked.problems
+    assert checked.full_hash == live
+
+
+def test_without_the_genesis_snapshot_the_edited_config_breaks_the_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Negative control (TESTING.md): the snapshot is what saves the restart above.
+    monkeypatch.setattr(persistence.journal, "_write_genesis", lambda *args: None)
+    _log_under_a_step_then_edit(tmp_path)
+    edited = make_config(btc_usdt='price_step = "0.50"\n')
+    with pytest.raises(ReplayMismatch):
+        Journal.open(edited, jconfig(tmp_path))
