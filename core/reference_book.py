@@ -484,13 +484,28 @@ def amount_refusal(book: MarketBook, amount: Decimal) -> Result | None:
     return None
 
 
+def band_reference(book: MarketBook) -> Decimal | None:
+    """The price the band is measured from: the last deal's; before any deal, the
+    middle of the best bid and the best ask, rounded down to a whole tick; None
+    before any deal while a side of the book is empty."""
+    if book.last_price is not None:
+        return book.last_price
+    ask, bid = book.asks.best(), book.bids.best()
+    if ask is None or bid is None:
+        return None
+    scales = book.scales
+    # SPEC: "rounded down to a tick": whole ticks of (bid + ask) / 2, floored.
+    return scales.price((scales.ticks_of(bid.price) + scales.ticks_of(ask.price)) // 2)
+
+
 def outside_band(book: MarketBook, price: Decimal) -> bool:
-    """True if ``price`` is further from the last deal's price than the market's
-    price band (a fraction of it) allows; never before the first deal."""
-    band, last = book.market.price_band, book.last_price
-    if not band or last is None:
+    """True if ``price`` is further from the band's reference price than the market's
+    price band (a fraction of it) allows; never without a reference."""
+    band = book.market.price_band
+    ref = band_reference(book) if band else None
+    if ref is None:
         return False
-    return bool(abs(price - last) > last * Decimal(band) / PRICE_BAND_DEN)
+    return bool(abs(price - ref) > ref * Decimal(band) / PRICE_BAND_DEN)
 
 
 def notional_refusal(book: MarketBook, value: Decimal) -> Result | None:

@@ -244,7 +244,7 @@ MESSAGES: dict[Result, str] = {
     Result.MARKET_DELISTED: "market delisted: only cancels are taken",
     Result.USER_BLOCKED: "user blocked: only cancels are taken",
     Result.PRICE_OUTSIDE_BAND: "invalid argument: price outside the price band around the "
-    "last price",
+    "last price (before the first deal, the mid)",
     Result.AMOUNT_TOO_LARGE: "invalid argument: amount above max_order_amount",
     Result.USER_AMOUNT_TOO_LARGE: "invalid argument: amount above the user's max_order_amount",
     Result.USER_NOTIONAL_TOO_LARGE: "invalid argument: order value above the user's max_notional",

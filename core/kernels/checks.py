@@ -124,17 +124,37 @@ def check_order_common(cmd, n_markets: int, fee_user: int, is_limit: bool) -> in
 
 
 @inline
-def outside_band(book, m: int, price: int) -> bool:
-    """True if ``price`` is further from market ``m``'s last deal price than its price
-    band allows (docs/engine.md, "Market risk limits"); never before the first deal.
-    The band is ``floor(last * band / 10**6)`` ticks either way, exact: a price
-    ``p`` is out when ``|p - last| * 10**6 > last * band``."""
-    band = book[B_MPARAMS][m, MP_PRICE_BAND]
+def band_reference(book, m: int) -> int:
+    """Market ``m``'s reference price for its price band, in ticks: the last deal's
+    price; before the first deal, the mid of the best bid and ask rounded down to a
+    tick (``bid + (ask - bid) // 2``, which cannot overflow); 0 (none) before the
+    first deal while a side is empty."""
     last = book[B_MSTATE][m, MS_LAST_PRICE]
-    if band == 0 or last == 0:
+    if last != 0:
+        return last
+    ask = bk.best_level(book, m, ASK)
+    bid = bk.best_level(book, m, BID)
+    if ask == NIL or bid == NIL:
+        return 0
+    low = book[B_LEVELS][bid]["price"]
+    return low + (book[B_LEVELS][ask]["price"] - low) // 2
+
+
+@inline
+def outside_band(book, m: int, price: int) -> bool:
+    """True if ``price`` is further from market ``m``'s reference price
+    (``band_reference``) than its price band allows (docs/engine.md, "Market risk
+    limits"); never without a reference. The band is ``floor(ref * band / 10**6)``
+    ticks either way, exact: a price ``p`` is out when ``|p - ref| * 10**6 > ref *
+    band``."""
+    band = book[B_MPARAMS][m, MP_PRICE_BAND]
+    if band == 0:
         return False
-    room = fee_of(last, band, PRICE_BAND_DEN)
-    return price > last + room or price < last - room
+    ref = band_reference(book, m)
+    if ref == 0:
+        return False
+    room = fee_of(ref, band, PRICE_BAND_DEN)
+    return price > ref + room or price < ref - room
 
 
 @inline

@@ -268,8 +268,9 @@ def test_each_level_is_held_to_the_risk_limits_and_the_minimum_amount(
 def test_new_prices_are_held_to_the_band_and_kept_ones_are_not(engine_cls: EngineClass) -> None:
     s = funded(engine_cls, 'price_band = "0.05"')
     s.quote(ALICE, [("90", "1")], [])
-    s.limit(BOB, ASK, "0.1", "100")
-    s.limit(CAROL, BID, "0.1", "100")  # a deal at 100: the band is 95..105
+    # (asks first would put the band around the book's mid, 95: no bid at 100)
+    s.limit(CAROL, BID, "0.1", "100")
+    assert s.limit(BOB, ASK, "0.1", "100").ok  # a deal at 100: the band is 95..105
     assert s.quote(ALICE, [("90", "1"), ("96", "1")], [])[0].ok  # 90 is kept
     refused(s, s.quote(ALICE, [("90", "1"), ("94", "1")], []), Result.PRICE_OUTSIDE_BAND)
 

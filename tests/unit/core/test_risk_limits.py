@@ -17,6 +17,7 @@ from tests.support.scenario import (
     BOB,
     BTC,
     BTC_USDT,
+    CAROL,
     ETH_BTC,
     USDT,
     Scenario,
@@ -110,9 +111,12 @@ def test_the_price_band_holds_limit_prices_near_the_last_price(engine_cls: Engin
     s = Scenario(engine_cls, btc_usdt='price_band = "0.1"\n')  # 10 % either way
     s.deposit(ALICE, BTC, "10")
     s.deposit(BOB, USDT, "100000")
-    # No deal yet: no reference, no band.
+    # No deal yet and a side empty: no reference, no band.
     assert s.limit(ALICE, ASK, "0.1", "1000").ok
-    assert s.limit(BOB, BID, "0.01", "1").ok
+    assert s.limit(BOB, BID, "0.01", "960").ok
+    # Before the first deal, the mid of the book: 980, the band 882..1078.
+    assert s.limit(BOB, BID, "0.01", "881.99").code == Result.PRICE_OUTSIDE_BAND
+    assert s.limit(ALICE, ASK, "0.01", "1078.01").code == Result.PRICE_OUTSIDE_BAND
     assert s.limit(BOB, BID, "0.01", "1000").ok  # a deal at 1000: the band is 900..1100
     before = s.engine.state_hash()
     assert s.limit(BOB, BID, "0.01", "1100.01").code == Result.PRICE_OUTSIDE_BAND
@@ -127,6 +131,28 @@ def test_the_price_band_holds_limit_prices_near_the_last_price(engine_cls: Engin
     assert s.limit(BOB, BID, "0.01", "1210.01").code == Result.PRICE_OUTSIDE_BAND
     # Market orders have no price: they are not held to it.
     assert s.market_order(BOB, BID, "5000").code != Result.PRICE_OUTSIDE_BAND
+
+
+def test_the_mid_before_the_first_deal_is_rounded_down_to_a_tick(
+    engine_cls: EngineClass,
+) -> None:
+    s = Scenario(engine_cls, btc_usdt='price_band = "0.000999"\n')  # 0.0999 %
+    s.deposit(ALICE, BTC, "10")
+    s.deposit(BOB, USDT, "100000")
+    s.limit(ALICE, ASK, "0.01", "1000.01")
+    s.limit(BOB, BID, "0.01", "1000")
+    # The mid of 1000.00 and 1000.01 is 1000.00 (down to a tick), and the band there
+    # is floor(100000 ticks x 999 / 10**6) = 99 ticks: 999.01..1000.99.
+    assert s.limit(BOB, BID, "0.01", "999.01").ok
+    assert s.limit(BOB, BID, "0.01", "999").code == Result.PRICE_OUTSIDE_BAND
+    assert s.limit(ALICE, ASK, "0.01", "1000.99").ok
+    assert s.limit(ALICE, ASK, "0.01", "1001").code == Result.PRICE_OUTSIDE_BAND
+    # A replace is held to it as well, and so is a quote's new level.
+    order = s.limit(ALICE, ASK, "0.01", "1000.5").order_id
+    assert s.replace(ALICE, order, "1001", "0.01").code == Result.PRICE_OUTSIDE_BAND
+    s.deposit(CAROL, BTC, "1")
+    assert s.quote(CAROL, [], [("1001", "0.01")])[0].code == Result.PRICE_OUTSIDE_BAND
+    assert s.quote(CAROL, [], [("1000.9", "0.01")])[0].ok
 
 
 def test_a_replace_to_a_new_price_is_held_to_the_band(engine_cls: EngineClass) -> None:
