@@ -1,15 +1,17 @@
 """Traffic models of ``matchd-loadgen``: a seed in, a deterministic stream of ViaBTC calls out.
 
-A ``TrafficModel`` (named in ``MODELS``, or TOML with the same keys) says who trades what;
-a ``TrafficGenerator`` turns it and a seed into ``Op(method, params)``: ViaBTC's JSON-RPC
-params as the HTTP gateway takes them (shared/reference/viabtc-api.md §4.3). Makers quote
-a ladder of ``levels`` prices a side on a grid around a mid that walks at random within
-``band_pct`` of ``start_price``, cancelling the quotes it left and putting the missing
-levels (ViaBTC has no replace); takers cross the spread with limit or market orders;
-random cancels; deposits and withdrawals with unique business ids. Answers come back
-through ``on_answer`` (order ids for cancels, fills seen); without them the operations
-stay valid. Money is integers: prices in ticks of ``10**-money_prec``, amounts in units
-of ``10**-stock_prec``, lots of ``min_amount``.
+A ``TrafficModel`` (named in ``MODELS``, or TOML with the same keys) says who trades
+what; a ``TrafficGenerator`` turns it and a seed into ``Op(method, params)``: ViaBTC's
+JSON-RPC params as the HTTP gateway takes them (shared/reference/viabtc-api.md §4.3).
+Makers quote a ladder of ``levels`` prices a side on a grid around a mid that walks at
+random within ``band_pct`` of ``start_price``, cancelling the quotes it left and putting
+the missing levels (ViaBTC has no replace), or, with ``mass_quotes``, set the whole
+ladder in one ``order.quote`` each time the mid moves (matchd's mass quote); takers
+cross the spread with limit or market orders; random cancels; deposits and withdrawals
+with unique business ids. Answers come back through ``on_answer`` (order ids for
+cancels, fills seen); without them the operations stay valid. Money is integers: prices
+in ticks of ``10**-money_prec``, amounts in units of ``10**-stock_prec``, lots of
+``min_amount``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ MAX_SOURCE_LENGTH: Final = 30
 _PENDING: Final = -1  # a quote sent, its answer not back yet
 _CANCELLING: Final = -2  # a cancel of the quote sent, its answer not back yet
 
-Param = int | str | dict[str, str]
+Param = int | str | dict[str, str] | list[list[str]]
+#: Most levels a side of one ``order.quote`` (core.schema.MAX_QUOTE_LEVELS).
+MAX_QUOTE_LEVELS: Final = 32
 
 
 class Op(NamedTuple):
@@ -110,6 +114,9 @@ class TrafficModel(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     taker_fee: str = "0.002"
     maker_fee: str = "0.001"
     source: str = "loadgen"
+    #: Makers set their ladder with one ``order.quote`` (both sides) instead of
+    #: cancels and puts; ``levels`` is then at most MAX_QUOTE_LEVELS.
+    mass_quotes: bool = False
 
     def __post_init__(self) -> None:
         for key, (low, high) in _INT_RANGES.items():
@@ -138,6 +145,10 @@ class TrafficModel(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         for key in ("taker_fee", "maker_fee"):
             if not _is_rate(getattr(self, key)):
                 raise ValueError(f"{key} = {getattr(self, key)!r} is not a decimal in [0, 1)")
+        if self.mass_quotes and self.levels > MAX_QUOTE_LEVELS:
+            raise ValueError(
+                f"levels = {self.levels}: one order.quote takes at most {MAX_QUOTE_LEVELS}"
+            )
         if len(self.source.encode()) > MAX_SOURCE_LENGTH:
             raise ValueError(f"source = {self.source!r} is over {MAX_SOURCE_LENGTH} bytes")
         reach = self.half_spread_ticks + self.levels * self.level_step_ticks
@@ -179,6 +190,7 @@ MODELS: Final[Mapping[str, TrafficModel]] = MappingProxyType(
         "multi-market": TrafficModel(
             markets=(MarketModel(), _ETH_USDT, _ETH_BTC), makers=8, takers=1000,
         ),
+        "mass-quotes": TrafficModel(mass_quotes=True, levels=10),
     }
 )  # fmt: skip
 
@@ -217,6 +229,8 @@ def model_to_toml(model: TrafficModel) -> str:
 
 
 def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value) if isinstance(value, int) else json.dumps(value, ensure_ascii=False)
 
 
@@ -405,12 +419,34 @@ class TrafficGenerator:
     def _maker_op(self) -> Op | None:
         user = self.model.first_user + self._rng.randrange(self.model.makers)
         m = self._rng.choice(self._markets)
+        if self.model.mass_quotes:  # the mid moves, the maker sets its whole ladder
+            self._walk(m)
+            return self._mass_quote(user, m)
         op = self._requote(user, m)
         if op is None:  # the ladder is in place: the mid moves, the maker follows
-            step = self._rng.randint(-self.model.walk_ticks, self.model.walk_ticks)
-            m.mid_ticks = min(max(m.mid_ticks + step, m.low_ticks), m.high_ticks)
+            self._walk(m)
             op = self._requote(user, m)
         return op
+
+    def _walk(self, m: _Market) -> None:
+        """Move the market's mid by up to ``walk_ticks``, within its band."""
+        step = self._rng.randint(-self.model.walk_ticks, self.model.walk_ticks)
+        m.mid_ticks = min(max(m.mid_ticks + step, m.low_ticks), m.high_ticks)
+
+    def _mass_quote(self, user: int, m: _Market) -> Op:
+        """``order.quote`` of the whole ladder around the mid: ``levels`` bids and asks
+        of ``quote_lots`` each. The engine keeps the levels that did not move (their
+        priority too) and cancels the rest; the quote orders are not tracked here."""
+        amount = format_units(self.model.quote_lots * m.lot_units, m.spec.stock_prec)
+        sides = [
+            [[format_units(p, m.spec.money_prec), amount] for p in self._ladder(m, side)]
+            for side in (BID, ASK)
+        ]
+        model = self.model
+        return Op(
+            "order.quote",
+            (user, m.spec.name, *sides, model.taker_fee, model.maker_fee, model.source),
+        )
 
     def _requote(self, user: int, m: _Market) -> Op | None:
         """A cancel of a quote off the ladder, else a put of a missing level (nearest the
