@@ -35,7 +35,7 @@ from core.kernels.layout import B_MPARAMS, NIL
 from core.kernels.ledger import settle
 from core.kernels.limits import set_limit
 from core.kernels.quote import book_quote, group_levels, pre_quote, quote_new_orders
-from core.kernels.user_limits import set_user_limit
+from core.kernels.user_limits import user_limit_at
 from core.schema import COUNTER_ORDER_ID, MAX_USER_ID
 
 
@@ -56,7 +56,7 @@ def execute_one(
         code, ne = set_limit(mp, ev, ne, cmd, n_markets)
         return code, 0, 0, ne
     if kind == USER_LIMIT:  # the account half's alone
-        code, ne = set_user_limit(
+        code, ne = user_limit_at(
             accounts, counters, mp, ev, ne, cmd, n_markets, fee_user, max_uls
         )  # fmt: skip
         return code, 0, 0, ne

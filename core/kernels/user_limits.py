@@ -62,10 +62,16 @@ def find_row(table: np.ndarray, user: int, m: int) -> int:
 def check_user(accounts, counters, user: int, m: int, lots: int, a: int, b: int, c: int) -> int:
     """The user's own limits in market ``m`` for an order of ``lots`` (0: not held to
     an amount, a market bid) whose value is ``a * b * c`` money units: OK or the
-    refusal, amount first. Changes nothing."""
+    refusal, amount first. Changes nothing. Without any user limit this is one load:
+    the lookup is a kernel of its own, so its loop stays out of the order path."""
     if counters[COUNTER_USER_LIMITS] == 0:
         return OK
-    table = accounts[A_ULIMITS]
+    return user_refusal(accounts[A_ULIMITS], user, m, lots, a, b, c)
+
+
+@kernel
+def user_refusal(table, user: int, m: int, lots: int, a: int, b: int, c: int) -> int:
+    """``check_user``'s lookup in the table."""
     i = find_row(table, user, m)
     if i < 0:
         return OK
@@ -143,3 +149,10 @@ def user_limit_command(accounts, counters, mp, cmds, ev, n_markets: int, fee_use
     """``set_user_limit`` for ``cmds[0]``, events from ``ev[0]``: (code, events
     written). The sequencer's way in; ``settle`` follows, and no worker is told."""
     return set_user_limit(accounts, counters, mp, ev, 0, cmds[0], n_markets, fee_user, max_rows)
+
+
+@kernel
+def user_limit_at(accounts, counters, mp, ev, ne: int, cmd, n_markets: int, fee_user, max_rows):
+    """``set_user_limit`` as the batch loop calls it: a kernel of its own, so that
+    this rare command's loops do not weigh on the loop around every other one."""
+    return set_user_limit(accounts, counters, mp, ev, ne, cmd, n_markets, fee_user, max_rows)
