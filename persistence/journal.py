@@ -65,7 +65,6 @@ from persistence.snapshot import (
     list_snapshots,
     load_newest_valid,
     prune_snapshots,
-    write_snapshot,
 )
 
 logger = logging.getLogger(__name__)
@@ -613,9 +612,16 @@ def _any_snapshot(directory: Path) -> bool:
 
 
 def _write_genesis(config: EngineConfig, engine: Engine, directory: Path) -> None:
-    """The genesis snapshot of a new data directory (seq 0; the module's docstring)."""
+    """The genesis snapshot of a new data directory (seq 0; the module's docstring),
+    written by a forked child as every snapshot is: scanning the (mostly untouched)
+    arrays here would map every page of them into this process, and every later
+    fork for a snapshot would pay for those mappings."""
     directory.mkdir(parents=True, exist_ok=True)
-    info = write_snapshot(directory, 0, engine.state_hash, engine.state_arrays(), _meta(config))
+    snapper = BackgroundSnapshotter()
+    snapper.start(directory, 0, engine.state_hash, engine.state_arrays(), _meta(config))
+    info = snapper.wait()
+    if info is None:  # pragma: no cover -- wait() without a timeout has the result
+        raise LogError("the genesis snapshot was not written")
     logger.info("journal genesis snapshot: path=%s bytes=%d", info.path, info.bytes)
 
 

@@ -37,6 +37,15 @@ ORDER_DTYPE = np.dtype(
 Arrays = dict[str, npt.NDArray[Any]]
 
 
+def _aligned() -> np.ndarray:
+    """An aligned struct array with padding bytes, all of them zero: ``np.ones`` would
+    leave the padding as the allocator found it, and two calls would differ there."""
+    aligned = np.zeros(3, np.dtype([("a", "u1"), ("b", "<i8")], align=True))
+    aligned["a"] = 1
+    aligned["b"] = 1
+    return aligned
+
+
 def sample_arrays() -> Arrays:
     """Small arrays of every kind, each within one block ("titled" is all zero)."""
     orders = np.zeros(7, ORDER_DTYPE)
@@ -52,7 +61,7 @@ def sample_arrays() -> Arrays:
         "empty": np.empty((0, 3), np.int32),
         "scalar": np.array(-42, np.int64),
         "odd_bytes": np.arange(13, dtype=np.uint8),  # data padding to 8
-        "aligned": np.ones(3, np.dtype([("a", "u1"), ("b", "<i8")], align=True)),
+        "aligned": _aligned(),
         "big_endian": np.arange(5, dtype=">i4"),
         "titled": np.zeros(2, np.dtype([(("Price in ticks", "price"), "<i8")])),
         "times": np.array([0, 1], "M8[ns]"),
