@@ -58,6 +58,23 @@ def limits_log(tmp_path: Path) -> Path:
     return log_dir
 
 
+def assert_bulk_rows_equal_per_record(
+    records: list[Record], size: int, decoder: BatchDecoder
+) -> None:
+    """The bulk path (``BulkRows`` over ``decoder``, ``size`` records at a time) gives
+    the rows the per-record path (``HistoryRows``) gives, table by table."""
+    bulk = BulkRows(stream_config(Limits()))
+    for start in range(0, len(records), size):
+        part = records[start : start + size]
+        want = _rows(part)
+        text = bulk.build(decoder.decode(part))
+        assert (text.first_seq, text.last_seq) == (want.first_seq, want.last_seq)
+        for table in COLUMNS:
+            assert Counter(text.lines[table]) == Counter(
+                tsv_row(row) for row in getattr(want, table)
+            ), (table, start)
+
+
 def _rows(records: list[Record]) -> RowBatch:
     rows = HistoryRows(stream_config(Limits()))
     batch = RowBatch()
@@ -123,17 +140,7 @@ def test_the_limit_commands_have_names_and_params_and_give_no_other_row(
 def test_bulk_rows_of_the_limit_commands_equal_the_per_record_rows(
     limits_log: Path, size: int
 ) -> None:
-    records = _records(limits_log)
-    bulk = BulkRows(stream_config(Limits()))
-    decoder = BatchDecoder()
-    for start in range(0, len(records), size):
-        part = records[start : start + size]
-        want = _rows(part)
-        text = bulk.build(decoder.decode(part))
-        for table in COLUMNS:
-            assert Counter(text.lines[table]) == Counter(
-                tsv_row(row) for row in getattr(want, table)
-            ), (table, start)
+    assert_bulk_rows_equal_per_record(_records(limits_log), size, BatchDecoder())
 
 
 def test_status_events_give_no_rows_and_cancel_market_finishes_give_one_each(
@@ -156,18 +163,8 @@ def test_status_events_give_no_rows_and_cancel_market_finishes_give_one_each(
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, ops.LAST_SEQ])
 def test_bulk_rows_equal_the_per_record_rows(hand_log: Path, size: int) -> None:
-    records = _records(hand_log)
-    bulk = BulkRows(stream_config(Limits()))
     decoder = BatchDecoder(events=2)  # grown on the way
-    for start in range(0, len(records), size):
-        part = records[start : start + size]
-        want = _rows(part)
-        text = bulk.build(decoder.decode(part))
-        assert (text.first_seq, text.last_seq) == (want.first_seq, want.last_seq)
-        for table in COLUMNS:
-            assert Counter(text.lines[table]) == Counter(
-                tsv_row(row) for row in getattr(want, table)
-            ), (table, start)
+    assert_bulk_rows_equal_per_record(_records(hand_log), size, decoder)
 
 
 def test_unknown_kinds_and_statuses_are_written_as_numbers() -> None:

@@ -59,6 +59,7 @@ from tests.support.world import Limits, stream_config
 from tests.unit.persistence import market_ops_log as ops
 from tests.unit.persistence import quote_log as q
 from tests.unit.persistence.journal_support import apply, engine_config
+from tests.unit.persistence.test_market_ops_history import assert_bulk_rows_equal_per_record
 
 NO_EXTRA = np.zeros((0, COMMAND_WORDS), dtype=np.int64)
 NO_EVENTS = np.zeros((0, EVENT_WORDS), dtype=np.int64)
@@ -393,17 +394,8 @@ def test_quote_orders_and_the_ladder_are_in_the_history(hand_log: Path) -> None:
 
 @pytest.mark.parametrize("size", [1, 2, 3, q.LAST_SEQ])
 def test_bulk_rows_of_quotes_equal_the_per_record_rows(hand_log: Path, size: int) -> None:
-    records = _records(hand_log)
-    bulk = BulkRows(stream_config(Limits()))
     decoder = BatchDecoder(events=2)  # room for no level at first: grown on the way
-    for start in range(0, len(records), size):
-        part = records[start : start + size]
-        want = _rows(part)
-        text = bulk.build(decoder.decode(part))
-        for table in COLUMNS:
-            assert Counter(text.lines[table]) == Counter(
-                tsv_row(row) for row in getattr(want, table)
-            ), (table, start)
+    assert_bulk_rows_equal_per_record(_records(hand_log), size, decoder)
 
 
 @pytest.fixture
