@@ -211,13 +211,12 @@ class StateIntegrity:
         rows = self._canonical_user_limits()
         table = self._accounts[A_ULIMITS]
         count = int(np.count_nonzero(table[:, kulimits.UL_MARKET]))
-        counted = int(self._counters[COUNTER_USER_LIMITS])
-        problems = []
-        if count != counted or count > self.config.max_user_limits:
-            problems.append(
-                f"{count} user risk limit pairs in the table, {counted} counted, at most "
-                f"{self.config.max_user_limits} allowed"
-            )
+        problems = _count_problems(
+            "user risk limit pairs",
+            count,
+            int(self._counters[COUNTER_USER_LIMITS]),
+            self.config.max_user_limits,
+        )
         if count != rows.shape[0] or (rows["market"] >= self._n_markets).any():
             problems.append("a user risk limit row of a market that is not configured")
         if (rows["max_order_amount"] < 0).any() or (rows["max_notional"] < 0).any():
@@ -238,17 +237,22 @@ class StateIntegrity:
     def _check_client_ids(self) -> list[str]:
         table = self._accounts[A_CIDS]
         used = table[:, kcids.CID_ID] != 0
-        count = int(np.count_nonzero(used))
-        counted = int(self._counters[COUNTER_CLIENT_IDS])
-        problems = []
-        if count != counted or count > self.config.max_client_ids:
-            problems.append(
-                f"{count} client order ids in the table, {counted} counted, at most "
-                f"{self.config.max_client_ids} allowed"
-            )
+        problems = _count_problems(
+            "client order ids",
+            int(np.count_nonzero(used)),
+            int(self._counters[COUNTER_CLIENT_IDS]),
+            self.config.max_client_ids,
+        )
         rows = table[used]
         if (rows[:, kcids.CID_ID] < 0).any() or (rows[:, kcids.CID_ORDER] < 1).any():
             problems.append("a client order id row with a negative id or no order")
         if (rows[:, kcids.CID_ORDER] > self._counters[COUNTER_ORDER_ID]).any():
             problems.append("a client order id names an order id not given yet")
         return problems
+
+
+def _count_problems(what: str, count: int, counted: int, most: int) -> list[str]:
+    """A table's rows in use against its counter and its bound: [] or the problem."""
+    if count != counted or count > most:
+        return [f"{count} {what} in the table, {counted} counted, at most {most} allowed"]
+    return []
