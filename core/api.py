@@ -1,7 +1,8 @@
 """The interface both engines implement (``Engine`` and ``ReferenceEngine``).
 
 See docs/engine.md for the semantics. Every method takes and returns integer units
-and indexes (market and asset indexes follow config order).
+and indexes (market and asset indexes follow the catalog's order: ``config``, the
+genesis catalog plus what ADD_ASSET and ADD_MARKET appended).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.config import EngineConfig, Market
+from core.config import AssetConfig, EngineConfig, Market, MarketConfig
 from core.schema import MarketStatus, UserStatus
 from core.views import AssetSummary, MarketSummary, OrderView
 
@@ -18,6 +19,8 @@ from core.views import AssetSummary, MarketSummary, OrderView
 class EngineAPI(Protocol):
     """What a matching engine offers; the test suite runs against this."""
 
+    #: The catalog as it is now (genesis plus added), in index order, and the
+    #: engine's settings.
     config: EngineConfig
 
     def execute(self, commands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -33,6 +36,30 @@ class EngineAPI(Protocol):
         self, user: int, asset: int, business: bytes, business_id: int, change: int, ts_ns: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """ViaBTC's balance.update in units of the asset; returns ``(results[1], events)``."""
+        ...
+
+    def add_asset(self, raw: AssetConfig) -> tuple[np.ndarray, np.ndarray]:
+        """ADD_ASSET (docs/engine.md, "Adding assets and markets"): ``raw`` as the
+        catalog's next asset, checked by ``core.catalog.new_asset``.
+
+        Returns ``(results[1], events)`` with no events. Accepted: OK, the next
+        ``seq``, ``value`` = the new asset's index; ``config`` has it at that index,
+        its supply and every balance of it are 0. Refused (INVALID_ARGUMENT,
+        ASSET_EXISTS, ASSET_TABLE_FULL): that code, no seq, nothing changed.
+        """
+        ...
+
+    def add_market(self, raw: MarketConfig) -> tuple[np.ndarray, np.ndarray]:
+        """ADD_MARKET (docs/engine.md, "Adding assets and markets"): ``raw``, a whole
+        ``[[markets]]`` table, as the catalog's next market, checked by
+        ``core.catalog.new_market``.
+
+        Returns ``(results[1], events)`` with no events. Accepted: OK, the next
+        ``seq``, ``value`` = the new market's index; ``config`` has it at that index,
+        and the market is OPEN with empty books, no last price and the risk limits of
+        its table. Refused (INVALID_ARGUMENT, MARKET_EXISTS, UNKNOWN_ASSET,
+        MARKET_TABLE_FULL): that code, no seq, nothing changed.
+        """
         ...
 
     def counters(self) -> tuple[int, int, int]:

@@ -41,6 +41,9 @@ MAX_USER_LIMITS = 1 << 24
 #: (user, market) pairs with risk limits of their own: 65,536 x 64 bytes (32-byte
 #: rows, at most half full) = 4 MiB of address space, paid as it fills.
 DEFAULT_MAX_USER_LIMITS = 65_536
+#: The catalog's bounds (docs/engine.md, "Adding assets and markets").
+MAX_ASSETS = 1024
+MAX_MARKETS = 32767
 #: Most resting orders one command may reach. A command's log record must fit 64 MiB:
 #: a maker reached costs at most ten events of at most 188 bytes each.
 DEFAULT_MAX_MATCHES = 10_000
@@ -94,6 +97,11 @@ class LimitsConfig:
     max_matches: int = DEFAULT_MAX_MATCHES
     max_client_ids: int = DEFAULT_MAX_CLIENT_IDS
     max_user_limits: int = DEFAULT_MAX_USER_LIMITS
+    #: Room for assets and markets added at run time (None: as many as configured).
+    max_assets: int | None = None
+    max_markets: int | None = None
+    added_market_orders: int = 1_000_000
+    added_market_levels: int = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +202,55 @@ class EngineConfig:
     #: Most (user, market) pairs with risk limits of their own (docs/engine.md, "User
     #: risk limits").
     max_user_limits: int = DEFAULT_MAX_USER_LIMITS
+    #: The catalog's room (docs/engine.md, "Adding assets and markets"): 0 means as
+    #: many as the config defines (``build_config`` always sets them).
+    max_assets: int = 0
+    max_markets: int = 0
+    #: Order pool slots and price levels per side reserved for each market that can
+    #: still be added.
+    added_market_orders: int = 1_000_000
+    added_market_levels: int = 65_536
+
+    #: How many of ``assets`` and ``markets`` the config file defined (the genesis
+    #: catalog; the rest were added at run time). -1: all of them.
+    genesis_assets: int = -1
+    genesis_markets: int = -1
+
+    def genesis(self) -> EngineConfig:
+        """This config with the genesis catalog only: what the config file says."""
+        return replace(
+            self,
+            assets=self.assets[: self.genesis_asset_count],
+            markets=self.markets[: self.genesis_market_count],
+        )
+
+    @property
+    def genesis_asset_count(self) -> int:
+        """Assets of the genesis catalog."""
+        return len(self.assets) if self.genesis_assets < 0 else self.genesis_assets
+
+    @property
+    def genesis_market_count(self) -> int:
+        """Markets of the genesis catalog."""
+        return len(self.markets) if self.genesis_markets < 0 else self.genesis_markets
+
+    def slot_capacity(self, index: int) -> tuple[int, int]:
+        """(order pool slots, price levels per side) of market slot ``index``: a
+        genesis market's own, or the room reserved for an added one."""
+        if index < self.genesis_market_count:
+            market = self.markets[index]
+            return market.max_orders, market.max_levels
+        return self.added_market_orders, self.added_market_levels
+
+    @property
+    def asset_slots(self) -> int:
+        """Assets the engine's arrays have room for."""
+        return max(self.max_assets, len(self.assets))
+
+    @property
+    def market_slots(self) -> int:
+        """Markets the engine's arrays have room for."""
+        return max(self.max_markets, len(self.markets))
 
     def asset(self, name: str) -> Asset | None:
         """The asset called ``name``, or None."""
@@ -298,8 +355,16 @@ def build_config(
     built_markets: list[Market] = []
     for index, raw_market in enumerate(markets):
         built_markets.append(_build_market(index, raw_market, built_assets, built_markets))
-    if len(built_markets) > 32767:
-        raise ConfigError("too many markets (at most 32767)")
+    if len(built_markets) > MAX_MARKETS:
+        raise ConfigError(f"too many markets (at most {MAX_MARKETS})")
+    if len(built_assets) > MAX_ASSETS:
+        raise ConfigError(f"too many assets (at most {MAX_ASSETS})")
+    max_assets = len(built_assets) if limits.max_assets is None else limits.max_assets
+    max_markets = len(built_markets) if limits.max_markets is None else limits.max_markets
+    _check_range("engine.max_assets", max_assets, len(built_assets), MAX_ASSETS)
+    _check_range("engine.max_markets", max_markets, len(built_markets), MAX_MARKETS)
+    _check_range("engine.added_market_orders", limits.added_market_orders, 1, MAX_ORDERS_PER_MARKET)
+    _check_range("engine.added_market_levels", limits.added_market_levels, 1, MAX_LEVELS_PER_SIDE)
     return EngineConfig(
         assets=tuple(built_assets),
         markets=tuple(built_markets),
@@ -309,6 +374,12 @@ def build_config(
         max_matches=limits.max_matches,
         max_client_ids=limits.max_client_ids,
         max_user_limits=limits.max_user_limits,
+        max_assets=max_assets,
+        max_markets=max_markets,
+        added_market_orders=limits.added_market_orders,
+        added_market_levels=limits.added_market_levels,
+        genesis_assets=len(built_assets),
+        genesis_markets=len(built_markets),
     )
 
 

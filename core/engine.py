@@ -8,11 +8,21 @@ set of arrays obtained from an ``Allocator``; the default allocates on the heap,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 
-from core.config import LIMIT_NAMES, EngineConfig, Market, with_limits
+from core.catalog import CatalogRefused, new_asset, new_market, with_asset, with_market
+from core.config import (
+    LIMIT_NAMES,
+    Asset,
+    AssetConfig,
+    EngineConfig,
+    Market,
+    MarketConfig,
+    with_limits,
+)
 from core.engine_integrity import StateIntegrity
 from core.kernels import balance as kbalance
 from core.kernels import book as kbook
@@ -68,14 +78,18 @@ from core.kernels.layout import (
 from core.kernels.quote import MAX_GROUP_LEVELS
 from core.memory import Allocator, HeapAllocator
 from core.schema import (
+    ASSET_ROW_DTYPE,
     COMMAND_DTYPE,
+    COUNTER_ASSETS,
     COUNTER_DEAL_ID,
+    COUNTER_MARKETS,
     COUNTER_ORDER_ID,
     COUNTER_SEQ,
     COUNTERS_LENGTH,
     EVENT_DTYPE,
     INT64_MAX,
     LEVEL_DTYPE,
+    MARKET_ROW_DTYPE,
     MAX_USER_ID,
     ORDER_DTYPE,
     ORDER_FLAG_MARKET,
@@ -143,11 +157,63 @@ def copy_nonzero(dst: np.ndarray, src: np.ndarray) -> None:
     d[tail:] = s[tail:]
 
 
-def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
+def _same_layout(a: np.ndarray, b: np.ndarray, markets: int) -> bool:
     """Whether two market parameter tables agree on everything but the risk limits
     (the columns from MP_PRICE_STEP on), which are state: MARKET_LIMIT changes them,
-    and the config only sets them when the state is new."""
-    return bool(np.array_equal(a[:, :MP_PRICE_STEP], b[:, :MP_PRICE_STEP]))
+    and the config only sets them when the state is new. Only the first ``markets``
+    rows (the markets ``a`` was filled for) are compared whole; the others only on
+    their place in the pools (a state may hold markets added since)."""
+    bases = [MP_OBASE, MP_LBASE, MP_SBASE]
+    return bool(
+        np.array_equal(a[:markets, :MP_PRICE_STEP], b[:markets, :MP_PRICE_STEP])
+        and np.array_equal(a[:, bases], b[:, bases])
+    )
+
+
+def market_params(row: np.ndarray, m: Market) -> None:
+    """Write market ``m``'s parameters into its row of the parameter table (all but
+    its place in the pools, which the slot has from the start)."""
+    row[MP_STOCK] = m.stock.index
+    row[MP_MONEY] = m.money.index
+    row[MP_STOCK_SCALE] = m.stock_scale
+    row[MP_DEAL_SCALE] = m.deal_scale
+    row[MP_FEE_DEN] = m.fee_den
+    row[MP_MIN_AMOUNT] = m.min_amount
+    row[MP_MAX_AMOUNT] = m.max_amount
+    row[MP_MAX_PRICE] = m.max_price
+    row[MP_MAX_ORDERS] = m.max_orders
+    row[MP_MAX_LEVELS] = m.max_levels
+    row[MP_PRICE_STEP] = m.price_step
+    row[MP_AMOUNT_STEP] = m.amount_step
+    row[MP_MIN_NOTIONAL] = m.min_notional
+    row[MP_MAX_NOTIONAL] = m.max_notional
+    row[MP_MAX_OPEN_ORDERS] = m.max_open_orders
+    row[MP_PRICE_BAND] = m.price_band
+    row[MP_MAX_ORDER_AMOUNT] = m.max_order_amount
+
+
+def _market_of(index: int, row: np.ndarray, mp: np.ndarray, assets: list[Asset]) -> Market:
+    """The added market ``index`` from its catalog row and parameter row (with the
+    risk limits its table set, as a live engine's config keeps them)."""
+    name, stock_prec, money_prec, fee_prec, limits, _ = row.tolist()
+    market = Market(
+        index=index,
+        name=name.decode(),
+        stock=assets[int(mp[MP_STOCK])],
+        money=assets[int(mp[MP_MONEY])],
+        stock_prec=stock_prec,
+        money_prec=money_prec,
+        fee_prec=fee_prec,
+        stock_scale=int(mp[MP_STOCK_SCALE]),
+        deal_scale=int(mp[MP_DEAL_SCALE]),
+        fee_den=int(mp[MP_FEE_DEN]),
+        min_amount=int(mp[MP_MIN_AMOUNT]),
+        max_amount=int(mp[MP_MAX_AMOUNT]),
+        max_price=int(mp[MP_MAX_PRICE]),
+        max_orders=int(mp[MP_MAX_ORDERS]),
+        max_levels=int(mp[MP_MAX_LEVELS]),
+    )
+    return with_limits(market, limits)
 
 
 class KernelState(NamedTuple):
@@ -225,12 +291,13 @@ class Engine(StateIntegrity):
         self.config = config
         self._arrays: dict[str, np.ndarray] = {}
         self._allocator = allocator
-        markets = config.markets
-        n_assets = len(config.assets)
-        self._n_markets = len(markets)
-        total_orders = sum(m.max_orders for m in markets)
-        total_levels = sum(2 * m.max_levels for m in markets)
-        mparams = self._array("mparams", (max(1, self._n_markets), MP_LENGTH), np.dtype("<i8"))
+        n_assets = config.asset_slots
+        slots = config.market_slots
+        self._n_markets = len(config.markets)
+        capacity = [config.slot_capacity(i) for i in range(slots)]
+        total_orders = sum(orders for orders, _ in capacity)
+        total_levels = sum(2 * levels for _, levels in capacity)
+        mparams = self._array("mparams", (max(1, slots), MP_LENGTH), np.dtype("<i8"))
         #: The last order slot holds the taker being matched.
         self._scratch = total_orders
         index_size = _pow2_at_least(2 * max(1, total_orders))
@@ -247,7 +314,7 @@ class Engine(StateIntegrity):
             self._array("user_heads", (index_size,), np.dtype("<i4")),
             self._array("user_counts", (index_size,), np.dtype("<i4")),
             mparams,
-            self._array("mstate", (max(1, self._n_markets), MS_LENGTH), np.dtype("<i8")),
+            self._array("mstate", (max(1, slots), MS_LENGTH), np.dtype("<i8")),
             self._array("source_tags", (tags, 32), np.dtype(np.uint8)),
             self._array("source_refs", (tags,), np.dtype("<i4")),
             self._array("source_index", (_pow2_at_least(2 * tags),), np.dtype("<i4")),
@@ -262,13 +329,15 @@ class Engine(StateIntegrity):
             self._array(
                 "client_ids", (_pow2_at_least(2 * config.max_client_ids), 3), np.dtype("<i8")
             ),
-            self._array("market_status", (max(1, self._n_markets),), np.dtype("<i8")),
+            self._array("market_status", (max(1, slots),), np.dtype("<i8")),
             self._array("user_status", (config.max_users,), np.dtype("i1")),
             self._array(
                 "user_limits", (_pow2_at_least(2 * config.max_user_limits), 4), np.dtype("<i8")
             ),
         )
         self._counters = self._array("counters", (COUNTERS_LENGTH,), np.dtype("<i8"))
+        self._asset_rows = self._array("asset_table", (n_assets,), ASSET_ROW_DTYPE)
+        self._market_rows = self._array("market_table", (max(1, slots),), MARKET_ROW_DTYPE)
         self._supply = self._array("supply", (n_assets,), np.dtype("<i8"))
         key_size = _pow2_at_least(2 * config.max_update_keys)
         self._keys = self._array("update_keys", (key_size, 2), np.dtype("<i8"))
@@ -296,8 +365,9 @@ class Engine(StateIntegrity):
             raise ValueError(f"unexpected arrays {extra}")
         want = np.zeros_like(engine._book[B_MPARAMS])
         engine._fill_mparams(want)
-        if not _same_layout(want, engine._book[B_MPARAMS]):
+        if not _same_layout(want, engine._book[B_MPARAMS], len(config.markets)):
             raise ValueError("arrays were made with different market parameters")
+        engine.adopt_catalog("arrays")
         engine._fee_acct = engine._find_fee_acct("arrays")
         return engine
 
@@ -306,8 +376,14 @@ class Engine(StateIntegrity):
         src_state = self._book[B_SRC_STATE]
         src_state[SS_BUMP] = 1
         src_state[SS_FREE] = NIL
-        for m in self.config.markets:
-            kbook.init_market(self._book, m.index)
+        for m in range(self.config.market_slots):  # added markets' too: their room is set
+            kbook.init_market(self._book, m)
+        for a in self.config.assets:
+            self._asset_rows[a.index] = (a.name.encode(), a.prec, a.prec_show)
+        for market in self.config.markets:
+            self._write_market_row(market)
+        self._counters[COUNTER_ASSETS] = len(self.config.assets)
+        self._counters[COUNTER_MARKETS] = len(self.config.markets)
 
     def _find_fee_acct(self, what: str) -> int:
         acct = int(kbalance.account_of(self._accounts, self.config.fee_user))
@@ -321,31 +397,29 @@ class Engine(StateIntegrity):
         return arr
 
     def _fill_mparams(self, mparams: np.ndarray) -> None:
+        """Every slot's place in the pools (and an added market's room), and each
+        market's parameters."""
         obase = lbase = 0
-        for m in self.config.markets:
-            row = mparams[m.index]
-            row[MP_STOCK] = m.stock.index
-            row[MP_MONEY] = m.money.index
-            row[MP_STOCK_SCALE] = m.stock_scale
-            row[MP_DEAL_SCALE] = m.deal_scale
-            row[MP_FEE_DEN] = m.fee_den
-            row[MP_MIN_AMOUNT] = m.min_amount
-            row[MP_MAX_AMOUNT] = m.max_amount
-            row[MP_MAX_PRICE] = m.max_price
-            row[MP_MAX_ORDERS] = m.max_orders
-            row[MP_MAX_LEVELS] = m.max_levels
-            row[MP_PRICE_STEP] = m.price_step
-            row[MP_AMOUNT_STEP] = m.amount_step
-            row[MP_MIN_NOTIONAL] = m.min_notional
-            row[MP_MAX_NOTIONAL] = m.max_notional
-            row[MP_MAX_OPEN_ORDERS] = m.max_open_orders
-            row[MP_PRICE_BAND] = m.price_band
-            row[MP_MAX_ORDER_AMOUNT] = m.max_order_amount
+        for i in range(self.config.market_slots):
+            orders, levels = self.config.slot_capacity(i)
+            row = mparams[i]
+            row[MP_MAX_ORDERS] = orders
+            row[MP_MAX_LEVELS] = levels
             row[MP_OBASE] = obase
             row[MP_LBASE] = lbase
             row[MP_SBASE] = lbase
-            obase += m.max_orders
-            lbase += 2 * m.max_levels
+            obase += orders
+            lbase += 2 * levels
+        for m in self.config.markets:
+            market_params(mparams[m.index], m)
+
+    def _write_market_row(self, m: Market) -> None:
+        row = self._market_rows[m.index]
+        row["name"] = m.name.encode()
+        row["stock_prec"] = m.stock_prec
+        row["money_prec"] = m.money_prec
+        row["fee_prec"] = m.fee_prec
+        row["table_limits"] = [getattr(m, name) for name in LIMIT_NAMES]
 
     def _load(self, state: Mapping[str, np.ndarray]) -> None:
         """Copy ``state`` into the freshly allocated arrays (names, shapes, dtypes equal)."""
@@ -360,9 +434,54 @@ class Engine(StateIntegrity):
                     f"state array {name!r} is {src.dtype} {src.shape}, this config needs "
                     f"{dst.dtype} {dst.shape}"
                 )
-            if name == "mparams" and not _same_layout(src, dst):
+            if name == "mparams" and not _same_layout(src, dst, len(self.config.markets)):
                 raise ValueError("state was made with different market parameters")
             copy_nonzero(dst, src)
+        self.adopt_catalog("state")
+
+    def adopt_catalog(self, what: str = "arrays") -> None:
+        """Take the catalog the arrays hold (docs/engine.md, "Adding assets and
+        markets"): the config's entries must be its first ones; those after them were
+        added at run time and join ``self.config``. ``ValueError`` if they disagree.
+        An engine over arrays that another engine changes (``from_arrays``) calls it
+        after that engine added an asset or a market."""
+        config = self.config
+        n_assets = int(self._counters[COUNTER_ASSETS])
+        n_markets = int(self._counters[COUNTER_MARKETS])
+        if not (
+            len(config.assets) <= n_assets <= config.asset_slots
+            and len(config.markets) <= n_markets <= config.market_slots
+        ):
+            raise ValueError(
+                f"{what} holds {n_assets} assets and {n_markets} markets; the config has "
+                f"{len(config.assets)} and {len(config.markets)}, with room for "
+                f"{config.asset_slots} and {config.market_slots}"
+            )
+        for a in config.assets:
+            if self._asset_rows[a.index].tolist() != (a.name.encode(), a.prec, a.prec_show):
+                raise ValueError(f"{what} has another asset {a.index} than {a.name}")
+        for m in config.markets:
+            row = self._market_rows[m.index]
+            if row.tolist()[:4] != (m.name.encode(), m.stock_prec, m.money_prec, m.fee_prec):
+                raise ValueError(f"{what} has another market {m.index} than {m.name}")
+        assets = list(config.assets)
+        for i in range(len(assets), n_assets):
+            name, prec, prec_show = self._asset_rows[i].tolist()
+            assets.append(Asset(index=i, name=name.decode(), prec=prec, prec_show=prec_show))
+        mp = self._book[B_MPARAMS]
+        added = range(len(config.markets), n_markets)
+        markets = [
+            *config.markets,
+            *(_market_of(i, self._market_rows[i], mp[i], assets) for i in added),
+        ]
+        self.config = replace(
+            config,
+            assets=tuple(assets),
+            markets=tuple(markets),
+            genesis_assets=config.genesis_asset_count,
+            genesis_markets=config.genesis_market_count,
+        )
+        self._n_markets = n_markets
 
     def kernel_state(self) -> KernelState:
         """The arrays the kernels work on (``KernelState``), not copies."""
@@ -476,6 +595,45 @@ class Engine(StateIntegrity):
             results["seq"] = self._counters[COUNTER_SEQ]
             results["event_count"] = ne
         return results, events[:ne]
+
+    def add_asset(self, raw: AssetConfig) -> tuple[np.ndarray, np.ndarray]:
+        """ADD_ASSET (docs/engine.md, "Adding assets and markets"): one result
+        (``value`` the new asset's index) and no events."""
+        results = np.zeros(1, dtype=RESULT_DTYPE)
+        try:
+            checked = new_asset(self.config, raw)
+        except CatalogRefused as refused:
+            results["code"] = refused.code
+            return results, np.zeros(0, dtype=EVENT_DTYPE)
+        self.config = with_asset(self.config, checked)
+        asset = self.config.assets[-1]
+        index = asset.index
+        self._asset_rows[index] = (asset.name.encode(), asset.prec, asset.prec_show)
+        self._counters[COUNTER_ASSETS] = index + 1
+        return self._catalog_result(results, index)
+
+    def add_market(self, raw: MarketConfig) -> tuple[np.ndarray, np.ndarray]:
+        """ADD_MARKET (docs/engine.md, "Adding assets and markets"): one result
+        (``value`` the new market's index) and no events. The market's slot has its
+        room and an empty book from the start; this writes its parameters."""
+        results = np.zeros(1, dtype=RESULT_DTYPE)
+        try:
+            market = new_market(self.config, raw)
+        except CatalogRefused as refused:
+            results["code"] = refused.code
+            return results, np.zeros(0, dtype=EVENT_DTYPE)
+        market_params(self._book[B_MPARAMS][market.index], market)
+        self._write_market_row(market)
+        self.config = with_market(self.config, market)
+        self._counters[COUNTER_MARKETS] = market.index + 1
+        self._n_markets = market.index + 1
+        return self._catalog_result(results, market.index)
+
+    def _catalog_result(self, results: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+        self._counters[COUNTER_SEQ] += 1
+        results["seq"] = self._counters[COUNTER_SEQ]
+        results["value"] = index
+        return results, np.zeros(0, dtype=EVENT_DTYPE)
 
     # ------------------------------------------------------------ queries
 
@@ -623,11 +781,12 @@ class Engine(StateIntegrity):
     def limit_drift(self) -> list[str]:
         """The risk limits in which the state differs from the config (the state's
         hold: the config sets them only for a new state), one line each."""
-        now = [self.current_market(m.index) for m in self.config.markets]
+        genesis = self.config.genesis().markets  # (an added market has no config table)
+        now = [self.current_market(m.index) for m in genesis]
         return [
             f"market {m.name}: {name} is {getattr(n, name)} in the state, "
             f"{getattr(m, name)} in the config"
-            for m, n in zip(self.config.markets, now, strict=True)
+            for m, n in zip(genesis, now, strict=True)
             for name in LIMIT_NAMES
             if getattr(n, name) != getattr(m, name)
         ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.catalog import canonical_catalog
 from core.config import EngineConfig
 from core.kernels import client_ids as kcids
 from core.kernels import inspect as kinspect
@@ -160,7 +161,7 @@ class StateIntegrity:
         """The sections ``state_hash`` hashes, in its order (core/statehash.py)."""
         return (
             self._counters[:3],
-            self._supply,
+            self._supply[: len(self.config.assets)],
             self._canonical_balances(),
             self._canonical_keys(),
             self._canonical_orders(),
@@ -170,6 +171,7 @@ class StateIntegrity:
             self._book[B_MSTATE][: self._n_markets, MS_LAST_PRICE],
             self._book[B_MPARAMS][: self._n_markets, MP_PRICE_STEP:],
             self._canonical_user_limits(),
+            *canonical_catalog(self.config),
         )
 
     def check_invariants(self) -> list[str]:

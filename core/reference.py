@@ -9,7 +9,8 @@ the canonical state is written (every conversion there must be exact, or
 ``InternalError`` is raised). A scaling bug in the integer engine therefore shows up as
 a difference, not as the same mistake twice.
 
-The engine is five modules: this one holds the order commands and the matching,
+The engine is six modules: this one holds the order commands and the matching,
+``core.reference_catalog`` the catalog commands (ADD_ASSET, ADD_MARKET),
 ``core.reference_admin`` the market operations, ``core.reference_quote`` the mass
 quote, ``core.reference_state`` the state with its balance moves, events, queries,
 canonical state and invariants, and ``core.reference_command`` the command record
@@ -24,7 +25,6 @@ import numpy as np
 
 from core.config import Market
 from core.errors import InternalError
-from core.reference_admin import AdminCommands
 from core.reference_book import (
     EXACT,
     ZERO,
@@ -39,6 +39,7 @@ from core.reference_book import (
     notional_refusal,
     outside_band,
 )
+from core.reference_catalog import CatalogCommands
 from core.reference_command import TRADING, Outcome, RefCommand, as_int, fields_ok
 from core.reference_quote import quote_group
 from core.schema import (
@@ -62,7 +63,7 @@ from core.views import update_key_digest
 INT64_MAX = 2**63 - 1
 
 
-class ReferenceEngine(AdminCommands):
+class ReferenceEngine(CatalogCommands):
     """Slow pure-Python matching engine with the exact semantics of docs/engine.md."""
 
     # ------------------------------------------------------------------ commands

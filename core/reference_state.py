@@ -14,7 +14,8 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 
-from core.config import LIMIT_NAMES, EngineConfig, Market
+from core.catalog import canonical_catalog
+from core.config import LIMIT_NAMES, NO_LIMITS, EngineConfig, Market, with_limits
 from core.errors import InternalError
 from core.reference_book import (
     EXACT,
@@ -335,8 +336,9 @@ class ReferenceState:
 
     def canonical_state(self) -> tuple[np.ndarray, ...]:
         """(counters, supply, balances, key digests, orders, client ids, market
-        status, user status, last prices, market limits, user limits) as
-        ``state_hash`` takes them."""
+        status, user status, last prices, market limits, user limits, assets,
+        markets) as ``state_hash`` takes them; the last two are the catalog, genesis
+        and added (``core.catalog.canonical_catalog``)."""
         with localcontext(EXACT):
             counters = np.array([self._seq, self._order_id, self._deal_id], dtype="<i8")
             precs = [a.prec for a in self.config.assets]
@@ -393,9 +395,10 @@ class ReferenceState:
             canon_limits = np.zeros(len(user_limits), dtype=CANON_USER_LIMIT_DTYPE)
             for j, name in enumerate(CANON_USER_LIMIT_DTYPE.names or ()):
                 canon_limits[name] = user_limits[:, j]
+        catalog_assets, catalog_markets = canonical_catalog(self.config)
         return (
             counters, supply, balances, keys, orders, canon_ids, markets, canon_users, last,
-            limits, canon_limits,
+            limits, canon_limits, catalog_assets, catalog_markets,
         )  # fmt: skip
 
     def _canon_order(self, out: np.ndarray, i: int, order: RefOrder) -> None:
@@ -438,7 +441,35 @@ class ReferenceState:
             problems.append(f"{len(self._client_ids)} client order ids > max_client_ids")
         if any(user not in self._accounts for user in self._user_status):
             problems.append("a user with a status has no account")
-        return problems + self._check_user_limits()
+        return problems + self._check_user_limits() + self._check_catalog()
+
+    def _check_catalog(self) -> list[str]:
+        """The catalog (``self.config``) against the lists kept per asset and per
+        market, and within its room."""
+        config, problems = self.config, []
+        if len(config.assets) > config.asset_slots or len(config.markets) > config.market_slots:
+            problems.append("the catalog holds more than its room")
+        if len(self._supply) != len(config.assets):
+            problems.append(f"{len(self._supply)} supplies for {len(config.assets)} assets")
+        if not len(self._books) == len(self._market_status) == len(config.markets):
+            problems.append(
+                f"{len(self._books)} books and {len(self._market_status)} statuses for "
+                f"{len(config.markets)} markets"
+            )
+        for i, asset in enumerate(config.assets):
+            if asset.index != i:
+                problems.append(f"asset {asset.name} has index {asset.index} at {i}")
+        for i, (market, book) in enumerate(zip(config.markets, self._books, strict=False)):
+            # Only the risk limits of a book's market may differ (MARKET_LIMIT).
+            if market.index != i or with_limits(book.market, NO_LIMITS) != with_limits(
+                market, NO_LIMITS
+            ):
+                problems.append(f"market {market.name} at {i}: its book's market differs")
+            if any(asset not in config.assets for asset in (market.stock, market.money)):
+                problems.append(f"market {market.name}: its assets are not the catalog's")
+        if any(not 0 <= asset < len(config.assets) for _, asset in self._balances):
+            problems.append("a balance of an asset outside the catalog")
+        return problems
 
     def _check_user_limits(self) -> list[str]:
         problems = []

@@ -169,7 +169,7 @@ class Result(IntEnum):
     """Outcome of a command or query, grouped by layer.
 
     1xxx gateway validation (including authorisation and rate limits), 2xxx balance
-    and risk, 3xxx matching, 9xxx system.
+    and risk, 3xxx matching, 4xxx the catalog (admin), 9xxx system.
     ViaBTC's per-method numbers are in ``VIABTC_CODES``.
     """
 
@@ -212,6 +212,9 @@ class Result(IntEnum):
     BOOK_FULL = 3007
     ORDER_NOT_REPLACEABLE = 3008
     TOO_MANY_MATCHES = 3009
+    #: The catalog's commands (docs/engine.md, "Adding assets and markets").
+    MARKET_EXISTS = 4001
+    ASSET_EXISTS = 4002
     INTERNAL_ERROR = 9001
     SERVICE_UNAVAILABLE = 9002
     USER_TABLE_FULL = 9003
@@ -221,6 +224,8 @@ class Result(IntEnum):
     CLIENT_ID_TABLE_FULL = 9007  #: the table of client order ids holds ``max_client_ids``
     #: USER_LIMIT: the user risk limit table holds ``max_user_limits`` (user, market) pairs
     USER_LIMIT_TABLE_FULL = 9008
+    MARKET_TABLE_FULL = 9009  #: ADD_MARKET: the catalog holds ``max_markets``
+    ASSET_TABLE_FULL = 9010  #: ADD_ASSET: the catalog holds ``max_assets``
 
 
 MESSAGES: dict[Result, str] = {
@@ -265,6 +270,10 @@ MESSAGES: dict[Result, str] = {
     Result.TOO_FEW_REPLICAS: "service unavailable: too few replicas are following",
     Result.CLIENT_ID_TABLE_FULL: "service unavailable: client order id table full",
     Result.USER_LIMIT_TABLE_FULL: "service unavailable: user risk limit table full",
+    Result.MARKET_EXISTS: "invalid argument: a market of that name exists",
+    Result.ASSET_EXISTS: "invalid argument: an asset of that name exists",
+    Result.MARKET_TABLE_FULL: "service unavailable: the catalog holds max_markets markets",
+    Result.ASSET_TABLE_FULL: "service unavailable: the catalog holds max_assets assets",
 }
 
 #: ViaBTC's generic codes.
@@ -281,6 +290,8 @@ UNAVAILABLE: tuple[Result, ...] = (
     Result.TOO_FEW_REPLICAS,
     Result.CLIENT_ID_TABLE_FULL,
     Result.USER_LIMIT_TABLE_FULL,
+    Result.MARKET_TABLE_FULL,
+    Result.ASSET_TABLE_FULL,
 )
 
 #: (ViaBTC method, Result) -> ViaBTC error code, where ViaBTC has the case.
@@ -304,7 +315,7 @@ def viabtc_code(method: str, result: Result) -> int:
     """Map an engine result to the code a ViaBTC client expects for ``method``.
 
     Codes ViaBTC does not have map to the generic class: 1xxx/2xxx/3xxx to 1
-    (invalid argument) unless listed, 9002-9008 to 3, anything else in 9xxx to 2.
+    (invalid argument) unless listed, 9002-9010 to 3, anything else in 9xxx to 2.
     """
     if result == Result.OK:
         return 0
@@ -653,4 +664,24 @@ COUNTER_ACCOUNTS = 3  #: accounts in use (numba engine)
 COUNTER_KEYS = 4  #: update keys in use (numba engine)
 COUNTER_CLIENT_IDS = 5  #: client order ids in use (numba engine)
 COUNTER_USER_LIMITS = 6  #: (user, market) pairs in the user risk limit table (numba engine)
-COUNTERS_LENGTH = 8
+COUNTER_ASSETS = 7  #: assets in the catalog (numba engine)
+COUNTER_MARKETS = 8  #: markets in the catalog (numba engine)
+COUNTERS_LENGTH = 16
+
+
+#: One asset of the catalog, as the engine's state holds it (``asset_table``). 32 bytes.
+#: The name's bytes, NUL-padded; the scales as in ``core.config.Asset``.
+ASSET_ROW_DTYPE = np.dtype([("name", "S16"), ("prec", "<i8"), ("prec_show", "<i8")])
+#: One market of the catalog (``market_table``), beside its parameter row: what the
+#: parameters do not hold, and the risk limits its table set (RiskLimit order; the
+#: parameter row holds those it has now). 128 bytes.
+MARKET_ROW_DTYPE = np.dtype(
+    [
+        ("name", "S32"),
+        ("stock_prec", "<i8"),
+        ("money_prec", "<i8"),
+        ("fee_prec", "<i8"),
+        ("table_limits", "<i8", (7,)),
+        ("reserved", "<i8", (2,)),
+    ]
+)

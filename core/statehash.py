@@ -10,7 +10,7 @@ from hashlib import blake2b
 
 import numpy as np
 
-STATE_HASH_VERSION = b"matchd-state-v4"
+STATE_HASH_VERSION = b"matchd-state-v5"
 
 CANON_BALANCE_DTYPE = np.dtype(
     [("user", "<i8"), ("asset", "<i8"), ("available", "<i8"), ("frozen", "<i8")]
@@ -22,6 +22,26 @@ CANON_USER_STATUS_DTYPE = np.dtype([("user", "<i8"), ("status", "<i8")])
 #: Every (user, market) pair in the user risk limit table, sorted by (user, market).
 CANON_USER_LIMIT_DTYPE = np.dtype(
     [("user", "<i8"), ("market", "<i8"), ("max_order_amount", "<i8"), ("max_notional", "<i8")]
+)
+#: The catalog's assets, in index order (genesis and added: docs/engine.md, "Adding
+#: assets and markets").
+CANON_ASSET_DTYPE = np.dtype([("name", "S16"), ("prec", "<i8"), ("prec_show", "<i8")])
+#: The catalog's markets, in index order: what defines each (its risk limits are the
+#: ``market_limits`` section). Amounts in lots, prices in ticks.
+CANON_MARKET_DTYPE = np.dtype(
+    [
+        ("name", "S32"),
+        ("stock", "<i8"),
+        ("money", "<i8"),
+        ("stock_prec", "<i8"),
+        ("money_prec", "<i8"),
+        ("fee_prec", "<i8"),
+        ("min_amount", "<i8"),
+        ("max_amount", "<i8"),
+        ("max_price", "<i8"),
+        ("max_orders", "<i8"),
+        ("max_levels", "<i8"),
+    ]
 )
 #: Resting orders, market by market, asks then bids, in priority order.
 CANON_ORDER_DTYPE = np.dtype(
@@ -60,6 +80,8 @@ def state_hash(
     last_price: np.ndarray,
     market_limits: np.ndarray,
     user_limits: np.ndarray,
+    assets: np.ndarray,
+    markets: np.ndarray,
 ) -> str:
     """BLAKE2b-128 (hex) over the canonical sections.
 
@@ -72,7 +94,8 @@ def state_hash(
     ``last_price``: int64 per market, the ticks of its last deal (0: none);
     ``market_limits``: int64 [markets, 7], each market's risk limits in RiskLimit order;
     ``user_limits``: CANON_USER_LIMIT_DTYPE, every pair of the user risk limit table,
-    sorted by (user, market).
+    sorted by (user, market); ``assets``: CANON_ASSET_DTYPE and ``markets``:
+    CANON_MARKET_DTYPE, the catalog in index order.
     """
     h = blake2b(digest_size=16)
     h.update(STATE_HASH_VERSION)
@@ -88,6 +111,8 @@ def state_hash(
         ("last_price", np.ascontiguousarray(last_price, dtype="<i8")),
         ("market_limits", np.ascontiguousarray(market_limits, dtype="<i8")),
         ("user_limits", np.ascontiguousarray(user_limits, dtype=CANON_USER_LIMIT_DTYPE)),
+        ("assets", np.ascontiguousarray(assets, dtype=CANON_ASSET_DTYPE)),
+        ("markets", np.ascontiguousarray(markets, dtype=CANON_MARKET_DTYPE)),
     ):
         data = arr.tobytes()
         h.update(name.encode())

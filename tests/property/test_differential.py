@@ -168,6 +168,8 @@ def _canonical_diff(fast: object, ref: object) -> list[str]:
         "last prices",
         "market limits",
         "user limits",
+        "catalog assets",
+        "catalog markets",
     )
     out = []
     for name, x, y in zip(names, a, b, strict=True):

@@ -16,12 +16,15 @@ rejected command changes nothing (state hash and counters).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from core import commands
-from core.config import EngineConfig, Market, parse_config
+from core.catalog import CatalogRefused, new_asset, new_market, with_asset, with_market
+from core.config import AssetConfig, EngineConfig, Market, MarketConfig, parse_config
 from core.fixed import format_units, is_exact, parse_decimal, to_units
 from core.schema import (
     EVENT_DTYPE,
@@ -51,7 +54,7 @@ max_users = {max_users}
 max_update_keys = {max_update_keys}
 max_matches = {max_matches}
 max_user_limits = {max_user_limits}
-
+{catalog}
 [[assets]]
 name = "BTC"
 prec = 10
@@ -97,11 +100,23 @@ def config_text(
     max_matches: int = 10_000,
     max_user_limits: int = 65_536,
     btc_usdt: str = "",
+    max_assets: int | None = None,
+    max_markets: int | None = None,
+    added_market_orders: int | None = None,
+    added_market_levels: int | None = None,
 ) -> str:
     """TOML of the test config: BTC_USDT (index 0, with the given capacities and the
     TOML lines ``btc_usdt``) and ETH_BTC (index 1); assets BTC, ETH (prec 10) and USDT
-    (prec 8); fee account 0."""
+    (prec 8); fee account 0. The catalog's room (``max_assets`` ... ``added_market_levels``,
+    docs/engine.md, "Adding assets and markets") is written only when given."""
+    room = {
+        "max_assets": max_assets,
+        "max_markets": max_markets,
+        "added_market_orders": added_market_orders,
+        "added_market_levels": added_market_levels,
+    }
     return _CONFIG.format(
+        catalog="".join(f"{key} = {value}\n" for key, value in room.items() if value is not None),
         btc_usdt=btc_usdt,
         max_orders=max_orders,
         max_levels=max_levels,
@@ -362,6 +377,64 @@ class Scenario:
     def deposit(self, user: int, asset: int, amount: str) -> None:
         step = self.update(user, asset, amount)
         assert step.ok, step.code
+
+    def add_asset(self, raw: AssetConfig) -> Step:
+        """ADD_ASSET; the scenario's ``config`` follows the engine's catalog."""
+        try:
+            expected: EngineConfig | Result = with_asset(self.config, new_asset(self.config, raw))
+        except CatalogRefused as refused:
+            expected = refused.code
+        return self._catalog_step(self.engine.add_asset, raw, expected)
+
+    def add_market(self, raw: MarketConfig) -> Step:
+        """ADD_MARKET; the scenario's ``config`` follows the engine's catalog."""
+        try:
+            expected: EngineConfig | Result = with_market(self.config, new_market(self.config, raw))
+        except CatalogRefused as refused:
+            expected = refused.code
+        return self._catalog_step(self.engine.add_market, raw, expected)
+
+    def _catalog_step(
+        self,
+        add: Callable[[Any], tuple[np.ndarray, np.ndarray]],
+        raw: AssetConfig | MarketConfig,
+        expected: EngineConfig | Result,
+    ) -> Step:
+        """Run an add and check it against ``core.catalog``'s verdict (``expected``: the
+        catalog after it, or the refusal's code): one result and no events; accepted,
+        the next seq and the new index as ``value``; refused, no seq and nothing
+        changed."""
+        before = self._snapshot()
+        results, events = add(raw)
+        assert results.dtype == RESULT_DTYPE
+        assert events.dtype == EVENT_DTYPE
+        assert (len(results), len(events)) == (1, 0)
+        result = results[0]
+        step = Step(
+            self,
+            Result(int(result["code"])),
+            int(result["seq"]),
+            int(result["order_id"]),
+            int(result["value"]),
+            events,
+        )
+        assert (int(result["event_start"]), int(result["event_count"]), step.order_id) == (0, 0, 0)
+        if isinstance(expected, Result):
+            assert step.code == expected, f"{step.code.name}, core.catalog: {expected.name}"
+            assert (step.seq, step.value) == (0, 0)
+            assert self._snapshot() == before, "a refused add changed the state"
+            assert self.engine.config == self.config
+        else:
+            assert step.ok, f"refused ({step.code.name}) what core.catalog accepts"
+            assert step.seq == before[1][0] + 1
+            assert self.engine.counters()[0] == step.seq
+            assert self.engine.config == expected
+            grown = len(expected.assets) - len(self.config.assets)
+            assert step.value == (len(expected.assets) if grown else len(expected.markets)) - 1
+            self.config = expected
+            self.deposits += [0] * grown
+        self.check()
+        return step
 
     def run1(self, command: np.ndarray) -> Step:
         return self.run(command)[0]

@@ -107,3 +107,36 @@ def test_bad_assets_and_engine_settings_are_refused(text: str, message: str) -> 
 def test_other_tables_are_left_for_the_daemon() -> None:
     config = parse_config("[http]\nbind = '127.0.0.1:8080'\n" + ASSETS)
     assert [a.name for a in config.assets] == ["BTC", "USDT"]
+
+
+def test_catalog_room_defaults_to_what_is_configured() -> None:
+    config = parse_config(market())
+    assert (config.asset_slots, config.market_slots) == (2, 1)
+    assert config.slot_capacity(0) == (1_000_000, 65_536)  # the market's own
+
+
+def test_catalog_room_for_added_assets_and_markets() -> None:
+    engine = (
+        "[engine]\nmax_assets = 5\nmax_markets = 3\n"
+        "added_market_orders = 64\nadded_market_levels = 16\n"
+    )
+    config = parse_config(engine + market(max_orders=100, max_levels=10))
+    assert (config.asset_slots, config.market_slots) == (5, 3)
+    assert config.slot_capacity(0) == (100, 10)
+    assert config.slot_capacity(1) == config.slot_capacity(2) == (64, 16)
+    assert config.genesis() == config
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("max_assets = 1", r"engine.max_assets = 1 is outside 2..1024"),
+        ("max_markets = 0", r"engine.max_markets = 0 is outside 1..32767"),
+        ("max_assets = 1025", r"engine.max_assets = 1025 is outside 2..1024"),
+        ("added_market_orders = 0", r"engine.added_market_orders = 0 is outside"),
+        ("added_market_levels = 0", r"engine.added_market_levels = 0 is outside"),
+    ],
+)
+def test_catalog_room_out_of_range_is_refused(setting: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(f"[engine]\n{setting}\n" + market())

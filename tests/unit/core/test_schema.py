@@ -36,6 +36,8 @@ def test_schema_version() -> None:
         (schema.ORDER_INFO_DTYPE, 40, {"amount": 0, "mtime_ns": 16, "source": 36}),
         (schema.LEVEL_DTYPE, 32, {"price": 0, "total": 8, "head": 20, "next_free": 28}),
         (schema.KLINE_DTYPE, 72, {"start": 0, "low": 32, "volume_lo": 48, "deal_lo": 64}),
+        (schema.ASSET_ROW_DTYPE, 32, {"name": 0, "prec": 16, "prec_show": 24}),
+        (schema.MARKET_ROW_DTYPE, 128, {"name": 0, "fee_prec": 48, "table_limits": 56}),
     ],
 )
 def test_record_layouts_are_pinned(
