@@ -29,6 +29,12 @@ it has not applied. When MySQL is down or refuses, the batch fails, the connecti
 dropped and retried with exponential backoff (``retry_min_s`` .. ``retry_max_s``); the
 records wait in the log, so memory stays bounded by two batches whatever the lag. Its
 lag (records and seconds since it was last caught up) is in ``statistics()``.
+
+The rows name assets and markets: the config's, and those added at run time, which
+the rows learn from their records (``persistence.history_rows``). A drainer that
+starts, or connects again, reads the ones added up to its position back from
+``catalog_history`` (written with their records' rows, in the same transactions), so
+it needs no record before its position.
 """
 
 from __future__ import annotations
@@ -46,13 +52,14 @@ from typing import Any, Final
 
 import MySQLdb  # type: ignore[import-untyped]
 
-from core.config import EngineConfig
+from core.config import AssetConfig, EngineConfig, MarketConfig
 from persistence.consumers import confirm, register_consumer
+from persistence.frames import RT_CATALOG
 from persistence.history_batch import BatchDecoder
 from persistence.history_bulk import COLUMNS, BulkRows, TableText
 from persistence.history_db import HistoryUnavailable
-from persistence.history_rows import HistoryRows, RecordDecoder, RowBatch
-from persistence.log_reader import LogReader, RecordRun, read_committed_seq
+from persistence.history_rows import HistoryRows, RecordDecoder, RowBatch, decode_record
+from persistence.log_reader import LogReader, Record, RecordRun, read_committed_seq
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +82,15 @@ _INSERTS: Final = {
     "`change`, balance, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
     "operations": "INSERT INTO operation_log (seq, time, rtype, method, user_id, detail, "
     "record) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+    "catalog": "INSERT INTO catalog_history (seq, time, kind, name, detail) "
+    "VALUES (%s, %s, %s, %s, %s)",
 }
+#: The records of the catalog commands applied up to a position, in order: what a
+#: drainer reads back when it (re)connects (``Drainer._load``).
+_CATALOG_SQL: Final = (
+    "SELECT o.seq, o.record FROM catalog_history c JOIN operation_log o ON o.seq = c.seq "
+    "WHERE c.seq <= %s ORDER BY c.seq"
+)
 
 
 #: MySQL errors that mean "no LOAD DATA LOCAL here": not allowed by the server or the
@@ -100,6 +115,14 @@ class _Prepared:
     def records(self) -> int:
         """How many records."""
         return sum(len(run) for run in self.runs)
+
+
+def _catalog_command(seq: int, payload: bytes) -> AssetConfig | MarketConfig:
+    """The command of the catalog record ``seq`` stored in ``operation_log``
+    (``HistoryRecordError`` if it does not decode)."""
+    command = decode_record(Record(seq, RT_CATALOG, payload)).catalog
+    assert command is not None  # noqa: S101 -- a catalog record's decoding sets it
+    return command
 
 
 class DrainConflict(RuntimeError):
@@ -156,8 +179,9 @@ class Drainer:
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self._connect = connect
-        self._rows = HistoryRows(config)
         self._bulk = BulkRows(config)
+        #: One catalog for both paths (a batch may go either way): the bulk path's.
+        self._rows: HistoryRows = self._bulk.rows
         self._load_data = bulk  #: False once this connection refused LOAD DATA LOCAL
         self._decoder = RecordDecoder()
         self._batch_decoder = BatchDecoder()
@@ -413,7 +437,10 @@ class Drainer:
             cursor.close()
 
     def _load(self, conn: Any) -> int:
-        """Read (or create) this drainer's position; register as a log consumer there."""
+        """Read (or create) this drainer's position and the catalog up to it (the
+        assets and markets added at run time: the records before the position are
+        not read again, and the later ones may name them); register as a log consumer
+        there."""
         cursor = conn.cursor()
         try:
             cursor.execute(
@@ -422,6 +449,9 @@ class Drainer:
             )
             cursor.execute("SELECT seq FROM drain_position WHERE name = %s", (self.name,))
             (position,) = cursor.fetchone()
+            cursor.execute(_CATALOG_SQL, (int(position),))
+            for seq, payload in cursor.fetchall():
+                self._rows.learn(_catalog_command(int(seq), bytes(payload)))
             conn.commit()
         finally:
             cursor.close()

@@ -30,6 +30,10 @@ An event's ``seq`` and ``ts_ns`` words are left out (they are the frame's sequen
 and the command's time). Most words of a command or an event are zero, so a record
 is about half the size of the raw records; a replace with its three events is about
 330 bytes instead of 700.
+
+The other record types are written by the journal from Python, one at a time:
+``RT_BALANCE`` (a balance.update, ``persistence.replay.encode_balance``) and
+``RT_CATALOG`` (an ADD_ASSET or ADD_MARKET, ``persistence.replay.encode_catalog_record``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ from persistence.log_format import FRAME_HEADER_LENGTH
 #: Record types of the engine (frame ``rtype``).
 RT_ORDER = 1  #: an order command (COMMAND_DTYPE records), its result and its events
 RT_BALANCE = 2  #: a balance.update, its result and its event
+#: an ADD_ASSET or ADD_MARKET: the command's time (i64) and the JSON of its config table
+#: (``persistence.replay.encode_catalog_record``); its result is the frame's sequence
+RT_CATALOG = 3
 
 COMMAND_WORDS = COMMAND_DTYPE.itemsize // 8
 EVENT_WORDS = EVENT_DTYPE.itemsize // 8

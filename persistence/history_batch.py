@@ -8,22 +8,30 @@ and decodes their order records where they lie, one kernel call a run
 results and every event of the batch come out as arrays, the events concatenated in
 record order with their record's ``seq`` and ``ts_ns`` filled in; payloads are cut
 out of the buffers only when asked for. ``decode`` does the same for ``Record``
-objects (copied into one frame-aligned buffer first). The rare balance.update records
-go through ``RecordDecoder``. ``DecodedBatch.record(i)`` gives one order record back
-as a ``DecodedRecord`` for the code that wants one.
+objects (copied into one frame-aligned buffer first). The rare balance.update and
+catalog (ADD_ASSET, ADD_MARKET) records go through ``RecordDecoder``.
+``DecodedBatch.record(i)`` gives one order record back as a ``DecodedRecord`` for the
+code that wants one.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from core.kernels.jit import kernel
 from core.schema import COMMAND_DTYPE, EVENT_DTYPE
-from persistence.frames import COMMAND_WORDS, EVENT_WORDS, RT_BALANCE, RT_ORDER, decode_order
+from persistence.frames import (
+    COMMAND_WORDS,
+    EVENT_WORDS,
+    RT_BALANCE,
+    RT_CATALOG,
+    RT_ORDER,
+    decode_order,
+)
 from persistence.history_rows import DecodedRecord, HistoryRecordError, RecordDecoder
 from persistence.log_format import FRAME_HEADER_LENGTH
 from persistence.log_reader import Record, RecordRun
@@ -75,8 +83,8 @@ def decode_frames(
 @dataclass(frozen=True, slots=True)
 class DecodedBatch:
     """Consecutive log records, decoded: the order records as arrays (index i = the
-    i-th order record of the batch), the balance.update records one by one. The
-    payloads stay in the runs they were read in until asked for."""
+    i-th order record of the batch), the balance.update and catalog records one by
+    one. The payloads stay in the runs they were read in until asked for."""
 
     first_seq: int
     last_seq: int
@@ -95,6 +103,8 @@ class DecodedBatch:
     _runs: list[RecordRun]
     _run_of: np.ndarray  #: int64, per order record: its run
     _index: np.ndarray  #: int64, per order record: its index in its run
+    #: the catalog records (ADD_ASSET, ADD_MARKET: ``DecodedRecord.catalog``), in order
+    catalog: list[DecodedRecord] = field(default_factory=list)
 
     @property
     def orders(self) -> int:
@@ -171,18 +181,7 @@ class BatchDecoder:
                 raise HistoryRecordError(f"seq {run.first_seq} after {prev.last_seq}: not in order")
         picks = [np.flatnonzero(run.types == RT_ORDER) for run in runs]
         n = sum(int(p.shape[0]) for p in picks)
-        balances = []
-        for run, pick in zip(runs, picks, strict=True):
-            if pick.shape[0] == len(run):
-                continue
-            for i in np.flatnonzero(run.types != RT_ORDER).tolist():
-                rtype = int(run.types[i])
-                if rtype != RT_BALANCE:
-                    raise HistoryRecordError(
-                        f"seq {run.first_seq + i}: unknown record type {rtype}"
-                    )
-                record = Record(run.first_seq + i, rtype, run.payload(i))
-                balances.append(self._single.decode(record))
+        balances, catalog = self._others(runs, picks)
         cmds64 = np.zeros((n, COMMAND_WORDS), dtype=np.int64)
         results = np.zeros((n, 5), dtype=np.int64)
         total, extra_total = self._decode_all(runs, picks, cmds64, results)
@@ -200,12 +199,33 @@ class BatchDecoder:
             first_seq=runs[0].first_seq, last_seq=runs[-1].last_seq, seqs=seqs, ts_ns=ts_ns,
             commands=commands, order_ids=results[:, 2].copy(), values=results[:, 3].copy(),
             counts=counts, events=events, extra_counts=results[:, 4].copy(), extras=extras,
-            balances=balances, _runs=list(runs),
+            balances=balances, catalog=catalog, _runs=list(runs),
             _run_of=np.concatenate(
                 [np.full(p.shape[0], r, dtype=np.int64) for r, p in enumerate(picks)]
             ),
             _index=np.concatenate(picks).astype(np.int64),
         )  # fmt: skip
+
+    def _others(
+        self, runs: Sequence[RecordRun], picks: list[np.ndarray]
+    ) -> tuple[list[DecodedRecord], list[DecodedRecord]]:
+        """The records of ``runs`` that are not order records (``picks``), decoded one
+        by one: (the balance.update ones, the catalog ones), each in order.
+        ``HistoryRecordError`` for a record of another type."""
+        balances: list[DecodedRecord] = []
+        catalog: list[DecodedRecord] = []
+        for run, pick in zip(runs, picks, strict=True):
+            if pick.shape[0] == len(run):
+                continue
+            for i in np.flatnonzero(run.types != RT_ORDER).tolist():
+                rtype = int(run.types[i])
+                if rtype not in (RT_BALANCE, RT_CATALOG):
+                    raise HistoryRecordError(
+                        f"seq {run.first_seq + i}: unknown record type {rtype}"
+                    )
+                record = self._single.decode(Record(run.first_seq + i, rtype, run.payload(i)))
+                (balances if rtype == RT_BALANCE else catalog).append(record)
+        return balances, catalog
 
     def _decode_all(
         self,

@@ -9,9 +9,13 @@ the ``format_decimals`` kernel, integers and times by numpy, and each table's ro
 tab-separated text of ``LOAD DATA`` (``TableText``). The ``operation_log`` rows of
 records that are rare (balance.update, and commands other than put, cancel and
 replace: cancel-all, QUOTE with its ladder, and the market operations MARKET_STATUS,
-USER_STATUS, CANCEL_MARKET, MARKET_LIMIT and USER_LIMIT) come from ``HistoryRows``
-and are converted with ``tsv_row``; their events go through the masks like any other
-(the status and limit events match none of them).
+USER_STATUS, CANCEL_MARKET, MARKET_LIMIT and USER_LIMIT; the catalog commands
+ADD_ASSET and ADD_MARKET) come from ``HistoryRows`` and are converted with
+``tsv_row``; their events go through the masks like any other (the status and limit
+events match none of them). The catalog commands of a batch are taken first: the
+assets and markets they add join the catalog (``HistoryRows.learn``), and the arrays
+of names and scales are made again, before any row of the batch is made (a record
+can name an asset or a market only after the one that added it).
 
 Text columns are escaped for ``LOAD DATA``'s defaults (``FIELDS TERMINATED BY '\\t'
 ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'``); the ``record`` of ``operation_log``
@@ -83,6 +87,7 @@ COLUMNS: Final = {
         "seq, time, rtype, method, user_id, detail, @record",
         " SET record = UNHEX(@record)",
     ),
+    "catalog": ("catalog_history", "seq, time, kind, name, detail", ""),
 }
 
 
@@ -266,26 +271,37 @@ class BulkRows:
     """Builds the rows of a batch of decoded records at once (see the module docstring)."""
 
     def __init__(self, config: Any) -> None:
-        """Precompute names and scales of ``config``'s markets and assets."""
+        """Precompute names and scales of ``config``'s markets and assets. ``rows``
+        (a ``HistoryRows``) holds the catalog: whoever teaches it, the arrays follow."""
         self.rows = HistoryRows(config)
-        markets = config.markets
+        self._sources: dict[bytes, tuple[bytes, bytes]] = {}
+        self._index_catalog()
+
+    def _index_catalog(self) -> None:
+        """The names and scales of the catalog's markets and assets, as arrays (made
+        again when it has grown)."""
+        self._indexed = self.rows.catalog_size
+        assets, markets = self.rows.assets, self.rows.markets
         self._market_names = [escape(m.name.encode()) for m in markets]
         #: JSON strings of the names, escaped for LOAD DATA: the JSON details are made
         #: of these, digits and punctuation, so they need no escaping as a whole.
         self._market_json_tsv = [escape(_json_text(m.name)) for m in markets]
-        self._asset_names = [escape(a.name.encode()) for a in config.assets]
-        self._asset_places = np.array([a.prec for a in config.assets] or [0], dtype=np.int64)
+        self._asset_names = [escape(name.encode()) for name, _ in assets]
+        self._asset_places = np.array([prec for _, prec in assets] or [0], dtype=np.int64)
         self._money_prec = np.array([m.money_prec for m in markets] or [0], dtype=np.int64)
         self._stock_prec = np.array([m.stock_prec for m in markets] or [0], dtype=np.int64)
         self._fee_prec = np.array([m.fee_prec for m in markets] or [0], dtype=np.int64)
-        self._stock_places = np.array([m.stock.prec for m in markets] or [0], dtype=np.int64)
-        self._money_places = np.array([m.money.prec for m in markets] or [0], dtype=np.int64)
-        self._sources: dict[bytes, tuple[bytes, bytes]] = {}
+        self._stock_places = np.array([m.stock_places for m in markets] or [0], dtype=np.int64)
+        self._money_places = np.array([m.money_places for m in markets] or [0], dtype=np.int64)
 
     def build(self, batch: DecodedBatch) -> TableText:
         """The rows of ``batch`` (``persistence.history_batch``)."""
         text = TableText(first_seq=batch.first_seq, last_seq=batch.last_seq)
         others = RowBatch()
+        for record in batch.catalog:  # first: the rows after them may name what they add
+            self.rows.catalog_command(others, record, record.ts_ns / 1e9)
+        if self.rows.catalog_size != self._indexed:
+            self._index_catalog()
         for record in batch.balances:
             self.rows._balance_update(others, record, record.ts_ns / 1e9)
         if batch.orders:
@@ -302,7 +318,7 @@ class BulkRows:
                 times, record_of,
             )  # fmt: skip
             self._operations(text, batch, times, others)
-        for table in ("balances", "operations"):
+        for table in ("balances", "operations", "catalog"):
             text.lines[table].extend(tsv_row(row) for row in getattr(others, table))
         return text
 

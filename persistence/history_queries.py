@@ -148,6 +148,8 @@ class HistoryReader(Protocol):
 
     def stats(self) -> HistoryStats: ...
 
+    def use_catalog(self, config: EngineConfig) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -350,10 +352,16 @@ class HistoryQueries:
         queue: int = 40,
         timeout_s: float = 5.0,
     ) -> None:
+        self.use_catalog(config)
+        self._pool = HistoryPool(connect, pool_size=pool_size, queue=queue, timeout_s=timeout_s)
+
+    def use_catalog(self, config: EngineConfig) -> None:
+        """Answer for the assets and markets of ``config`` from now on: the caller's
+        catalog after an ADD_ASSET or ADD_MARKET (docs/engine.md, "Adding assets and
+        markets"; the config file's catalog is the genesis one only). Any thread."""
         self.config = config
         self._assets = frozenset(a.name for a in config.assets)
         self._markets = frozenset(m.name for m in config.markets)
-        self._pool = HistoryPool(connect, pool_size=pool_size, queue=queue, timeout_s=timeout_s)
 
     # ------------------------------------------------------------ methods
 
@@ -561,6 +569,9 @@ class HistoryNotConfigured:
     Each raises ``HistoryError`` with code 3 and ``NOT_CONFIGURED_MESSAGE``, so that
     everything else works.
     """
+
+    def use_catalog(self, config: EngineConfig) -> None:
+        """Nothing to follow: every method answers "not configured"."""
 
     def balance_history(
         self,

@@ -4,7 +4,9 @@
 The drainer stores every log record's payload byte for byte, with its sequence and
 record type. ``restore_log`` writes them, in sequence, into a new log directory
 through ``LogWriter`` (fresh frames and checksums around the same payloads), so that
-``Journal.open`` on it replays the same commands to the same state. It stops at the
+``Journal.open`` on it replays the same commands to the same state. Every record
+type alike: the ADD_ASSET and ADD_MARKET records (RT_CATALOG) too, so the restored
+log brings back the assets and markets added at run time under the unchanged config. It stops at the
 drainer's position: what the drainer had not applied when the disk was lost is gone
 with the disk, which is why the drainer's lag is a metric to watch. The sequence
 must be whole from 1 (a gap is refused), and a directory that already holds a log

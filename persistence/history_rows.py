@@ -2,9 +2,10 @@
 
 Every log record holds an accepted command with its result and all its events
 (persistence/frames.py), so the history is a pure function of the log: a record's
-rows depend on nothing but the record and the engine config. ``HistoryRows`` turns
-records into rows for ``order_history``, ``deal_history``, ``balance_history`` and
-``operation_log``; the drainer inserts them in the transaction that moves its
+rows depend on nothing but the record and the catalog (the engine config's, and the
+assets and markets added before it). ``HistoryRows`` turns records into rows for
+``order_history``, ``deal_history``, ``balance_history``, ``operation_log`` and
+``catalog_history``; the drainer inserts them in the transaction that moves its
 position past the records.
 
 What each event gives:
@@ -27,9 +28,19 @@ What each event gives:
   ``order_history`` row when they finish (a stale one cancelled by the next QUOTE, a
   fill, a cancel), and their freezes and unfreezes make no row; its record (the QUOTE
   and its levels) gives one ``operation_log`` row, ``mass_quote``, with the ladder.
+* ADD_ASSET and ADD_MARKET (RT_CATALOG records): a ``catalog_history`` row (kind,
+  name, the command's table) and their ``operation_log`` row (``add_asset`` /
+  ``add_market``, user 0, params ``[the command's table]``); the new asset or market
+  joins the catalog the later rows are made with (``learn``).
 * every record: one ``operation_log`` row, its payload byte for byte and a JSON
   description (ViaBTC's operlog ``{"method", "params"}``; matchd's own commands have
   names and params of their own, see ``_operation_row``).
+
+The rows name assets and markets and scale their values by the catalog: the config's
+assets and markets, and those added at run time, learnt from their records as they
+come (the catalog only grows, in log order) or read back from the history first
+(``persistence.drainer`` reads ``catalog_history`` when it starts: the records
+before its position are not read again).
 
 Values are decimal strings at their natural scale (prices at the market's money_prec,
 amounts at stock_prec, money and fees at their asset's prec, rates at fee_prec),
@@ -44,7 +55,8 @@ from typing import Any
 
 import numpy as np
 
-from core.config import EngineConfig
+from core.catalog import catalog_payload
+from core.config import AssetConfig, EngineConfig, MarketConfig
 from core.fixed import format_units
 from core.schema import (
     COMMAND_DTYPE,
@@ -62,12 +74,13 @@ from persistence.frames import (
     EVENT_WORDS,
     MAX_EXTRA_COMMANDS,
     RT_BALANCE,
+    RT_CATALOG,
     RT_ORDER,
     decode_order,
 )
 from persistence.log_format import FRAME_HEADER_LENGTH
 from persistence.log_reader import Record
-from persistence.replay import decode_balance
+from persistence.replay import decode_balance, decode_catalog_record
 
 #: Businesses of balance_history rows that are not balance.update's.
 TRADE_BUSINESS = "trade"
@@ -84,6 +97,9 @@ _METHODS = {
     CommandKind.CANCEL_MARKET: "cancel_market",
     CommandKind.QUOTE: "mass_quote",
 }
+#: The ``operation_log`` methods of the catalog commands (RT_CATALOG).
+ADD_ASSET_METHOD = "add_asset"
+ADD_MARKET_METHOD = "add_market"
 _ORDER_KINDS = (int(EventKind.ORDER_PUT), int(EventKind.ORDER_UPDATE), int(EventKind.ORDER_FINISH))
 _TOTAL_CHANGES = (
     int(Business.UPDATE),
@@ -114,6 +130,8 @@ class DecodedRecord:
     #: COMMAND_DTYPE: the records the command holds after ``command`` (a QUOTE's k
     #: QUOTE_LEVEL records); empty or None for every other command
     extra: np.ndarray | None = None
+    #: the added asset's or market's config table (RT_CATALOG)
+    catalog: AssetConfig | MarketConfig | None = None
 
 
 class RecordDecoder:
@@ -130,16 +148,14 @@ class RecordDecoder:
     def decode(self, record: Record) -> DecodedRecord:
         """Decode ``record``; ``HistoryRecordError`` if it does not decode."""
         if record.rtype == RT_BALANCE:
-            try:
-                balance, event = decode_balance(record.payload)
-            except ValueError as exc:
-                raise HistoryRecordError(f"seq {record.seq}: {exc}") from exc
-            return DecodedRecord(
-                record.seq, RT_BALANCE, balance[5], event, balance=balance,
-                payload=record.payload,
-            )  # fmt: skip
+            return _decode_balance(record)
+        if record.rtype == RT_CATALOG:
+            return _decode_catalog(record)
         if record.rtype != RT_ORDER:
             raise HistoryRecordError(f"seq {record.seq}: unknown record type {record.rtype}")
+        return self._decode_order(record)
+
+    def _decode_order(self, record: Record) -> DecodedRecord:
         size = FRAME_HEADER_LENGTH + len(record.payload)
         padded = size + (-size % 8)
         if self._buf.shape[0] < padded:
@@ -169,6 +185,30 @@ class RecordDecoder:
         )  # fmt: skip
 
 
+def _decode_balance(record: Record) -> DecodedRecord:
+    """An RT_BALANCE record, decoded (``HistoryRecordError`` if it does not)."""
+    try:
+        balance, event = decode_balance(record.payload)
+    except ValueError as exc:
+        raise HistoryRecordError(f"seq {record.seq}: {exc}") from exc
+    return DecodedRecord(
+        record.seq, RT_BALANCE, balance[5], event, balance=balance, payload=record.payload,
+    )  # fmt: skip
+
+
+def _decode_catalog(record: Record) -> DecodedRecord:
+    """An RT_CATALOG record (ADD_ASSET, ADD_MARKET), decoded: no events, its command in
+    ``catalog`` (``HistoryRecordError`` if it does not decode)."""
+    try:
+        ts_ns, raw = decode_catalog_record(record.payload)
+    except ValueError as exc:
+        raise HistoryRecordError(f"seq {record.seq}: catalog record: {exc}") from exc
+    return DecodedRecord(
+        record.seq, RT_CATALOG, ts_ns, np.zeros(0, dtype=EVENT_DTYPE), payload=record.payload,
+        catalog=raw,
+    )  # fmt: skip
+
+
 def decode_record(record: Record) -> DecodedRecord:
     """Decode one record (``RecordDecoder`` reuses its buffers across many)."""
     return RecordDecoder(events=64).decode(record)
@@ -182,6 +222,7 @@ class RowBatch:
     deals: list[tuple[Any, ...]] = field(default_factory=list)
     balances: list[tuple[Any, ...]] = field(default_factory=list)
     operations: list[tuple[Any, ...]] = field(default_factory=list)
+    catalog: list[tuple[Any, ...]] = field(default_factory=list)
     first_seq: int = 0
     last_seq: int = 0
 
@@ -193,11 +234,14 @@ class RowBatch:
     @property
     def rows(self) -> int:
         """Rows in all tables."""
-        return len(self.orders) + len(self.deals) + len(self.balances) + len(self.operations)
+        tables = (self.orders, self.deals, self.balances, self.operations, self.catalog)
+        return sum(len(rows) for rows in tables)
 
 
 @dataclass(frozen=True, slots=True)
-class _Market:
+class MarketScales:
+    """What the rows need of a market: its name and its scales."""
+
     name: str
     money_prec: int  #: price places
     stock_prec: int  #: amount places
@@ -210,13 +254,61 @@ class HistoryRows:
     """Turns decoded records into rows (see the module docstring)."""
 
     def __init__(self, config: EngineConfig) -> None:
-        """Precompute the names and scales of ``config``'s markets and assets."""
+        """Precompute the names and scales of ``config``'s markets and assets (the
+        catalog the rows start with; ``learn`` adds to it)."""
+        #: The config the rows were made with (the catalog grows past it: ``assets``,
+        #: ``markets``).
         self.config = config
         self._assets = [(a.name, a.prec) for a in config.assets]
         self._markets = [
-            _Market(m.name, m.money_prec, m.stock_prec, m.fee_prec, m.stock.prec, m.money.prec)
+            MarketScales(m.name, m.money_prec, m.stock_prec, m.fee_prec, m.stock.prec, m.money.prec)
             for m in config.markets
         ]
+        self._asset_index = {name: i for i, (name, _) in enumerate(self._assets)}
+        self._market_names = {m.name for m in self._markets}
+
+    @property
+    def assets(self) -> tuple[tuple[str, int], ...]:
+        """The catalog's assets as (name, prec), in index order."""
+        return tuple(self._assets)
+
+    @property
+    def markets(self) -> tuple[MarketScales, ...]:
+        """The catalog's markets, in index order."""
+        return tuple(self._markets)
+
+    @property
+    def catalog_size(self) -> tuple[int, int]:
+        """(assets, markets) in the catalog: it has grown when this has."""
+        return len(self._assets), len(self._markets)
+
+    def learn(self, raw: AssetConfig | MarketConfig) -> bool:
+        """Take an added asset or market (an RT_CATALOG record's command, accepted by
+        the engine) into the catalog as its next entry: the engine gave it the next
+        index (the catalog only grows, in log order). One known by name already (a
+        batch built again after a failure, or a catalog read back from the history
+        first) is left as it is: False. ``HistoryRecordError`` if a market's assets
+        are not in the catalog (records are missing)."""
+        if isinstance(raw, AssetConfig):
+            if raw.name in self._asset_index:
+                return False
+            self._asset_index[raw.name] = len(self._assets)
+            self._assets.append((raw.name, raw.prec))
+            return True
+        if raw.name in self._market_names:
+            return False
+        stock, money = self._asset_index.get(raw.stock), self._asset_index.get(raw.money)
+        if stock is None or money is None:
+            raise HistoryRecordError(
+                f"market {raw.name}: asset {raw.stock if stock is None else raw.money!r} is "
+                "not in the catalog: the records that added it are missing"
+            )
+        self._markets.append(
+            MarketScales(raw.name, raw.money_prec, raw.stock_prec, raw.fee_prec,
+                         self._assets[stock][1], self._assets[money][1])
+        )  # fmt: skip
+        self._market_names.add(raw.name)
+        return True
 
     def add(self, batch: RowBatch, record: DecodedRecord) -> None:
         """Append ``record``'s rows to ``batch`` (records must come in sequence)."""
@@ -228,6 +320,9 @@ class HistoryRows:
         time_s = record.ts_ns / 1e9
         if record.balance is not None:
             self._balance_update(batch, record, time_s)
+            return
+        if record.catalog is not None:
+            self.catalog_command(batch, record, time_s)
             return
         assert record.command is not None  # noqa: S101 -- RT_ORDER records carry one
         events = record.events
@@ -278,7 +373,7 @@ class HistoryRows:
         )
 
     @staticmethod
-    def _fee_places(m: _Market, side: int) -> int:
+    def _fee_places(m: MarketScales, side: int) -> int:
         """A seller pays its fee in money, a buyer in stock."""
         return m.money_places if side == Side.ASK else m.stock_places
 
@@ -353,6 +448,24 @@ class HistoryRows:
              record.payload)
         )  # fmt: skip
 
+    # ------------------------------------------------------------------ catalog
+
+    def catalog_command(self, batch: RowBatch, record: DecodedRecord, time_s: float) -> None:
+        """An ADD_ASSET's or ADD_MARKET's rows: its ``catalog_history`` row (kind, name,
+        its table as JSON) and its ``operation_log`` row (``add_asset`` or
+        ``add_market``, user 0, ``params`` [its table]); and the new entry joins the
+        catalog (``learn``)."""
+        raw = record.catalog
+        assert raw is not None  # noqa: S101 -- the caller checked
+        self.learn(raw)
+        kind, table = catalog_table(raw)
+        batch.catalog.append((record.seq, time_s, kind, raw.name, _json(table)))
+        method = catalog_method(raw)
+        batch.operations.append(
+            (record.seq, time_s, RT_CATALOG, method, 0,
+             _json({"method": method, "params": [table]}), record.payload)
+        )  # fmt: skip
+
     # ------------------------------------------------------------------ operations
 
     def _operation_row(self, record: DecodedRecord, time_s: float) -> tuple[Any, ...]:
@@ -399,7 +512,7 @@ class HistoryRows:
         return params
 
     @staticmethod
-    def _put_params(c: np.void, kind: int, m: _Market) -> list[Any]:
+    def _put_params(c: np.void, kind: int, m: MarketScales) -> list[Any]:
         """A put's params after user and market (ViaBTC's order)."""
         side = int(c["side"])
         market_bid = kind == CommandKind.PUT_MARKET and side == Side.BID
@@ -418,7 +531,7 @@ class HistoryRows:
         return params
 
     @staticmethod
-    def _quote_params(c: np.void, extra: np.ndarray | None, m: _Market) -> list[Any]:
+    def _quote_params(c: np.void, extra: np.ndarray | None, m: MarketScales) -> list[Any]:
         """A QUOTE's params after user and market: its ladder (each level's side,
         amount and price, in record order), the rates and source of the orders it
         adds."""
@@ -448,6 +561,18 @@ def _admin_params(c: np.void, kind: int, market: str | int, params: list[Any]) -
     if kind == CommandKind.CANCEL_MARKET:
         return [market, int(c["side"])]
     return params
+
+
+def catalog_method(raw: AssetConfig | MarketConfig) -> str:
+    """The ``operation_log`` method of a catalog command."""
+    return ADD_ASSET_METHOD if isinstance(raw, AssetConfig) else ADD_MARKET_METHOD
+
+
+def catalog_table(raw: AssetConfig | MarketConfig) -> tuple[str, dict[str, Any]]:
+    """(``asset`` or ``market``, the command's table): its keys as the config file's,
+    only those set (a default left out is the config's default)."""
+    ((kind, table),) = json.loads(catalog_payload(raw)).items()
+    return kind, table
 
 
 def method_name(kind: int) -> str:

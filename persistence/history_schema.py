@@ -18,6 +18,11 @@ and keeps ViaBTC's column meanings so that ViaBTC's queries map onto them:
   log if the local disk is lost.
 * ``drain_position``: how far each drainer has applied the log, written in the same
   transaction as the rows, so that every record lands exactly once.
+* ``catalog_history`` (migration 2): the assets and markets added at run time
+  (ADD_ASSET, ADD_MARKET), one row each besides its ``operation_log`` row: a drainer
+  that starts again reads the catalog its rows need back from it (the records before
+  its position are not read again), a few rows by primary key rather than a scan of
+  the whole ``operation_log``.
 
 Money columns are ``DECIMAL(38,18)``: every int64 fixed-point value at any scale the
 config allows is exact there (no rounding by MySQL, unlike ViaBTC's fixed scales).
@@ -122,6 +127,21 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     seq BIGINT NOT NULL COMMENT 'every record up to this one is applied',
     time DOUBLE NOT NULL COMMENT 'when it was written',
     PRIMARY KEY (name)
+) {_TABLE_OPTIONS}""",
+        ),
+    ),
+    Migration(
+        2,
+        "catalog history: the assets and markets added at run time",
+        (
+            f"""CREATE TABLE IF NOT EXISTS catalog_history (
+    seq BIGINT NOT NULL COMMENT 'log sequence of the ADD_ASSET or ADD_MARKET',
+    time DOUBLE NOT NULL,
+    kind VARCHAR(8) NOT NULL COMMENT 'asset or market',
+    name VARCHAR(32) NOT NULL,
+    detail TEXT NOT NULL COMMENT 'JSON: the config table of the command',
+    PRIMARY KEY (seq),
+    UNIQUE KEY kind_name (kind, name)
 ) {_TABLE_OPTIONS}""",
         ),
     ),

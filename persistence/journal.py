@@ -20,6 +20,14 @@ config gave it. So a restart replays the log over that state, not over the confi
 it is then, and an edited config's limits are drift (logged; the state's hold), not
 a replay that disagrees with the log.
 
+The config is the **genesis catalog** and the layout: assets and markets added at run
+time (ADD_ASSET, ADD_MARKET: ``add_catalog``) are in the log and then in the state
+(snapshots keep them). Recovery therefore starts from the config's genesis part
+(``EngineConfig.genesis``), whatever catalog a caller passes, and the digests that say
+which config a snapshot was taken under, or that a standby runs its primary's config,
+cover that part only: adding a market changes neither. ``Journal.config`` is the
+catalog as it is now (the engine's), ``Journal.genesis_config`` the config's.
+
 A command whose record would exceed the log's record limit cannot be made durable
 after it was executed: the journal then stops (``JournalFailed``) and the process
 must restart; recovery rebuilds the state without it (it was never acknowledged).
@@ -35,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import NO_LIMITS, EngineConfig, Market, with_limits
+from core.config import NO_LIMITS, AssetConfig, EngineConfig, Market, MarketConfig, with_limits
 from core.engine import Engine
 from core.schema import COMMAND_DTYPE, EVENT_DTYPE, RESULT_DTYPE, Result
 from persistence.consumers import consumer_positions
@@ -43,6 +51,7 @@ from persistence.frames import (
     COMMAND_WORDS,
     EVENT_WORDS,
     RT_BALANCE,
+    RT_CATALOG,
     frame_batch,
     frame_bound,
     rebatch_frames,
@@ -55,7 +64,9 @@ from persistence.replay import (
     FrameApplier,
     ReplayMismatch,
     ReplayStats,
+    decode_catalog_record,
     encode_balance,
+    encode_catalog_record,
     replay,
 )
 from persistence.snapshot import (
@@ -126,8 +137,17 @@ class Recovery:
 
 def config_digest(config: EngineConfig) -> str:
     """A digest of the whole config (a standby must run its primary's: replication
-    compares them)."""
-    return hashlib.blake2b(repr(config).encode(), digest_size=16).hexdigest()
+    compares them): of its genesis catalog (``_as_configured``), so that the assets and
+    markets added at run time, which are state, change nothing."""
+    text = repr(_as_configured(config))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _as_configured(config: EngineConfig) -> EngineConfig:
+    """``config`` as its file gives it: the genesis catalog, with the count of its
+    entries implicit (``-1``: all), so that the config an engine holds (its counts set
+    when it took a state) and the one that was loaded or built directly digest alike."""
+    return replace(config.genesis(), genesis_assets=-1, genesis_markets=-1)
 
 
 def layout_digest(config: EngineConfig) -> str:
@@ -159,7 +179,8 @@ class Journal:
         self, config: EngineConfig, jconfig: JournalConfig, engine: Engine, writer: LogWriter
     ) -> None:
         """Use ``Journal.open``."""
-        self.config = config
+        #: The config's part of the catalog, and the layout: what recovery starts from.
+        self.genesis_config = config.genesis()
         self.jconfig = jconfig
         self.engine = engine
         self._writer = writer
@@ -183,8 +204,10 @@ class Journal:
 
     @classmethod
     def open(cls, config: EngineConfig, jconfig: JournalConfig) -> Journal:
-        """Recover (newest valid snapshot + the log after it) and open for writing."""
-        engine, writer, recovery = _recover(config, jconfig)
+        """Recover (newest valid snapshot + the log after it) and open for writing.
+        ``config``'s genesis part is taken (``EngineConfig.genesis``): the assets and
+        markets added since come from the snapshot and the log."""
+        engine, writer, recovery = _recover(config.genesis(), jconfig)
         journal = cls(config, jconfig, engine, writer)
         journal.recovery = recovery
         return journal
@@ -199,11 +222,17 @@ class Journal:
         if self._snapper.running:
             self._snapper.wait(600.0)
         self._writer.close()
-        self.engine, self._writer, self.recovery = _recover(self.config, self.jconfig)
+        self.engine, self._writer, self.recovery = _recover(self.genesis_config, self.jconfig)
         self._applier = None
         self._unapplied = []
 
     # ------------------------------------------------------------------ state
+
+    @property
+    def config(self) -> EngineConfig:
+        """The catalog as it is now: the config's assets and markets and those added
+        since (the engine's config; ``genesis_config`` is the config's part)."""
+        return self.engine.config
 
     @property
     def durable_seq(self) -> int:
@@ -352,6 +381,36 @@ class Journal:
             self._writer.append(seq, RT_BALANCE, payload)
         except LogError as exc:
             self._fail(f"balance.update seq {seq} could not be appended: {exc}")
+        return self._appended((results, events), commit)
+
+    def add_catalog(
+        self, raw: AssetConfig | MarketConfig, ts_ns: int, *, commit: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """ADD_ASSET (``raw`` an ``AssetConfig``) or ADD_MARKET (a ``MarketConfig``),
+        durable (docs/engine.md, "Adding assets and markets"): one result (``value`` the
+        new index), no events. The engine runs the command as its record holds it (the
+        record's JSON, read back), so replay runs the very same one. Raises and refuses
+        as ``submit`` does (a refused add is not logged; a command that cannot be a
+        record at all is INVALID_ARGUMENT); ``commit=False`` as submit's."""
+        self._check_failed()
+        if not self._retry_held():
+            return unavailable_results(1), np.zeros(0, dtype=EVENT_DTYPE)
+        try:
+            payload = encode_catalog_record(raw, int(ts_ns))
+            _, command = decode_catalog_record(payload)
+        except (TypeError, ValueError):
+            return _invalid(), np.zeros(0, dtype=EVENT_DTYPE)
+        if isinstance(command, AssetConfig):
+            results, events = self.engine.add_asset(command)
+        else:
+            results, events = self.engine.add_market(command)
+        if results[0]["code"] != Result.OK:
+            return results, events
+        seq = int(results[0]["seq"])
+        try:
+            self._writer.append(seq, RT_CATALOG, payload)
+        except LogError as exc:
+            self._fail(f"add {command.name!r} seq {seq} could not be appended: {exc}")
         return self._appended((results, events), commit)
 
     def follow(
@@ -512,7 +571,7 @@ class Journal:
             seq,
             engine.state_hash,
             engine.state_arrays(),
-            _meta(self.config),
+            _meta(self.genesis_config),
         )
 
     @property
@@ -570,7 +629,8 @@ class Journal:
 
 def _recover(config: EngineConfig, jconfig: JournalConfig) -> tuple[Engine, LogWriter, Recovery]:
     """The engine of the newest valid snapshot plus the log after it, and the log's
-    writer."""
+    writer. ``config`` is the genesis config: the engine's catalog after it is the
+    live one (the snapshot's added entries, then the log's)."""
     t0 = time.perf_counter()
     data_dir = Path(jconfig.data_dir)
     engine, snapshot_seq = _load_snapshot(config, data_dir / SNAPSHOT_DIR)
@@ -626,7 +686,8 @@ def _write_genesis(config: EngineConfig, engine: Engine, directory: Path) -> Non
 
 
 def _meta(config: EngineConfig) -> dict[str, str]:
-    """A snapshot's ``meta``: the config it was taken under."""
+    """A snapshot's ``meta``: the config it was taken under (its genesis part: the
+    digests take no other)."""
     return {"config_digest": config_digest(config), "layout_digest": layout_digest(config)}
 
 
@@ -667,7 +728,9 @@ def engine_from_snapshot(
 ) -> Engine:
     """The engine a snapshot holds, after checking it was taken under ``config`` (but
     for the risk limits, which are the state's) and that the rebuilt state has the
-    hash the snapshot records (``LogError`` if not)."""
+    hash the snapshot records (``LogError`` if not). Only ``config``'s genesis part
+    counts: the snapshot brings the assets and markets added before it."""
+    config = config.genesis()
     if not _taken_under(config, meta):
         raise LogError(
             f"snapshot {info.path} was taken under a different engine config; restore that "

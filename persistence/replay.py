@@ -3,11 +3,12 @@
 Segments are mapped read-only and checked frame by frame in numba (``scan_frames``);
 runs of order records are decoded into command batches and executed through
 ``Engine.execute_view`` (a QUOTE's record gives back its k + 1 records, which always
-go to the engine in one call); balance updates are applied one by one. Every command
-must give exactly the outcome its record holds (sequence, code, order id, value and
-number of events; with ``check_events`` the events themselves): the state after a
-replay is then the state that was acknowledged, and a mismatch is an error, never
-skipped.
+go to the engine in one call); balance updates and catalog commands (ADD_ASSET,
+ADD_MARKET, which must be accepted with their record's sequence) are applied one by
+one. Every command must give exactly the outcome its record holds (sequence, code,
+order id, value and number of events; with ``check_events`` the events themselves):
+the state after a replay is then the state that was acknowledged, and a mismatch is
+an error, never skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.catalog import catalog_payload, decode_catalog
+from core.config import AssetConfig, MarketConfig
 from core.engine import Engine
 from core.schema import COMMAND_DTYPE, EVENT_DTYPE, Result
 from persistence._segments import SegmentFile, list_segments
@@ -28,6 +31,7 @@ from persistence.frames import (
     EVENT_WORDS,
     MAX_EXTRA_COMMANDS,
     RT_BALANCE,
+    RT_CATALOG,
     RT_ORDER,
     SCAN_OK,
     SCAN_PROBLEMS,
@@ -49,6 +53,8 @@ CHUNK = 4096
 #: RT_BALANCE payload head: user, asset, business_id, change, ts_ns, business length,
 #: detail length; then business, detail, zero padding to 8, and the event record.
 BALANCE_HEAD = struct.Struct("<qqqqqII")
+#: RT_CATALOG payload head: ts_ns; then the command's JSON (``core.catalog.catalog_payload``).
+CATALOG_HEAD = struct.Struct("<q")
 
 
 class ReplayMismatch(LogError):
@@ -109,6 +115,35 @@ def decode_balance(
         raise ValueError("balance record length does not add up")
     event = np.frombuffer(data, dtype=EVENT_DTYPE, count=1, offset=at).copy()
     return (user, asset, business, business_id, change, ts_ns, detail), event
+
+
+def encode_catalog_record(raw: AssetConfig | MarketConfig, ts_ns: int) -> bytes:
+    """The RT_CATALOG payload of an ADD_ASSET (``raw`` an ``AssetConfig``) or ADD_MARKET
+    (a ``MarketConfig``) at ``ts_ns``. ``ValueError`` if it cannot be one: not a config
+    table, a value JSON does not hold, a time outside int64 (the command is then not
+    checked against any catalog: that is ``core.catalog``'s)."""
+    if not isinstance(raw, AssetConfig | MarketConfig):
+        raise ValueError(f"a catalog command is an AssetConfig or a MarketConfig, not {raw!r}")
+    try:
+        return CATALOG_HEAD.pack(ts_ns) + catalog_payload(raw)
+    except (struct.error, TypeError, ValueError) as exc:
+        raise ValueError(f"not a catalog record: {exc}") from None
+
+
+def decode_catalog_record(payload: bytes | memoryview) -> tuple[int, AssetConfig | MarketConfig]:
+    """(ts_ns, the command) of an RT_CATALOG payload; ``ValueError`` if it does not add
+    up (too short, not the JSON of an asset's or a market's table)."""
+    data = bytes(payload)
+    if len(data) <= CATALOG_HEAD.size:
+        raise ValueError("catalog record shorter than its head and a command")
+    (ts_ns,) = CATALOG_HEAD.unpack_from(data)
+    return ts_ns, decode_catalog(data[CATALOG_HEAD.size :])
+
+
+def _payload(buf: np.ndarray, start: int) -> bytes:
+    """The payload of the frame that starts at ``start`` in ``buf`` (checked already)."""
+    length = int(buf[start : start + 4].view(np.uint32)[0])
+    return buf[start + FRAME_HEADER_LENGTH : start + FRAME_HEADER_LENGTH + length].tobytes()
 
 
 def _segments_from(directory: Path, from_seq: int) -> list[SegmentFile]:
@@ -192,15 +227,17 @@ class _Replayer:
                 self._orders(path, buf, buf64, starts[i:j], stops[i:j], self.seqs[i:j])
                 i = j
                 continue
-            if self.types[i] == RT_BALANCE:
-                self._balance(path, buf, int(starts[i]), int(stops[i]), int(self.seqs[i]))
-            else:
-                raise LogCorrupt(
-                    path,
-                    int(starts[i]),
-                    f"replay: unknown record type {self.types[i]} at seq {self.seqs[i]}",
-                )
+            self._single(path, buf, int(starts[i]), int(self.seqs[i]), int(self.types[i]))
             i += 1
+
+    def _single(self, path: Path, buf: np.ndarray, start: int, seq: int, rtype: int) -> None:
+        """Apply the record at ``start`` that is not an order record (one at a time)."""
+        if rtype == RT_BALANCE:
+            self._balance(path, buf, start, seq)
+        elif rtype == RT_CATALOG:
+            self._catalog(path, buf, start, seq)
+        else:
+            raise LogCorrupt(path, start, f"replay: unknown record type {rtype} at seq {seq}")
 
     def _orders(
         self,
@@ -316,12 +353,10 @@ class _Replayer:
                     "from the ones the log holds"
                 )
 
-    def _balance(self, path: Path, buf: np.ndarray, start: int, stop: int, seq: int) -> None:
-        length = int(buf[start : start + 4].view(np.uint32)[0])
-        payload = buf[start + FRAME_HEADER_LENGTH : start + FRAME_HEADER_LENGTH + length].tobytes()
+    def _balance(self, path: Path, buf: np.ndarray, start: int, seq: int) -> None:
         try:
             (user, asset, business, business_id, change, ts_ns, _detail), event = decode_balance(
-                payload
+                _payload(buf, start)
             )
         except ValueError as exc:
             raise LogCorrupt(path, start, f"replay: balance record of seq {seq}: {exc}") from exc
@@ -340,6 +375,34 @@ class _Replayer:
             )
         self.records += 1
         self.last_seq = seq
+
+    def _catalog(self, path: Path, buf: np.ndarray, start: int, seq: int) -> None:
+        """Apply an ADD_ASSET or ADD_MARKET: it must be accepted, with the record's
+        sequence (its index is then the one it had: the catalog only grows)."""
+        try:
+            _ts_ns, raw = decode_catalog_record(_payload(buf, start))
+        except ValueError as exc:
+            raise LogCorrupt(path, start, f"replay: catalog record of seq {seq}: {exc}") from exc
+        if isinstance(raw, AssetConfig):
+            kind, (results, _events) = "asset", self.engine.add_asset(raw)
+        else:
+            kind, (results, _events) = "market", self.engine.add_market(raw)
+        r = results[0]
+        if r["code"] != Result.OK or r["seq"] != seq:
+            raise ReplayMismatch(
+                f"replay: add {kind} {raw.name!r} of seq {seq} in {path.name} gave code "
+                f"{r['code']} ({_code_name(int(r['code']))}) seq {r['seq']}"
+            )
+        self.records += 1
+        self.last_seq = seq
+
+
+def _code_name(code: int) -> str:
+    """A result code's name (or ``?`` for a code this build does not know)."""
+    try:
+        return Result(code).name
+    except ValueError:
+        return "?"
 
 
 def replay(

@@ -7,6 +7,10 @@ snapshot the log still reaches when old segments were pruned). Both replays comp
 every command's outcome and events with what the log holds, and the engine's
 invariants must hold at the end. Nothing is written: run it on a stopped daemon's
 directory, or on a copy.
+
+Both roads start from the config's genesis catalog: the assets and markets added at
+run time come from the snapshot a road starts from and from the log's RT_CATALOG
+records, which replay applies with the same checks as every other command.
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ def _engine_from(config: EngineConfig, info: SnapshotInfo) -> Engine:
 
 def verify(config: EngineConfig, data_dir: Path) -> Verification:
     """Replay ``data_dir`` both ways and compare; raises ``LogError`` subclasses for
-    damage that stops a replay (``LogCorrupt``, ``ReplayMismatch``)."""
+    damage that stops a replay (``LogCorrupt``, ``ReplayMismatch``). Only ``config``'s
+    genesis part is used (``EngineConfig.genesis``)."""
+    config = config.genesis()
     log_dir = data_dir / LOG_DIR
     snap_dir = data_dir / SNAPSHOT_DIR
     segments = list_segments(log_dir) if log_dir.is_dir() else []

@@ -99,3 +99,22 @@ def apply_schema(db: TestDatabase) -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+@contextmanager
+def schema_database() -> Iterator[TestDatabase]:
+    """A fresh database holding the history schema (``apply_schema``); dropped after."""
+    with fresh_database() as db:
+        apply_schema(db)
+        yield db
+
+
+def query(db: TestDatabase, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Every row ``sql`` selects in ``db``, on a connection of its own."""
+    conn = db.connect()
+    try:
+        cursor = conn.cursor()
+        cursor.execute(sql, params or None)
+        return list(cursor.fetchall())
+    finally:
+        conn.close()

@@ -14,6 +14,7 @@ from daemon import cli
 from ipc.client import Client
 from persistence.history_config import load_history_config
 from persistence.history_db import migrate
+from persistence.history_schema import MIGRATIONS
 from tests.support.mysql import TestDatabase, fresh_database
 from tests.support.scenario import config_text
 from tests.unit.daemon.test_kill import SEED, Loader, fund, kill_child_under_load, start_run
@@ -52,7 +53,7 @@ def test_the_supervised_drainer_applies_the_log_and_survives_sigkill(tmp_path: P
         text = config_text(max_orders=20_000, max_levels=500) + db.history_toml(batch_records=64)
         history = load_history_config(text)
         assert history is not None
-        assert migrate(history) == [1]
+        assert migrate(history) == [m.version for m in MIGRATIONS]
         config = tmp_path / "matchd.toml"
         config.write_text(text, encoding="utf-8")
         endpoint = f"ipc://{tmp_path}/orders.sock"

@@ -34,7 +34,7 @@ from persistence.history_rows import (
 )
 from persistence.journal import LOG_DIR
 from persistence.log_reader import LogReader, Record
-from tests.support.mysql import TestDatabase, apply_schema, fresh_database
+from tests.support.mysql import TestDatabase, apply_schema, fresh_database, query, schema_database
 from tests.support.world import Limits, stream_config
 from tests.unit.persistence import market_ops_log as ops
 
@@ -200,19 +200,8 @@ def test_unknown_kinds_and_statuses_are_written_as_numbers() -> None:
 
 @pytest.fixture
 def db() -> Iterator[TestDatabase]:
-    with fresh_database() as database:
-        apply_schema(database)
+    with schema_database() as database:
         yield database
-
-
-def _query(db: TestDatabase, sql: str) -> list[tuple[Any, ...]]:
-    conn = db.connect()
-    try:
-        cursor = conn.cursor()
-        cursor.execute(sql)
-        return list(cursor.fetchall())
-    finally:
-        conn.close()
 
 
 @pytest.mark.integration
@@ -228,19 +217,19 @@ def test_the_drainer_stores_the_market_operations_once(
             assert drainer.statistics().position == ops.LAST_SEQ
         finally:
             drainer.close()
-    assert _query(db, "SELECT seq FROM drain_position WHERE name = 'mysql'") == [(ops.LAST_SEQ,)]
-    methods = _query(db, "SELECT seq, method, user_id, detail FROM operation_log ORDER BY seq")
+    assert query(db, "SELECT seq FROM drain_position WHERE name = 'mysql'") == [(ops.LAST_SEQ,)]
+    methods = query(db, "SELECT seq, method, user_id, detail FROM operation_log ORDER BY seq")
     assert [(s, m, u) for s, m, u, _ in methods[4:]] == [
         (5, "market_status", 0), (6, "user_status", 2), (7, "cancel_market", 0),
         (8, "market_status", 0),
     ]  # fmt: skip
     assert json.loads(methods[5][3])["params"] == [2, "blocked"]
-    assert _query(db, "SELECT id, user_id, status FROM order_history ORDER BY id") == [
+    assert query(db, "SELECT id, user_id, status FROM order_history ORDER BY id") == [
         (ops.ORDER_ASK, 1, int(FinishReason.CANCELED)),
         (ops.ORDER_BID, 2, int(FinishReason.CANCELED)),
     ]
-    assert _query(db, "SELECT COUNT(*) FROM deal_history") == [(0,)]
-    assert _query(db, "SELECT seq FROM balance_history ORDER BY seq") == [(1,), (2,)]
+    assert query(db, "SELECT COUNT(*) FROM deal_history") == [(0,)]
+    assert query(db, "SELECT seq FROM balance_history ORDER BY seq") == [(1,), (2,)]
 
 
 # ------------------------------------------------------------------ with the engine
@@ -302,10 +291,10 @@ def test_the_engines_market_operations_drain_into_a_history_that_adds_up(
     finally:
         drainer.close()
     check_history(db, data_dir, log.engine)  # every record once, balances add up
-    stored = Counter(m for (m,) in _query(db, "SELECT method FROM operation_log"))
+    stored = Counter(m for (m,) in query(db, "SELECT method FROM operation_log"))
     for kind, seqs in log.logged.items():
         assert stored[method_name(int(kind))] == len(seqs)
-    cancelled = _query(
+    cancelled = query(
         db,
         "SELECT COUNT(*) FROM order_history o JOIN operation_log l ON o.seq = l.seq "
         "WHERE l.method = 'cancel_market'",

@@ -54,7 +54,7 @@ from persistence.journal import LOG_DIR, Journal, JournalConfig, JournalFailed, 
 from persistence.log_format import MAX_RECORD_BYTES_LIMIT, SEGMENT_HEADER_LENGTH
 from persistence.log_reader import LogReader, Record
 from persistence.replay import FrameApplier, replay
-from tests.support.mysql import TestDatabase, apply_schema, fresh_database
+from tests.support.mysql import TestDatabase, query, schema_database
 from tests.support.world import Limits, stream_config
 from tests.unit.persistence import market_ops_log as ops
 from tests.unit.persistence import quote_log as q
@@ -400,19 +400,8 @@ def test_bulk_rows_of_quotes_equal_the_per_record_rows(hand_log: Path, size: int
 
 @pytest.fixture
 def db() -> Iterator[TestDatabase]:
-    with fresh_database() as database:
-        apply_schema(database)
+    with schema_database() as database:
         yield database
-
-
-def _query(db: TestDatabase, sql: str) -> list[tuple[Any, ...]]:
-    conn = db.connect()
-    try:
-        cursor = conn.cursor()
-        cursor.execute(sql)
-        return list(cursor.fetchall())
-    finally:
-        conn.close()
 
 
 @pytest.mark.integration
@@ -425,16 +414,16 @@ def test_the_drainer_stores_quotes_once(hand_log: Path, db: TestDatabase, bulk: 
         assert drainer.statistics().position == q.LAST_SEQ
     finally:
         drainer.close()
-    methods = _query(db, "SELECT seq, method, user_id, detail FROM operation_log ORDER BY seq")
+    methods = query(db, "SELECT seq, method, user_id, detail FROM operation_log ORDER BY seq")
     assert [(s, m, u) for s, m, u, _ in methods] == [
         (1, "update_balance", 1), (2, "update_balance", 1), (3, "mass_quote", 1),
         (4, "mass_quote", 1), (5, "mass_quote", 1),
     ]  # fmt: skip
     assert json.loads(methods[3][3])["params"][2] == [[1, "0.05", "100"], [2, "0.1", "90"]]
-    assert _query(db, "SELECT id, seq, source, status FROM order_history ORDER BY id") == [
+    assert query(db, "SELECT id, seq, source, status FROM order_history ORDER BY id") == [
         (1, 5, "mm", 2), (2, 4, "mm", 2), (3, 5, "mm", 2),
     ]  # fmt: skip
-    record = _query(db, "SELECT record FROM operation_log WHERE seq = 3")[0][0]
+    record = query(db, "SELECT record FROM operation_log WHERE seq = 3")[0][0]
     assert bytes(record) == _records(hand_log)[2].payload
 
 
@@ -591,6 +580,6 @@ def test_quotes_drain_into_a_history_that_adds_up(
         drainer.close()
     unregister_consumer(log_dir, "mysql")  # the module's other tests read the log too
     check_history(db, quote_journal.data_dir, quote_journal.engine)
-    assert _query(db, "SELECT COUNT(*) FROM operation_log WHERE method = 'mass_quote'") == [
+    assert query(db, "SELECT COUNT(*) FROM operation_log WHERE method = 'mass_quote'") == [
         (quote_journal.quotes,)
     ]
