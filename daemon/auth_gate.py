@@ -153,6 +153,7 @@ CALL_ACCESS: Final[dict[type[wire.Call], Access]] = {
     wire.ServerStatus: Access.PUBLIC,
     wire.BalanceUpdate: Access.ADMIN,
     **dict.fromkeys(wire.ADMIN_CALLS, Access.ADMIN),  # market and user status and limits
+    **dict.fromkeys(wire.CATALOG_CALLS, Access.ADMIN),  # asset.add, market.add
     wire.ServerSnapshot: Access.ADMIN,
     wire.ServerPromote: Access.ADMIN,
 }

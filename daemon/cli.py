@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from core.config import EngineConfig
     from daemon.auth import KeyRegistry
     from daemon.metrics import ServerMetrics
     from daemon.pipeline import Pipeline, PipelineConfig
@@ -149,7 +150,8 @@ def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         default="0",
         metavar="N",
         help="pair worker processes: 0 (default: one process, the fastest today, see "
-        "docs/benchmarks.md), 'per-market', or a number (markets spread round-robin)",
+        "docs/benchmarks.md), 'per-market' (one per market of the config), or a number "
+        "(markets spread round-robin, with the slots of those that may be added)",
     )
     parser.add_argument(
         "--cpus",
@@ -209,8 +211,9 @@ def _replication_config(args: argparse.Namespace, text: str) -> ReplicationConfi
     return None if config is None else with_listen(config, args.replication)
 
 
-def _plan(args: argparse.Namespace, n_markets: int) -> PipelineConfig | None:
-    """The workers ``--workers`` and ``--cpus`` ask for; None for one process.
+def _plan(args: argparse.Namespace, config: EngineConfig) -> PipelineConfig | None:
+    """The workers ``--workers`` and ``--cpus`` ask for, over every market slot of
+    ``config`` (``per-market``: one per market of its catalog); None for one process.
     ``ConfigError`` says what is wrong."""
     from core.errors import ConfigError
     from daemon.pipeline import plan_workers
@@ -235,7 +238,7 @@ def _plan(args: argparse.Namespace, n_markets: int) -> PipelineConfig | None:
         usable = os.sched_getaffinity(0)
         if not set(cpus) <= usable:
             raise ConfigError(f"--cpus {args.cpus}: this machine lets us use {sorted(usable)}")
-    return plan_workers(n_markets, count, cpus)
+    return plan_workers(len(config.markets), count, cpus, slots=config.market_slots)
 
 
 def instance_name(data_dir: Path) -> str:
@@ -458,7 +461,7 @@ def _supervise(args: argparse.Namespace) -> int:
     try:  # refused here rather than by every restart of the child
         registry = _registry(keys)
         check_exposure(args.endpoint, curve=registry is not None)
-        _plan(args, len(config.markets))  # the workers asked for are possible
+        _plan(args, config)  # the workers asked for are possible
         rconfig = _replication_config(args, text)
         if rconfig is not None:
             from daemon.replication import check_replication_exposure
@@ -571,7 +574,7 @@ def _serve(args: argparse.Namespace) -> int:
     if registry is not None:
         logging.getLogger("matchd").info("CURVE authentication: %s", registry.describe())
     try:
-        plan = _plan(args, len(config.markets))
+        plan = _plan(args, config)
         rconfig = _replication_config(args, text)
     except ConfigError as exc:
         print(f"matchd: {exc}", file=sys.stderr)

@@ -16,6 +16,10 @@ ready. Then, from the server's one thread:
 - ``quiesce`` drives everything out (every work settled, every rename run): only
   then are the workers' books a consistent state, read through ``market_engine``
   (queries) and ``composed`` (snapshots, the state hash).
+- ``adopt_catalog``, with nothing in flight, follows an asset or a market that the
+  sequencer's engine added (``Journal.add_catalog``): every market slot has its
+  worker from the start (``plan_workers`` plans the slots, ``engine.max_markets``),
+  so a new market only needs its parameter row in each worker's book.
 
 A worker that dies leaves its book in an unknown state, so the pipeline fails
 (``WorkerDied``): the server stops, the supervisor starts it again, and recovery
@@ -39,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from core.compose import compose_engine
-from core.engine import BOOK_ARRAYS, Engine, copy_nonzero
+from core.engine import BOOK_ARRAYS, Engine, copy_nonzero, market_params
 from core.errors import BrokenError, ConfigError
 from core.memory import join_records
 from core.schema import DONE_DTYPE, EVENT_DTYPE, WORK_DTYPE
@@ -62,7 +66,8 @@ class WorkerDied(BrokenError):
 class PipelineConfig:
     """How the markets are spread over workers and how the rings are sized."""
 
-    #: The markets of each worker (every market in exactly one).
+    #: The market slots of each worker (every slot in exactly one): the markets of
+    #: the catalog and those that may be added (``engine.max_markets``).
     groups: tuple[tuple[int, ...], ...]
     #: The CPU each worker is pinned to (None: not pinned), one per group.
     cpus: tuple[int | None, ...]
@@ -83,7 +88,7 @@ class PipelineConfig:
 
     @property
     def owner(self) -> list[int]:
-        """The worker of every market, by market index."""
+        """The worker of every market slot, by market index."""
         owner: dict[int, int] = {}
         for w, group in enumerate(self.groups):
             for m in group:
@@ -92,10 +97,17 @@ class PipelineConfig:
 
 
 def plan_workers(
-    n_markets: int, workers: int | None = None, cpus: Sequence[int] | None = None
+    n_markets: int,
+    workers: int | None = None,
+    cpus: Sequence[int] | None = None,
+    *,
+    slots: int | None = None,
 ) -> PipelineConfig:
-    """Markets spread round-robin over ``workers`` (default: one per market), pinned
-    round-robin to ``cpus``.
+    """Market slots spread round-robin over ``workers`` (default: one per market of
+    the catalog, ``n_markets``), pinned round-robin to ``cpus``. ``slots`` (default
+    ``n_markets``) is the engine's ``market_slots``: the markets it may ever hold,
+    those that may be added at run time too, each of which has its worker from the
+    start (docs/daemon.md, "Adding a market").
 
     By default (``cpus`` None) a worker is pinned only when the machine has a CPU for
     every worker besides one left to the sequencer (the first CPU this process may
@@ -105,12 +117,15 @@ def plan_workers(
     290 µs not). ``cpus`` given (``[]``: none) always rules."""
     if n_markets < 1:
         raise ConfigError("the pipeline needs at least one market")
+    n_slots = n_markets if slots is None else slots
+    if n_slots < n_markets:
+        raise ConfigError(f"{n_slots} market slots cannot hold {n_markets} markets")
     count = n_markets if workers is None else workers
     if not 1 <= count <= min(n_markets, MAX_WORKERS):
         raise ConfigError(
             f"workers must be 1..{min(n_markets, MAX_WORKERS)} for {n_markets} markets; got {count}"
         )
-    groups = tuple(tuple(range(w, n_markets, count)) for w in range(count))
+    groups = tuple(tuple(range(w, n_slots, count)) for w in range(count))
     if cpus is None:
         usable = sorted(os.sched_getaffinity(0))
         available = usable[1:] if len(usable) > count else []
@@ -155,8 +170,11 @@ class Pipeline:
         self.pconfig = pconfig
         self.instance = instance
         self._owner = pconfig.owner
-        if len(self._owner) != len(self.config.markets):
-            raise ConfigError("every market must belong to exactly one worker")
+        if len(self._owner) != self.config.market_slots:
+            raise ConfigError(
+                f"every market slot must belong to exactly one worker: the plan has "
+                f"{len(self._owner)}, the engine {self.config.market_slots} (engine.max_markets)"
+            )
         state = engine.kernel_state()
         if find_stale(instance):
             logger.warning("removing the shared memory a previous run left: instance=%s", instance)
@@ -210,7 +228,7 @@ class Pipeline:
     def _start(self, worker: _Worker, fee_acct: int) -> subprocess.Popen[bytes]:
         argv = [
             sys.executable, "-m", "daemon.worker", "--instance", self.instance,
-            "--index", str(worker.index), "--markets", str(len(self.config.markets)),
+            "--index", str(worker.index), "--markets", str(self.config.market_slots),
             "--max-matches", str(self.config.max_matches), "--fee-acct", str(fee_acct),
             "--parent", str(os.getpid()),
         ]  # fmt: skip
@@ -371,7 +389,33 @@ class Pipeline:
     def composed(self) -> Engine:
         """A private copy of the whole state, every market's book from its worker
         (call ``quiesce`` first): what a snapshot holds and the state hash covers."""
-        return compose_engine(self.config, self.engine, self._views, self._owner)
+        owner = self._owner[: len(self.config.markets)]
+        return compose_engine(self.config, self.engine, self._views, owner)
+
+    # ------------------------------------------------------------ the catalog
+
+    def adopt_catalog(self) -> None:
+        """Follow the sequencer's engine after it added assets or markets
+        (``Journal.add_catalog``), with nothing in flight (docs/daemon.md, "Adding a
+        market"): each new market's parameter row goes into every worker's book (the
+        slot's pool room and empty book are there from the start, and no worker has
+        touched the row), the engines over the workers' books take the catalog, and
+        the ordering rules judge the new markets from now on. Nothing is sent to a
+        worker: the first work for a new market follows this, in the rings' order.
+        An asset needs nothing of the workers."""
+        if self.busy or self.sequencing.in_flight:
+            raise RuntimeError("adopt_catalog() with work in flight")
+        config = self.engine.config
+        for market in config.markets[len(self.config.markets) :]:
+            for book in self._books:
+                market_params(book["mparams"][market.index], market)
+        for view in self._views:
+            view.adopt_catalog()
+        self.config = config
+        self.sequencing.adopt_catalog(config)
+        logger.info(
+            "pipeline catalog: %d assets, %d markets", len(config.assets), len(config.markets)
+        )
 
     def ring_stats(self) -> list[tuple[int, str, RingStats]]:
         """(worker, ring, stats) of every ring."""

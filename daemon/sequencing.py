@@ -56,6 +56,11 @@ rules:
   and action, and the order id counter advances by the NEW levels. The cost: a
   quote drains the pipeline, a round trip through the worker with nothing else in
   flight.
+* **The catalog grows alone.** ADD_ASSET and ADD_MARKET are not records: the server
+  runs them on the sequencer's engine with nothing out (a CALLS frame runs drained),
+  and ``adopt_catalog`` then takes the grown catalog, so the account half judges the
+  new markets from the next command on (before, a command naming one was refused
+  UNKNOWN_MARKET at its place in history, as the in-process engine refuses it).
 * **Bounded.** At most ``max_in_flight`` works are out (less than half the id
   window; a quote, alone, may take its k + 1 above it); more commands wait in the
   intake, whose bound is the caller's.
@@ -263,6 +268,20 @@ class Sequencing:
     def in_flight(self) -> int:
         """Works dispatched and not yet settled."""
         return self._dispatched - self._settled
+
+    def adopt_catalog(self, config: EngineConfig) -> None:
+        """Take ``config``, the catalog after ADD_ASSET or ADD_MARKET ran with nothing
+        out (its markets those of ``self.config`` and new ones after them): the
+        account half's market count and the per-market renames grow with it. Each
+        new market's worker must have its parameters before any work for it goes out
+        (``Pipeline.adopt_catalog``)."""
+        if self.in_flight:
+            raise RuntimeError("adopt_catalog() with work in flight")
+        names = [m.name for m in self.config.markets]
+        if [m.name for m in config.markets[: len(names)]] != names:
+            raise ValueError("adopt_catalog() takes the catalog grown, never another one")
+        self.config = config
+        self._renames.extend([] for _ in range(len(config.markets) - len(self._renames)))
 
     def stats(self) -> SequencingStats:
         """A snapshot of the counters."""

@@ -129,8 +129,10 @@ class _Calls:
     waiting: int = 0
 
 
+#: The calls that write: run through the journal, answered once durable.
+_WriteCall = wire.OrderCall | wire.BalanceUpdate | wire.CatalogCall
 #: A write call of a CALLS frame, run: its index, the call, its results and events.
-_RunCall = tuple[int, "wire.OrderCall | wire.BalanceUpdate", np.ndarray, np.ndarray]
+_RunCall = tuple[int, _WriteCall, np.ndarray, np.ndarray]
 
 
 @dataclass(slots=True)
@@ -139,7 +141,7 @@ class _HeldCall:
 
     frame: _Calls
     index: int
-    call: wire.OrderCall | wire.BalanceUpdate
+    call: _WriteCall
 
 
 def _page(call: wire.OrderPending | wire.OrderBook, total: int, views: list[Any]) -> wire.Page:
@@ -537,7 +539,7 @@ class Server:
         for i, call in enumerate(request.calls):
             if isinstance(call, wire.WireError):
                 frame.replies[i] = wire.make_reply(None, call.code, message=call.message)
-            elif isinstance(call, wire.OrderCall | wire.BalanceUpdate):
+            elif isinstance(call, _WriteCall):
                 before = self.journal.uncommitted
                 results, events = self._execute(call)
                 if self.journal.uncommitted > before:
@@ -567,7 +569,7 @@ class Server:
         if not frame.waiting:
             self._send_calls(frame)
 
-    def _execute(self, call: wire.OrderCall | wire.BalanceUpdate) -> tuple[np.ndarray, np.ndarray]:
+    def _execute(self, call: _WriteCall) -> tuple[np.ndarray, np.ndarray]:
         """Run a write call, appended to the log and durable at ``journal.commit``
         (a call the journal refuses is not appended)."""
         refusal = self._write_refusal()
@@ -582,6 +584,8 @@ class Server:
             if self.metrics is not None:
                 self.metrics.count(cmd, results)
             return results, events
+        if isinstance(call, wire.CatalogCall):
+            return self._add_catalog(call)
         return self.journal.balance_update(
             call.user,
             call.asset,
@@ -592,6 +596,13 @@ class Server:
             json.dumps(call.detail, separators=(",", ":"), sort_keys=True).encode(),
             commit=False,
         )
+
+    def _add_catalog(self, call: wire.CatalogCall) -> tuple[np.ndarray, np.ndarray]:
+        """ADD_ASSET or ADD_MARKET (``asset.add``, ``market.add``) through the journal,
+        against the catalog as it is now (docs/engine.md, "Adding assets and
+        markets"); durable at ``journal.commit``, like ``balance.update``."""
+        entry = call.entry(self.journal.engine.config)
+        return self.journal.add_catalog(entry, self._clock(), commit=False)
 
     def _commit_calls(self, frame: _Calls, group: list[_RunCall]) -> None:
         """Commit the write calls run since the last commit and fill in their
@@ -750,9 +761,18 @@ class Server:
         result = results[0]
         code = Result(int(result["code"]))
         if code != Result.OK:  # REPEAT_ORDER: the reply names the order already placed
-            return wire.make_reply(call, code, order_id=int(result["order_id"]))
+            message = self._refusal_message(call, code)
+            return wire.make_reply(call, code, message=message, order_id=int(result["order_id"]))
         done = wire.write_done(call, results, events, with_events=want_events)
         return wire.make_reply(call, Result.OK, done)
+
+    def _refusal_message(self, call: wire.Call, code: Result) -> str:
+        """The precise message of a refused write call ("": the code's own): a catalog
+        call's is ``core.catalog``'s, which names the setting and the reason (it was
+        refused by the catalog as it is now: a refusal changes nothing)."""
+        if isinstance(call, wire.CatalogCall):
+            return call.refusal(self.journal.engine.config, code)
+        return ""
 
     def _reap_snapshot(self) -> None:
         if not self._snapshot_waiters and not (

@@ -38,7 +38,7 @@ from daemon.metrics import ServerMetrics
 from daemon.pipeline import Pipeline
 from daemon.replication import Replication
 from daemon.sequencing import Answer
-from daemon.server import Server, ServerConfig, _Frame, _Run
+from daemon.server import Server, ServerConfig, _Frame, _Run, _WriteCall
 from ipc import wire
 from persistence.journal import Journal, unavailable_results
 from persistence.log_errors import LogUnavailable
@@ -298,7 +298,7 @@ class PipelinedServer(Server):
         self.drain()
         super()._run_calls(envelope, request)
 
-    def _execute(self, call: wire.OrderCall | wire.BalanceUpdate) -> tuple[np.ndarray, np.ndarray]:
+    def _execute(self, call: _WriteCall) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(call, wire.OrderCall):
             return super()._execute(call)
         refusal = self._write_refusal()
@@ -320,8 +320,20 @@ class PipelinedServer(Server):
             self.metrics.count(cmd, results)
         return results, events
 
+    def _add_catalog(self, call: wire.CatalogCall) -> tuple[np.ndarray, np.ndarray]:
+        """ADD_ASSET or ADD_MARKET alone, with nothing in flight (a CALLS frame runs
+        with the pipeline drained; ``drain`` makes sure): the journal runs it on the
+        sequencer's engine, then the workers and the ordering rules follow the new
+        catalog (``Pipeline.adopt_catalog``) before any work can name a new market
+        (docs/daemon.md, "Adding a market")."""
+        self.drain()
+        results, events = super()._add_catalog(call)
+        if results[0]["code"] == Result.OK:
+            self.pipeline.adopt_catalog()
+        return results, events
+
     def _book_engine(self, market: int) -> Engine:
-        if not 0 <= market < len(self.journal.config.markets):
+        if not 0 <= market < len(self.journal.engine.config.markets):
             return self.journal.engine  # its queries answer an unknown market as empty
         return self.pipeline.market_engine(market)
 

@@ -18,7 +18,9 @@ pops the rest (the sequencer pushes the whole group) before it runs them.
 A full event or done ring makes the worker wait for the sequencer (which never
 waits for a worker), so nothing is dropped and nothing grows: the rings are the
 bounds. Run as ``python -m daemon.worker --instance NAME --index N --markets M
---max-matches K --fee-acct A``;
+--max-matches K --fee-acct A``, ``M`` the engine's market slots (a market added at
+run time is in a slot the worker had from the start: the sequencer writes its
+parameter row into the book before any work for it);
 with ``--parent PID`` it dies with that process (Linux ``PR_SET_PDEATHSIG``): a
 worker never outlives the sequencer that feeds it.
 """
@@ -271,7 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="daemon.worker", description=__doc__)
     parser.add_argument("--instance", required=True)
     parser.add_argument("--index", type=int, required=True)
-    parser.add_argument("--markets", type=int, required=True, help="markets in the config")
+    parser.add_argument(
+        "--markets",
+        type=int,
+        required=True,
+        help="market slots (engine.max_markets: those of the catalog and those that may be added)",
+    )
     parser.add_argument("--max-matches", type=int, required=True, help="the config's max_matches")
     parser.add_argument("--fee-acct", type=int, default=0, help="the fee user's account")
     parser.add_argument("--cpu", type=int, help="pin to this CPU")

@@ -42,6 +42,9 @@ from ipc.client_common import (
     unwrap,
 )
 from ipc.wire import (
+    AssetAdd,
+    AssetInfo,
+    AssetList,
     Balance,
     BalanceQuery,
     BalanceUpdate,
@@ -50,6 +53,7 @@ from ipc.wire import (
     CancelAll,
     CommandDone,
     Depth,
+    MarketAdd,
     MarketCancelOrders,
     MarketInfo,
     MarketList,
@@ -272,6 +276,9 @@ class AsyncClient:
     async def markets(self) -> list[MarketInfo]:
         return cast(list[MarketInfo], await self._one(MarketList()))
 
+    async def assets(self) -> list[AssetInfo]:
+        return cast(list[AssetInfo], await self._one(AssetList()))
+
     async def status(self) -> Status:
         return cast(Status, await self._one(ServerStatus()))
 
@@ -342,6 +349,31 @@ class AsyncClient:
     async def unblock_user(self, user: int) -> CommandDone:
         """Let a blocked user trade again (admin)."""
         return await self.set_user_status(user, UserStatus.ACTIVE)
+
+    # ---------------------------------------------------------------- the catalog
+
+    async def add_asset(self, name: str, prec: int, prec_show: int | None = None) -> CommandDone:
+        """Add an asset to the catalog (admin; docs/protocol.md, "Adding assets and
+        markets"): ``prec`` its internal scale, ``prec_show`` that of shown balances
+        (None: ``prec``). ``.value`` is its index. A refusal (the name taken, the
+        catalog full, a rule of the config broken) raises ``ApiError`` with the
+        catalog's message."""
+        return cast(CommandDone, await self._one(AssetAdd(name, prec, prec_show)))
+
+    async def add_market(
+        self, name: str, stock: str, money: str, stock_prec: int, money_prec: int,
+        **settings: Any,
+    ) -> CommandDone:  # fmt: skip
+        """Add a market to the catalog (admin): ``stock`` and ``money`` are asset
+        names; ``settings`` any other key of a ``[[markets]]`` table (``fee_prec``,
+        ``min_amount="0.001"``, ``max_orders``, ``price_step``, ...; decimals as text,
+        as the config writes them). Left out: the config's default, and for
+        ``max_orders`` and ``max_levels`` the room the engine reserves for an added
+        market. ``.value`` is its index; it is open, with empty books. A refusal
+        raises ``ApiError`` with the catalog's message; an unknown setting
+        ``TypeError`` (nothing sent)."""
+        call = MarketAdd(name, stock, money, stock_prec, money_prec, **settings)
+        return cast(CommandDone, await self._one(call))
 
     async def _run(self, operation: ops.Operation[T]) -> T:
         return await ops.arun(operation, self._call_list)

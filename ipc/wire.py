@@ -30,6 +30,7 @@ from core.schema import (
 )
 from ipc.wire_calls import *  # noqa: F403 -- ipc.wire is the public surface
 from ipc.wire_calls import Call
+from ipc.wire_catalog import *  # noqa: F403
 from ipc.wire_header import *  # noqa: F403
 from ipc.wire_header import (
     ALLOWED_FLAGS,

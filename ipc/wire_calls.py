@@ -1,7 +1,8 @@
 """The msgpack calls of the wire format (docs/protocol.md): one typed msgspec Struct
 per operation, tagged by its ``op`` (the JSON-RPC method name), and the result
 Structs that replies carry. The mass quote's call and result are in
-``ipc.wire_quote``; the reply envelope, and which result each call gets, in
+``ipc.wire_quote``, the catalog's calls (``asset.add``, ``market.add``) in
+``ipc.wire_catalog``; the reply envelope, and which result each call gets, in
 ``ipc.wire_replies``."""
 
 from __future__ import annotations
@@ -420,14 +421,15 @@ class Order(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class CommandDone(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The outcome of an order call, an admin call or a balance.update that the
-    engine accepted.
+    """The outcome of an order call, an admin call, a catalog call or a
+    balance.update that the engine accepted.
 
     ``order`` is the order as JSON-RPC returns it (None for cancel_all,
-    balance.update and the admin calls); ``value`` is the count of cancel_all and
-    market.cancel_orders; ``seq`` is 0 for a status or limit call that changed
-    nothing (the status or value was already so); ``events`` holds the command's
-    EVENT_DTYPE records when the CALLS frame had the EVENTS flag.
+    balance.update, the admin and the catalog calls); ``value`` is the count of
+    cancel_all and market.cancel_orders, and the new index of asset.add and
+    market.add; ``seq`` is 0 for a status or limit call that changed nothing (the
+    status or value was already so); ``events`` holds the command's EVENT_DTYPE
+    records when the CALLS frame had the EVENTS flag.
     """
 
     seq: int

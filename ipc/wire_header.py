@@ -21,7 +21,8 @@ from core.schema import (
 # --------------------------------------------------------------------------- header
 
 #: 4: MarketInfo's ``max_order_amount``, the admin call user.set_limit and the read
-#: user.limits (docs/protocol.md, "Changes in version 4"); 3: the admin calls
+#: user.limits (docs/protocol.md, "Changes in version 4"; the catalog's calls
+#: asset.add and market.add came within it: "Additions within version 4"); 3: the admin calls
 #: market.set_status, user.set_status, market.cancel_orders, market.set_limit and
 #: MarketInfo's ``status`` and risk limits ("Changes in version 3"); 2: order puts
 #: carry ``client_id``, replies ``order_id`` ("Changes in version 2").

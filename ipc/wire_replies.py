@@ -58,6 +58,7 @@ from ipc.wire_calls import (
     UserSetLimit,
     UserSetStatus,
 )
+from ipc.wire_catalog import AssetAdd, MarketAdd
 from ipc.wire_header import WireError
 from ipc.wire_quote import Quote, QuoteDone, quote_done
 
@@ -66,18 +67,21 @@ ORDER_CALLS: Final = (PutLimit, PutMarket, Cancel, Replace, CancelAll, Quote)
 ADMIN_CALLS: Final = (
     MarketSetStatus, UserSetStatus, MarketCancelOrders, MarketSetLimit, UserSetLimit,
 )  # fmt: skip
+#: The calls that add to the catalog (an admin key's; ``ipc.wire_catalog``).
+CATALOG_CALLS: Final = (AssetAdd, MarketAdd)
 AnyCall = (
     PutLimit | PutMarket | Cancel | Replace | CancelAll | BalanceUpdate | BalanceQuery
     | OrderDetail | OrderPending | OrderBook | OrderDepth | MarketList | MarketSummaryCall
     | AssetList | AssetSummaryCall | ServerStatus | ServerSnapshot | ServerPromote
     | MarketSetStatus | UserSetStatus | MarketCancelOrders | MarketSetLimit | Quote
-    | UserSetLimit | UserLimitsCall
+    | UserSetLimit | UserLimitsCall | AssetAdd | MarketAdd
 )  # fmt: skip
 
 #: The type of a successful reply's ``result`` for each call.
 RESULT_TYPES: Final[dict[type[Call], Any]] = {
     **dict.fromkeys(ORDER_CALLS, CommandDone),
     **dict.fromkeys(ADMIN_CALLS, CommandDone),
+    **dict.fromkeys(CATALOG_CALLS, CommandDone),
     BalanceUpdate: CommandDone,
     BalanceQuery: list[Balance],
     OrderDetail: Order | None,
@@ -179,10 +183,10 @@ def command_done(result: np.void, events: np.ndarray, *, with_events: bool = Fal
 def write_done(
     call: Call, results: np.ndarray, events: np.ndarray, *, with_events: bool = False
 ) -> CommandDone | QuoteDone:
-    """The result of a write call (an order, admin or balance.update call) that the
-    engine accepted, from the RESULT records of its command (one; a quote's k + 1, by
-    position) and the batch's events: a ``QuoteDone`` for a ``Quote``, else the
-    ``CommandDone`` of ``command_done``."""
+    """The result of a write call (an order, admin, catalog or balance.update call)
+    that the engine accepted, from the RESULT records of its command (one; a quote's
+    k + 1, by position) and the batch's events: a ``QuoteDone`` for a ``Quote``, else
+    the ``CommandDone`` of ``command_done``."""
     if isinstance(call, Quote):
         return quote_done(call.record(), results, events, with_events=with_events)
     return command_done(results[0], events, with_events=with_events)

@@ -52,6 +52,13 @@ integer units (``tools.matchctl_live``). MARKET is an index or a name:
   precisions (else exit 2, nothing sent); prints ``{"user", "market", "limit",
   "value", "units", "seq"}`` (seq 0: it already was); ``matchctl user limits USER
   MARKET``: the user's own limits there, in engine units and as text (``limits``);
+* ``matchctl asset add NAME PREC [--prec-show N]`` and ``matchctl market add NAME
+  STOCK MONEY STOCK_PREC MONEY_PREC [--fee-prec N] [--min-amount D] ...`` (an option
+  per optional key of a ``[[markets]]`` table, decimals as the config writes them):
+  add an asset or a market to the daemon's catalog (admin; docs/operations.md,
+  "Adding assets and markets"; ``tools.matchctl_catalog``); prints ``{"asset" or
+  "market", "index", "seq"}``; the daemon's refusal (the name taken, an unknown
+  asset, the catalog full, a rule of the config broken) is exit 1 with its message;
 * ``matchctl snapshot [now]``: take a snapshot now; prints its sequence and state hash;
 * ``matchctl promote``: make a standby the primary of a new epoch (docs/operations.md);
   prints the epoch and the sequence its log ended at;

@@ -62,6 +62,7 @@ from ipc.market_limits import (
     limit_value,
 )
 from ipc.wire import AssetInfo, AssetList, MarketInfo
+from tools import matchctl_catalog as catalog
 
 EXIT_OK: Final = 0
 #: The daemon answered an error, or did not answer.
@@ -97,13 +98,23 @@ CLIENT_COMMANDS: Final = {
     "place": "place a limit or market order (decimal amount and price)",
     "cancel": "cancel one order",
     "cancel-all": "cancel a user's orders on a market (one side or both)",
-    "market": "halt, resume or delist a market, or set a risk limit (admin; docs/operations.md)",
+    "market": "halt, resume or delist a market, set a risk limit, or add a market (admin; "
+    "docs/operations.md)",
+    "asset": "add an asset (admin; docs/operations.md)",
     "user": "block a user (the kill switch: cancels the user's orders) or unblock, or set or "
     "show the user's own risk limits in a market (admin)",
 }
-#: The actions of ``market`` and ``user``.
-MARKET_ACTIONS: Final = ("halt", "resume", "delist", "limit")
+#: The actions of ``market``, ``user`` and ``asset``.
+MARKET_ACTIONS: Final = ("halt", "resume", "delist", "limit", "add")
 USER_ACTIONS: Final = ("block", "unblock", "limit", "limits")
+ASSET_ACTIONS: Final = catalog.ASSET_ACTIONS
+_MARKET_HELP: Final = {
+    "halt": "make a market cancel-only",
+    "resume": "open a halted or delisted market again",
+    "delist": "delist a market and cancel all its orders",
+    "limit": "set one of a market's risk limits",
+    "add": "add a market to the catalog",
+}
 
 
 class UsageError(Exception):
@@ -197,16 +208,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     limit = _bounded(0, MAX_QUERY_LIMIT)
     parsers: dict[str, argparse.ArgumentParser] = {}
     for name, text in CLIENT_COMMANDS.items():
+        if name == "market":
+            _add_market_parser(commands, text)
+            continue
         aliases = ["balances"] if name == "balance" else []
         parsers[name] = p = commands.add_parser(name, help=text, description=text, aliases=aliases)
         p.set_defaults(command=name)
         add_client_options(p)
-        if name in ("market", "user"):
-            actions = MARKET_ACTIONS if name == "market" else USER_ACTIONS
+        if name in ("user", "asset"):
+            actions = USER_ACTIONS if name == "user" else ASSET_ACTIONS
             p.add_argument("action", choices=actions, metavar="|".join(actions))
         if name in ("balance", "orders", "place", "cancel", "cancel-all", "user"):
             p.add_argument("user", type=user, metavar="USER", help="user id")
-        if name not in ("status", "snapshot", "promote", "balance", "user"):
+        if name not in ("status", "snapshot", "promote", "balance", "user", "asset"):
             p.add_argument("market", type=market_ref, metavar="MARKET", help="index or name")
         if name in ("order", "cancel"):
             p.add_argument("order_id", type=order_id, metavar="ORDER_ID")
@@ -214,17 +228,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             p.add_argument("--limit", type=limit, default=20, help="0..101 (20)")
         if name in ("book", "orders"):
             p.add_argument("--offset", type=_bounded(0, 2**31), default=0)
-    parsers["market"].add_argument(
-        "limit", nargs="?", choices=LIMIT_NAMES, metavar="LIMIT", help="limit: which one"
-    )
-    parsers["market"].add_argument(
-        "value",
-        nargs="?",
-        metavar="VALUE",
-        help="limit: decimal text as in the config (a price, an amount, money, a whole "
-        "number or a fraction), or none",
-    )
     _add_user_limit_options(parsers["user"])
+    catalog.add_asset_arguments(parsers["asset"])
     parsers["book"].add_argument(
         "side", choices=("1", "2", "sell", "buy"), metavar="SIDE", help="1/sell asks, 2/buy bids"
     )
@@ -236,6 +241,34 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     metrics.add_argument("--url", default=DEFAULT_METRICS_URL, help=DEFAULT_METRICS_URL)
     metrics.add_argument("--grep", metavar="PREFIX", default="", help="only names with it")
     metrics.add_argument("--timeout", type=seconds, default=10.0, help="seconds (10)")
+
+
+def _add_market_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], text: str
+) -> None:
+    """``market ACTION ...``: an action each (``add`` takes a market's table, the
+    others an existing MARKET, and ``limit`` LIMIT and VALUE)."""
+    market = commands.add_parser("market", help=text, description=text)
+    market.set_defaults(command="market")
+    actions = market.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action in MARKET_ACTIONS:
+        help_text = _MARKET_HELP[action]
+        p = actions.add_parser(action, help=help_text, description=help_text)
+        add_client_options(p)
+        if action == "add":
+            catalog.add_market_arguments(p)
+            continue
+        p.add_argument("market", type=market_ref, metavar="MARKET", help="index or name")
+        p.add_argument(
+            "limit", nargs="?", choices=LIMIT_NAMES, metavar="LIMIT", help="limit: which one"
+        )
+        p.add_argument(
+            "value",
+            nargs="?",
+            metavar="VALUE",
+            help="limit: decimal text as in the config (a price, an amount, money, a whole "
+            "number or a fraction), or none",
+        )
 
 
 def _add_user_limit_options(p: argparse.ArgumentParser) -> None:
@@ -403,7 +436,10 @@ def _cancel_all(client: Client, args: argparse.Namespace) -> object:
 
 
 def _check_market(args: argparse.Namespace) -> None:
-    """``market limit`` takes LIMIT and VALUE, the other actions neither."""
+    """``market limit`` takes LIMIT and VALUE, halt, resume and delist neither (add
+    has arguments of its own)."""
+    if args.action == "add":
+        return
     given = args.limit is not None or args.value is not None
     if args.action == "limit" and (args.limit is None or args.value is None):
         raise UsageError(f"limit needs LIMIT ({', '.join(LIMIT_NAMES)}) and VALUE")
@@ -414,7 +450,9 @@ def _check_market(args: argparse.Namespace) -> None:
 def _market_action(client: Client, args: argparse.Namespace) -> object:
     """halt, resume (one command each; ``seq`` 0: it already was so), delist (the
     status, then the market's orders cancelled; run it again after a failure) or
-    limit (one command)."""
+    limit (one command), or add a market (``tools.matchctl_catalog``)."""
+    if args.action == "add":
+        return catalog.market_add(client, args)
     market = market_info(client, args.market)
     if args.action == "limit":
         return _market_limit(client, market, args.limit, args.value)
@@ -593,6 +631,7 @@ _HANDLERS: Final[dict[str, Callable[[Client, argparse.Namespace], object]]] = {
     "cancel-all": _cancel_all,
     "market": _market_action,
     "user": _user_action,
+    "asset": catalog.asset_action,
 }
 
 

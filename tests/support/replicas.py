@@ -49,17 +49,20 @@ class Node:
         client_keys: CurveKeys | None = None,
         listen: str | None = None,
         workers: bool = False,
+        config: EngineConfig | None = None,
         **settings: Any,
     ) -> None:
         """``auth``: the key registry (CURVE on order entry and replication);
         ``client_keys``: what the test's client connects with then. ``workers``: the
-        pipelined server, a pair worker per market."""
+        pipelined server, a pair worker per market (over every market slot).
+        ``config``: the engine's (default ``engine_config()``)."""
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
         log = journal_log_config(**({"segment_bytes": segment_bytes} if segment_bytes else {}))
         hold = role == "primary" and settings.get("mode") == "sync"
         jconfig = JournalConfig(data_dir=path / "data", log=log, hold_readers=hold)
-        self.journal = Journal.open(engine_config(), jconfig)
+        self.config = config or engine_config()
+        self.journal = Journal.open(self.config, jconfig)
         values: dict[str, Any] = {"heartbeat_s": 0.02, "lease_s": 0.5, "check_every_records": 0}
         values.update(settings)
         self.rconfig = ReplicationConfig(
@@ -79,7 +82,7 @@ class Node:
         self.pipeline: Pipeline | None = None
         self.server: Server
         if workers:
-            plan = plan_workers(len(engine_config().markets))
+            plan = plan_workers(len(self.config.markets), slots=self.config.market_slots)
             instance = f"rep{os.getpid()}n{next(_INSTANCES)}"
             self.pipeline = Pipeline(self.journal.engine, plan, instance)
             self.server = PipelinedServer(

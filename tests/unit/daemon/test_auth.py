@@ -5,7 +5,9 @@ requests" and recover. TESTING.md, scenario 11."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,10 +19,13 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from core import commands as C
+from core.config import EngineConfig
 from core.errors import ConfigError
 from core.schema import Result, Side
 from daemon.auth import load_registry
+from daemon.pipeline import Pipeline, plan_workers
 from daemon.server import Server, ServerConfig
+from daemon.server_pipeline import PipelinedServer
 from ipc import wire
 from ipc.client import ApiError, Client, RequestRefused, RequestTimeout
 from ipc.client_common import CurveKeys
@@ -37,6 +42,7 @@ BTC, USDT = 0, 2
 ALICE, BOB = 1, 2
 #: A first engine call may compile kernels; a refused handshake is meant to time out.
 SLOW_S, SHORT_S = 120.0, 0.3
+_INSTANCES = itertools.count()
 
 
 class FakeClock:
@@ -50,9 +56,11 @@ class FakeClock:
 
 
 class Secured:
-    """A server with a key registry on its own thread; clients by key name."""
+    """A server with a key registry on its own thread; clients by key name. ``config``:
+    the engine's (default: the test config); ``workers``: that many pair workers (the
+    pipelined server; 0: one process)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, config: EngineConfig | None = None, workers: int = 0) -> None:
         self.keys = Keys(path / "keys")
         self.keys.add("ops", Entry("admin"))
         self.keys.add("alice", Entry("trade", [ALICE]))
@@ -62,13 +70,24 @@ class Secured:
         self.keys.add("slow", Entry("trade", [ALICE], rate_per_s=10, burst=5))
         self.keys.add("stranger")  # a key pair the registry does not list
         self.registry = load_registry(self.keys.write_registry())
+        engine_config = config or make_config(max_orders=1000, max_levels=200)
         self.journal = Journal.open(
-            make_config(max_orders=1000, max_levels=200),
-            JournalConfig(data_dir=path / "data", log=journal_log_config()),
+            engine_config, JournalConfig(data_dir=path / "data", log=journal_log_config())
         )
         self.clock = FakeClock()
-        config = ServerConfig(endpoint="tcp://127.0.0.1:0", auth=self.registry)
-        self.server = Server(self.journal, config, clock=lambda: TS, auth_clock=self.clock)
+        sconfig = ServerConfig(endpoint="tcp://127.0.0.1:0", auth=self.registry)
+        self.pipeline: Pipeline | None = None
+        self.server: Server
+        if workers:
+            markets, slots = len(engine_config.markets), engine_config.market_slots
+            plan = plan_workers(markets, workers, slots=slots)
+            instance = f"auth{os.getpid()}n{next(_INSTANCES)}"
+            self.pipeline = Pipeline(self.journal.engine, plan, instance)
+            self.server = PipelinedServer(
+                self.journal, self.pipeline, sconfig, clock=lambda: TS, auth_clock=self.clock
+            )
+        else:
+            self.server = Server(self.journal, sconfig, clock=lambda: TS, auth_clock=self.clock)
         self.endpoint = self.server.endpoint
         self.stop = False
         self.thread = threading.Thread(target=self.server.serve, args=(lambda: self.stop, 10))
@@ -94,6 +113,8 @@ class Secured:
             c.close()
         self.context.term()
         self.server.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
         self.journal.close()
 
 

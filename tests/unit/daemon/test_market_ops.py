@@ -8,10 +8,7 @@ survives a restart and is finished by running it again (docs/operations.md,
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import os
-import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -32,25 +29,18 @@ from core.schema import (
     Side,
     UserStatus,
 )
-from daemon.pipeline import Pipeline, plan_workers
-from daemon.server import Server, ServerConfig
-from daemon.server_pipeline import PipelinedServer
 from ipc import wire
 from ipc.client import ApiError, AsyncClient, Client
 from ipc.market_limits import LIMIT_NAMES
-from persistence.journal import Journal, JournalConfig, journal_log_config
 from tests.support.scenario import make_config
+from tests.support.served import SLOW_S, Served
 from tools import matchctl
 
 pytestmark = pytest.mark.integration
 
-TS = 1_700_000_000_000_000_000
 BTC, ETH, USDT = 0, 1, 2
 BTC_USDT, ETH_BTC = 0, 1
 FEE, ALICE, BOB = 0, 1, 2
-#: The first engine call may compile kernels (a cold numba cache).
-SLOW_S = 120.0
-_INSTANCES = itertools.count()
 
 
 def config() -> EngineConfig:
@@ -59,55 +49,9 @@ def config() -> EngineConfig:
     return make_config(max_orders=1000, max_levels=200, max_matches=2)
 
 
-class Served:
-    """A server over a journal in ``path`` on its own thread, and an SDK client.
-    ``restart()`` stops both and opens the same data directory again."""
-
-    def __init__(self, path: Path, mode: str = "one-process") -> None:
-        self.path = path
-        self.mode = mode
-        self.endpoint = f"ipc://{path}/orders.sock"
-        self._start()
-
-    def _start(self) -> None:
-        self.journal = Journal.open(
-            config(), JournalConfig(data_dir=self.path / "data", log=journal_log_config())
-        )
-        sconfig = ServerConfig(endpoint=self.endpoint)
-        self.pipeline: Pipeline | None = None
-        self.server: Server
-        if self.mode == "workers":
-            plan = plan_workers(len(config().markets))
-            instance = f"mops{os.getpid()}n{next(_INSTANCES)}"
-            self.pipeline = Pipeline(self.journal.engine, plan, instance)
-            self.server = PipelinedServer(self.journal, self.pipeline, sconfig, clock=lambda: TS)
-        else:
-            self.server = Server(self.journal, sconfig, clock=lambda: TS)
-        self.stop = False
-        self.thread = threading.Thread(target=self.server.serve, args=(lambda: self.stop, 20))
-        self.thread.start()
-        self.client = Client(self.endpoint, timeout_s=SLOW_S)
-
-    def state_hash(self) -> str:
-        return self.client.snapshot().state_hash
-
-    def close(self) -> None:
-        self.client.close()
-        self.stop = True
-        self.thread.join(120)
-        self.server.close()
-        if self.pipeline is not None:
-            self.pipeline.close()
-        self.journal.close()
-
-    def restart(self) -> None:
-        self.close()
-        self._start()
-
-
 @pytest.fixture(params=["one-process", "workers"])
 def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
-    s = Served(tmp_path, str(request.param))
+    s = Served(tmp_path, str(request.param), config())
     fund(s.client)
     yield s
     s.close()

@@ -23,6 +23,15 @@ def test_markets_are_spread_round_robin() -> None:
     assert plan.cpus == (1, 0)
 
 
+def test_the_slots_of_markets_to_be_added_have_their_workers_from_the_start() -> None:
+    plan = plan_workers(2, 2, cpus=[], slots=5)  # engine.max_markets = 5
+    assert plan.groups == ((0, 2, 4), (1, 3))
+    assert plan.owner == [0, 1, 0, 1, 0]
+    assert plan_workers(2, cpus=[], slots=4).groups == ((0, 2), (1, 3))  # one per market
+    with pytest.raises(ConfigError, match="1 market slots cannot hold 2 markets"):
+        plan_workers(2, slots=1)
+
+
 def test_workers_are_pinned_only_with_a_cpu_each_besides_the_sequencers() -> None:
     usable = sorted(os.sched_getaffinity(0))
     few = plan_workers(len(usable), len(usable))

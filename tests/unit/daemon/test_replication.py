@@ -29,6 +29,7 @@ from persistence.log_reader import LogReader, read_committed_seq
 from persistence.replay import replay
 from tests.support.keys import Entry, Keys
 from tests.support.replicas import Node, engine_config, wait_for
+from tests.support.scenario import make_config
 
 pytestmark = pytest.mark.integration
 
@@ -500,3 +501,42 @@ def test_market_operations_reach_the_standby(nodes, workers: bool) -> None:  # t
     with pytest.raises(ApiError) as too_large:
         b.client.put_limit(1, 1, Side.BID, 1000, 9_000)
     assert too_large.value.code == Result.USER_AMOUNT_TOO_LARGE
+
+
+@pytest.mark.parametrize("workers", [False, True], ids=["one-process", "pair-workers"])
+def test_an_added_asset_and_market_reach_the_standby(nodes, workers: bool) -> None:  # type: ignore[no-untyped-def]
+    """ADD_ASSET and ADD_MARKET are commands of the log: the standby's catalog follows
+    the primary's, with the new market's book, and trades on it once promoted."""
+    config = make_config(
+        max_orders=1000, max_levels=200, max_assets=4, max_markets=3, added_market_orders=100,
+        added_market_levels=20,
+    )  # fmt: skip
+    a = nodes("a", "primary", mode="sync", workers=workers, config=config)
+    b = nodes("b", "standby", primary=a, mode="sync", config=config)
+    wait_for(lambda: a.replication.refusal() is None, what="a fresh standby")
+    fund(a)
+    assert a.client.add_asset("DOGE", 8).value == 3
+    assert a.client.add_market("DOGE_USDT", "DOGE", "USDT", 2, 4).value == 2
+    a.client.balance_update(1, 3, "deposit", 1, 10**12)
+    ask = a.client.put_limit(1, 2, Side.ASK, 1000, 1500).order_id
+    a.client.put_limit(2, 2, Side.BID, 400, 1500)
+    wait_for(lambda: caught_up(b, a), what="the standby to catch up")
+    same_log(a, b)
+    assert b.client.markets() == a.client.markets()
+    assert b.client.assets() == a.client.assets()
+    replayed = Engine(config)  # the primary's state (with pair workers, in its workers)
+    replay(replayed, a.path / "data" / "log", 1)
+    assert replayed.config == b.journal.engine.config
+    assert replayed.state_hash() == b.journal.engine.state_hash()
+    a.stop()
+    b.client.promote()
+    nodes("a2", "standby", primary=b, mode="sync", config=config)
+    wait_for(lambda: b.replication.refusal() is None, what="a standby of the new primary")
+    order = b.client.pending_detail(2, ask)
+    assert order is not None
+    assert order.left == 600
+    assert b.client.put_limit(2, 2, Side.BID, 600, 1500).order is not None
+    assert b.client.pending(1, 2).total == 0
+    with pytest.raises(ApiError) as full:
+        b.client.add_market("ETH_USDT", "ETH", "USDT", 4, 2)
+    assert full.value.code == Result.MARKET_TABLE_FULL

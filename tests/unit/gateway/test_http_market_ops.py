@@ -23,12 +23,12 @@ from daemon.viabtc_methods import ViabtcMethods
 from ipc import wire
 from persistence.history_queries import HistoryNotConfigured
 from tests.support.scenario import config_text
+from tests.support.served import Served
 from tests.unit.daemon.test_market_ops import (
     ALICE,
     BOB,
     BTC_USDT,
     ETH_BTC,
-    Served,
     config,
     fund,
     rest,
@@ -76,7 +76,7 @@ class Rpc:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Any:
-    s = Served(tmp_path)
+    s = Served(tmp_path, "one-process", config())
     fund(s.client)
     yield s
     s.close()

@@ -112,6 +112,8 @@ ALL_CALLS: list[wire.Call] = [
     wire.UserSetLimit(7, 1, "max_order_amount", 10**6),
     wire.UserLimitsCall(7, 1),
     wire.Quote(7, 0, [(99, 5), (98, 6)], [(101, 7)], 20, 10, "mm"),
+    wire.AssetAdd("DOGE", 8, 4),
+    wire.MarketAdd("DOGE_USDT", "DOGE", "USDT", 2, 6, min_amount="0.01", max_orders=500),
 ]
 
 ORDER = wire.Order(
@@ -121,6 +123,7 @@ PAGE = wire.Page(0, 101, 1, [ORDER])
 RESULT_SAMPLES: dict[type[wire.Call], Any] = {
     **dict.fromkeys(wire.ORDER_CALLS, wire.CommandDone(9, 42, 0, ORDER, b"\x01" * 184)),
     **dict.fromkeys(wire.ADMIN_CALLS, wire.CommandDone(11, 0, 3)),
+    **dict.fromkeys(wire.CATALOG_CALLS, wire.CommandDone(12, 0, 4)),
     wire.BalanceUpdate: wire.CommandDone(10),
     wire.BalanceQuery: [wire.Balance(0, 5, 6), wire.Balance(2, 0, 0)],
     wire.OrderDetail: ORDER,
