@@ -22,6 +22,7 @@ import numpy as np
 
 from core.api import EngineAPI
 from core.arguments import ArgumentError
+from core.config import EngineConfig
 from core.schema import Result
 from core.viabtc_codec import (
     MAX_QUERY_LIMIT,
@@ -41,9 +42,21 @@ class Exchange:
 
     def __init__(self, engine: EngineAPI, clock: Callable[[], int]) -> None:
         self.engine = engine
-        self.config = engine.config
-        self.codec = ViabtcCodec(engine.config)
+        self._codec = ViabtcCodec(engine.config)
         self._clock = clock
+
+    @property
+    def config(self) -> EngineConfig:
+        """The engine's catalog as it is now (assets and markets added at run time
+        included: ``EngineAPI.config``)."""
+        return self.engine.config
+
+    @property
+    def codec(self) -> ViabtcCodec:
+        """The codec, over the engine's catalog as it is now."""
+        if self._codec.config is not self.engine.config:
+            self._codec.config = self.engine.config
+        return self._codec
 
     def order_object(self, order: OrderView) -> dict[str, object]:
         """ViaBTC's order object (§4.2) for ``order``."""

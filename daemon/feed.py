@@ -10,7 +10,10 @@ order events and balances of the users somebody subscribed to,
 tickers every ``kline_interval_s``, depth every ``depth_interval_s``), writes Redis
 (every ``publish_interval_s``, with the sequence it covers, in one transaction),
 answers the market.* methods on a ZeroMQ ROUTER, and writes its state every
-``state_interval_s``. It only reads the log: it can fall behind, stop and crash
+``state_interval_s``. An ADD_MARKET in the log (an RT_CATALOG record) grows every
+per-market table, so that a market added at run time is published and answered as
+any other from then on (its state keeps what was added); a record of a type it does
+not know is skipped. It only reads the log: it can fall behind, stop and crash
 without slowing trading (DESIGN.md rule 8). Slow subscribers never hold it up: a
 message a subscriber has no room for is dropped and counted. Redis down: ZeroMQ goes
 on; when Redis answers again it is rewritten whole from memory.
@@ -33,19 +36,30 @@ import numpy as np
 import redis
 import zmq
 
-from core.config import EngineConfig
+from core.catalog import (
+    CatalogRefused,
+    catalog_payload,
+    decode_catalog,
+    new_asset,
+    new_market,
+    with_asset,
+    with_market,
+)
+from core.config import AssetConfig, EngineConfig, MarketConfig
 from core.schema import EventKind, MarketStatus, Side
 from daemon.feed_config import FeedConfig, RedisConfig
 from daemon.ws_user_feed import UserSubscriptions, UserTopics, log_events
 from feed.depth import DepthBook, Level, format_levels
 from feed.market_data import MarketData, MarketDataError
 from feed.redis_out import RedisOut
-from feed.state import load_newest, save_state, state_files, state_seq
+from feed.state import StateError, load_newest, save_state, state_files, state_seq
 from persistence.consumers import confirm, register_consumer
+from persistence.frames import RT_BALANCE, RT_CATALOG, RT_ORDER
 from persistence.history_batch import BatchDecoder
 from persistence.history_bulk import decimals, integers, seconds
 from persistence.history_rows import status_name
-from persistence.log_reader import LogReader
+from persistence.log_reader import LogReader, RecordRun
+from persistence.replay import decode_catalog_record
 
 logger = logging.getLogger("matchd.feed")
 
@@ -91,12 +105,26 @@ class Feed:
         self._clock = clock
         self.batch_records = batch_records
         self.markets = [m.name for m in engine.markets]
+        # The per-market tables (ADD_MARKET grows them: ``_grow``).
         self.data = MarketData(engine, utc_offset_s=config.utc_offset_s)
         self.depth = DepthBook(len(self.markets))
+        self.redis = (
+            RedisOut(redis_client(redis), self.data, self._depth_view)
+            if redis is not None
+            else None
+        )
+        self._user_topics = UserTopics(engine)
+        self._depth_touched: set[int] = set(range(len(self.markets)))
+        #: per market: (merge interval as configured, in ticks of the market's prices)
+        self._merges = [merge_ticks(config.depth_merge, m.money_prec) for m in engine.markets]
+        #: the RT_CATALOG commands applied so far (``catalog_payload``), in log order:
+        #: the state keeps them, so that it loads with the markets they added
+        self.catalog: list[bytes] = []
         loaded = load_newest(self.state_dir, self.markets)
         self.position = 0
         if loaded is not None:
             self.position, arrays = loaded
+            self._restore_catalog(arrays)
             self.data.load_arrays(arrays)
             self.depth = load_depth(arrays, len(self.markets))
             logger.info("feed: state at seq %d loaded", self.position)
@@ -113,21 +141,12 @@ class Feed:
         self.rpc.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self.rpc.setsockopt(zmq.LINGER, 0)
         self.rpc.bind(config.rpc)
-        self.redis = (
-            RedisOut(redis_client(redis), self.data, self._depth_view)
-            if redis is not None
-            else None
-        )
         self.epoch_ns = time.time_ns()  #: topic sequences restart with the process
         self.users = UserSubscriptions()  #: the users whose topics are subscribed to
-        self._user_topics = UserTopics(engine)
         self._topic_seq: dict[bytes, int] = {}
         self._touched_markets: set[int] = set()
-        self._depth_touched: set[int] = set(range(len(self.markets)))
         #: per market: the (asks, bids) top levels last published, as price -> lots
         self._depth_sent: dict[tuple[int, str], tuple[dict[int, int], dict[int, int]]] = {}
-        #: per market: (merge interval as configured, in ticks of the market's prices)
-        self._merges = [merge_ticks(config.depth_merge, m.money_prec) for m in engine.markets]
         self._next_snapshot = 0.0
         self._next_depth = 0.0
         self._next_kline = 0.0
@@ -171,7 +190,12 @@ class Feed:
         runs = self._reader.read_runs(self.position + 1, limit=self.batch_records)
         if not runs:
             return 0
-        batch = self._decoder.decode_runs(runs)
+        decodable = decodable_runs(runs)
+        if not decodable:  # the next record is of a type the batch decoder does not take
+            self._apply_record(runs[0].first_seq, int(runs[0].types[0]), runs[0].payload(0))
+            self.position = runs[0].first_seq
+            return 1
+        batch = self._decoder.decode_runs(decodable)
         events = batch.events
         if self.depth.apply(events):
             orders = events["kind"] <= EventKind.ORDER_FINISH
@@ -188,6 +212,71 @@ class Feed:
                 self._send(message.topic, message.body, message.raw)
         self.position = batch.last_seq
         return batch.last_seq - batch.first_seq + 1
+
+    # ------------------------------------------------------------------ the catalog
+
+    def _apply_record(self, seq: int, rtype: int, payload: bytes) -> None:
+        """A record that is not an order's or a balance.update's: an ADD_ASSET or
+        ADD_MARKET (RT_CATALOG) grows the catalog; any other type is skipped."""
+        if rtype != RT_CATALOG:
+            logger.warning("feed: seq %d: record type %d skipped (not market data)", seq, rtype)
+            return
+        try:
+            _, raw = decode_catalog_record(payload)
+        except ValueError as exc:
+            logger.error("feed: seq %d: a catalog record that does not decode (%s)", seq, exc)
+            return
+        self._add_catalog(raw, f"seq {seq}")
+
+    def _add_catalog(self, raw: AssetConfig | MarketConfig, where: str) -> None:
+        """Grow the catalog by ``raw`` (checked as the engine checked it: the catalog
+        the feed holds is the engine's) and every per-market table with it."""
+        try:
+            grown = catalog_with(self.engine, raw)
+        except CatalogRefused as exc:
+            logger.error(
+                "feed: %s: %s %r not added (%s): the feed's config does not match the log",
+                where, type(raw).__name__, raw.name, exc.message,
+            )  # fmt: skip
+            return
+        self.catalog.append(catalog_payload(raw))
+        self._grow(grown)
+
+    def _grow(self, config: EngineConfig) -> None:
+        """Take ``config``, the catalog with entries added at its end: a new market gets
+        its market data, depth, merge intervals and topics (its depth is published,
+        empty, at the next depth tick; Redis gets its status at the next flush)."""
+        added = range(len(self.markets), len(config.markets))
+        self.engine = config
+        self.markets += [config.markets[m].name for m in added]
+        self.data.grow(config)
+        self.depth.grow(len(self.markets))
+        self._merges += [
+            merge_ticks(self.config.depth_merge, config.markets[m].money_prec) for m in added
+        ]
+        self._depth_touched.update(added)
+        self._user_topics = UserTopics(config)
+        if self.redis is not None:
+            self.redis.grow()
+        for m in added:
+            logger.info("feed: market %s added (index %d)", config.markets[m].name, m)
+
+    def _restore_catalog(self, arrays: dict[str, np.ndarray]) -> None:
+        """Re-add what a loaded state's catalog holds (``catalog``: the commands' JSON,
+        absent from states written before); ``StateError`` unless the markets are
+        then those the state was made for."""
+        for text in arrays.pop("catalog", np.zeros(0, dtype=np.str_)).tolist():
+            try:
+                raw = decode_catalog(str(text).encode())
+            except ValueError as exc:
+                raise StateError(f"feed state: a catalog entry does not decode: {exc}") from None
+            self._add_catalog(raw, "feed state")
+        names = [str(x) for x in arrays.pop("markets").tolist()]
+        if names != self.markets[: len(names)]:
+            raise StateError(
+                f"feed state: made for the markets {names}, the catalog has {self.markets}: "
+                "remove the feed state to rebuild it from the log"
+            )
 
     # ------------------------------------------------------------------ ZeroMQ
 
@@ -411,6 +500,7 @@ class Feed:
             return
         arrays = self.data.to_arrays()
         arrays.update({f"depth.{k}": v for k, v in self.depth.to_arrays().items()})
+        arrays["catalog"] = np.array([c.decode() for c in self.catalog], dtype=np.str_)
         save_state(self.state_dir, self.position, self.markets, arrays)
         self.saved_seq = self.position
         confirm(self.log_dir, CONSUMER, self._oldest_state_seq())
@@ -448,6 +538,32 @@ def deal_rows(deals: np.ndarray, money_prec: int, stock_prec: int) -> list[bytes
             strict=True,
         )
     ]
+
+
+def decodable_runs(runs: list[RecordRun]) -> list[RecordRun]:
+    """The records of ``runs`` before the first one the batch decoder does not take
+    (an RT_CATALOG, or a type this build does not know), as runs."""
+    out = []
+    for run in runs:
+        other = np.flatnonzero((run.types != RT_ORDER) & (run.types != RT_BALANCE))
+        if not other.shape[0]:
+            out.append(run)
+            continue
+        k = int(other[0])
+        if k:
+            out.append(
+                RecordRun(run.first_seq, run.data, run.starts[:k], run.lengths[:k], run.types[:k])
+            )
+        break
+    return out
+
+
+def catalog_with(config: EngineConfig, raw: AssetConfig | MarketConfig) -> EngineConfig:
+    """``config`` with the ADD_ASSET or ADD_MARKET ``raw`` applied (``core.catalog``);
+    ``CatalogRefused`` as the engine would refuse it."""
+    if isinstance(raw, AssetConfig):
+        return with_asset(config, new_asset(config, raw))
+    return with_market(config, new_market(config, raw))
 
 
 def merge_ticks(intervals: tuple[str, ...], money_prec: int) -> list[tuple[str, int]]:

@@ -86,6 +86,11 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     read_timeout_s
         A request body must arrive within this long; else 408 and the connection is
         closed (a client that trickles its body cannot hold a connection).
+    catalog_refresh_s
+        A request naming an asset or a market the worker does not know makes it ask
+        the engine for its catalog (assets and markets added at run time), at most
+        once per this long: more unknown names within it are answered as unknown
+        without asking.
     """
 
     bind: str = "127.0.0.1:8080"
@@ -100,6 +105,7 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_ips: int = 65_536
     keep_alive_s: float = 75.0
     read_timeout_s: float = 10.0
+    catalog_refresh_s: float = 1.0
 
     def __post_init__(self) -> None:
         _check_common("http", self)
@@ -113,6 +119,9 @@ class WsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     bind, workers, engine, timeout_s, max_connections, rate_per_ip, burst_per_ip, max_ips
         As for ``[http]`` (a request is one JSON-RPC message; a refused connection
         gets HTTP 503 before the upgrade).
+    catalog_refresh_s
+        As for ``[http]`` (a query or a subscription naming an unknown market or
+        asset).
     auth_url
         ``server.auth`` asks it (GET, ``Authorization: <token>``) for the user id:
         ``{"code": 0, "data": {"user_id": N}}``. Empty: ``server.auth`` is refused.
@@ -164,6 +173,7 @@ class WsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rate_per_ip: int = 100_000
     burst_per_ip: int = 200_000
     max_ips: int = 65_536
+    catalog_refresh_s: float = 1.0
 
     def __post_init__(self) -> None:
         _check_common("ws", self)
@@ -202,6 +212,7 @@ def _check_common(table: str, config: HttpConfig | WsConfig) -> None:
     _check_range(table, "rate_per_ip", config.rate_per_ip, 0, 10**9)
     _check_range(table, "burst_per_ip", config.burst_per_ip, 1, 10**9)
     _check_range(table, "max_ips", config.max_ips, 1, 10_000_000)
+    _check_seconds(table, "catalog_refresh_s", config.catalog_refresh_s)
     if isinstance(config, HttpConfig):
         _check_range(table, "max_body_bytes", config.max_body_bytes, 1024, 64 * 1024 * 1024)
         _check_range(table, "max_batch", config.max_batch, 1, 100_000)
@@ -233,6 +244,7 @@ _KINDS: Final = {
     "max_ips": "an integer",
     "keep_alive_s": "a number of seconds",
     "read_timeout_s": "a number of seconds",
+    "catalog_refresh_s": "a number of seconds",
     "auth_url": "a string",
     "sign_url": "a string",
     "max_frame_bytes": "an integer",

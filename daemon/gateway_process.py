@@ -2,7 +2,8 @@
 
 The composition root of a gateway worker: read the config (the engine's markets and
 assets, ``[http]`` or ``[ws]``, ``[history]``, ``[feed]``), connect to the engine, the
-feed and MySQL, check that the engine runs the config's markets and assets, listen
+feed and MySQL, check that the engine's markets and assets begin with the config's
+(and take those added at run time: ``daemon.gateway_catalog``), listen
 (SO_REUSEPORT: ``workers`` processes share the port) and serve on uvloop until
 SIGTERM or SIGINT, then close the listener and let the requests in flight finish.
 """
@@ -72,9 +73,11 @@ def build_backends(
     endpoint: str,
     timeout_s: float,
     curve: CurveKeys | None = None,
+    catalog_refresh_s: float = 1.0,
 ) -> Backends:
     """The links and the methods of a worker (call inside the event loop); ``curve``:
-    the keys to connect to the engine with (``[gateway]``)."""
+    the keys to connect to the engine with (``[gateway]``); ``catalog_refresh_s``: how
+    often at most the worker asks the engine for its catalog (``[http]``/``[ws]``)."""
     from daemon.feed_config import load_feed_config
     from daemon.gateway_links import EngineLink, FeedLink
     from daemon.gateway_primary import PrimaryLink
@@ -106,7 +109,9 @@ def build_backends(
     else:
         engine = EngineLink(endpoint, timeout_s=timeout_s, curve=curve)
     feed = FeedLink(feed_config.rpc, timeout_s=timeout_s) if feed_config is not None else None
-    methods = ViabtcMethods(engine_config, engine, feed, history, executor)
+    methods = ViabtcMethods(
+        engine_config, engine, feed, history, executor, catalog_refresh_s=catalog_refresh_s
+    )
     backends = Backends(methods, executor=executor)
     backends.closers.append(engine.aclose)
     if feed is not None:
@@ -180,7 +185,9 @@ async def _serve(
     from daemon.http_gateway import HttpGateway, listening_socket, start_http
 
     endpoint = args.engine or table.engine
-    backends = build_backends(text, engine_config, endpoint, table.timeout_s, curve)
+    backends = build_backends(
+        text, engine_config, endpoint, table.timeout_s, curve, table.catalog_refresh_s
+    )
     methods = backends.methods
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

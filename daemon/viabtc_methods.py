@@ -5,7 +5,10 @@ methods). The HTTP and WebSocket gateways share it. The HTTP
 gateway also serves matchd's market operations (``ADMIN_METHODS``: halt, resume and
 delist a market, block and unblock a user, set a market's risk limit or a user's own,
 the latter in ``daemon.viabtc_user_limit``; docs/gateways.md), compositions of the
-engine's admin calls (``ipc.market_ops``).
+engine's admin calls (``ipc.market_ops``), and adds assets and markets at run time
+(``daemon.viabtc_catalog``). The assets and markets it knows are the catalog's
+(``daemon.gateway_catalog``): a param naming one it does not know makes it ask the
+engine for the catalog once more.
 
 ``ViabtcMethods.call(method, params)`` checks the parameters as ViaBTC does
 (``core.viabtc_codec``, ``persistence.history_queries``; the feed checks its own),
@@ -33,8 +36,10 @@ from core.errors import ParseError
 from core.schema import COMMAND_DTYPE, MESSAGES, CommandKind, Result, RiskLimit
 from core.viabtc_codec import ViabtcCodec, argument_failure, fail
 from core.views import AssetSummary, MarketSummary, OrderView
+from daemon import viabtc_catalog as catalog_calls
 from daemon import viabtc_quote as quote
 from daemon import viabtc_user_limit as user_limit
+from daemon.gateway_catalog import DEFAULT_REFRESH_S, CatalogMismatch, GatewayCatalog, check_prefix
 from daemon.gateway_links import (
     BackendBusy,
     BackendError,
@@ -47,9 +52,6 @@ from ipc import market_ops as ops
 from ipc import wire
 from ipc.client_common import ApiError
 from ipc.market_limits import (
-    LIMIT_NAMES,
-    NONE_VALUES,
-    RISK_LIMITS,
     check_notionals,
     limit_value,
     risk_limit,
@@ -138,10 +140,13 @@ _ARITY: Final[dict[str, int | tuple[int, int] | None]] = {
     "user.unblock": 1,
     "market.set_limit": 3,
     "user.set_limit": user_limit.PARAMS,  # daemon.viabtc_user_limit
+    "asset.add": catalog_calls.ASSET_PARAMS,  # daemon.viabtc_catalog
+    "market.add": catalog_calls.MARKET_PARAMS,
 }
 #: matchd's market operations: each changes what a whole market or a user may do
-#: (docs/gateways.md, "Market operations"). Only the HTTP gateway serves them; the
-#: engine takes them from an admin key only.
+#: (docs/gateways.md, "Market operations"), and the additions to the catalog
+#: (asset.add, market.add: "Adding assets and markets"). Only the HTTP gateway serves
+#: them; the engine takes them from an admin key only.
 ADMIN_METHODS: Final = frozenset(
     (
         "market.halt",
@@ -151,6 +156,8 @@ ADMIN_METHODS: Final = frozenset(
         "user.unblock",
         "market.set_limit",
         "user.set_limit",
+        "asset.add",
+        "market.add",
     )
 )
 #: ViaBTC's methods (the 23 of accesshttp) and matchd's additions (order.replace,
@@ -200,7 +207,8 @@ class ViabtcMethods:
     ----------
     config
         The engine's config (markets and assets: the gateway checks and formats with
-        it; ``check_engine`` verifies that the engine runs the same).
+        them, and with those added at run time, learnt from the engine:
+        ``catalog``; ``check_engine`` verifies that the engine runs the same).
     engine
         The link to the engine's order entry.
     feed
@@ -209,6 +217,9 @@ class ViabtcMethods:
         The readhistory methods (``HistoryNotConfigured`` answers code 3).
     executor
         Where the blocking history queries run.
+    catalog_refresh_s
+        Least time between two refreshes of the catalog (``[http]``/``[ws]``
+        ``catalog_refresh_s``).
     """
 
     def __init__(
@@ -218,9 +229,12 @@ class ViabtcMethods:
         feed: FeedLink | None,
         history: HistoryReader,
         executor: Executor,
+        *,
+        catalog_refresh_s: float = DEFAULT_REFRESH_S,
     ) -> None:
-        self.config = config
         self.codec = ViabtcCodec(config)
+        self.catalog = GatewayCatalog(self.codec, engine, catalog_refresh_s)
+        self.catalog.listeners.append(self._history_catalog)
         self.engine = engine
         self.feed = feed
         self.history = history
@@ -234,22 +248,29 @@ class ViabtcMethods:
             "order.cancel_all": codec.cancel_all,
         }
 
+    @property
+    def config(self) -> EngineConfig:
+        """The catalog now: the config's assets and markets and those added since
+        (``daemon.gateway_catalog``)."""
+        return self.codec.config
+
     async def check_engine(self) -> str | None:
-        """None if the engine's markets and assets are the config's, else why not."""
+        """None if the engine's markets and assets begin with the config's (the
+        engine's catalog is then taken: those added at run time), else why not."""
+        markets_call, assets_call = wire.MarketList(), wire.AssetList()
         replies = await asyncio.gather(
-            self.engine.call(wire.MarketList()), self.engine.call(wire.AssetList())
+            self.engine.call(markets_call), self.engine.call(assets_call)
         )
-        markets = replies[0].result_as(wire.MarketList)
-        assets = replies[1].result_as(wire.AssetList)
-        # A market's status and risk limits are the engine's to change (the config
-        # sets the limits of a new state only): the config sets the rest.
-        markets = [_configured(m) for m in markets]
-        ours_m = [_configured(wire.MarketInfo.from_market(m)) for m in self.config.markets]
-        ours_a = [wire.AssetInfo.from_asset(a) for a in self.config.assets]
-        if markets != ours_m:
-            return f"the engine's markets {[m.name for m in markets]} differ from the config's"
-        if assets != ours_a:
-            return f"the engine's assets {[a.name for a in assets]} differ from the config's"
+        for reply in replies:
+            if not reply.ok:
+                return f"the engine refused to list its catalog: {reply.message or reply.code}"
+        markets = replies[0].result_as(markets_call)
+        assets = replies[1].result_as(assets_call)
+        try:
+            check_prefix(self.config, assets, markets)
+        except CatalogMismatch as exc:
+            return str(exc)
+        self.catalog.learn(assets, markets)
         return None
 
     async def call(self, method: str, params: list[Any]) -> Answer:
@@ -264,21 +285,42 @@ class ViabtcMethods:
         if bad is not None:
             return bad
         try:
-            if method in FEED_METHODS:
-                return await self._feed(method, params)
-            handler = _HANDLERS[method]
-            return await handler(self, params)
-        except ArgumentError as exc:
-            return _reply(argument_failure(method, exc))
-        except HistoryError as exc:
-            return Answer(exc.error())
-        except BackendBusy as exc:
-            return error_answer(CODE_SERVICE_UNAVAILABLE, f"service unavailable: {exc}")
+            return await self._checked(method, params)
         except BackendError:
             raise  # the gateway's transport rules (500, 504)
         except Exception:  # a bug must not take the worker's answer down with it
             logger.exception("%s failed on params %.200r", method, params)
             return error_answer(CODE_INTERNAL_ERROR, "internal error")
+
+    async def _checked(self, method: str, params: list[Any]) -> Answer:
+        """``method``'s answer, a bad argument's error; an asset or a market the
+        catalog does not know makes it ask the engine for its catalog and try once
+        more (``_learnt``)."""
+        before = self.config
+        try:
+            return await self._run(method, params)
+        except (ArgumentError, HistoryError) as exc:
+            if not await self._learnt(exc, before):
+                return _refusal(method, exc)
+        try:
+            return await self._run(method, params)
+        except (ArgumentError, HistoryError) as exc:
+            return _refusal(method, exc)
+
+    async def _learnt(self, exc: ArgumentError | HistoryError, before: EngineConfig) -> bool:
+        """True if ``exc`` refuses a name the catalog did not know (``before``) and
+        knows now (``GatewayCatalog.learnt``)."""
+        code = exc.result if isinstance(exc, ArgumentError) else exc.result_code
+        return await self.catalog.learnt(code, before)
+
+    async def _run(self, method: str, params: list[Any]) -> Answer:
+        """``method``'s answer; a bad argument raises (``ArgumentError``, ``HistoryError``)."""
+        try:
+            if method in FEED_METHODS:
+                return await self._feed(method, params)
+            return await _HANDLERS[method](self, params)
+        except BackendBusy as exc:
+            return error_answer(CODE_SERVICE_UNAVAILABLE, f"service unavailable: {exc}")
 
     # ------------------------------------------------------------ backends
 
@@ -323,7 +365,7 @@ class ViabtcMethods:
                 answers[i] = bad
                 continue
             try:
-                records.append(self._builders[method](tuple(params), 0).tobytes())
+                records.append((await self._record(method, params)).tobytes())
             except ArgumentError as exc:
                 answers[i] = _reply(argument_failure(method, exc))
                 continue
@@ -340,6 +382,22 @@ class ViabtcMethods:
             for i, outcome in zip(placed, outcomes, strict=False):
                 answers[i] = _reply(self.codec.outcome_reply(requests[i][0], outcome))
         return [a for a in answers if a is not None]
+
+    async def _record(self, method: str, params: list[Any]) -> np.ndarray:
+        """The command record of an order method, the catalog refreshed and the params
+        checked again if they name a market it does not know."""
+        before = self.config
+        try:
+            return self._builders[method](tuple(params), 0)
+        except ArgumentError as exc:
+            if not await self._learnt(exc, before):
+                raise
+        return self._builders[method](tuple(params), 0)
+
+    def _history_catalog(self, config: EngineConfig) -> None:
+        """The history checks the names of its params too: it follows the catalog
+        (``HistoryQueries.use_catalog``)."""
+        self.history.use_catalog(config)
 
     # ------------------------------------------------------------ engine methods
 
@@ -386,6 +444,16 @@ class ViabtcMethods:
         return Answer(None, result)
 
     async def asset_list(self, params: list[Any]) -> Answer:
+        """ViaBTC's asset.list: the catalog's assets, those added at run time too (the
+        engine's list is learnt); an engine that cannot answer: the assets the
+        gateway knows."""
+        call = wire.AssetList()
+        try:
+            reply = await self._engine(call)
+        except BackendError:
+            return Answer(None, self.codec.asset_list())
+        if reply.ok:
+            self.catalog.learn(reply.result_as(call), None)
         return Answer(None, self.codec.asset_list())
 
     async def asset_summary(self, params: list[Any]) -> Answer:
@@ -413,18 +481,25 @@ class ViabtcMethods:
         )
 
     async def market_list(self, params: list[Any]) -> Answer:
-        """ViaBTC's market.list, from the config, with each market's ``status`` from
-        the engine ("open", "halted", "delisted"); an engine that cannot answer
-        leaves ``status`` out, so the list stays available (docs/compat.md)."""
-        markets = self.codec.market_list()
+        """ViaBTC's market.list: the catalog's markets, those added at run time too
+        (the engine's list is learnt; a market of an asset the gateway does not know
+        yet makes it refresh its catalog), each with its ``status`` from the engine
+        ("open", "halted", "delisted"); an engine that cannot answer: the markets the
+        gateway knows, without ``status``, so the list stays available
+        (docs/compat.md)."""
         call = wire.MarketList()
         try:
             reply = await self._engine(call)
         except BackendError:
-            return Answer(None, markets)
+            return Answer(None, self.codec.market_list())
         if not reply.ok:
-            return Answer(None, markets)
-        status = {m.name: m.status for m in reply.result_as(call)}
+            return Answer(None, self.codec.market_list())
+        listed: list[wire.MarketInfo] = reply.result_as(call)
+        self.catalog.learn(None, listed)
+        if len(listed) > len(self.config.markets):
+            await self.catalog.refresh()
+        status = {m.name: m.status for m in listed}
+        markets = self.codec.market_list()
         return Answer(None, [{**m, "status": status.get(m["name"], "open")} for m in markets])
 
     async def market_summary(self, params: list[Any]) -> Answer:
@@ -540,6 +615,29 @@ class ViabtcMethods:
         set one of the user's own risk limits in the market; ``{"status": "success"}``."""
         return await self._operate(user_limit.METHOD, user_limit.set_user_limit(self.codec, params))
 
+    async def catalog_add(self, method: str, params: list[Any]) -> Answer:
+        """asset.add ``[name, prec, prec_show?]`` and market.add ``[settings]``
+        (``daemon.viabtc_catalog``): ``{"status": "success", "index": N}``. What the
+        catalog refuses is answered as the engine answers it, without asking it (an
+        asset it does not know: after a refresh). The catalog is learnt again at once,
+        so that the next request may name the new entry."""
+        call = (
+            catalog_calls.asset_add_call(params)
+            if method == catalog_calls.ASSET_METHOD
+            else catalog_calls.market_add_call(params)
+        )
+        refused = catalog_calls.refusal(self.config, call)
+        if refused is not None and await self.catalog.learnt(refused.code, self.config):
+            refused = catalog_calls.refusal(self.config, call)
+        if refused is not None:
+            return _engine_error(method, wire.Reply(refused.code, refused.message))
+        reply = await self._engine(call)
+        if not reply.ok:
+            return _engine_error(method, reply)
+        done: wire.CommandDone = reply.result_as(call)
+        await self.catalog.fetch()
+        return Answer(None, {"status": "success", "index": done.value})
+
     async def _notional_conflict(
         self, market: int, which: RiskLimit, units: int, prec: int
     ) -> str | None:
@@ -612,11 +710,11 @@ def _reply(reply: Any) -> Answer:
     return Answer(reply.error(), reply.result)
 
 
-def _configured(m: wire.MarketInfo) -> wire.MarketInfo:
-    """``m`` without what the engine changes at run time: open, with no risk limits."""
-    return msgspec.structs.replace(
-        m, status="open", **{name: NONE_VALUES[RISK_LIMITS[name]] for name in LIMIT_NAMES}
-    )
+def _refusal(method: str, exc: ArgumentError | HistoryError) -> Answer:
+    """The answer to a bad argument of ``method``."""
+    if isinstance(exc, ArgumentError):
+        return _reply(argument_failure(method, exc))
+    return Answer(exc.error())
 
 
 def _engine_error(method: str, reply: wire.Reply) -> Answer:
@@ -651,8 +749,16 @@ def _operation(method: str) -> _Handler:
     return handler
 
 
+def _catalog(method: str) -> _Handler:
+    async def handler(self: ViabtcMethods, params: list[Any]) -> Answer:
+        return await self.catalog_add(method, params)
+
+    return handler
+
+
 #: The admin methods with handlers of their own (the others are ``_operation``'s).
 _LIMIT_METHODS: Final = frozenset(("market.set_limit", "user.set_limit"))
+_CATALOG_METHODS: Final = frozenset((catalog_calls.ASSET_METHOD, catalog_calls.MARKET_METHOD))
 _HANDLERS: Final[dict[str, _Handler]] = {
     "balance.query": ViabtcMethods.balance_query,
     "balance.update": ViabtcMethods.balance_update,
@@ -671,7 +777,8 @@ _HANDLERS: Final[dict[str, _Handler]] = {
     "market.user_deals": ViabtcMethods.market_user_deals,
     "market.list": ViabtcMethods.market_list,
     "market.summary": ViabtcMethods.market_summary,
-    **{method: _operation(method) for method in ADMIN_METHODS - _LIMIT_METHODS},
+    **{method: _operation(method) for method in ADMIN_METHODS - _LIMIT_METHODS - _CATALOG_METHODS},
+    **{method: _catalog(method) for method in _CATALOG_METHODS},
     "market.set_limit": ViabtcMethods.market_set_limit,
     "user.set_limit": ViabtcMethods.user_set_limit,
 }

@@ -290,10 +290,18 @@ class WsGateway:
     async def _call(
         self, session: Session, method: str, params: list[Any], rid: Any
     ) -> Answer | None:
-        """The answer of a method that is not a query (None: already sent)."""
+        """The answer of a method that is not a query (None: already sent). A
+        subscription naming a market or an asset the catalog does not know makes it
+        refresh (``GatewayCatalog.learnt``) and is checked once more."""
         kind, _, verb = method.rpartition(".")
         try:
             if kind in KINDS and verb in ("subscribe", "unsubscribe"):
+                before = self.methods.config
+                try:
+                    return self._subscription(session, kind, verb, params, rid)
+                except ArgumentError as exc:
+                    if not await self.methods.catalog.learnt(exc.result, before):
+                        raise
                 return self._subscription(session, kind, verb, params, rid)
             handler = _SERVER_METHODS.get(method)
             if handler is None:

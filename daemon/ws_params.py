@@ -47,13 +47,13 @@ def check_arity(method: str, params: list[Any], count: int | None) -> None:
 
 class SubscriptionKeys:
     """The keys ``<kind>.subscribe(params)`` asks for, checked against the markets
-    and assets of the engine's config and the ``[ws]`` settings."""
+    and assets of the catalog (``codec.config``: the config's and those added at run
+    time) and the ``[ws]`` settings."""
 
     def __init__(self, codec: ViabtcCodec, config: WsConfig) -> None:
         self.codec = codec
         self.config = config
         self._merges = [(Decimal(text), text) for text in config.depth_merge]
-        self._assets = frozenset(a.name for a in codec.config.assets)
 
     def keys(self, kind: str, params: list[Any], user: int) -> frozenset[Key]:
         """The keys of ``kind`` for ``params`` (``user``: the session's)."""
@@ -74,10 +74,7 @@ class SubscriptionKeys:
                 raise ArgumentError(f"limit must be one of {list(self.config.depth_limit)}")
             return frozenset(((market, self._merge(params[2]), limit),))
         if kind == "asset":
-            names = [str_arg(a, "asset") for a in params] or sorted(self._assets)
-            unknown = [n for n in names if n not in self._assets]
-            if unknown:
-                raise ArgumentError(f"unknown asset {unknown[0]!r}")
+            names = [a.name for a in self.codec.assets(tuple(params))]
             return frozenset((user, n) for n in names)
         markets = [self.codec.market(m).name for m in params]
         if kind == "order":

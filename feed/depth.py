@@ -176,6 +176,16 @@ class DepthBook:
         """The number of markets."""
         return self._n
 
+    def grow(self, n_markets: int) -> None:
+        """Hold ``n_markets`` markets (more than now, or as many): the new ones, at the
+        end (a market added at run time), have empty books."""
+        if not self._n <= n_markets <= MAX_MARKETS:
+            raise ValueError(f"n_markets must be in {self._n}..{MAX_MARKETS}, not {n_markets}")
+        more = 2 * (n_markets - self._n)
+        self._sides += [_EMPTY] * more
+        self._base += [_EMPTY] * more
+        self._n = n_markets
+
     # ------------------------------------------------------------------ events in
 
     def apply(self, events: np.ndarray) -> int:

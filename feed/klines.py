@@ -295,6 +295,10 @@ class KlineStore:
         """How many markets the store holds."""
         return len(self._series)
 
+    def grow(self, markets: int) -> None:
+        """Hold ``markets`` markets: the new ones (at the end) have no bucket yet."""
+        self._series += [{base: Series() for base in BASES} for _ in range(markets - self.markets)]
+
     def take_touched(self) -> set[tuple[int, int, int]]:
         """The (market, base, bucket start) changed since the last call (a publisher
         sends these; noted only while ``track`` is set)."""

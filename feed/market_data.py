@@ -27,8 +27,9 @@ Deliberate differences from ViaBTC's marketprice (docs/compat.md):
 * a ``market.kline`` query of more than ``MAX_KLINE_ROWS`` intervals (after ``start``
   is moved up to the oldest bucket kept, as ViaBTC does) is refused; ViaBTC builds
   any number;
-* every market of the config is known from the start (ViaBTC learns the market list
-  from accesshttp and from deals), and nothing else is.
+* every market of the config is known from the start, and a market added at run time
+  from its ADD_MARKET on (``grow``; ViaBTC learns the market list from accesshttp and
+  from deals); nothing else is.
 """
 
 from __future__ import annotations
@@ -159,6 +160,25 @@ class MarketData:
         self._status_ts_ns = np.zeros(n, dtype=np.int64)
         self._status_touched: set[int] = set()
         self.status_rejected = 0  #: MARKET_STATUS events skipped (unknown market or status)
+
+    def grow(self, config: EngineConfig) -> None:
+        """Take ``config``, this one's catalog with markets added at its end (ADD_MARKET):
+        each new market starts with no deal and open; its status is noted as changed
+        (``take_status_touched``), so that Redis gets it too."""
+        have = len(self._deals)
+        if config.markets[:have] != self.config.markets[:have]:
+            raise ValueError("a grown catalog keeps the markets it had, in their places")
+        added = range(have, len(config.markets))
+        self.config = config
+        self._index.update((config.markets[m].name, m) for m in added)
+        self.klines.grow(len(config.markets))
+        self._deals += [_Deals() for _ in added]
+        self._last += [0] * len(added)
+        more = np.zeros(len(added), dtype=np.int64)
+        self._status = np.concatenate((self._status, more))
+        self._status_seq = np.concatenate((self._status_seq, more))
+        self._status_ts_ns = np.concatenate((self._status_ts_ns, more))
+        self._status_touched.update(added)
 
     # ------------------------------------------------------------------ state
 

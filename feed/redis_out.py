@@ -111,6 +111,11 @@ class RedisOut:
         self.resyncs = 0
         self.last_error = ""
 
+    def grow(self) -> None:
+        """Follow ``data`` after it grew (a market added at run time): the new
+        markets' keys are written from the next flush on."""
+        self._deal_written += [0] * (len(self.data.config.markets) - len(self._deal_written))
+
     def add_deal_rows(self, market: int, rows: list[bytes], newest_id: int) -> None:
         """Deals of ``market`` as the feed formatted them for ZeroMQ (market.deals
         JSON objects, oldest first), for the next flush's stream entry; at most the

@@ -11,7 +11,9 @@ newest ``KEEP`` stay).
 
 A state names the markets it was made for; one of other markets (renamed or
 reordered) is refused with ``StateError``, since its buckets would land on the wrong
-markets; markets added at the end of the config are fine.
+markets; markets added at the end of the config are fine, and so are markets added
+at run time (ADD_MARKET): the state holds what they were added with (the caller's
+``catalog`` array), and the config's markets begin the state's.
 """
 
 from __future__ import annotations
@@ -89,8 +91,9 @@ def state_files(directory: Path) -> list[Path]:
 
 
 def load_state(path: Path, markets: list[str]) -> tuple[int, dict[str, np.ndarray]]:
-    """(seq, arrays) of the state file ``path``, made for ``markets`` (or a prefix of
-    them); ``StateError`` if it cannot be used."""
+    """(seq, arrays) of the state file ``path``, made for ``markets``, a prefix of
+    them, or ``markets`` and more (added at run time: the caller checks them,
+    ``arrays["markets"]`` names them); ``StateError`` if it cannot be used."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
@@ -104,11 +107,12 @@ def load_state(path: Path, markets: list[str]) -> tuple[int, dict[str, np.ndarra
         raise StateError(f"{path}: no feed state header ({exc})") from exc
     if version != FORMAT_VERSION:
         raise StateError(f"{path}: format version {version}, this build reads {FORMAT_VERSION}")
-    if names != markets[: len(names)]:
+    if names[: len(markets)] != markets[: len(names)]:
         raise StateError(
             f"{path}: made for the markets {names}, the config has {markets}: a market was "
             "renamed or moved (remove the feed state to rebuild it from the log)"
         )
+    arrays["markets"] = np.array(names, dtype=np.str_)
     return seq, arrays
 
 

@@ -93,9 +93,12 @@ def daemon_toml(
     http: str = "",
     ws: str | None = "",
     feed: str = "",
+    room: str = "",
 ) -> str:
-    """The config text of a gateway test daemon (``ws`` None: no ``[ws]``)."""
+    """The config text of a gateway test daemon (``ws`` None: no ``[ws]``; ``room``:
+    more ``[engine]`` settings, the catalog's room: ``max_assets = 5`` ...)."""
     text = config_text(max_orders=20_000, max_levels=1000, max_users=10_000)
+    text = text.replace("[engine]\n", "[engine]\n" + room, 1)
     text += (
         f'\n[feed]\npub = "ipc://{tmp}/pub.sock"\nrpc = "ipc://{tmp}/rpc.sock"\n'
         f"state_interval_s = 0.5\ndepth_interval_s = 0.05\nkline_interval_s = 0.05\n{feed}"
@@ -132,15 +135,17 @@ def running_daemon(
     feed: str = "",
     extra: str = "",
     run_args: tuple[str, ...] = (),
+    room: str = "",
 ) -> Iterator[Daemon]:
     """Start ``matchd run`` with everything (see the module docstring); ``http``,
     ``ws`` and ``feed`` are more settings of those tables (``ws`` None: no WebSocket
-    gateway), ``extra`` more TOML, ``run_args`` more arguments of ``matchd run``."""
+    gateway), ``extra`` more TOML, ``run_args`` more arguments of ``matchd run``,
+    ``room`` more ``[engine]`` settings (``daemon_toml``)."""
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
     with fresh_database() if history else _no_database() as db:
         http_port, ws_port = free_port(), free_port()
         config = tmp / "matchd.toml"
-        text = daemon_toml(tmp, http_port, ws_port, db, http=http, ws=ws, feed=feed)
+        text = daemon_toml(tmp, http_port, ws_port, db, http=http, ws=ws, feed=feed, room=room)
         config.write_text(text + extra)
         if db is not None:
             assert cli.main(["db", "migrate", "--config", str(config)]) == 0

@@ -9,9 +9,11 @@ from itertools import count
 import pytest
 
 from core.arguments import ArgumentError
-from core.config import parse_config
+from core.config import AssetConfig, MarketConfig, parse_config
 from core.engine import Engine
+from core.schema import Result
 from core.viabtc import Exchange
+from tests.support.engines import IMPLEMENTATIONS, EngineClass
 
 CONFIG = """
 [engine]
@@ -274,3 +276,26 @@ def test_time_in_force_post_only_and_stp(ex: Exchange) -> None:
     assert ioc.result["left"] == "1"
     assert ex.put_limit(1, "BTC_USDT", 2, "1", "10", "0", "0", "", tif="DAY").code == 1
     assert ex.engine.check_invariants() == []
+
+
+@pytest.mark.parametrize("engine_class", IMPLEMENTATIONS, ids=lambda c: c.__name__)
+def test_assets_and_markets_added_at_run_time(engine_class: EngineClass) -> None:
+    """The Exchange follows the engine's catalog (``EngineAPI.config``): what was added
+    after it was made is known at once."""
+    room = "max_assets = 3\nmax_markets = 2\nadded_market_orders = 10\nadded_market_levels = 10\n"
+    engine = engine_class(parse_config(CONFIG.replace("[engine]\n", "[engine]\n" + room)))
+    ticks = count(1_700_000_000_000_000_000, 1_000)
+    ex = Exchange(engine, lambda: next(ticks))
+    assert not ex.put_limit(1, "SOL_USDT", 1, "1", "20", "0", "0", "web").ok
+    assert int(engine.add_asset(AssetConfig("SOL", 8))[0][0]["code"]) == Result.OK
+    sol_usdt = MarketConfig("SOL_USDT", "SOL", "USDT", 4, 3, max_orders=10, max_levels=10)
+    assert int(engine.add_market(sol_usdt)[0][0]["code"]) == Result.OK
+    assert ex.config is engine.config
+    fund(ex, 1, "SOL", "2")
+    ask = ex.put_limit(1, "SOL_USDT", 1, "1.5", "20.25", "0", "0", "web")
+    assert ask.ok
+    assert (ask.result["market"], ask.result["price"]) == ("SOL_USDT", "20.25")
+    assert ex.order_depth("SOL_USDT", 10, "0").result == {"asks": [["20.25", "1.5"]], "bids": []}
+    assert [m["name"] for m in ex.market_list().result] == ["BTC_USDT", "SOL_USDT"]
+    assert ex.asset_list().result[-1] == {"name": "SOL", "prec": 8}
+    assert ex.balance_query(1, "SOL").result == {"SOL": {"available": "0.5", "freeze": "1.5"}}
