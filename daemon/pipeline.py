@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from core.compose import compose_engine
-from core.engine import BOOK_ARRAYS, Engine, copy_nonzero, market_params
+from core.engine import BOOK_ARRAYS, Engine, copy_nonzero
+from core.engine_catalog import market_params
 from core.errors import BrokenError, ConfigError
 from core.memory import join_records
 from core.schema import DONE_DTYPE, EVENT_DTYPE, WORK_DTYPE
