@@ -129,15 +129,21 @@ def new_market(config: EngineConfig, raw: MarketConfig) -> Market:
     return market
 
 
+def grown(config: EngineConfig, raw: AssetConfig | MarketConfig) -> EngineConfig:
+    """``config`` after ADD_ASSET (``raw`` an ``AssetConfig``) or ADD_MARKET (a
+    ``MarketConfig``): checked by ``new_asset``/``new_market`` (``CatalogRefused`` as
+    an engine would refuse it) and appended (``with_asset``/``with_market``)."""
+    if isinstance(raw, AssetConfig):
+        return with_asset(config, new_asset(config, raw))
+    return with_market(config, new_market(config, raw))
+
+
 def refusal(config: EngineConfig, raw: AssetConfig | MarketConfig) -> CatalogRefused | None:
     """Why the catalog ``config`` refuses ADD_ASSET (``raw`` an ``AssetConfig``) or
     ADD_MARKET (a ``MarketConfig``), or None: what an engine would answer, with the
     message (the engines answer the code only)."""
     try:
-        if isinstance(raw, AssetConfig):
-            new_asset(config, raw)
-        else:
-            new_market(config, raw)
+        grown(config, raw)
     except CatalogRefused as refused:
         return refused
     return None

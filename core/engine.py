@@ -21,7 +21,7 @@ from core.config import (
     Market,
     with_limits,
 )
-from core.engine_catalog import CatalogState, market_params
+from core.engine_catalog import CatalogState, asset_row, market_params
 from core.engine_integrity import StateIntegrity
 from core.kernels import balance as kbalance
 from core.kernels import book as kbook
@@ -318,7 +318,7 @@ class Engine(StateIntegrity, CatalogState):
         for m in range(self.config.market_slots):  # added markets' too: their room is set
             kbook.init_market(self._book, m)
         for a in self.config.assets:
-            self._asset_rows[a.index] = (a.name.encode(), a.prec, a.prec_show)
+            self._asset_rows[a.index] = asset_row(a)
         for market in self.config.markets:
             self._write_market_row(market)
         self._counters[COUNTER_ASSETS] = len(self.config.assets)

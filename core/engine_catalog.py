@@ -89,6 +89,11 @@ def _market_of(index: int, row: np.ndarray, mp: np.ndarray, assets: list[Asset])
     return with_limits(market, limits)
 
 
+def asset_row(asset: Asset) -> tuple[bytes, int, int]:
+    """``asset``'s row of the ``asset_table`` (ASSET_ROW_DTYPE)."""
+    return asset.name.encode(), asset.prec, asset.prec_show
+
+
 class CatalogState:
     """``Engine``'s catalog: ADD_ASSET, ADD_MARKET and ``adopt_catalog`` over the
     engine's arrays (a mixin)."""
@@ -127,7 +132,7 @@ class CatalogState:
                 f"{config.asset_slots} and {config.market_slots}"
             )
         for a in config.assets:
-            if self._asset_rows[a.index].tolist() != (a.name.encode(), a.prec, a.prec_show):
+            if self._asset_rows[a.index].tolist() != asset_row(a):
                 raise ValueError(f"{what} has another asset {a.index} than {a.name}")
         for m in config.markets:
             row = self._market_rows[m.index]
@@ -164,7 +169,7 @@ class CatalogState:
         self.config = with_asset(self.config, checked)
         asset = self.config.assets[-1]
         index = asset.index
-        self._asset_rows[index] = (asset.name.encode(), asset.prec, asset.prec_show)
+        self._asset_rows[index] = asset_row(asset)
         self._counters[COUNTER_ASSETS] = index + 1
         return self._catalog_result(results, index)
 

@@ -36,15 +36,8 @@ import numpy as np
 import redis
 import zmq
 
-from core.catalog import (
-    CatalogRefused,
-    catalog_payload,
-    decode_catalog,
-    new_asset,
-    new_market,
-    with_asset,
-    with_market,
-)
+from core.catalog import CatalogRefused, catalog_payload, decode_catalog
+from core.catalog import grown as catalog_grown
 from core.config import AssetConfig, EngineConfig, MarketConfig
 from core.schema import EventKind, MarketStatus, Side
 from daemon.feed_config import FeedConfig, RedisConfig
@@ -232,7 +225,7 @@ class Feed:
         """Grow the catalog by ``raw`` (checked as the engine checked it: the catalog
         the feed holds is the engine's) and every per-market table with it."""
         try:
-            grown = catalog_with(self.engine, raw)
+            grown = catalog_grown(self.engine, raw)
         except CatalogRefused as exc:
             logger.error(
                 "feed: %s: %s %r not added (%s): the feed's config does not match the log",
@@ -556,14 +549,6 @@ def decodable_runs(runs: list[RecordRun]) -> list[RecordRun]:
             )
         break
     return out
-
-
-def catalog_with(config: EngineConfig, raw: AssetConfig | MarketConfig) -> EngineConfig:
-    """``config`` with the ADD_ASSET or ADD_MARKET ``raw`` applied (``core.catalog``);
-    ``CatalogRefused`` as the engine would refuse it."""
-    if isinstance(raw, AssetConfig):
-        return with_asset(config, new_asset(config, raw))
-    return with_market(config, new_market(config, raw))
 
 
 def merge_ticks(intervals: tuple[str, ...], money_prec: int) -> list[tuple[str, int]]:

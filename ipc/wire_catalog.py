@@ -25,7 +25,7 @@ from core.schema import Result
 from ipc.wire_calls import I64, Call
 
 #: Text of a catalog call (a name, an asset's name, a decimal): the catalog's rules
-#: bound it further (names of at most 15 or 32 bytes), with a message naming them.
+#: bound it further (names of at most 15 or 30 bytes), with a message naming them.
 Text = Annotated[str, msgspec.Meta(max_length=100)]
 #: The settings of ``MarketConfig`` that ``market.add`` requires.
 REQUIRED_MARKET_SETTINGS: Final = ("name", "stock", "money", "stock_prec", "money_prec")

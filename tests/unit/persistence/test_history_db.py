@@ -24,7 +24,7 @@ from persistence.history_db import (
 )
 from persistence.history_schema import LATEST_VERSION, MIGRATIONS, MIGRATIONS_TABLE
 from tests.support.mysql import TestDatabase as Database
-from tests.support.mysql import fresh_database
+from tests.support.mysql import fresh_database, query
 
 pytestmark = pytest.mark.integration
 
@@ -62,18 +62,8 @@ def _config(db: Database, **overrides: Any) -> HistoryConfig:
     return HistoryConfig(**settings)
 
 
-def _query(db: Database, sql: str, *params: object) -> list[tuple[Any, ...]]:
-    conn = db.connect()
-    try:
-        cursor = conn.cursor()
-        cursor.execute(sql, params or None)
-        return list(cursor.fetchall())
-    finally:
-        conn.close()
-
-
 def _objects(db: Database) -> dict[str, str]:
-    rows = _query(
+    rows = query(
         db,
         "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = %s",
         db.database,
@@ -82,7 +72,7 @@ def _objects(db: Database) -> dict[str, str]:
 
 
 def _recorded(db: Database) -> list[tuple[int, str]]:
-    rows = _query(db, f"SELECT version, description FROM {MIGRATIONS_TABLE} ORDER BY version")  # noqa: S608
+    rows = query(db, f"SELECT version, description FROM {MIGRATIONS_TABLE} ORDER BY version")  # noqa: S608
     return [(int(version), str(description)) for version, description in rows]
 
 
@@ -104,7 +94,7 @@ def test_migrate_creates_every_table_and_view_and_records_the_versions(
     assert applied == ALL_VERSIONS
     assert _objects(db) == _schema_objects()
     assert _recorded(db) == [(m.version, m.description) for m in MIGRATIONS]
-    collations = _query(
+    collations = query(
         db,
         "SELECT DISTINCT table_collation FROM information_schema.tables "
         "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
@@ -120,19 +110,19 @@ def test_migrate_creates_every_table_and_view_and_records_the_versions(
 
 def test_a_second_migrate_applies_nothing_and_changes_nothing(db: Database) -> None:
     migrate(_config(db))
-    before = _query(db, f"SELECT version, applied_at FROM {MIGRATIONS_TABLE}")  # noqa: S608
+    before = query(db, f"SELECT version, applied_at FROM {MIGRATIONS_TABLE}")  # noqa: S608
 
     assert migrate(_config(db)) == []
-    assert _query(db, f"SELECT version, applied_at FROM {MIGRATIONS_TABLE}") == before  # noqa: S608
+    assert query(db, f"SELECT version, applied_at FROM {MIGRATIONS_TABLE}") == before  # noqa: S608
     assert _objects(db) == _schema_objects()
 
 
 def test_migrate_creates_a_missing_database(db: Database) -> None:
-    _query(db, f"DROP DATABASE `{db.database}`")
+    query(db, f"DROP DATABASE `{db.database}`")
 
     assert database_version(_config(db)) is None
     assert migrate(_config(db)) == ALL_VERSIONS
-    charset = _query(
+    charset = query(
         db,
         "SELECT default_character_set_name, default_collation_name "
         "FROM information_schema.schemata WHERE schema_name = %s",
